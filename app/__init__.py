@@ -1,0 +1,1 @@
+"""Instashare: the API (spec → handlers → services → models/storage)."""

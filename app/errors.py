@@ -1,0 +1,60 @@
+"""Domain errors. Services raise them; `app.problems` turns each into problem+json."""
+
+from __future__ import annotations
+
+
+class AppError(Exception):
+    """An error a client can act on: it carries its HTTP status, a title and a detail."""
+
+    status = 400
+    title = "Bad Request"
+
+    def __init__(self, detail: str, *, headers: dict[str, str] | None = None, **extra):
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = headers or {}
+        self.extra = extra
+
+    @property
+    def type(self) -> str:
+        return f"/problems/{self.title.lower().replace(' ', '-')}"
+
+
+class InvalidInput(AppError):
+    status, title = 400, "Invalid Input"
+
+
+class Unauthorized(AppError):
+    status, title = 401, "Unauthorized"
+
+
+class NotFound(AppError):
+    status, title = 404, "Not Found"
+
+
+class Conflict(AppError):
+    status, title = 409, "Conflict"
+
+
+class NotReady(AppError):
+    status, title = 409, "Not Ready"
+
+
+class PreconditionFailed(AppError):
+    status, title = 412, "Precondition Failed"
+
+
+class TooLarge(AppError):
+    status, title = 413, "Payload Too Large"
+
+
+class UnsupportedMediaType(AppError):
+    status, title = 415, "Unsupported Media Type"
+
+
+class TooManyRequests(AppError):
+    status, title = 429, "Too Many Requests"
+
+
+class StorageUnavailable(AppError):
+    status, title = 503, "Storage Unavailable"

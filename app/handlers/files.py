@@ -1,0 +1,125 @@
+"""Handlers for uploads and /files: list, get, rename, delete and download."""
+
+from __future__ import annotations
+
+import uuid
+from urllib.parse import quote
+
+import flask
+
+from app.errors import InvalidInput
+from app.handlers import json_body
+from app.models import File
+from app.multipart import FORM_KEY, UPLOAD_KEY
+from app.services import files, users
+from app.web import db, runtime
+
+
+def file_json(file: File) -> dict:
+    """The public representation of a file."""
+    return {
+        "id": str(file.id),
+        "name": file.name,
+        "status": file.status.value,
+        "size": file.size,
+        "compressed_size": file.compressed_size,
+        "content_type": file.content_type,
+        "sha256": file.sha256,
+        "error": file.error,
+        "created_at": file.created_at.isoformat(),
+        "updated_at": file.updated_at.isoformat(),
+        "processed_at": file.processed_at.isoformat() if file.processed_at else None,
+    }
+
+
+def _file_response(file: File, status: int = 200, **headers: str):
+    return json_body(file_json(file), status, ETag=files.etag(file), **headers)
+
+
+def content_disposition(filename: str) -> str:
+    """`attachment` with an ASCII fallback and the exact UTF-8 name (RFC 6266 / 8187)."""
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in filename)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+def _owner(user: str) -> uuid.UUID:
+    # The token may outlive its account: users.get answers 401 for a deleted one.
+    return users.get(db(), uuid.UUID(user)).id
+
+
+def upload(user: str):
+    """Upload a file (multipart); it is compressed in the background."""
+    scope = flask.request.environ["asgi.scope"]
+    spooled = scope["extensions"].get(UPLOAD_KEY)
+    form = scope["extensions"].get(FORM_KEY, {})
+    if spooled is None:
+        raise InvalidInput("The form has no 'file' part.")
+    try:
+        rt = runtime()
+        file = files.create(
+            db(),
+            rt.storage,
+            rt.jobs,
+            owner_id=_owner(user),
+            upload=spooled,
+            name=form.get("name"),
+            quota_bytes=rt.settings.quota_bytes,
+        )
+    finally:
+        spooled.discard()
+    return _file_response(file, 202, Location=f"/api/v1/files/{file.id}")
+
+
+def list_files(user: str, limit: int = 20, cursor=None, status=None, sort: str = "-created_at"):
+    """Your files, a page at a time."""
+    page = files.list_files(
+        db(), _owner(user), limit=limit, cursor=cursor, status=status, sort=sort
+    )
+    return json_body(
+        {
+            "items": [file_json(f) for f in page.items],
+            "next_cursor": page.next_cursor,
+            "total": page.total,
+        }
+    )
+
+
+def get_file(user: str, file_id: str):
+    """One file."""
+    return _file_response(files.get(db(), _owner(user), uuid.UUID(file_id)))
+
+
+def rename(user: str, file_id: str, body: dict):
+    """Rename a file."""
+    file = files.rename(
+        db(),
+        _owner(user),
+        uuid.UUID(file_id),
+        body["name"],
+        if_match=flask.request.headers.get("If-Match"),
+    )
+    return _file_response(file)
+
+
+def delete(user: str, file_id: str):
+    """Delete a file and its stored objects."""
+    files.delete(db(), runtime().storage, _owner(user), uuid.UUID(file_id))
+    return None, 204
+
+
+def download(user: str, file_id: str, format: str = "zip"):
+    """Download the ZIP, or with `format=original` the original bytes."""
+    result = files.download(
+        db(), runtime().storage, _owner(user), uuid.UUID(file_id), original=format == "original"
+    )
+    return flask.Response(
+        flask.stream_with_context(result.chunks),
+        status=200,
+        content_type=result.content_type,
+        headers={
+            "Content-Length": str(result.size),
+            "Content-Disposition": content_disposition(result.filename),
+            "ETag": result.etag,
+        },
+        direct_passthrough=True,
+    )

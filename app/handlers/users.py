@@ -1,0 +1,52 @@
+"""Handlers for /users: register, login and the caller's profile."""
+
+from __future__ import annotations
+
+import uuid
+
+import flask
+
+from app.handlers import json_body
+from app.services import users
+from app.web import db, runtime
+
+
+def _user_json(user) -> dict:
+    return {"id": str(user.id), "email": user.email, "created_at": user.created_at.isoformat()}
+
+
+def register(body: dict):
+    """Create an account."""
+    user = users.register(db(), body["email"], body["password"])
+    return json_body(_user_json(user), 201, Location="/api/v1/users/me")
+
+
+def login(body: dict):
+    """Exchange an e-mail and password for an access token."""
+    rt = runtime()
+    token, expires_in = users.login(
+        db(),
+        rt.settings,
+        rt.throttle,
+        email=body["email"],
+        password=body["password"],
+        address=flask.request.remote_addr or "unknown",
+    )
+    return json_body({"access_token": token, "token_type": "Bearer", "expires_in": expires_in})
+
+
+def me(user: str):
+    """Your profile and storage usage."""
+    session = db()
+    account = users.get(session, uuid.UUID(user))
+    usage = users.usage(session, account.id)
+    return json_body(
+        {
+            **_user_json(account),
+            "usage": {
+                "file_count": usage.file_count,
+                "bytes_stored": usage.bytes_stored,
+                "quota_bytes": runtime().settings.quota_bytes,
+            },
+        }
+    )

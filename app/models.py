@@ -1,0 +1,85 @@
+"""The two tables: accounts and the files they own."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import uuid
+
+from sqlalchemy import BigInteger, Enum, ForeignKey, Index, Integer, String, Text, Uuid, func
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.db import Base, UTCDateTime, utcnow
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    email: Mapped[str] = mapped_column(String(254))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    files: Mapped[list[File]] = relationship(back_populates="owner", passive_deletes=True)
+
+    __table_args__ = (
+        # One account per address, whatever its case.
+        Index("uq_users_email_lower", func.lower(email), unique=True),
+    )
+
+
+class FileStatus(enum.StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class File(Base):
+    __tablename__ = "files"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    status: Mapped[FileStatus] = mapped_column(
+        Enum(FileStatus, name="file_status", values_callable=lambda e: [m.value for m in e]),
+        default=FileStatus.PENDING,
+    )
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    crc32: Mapped[int] = mapped_column(BigInteger)
+    content_type: Mapped[str] = mapped_column(String(255))
+    compressed_size: Mapped[int | None] = mapped_column(BigInteger)
+    compression: Mapped[str | None] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # When the job was last handed to the broker (None: never, or the broker was down).
+    enqueued_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # A worker holds the job until then and renews it while it works.
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    lease_token: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    processed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # Bumped on every UPDATE; the ETag, and SQLAlchemy's optimistic lock.
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    owner: Mapped[User] = relationship(back_populates="files")
+
+    __mapper_args__ = {"version_id_col": version}
+    __table_args__ = (
+        Index("uq_files_owner_id_name", "owner_id", "name", unique=True),
+        Index("ix_files_owner_id_created_at", "owner_id", "created_at", "id"),
+        Index("ix_files_status_updated_at", "status", "updated_at"),
+    )
+
+    @property
+    def staged_key(self) -> str:
+        """Where the raw upload waits for the worker, in its owner's folder."""
+        return f"{self.owner_id}/uploads/{self.id}"
+
+    @property
+    def archive_key(self) -> str:
+        """Where the ZIP lives, in its owner's folder."""
+        return f"{self.owner_id}/{self.id}.zip"

@@ -1,0 +1,1 @@
+"""Domain logic. Services take a session explicitly and import neither Flask nor Connexion."""

@@ -1,0 +1,299 @@
+"""Files: creating them from uploads, listing, renaming, deleting and reading them back."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+import mimetypes
+import uuid
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from app.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    NotReady,
+    PreconditionFailed,
+    StorageUnavailable,
+    TooLarge,
+)
+from app.models import File, FileStatus
+from app.services import names, users
+from app.services.jobs import JobQueue
+from app.services.spool import SpooledUpload
+from app.storage import Storage
+from app.storage.base import CHUNK_SIZE
+
+SORTS = {
+    "created_at": (File.created_at, False),
+    "-created_at": (File.created_at, True),
+    "name": (File.name, False),
+    "-name": (File.name, True),
+}
+GENERIC_TYPES = {"", "application/octet-stream", "binary/octet-stream"}
+RETRY_AFTER_SECONDS = 2
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[File]
+    next_cursor: str | None
+    total: int
+
+
+@dataclass(frozen=True)
+class Download:
+    """What a download answers with: the bytes as chunks, and how to describe them."""
+
+    chunks: Iterator[bytes]
+    size: int
+    content_type: str
+    filename: str
+    etag: str
+
+
+def etag(file: File) -> str:
+    return f'"{file.version}"'
+
+
+def content_type_for(name: str, declared: str | None) -> str:
+    """The client's type unless it is missing or generic; then a guess from the name."""
+    declared = (declared or "").split(";", 1)[0].strip().lower()
+    if declared not in GENERIC_TYPES:
+        return declared
+    return mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
+
+
+def _owned(session: Session, owner_id: uuid.UUID, file_id: uuid.UUID) -> File:
+    file = session.get(File, file_id)
+    if file is None or file.owner_id != owner_id:
+        # Someone else's file is as absent as one that never existed.
+        raise NotFound(f"There is no file {file_id}.")
+    return file
+
+
+def _name_taken(session: Session, owner_id: uuid.UUID, name: str) -> bool:
+    return (
+        session.scalar(select(File.id).where(File.owner_id == owner_id, File.name == name))
+        is not None
+    )
+
+
+def check_new_file(
+    session: Session, quota_bytes: int, owner_id: uuid.UUID, name: str, size: int
+) -> None:
+    """Refuse a new file whose name is taken or whose size would break the owner's quota."""
+    used = users.usage(session, owner_id).bytes_stored
+    if used + size > quota_bytes:
+        raise TooLarge(
+            f"This upload of {size} bytes would exceed your storage quota "
+            f"({used} of {quota_bytes} bytes used).",
+            limit="quota",
+        )
+    if _name_taken(session, owner_id, name):
+        raise Conflict(f"You already have a file named {name!r}.")
+
+
+def create(
+    session: Session,
+    storage: Storage,
+    jobs: JobQueue,
+    *,
+    owner_id: uuid.UUID,
+    upload: SpooledUpload,
+    name: str | None,
+    quota_bytes: int,
+) -> File:
+    """Record a spooled upload as a pending file, stage its bytes, then send the job."""
+    name = (
+        names.check_name(name) if name is not None else names.from_client_filename(upload.filename)
+    )
+    check_new_file(session, quota_bytes, owner_id, name, upload.size)
+    file = File(
+        id=uuid.uuid4(),
+        owner_id=owner_id,
+        name=name,
+        status=FileStatus.PENDING,
+        size=upload.size,
+        sha256=upload.sha256,
+        crc32=upload.crc32,
+        content_type=content_type_for(name, upload.content_type),
+        attempts=0,
+    )
+    session.add(file)
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        raise Conflict(f"You already have a file named {name!r}.") from None
+    try:
+        storage.put_file(file.staged_key, upload.path, file.content_type)
+    except Exception as exc:
+        session.rollback()
+        raise StorageUnavailable(f"The upload could not be stored: {exc}") from exc
+    try:
+        session.commit()
+    except Exception:
+        storage.delete(file.staged_key)  # no object without its row
+        raise
+    jobs.send_compression(session, file.id)
+    return file
+
+
+def _encode_cursor(sort: str, file: File) -> str:
+    value = getattr(file, SORTS[sort][0].key)
+    if isinstance(value, dt.datetime):
+        value = value.isoformat()
+    raw = json.dumps({"s": sort, "v": value, "id": str(file.id)}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(sort: str, cursor: str) -> tuple[object, uuid.UUID]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if data["s"] != sort:
+            raise ValueError("cursor from another sort order")
+        value = data["v"]
+        if sort.endswith("created_at"):
+            value = dt.datetime.fromisoformat(value)
+        elif not isinstance(value, str):
+            raise ValueError("bad value")
+        return value, uuid.UUID(data["id"])
+    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise InvalidInput(
+            "The cursor is not valid for this listing; start again without it."
+        ) from None
+
+
+def list_files(
+    session: Session,
+    owner_id: uuid.UUID,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    status: str | None = None,
+    sort: str = "-created_at",
+) -> Page:
+    """One page of the owner's files, in a stable keyset order."""
+    column, descending = SORTS[sort]
+    where = [File.owner_id == owner_id]
+    if status is not None:
+        where.append(File.status == FileStatus(status))
+    total = session.scalar(select(func.count(File.id)).where(*where)) or 0
+    query = select(File).where(*where)
+    if cursor:
+        value, last_id = _decode_cursor(sort, cursor)
+        if descending:
+            query = query.where(or_(column < value, and_(column == value, File.id < last_id)))
+        else:
+            query = query.where(or_(column > value, and_(column == value, File.id > last_id)))
+    order = (column.desc(), File.id.desc()) if descending else (column.asc(), File.id.asc())
+    rows = list(session.scalars(query.order_by(*order).limit(limit + 1)))
+    next_cursor = _encode_cursor(sort, rows[limit - 1]) if len(rows) > limit else None
+    return Page(items=rows[:limit], next_cursor=next_cursor, total=total)
+
+
+def get(session: Session, owner_id: uuid.UUID, file_id: uuid.UUID) -> File:
+    """One of the owner's files."""
+    return _owned(session, owner_id, file_id)
+
+
+def rename(
+    session: Session,
+    owner_id: uuid.UUID,
+    file_id: uuid.UUID,
+    new_name: str,
+    *,
+    if_match: str | None = None,
+) -> File:
+    """Give a file a new name; PreconditionFailed if `if_match` is not its current ETag."""
+    file = _owned(session, owner_id, file_id)
+    if if_match is not None and if_match.strip() != "*":
+        offered = {tag.strip().removeprefix("W/") for tag in if_match.split(",")}
+        if etag(file) not in offered:
+            raise PreconditionFailed(
+                "The file has changed since you read it (ETag mismatch); fetch it and retry."
+            )
+    names.check_name(new_name)
+    if new_name == file.name:
+        return file
+    if _name_taken(session, owner_id, new_name):
+        raise Conflict(f"You already have a file named {new_name!r}.")
+    file.name = new_name
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise Conflict(f"You already have a file named {new_name!r}.") from None
+    except StaleDataError:
+        session.rollback()
+        raise PreconditionFailed("The file changed while it was being renamed; retry.") from None
+    return file
+
+
+def delete(session: Session, storage: Storage, owner_id: uuid.UUID, file_id: uuid.UUID) -> None:
+    """Remove a file's row and every object stored for it."""
+    file = _owned(session, owner_id, file_id)
+    session.delete(file)
+    session.flush()
+    try:
+        for key in (file.archive_key, file.staged_key):
+            storage.delete(key)
+    except Exception as exc:
+        session.rollback()
+        raise StorageUnavailable(f"The file could not be deleted: {exc}") from exc
+    session.commit()
+
+
+def _zip_entry_chunks(storage: Storage, key: str) -> Iterator[bytes]:
+    with storage.open(key) as raw, zipfile.ZipFile(raw) as archive:
+        (entry,) = archive.infolist()
+        with archive.open(entry) as member:
+            while chunk := member.read(CHUNK_SIZE):
+                yield chunk
+
+
+def download(
+    session: Session,
+    storage: Storage,
+    owner_id: uuid.UUID,
+    file_id: uuid.UUID,
+    *,
+    original: bool = False,
+) -> Download:
+    """The file's ZIP (or its original bytes, out of the ZIP) once it is ready."""
+    file = _owned(session, owner_id, file_id)
+    if file.status != FileStatus.READY:
+        detail = (
+            f"The file failed to process: {file.error}"
+            if file.status == FileStatus.FAILED
+            else f"The file is {file.status.value}; its archive is not ready yet."
+        )
+        headers = (
+            {} if file.status == FileStatus.FAILED else {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        )
+        raise NotReady(detail, headers=headers)
+    if original:
+        return Download(
+            chunks=_zip_entry_chunks(storage, file.archive_key),
+            size=file.size,
+            content_type=file.content_type,
+            filename=file.name,
+            etag=f'"{file.sha256}"',
+        )
+    return Download(
+        chunks=storage.iter_chunks(file.archive_key),
+        size=file.compressed_size or storage.size(file.archive_key),
+        content_type="application/zip",
+        filename=f"{file.name}.zip",
+        etag=f'"{file.sha256}.zip"',
+    )

@@ -1,0 +1,49 @@
+"""Handing compression jobs to the broker: after commit, and never at the upload's expense."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from app.db import utcnow
+from app.models import File
+
+log = logging.getLogger(__name__)
+
+COMPRESS_TASK = "worker.tasks.compress_upload"
+
+
+class JobQueue:
+    """Sends jobs by task name, so the API need not import the worker's code."""
+
+    def __init__(self, send: Callable[[str, list[str]], object]):
+        self._send = send
+
+    def send_compression(self, session: Session, file_id: uuid.UUID) -> bool:
+        """Publish the job for a committed file; False (and a log line) if the broker is down.
+
+        A file whose job was not sent keeps `enqueued_at` empty and the periodic sweep sends
+        it once the broker answers again, so an upload never waits on the broker.
+        """
+        try:
+            self._send(COMPRESS_TASK, [str(file_id)])
+        except Exception as exc:  # any broker failure: the sweep will deliver it later
+            log.warning("could not enqueue compression of %s: %s", file_id, exc)
+            return False
+        # Bookkeeping only: a Core UPDATE, so the file's version (its ETag) does not move.
+        session.execute(update(File).where(File.id == file_id).values(enqueued_at=utcnow()))
+        session.commit()
+        return True
+
+
+def celery_sender(celery_app) -> Callable[[str, list[str]], object]:
+    """Publish through a Celery app without retrying: a dead broker must not stall a request."""
+
+    def send(task: str, args: list[str]) -> object:
+        return celery_app.send_task(task, args=args, retry=False)
+
+    return send

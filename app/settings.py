@@ -1,0 +1,243 @@
+"""One settings object, read from the environment once and validated at start."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_SECRET = "development-only-secret-do-not-use-in-production"  # noqa: S105 - the value production refuses
+GIB = 1024**3
+
+
+class SettingsError(ValueError):
+    """A setting has a value the service cannot run with; the message names it."""
+
+
+def _int(minimum: int = 0) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw.replace("_", ""))
+        if value < minimum:
+            raise ValueError(f"must be at least {minimum}")
+        return value
+
+    return parse
+
+
+def _float(minimum: float = 0.0) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        value = float(raw)
+        if value < minimum:
+            raise ValueError(f"must be at least {minimum}")
+        return value
+
+    return parse
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError("must be true or false")
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return raw
+
+    return parse
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    return tuple(o.strip() for o in raw.split(",") if o.strip())
+
+
+def _setting(env: str, default: Any, parse: Callable[[str], Any] = str, doc: str = "") -> Any:
+    return field(default=default, metadata={"env": env, "parse": parse, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the service; `Settings.from_env()` is the only constructor used at run."""
+
+    env: str = _setting(
+        "INSTASHARE_ENV",
+        "development",
+        _choice("development", "production"),
+        "`production` refuses a default secret, SQLite and in-process stores",
+    )
+    secret_key: str = _setting(
+        "INSTASHARE_SECRET_KEY", DEFAULT_SECRET, str, "HS256 key that signs access tokens"
+    )
+    token_ttl_seconds: int = _setting(
+        "INSTASHARE_TOKEN_TTL_SECONDS", 3600, _int(60), "lifetime of an access token"
+    )
+    database_url: str = _setting(
+        "INSTASHARE_DATABASE_URL",
+        "sqlite:///var/instashare.db",
+        str,
+        "SQLAlchemy URL (`postgresql+psycopg2://…` in production)",
+    )
+    broker_url: str = _setting(
+        "INSTASHARE_BROKER_URL",
+        "filesystem://",
+        str,
+        "Celery broker; `filesystem://` keeps queues under the data dir",
+    )
+    redis_url: str = _setting(
+        "INSTASHARE_REDIS_URL",
+        "",
+        str,
+        "Redis for login throttling; empty means in-process (development only)",
+    )
+    data_dir: Path = _setting(
+        "INSTASHARE_DATA_DIR", Path("var"), Path, "root of local state for the embedded default"
+    )
+    storage_backend: str = _setting(
+        "INSTASHARE_STORAGE_BACKEND", "local", _choice("local", "gcs"), "`local` or `gcs`"
+    )
+    storage_dir: Path | None = _setting(
+        "INSTASHARE_STORAGE_DIR",
+        None,
+        Path,
+        "local backend root (a shared mount for several nodes); default `<data dir>/storage`",
+    )
+    gcs_bucket: str = _setting(
+        "INSTASHARE_GCS_BUCKET", "", str, "bucket for the `gcs` backend (required with it)"
+    )
+    gcs_project: str = _setting(
+        "INSTASHARE_GCS_PROJECT", "", str, "project for the GCS client; empty means from ADC"
+    )
+    spool_dir: Path | None = _setting(
+        "INSTASHARE_SPOOL_DIR",
+        None,
+        Path,
+        "where multipart bodies are spooled while they stream in; default `<data dir>/spool`",
+    )
+    max_upload_bytes: int = _setting(
+        "INSTASHARE_MAX_UPLOAD_BYTES", 10 * GIB, _int(1), "largest accepted upload body (413 above)"
+    )
+    max_json_bytes: int = _setting(
+        "INSTASHARE_MAX_JSON_BYTES", 64 * 1024, _int(1024), "largest accepted JSON request body"
+    )
+    quota_bytes: int = _setting(
+        "INSTASHARE_QUOTA_BYTES", 100 * GIB, _int(0), "stored bytes allowed per user"
+    )
+    login_max_failures: int = _setting(
+        "INSTASHARE_LOGIN_MAX_FAILURES", 5, _int(1), "failed logins per account per window"
+    )
+    login_max_failures_per_ip: int = _setting(
+        "INSTASHARE_LOGIN_MAX_FAILURES_PER_IP",
+        50,
+        _int(1),
+        "failed logins per client address per window",
+    )
+    login_window_seconds: int = _setting(
+        "INSTASHARE_LOGIN_WINDOW_SECONDS", 900, _int(1), "throttling window"
+    )
+    job_lease_seconds: int = _setting(
+        "INSTASHARE_JOB_LEASE_SECONDS",
+        60,
+        _int(2),
+        "a compression job not heard from for this long is re-queued",
+    )
+    sweep_interval_seconds: float = _setting(
+        "INSTASHARE_SWEEP_INTERVAL_SECONDS",
+        30.0,
+        _float(0.2),
+        "how often the worker's scheduler re-queues stuck or unsent jobs",
+    )
+    job_time_limit_seconds: int = _setting(
+        "INSTASHARE_JOB_TIME_LIMIT_SECONDS", 6 * 3600, _int(10), "hard limit for one job"
+    )
+    validate_responses: bool = _setting(
+        "INSTASHARE_VALIDATE_RESPONSES", False, _bool, "check every response against the spec"
+    )
+    cors_origins: tuple[str, ...] = _setting(
+        "INSTASHARE_CORS_ORIGINS", (), _origins, "comma-separated origins allowed by CORS"
+    )
+    log_level: str = _setting(
+        "INSTASHARE_LOG_LEVEL", "INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "log level"
+    )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read every setting from `environ` (default: the process's), then validate."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            name = f.metadata["env"]
+            raw = environ.get(name)
+            if raw is None:
+                continue
+            try:
+                values[f.name] = f.metadata["parse"](raw)
+            except ValueError as exc:
+                raise SettingsError(f"{name}={raw!r} is invalid: {exc}") from None
+        values.update(overrides)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def storage_root(self) -> Path:
+        return self.storage_dir or self.data_dir / "storage"
+
+    @property
+    def spool_root(self) -> Path:
+        return self.spool_dir or self.data_dir / "spool"
+
+    def validate(self) -> None:
+        """Raise SettingsError naming the first setting the service cannot run with."""
+        if self.storage_backend == "gcs" and not self.gcs_bucket:
+            raise SettingsError("INSTASHARE_GCS_BUCKET is required when the storage is gcs")
+        if not self.production:
+            return
+        if self.secret_key == DEFAULT_SECRET or len(self.secret_key) < 32:
+            raise SettingsError(
+                "INSTASHARE_SECRET_KEY must be set to a random value of 32+ characters "
+                "in production"
+            )
+        if self.database_url.startswith("sqlite"):
+            raise SettingsError("INSTASHARE_DATABASE_URL must name PostgreSQL in production")
+        if not self.redis_url:
+            raise SettingsError("INSTASHARE_REDIS_URL is required in production (throttling)")
+        if self.broker_url.startswith("filesystem"):
+            raise SettingsError("INSTASHARE_BROKER_URL must name Redis in production")
+
+    def masked(self) -> dict[str, str]:
+        """Effective settings by environment name, secrets masked, for `instashare-server check`."""
+        shown: dict[str, str] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "secret_key":
+                value = "****" if value else ""
+            elif isinstance(value, str) and "@" in value and "://" in value:
+                scheme, rest = value.split("://", 1)
+                value = f"{scheme}://****@{rest.rsplit('@', 1)[1]}"
+            elif isinstance(value, tuple):
+                value = ",".join(value)
+            shown[f.metadata["env"]] = "" if value is None else str(value)
+        return shown
+
+
+def documented_settings() -> list[tuple[str, str, str]]:
+    """(environment name, default, meaning) for every setting: the README table's source."""
+    rows = []
+    for f in dataclasses.fields(Settings):
+        default = f.default
+        if isinstance(default, tuple):
+            default = ",".join(default)
+        rows.append((f.metadata["env"], "" if default is None else str(default), f.metadata["doc"]))
+    return rows

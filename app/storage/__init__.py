@@ -1,0 +1,20 @@
+"""Object storage behind one small interface: a local directory, or Google Cloud Storage."""
+
+from __future__ import annotations
+
+from app.settings import Settings
+from app.storage.base import ObjectMissing, Storage
+
+
+def make_storage(settings: Settings) -> Storage:
+    """The backend the settings choose."""
+    if settings.storage_backend == "gcs":
+        from app.storage.gcs import GCSStorage
+
+        return GCSStorage(settings.gcs_bucket, project=settings.gcs_project or None)
+    from app.storage.local import LocalStorage
+
+    return LocalStorage(settings.storage_root)
+
+
+__all__ = ["ObjectMissing", "Storage", "make_storage"]

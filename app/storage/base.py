@@ -1,0 +1,77 @@
+"""The storage interface every backend implements. Keys look like `<user_id>/<name>`."""
+
+from __future__ import annotations
+
+import abc
+import re
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import BinaryIO
+
+CHUNK_SIZE = 1024 * 1024
+_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
+
+
+class ObjectMissing(KeyError):
+    """The key names no object."""
+
+
+def check_key(key: str) -> str:
+    """Keys are built by the services; anything else (`..`, absolute paths) is a bug."""
+    if not _KEY.match(key) or ".." in key.split("/"):
+        raise ValueError(f"invalid storage key {key!r}")
+    return key
+
+
+class Storage(abc.ABC):
+    """Streams bytes in and out by key. Writes become visible whole or not at all."""
+
+    @abc.abstractmethod
+    def put_file(self, key: str, path: Path, content_type: str) -> None:
+        """Store the local file at `path` under `key`, consuming the file."""
+
+    @abc.abstractmethod
+    def writer(self, key: str, content_type: str) -> AbstractContextManager[BinaryIO]:
+        """A binary sink; the object appears only if the block exits cleanly."""
+
+    @abc.abstractmethod
+    def open(self, key: str) -> BinaryIO:
+        """A seekable binary reader; raises ObjectMissing."""
+
+    @abc.abstractmethod
+    def size(self, key: str) -> int:
+        """The object's size in bytes; raises ObjectMissing."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove the object; a missing one is not an error."""
+
+    @abc.abstractmethod
+    def list(self, prefix: str) -> Iterator[str]:
+        """Every key under `prefix`."""
+
+    @abc.abstractmethod
+    def ping(self) -> None:
+        """Raise if the backend cannot be reached."""
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.size(key)
+        except ObjectMissing:
+            return False
+        return True
+
+    def iter_chunks(self, key: str, start: int = 0, length: int | None = None) -> Iterator[bytes]:
+        """The object's bytes from `start`, `length` of them (all by default), in chunks."""
+        with self.open(key) as reader:
+            reader.seek(start)
+            remaining = length
+            while remaining is None or remaining > 0:
+                want = CHUNK_SIZE if remaining is None else min(CHUNK_SIZE, remaining)
+                chunk = reader.read(want)
+                if not chunk:
+                    return
+                if remaining is not None:
+                    remaining -= len(chunk)
+                yield chunk

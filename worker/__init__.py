@@ -1,0 +1,1 @@
+"""Instashare's job path: queue → task → services → storage."""

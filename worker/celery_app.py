@@ -1,0 +1,57 @@
+"""The Celery application: broker settings, reliability options and the periodic sweep."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from app.settings import Settings
+
+
+def make_celery(settings: Settings) -> Celery:
+    """A Celery app for `settings` (used by the worker to consume and the API to publish)."""
+    celery = Celery("instashare", set_as_current=False)
+    transport_options: dict = {}
+    if settings.broker_url.startswith("filesystem"):
+        # The embedded default: queues are files under the data dir, no broker server.
+        queue_dir = (settings.data_dir / "queue").resolve()
+        queue_dir.mkdir(parents=True, exist_ok=True)
+        transport_options = {
+            "data_folder_in": str(queue_dir),
+            "data_folder_out": str(queue_dir),
+            "store_processed": False,
+            "polling_interval": 0.1,
+        }
+    else:
+        transport_options = {
+            # Unacked jobs come back after this long if their worker vanished; the lease
+            # sweep usually re-queues them much sooner.
+            "visibility_timeout": settings.job_time_limit_seconds + 600,
+            "socket_connect_timeout": 2,
+            "socket_timeout": 10,
+        }
+    celery.conf.update(
+        broker_url=settings.broker_url,
+        broker_transport_options=transport_options,
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=2,
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_time_limit=settings.job_time_limit_seconds,
+        task_soft_time_limit=max(settings.job_time_limit_seconds - 60, 5),
+        task_default_queue="instashare",
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        beat_schedule={
+            "sweep-jobs": {
+                "task": "worker.tasks.sweep_jobs",
+                "schedule": settings.sweep_interval_seconds,
+                "options": {"expires": settings.sweep_interval_seconds * 2},
+            }
+        },
+        include=["worker.tasks"],
+    )
+    celery.conf.instashare_settings = settings
+    return celery
