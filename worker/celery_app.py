@@ -14,10 +14,11 @@ def make_celery(settings: Settings) -> Celery:
     if settings.broker_url.startswith("filesystem"):
         # The embedded default: queues are files under the data dir, no broker server.
         queue_dir = (settings.data_dir / "queue").resolve()
-        queue_dir.mkdir(parents=True, exist_ok=True)
+        (queue_dir / "control").mkdir(parents=True, exist_ok=True)
         transport_options = {
             "data_folder_in": str(queue_dir),
             "data_folder_out": str(queue_dir),
+            "control_folder": str(queue_dir / "control"),
             "store_processed": False,
             "polling_interval": 0.1,
         }

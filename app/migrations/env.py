@@ -1,6 +1,7 @@
 """Alembic environment: migrates the database the caller's config names."""
 
 from alembic import context
+from sqlalchemy import text
 
 from app import models  # noqa: F401 - registers the tables on Base.metadata
 from app.db import Base, make_engine
@@ -27,6 +28,9 @@ def _run(connection) -> None:
         compare_type=True,
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Several replicas may migrate at once: one waits while the other upgrades.
+            connection.execute(text("SELECT pg_advisory_xact_lock(727274)"))
         context.run_migrations()
 
 

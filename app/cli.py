@@ -1,0 +1,140 @@
+"""`instashare-server`: run the embedded default, the API, the worker, migrations, checks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import click
+
+from app.settings import Settings, SettingsError
+
+
+def load_settings() -> Settings:
+    """Settings from the environment, or one clear line and exit status 2."""
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        click.echo(f"instashare-server: configuration error: {exc}", err=True)
+        sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Run and operate the Instashare service."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def dev(host: str, port: int) -> None:
+    """The embedded default: API and worker, with SQLite and local storage under ./var.
+
+    Needs no PostgreSQL, Redis or cloud storage. Example: instashare-server dev --port 8000
+    """
+    import uvicorn
+
+    from app.migrate import upgrade
+    from app.web import create_app
+
+    settings = load_settings()
+    upgrade(settings.database_url)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "worker", "--beat", "--concurrency", "1"]
+    )
+    try:
+        click.echo(f"Instashare on http://{host}:{port}/api/v1/ui (data in {settings.data_dir})")
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+@main.command()
+@click.option("--host", default="0.0.0.0", show_default=True)  # noqa: S104 - a server's job
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int, help="gunicorn processes")
+def serve(host: str, port: int, workers: int) -> None:
+    """The production API: gunicorn with uvicorn workers, settings from the environment.
+
+    Example: INSTASHARE_ENV=production instashare-server serve --workers 4
+    """
+    load_settings()  # fail here, with one line, rather than in every worker
+    args = [
+        sys.executable, "-m", "gunicorn",
+        "--worker-class", "uvicorn_worker.UvicornWorker",
+        "--workers", str(workers),
+        "--bind", f"{host}:{port}",
+        "--graceful-timeout", "30",
+        "--forwarded-allow-ips", os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        "app.asgi:app",
+    ]  # fmt: skip
+    os.execv(sys.executable, args)  # noqa: S606 - become gunicorn, so signals reach it
+
+
+def _celery():
+    from worker.celery_app import make_celery
+
+    settings = load_settings()
+    return settings, make_celery(settings)
+
+
+@main.command()
+@click.option("--concurrency", default=2, show_default=True, type=int)
+@click.option("--beat", is_flag=True, help="also run the periodic sweeps in this process")
+def worker(concurrency: int, beat: bool) -> None:
+    """The compression worker (Celery). Example: instashare-server worker --concurrency 4"""
+    settings, celery = _celery()
+    argv = ["worker", "--loglevel", settings.log_level, "--concurrency", str(concurrency)]
+    if beat:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        argv += ["--beat", "--schedule", str(settings.data_dir / "celerybeat-schedule")]
+    celery.worker_main(argv)
+
+
+@main.command()
+def scheduler() -> None:
+    """The periodic sweeps alone (Celery beat), for a separate container."""
+    settings, celery = _celery()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    celery.start(
+        ["beat", "--loglevel", settings.log_level, "--schedule",
+         str(settings.data_dir / "celerybeat-schedule")]
+    )  # fmt: skip
+
+
+@main.command()
+def migrate() -> None:
+    """Bring the database schema up to date (safe to run again, and from several replicas)."""
+    from app.migrate import upgrade
+
+    settings = load_settings()
+    upgrade(settings.database_url)
+    click.echo("database is at the newest schema")
+
+
+@main.command()
+def check() -> None:
+    """Print the effective settings (secrets masked) and test each dependency."""
+    from app.db import make_engine, make_session_factory
+    from app.services import health
+    from app.storage import make_storage
+
+    settings = load_settings()
+    for name, value in settings.masked().items():
+        click.echo(f"{name}={value}")
+    results = health.check(
+        settings, make_session_factory(make_engine(settings.database_url)), make_storage(settings)
+    )
+    for name, error in results.items():
+        click.echo(f"{name}: {'ok' if error is None else 'FAILED ' + error}")
+    sys.exit(0 if all(e is None for e in results.values()) else 1)
+
+
+if __name__ == "__main__":
+    main()
