@@ -47,7 +47,8 @@ class File(Base):
         default=FileStatus.PENDING,
     )
     size: Mapped[int] = mapped_column(BigInteger)
-    sha256: Mapped[str] = mapped_column(String(64))
+    # Known at once for multipart uploads; for resumable ones, once the worker read them.
+    sha256: Mapped[str | None] = mapped_column(String(64))
     crc32: Mapped[int] = mapped_column(BigInteger)
     content_type: Mapped[str] = mapped_column(String(255))
     compressed_size: Mapped[int | None] = mapped_column(BigInteger)

@@ -9,6 +9,7 @@ archive's storage writer.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -67,6 +68,7 @@ class ArchiveResult:
     compressed_size: int
     crc32: int
     size: int
+    sha256: str  # of the original bytes, as read while compressing
 
 
 def _isal_deflate():
@@ -102,14 +104,21 @@ def choose_method(reader: BinaryIO, content_type: str, name: str) -> str:
     return "deflate" if sample_shrinks(sample) else "stored"
 
 
-def _read_chunks(
-    reader: BinaryIO, digest: dict[str, int], heartbeat: Callable[[], None]
-) -> Iterator[bytes]:
-    while chunk := reader.read(CHUNK_SIZE):
-        digest["crc32"] = zlib.crc32(chunk, digest["crc32"])
-        digest["size"] += len(chunk)
-        heartbeat()
-        yield chunk
+class _Digest:
+    """Size, CRC-32 and SHA-256 of the bytes read from the original."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.crc32 = 0
+        self.sha256 = hashlib.sha256()
+
+    def chunks(self, reader: BinaryIO, heartbeat: Callable[[], None]) -> Iterator[bytes]:
+        while chunk := reader.read(CHUNK_SIZE):
+            self.crc32 = zlib.crc32(chunk, self.crc32)
+            self.sha256.update(chunk)
+            self.size += len(chunk)
+            heartbeat()
+            yield chunk
 
 
 def write_archive(
@@ -122,15 +131,16 @@ def write_archive(
     crc32: int,
     content_type: str,
     modified_at: dt.datetime,
+    sha256: str | None = None,
     heartbeat: Callable[[], None] = lambda: None,
 ) -> ArchiveResult:
     """Write `source_key` as a one-entry ZIP to `archive_key`, then verify what was stored.
 
-    `size` and `crc32` are what the upload measured; the bytes read must match them, and
-    the stored archive's entry must match the bytes read, or ArchiveMismatch is raised and
-    the archive is removed.
+    `size`, `crc32` and (when known) `sha256` are what the upload measured; the bytes read
+    must match them, and the stored archive's entry must match the bytes read, or
+    ArchiveMismatch is raised and the archive is removed.
     """
-    digest = {"crc32": 0, "size": 0}
+    digest = _Digest()
     written = 0
     with storage.open(source_key) as reader:
         method_name = choose_method(reader, content_type, entry_name)
@@ -148,24 +158,27 @@ def write_archive(
             modified_at.replace(tzinfo=None),
             0o644,
             method,
-            _read_chunks(reader, digest, heartbeat),
+            digest.chunks(reader, heartbeat),
         )
         with storage.writer(archive_key, "application/zip") as sink:
             for block in stream_zip([member], chunk_size=ZIP_CHUNK, get_compressobj=_isal_deflate):
                 sink.write(block)
                 written += len(block)
-            if (digest["size"], digest["crc32"]) != (size, crc32):
+            read_sha256 = digest.sha256.hexdigest()
+            if (digest.size, digest.crc32) != (size, crc32) or sha256 not in (None, read_sha256):
                 # Raising inside the writer means the archive is never published.
                 raise ArchiveMismatch(
-                    f"the staged upload changed: read {digest['size']} bytes with CRC "
-                    f"{digest['crc32']:08x}, expected {size} bytes with CRC {crc32:08x}"
+                    f"the staged upload changed: read {digest.size} bytes with CRC "
+                    f"{digest.crc32:08x}, expected {size} bytes with CRC {crc32:08x}"
                 )
     try:
         verify_archive(storage, archive_key, entry_name, size=size, crc32=crc32, length=written)
     except ArchiveMismatch:
         storage.delete(archive_key)
         raise
-    return ArchiveResult(method=method_name, compressed_size=written, crc32=crc32, size=size)
+    return ArchiveResult(
+        method=method_name, compressed_size=written, crc32=crc32, size=size, sha256=read_sha256
+    )
 
 
 def verify_archive(

@@ -37,6 +37,7 @@ class Claim:
     name: str
     size: int
     crc32: int
+    sha256: str | None
     content_type: str
     created_at: dt.datetime
     attempts: int
@@ -86,6 +87,7 @@ def claim(session: Session, file_id: uuid.UUID, lease_seconds: int) -> Claim | N
         name=file.name,
         size=file.size,
         crc32=file.crc32,
+        sha256=file.sha256,
         content_type=file.content_type,
         created_at=file.created_at,
         attempts=file.attempts,
@@ -124,6 +126,8 @@ def complete(session: Session, job: Claim, result: ArchiveResult) -> bool:
                 status=FileStatus.READY,
                 compressed_size=result.compressed_size,
                 compression=result.method,
+                # Resumable uploads arrive in parts: their digest is first known here.
+                sha256=result.sha256,
                 processed_at=utcnow(),
                 lease_token=None,
                 lease_expires_at=None,
@@ -213,6 +217,7 @@ def run(
             entry_name=job.name,
             size=job.size,
             crc32=job.crc32,
+            sha256=job.sha256,
             content_type=job.content_type,
             modified_at=job.created_at,
             heartbeat=heartbeat,

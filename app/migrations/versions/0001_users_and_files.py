@@ -34,7 +34,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=255), nullable=False),
         sa.Column("status", FILE_STATUS, nullable=False),
         sa.Column("size", sa.BigInteger(), nullable=False),
-        sa.Column("sha256", sa.String(length=64), nullable=False),
+        sa.Column("sha256", sa.String(length=64), nullable=True),
         sa.Column("crc32", sa.BigInteger(), nullable=False),
         sa.Column("content_type", sa.String(length=255), nullable=False),
         sa.Column("compressed_size", sa.BigInteger(), nullable=True),
