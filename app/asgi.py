@@ -1,5 +1,9 @@
 """The ASGI entry point for servers: `gunicorn -k uvicorn_worker.UvicornWorker app.asgi:app`."""
 
+from app.observability import configure_logging
+from app.settings import Settings
 from app.web import create_app
 
-app = create_app()
+settings = Settings.from_env()
+configure_logging(settings.log_level)
+app = create_app(settings)

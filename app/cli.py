@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,6 +11,20 @@ import sys
 import click
 
 from app.settings import Settings, SettingsError
+
+
+def use_metrics_dir(settings: Settings, role: str) -> None:
+    """Give this service's processes one fresh multiprocess metrics directory.
+
+    prometheus_client reads PROMETHEUS_MULTIPROC_DIR when it is imported, so this runs
+    before anything imports it. An operator's own setting is kept as it is.
+    """
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    path = (settings.data_dir / f"metrics-{role}").resolve()
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
 
 
 def load_settings() -> Settings:
@@ -37,16 +52,20 @@ def dev(host: str, port: int) -> None:
     import uvicorn
 
     from app.migrate import upgrade
+    from app.observability import configure_logging
     from app.web import create_app
 
     settings = load_settings()
+    configure_logging(settings.log_level)
     upgrade(settings.database_url)
+    worker_env = {"INSTASHARE_WORKER_METRICS_PORT": "0", **os.environ}
     worker = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "worker", "--beat", "--concurrency", "1"]
+        [sys.executable, "-m", "app.cli", "worker", "--beat", "--concurrency", "1"],
+        env=worker_env,
     )
     try:
         click.echo(f"Instashare on http://{host}:{port}/api/v1/ui (data in {settings.data_dir})")
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+        uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
     finally:
         worker.send_signal(signal.SIGTERM)
         try:
@@ -64,7 +83,8 @@ def serve(host: str, port: int, workers: int) -> None:
 
     Example: INSTASHARE_ENV=production instashare-server serve --workers 4
     """
-    load_settings()  # fail here, with one line, rather than in every worker
+    settings = load_settings()  # fail here, with one line, rather than in every worker
+    use_metrics_dir(settings, "api")
     args = [
         sys.executable, "-m", "gunicorn",
         "--worker-class", "uvicorn_worker.UvicornWorker",
@@ -89,6 +109,22 @@ def _celery():
 @click.option("--beat", is_flag=True, help="also run the periodic sweeps in this process")
 def worker(concurrency: int, beat: bool) -> None:
     """The compression worker (Celery). Example: instashare-server worker --concurrency 4"""
+    settings = load_settings()
+    use_metrics_dir(settings, "worker")
+    from celery import signals
+
+    from app.observability import configure_logging
+
+    @signals.setup_logging.connect
+    def _json_logs(**_kwargs) -> None:
+        configure_logging(settings.log_level)
+
+    if settings.worker_metrics_port:
+        from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        start_http_server(settings.worker_metrics_port, registry=registry)
     settings, celery = _celery()
     argv = ["worker", "--loglevel", settings.log_level, "--concurrency", str(concurrency)]
     if beat:

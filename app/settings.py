@@ -163,6 +163,12 @@ class Settings:
     cors_origins: tuple[str, ...] = _setting(
         "INSTASHARE_CORS_ORIGINS", (), _origins, "comma-separated origins allowed by CORS"
     )
+    worker_metrics_port: int = _setting(
+        "INSTASHARE_WORKER_METRICS_PORT",
+        9808,
+        _int(0),
+        "port of the worker's Prometheus endpoint (0: none)",
+    )
     log_level: str = _setting(
         "INSTASHARE_LOG_LEVEL", "INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "log level"
     )
@@ -181,7 +187,10 @@ class Settings:
                 values[f.name] = f.metadata["parse"](raw)
             except ValueError as exc:
                 raise SettingsError(f"{name}={raw!r} is invalid: {exc}") from None
-        values.update(overrides)
+        parsers = {f.name: f.metadata["parse"] for f in dataclasses.fields(cls)}
+        for name, value in overrides.items():
+            # Overrides may be given as the environment would give them: text.
+            values[name] = parsers[name](value) if isinstance(value, str) else value
         settings = cls(**values)
         settings.validate()
         return settings

@@ -10,6 +10,7 @@ import flask
 from connexion import FlaskApp
 from connexion.datastructures import MediaTypeDict
 from connexion.middleware import MiddlewarePosition
+from connexion.options import SwaggerUIOptions
 from connexion.validators import VALIDATOR_MAP
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.datastructures import Headers
@@ -19,12 +20,14 @@ from app import problems, security
 from app.db import make_engine, make_session_factory
 from app.errors import TooLarge
 from app.multipart import StreamingMultipartValidator
-from app.services.jobs import JobQueue, celery_sender
+from app.observability import RequestObserver
+from app.services.jobs import JobQueue, celery_sender, redis_queue_depth
 from app.services.throttle import LoginThrottle, MemoryCounters, RedisCounters
 from app.settings import Settings
 from app.storage import Storage, make_storage
 
 SPEC_DIR = Path(__file__).resolve().parent.parent / "swagger"
+_NO_UI = SwaggerUIOptions(swagger_ui=False, serve_spec=False)
 log = logging.getLogger(__name__)
 
 
@@ -104,7 +107,10 @@ def build_runtime(settings: Settings) -> Runtime:
         settings=settings,
         sessions=make_session_factory(make_engine(settings.database_url)),
         storage=make_storage(settings),
-        jobs=JobQueue(celery_sender(make_celery(settings))),
+        jobs=JobQueue(
+            celery_sender(make_celery(settings)),
+            redis_queue_depth(settings.broker_url, "instashare"),
+        ),
         throttle=_throttle(settings),
     )
 
@@ -125,9 +131,13 @@ def create_app(settings: Settings | None = None) -> FlaskApp:
         }
     )
     app = FlaskApp(__name__, specification_dir=SPEC_DIR)
+    app.add_middleware(RequestObserver, position=MiddlewarePosition.BEFORE_EXCEPTION)
     app.add_middleware(
         JsonBodyLimit, position=MiddlewarePosition.BEFORE_VALIDATION, limit=settings.max_json_bytes
     )
+    # The root-level ops API must be added first: Connexion's spec-serving middleware
+    # tries APIs in order, and a root base path added later is never reached.
+    app.add_api("ops.yaml", strict_validation=True, swagger_ui_options=_NO_UI)
     app.add_api(
         "openapi.yaml",
         strict_validation=True,

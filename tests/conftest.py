@@ -141,6 +141,7 @@ def make_settings(tmp: Path, database_url: str, backend: str = "local", **overri
         job_lease_seconds=5,
         login_max_failures=5,
         login_max_failures_per_ip=1000,
+        worker_metrics_port=0,  # several test workers run at once; a fixed port would clash
     )
     values.update(overrides)
     return Settings.from_env({}, **values)

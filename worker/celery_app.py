@@ -52,7 +52,7 @@ def make_celery(settings: Settings) -> Celery:
                 "options": {"expires": settings.sweep_interval_seconds * 2},
             }
         },
-        include=["worker.tasks"],
+        include=["worker.tasks", "worker.signals"],
     )
     celery.conf.instashare_settings = settings
     return celery

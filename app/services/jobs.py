@@ -9,6 +9,7 @@ from collections.abc import Callable
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from app.context import REQUEST_ID
 from app.db import utcnow
 from app.models import File
 
@@ -20,8 +21,13 @@ COMPRESS_TASK = "worker.tasks.compress_upload"
 class JobQueue:
     """Sends jobs by task name, so the API need not import the worker's code."""
 
-    def __init__(self, send: Callable[[str, list[str]], object]):
+    def __init__(
+        self,
+        send: Callable[[str, list[str]], object],
+        depth: Callable[[], int | None] = lambda: None,
+    ):
         self._send = send
+        self.queue_depth = depth
 
     def send_compression(self, session: Session, file_id: uuid.UUID) -> bool:
         """Publish the job for a committed file; False (and a log line) if the broker is down.
@@ -41,9 +47,31 @@ class JobQueue:
 
 
 def celery_sender(celery_app) -> Callable[[str, list[str]], object]:
-    """Publish through a Celery app without retrying: a dead broker must not stall a request."""
+    """Publish through a Celery app without retrying: a dead broker must not stall a request.
+
+    The current request id travels in the message headers, so the worker's log lines for
+    the job carry it.
+    """
 
     def send(task: str, args: list[str]) -> object:
-        return celery_app.send_task(task, args=args, retry=False)
+        headers = {"x_request_id": request_id} if (request_id := REQUEST_ID.get()) else {}
+        return celery_app.send_task(task, args=args, retry=False, headers=headers)
 
     return send
+
+
+def redis_queue_depth(broker_url: str, queue: str) -> Callable[[], int | None]:
+    """How many jobs wait in a Redis broker's queue (None when it cannot be read)."""
+    if not broker_url.startswith(("redis://", "rediss://")):
+        return lambda: None
+    import redis
+
+    client = redis.Redis.from_url(broker_url, socket_timeout=2, socket_connect_timeout=2)
+
+    def depth() -> int | None:
+        try:
+            return int(client.llen(queue))
+        except redis.RedisError:
+            return None
+
+    return depth

@@ -14,8 +14,9 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import CursorResult, Result, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
@@ -43,6 +44,11 @@ class Claim:
     attempts: int
     staged_key: str
     archive_key: str
+
+
+def _rowcount(result: Result[Any]) -> int:
+    """Rows an UPDATE matched (typed: Session.execute returns a CursorResult for DML)."""
+    return cast(CursorResult[Any], result).rowcount
 
 
 def _visible_change(**values) -> dict:
@@ -75,7 +81,7 @@ def claim(session: Session, file_id: uuid.UUID, lease_seconds: int) -> Claim | N
         .execution_options(synchronize_session=False)
     )
     session.commit()
-    if result.rowcount != 1:
+    if _rowcount(result) != 1:
         return None
     file = session.scalars(
         select(File).where(File.id == file_id).execution_options(populate_existing=True)
@@ -113,7 +119,7 @@ def renew(session: Session, job: Claim, lease_seconds: int) -> bool:
         .execution_options(synchronize_session=False)
     )
     session.commit()
-    return result.rowcount == 1
+    return _rowcount(result) == 1
 
 
 def complete(session: Session, job: Claim, result: ArchiveResult) -> bool:
@@ -137,7 +143,7 @@ def complete(session: Session, job: Claim, result: ArchiveResult) -> bool:
         .execution_options(synchronize_session=False)
     )
     session.commit()
-    return updated.rowcount == 1
+    return _rowcount(updated) == 1
 
 
 def release(session: Session, job: Claim, error: str) -> None:
@@ -283,4 +289,4 @@ def fail_exhausted(session: Session) -> int:
         .execution_options(synchronize_session=False)
     )
     session.commit()
-    return result.rowcount
+    return _rowcount(result)
