@@ -130,6 +130,12 @@ class Settings:
     quota_bytes: int = _setting(
         "INSTASHARE_QUOTA_BYTES", 100 * GIB, _int(0), "stored bytes allowed per user"
     )
+    upload_expiry_seconds: int = _setting(
+        "INSTASHARE_UPLOAD_EXPIRY_SECONDS",
+        24 * 3600,
+        _int(60),
+        "a resumable upload not written to for this long expires and its parts are removed",
+    )
     login_max_failures: int = _setting(
         "INSTASHARE_LOGIN_MAX_FAILURES", 5, _int(1), "failed logins per account per window"
     )
@@ -213,7 +219,11 @@ class Settings:
             raise SettingsError("INSTASHARE_GCS_BUCKET is required when the storage is gcs")
         if not self.production:
             return
-        if self.secret_key == DEFAULT_SECRET or len(self.secret_key) < 32:
+        if (
+            self.secret_key == DEFAULT_SECRET
+            or len(self.secret_key) < 32
+            or "change-me" in self.secret_key.lower()
+        ):
             raise SettingsError(
                 "INSTASHARE_SECRET_KEY must be set to a random value of 32+ characters "
                 "in production"

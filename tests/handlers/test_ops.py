@@ -1,0 +1,132 @@
+"""Operators' routes: liveness, readiness, metrics, request ids and JSON logs."""
+
+import json
+import logging
+import shutil
+import subprocess
+
+import pytest
+
+from app.web import create_app
+from tests.conftest import (
+    free_port,
+    make_settings,
+    upload,
+    wait_for_port,
+    wait_for_status,
+)
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """A Redis server of this test's own, so the test can stop it."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
+         "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    wait_for_port(port)
+    yield port, proc
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_health_touches_nothing(local_client):
+    answer = local_client.get("/api/v1/health")
+    assert answer.status_code == 200
+    assert answer.json() == {"status": "ok"}
+
+
+def test_ready_when_everything_answers(client):
+    answer = client.get("/api/v1/ready")
+    assert answer.status_code == 200
+    assert answer.json()["checks"] == {
+        "database": "ok",
+        "broker": "ok",
+        "storage": "ok",
+        "redis": "ok",
+    }
+
+
+def test_ready_names_redis_when_it_is_stopped(tmp_path, database_url, private_redis):
+    port, proc = private_redis
+    settings = make_settings(
+        tmp_path,
+        database_url,
+        broker_url=f"redis://127.0.0.1:{port}/0",
+        redis_url=f"redis://127.0.0.1:{port}/1",
+    )
+    with create_app(settings).test_client() as client:
+        assert client.get("/api/v1/ready").status_code == 200
+        proc.terminate()
+        proc.wait(timeout=10)
+        answer = client.get("/api/v1/ready")
+    assert answer.status_code == 503
+    assert answer.headers["content-type"] == "application/problem+json"
+    body = answer.json()
+    assert body["checks"]["database"] == "ok"
+    assert body["checks"]["storage"] == "ok"
+    assert body["checks"]["redis"] != "ok"
+    assert body["checks"]["broker"] != "ok"
+    assert "redis:" in body["detail"]
+    assert "broker:" in body["detail"]
+
+
+def test_request_id_is_echoed_or_generated(local_client):
+    given = local_client.get("/api/v1/health", headers={"X-Request-ID": "trace-42"})
+    assert given.headers["x-request-id"] == "trace-42"
+    generated = local_client.get("/api/v1/health")
+    assert len(generated.headers["x-request-id"]) == 32
+    unsafe = local_client.get("/api/v1/health", headers={"X-Request-ID": "a b\tc"})
+    assert unsafe.headers["x-request-id"] != "a b\tc"
+
+
+def test_one_json_access_line_per_request(local_client, make_account, caplog):
+    account = make_account(local_client)
+    with caplog.at_level(logging.INFO, logger="instashare.access"):
+        local_client.get("/api/v1/files", headers={**account.headers, "X-Request-ID": "rid-1"})
+    (record,) = [r for r in caplog.records if getattr(r, "request_id", None) == "rid-1"]
+    assert record.operation == "app.handlers.files.list_files"
+    assert record.status == 200
+    assert record.user_id == account.id
+    assert record.duration_ms >= 0
+    from app.observability import JsonFormatter
+
+    line = json.loads(JsonFormatter().format(record))
+    assert line["request_id"] == "rid-1"
+    assert line["status"] == 200
+
+
+def test_metrics_count_requests_by_operation_and_status(local_client, make_account):
+    account = make_account(local_client)
+    upload(local_client, account, b"x" * 1000)
+    local_client.get("/api/v1/files/not-a-uuid", headers=account.headers)
+    page = local_client.get("/metrics")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/plain")
+    text = page.text
+    assert (
+        'instashare_http_requests_total{method="POST",operation="app.handlers.files.upload",'
+        'status="202"}' in text
+    )
+    assert 'operation="app.handlers.files.get_file",status="400"' in text
+    assert "instashare_http_request_duration_seconds_bucket" in text
+    assert "instashare_uploaded_bytes_total" in text
+    assert 'instashare_files{status="pending"}' in text
+    assert "instashare_queue_depth" in text
+
+
+def test_request_id_reaches_the_worker_log(client, alice, worker):
+    created = client.post(
+        "/api/v1/upload_files",
+        headers={**alice.headers, "X-Request-ID": "upload-trace-7"},
+        files={"file": ("a.txt", b"abc" * 100, "text/plain")},
+    )
+    assert created.status_code == 202
+    wait_for_status(client, alice, created.json()["id"], "ready")
+    lines = [json.loads(line) for line in worker.log().splitlines() if line.startswith("{")]
+    assert any(
+        line.get("request_id") == "upload-trace-7" and created.json()["id"] in json.dumps(line)
+        for line in lines
+    ), worker.log()[-2000:]

@@ -1,0 +1,84 @@
+"""Settings: read from the environment, validated at start, one clear line on a bad value."""
+
+import pytest
+
+from app.settings import DEFAULT_SECRET, Settings, SettingsError
+
+GOOD_PRODUCTION = {
+    "INSTASHARE_ENV": "production",
+    "INSTASHARE_SECRET_KEY": "x" * 48,
+    "INSTASHARE_DATABASE_URL": "postgresql+psycopg2://app@db/app",
+    "INSTASHARE_REDIS_URL": "redis://redis:6379/1",
+    "INSTASHARE_BROKER_URL": "redis://redis:6379/0",
+}
+
+
+def test_defaults_are_the_embedded_default():
+    settings = Settings.from_env({})
+    assert settings.database_url.startswith("sqlite")
+    assert settings.broker_url == "filesystem://"
+    assert settings.storage_backend == "local"
+    assert settings.max_upload_bytes == 10 * 1024**3
+
+
+def test_values_are_parsed_from_the_environment():
+    settings = Settings.from_env(
+        {"INSTASHARE_MAX_UPLOAD_BYTES": "1_000", "INSTASHARE_CORS_ORIGINS": "https://a, https://b"}
+    )
+    assert settings.max_upload_bytes == 1000
+    assert settings.cors_origins == ("https://a", "https://b")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("INSTASHARE_MAX_UPLOAD_BYTES", "lots"),
+        ("INSTASHARE_MAX_UPLOAD_BYTES", "0"),
+        ("INSTASHARE_STORAGE_BACKEND", "s3"),
+        ("INSTASHARE_ENV", "staging"),
+        ("INSTASHARE_VALIDATE_RESPONSES", "perhaps"),
+    ],
+)
+def test_a_bad_value_names_its_setting(name, value):
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({name: value})
+
+
+def test_production_accepts_a_complete_configuration():
+    assert Settings.from_env(GOOD_PRODUCTION).production
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("INSTASHARE_SECRET_KEY", None),
+        ("INSTASHARE_SECRET_KEY", DEFAULT_SECRET),
+        ("INSTASHARE_SECRET_KEY", "short"),
+        ("INSTASHARE_SECRET_KEY", "CHANGE-ME-this-placeholder-is-public-generate-one"),
+        ("INSTASHARE_DATABASE_URL", "sqlite:///var/x.db"),
+        ("INSTASHARE_REDIS_URL", None),
+        ("INSTASHARE_BROKER_URL", "filesystem://"),
+    ],
+)
+def test_production_refuses_unsafe_settings(name, value):
+    environ = dict(GOOD_PRODUCTION)
+    if value is None:
+        environ.pop(name)
+    else:
+        environ[name] = value
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env(environ)
+
+
+def test_gcs_needs_a_bucket():
+    with pytest.raises(SettingsError, match="INSTASHARE_GCS_BUCKET"):
+        Settings.from_env({"INSTASHARE_STORAGE_BACKEND": "gcs"})
+
+
+def test_masked_hides_secrets_and_passwords():
+    shown = Settings.from_env(
+        {**GOOD_PRODUCTION, "INSTASHARE_DATABASE_URL": "postgresql://app:hunter2@db/app"}
+    ).masked()
+    assert shown["INSTASHARE_SECRET_KEY"] == "****"
+    assert "hunter2" not in shown["INSTASHARE_DATABASE_URL"]
+    assert shown["INSTASHARE_DATABASE_URL"].endswith("@db/app")
