@@ -110,6 +110,9 @@ class RequestObserver:
         scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"x-request-id"] + [
             (b"x-request-id", rid.encode())
         ]
+        # Connexion records the operation and the user in scope["extensions"], on shallow
+        # copies of this scope: an extensions dict made here is the one they share with us.
+        scope.setdefault("extensions", {})
         token = REQUEST_ID.set(rid)
         start = time.perf_counter()
         state = {"status": 500, "in": 0, "out": 0}
