@@ -63,6 +63,13 @@ def dev(host: str, port: int) -> None:
         [sys.executable, "-m", "app.cli", "worker", "--beat", "--concurrency", "1"],
         env=worker_env,
     )
+
+    def _stop(_signum, _frame):
+        # uvicorn re-raises SIGTERM once it has shut down; exiting this way still runs
+        # the `finally` below, so the worker is stopped too.
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, _stop)
     try:
         click.echo(f"Instashare on http://{host}:{port}/api/v1/ui (data in {settings.data_dir})")
         uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
