@@ -1,0 +1,1 @@
+"""`instashare`: the command-line client for an Instashare server (Click + Rich)."""

@@ -1,0 +1,124 @@
+"""`instashare register/login/whoami/logout`, help and exit statuses, against a live server."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.cli.support import Cli, one_error_line
+from tests.conftest import PASSWORD, free_port, new_email
+
+COMMANDS = ["register", "login", "logout", "whoami", "upload", "ls", "mv", "rm", "get"]
+
+
+def test_register_login_whoami_logout(cli):
+    email = new_email()
+    registered = cli.ok("register", input=f"{email}\n{PASSWORD}\n{PASSWORD}\n")
+    assert f"registered {email}" in registered.stdout
+    assert PASSWORD not in registered.stdout + registered.stderr
+
+    logged_in = cli.ok("login", input=f"{email}\n{PASSWORD}\n")
+    assert f"logged in to {cli.server} as {email}" in logged_in.stdout
+
+    config_dir = cli.config_dir / "instashare"
+    config = config_dir / "config.json"
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    assert stat.S_IMODE(config_dir.stat().st_mode) == 0o700
+    saved = json.loads(config.read_text())
+    assert saved["server"] == cli.server
+    assert saved["logins"][cli.server]["email"] == email
+
+    whoami = cli.ok("whoami")
+    assert whoami.stdout.splitlines() == [
+        f"{email} on {cli.server}",
+        "0 files, 0 bytes stored (0.0% of your 107.4 GB quota)",
+    ]
+
+    assert cli.ok("logout").stdout.strip() == f"logged out {email} from {cli.server}"
+    assert cli.server not in json.loads(config.read_text()).get("logins", {})
+    after = cli.run("whoami")
+    assert after.returncode == 3
+    assert one_error_line(after) == (
+        f"instashare: error: not logged in to {cli.server}; run: instashare login"
+    )
+
+
+def test_the_server_is_remembered_after_login(user):
+    """Without --server or INSTASHARE_URL, the client talks to the server it logged in to."""
+    env = user.env()
+    del env["INSTASHARE_URL"]
+    result = subprocess.run(
+        user.args("whoami"), env=env, cwd=user.cwd, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"{user.email} on {user.server}\n")
+
+
+def test_a_wrong_password_exits_3(user):
+    result = user.run("login", "--email", user.email, "--password", "not the password")
+    assert result.returncode == 3
+    assert one_error_line(result) == (
+        "instashare: error: The e-mail address or the password is wrong."
+    )
+
+
+def test_an_invalid_token_exits_3_and_says_to_log_in(user):
+    config = user.config_dir / "instashare" / "config.json"
+    saved = json.loads(config.read_text())
+    saved["logins"][user.server]["token"] = "not.a.token"
+    config.write_text(json.dumps(saved))
+    result = user.run("ls")
+    assert result.returncode == 3
+    assert one_error_line(result).endswith("(log in again: instashare login)")
+
+
+def test_a_taken_email_exits_1_with_the_servers_detail(user):
+    result = user.run("register", "--email", user.email, "--password", PASSWORD)
+    assert result.returncode == 1
+    assert one_error_line(result) == (
+        "instashare: error: An account with this e-mail address already exists."
+    )
+
+
+def test_a_server_that_is_down_exits_5_with_one_line(tmp_path):
+    down = f"http://127.0.0.1:{free_port()}"
+    cli = Cli(down, tmp_path)
+    result = cli.run("login", "--email", new_email(), "--password", PASSWORD)
+    assert result.returncode == 5
+    assert one_error_line(result) == f"instashare: error: cannot reach {down}: connection refused"
+
+
+def test_a_bad_server_url_is_a_usage_error(cli):
+    result = cli.run("--server", "ftp://example.com", "whoami")
+    assert result.returncode == 2
+    assert "is not a server URL" in one_error_line(result)
+
+
+def test_help_documents_exit_statuses_and_every_command_has_an_example(cli):
+    top = cli.ok("--help").stdout
+    for code in ("3  not logged in", "4  no such file", "5  the server failed"):
+        assert code in top
+    for command in COMMANDS:
+        assert command in top
+        text = cli.ok(command, "--help").stdout
+        assert "Example" in text, command
+        assert "instashare " in text.split("Example", 1)[1], command
+
+
+def test_the_console_script_is_installed():
+    script = Path(sys.executable).with_name("instashare")
+    result = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("instashare, version ")
+
+
+@pytest.mark.parametrize("args", [["upload"], ["get"], ["ls", "--sort", "size"], ["frobnicate"]])
+def test_usage_errors_exit_2(cli, args):
+    result = cli.run(*args)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr

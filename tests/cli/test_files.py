@@ -1,0 +1,152 @@
+"""`instashare upload/ls/mv/get/rm` against a live server and worker."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import zipfile
+
+from rich.filesize import decimal
+
+from instashare_cli.api import Api
+from tests.cli.support import one_error_line
+
+TEXT = b"".join(b"line %d of a compressible log\n" % i for i in range(50_000))
+
+
+def test_upload_wait_list_rename_download_delete(user):
+    (user.cwd / "log.txt").write_bytes(TEXT)
+    noise = os.urandom(300_000)
+    (user.cwd / "noise.bin").write_bytes(noise)
+
+    uploaded = user.ok("upload", "log.txt", "noise.bin", "--wait")
+    lines = uploaded.stdout.splitlines()
+    assert lines[0].startswith(f"uploaded log.txt ({decimal(len(TEXT))}) as ")
+    assert lines[1].startswith("uploaded noise.bin (300.0 kB) as ")
+    assert lines[2].startswith(f"log.txt is ready: {decimal(len(TEXT))} → ")
+    assert lines[3].startswith("noise.bin is ready: 300.0 kB → ")
+    assert "total" in uploaded.stderr  # the overall bar, beside one per file
+
+    files = user.files()
+    assert [f["name"] for f in files] == ["noise.bin", "log.txt"]  # newest first
+    assert {f["status"] for f in files} == {"ready"}
+    by_name = {f["name"]: f for f in files}
+    assert by_name["log.txt"]["sha256"] == hashlib.sha256(TEXT).hexdigest()
+    assert lines[0].endswith(by_name["log.txt"]["id"])
+
+    table = user.ok("ls", "--sort", "name").stdout.splitlines()
+    assert table[0].split() == ["NAME", "STATUS", "SIZE", "COMPRESSED", "CREATED"]
+    assert [row.split()[:2] for row in table[1:]] == [["log.txt", "ready"], ["noise.bin", "ready"]]
+    compressed = by_name["log.txt"]["compressed_size"]
+    assert compressed < len(TEXT)
+    assert table[1].split()[2:6] == [*decimal(len(TEXT)).split(), *decimal(compressed).split()]
+    assert user.ok("ls", "--status", "failed").stdout.strip() == "no files with status failed"
+
+    renamed = user.ok("mv", "log.txt", "renamed log.txt")
+    assert renamed.stdout.strip() == "renamed log.txt to renamed log.txt"
+    assert {f["name"] for f in user.files()} == {"renamed log.txt", "noise.bin"}
+
+    got = user.ok("get", "renamed log.txt")
+    assert got.stdout.strip() == f"saved renamed log.txt.zip ({decimal(compressed)})"
+    with zipfile.ZipFile(user.cwd / "renamed log.txt.zip") as archive:
+        [entry] = archive.namelist()  # named as the file was when it was compressed
+        assert archive.read(entry) == TEXT
+    user.ok("get", by_name["noise.bin"]["id"], "--original", "-o", "copy.bin")
+    assert (user.cwd / "copy.bin").read_bytes() == noise
+    (user.cwd / "out").mkdir()
+    user.ok("get", "noise.bin", "-o", "out")
+    with zipfile.ZipFile(user.cwd / "out" / "noise.bin.zip") as archive:
+        assert archive.read("noise.bin") == noise
+
+    again = user.run("get", "noise.bin", "--original", "-o", "copy.bin")
+    assert again.returncode == 1
+    assert (
+        one_error_line(again) == "instashare: error: copy.bin exists; use --force to overwrite it"
+    )
+    user.ok("get", "noise.bin", "--original", "-o", "copy.bin", "--force")
+
+    declined = user.run("rm", "noise.bin", input="n\n")
+    assert declined.returncode == 1
+    assert "Delete noise.bin (300.0 kB)?" in declined.stderr
+    assert user.ok("rm", "noise.bin", "--yes").stdout.strip() == "deleted noise.bin"
+    assert [f["name"] for f in user.files()] == ["renamed log.txt"]
+
+    whoami = user.ok("whoami").stdout.splitlines()
+    assert whoami[1].startswith(f"1 file, {decimal(len(TEXT))} stored (")
+
+
+def test_upload_names_and_empty_files(user):
+    (user.cwd / "a.txt").write_bytes(b"hello")
+    (user.cwd / "empty").write_bytes(b"")
+    user.ok("upload", "a.txt", "--name", "[b]old name.txt", "--wait")
+    user.ok("upload", "empty", "--wait")
+    files = {f["name"]: f for f in user.files()}
+    assert files["[b]old name.txt"]["size"] == 5  # not read as Rich markup
+    assert files["empty"]["size"] == 0
+    assert files["empty"]["status"] == "ready"
+    assert "[b]old name.txt" in user.ok("ls").stdout
+    user.ok("get", "empty", "--original", "-o", "empty.copy")
+    assert (user.cwd / "empty.copy").read_bytes() == b""
+    two = user.run("upload", "a.txt", "empty", "--name", "x")
+    assert two.returncode == 2
+    assert "--name takes one file only" in two.stderr
+
+
+def test_a_name_clash_is_reported_and_the_other_files_still_go_up(user):
+    (user.cwd / "a.txt").write_bytes(b"first")
+    user.ok("upload", "a.txt")
+    (user.cwd / "b.txt").write_bytes(b"second")
+    result = user.run("upload", "a.txt", "b.txt")
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("instashare:")]
+    assert errors == [
+        "instashare: error: a.txt: You already have a file (or an upload) named 'a.txt'."
+    ]
+    assert "uploaded b.txt" in result.stdout
+    assert {f["name"] for f in user.files()} == {"a.txt", "b.txt"}
+
+    clash = user.run("mv", "b.txt", "a.txt")
+    assert clash.returncode == 1
+    assert one_error_line(clash).startswith("instashare: error: ")
+    assert "a.txt" in one_error_line(clash)
+
+
+def test_missing_files_exit_4(user):
+    for args in (
+        ["get", "nothing.txt"],
+        ["rm", "nothing.txt", "--yes"],
+        ["mv", "nothing.txt", "other.txt"],
+        ["get", "00000000-0000-4000-8000-000000000000"],
+    ):
+        result = user.run(*args)
+        assert result.returncode == 4, args
+        assert one_error_line(result).startswith("instashare: error: you have no file ")
+    assert one_error_line(user.run("get", "nothing.txt")) == (
+        "instashare: error: you have no file named 'nothing.txt'"
+    )
+
+
+def test_another_users_file_is_not_found(user, cli, tmp_path):
+    (user.cwd / "mine.txt").write_bytes(b"secret")
+    user.ok("upload", "mine.txt")
+    file_id = user.files()[0]["id"]
+    other = type(user)(user.server, tmp_path / "other").login()
+    result = other.run("get", file_id, "--original")
+    assert result.returncode == 4
+    assert one_error_line(result) == f"instashare: error: you have no file with the id {file_id}"
+
+
+def test_ls_json_follows_every_page(user):
+    for i in range(5):
+        (user.cwd / f"f{i}.txt").write_bytes(b"x" * i)
+    user.ok("upload", *[f"f{i}.txt" for i in range(5)])
+    listed = json.loads(user.ok("ls", "--json", "--sort", "name").stdout)
+    assert [f["name"] for f in listed] == [f"f{i}.txt" for i in range(5)]
+    with Api(user.server, user.token()) as api:
+        paged = list(api.files(sort="name", page_size=2))  # three pages
+    assert [f["id"] for f in paged] == [f["id"] for f in listed]
+    assert (
+        json.loads(io.StringIO(user.ok("ls", "--json", "--status", "failed").stdout).read()) == []
+    )
