@@ -58,3 +58,13 @@ class TooManyRequests(AppError):
 
 class StorageUnavailable(AppError):
     status, title = 503, "Storage Unavailable"
+
+
+class RangeNotSatisfiable(AppError):
+    status, title = 416, "Range Not Satisfiable"
+
+
+class ChecksumMismatch(AppError):
+    """tus checksum extension: the chunk's digest is not the one the client sent."""
+
+    status, title = 460, "Checksum Mismatch"

@@ -1,4 +1,4 @@
-"""The two tables: accounts and the files they own."""
+"""The tables: accounts, the files they own, and their resumable uploads in progress."""
 
 from __future__ import annotations
 
@@ -84,3 +84,52 @@ class File(Base):
     def archive_key(self) -> str:
         """Where the ZIP lives, in its owner's folder."""
         return f"{self.owner_id}/{self.id}.zip"
+
+
+class Upload(Base):
+    """A resumable (tus) upload in progress: its bytes are part objects until the last lands."""
+
+    __tablename__ = "uploads"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(255))
+    length: Mapped[int] = mapped_column(BigInteger)
+    offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    # CRC-32 of the bytes received so far, combined part by part.
+    crc32: Mapped[int] = mapped_column(BigInteger, default=0)
+    parts: Mapped[int] = mapped_column(Integer, default=0)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # Set when the last byte landed and the upload became the file with the same id.
+    completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        Index("ix_uploads_owner_id_name", "owner_id", "name"),
+        Index("ix_uploads_expires_at", "expires_at"),
+    )
+
+    @property
+    def parts_prefix(self) -> str:
+        """Where the part objects live; beside, never under, the staged key."""
+        return f"{self.owner_id}/uploads/{self.id}.parts/"
+
+    @property
+    def staged_key(self) -> str:
+        """The concatenated upload: the staged key of the file it becomes (same id)."""
+        return f"{self.owner_id}/uploads/{self.id}"
+
+
+class UploadPart(Base):
+    """One PATCH's bytes, stored as its own object, in offset order."""
+
+    __tablename__ = "upload_parts"
+
+    upload_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("uploads.id", ondelete="CASCADE"), primary_key=True
+    )
+    offset: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    key: Mapped[str] = mapped_column(String(512))

@@ -14,6 +14,7 @@ from connexion.options import SwaggerUIOptions
 from connexion.validators import VALIDATOR_MAP
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import problems, security
@@ -25,8 +26,42 @@ from app.services.jobs import JobQueue, celery_sender, redis_queue_depth
 from app.services.throttle import LoginThrottle, MemoryCounters, RedisCounters
 from app.settings import Settings
 from app.storage import Storage, make_storage
+from app.tus_http import TusBodyValidator, TusProtocol
 
 SPEC_DIR = Path(__file__).resolve().parent.parent / "swagger"
+CORS_ALLOW_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "Upload-Length",
+    "Upload-Offset",
+    "Upload-Metadata",
+    "Upload-Checksum",
+    "Upload-Defer-Length",
+    "Upload-Concat",
+    "Tus-Resumable",
+    "X-HTTP-Method-Override",
+    "X-Request-ID",
+    "If-Match",
+    "If-None-Match",
+    "If-Range",
+    "Range",
+]
+CORS_EXPOSE_HEADERS = [
+    "Location",
+    "ETag",
+    "Content-Range",
+    "Content-Disposition",
+    "Accept-Ranges",
+    "Retry-After",
+    "Upload-Offset",
+    "Upload-Length",
+    "Upload-Expires",
+    "Tus-Version",
+    "Tus-Resumable",
+    "Tus-Max-Size",
+    "Tus-Extension",
+    "Tus-Checksum-Algorithm",
+]
 _NO_UI = SwaggerUIOptions(swagger_ui=False, serve_spec=False)
 log = logging.getLogger(__name__)
 
@@ -128,9 +163,25 @@ def create_app(settings: Settings | None = None) -> FlaskApp:
             "multipart/form-data": StreamingMultipartValidator.configured(
                 settings.spool_root, settings.max_upload_bytes
             ),
+            "application/offset+octet-stream": TusBodyValidator,
         }
     )
     app = FlaskApp(__name__, specification_dir=SPEC_DIR)
+    if settings.cors_origins:
+        # Outermost, so preflights are answered before anything else and error responses
+        # carry the CORS headers too (a browser hides a response without them).
+        app.add_middleware(
+            CORSMiddleware,
+            position=MiddlewarePosition.BEFORE_EXCEPTION,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=CORS_ALLOW_HEADERS,
+            expose_headers=CORS_EXPOSE_HEADERS,
+            max_age=86400,
+        )
+    app.add_middleware(
+        TusProtocol, position=MiddlewarePosition.BEFORE_EXCEPTION, prefix="/api/v1/uploads"
+    )
     app.add_middleware(RequestObserver, position=MiddlewarePosition.BEFORE_EXCEPTION)
     app.add_middleware(
         JsonBodyLimit, position=MiddlewarePosition.BEFORE_VALIDATION, limit=settings.max_json_bytes

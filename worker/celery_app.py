@@ -6,6 +6,9 @@ from celery import Celery
 
 from app.settings import Settings
 
+# Abandoned resumable uploads are removed this often (they expire after hours, not seconds).
+EXPIRE_UPLOADS_EVERY_SECONDS = 600.0
+
 
 def make_celery(settings: Settings) -> Celery:
     """A Celery app for `settings` (used by the worker to consume and the API to publish)."""
@@ -42,6 +45,9 @@ def make_celery(settings: Settings) -> Celery:
         task_soft_time_limit=max(settings.job_time_limit_seconds - 60, 5),
         task_default_queue="instashare",
         worker_prefetch_multiplier=1,
+        # A broker blip must not throw away a long compression: the database lease, not the
+        # broker, decides who finishes a job. (Celery 6 turns this on by default.)
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_hijack_root_logger=False,
         worker_send_task_events=True,
         task_send_sent_event=True,
@@ -50,7 +56,12 @@ def make_celery(settings: Settings) -> Celery:
                 "task": "worker.tasks.sweep_jobs",
                 "schedule": settings.sweep_interval_seconds,
                 "options": {"expires": settings.sweep_interval_seconds * 2},
-            }
+            },
+            "expire-uploads": {
+                "task": "worker.tasks.expire_uploads",
+                "schedule": EXPIRE_UPLOADS_EVERY_SECONDS,
+                "options": {"expires": EXPIRE_UPLOADS_EVERY_SECONDS},
+            },
         },
         include=["worker.tasks", "worker.signals"],
     )

@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
 from app.db import make_engine, make_session_factory
-from app.services import processing
+from app.services import processing, tus
 from app.services.compression import ArchiveMismatch
 from app.services.jobs import JobQueue, celery_sender
 from app.settings import Settings
@@ -144,3 +144,14 @@ def sweep_jobs(self) -> int:
     if due or failed:
         log.info("sweep: %d job(s) sent of %d due, %d file(s) failed", sent, len(due), failed)
     return sent
+
+
+@shared_task(bind=True, name="worker.tasks.expire_uploads", ignore_result=True)
+def expire_uploads(self) -> int:
+    """Remove resumable uploads past their expiry, with their part objects."""
+    rt = runtime(self.app)
+    with rt.sessions() as session:
+        removed = tus.expire(session, rt.storage)
+    if removed:
+        log.info("expired %d abandoned upload(s)", removed)
+    return removed

@@ -11,7 +11,7 @@ from app.errors import InvalidInput
 from app.handlers import json_body
 from app.models import File
 from app.multipart import FORM_KEY, UPLOAD_KEY
-from app.services import files, users
+from app.services import files, ranges, users
 from app.web import db, runtime
 
 
@@ -107,19 +107,40 @@ def delete(user: str, file_id: str):
     return None, 204
 
 
-def download(user: str, file_id: str, format: str = "zip"):
-    """Download the ZIP, or with `format=original` the original bytes."""
+def _download_response(user: str, file_id: str, format: str, *, with_body: bool):
     result = files.download(
         db(), runtime().storage, _owner(user), uuid.UUID(file_id), original=format == "original"
     )
-    return flask.Response(
-        flask.stream_with_context(result.chunks),
-        status=200,
+    headers = flask.request.headers
+    plan = ranges.answer(
+        result.size,
+        result.etag,
+        range_header=headers.get("Range"),
+        if_range=headers.get("If-Range"),
+        if_none_match=headers.get("If-None-Match"),
+    )
+    body = (
+        flask.stream_with_context(result.chunks_from(plan.start, plan.length))
+        if with_body and plan.status != 304
+        else None
+    )
+    response = flask.Response(
+        body,
+        status=plan.status,
         content_type=result.content_type,
-        headers={
-            "Content-Length": str(result.size),
-            "Content-Disposition": content_disposition(result.filename),
-            "ETag": result.etag,
-        },
+        headers={**plan.headers, "Content-Disposition": content_disposition(result.filename)},
         direct_passthrough=True,
     )
+    if plan.status == 304:
+        del response.headers["Content-Type"]
+    return response
+
+
+def download(user: str, file_id: str, format: str = "zip"):
+    """Download the ZIP, or with `format=original` the original bytes (Range supported)."""
+    return _download_response(user, file_id, format, with_body=True)
+
+
+def download_head(user: str, file_id: str, format: str = "zip"):
+    """The download's headers (size, ETag, ranges) without its bytes."""
+    return _download_response(user, file_id, format, with_body=False)

@@ -46,6 +46,7 @@ def me(user: str):
             "usage": {
                 "file_count": usage.file_count,
                 "bytes_stored": usage.bytes_stored,
+                "bytes_reserved": usage.bytes_reserved,
                 "quota_bytes": runtime().settings.quota_bytes,
             },
         }

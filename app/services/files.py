@@ -9,7 +9,7 @@ import json
 import mimetypes
 import uuid
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import and_, func, or_, select
@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
+from app.db import utcnow
 from app.errors import (
     Conflict,
     InvalidInput,
@@ -26,7 +27,7 @@ from app.errors import (
     StorageUnavailable,
     TooLarge,
 )
-from app.models import File, FileStatus
+from app.models import File, FileStatus, Upload
 from app.services import names, users
 from app.services.jobs import JobQueue
 from app.services.spool import SpooledUpload
@@ -52,13 +53,22 @@ class Page:
 
 @dataclass(frozen=True)
 class Download:
-    """What a download answers with: the bytes as chunks, and how to describe them."""
+    """What a download answers with: how to read the bytes, and how to describe them."""
 
-    chunks: Iterator[bytes]
+    read: Callable[[int, int | None], Iterator[bytes]]  # (start, length or None for all)
     size: int
     content_type: str
     filename: str
     etag: str
+
+    @property
+    def chunks(self) -> Iterator[bytes]:
+        """All the bytes, in chunks."""
+        return self.read(0, None)
+
+    def chunks_from(self, start: int, length: int | None) -> Iterator[bytes]:
+        """`length` bytes (or all) from `start`, in chunks; nothing is read before iteration."""
+        return self.read(start, length)
 
 
 def etag(file: File) -> str:
@@ -82,8 +92,21 @@ def _owned(session: Session, owner_id: uuid.UUID, file_id: uuid.UUID) -> File:
 
 
 def _name_taken(session: Session, owner_id: uuid.UUID, name: str) -> bool:
-    return (
+    """A file has the name, or an unfinished resumable upload will become one with it."""
+    if (
         session.scalar(select(File.id).where(File.owner_id == owner_id, File.name == name))
+        is not None
+    ):
+        return True
+    return (
+        session.scalar(
+            select(Upload.id).where(
+                Upload.owner_id == owner_id,
+                Upload.name == name,
+                Upload.completed_at.is_(None),
+                Upload.expires_at > utcnow(),
+            )
+        )
         is not None
     )
 
@@ -92,15 +115,17 @@ def check_new_file(
     session: Session, quota_bytes: int, owner_id: uuid.UUID, name: str, size: int
 ) -> None:
     """Refuse a new file whose name is taken or whose size would break the owner's quota."""
-    used = users.usage(session, owner_id).bytes_stored
+    usage = users.usage(session, owner_id)
+    # Unfinished resumable uploads hold their whole length: no quota race by many uploads.
+    used = usage.bytes_stored + usage.bytes_reserved
     if used + size > quota_bytes:
         raise TooLarge(
             f"This upload of {size} bytes would exceed your storage quota "
-            f"({used} of {quota_bytes} bytes used).",
+            f"({used} of {quota_bytes} bytes used or reserved).",
             limit="quota",
         )
     if _name_taken(session, owner_id, name):
-        raise Conflict(f"You already have a file named {name!r}.")
+        raise Conflict(f"You already have a file (or an upload) named {name!r}.")
 
 
 def create(
@@ -165,8 +190,12 @@ def _decode_cursor(sort: str, cursor: str) -> tuple[object, uuid.UUID]:
         value = data["v"]
         if sort.endswith("created_at"):
             value = dt.datetime.fromisoformat(value)
-        elif not isinstance(value, str):
+            if value.tzinfo is None:  # the column refuses naive datetimes
+                raise ValueError("naive datetime")
+        elif not isinstance(value, str) or "\x00" in value:
             raise ValueError("bad value")
+        else:
+            value.encode()  # a lone surrogate raises UnicodeEncodeError, a ValueError
         return value, uuid.UUID(data["id"])
     except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
         raise InvalidInput(
@@ -227,7 +256,7 @@ def rename(
     if new_name == file.name:
         return file
     if _name_taken(session, owner_id, new_name):
-        raise Conflict(f"You already have a file named {new_name!r}.")
+        raise Conflict(f"You already have a file (or an upload) named {new_name!r}.")
     file.name = new_name
     try:
         session.commit()
@@ -254,12 +283,26 @@ def delete(session: Session, storage: Storage, owner_id: uuid.UUID, file_id: uui
     session.commit()
 
 
-def _zip_entry_chunks(storage: Storage, key: str) -> Iterator[bytes]:
+def _zip_entry_chunks(
+    storage: Storage, key: str, start: int = 0, length: int | None = None
+) -> Iterator[bytes]:
     with storage.open(key) as raw, zipfile.ZipFile(raw) as archive:
         (entry,) = archive.infolist()
         with archive.open(entry) as member:
-            while chunk := member.read(CHUNK_SIZE):
+            if start:
+                # STORED: a direct seek. DEFLATED: decompressed forward, a chunk at a time.
+                member.seek(start)
+            remaining = entry.file_size - start if length is None else length
+            while remaining > 0 and (chunk := member.read(min(CHUNK_SIZE, remaining))):
+                remaining -= len(chunk)
                 yield chunk
+
+
+def _object_chunks(storage: Storage, key: str):
+    def read(start: int, length: int | None) -> Iterator[bytes]:
+        return storage.iter_chunks(key, start, length)
+
+    return read
 
 
 def download(
@@ -283,15 +326,16 @@ def download(
         )
         raise NotReady(detail, headers=headers)
     if original:
+        archive_key = file.archive_key
         return Download(
-            chunks=_zip_entry_chunks(storage, file.archive_key),
+            read=lambda start, length: _zip_entry_chunks(storage, archive_key, start, length),
             size=file.size,
             content_type=file.content_type,
             filename=file.name,
             etag=f'"{file.sha256}"',
         )
     return Download(
-        chunks=storage.iter_chunks(file.archive_key),
+        read=_object_chunks(storage, file.archive_key),
         size=file.compressed_size or storage.size(file.archive_key),
         content_type="application/zip",
         filename=f"{file.name}.zip",

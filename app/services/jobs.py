@@ -40,8 +40,13 @@ class JobQueue:
         except Exception as exc:  # any broker failure: the sweep will deliver it later
             log.warning("could not enqueue compression of %s: %s", file_id, exc)
             return False
-        # Bookkeeping only: a Core UPDATE, so the file's version (its ETag) does not move.
-        session.execute(update(File).where(File.id == file_id).values(enqueued_at=utcnow()))
+        # Bookkeeping only: a Core UPDATE, so the file's version (its ETag) does not move,
+        # and `updated_at` is kept as it is (its column default would bump it).
+        session.execute(
+            update(File)
+            .where(File.id == file_id)
+            .values(enqueued_at=utcnow(), updated_at=File.updated_at)
+        )
         session.commit()
         return True
 

@@ -115,7 +115,11 @@ def renew(session: Session, job: Claim, lease_seconds: int) -> bool:
     result = session.execute(
         update(File)
         .where(_held(job))
-        .values(lease_expires_at=utcnow() + dt.timedelta(seconds=lease_seconds))
+        .values(
+            lease_expires_at=utcnow() + dt.timedelta(seconds=lease_seconds),
+            # Bookkeeping: keep `updated_at` (its column default would bump it) unchanged.
+            updated_at=File.updated_at,
+        )
         .execution_options(synchronize_session=False)
     )
     session.commit()
@@ -228,9 +232,13 @@ def run(
             modified_at=job.created_at,
             heartbeat=heartbeat,
         )
-    except LeaseLost:
+    except Exception:
+        # A file deleted meanwhile shows up as whatever broke first (a lost lease, its
+        # staged bytes gone from under the reader): that is no failure, just nothing to do.
+        session.rollback()
         if not exists(session, job.file_id):
             storage.delete(job.archive_key)
+            storage.delete(job.staged_key)
             return False
         raise
     if not complete(session, job, result):

@@ -12,8 +12,9 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.db import utcnow
 from app.errors import Conflict, InvalidInput, Unauthorized
-from app.models import File, User
+from app.models import File, Upload, User
 from app.services import tokens
 from app.services.throttle import LoginThrottle
 from app.settings import Settings
@@ -36,6 +37,7 @@ _DUMMY_HASH = hasher.hash("not a real password, only for timing")
 class Usage:
     file_count: int
     bytes_stored: int
+    bytes_reserved: int = 0  # the lengths of unfinished resumable uploads
 
 
 def normalize_email(raw: str) -> str:
@@ -79,7 +81,10 @@ def login(
     """A fresh access token; one Unauthorized for an unknown address or a wrong password."""
     account = email.strip().lower()
     throttle.check(account, address)
-    user = find_by_email(session, account)
+    try:
+        user = find_by_email(session, normalize_email(account))
+    except InvalidInput:  # not an address, so no account (and nothing to send the database)
+        user = None
     try:
         hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
         if user is None:
@@ -103,10 +108,17 @@ def get(session: Session, user_id: uuid.UUID) -> User:
 
 
 def usage(session: Session, user_id: uuid.UUID) -> Usage:
-    """How many files the user has and how many bytes they take (originals)."""
+    """How many files the user has, the bytes they take (originals) and those reserved."""
     count, total = session.execute(
         select(func.count(File.id), func.coalesce(func.sum(File.size), 0)).where(
             File.owner_id == user_id
         )
     ).one()
-    return Usage(file_count=int(count), bytes_stored=int(total))
+    reserved = session.scalar(
+        select(func.coalesce(func.sum(Upload.length), 0)).where(
+            Upload.owner_id == user_id,
+            Upload.completed_at.is_(None),
+            Upload.expires_at > utcnow(),
+        )
+    )
+    return Usage(file_count=int(count), bytes_stored=int(total), bytes_reserved=int(reserved or 0))

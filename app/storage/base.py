@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import BinaryIO
@@ -32,8 +32,14 @@ class Storage(abc.ABC):
         """Store the local file at `path` under `key`, consuming the file."""
 
     @abc.abstractmethod
-    def writer(self, key: str, content_type: str) -> AbstractContextManager[BinaryIO]:
-        """A binary sink; the object appears only if the block exits cleanly."""
+    def writer(
+        self, key: str, content_type: str, *, durable: bool = True
+    ) -> AbstractContextManager[BinaryIO]:
+        """A binary sink; the object appears only if the block exits cleanly.
+
+        `durable=False` lets a backend skip forcing the bytes to disk (fsync) for objects
+        that are checked later anyway, such as the parts of a resumable upload.
+        """
 
     @abc.abstractmethod
     def open(self, key: str) -> BinaryIO:
@@ -54,6 +60,18 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def ping(self) -> None:
         """Raise if the backend cannot be reached."""
+
+    def concat(self, keys: Sequence[str], dest_key: str, content_type: str) -> None:
+        """Store the objects at `keys`, in order, as one object at `dest_key`.
+
+        The sources stay (the caller deletes them once the result is committed); a missing
+        one raises ObjectMissing and no destination appears. This fallback streams through
+        the process in chunks; backends override it with something cheaper.
+        """
+        with self.writer(dest_key, content_type) as sink:
+            for key in keys:
+                for chunk in self.iter_chunks(key):
+                    sink.write(chunk)
 
     def exists(self, key: str) -> bool:
         try:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -12,6 +13,8 @@ from google.cloud import storage as gcs
 
 from app.storage.base import ObjectMissing, Storage, check_key
 
+# The most source objects one compose request may name.
+MAX_COMPOSE_SOURCES = 32
 # A multiple of 256 KiB, as resumable uploads require; it is also the write buffer per upload.
 GCS_CHUNK_SIZE = 8 * 1024 * 1024
 
@@ -30,10 +33,19 @@ class GCSStorage(Storage):
         path.unlink()
 
     @contextlib.contextmanager
-    def writer(self, key: str, content_type: str) -> Iterator[BinaryIO]:
+    def writer(self, key: str, content_type: str, *, durable: bool = True) -> Iterator[BinaryIO]:
+        # Every finalised GCS object is durable; `durable` only matters to local disks.
         sink = self._blob(key).open("wb", content_type=content_type, ignore_flush=True)
-        # On an exception the resumable session is simply never finalised: no object appears.
-        yield sink
+        try:
+            yield sink
+        except BaseException:
+            # Cancel the resumable session. A writer merely dropped would be finalised by
+            # its close() when garbage-collected: the half-written object would appear.
+            with contextlib.suppress(Exception):
+                sink.terminate()
+            if not sink.closed:
+                sink._buffer.close()  # terminate() failed early; close() must not upload now
+            raise
         sink.close()
 
     def open(self, key: str) -> BinaryIO:
@@ -57,6 +69,38 @@ class GCSStorage(Storage):
     def list(self, prefix: str) -> Iterator[str]:
         for blob in self.client.list_blobs(self.bucket, prefix=prefix):
             yield blob.name
+
+    def concat(self, keys: Sequence[str], dest_key: str, content_type: str) -> None:
+        """Server-side compose, in rounds of at most 32 sources; no bytes pass through here."""
+        dest = self._blob(dest_key)
+        dest.content_type = content_type
+        if not keys:
+            dest.upload_from_string(b"", content_type=content_type)
+            return
+        sources = [self._blob(key) for key in keys]
+        intermediates: list[gcs.Blob] = []
+        token = uuid.uuid4().hex[:12]
+        try:
+            while len(sources) > MAX_COMPOSE_SOURCES:
+                merged = []
+                for i in range(0, len(sources), MAX_COMPOSE_SOURCES):
+                    group = sources[i : i + MAX_COMPOSE_SOURCES]
+                    if len(group) == 1:
+                        merged.append(group[0])
+                        continue
+                    step = self._blob(f"{dest_key}.compose-{token}-{len(intermediates)}")
+                    step.content_type = content_type
+                    intermediates.append(step)
+                    step.compose(group)
+                    merged.append(step)
+                sources = merged
+            dest.compose(sources)
+        except gexc.NotFound:
+            raise ObjectMissing(dest_key) from None
+        finally:
+            for step in intermediates:
+                with contextlib.suppress(gexc.NotFound):
+                    step.delete()
 
     def ping(self) -> None:
         self.bucket.reload()

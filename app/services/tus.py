@@ -1,0 +1,526 @@
+"""Resumable uploads (tus 1.0): create, append, inspect, terminate and expire them.
+
+Any API process can take any request: progress lives in the `uploads` row, bytes in the
+storage backend, one part object per PATCH under `<user>/uploads/<id>.parts/`. A PATCH
+streams its body straight into a storage writer (never whole in memory, never on local
+disk when the backend is GCS), then records the part with an UPDATE that also checks the
+offset, so two PATCHes racing for one upload cannot both land: the loser gets 409 and
+its part object is removed. When the last byte lands the parts are concatenated (a
+server-side compose on GCS) into the staged key of a new pending File with the same id,
+in the same transaction, and the compression job is sent after commit.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
+
+from isal import isal_zlib
+from sqlalchemy import CursorResult, Result, delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.db import utcnow
+from app.errors import (
+    AppError,
+    ChecksumMismatch,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    StorageUnavailable,
+    TooLarge,
+    UnsupportedMediaType,
+)
+from app.models import File, FileStatus, Upload, UploadPart
+from app.services import files, names
+from app.services.jobs import JobQueue
+from app.storage import Storage
+
+log = logging.getLogger(__name__)
+
+VERSION = "1.0.0"
+EXTENSIONS = ("creation", "creation-with-upload", "termination", "checksum", "expiration")
+CONTENT_TYPE = "application/offset+octet-stream"
+CHECKSUMS: dict[str, Callable[[], hashlib._Hash]] = {
+    "sha1": lambda: hashlib.sha1(usedforsecurity=False),
+    "md5": lambda: hashlib.md5(usedforsecurity=False),
+    "sha256": hashlib.sha256,
+}
+READ_SIZE = 1024 * 1024
+MAX_METADATA_PAIRS = 32
+
+
+class Body(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class Checksum:
+    algorithm: str
+    digest: bytes
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where an upload stands after a request: what the tus headers report."""
+
+    id: uuid.UUID
+    offset: int
+    length: int
+    expires_at: dt.datetime
+    file: File | None = None  # set once the last byte landed
+
+
+def _rowcount(result: Result[Any]) -> int:
+    """Rows a DML statement matched (Session.execute returns a CursorResult for those)."""
+    return cast(CursorResult[Any], result).rowcount
+
+
+def _progress(upload: Upload, file: File | None = None) -> Progress:
+    return Progress(upload.id, upload.offset, upload.length, upload.expires_at, file)
+
+
+def parse_checksum(header: str | None) -> Checksum | None:
+    """`Upload-Checksum: <algorithm> <base64 digest>`; 400 for an unknown algorithm."""
+    if header is None:
+        return None
+    algorithm, _, encoded = header.strip().partition(" ")
+    algorithm = algorithm.lower()
+    if algorithm not in CHECKSUMS:
+        raise InvalidInput(
+            f"Upload-Checksum algorithm {algorithm!r} is not supported; "
+            f"use one of {', '.join(CHECKSUMS)}."
+        )
+    try:
+        digest = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput("The Upload-Checksum digest is not valid base64.") from None
+    if len(digest) != CHECKSUMS[algorithm]().digest_size:
+        raise InvalidInput(f"The Upload-Checksum digest is not a {algorithm} digest.")
+    return Checksum(algorithm, digest)
+
+
+def parse_metadata(header: str | None) -> dict[str, str | None]:
+    """`Upload-Metadata`: comma-separated `key base64value` pairs (the value may be absent)."""
+    metadata: dict[str, str | None] = {}
+    if not header or not header.strip():
+        return metadata
+    pairs = header.split(",")
+    if len(pairs) > MAX_METADATA_PAIRS:
+        raise InvalidInput(f"Upload-Metadata may have at most {MAX_METADATA_PAIRS} pairs.")
+    for pair in pairs:
+        key, _, encoded = pair.strip().partition(" ")
+        if not key or " " in encoded.strip() or key in metadata:
+            raise InvalidInput(f"Upload-Metadata has a malformed or repeated pair {pair!r}.")
+        if not encoded.strip():
+            metadata[key] = None
+            continue
+        try:
+            metadata[key] = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, ValueError):
+            raise InvalidInput(
+                f"Upload-Metadata value for {key!r} is not base64-encoded UTF-8."
+            ) from None
+    return metadata
+
+
+def check_content_type(header: str | None) -> None:
+    """PATCH bodies must say they are `application/offset+octet-stream` (415 otherwise)."""
+    if (header or "").split(";", 1)[0].strip().lower() != CONTENT_TYPE:
+        raise UnsupportedMediaType(f"A tus PATCH body must be sent as {CONTENT_TYPE}.")
+
+
+def _owned(session: Session, owner_id: uuid.UUID, upload_id: uuid.UUID) -> Upload:
+    upload = session.get(Upload, upload_id, populate_existing=True)
+    if upload is None or upload.owner_id != owner_id:
+        raise NotFound(f"There is no upload {upload_id}.")
+    if upload.completed_at is None and upload.expires_at <= utcnow():
+        raise NotFound(f"The upload {upload_id} has expired.")
+    return upload
+
+
+def get(session: Session, owner_id: uuid.UUID, upload_id: uuid.UUID) -> Progress:
+    """Where one of the owner's uploads stands (a finished one reports its full length)."""
+    upload = _owned(session, owner_id, upload_id)
+    session.commit()  # end the read transaction (objects are not expired on commit)
+    return _progress(upload)
+
+
+def create(
+    session: Session,
+    storage: Storage,
+    jobs: JobQueue,
+    *,
+    owner_id: uuid.UUID,
+    length: int,
+    metadata: dict[str, str | None],
+    max_file_bytes: int,
+    quota_bytes: int,
+    expiry_seconds: int,
+    body: Body | None = None,
+    content_length: int | None = None,
+    checksum: Checksum | None = None,
+) -> Progress:
+    """Start an upload of `length` bytes, with its first bytes when `body` is given.
+
+    413 over the file size or the quota, 409 when the name is taken. If the first bytes
+    are refused (checksum, length), the new upload is removed again: nothing half-made.
+    """
+    upload = _start(
+        session,
+        storage,
+        jobs,
+        owner_id=owner_id,
+        length=length,
+        metadata=metadata,
+        max_file_bytes=max_file_bytes,
+        quota_bytes=quota_bytes,
+        expiry_seconds=expiry_seconds,
+    )
+    if body is None or upload.completed_at is not None:
+        return _progress(upload)
+    try:
+        return append(
+            session,
+            storage,
+            jobs,
+            owner_id=owner_id,
+            upload_id=upload.id,
+            offset=0,
+            body=body,
+            content_length=content_length,
+            checksum=checksum,
+            expiry_seconds=expiry_seconds,
+        )
+    except BaseException:
+        session.rollback()
+        _remove(session, storage, upload.id, upload.parts_prefix, upload.staged_key)
+        raise
+
+
+def _start(
+    session: Session,
+    storage: Storage,
+    jobs: JobQueue,
+    *,
+    owner_id: uuid.UUID,
+    length: int,
+    metadata: dict[str, str | None],
+    max_file_bytes: int,
+    quota_bytes: int,
+    expiry_seconds: int,
+) -> Upload:
+    if length > max_file_bytes:
+        raise TooLarge(
+            f"A file may be at most {max_file_bytes} bytes; this one is {length}.", limit="file"
+        )
+    filename = metadata.get("filename") or metadata.get("name")
+    if not filename:
+        raise InvalidInput("Upload-Metadata must carry the file's name as `filename`.")
+    name = names.from_client_filename(filename)
+    files.check_new_file(session, quota_bytes, owner_id, name, length)
+    now = utcnow()
+    upload = Upload(
+        id=uuid.uuid4(),
+        owner_id=owner_id,
+        name=name,
+        content_type=files.content_type_for(
+            name, metadata.get("filetype") or metadata.get("content_type")
+        ),
+        length=length,
+        offset=0,
+        crc32=0,
+        parts=0,
+        expires_at=now + dt.timedelta(seconds=expiry_seconds),
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(upload)
+    session.flush()
+    if length == 0:
+        # Nothing to wait for: the empty file exists at once.
+        file = _finish(session, storage, upload, [], now)
+        _commit_finished(session, storage, jobs, upload, file)
+        return upload
+    session.commit()
+    return upload
+
+
+def append(
+    session: Session,
+    storage: Storage,
+    jobs: JobQueue,
+    *,
+    owner_id: uuid.UUID,
+    upload_id: uuid.UUID,
+    offset: int,
+    body: Body,
+    content_length: int | None,
+    checksum: Checksum | None,
+    expiry_seconds: int,
+) -> Progress:
+    """Store one PATCH body at `offset` as a part; finish the upload when it is complete.
+
+    409 when `offset` is not the upload's, 413 when the body runs past its length, 460
+    (and nothing stored) when the checksum does not match. A body cut short by the client
+    is kept as far as it got, as tus asks, unless it came with a checksum.
+    """
+    upload = _owned(session, owner_id, upload_id)
+    session.commit()  # no transaction stays open while the body streams in
+    if upload.completed_at is not None:
+        raise Conflict(f"The upload {upload_id} is already complete.")
+    if offset != upload.offset:
+        raise Conflict(
+            f"Upload-Offset {offset} does not match the upload's offset {upload.offset}; "
+            "ask with HEAD and resume from there."
+        )
+    remaining = upload.length - offset
+    if content_length is not None and content_length > remaining:
+        raise TooLarge(
+            f"The body of {content_length} bytes runs past the upload's length "
+            f"({remaining} bytes remain).",
+            limit="file",
+        )
+    key = f"{upload.parts_prefix}{offset:015d}-{uuid.uuid4().hex[:12]}"
+    stream = _PartStream(body, remaining, checksum)
+    try:
+        # Not fsynced: the worker checks the assembled bytes against size and CRC-32.
+        with storage.writer(key, "application/octet-stream", durable=False) as sink:
+            stream.copy_to(sink)
+            cut_short = content_length is not None and stream.size < content_length
+            # Leaving the writer by an exception stores nothing.
+            if stream.size == 0 or (cut_short and checksum is not None):
+                raise _NothingToKeep
+            if checksum is not None and stream.digest != checksum.digest:
+                raise ChecksumMismatch(
+                    f"The chunk's {checksum.algorithm} does not match Upload-Checksum; it was "
+                    f"discarded and the offset stays {offset}."
+                )
+    except _NothingToKeep:
+        return _progress(upload)
+    except AppError:
+        raise
+    except Exception as exc:
+        raise StorageUnavailable(f"The chunk could not be stored: {exc}") from exc
+    try:
+        return _record_part(session, storage, jobs, upload, key, stream, expiry_seconds)
+    except BaseException:
+        session.rollback()
+        storage.delete(key)
+        raise
+
+
+class _NothingToKeep(Exception):
+    """An empty body, or one cut short that cannot be verified against its checksum."""
+
+
+class _PartStream:
+    """Copies a body to a sink, measuring its size, CRC-32 and the requested checksum."""
+
+    def __init__(self, body: Body, limit: int, checksum: Checksum | None):
+        self.body = body
+        self.limit = limit
+        self.size = 0
+        self.crc32 = 0
+        self._hash = CHECKSUMS[checksum.algorithm]() if checksum else None
+
+    def copy_to(self, sink) -> None:
+        while True:
+            chunk = self.body.read(READ_SIZE)
+            if not chunk:
+                return
+            if self.size + len(chunk) > self.limit:
+                raise TooLarge(
+                    f"The body runs past the upload's length ({self.limit} bytes remained).",
+                    limit="file",
+                )
+            self.size += len(chunk)
+            self.crc32 = isal_zlib.crc32(chunk, self.crc32)
+            if self._hash is not None:
+                self._hash.update(chunk)
+            sink.write(chunk)
+
+    @property
+    def digest(self) -> bytes:
+        return self._hash.digest() if self._hash is not None else b""
+
+
+def _record_part(
+    session: Session,
+    storage: Storage,
+    jobs: JobQueue,
+    upload: Upload,
+    key: str,
+    part: _PartStream,
+    expiry_seconds: int,
+) -> Progress:
+    now = utcnow()
+    new_offset = upload.offset + part.size
+    crc = isal_zlib.crc32_combine(upload.crc32, part.crc32, part.size) & 0xFFFFFFFF
+    # The WHERE on the offset is the lock: a concurrent PATCH that landed first moved it
+    # (and on PostgreSQL this UPDATE waits for that PATCH's transaction to end).
+    moved = session.execute(
+        update(Upload)
+        .where(
+            Upload.id == upload.id,
+            Upload.offset == upload.offset,
+            Upload.completed_at.is_(None),
+        )
+        .values(
+            offset=new_offset,
+            crc32=crc,
+            parts=Upload.parts + 1,
+            updated_at=now,
+            expires_at=now + dt.timedelta(seconds=expiry_seconds),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if _rowcount(moved) != 1:
+        raise Conflict("Another request wrote to this upload meanwhile; ask with HEAD and resume.")
+    session.add(UploadPart(upload_id=upload.id, offset=upload.offset, size=part.size, key=key))
+    session.flush()
+    session.refresh(upload)
+    if new_offset < upload.length:
+        session.commit()
+        return _progress(upload)
+    keys = list(
+        session.scalars(
+            select(UploadPart.key)
+            .where(UploadPart.upload_id == upload.id)
+            .order_by(UploadPart.offset)
+        )
+    )
+    file = _finish(session, storage, upload, keys, now)
+    _commit_finished(session, storage, jobs, upload, file)
+    return _progress(upload, file)
+
+
+def _commit_finished(
+    session: Session, storage: Storage, jobs: JobQueue, upload: Upload, file: File
+) -> None:
+    try:
+        session.commit()
+    except BaseException:
+        storage.delete(upload.staged_key)  # no object without its row
+        raise
+    _delete_prefix(storage, upload.parts_prefix)
+    jobs.send_compression(session, file.id)
+
+
+def _free_name(session: Session, owner_id: uuid.UUID, name: str) -> str:
+    """`name`, or `name (2).ext`… if a file took it while the upload was under way."""
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem:
+        stem, dot, ext = name, "", ""
+    candidate, n = name, 1
+    while (
+        session.scalar(select(File.id).where(File.owner_id == owner_id, File.name == candidate))
+        is not None
+    ):
+        n += 1
+        suffix = f" ({n}){dot}{ext}"
+        candidate = stem[: names.MAX_NAME - len(suffix)] + suffix
+    return candidate
+
+
+def _finish(
+    session: Session, storage: Storage, upload: Upload, keys: list[str], now: dt.datetime
+) -> File:
+    """Inside the caller's transaction: the pending File, its staged object, the upload done."""
+    file = File(
+        id=upload.id,
+        owner_id=upload.owner_id,
+        name=_free_name(session, upload.owner_id, upload.name),
+        status=FileStatus.PENDING,
+        size=upload.length,
+        sha256=None,  # the worker computes it while compressing
+        crc32=upload.crc32,
+        content_type=upload.content_type,
+        attempts=0,
+    )
+    session.add(file)
+    upload.offset = upload.length
+    upload.completed_at = now
+    session.execute(delete(UploadPart).where(UploadPart.upload_id == upload.id))
+    try:
+        session.flush()
+    except IntegrityError:
+        raise Conflict(f"You already have a file named {file.name!r}; retry.") from None
+    try:
+        storage.concat(keys, file.staged_key, file.content_type)
+    except Exception as exc:
+        raise StorageUnavailable(f"The upload could not be assembled: {exc}") from exc
+    return file
+
+
+def _delete_prefix(storage: Storage, prefix: str) -> None:
+    """Best effort: a part left behind is only wasted space, never visible."""
+    try:
+        for key in list(storage.list(prefix)):
+            storage.delete(key)
+    except Exception as exc:
+        log.warning("could not remove the parts under %s: %s", prefix, exc)
+
+
+def terminate(session: Session, storage: Storage, owner_id: uuid.UUID, upload_id: uuid.UUID):
+    """Cancel an upload and remove its parts (a finished upload's file stays)."""
+    upload = session.get(Upload, upload_id)
+    if upload is None or upload.owner_id != owner_id:
+        raise NotFound(f"There is no upload {upload_id}.")
+    _remove(session, storage, upload.id, upload.parts_prefix, upload.staged_key)
+
+
+def _remove(
+    session: Session,
+    storage: Storage,
+    upload_id: uuid.UUID,
+    parts_prefix: str,
+    staged_key: str,
+    *,
+    expired_by: dt.datetime | None = None,
+) -> bool:
+    """Delete the row, then its objects; False if it changed meanwhile (extended, gone)."""
+    where = [Upload.id == upload_id]
+    if expired_by is not None:
+        # A PATCH may have extended the upload since it was selected.
+        where.append(Upload.expires_at <= expired_by)
+    # The conditions are re-checked under the row's lock: a finish racing with us either
+    # commits first (and we only drop the record) or waits for our delete (and then 409s).
+    options = {"synchronize_session": False}
+    unfinished = session.execute(
+        delete(Upload).where(*where, Upload.completed_at.is_(None)).execution_options(**options)
+    )
+    if _rowcount(unfinished) == 1:
+        session.commit()
+        _delete_prefix(storage, parts_prefix)
+        # A finish that died before its commit may have left the staged object behind.
+        storage.delete(staged_key)
+        return True
+    finished = session.execute(
+        delete(Upload).where(*where, Upload.completed_at.is_not(None)).execution_options(**options)
+    )
+    session.commit()
+    if _rowcount(finished) == 1:
+        _delete_prefix(storage, parts_prefix)
+        return True
+    return False
+
+
+def expire(session: Session, storage: Storage, *, limit: int = 500) -> int:
+    """Remove expired uploads and their parts (a finished one is just a record by then)."""
+    now = utcnow()
+    expired = [
+        (upload.id, upload.parts_prefix, upload.staged_key)
+        for upload in session.scalars(
+            select(Upload).where(Upload.expires_at <= now).order_by(Upload.expires_at).limit(limit)
+        )
+    ]
+    session.commit()
+    return sum(_remove(session, storage, *row, expired_by=now) for row in expired)

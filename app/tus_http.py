@@ -1,0 +1,121 @@
+"""The tus protocol's HTTP glue: its headers on every response, and unbuffered PATCH bodies.
+
+`TusProtocol` wraps the whole app (outside Connexion's exception handling, so error
+responses get `Tus-Resumable` too): it honours `X-HTTP-Method-Override` and answers 412
+to a request under /uploads without `Tus-Resumable: 1.0.0` (OPTIONS excepted).
+
+`TusBodyValidator` is the body "validator" for `application/offset+octet-stream`: there
+is nothing to validate, and Connexion's default would read the body into memory. It only
+regroups the ASGI receive channel into ~1 MiB messages, so the handler thread reading the
+body crosses to the event loop once per MiB rather than once per 64 KiB socket read.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from connexion.validators import AbstractRequestBodyValidator
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.services.tus import VERSION
+
+BATCH_BYTES = 1024 * 1024
+OVERRIDABLE = {"HEAD", "PATCH", "DELETE", "POST", "OPTIONS", "GET"}
+
+
+class TusProtocol:
+    """Protocol-level rules for every request under `prefix`; see the module docstring."""
+
+    def __init__(self, app: ASGIApp, prefix: str):
+        self.app = app
+        self.prefix = prefix.rstrip("/")
+
+    def _applies(self, path: str) -> bool:
+        return path == self.prefix or path.startswith(self.prefix + "/")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self._applies(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        override = headers.get("x-http-method-override", "").strip().upper()
+        if override in OVERRIDABLE:
+            scope = {**scope, "method": override}
+        if scope["method"] != "OPTIONS" and headers.get("tus-resumable") != VERSION:
+            await self._version_mismatch(headers.get("tus-resumable"), send)
+            return
+
+        async def send_(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)["Tus-Resumable"] = VERSION
+            await send(message)
+
+        await self.app(scope, receive, send_)
+
+    async def _version_mismatch(self, offered: str | None, send: Send) -> None:
+        detail = (
+            "Send Tus-Resumable: 1.0.0 with every tus request."
+            if offered is None
+            else f"tus version {offered!r} is not supported; this server speaks {VERSION}."
+        )
+        body = json.dumps(
+            {
+                "type": "/problems/precondition-failed",
+                "title": "Precondition Failed",
+                "status": 412,
+                "detail": detail,
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 412,
+                "headers": [
+                    (b"content-type", b"application/problem+json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"tus-resumable", VERSION.encode()),
+                    (b"tus-version", VERSION.encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def batched(receive: Receive, batch_bytes: int = BATCH_BYTES) -> Receive:
+    """`receive`, regrouped into messages of about `batch_bytes`; see the module docstring.
+
+    A client disconnect ends the body where it stopped: the service compares what it read
+    with Content-Length (and the checksum) to tell a cut-short body from a whole one.
+    """
+    ended = False
+
+    async def receive_() -> Message:
+        nonlocal ended
+        pieces: list[bytes] = []
+        size = 0
+        while not ended and size < batch_bytes:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                ended = True
+                break
+            body = message.get("body", b"")
+            if body:
+                pieces.append(body)
+                size += len(body)
+            if not message.get("more_body", False):
+                ended = True
+        return {"type": "http.request", "body": b"".join(pieces), "more_body": not ended}
+
+    return receive_
+
+
+class TusBodyValidator(AbstractRequestBodyValidator):
+    """Passes `application/offset+octet-stream` bodies through unread; see the module docstring."""
+
+    def __init__(self, *, schema: dict, strict_validation: bool, **kwargs: Any):
+        super().__init__(schema=schema, strict_validation=strict_validation, **kwargs)
+
+    async def wrap_receive(self, receive: Receive, *, scope: Scope) -> tuple[Receive, Scope]:
+        return batched(receive), scope

@@ -1,0 +1,616 @@
+"""Resumable uploads over tus 1.0: a real tus client against a real server, and every error."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import io
+import random
+import socket
+import subprocess
+import sys
+import time
+import uuid
+import zipfile
+import zlib
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from tusclient.client import TusClient
+
+from app.models import File, Upload, UploadPart
+from app.services import tus
+from app.web import create_app
+from tests.conftest import (
+    ROOT,
+    Account,
+    free_port,
+    make_settings,
+    new_email,
+    settings_env,
+    upload,
+    wait_for_port,
+    wait_for_status,
+)
+
+TUS = {"Tus-Resumable": "1.0.0"}
+OCTETS = {"Content-Type": "application/offset+octet-stream"}
+ORIGIN = "https://app.example"
+
+
+def payload(size: int, seed: int = 1) -> bytes:
+    """Mildly compressible bytes, so the worker deflates them."""
+    rng = random.Random(seed)
+    words = [bytes(rng.choices(b"abcdefghij", k=rng.randint(1, 9))) for _ in range(512)]
+    out = bytearray()
+    while len(out) < size:
+        out += rng.choice(words) + b" "
+    return bytes(out[:size])
+
+
+def metadata(filename: str, **extra: str) -> str:
+    pairs = {"filename": filename, **extra}
+    return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in pairs.items())
+
+
+def create(client, account: Account, length: int, filename: str = "data.bin", **headers):
+    return client.post(
+        "/api/v1/uploads",
+        headers={
+            **account.headers,
+            **TUS,
+            "Upload-Length": str(length),
+            "Upload-Metadata": metadata(filename),
+            **headers,
+        },
+    )
+
+
+def created(client, account: Account, length: int, filename: str = "data.bin") -> str:
+    response = create(client, account, length, filename)
+    assert response.status_code == 201, response.text
+    return response.headers["Location"]
+
+
+def patch(client, account: Account, url: str, offset: int, data: bytes, **headers):
+    return client.patch(
+        url,
+        headers={**account.headers, **TUS, **OCTETS, "Upload-Offset": str(offset), **headers},
+        content=data,
+    )
+
+
+def head(client, account: Account, url: str):
+    return client.head(url, headers={**account.headers, **TUS})
+
+
+def sha1_header(data: bytes) -> str:
+    return "sha1 " + base64.b64encode(hashlib.sha1(data, usedforsecurity=False).digest()).decode()
+
+
+def parts_in_storage(storage, account: Account, url: str) -> list[str]:
+    upload_id = url.rsplit("/", 1)[1]
+    return list(storage.list(f"{account.id}/uploads/{upload_id}.parts/"))
+
+
+# --- a real server for the real tus client ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def live_url(settings, redis_client, tmp_path_factory) -> Iterator[str]:
+    """uvicorn serving the app with the current backend's settings; its base URL."""
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("server") / "server.log", "ab")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "app.asgi:app", "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "warning"],
+        env=settings_env(settings),
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        wait_for_port(port, timeout=30)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
+
+
+@pytest.fixture
+def live(live_url) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=live_url, timeout=30) as http:
+        yield http
+
+
+@pytest.fixture
+def carol(live) -> Account:
+    return Account(live, new_email())
+
+
+def tus_client(live_url: str, account: Account) -> TusClient:
+    return TusClient(f"{live_url}/api/v1/uploads", headers=account.headers)
+
+
+def download_original(client, account: Account, file_id: str) -> bytes:
+    response = client.get(
+        f"/api/v1/files/{file_id}/content", params={"format": "original"}, headers=account.headers
+    )
+    assert response.status_code == 200, response.text
+    return response.content
+
+
+def test_tuspy_round_trip_becomes_a_ready_file(live_url, live, carol, worker, tmp_path):
+    content = payload(3 * 1024 * 1024 + 12345)
+    source = tmp_path / "notes.txt"
+    source.write_bytes(content)
+    uploader = tus_client(live_url, carol).uploader(
+        str(source), chunk_size=1024 * 1024, metadata={"filename": "notes.txt"},
+        upload_checksum=True,
+    )  # fmt: skip
+    uploader.upload()
+    file_id = uploader.url.rsplit("/", 1)[1]
+
+    body = wait_for_status(live, carol, file_id, {"ready", "failed"})
+    assert body["status"] == "ready", (body, worker.log()[-3000:])
+    assert body["name"] == "notes.txt"
+    assert body["content_type"] == "text/plain"
+    assert body["size"] == len(content)
+    assert body["sha256"] == hashlib.sha256(content).hexdigest()  # filled in by the worker
+    zipped = live.get(f"/api/v1/files/{file_id}/content", headers=carol.headers)
+    with zipfile.ZipFile(io.BytesIO(zipped.content)) as archive:
+        assert archive.namelist() == ["notes.txt"]
+        assert archive.read("notes.txt") == content
+    # The finished upload still answers HEAD, at full length; its parts are gone.
+    done = head(live, carol, uploader.url)
+    assert done.status_code == 200
+    assert done.headers["Upload-Offset"] == done.headers["Upload-Length"] == str(len(content))
+
+
+def test_interrupted_upload_resumes_with_a_new_client(live_url, live, carol, worker, tmp_path):
+    content = payload(2 * 1024 * 1024 + 777, seed=7)
+    source = tmp_path / "big.log"
+    source.write_bytes(content)
+    first = tus_client(live_url, carol).uploader(
+        str(source), chunk_size=512 * 1024, metadata={"filename": "big.log"}
+    )
+    first.upload(stop_at=1024 * 1024)  # "the connection dropped" halfway
+    url = first.url
+    assert head(live, carol, url).headers["Upload-Offset"] == str(1024 * 1024)
+
+    # A new client, knowing only the URL, asks where to resume and finishes.
+    second = tus_client(live_url, carol).uploader(str(source), url=url, chunk_size=300 * 1024)
+    assert second.offset == 1024 * 1024
+    second.upload()
+
+    file_id = url.rsplit("/", 1)[1]
+    body = wait_for_status(live, carol, file_id, {"ready", "failed"})
+    assert body["status"] == "ready", (body, worker.log()[-3000:])
+    assert download_original(live, carol, file_id) == content
+
+
+def test_body_cut_off_midway_keeps_what_arrived(live_url, live, carol, worker, tmp_path, storage):
+    content = payload(1024 * 1024, seed=3)
+    url = created(live, carol, len(content), "cut.txt")
+    port = int(live_url.rsplit(":", 1)[1])
+    sent = 300 * 1024
+    request = (
+        f"PATCH {url} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {carol.token}\r\nTus-Resumable: 1.0.0\r\n"
+        f"Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n"
+        f"Content-Length: {len(content)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(request + content[:sent])
+        time.sleep(0.5)  # let the server read it before the line drops
+    deadline = time.monotonic() + 10
+    offset = 0
+    while time.monotonic() < deadline:
+        offset = int(head(live, carol, url).headers["Upload-Offset"])
+        if offset:
+            break
+        time.sleep(0.05)
+    assert 0 < offset <= sent
+    assert len(parts_in_storage(storage, carol, url)) == 1
+
+    resumed = tus_client(live_url, carol).uploader(
+        file_stream=io.BytesIO(content), url=f"{live_url}{url}", chunk_size=256 * 1024
+    )
+    assert resumed.offset == offset
+    resumed.upload()
+    file_id = url.rsplit("/", 1)[1]
+    body = wait_for_status(live, carol, file_id, {"ready", "failed"})
+    assert body["status"] == "ready", (body, worker.log()[-3000:])
+    assert download_original(live, carol, file_id) == content
+    assert parts_in_storage(storage, carol, url) == []
+
+
+# --- the protocol, request by request (in-process) ---------------------------------------
+
+
+def test_options_lists_what_the_server_supports(client, settings):
+    response = client.options("/api/v1/uploads")  # no token, no Tus-Resumable needed
+    assert response.status_code == 204
+    assert response.headers["Tus-Resumable"] == "1.0.0"
+    assert response.headers["Tus-Version"] == "1.0.0"
+    extensions = set(response.headers["Tus-Extension"].split(","))
+    assert {"creation", "creation-with-upload", "termination", "checksum", "expiration"} <= (
+        extensions
+    )
+    assert int(response.headers["Tus-Max-Size"]) == settings.max_upload_bytes
+    assert "sha1" in response.headers["Tus-Checksum-Algorithm"].split(",")
+
+
+def test_create_head_patch_delete_cycle(client, alice, storage):
+    response = create(client, alice, 10, "ten.txt")
+    assert response.status_code == 201
+    url = response.headers["Location"]
+    assert url.startswith("/api/v1/uploads/")
+    assert response.headers["Tus-Resumable"] == "1.0.0"
+    assert response.headers["Upload-Offset"] == "0"
+    assert response.headers["Upload-Expires"].endswith("GMT")
+
+    state = head(client, alice, url)
+    assert state.status_code == 200
+    assert state.headers["Upload-Offset"] == "0"
+    assert state.headers["Upload-Length"] == "10"
+    assert state.headers["Cache-Control"] == "no-store"
+    assert state.content == b""
+
+    first = patch(client, alice, url, 0, b"01234")
+    assert first.status_code == 204, first.text
+    assert first.headers["Upload-Offset"] == "5"
+    assert first.headers["Tus-Resumable"] == "1.0.0"
+    assert "Upload-Expires" in first.headers
+    assert len(parts_in_storage(storage, alice, url)) == 1
+    assert (
+        client.get("/api/v1/users/me", headers=alice.headers).json()["usage"]["bytes_reserved"]
+        == 10
+    )
+
+    gone = client.delete(url, headers={**alice.headers, **TUS})
+    assert gone.status_code == 204
+    assert gone.headers["Tus-Resumable"] == "1.0.0"
+    assert parts_in_storage(storage, alice, url) == []
+    assert head(client, alice, url).status_code == 404
+    assert patch(client, alice, url, 5, b"56789").status_code == 404
+    assert (
+        client.get("/api/v1/users/me", headers=alice.headers).json()["usage"]["bytes_reserved"] == 0
+    )
+
+
+def test_last_patch_makes_a_pending_file(client, alice, storage):
+    url = created(client, alice, 6, "six.txt")
+    assert patch(client, alice, url, 0, b"abc").status_code == 204
+    last = patch(client, alice, url, 3, b"def")
+    assert last.status_code == 204
+    assert last.headers["Upload-Offset"] == "6"
+    file_id = url.rsplit("/", 1)[1]
+    body = client.get(f"/api/v1/files/{file_id}", headers=alice.headers).json()
+    assert body["status"] in {"pending", "processing", "ready"}
+    assert body["name"] == "six.txt"
+    assert body["size"] == 6
+    assert parts_in_storage(storage, alice, url) == []
+    assert storage.exists(f"{alice.id}/uploads/{file_id}") or body["status"] != "pending"
+
+
+def test_creation_with_upload(client, alice):
+    data = b"all at once"
+    response = client.post(
+        "/api/v1/uploads",
+        headers={
+            **alice.headers, **TUS, **OCTETS,
+            "Upload-Length": str(len(data)), "Upload-Metadata": metadata("once.txt"),
+        },
+        content=data,
+    )  # fmt: skip
+    assert response.status_code == 201, response.text
+    assert response.headers["Upload-Offset"] == str(len(data))
+    file_id = response.headers["Location"].rsplit("/", 1)[1]
+    file = client.get(f"/api/v1/files/{file_id}", headers=alice.headers).json()
+    assert file["name"] == "once.txt"
+    assert file["size"] == len(data)
+
+
+def test_creation_with_upload_partial_and_bad_checksum(client, alice, storage):
+    response = client.post(
+        "/api/v1/uploads",
+        headers={
+            **alice.headers, **TUS, **OCTETS, "Upload-Length": "100",
+            "Upload-Metadata": metadata("part.txt"), "Upload-Checksum": sha1_header(b"other"),
+        },
+        content=b"first bytes",
+    )  # fmt: skip
+    assert response.status_code == 460
+    # Nothing half-made: no upload holds the name or the quota.
+    assert (
+        client.get("/api/v1/users/me", headers=alice.headers).json()["usage"]["bytes_reserved"] == 0
+    )
+    assert created(client, alice, 100, "part.txt")
+    assert list(storage.list(f"{alice.id}/uploads/")) == []
+
+
+def test_empty_upload_is_a_file_at_once(client, alice):
+    response = create(client, alice, 0, "empty.txt")
+    assert response.status_code == 201
+    file_id = response.headers["Location"].rsplit("/", 1)[1]
+    file = client.get(f"/api/v1/files/{file_id}", headers=alice.headers).json()
+    assert file["size"] == 0
+    assert file["name"] == "empty.txt"
+
+
+def test_offset_mismatch_is_409(client, alice):
+    url = created(client, alice, 10)
+    assert patch(client, alice, url, 0, b"12345").status_code == 204
+    stale = patch(client, alice, url, 0, b"12345")
+    assert stale.status_code == 409
+    assert stale.headers["Content-Type"] == "application/problem+json"
+    assert stale.headers["Tus-Resumable"] == "1.0.0"
+    assert patch(client, alice, url, 7, b"123").status_code == 409
+    assert head(client, alice, url).headers["Upload-Offset"] == "5"
+
+
+@pytest.mark.parametrize("content_type", ["application/octet-stream", "text/plain", None], ids=str)
+def test_patch_needs_offset_octet_stream(client, alice, content_type):
+    url = created(client, alice, 10)
+    headers = {**alice.headers, **TUS, "Upload-Offset": "0"}
+    if content_type:
+        headers["Content-Type"] = content_type
+    response = client.patch(url, headers=headers, content=b"12345")
+    assert response.status_code == 415
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert response.headers["Tus-Resumable"] == "1.0.0"
+    assert head(client, alice, url).headers["Upload-Offset"] == "0"
+
+
+@pytest.mark.parametrize("version", [None, "0.2.2", "2.0.0"])
+def test_missing_or_unsupported_tus_version_is_412(client, alice, version):
+    url = created(client, alice, 10)
+    headers = {**alice.headers, **OCTETS, "Upload-Offset": "0"}
+    if version:
+        headers["Tus-Resumable"] = version
+    for response in (
+        client.patch(url, headers=headers, content=b"12345"),
+        client.head(url, headers=headers),
+        client.delete(url, headers=headers),
+        client.post("/api/v1/uploads", headers={**headers, "Upload-Length": "5"}),
+    ):
+        assert response.status_code == 412
+        assert response.headers["Tus-Version"] == "1.0.0"
+        assert response.headers["Tus-Resumable"] == "1.0.0"
+    assert head(client, alice, url).headers["Upload-Offset"] == "0"
+
+
+def test_checksum_mismatch_is_460_and_the_chunk_is_discarded(client, alice, storage):
+    url = created(client, alice, 10)
+    bad = patch(client, alice, url, 0, b"12345", **{"Upload-Checksum": sha1_header(b"54321")})
+    assert bad.status_code == 460
+    assert bad.headers["Content-Type"] == "application/problem+json"
+    assert head(client, alice, url).headers["Upload-Offset"] == "0"
+    assert parts_in_storage(storage, alice, url) == []
+    for algorithm, digest in (
+        ("sha1", hashlib.sha1(b"12345", usedforsecurity=False).digest()),
+        ("md5", hashlib.md5(b"12345", usedforsecurity=False).digest()),
+        ("sha256", hashlib.sha256(b"12345").digest()),
+    ):
+        url = created(client, alice, 10, f"{algorithm}.bin")
+        checksum = f"{algorithm} {base64.b64encode(digest).decode()}"
+        good = patch(client, alice, url, 0, b"12345", **{"Upload-Checksum": checksum})
+        assert good.status_code == 204, good.text
+        assert good.headers["Upload-Offset"] == "5"
+
+
+@pytest.mark.parametrize("checksum", ["crc32 AAAAAA==", "sha1 not-base64!", "sha1 AAAA"])
+def test_unsupported_or_malformed_checksum_is_400(client, alice, checksum):
+    url = created(client, alice, 10)
+    response = patch(client, alice, url, 0, b"12345", **{"Upload-Checksum": checksum})
+    assert response.status_code == 400
+    assert head(client, alice, url).headers["Upload-Offset"] == "0"
+
+
+def test_body_past_the_length_is_413(client, alice, storage):
+    url = created(client, alice, 4)
+    response = patch(client, alice, url, 0, b"12345")
+    assert response.status_code == 413
+    assert response.json()["limit"] == "file"
+    assert head(client, alice, url).headers["Upload-Offset"] == "0"
+    assert parts_in_storage(storage, alice, url) == []
+
+
+@pytest.mark.parametrize(
+    ("headers", "fragment"),
+    [
+        ({"Upload-Metadata": ""}, "filename"),
+        ({"Upload-Metadata": "filename !!!notbase64"}, "base64"),
+        ({"Upload-Metadata": "filename a b"}, "malformed"),
+        ({"Upload-Length": "-1"}, ""),
+        ({"Upload-Length": "ten"}, ""),
+    ],
+)
+def test_bad_creation_headers_are_400(client, alice, headers, fragment):
+    response = create(client, alice, 10, **headers)
+    assert response.status_code == 400
+    assert fragment in response.json()["detail"]
+
+
+def test_missing_upload_length_is_400(client, alice):
+    response = client.post(
+        "/api/v1/uploads",
+        headers={**alice.headers, **TUS, "Upload-Metadata": metadata("a.txt")},
+    )
+    assert response.status_code == 400
+
+
+def test_names_clash_with_files_and_other_uploads(client, alice):
+    assert upload(client, alice, b"x", filename="taken.txt").status_code == 202
+    assert create(client, alice, 5, "taken.txt").status_code == 409
+    created(client, alice, 5, "reserved.txt")
+    assert create(client, alice, 5, "reserved.txt").status_code == 409
+    # A multipart upload may not take a name an unfinished upload will need.
+    assert upload(client, alice, b"x", filename="reserved.txt").status_code == 409
+
+
+def test_uploads_are_private(client, alice, bob):
+    url = created(client, alice, 10)
+    assert head(client, bob, url).status_code == 404
+    assert patch(client, bob, url, 0, b"12345").status_code == 404
+    assert client.delete(url, headers={**bob.headers, **TUS}).status_code == 404
+    assert head(client, alice, url).headers["Upload-Offset"] == "0"
+    no_token = client.head(url, headers=TUS)
+    assert no_token.status_code == 401
+
+
+def test_method_override(client, alice):
+    url = created(client, alice, 5)
+    response = client.post(
+        url,
+        headers={
+            **alice.headers, **TUS, **OCTETS,
+            "Upload-Offset": "0", "X-HTTP-Method-Override": "PATCH",
+        },
+        content=b"12345",
+    )  # fmt: skip
+    assert response.status_code == 204
+    assert response.headers["Upload-Offset"] == "5"
+
+
+def test_expired_uploads_are_removed_with_their_parts(client, alice, app, storage):
+    url = created(client, alice, 10, "old.txt")
+    assert patch(client, alice, url, 0, b"12345").status_code == 204
+    upload_id = uuid.UUID(url.rsplit("/", 1)[1])
+    assert parts_in_storage(storage, alice, url)
+    sessions = app.app.extensions["instashare"].sessions
+    with sessions() as session:
+        row = session.get(Upload, upload_id)
+        row.expires_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+        session.commit()
+    # Expired is gone for the client at once, even before the sweep.
+    assert head(client, alice, url).status_code == 404
+    with sessions() as session:
+        assert tus.expire(session, storage) >= 1
+        assert session.get(Upload, upload_id) is None
+        assert session.query(UploadPart).filter_by(upload_id=upload_id).count() == 0
+    assert parts_in_storage(storage, alice, url) == []
+    # The name and the quota are free again.
+    assert created(client, alice, 10, "old.txt")
+
+
+def test_expiry_task_is_scheduled(settings):
+    from worker.celery_app import make_celery
+
+    celery = make_celery(settings)
+    schedule = {entry["task"] for entry in celery.conf.beat_schedule.values()}
+    assert "worker.tasks.expire_uploads" in schedule
+    import worker.tasks
+
+    assert worker.tasks.expire_uploads.name == "worker.tasks.expire_uploads"
+
+
+def test_racing_patch_loses_with_409_and_leaves_no_part(client, alice, app, storage):
+    """The offset check in the UPDATE: a PATCH that lands while this one streams wins."""
+    url = created(client, alice, 4, "race.txt")
+    upload_id = uuid.UUID(url.rsplit("/", 1)[1])
+    rt = app.app.extensions["instashare"]
+
+    class RacedBody:
+        """Streams b"ab"; meanwhile "another node" stores offset 0-1."""
+
+        def __init__(self):
+            self.chunks = [b"ab"]
+
+        def read(self, _size=-1):
+            if self.chunks:
+                with rt.sessions() as other:
+                    other.execute(
+                        Upload.__table__.update()
+                        .where(Upload.id == upload_id)
+                        .values(offset=Upload.offset + 1)
+                    )
+                    other.commit()
+                return self.chunks.pop()
+            return b""
+
+    with rt.sessions() as session, pytest.raises(tus.Conflict):
+        tus.append(
+            session, rt.storage, rt.jobs, owner_id=uuid.UUID(alice.id), upload_id=upload_id,
+            offset=0, body=RacedBody(), content_length=2, checksum=None, expiry_seconds=60,
+        )  # fmt: skip
+    assert parts_in_storage(storage, alice, url) == []
+    assert head(client, alice, url).headers["Upload-Offset"] == "1"
+
+
+# --- limits and CORS, on an app with small limits ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_app(tmp_path_factory, database_url, redis_client):
+    settings = make_settings(
+        tmp_path_factory.mktemp("small"),
+        database_url,
+        quota_bytes=1000,
+        max_upload_bytes=600,
+        cors_origins=(ORIGIN,),
+    )
+    return create_app(settings)
+
+
+@pytest.fixture
+def small(small_app):
+    with small_app.test_client() as test_client:
+        yield test_client
+
+
+def test_file_and_quota_limits_are_413(small):
+    dave = Account(small, new_email())
+    too_big = create(small, dave, 601)
+    assert too_big.status_code == 413
+    assert too_big.json()["limit"] == "file"
+    created(small, dave, 600, "a.bin")  # reserves 600 of 1000
+    over = create(small, dave, 500, "b.bin")
+    assert over.status_code == 413
+    assert over.json()["limit"] == "quota"
+    assert created(small, dave, 400, "c.bin")
+
+
+def test_cors_preflight_and_exposed_headers(small):
+    preflight = small.options(
+        "/api/v1/uploads",
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,tus-resumable,upload-length,"
+            "upload-metadata,content-type,upload-offset,upload-checksum",
+        },
+    )
+    assert preflight.status_code == 200, preflight.text
+    assert preflight.headers["Access-Control-Allow-Origin"] == ORIGIN
+    allowed = preflight.headers["Access-Control-Allow-Headers"].lower()
+    for name in ("tus-resumable", "upload-length", "upload-metadata", "upload-offset"):
+        assert name in allowed
+    dave = Account(small, new_email())
+    response = create(small, dave, 10, Origin=ORIGIN)
+    assert response.status_code == 201
+    exposed = response.headers["Access-Control-Expose-Headers"].lower()
+    for name in ("location", "upload-offset", "upload-length", "tus-resumable", "upload-expires"):
+        assert name in exposed
+    foreign = small.options(
+        "/api/v1/uploads",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert "Access-Control-Allow-Origin" not in foreign.headers
+
+
+def test_finished_file_row_and_crc(client, alice, app):
+    data = b"0123456789" * 1000
+    url = created(client, alice, len(data), "crc.txt")
+    offset = 0
+    for size in (1, 4095, 5000, 904):
+        assert patch(client, alice, url, offset, data[offset : offset + size]).status_code == 204
+        offset += size
+    with app.app.extensions["instashare"].sessions() as session:
+        file = session.get(File, uuid.UUID(url.rsplit("/", 1)[1]))
+        assert file.crc32 == zlib.crc32(data)
+        assert file.size == len(data)
