@@ -2,7 +2,7 @@
 
 `TusProtocol` wraps the whole app (outside Connexion's exception handling, so error
 responses get `Tus-Resumable` too): it honours `X-HTTP-Method-Override` and answers 412
-to a request under /uploads without `Tus-Resumable: 1.0.0` (OPTIONS excepted).
+to a tus request (POST, HEAD, PATCH, DELETE) under /uploads without `Tus-Resumable: 1.0.0`.
 
 `TusBodyValidator` is the body "validator" for `application/offset+octet-stream`: there
 is nothing to validate, and Connexion's default would read the body into memory. It only
@@ -23,6 +23,8 @@ from app.services.tus import VERSION
 
 BATCH_BYTES = 1024 * 1024
 OVERRIDABLE = {"HEAD", "PATCH", "DELETE", "POST", "OPTIONS", "GET"}
+# The methods tus defines a request for; any other is left to routing (405, Allow).
+VERSIONED = {"HEAD", "PATCH", "DELETE", "POST"}
 
 
 class TusProtocol:
@@ -43,7 +45,7 @@ class TusProtocol:
         override = headers.get("x-http-method-override", "").strip().upper()
         if override in OVERRIDABLE:
             scope = {**scope, "method": override}
-        if scope["method"] != "OPTIONS" and headers.get("tus-resumable") != VERSION:
+        if scope["method"] in VERSIONED and headers.get("tus-resumable") != VERSION:
             await self._version_mismatch(headers.get("tus-resumable"), send)
             return
 
