@@ -117,6 +117,11 @@ class Upload(Base):
         return f"{self.owner_id}/uploads/{self.id}.parts/"
 
     @property
+    def data_key(self) -> str:
+        """The one part a backend that appends in place extends with every PATCH."""
+        return f"{self.parts_prefix}data"
+
+    @property
     def staged_key(self) -> str:
         """The concatenated upload: the staged key of the file it becomes (same id)."""
         return f"{self.owner_id}/uploads/{self.id}"

@@ -20,10 +20,12 @@ import argparse
 import base64
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,6 +42,7 @@ ADMIN_DB_URL = os.environ.get(
 REDIS = os.environ.get("INSTASHARE_BENCH_REDIS", "redis://127.0.0.1:6379")
 MIB = 1024 * 1024
 THROUGHPUT_TARGET = 0.7  # of the sink's
+SINK = "raw ASGI sink (ceiling)"
 RSS_TARGET_MIB = 64
 
 
@@ -218,7 +221,8 @@ def upload_to_sink(port: int, path: Path) -> float:
     return elapsed
 
 
-def upload_multipart(base: str, token: str, path: Path) -> float:
+def upload_multipart(base: str, token: str, path: Path) -> tuple[float, str]:
+    """Seconds taken, and the new file's id."""
     started = time.perf_counter()
     out = subprocess.run(
         ["curl", "-sS", "--fail-with-body", "-H", "Expect:", "-H", f"Authorization: Bearer {token}",
@@ -226,8 +230,16 @@ def upload_multipart(base: str, token: str, path: Path) -> float:
         check=True, capture_output=True,
     )  # fmt: skip
     elapsed = time.perf_counter() - started
-    assert b'"status"' in out.stdout, out.stdout
-    return elapsed
+    return elapsed, json.loads(out.stdout)["id"]
+
+
+def delete_file(base: str, token: str, file_id: str) -> None:
+    """Remove an upload's file, so that every run starts with the same free memory."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"}
+    response = httpx.delete(f"{base}/api/v1/files/{file_id}", headers=headers, timeout=60)
+    assert response.status_code == 204, response.text
 
 
 class Http11:
@@ -272,7 +284,8 @@ class Http11:
         return data
 
 
-def upload_tus(port: int, token: str, path: Path, chunk: int) -> float:
+def upload_tus(port: int, token: str, path: Path, chunk: int) -> tuple[float, str]:
+    """Seconds taken, and the new file's id."""
     size = path.stat().st_size
     auth = {"Authorization": f"Bearer {token}", "Tus-Resumable": "1.0.0"}
     meta = "filename " + base64.b64encode(b"bench-tus.bin").decode()
@@ -309,8 +322,8 @@ def upload_tus(port: int, token: str, path: Path, chunk: int) -> float:
     finally:
         http.close()
     assert offset == size
-    print(f"(tus: the last PATCH, which assembles the parts, took {last_patch:.2f} s)")
-    return elapsed
+    print(f"(tus: the last PATCH, which turns the upload into a file, took {last_patch:.2f} s)")
+    return elapsed, url.rsplit("/", 1)[1]
 
 
 def account(base: str) -> str:
@@ -329,6 +342,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--chunk-mib", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--settle", type=float, default=8.0, help="seconds of pause before a run")
     parser.add_argument("--sink", metavar="DIR", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -380,24 +395,45 @@ def main() -> int:
             token = account(base)
             time.sleep(1.0)  # let the worker settle before the baselines
 
-            results = {}
-            os.sync()  # each run starts with no dirty pages from the one before
-            with RssSampler(sink.pid) as rss:
-                seconds = upload_to_sink(sink_port, source)
-            results["raw ASGI sink (ceiling)"] = (seconds, rss.growth_mib)
-            os.sync()
-            with RssSampler(server.pid) as rss:
-                seconds = upload_multipart(base, token, source)
-            results["multipart POST /upload_files"] = (seconds, rss.growth_mib)
-            os.sync()
-            with RssSampler(server.pid) as rss:
-                seconds = upload_tus(port, token, source, args.chunk_mib * MIB)
-            results[f"tus, {args.chunk_mib} MiB PATCHes"] = (seconds, rss.growth_mib)
+            # Each path runs --rounds times, in turn, and its median counts. Before each
+            # run: no dirty pages (sync), and a pause. Writing into page cache that this VM
+            # has not touched lately costs host page faults (~400 MiB/s here), while memory
+            # freed a moment ago (the sink deletes its file) is reused at ~4 GiB/s; after a
+            # few seconds freed memory goes back to the host. Without the pause, whichever
+            # path ran right after a deletion won. Each upload's result is deleted too.
+            runs: dict[str, list[tuple[float, float]]] = {}
+            tus_name = f"tus, {args.chunk_mib} MiB PATCHes"
 
-        ceiling = args.size_mib / results["raw ASGI sink (ceiling)"][0]
+            def settle() -> None:
+                os.sync()
+                time.sleep(args.settle)
+
+            for _ in range(args.rounds):
+                settle()
+                with RssSampler(sink.pid) as rss:
+                    seconds = upload_to_sink(sink_port, source)
+                runs.setdefault(SINK, []).append((seconds, rss.growth_mib))
+                settle()
+                with RssSampler(server.pid) as rss:
+                    seconds, file_id = upload_multipart(base, token, source)
+                runs.setdefault("multipart POST /upload_files", []).append(
+                    (seconds, rss.growth_mib)
+                )
+                delete_file(base, token, file_id)
+                settle()
+                with RssSampler(server.pid) as rss:
+                    seconds, file_id = upload_tus(port, token, source, args.chunk_mib * MIB)
+                runs.setdefault(tus_name, []).append((seconds, rss.growth_mib))
+                delete_file(base, token, file_id)
+            results = {
+                name: (statistics.median(s for s, _ in samples), max(g for _, g in samples))
+                for name, samples in runs.items()
+            }
+
+        ceiling = args.size_mib / results[SINK][0]
         print(
             f"{args.size_mib} MiB upload, gunicorn --workers 1, local storage, "
-            f"{os.cpu_count()} CPUs"
+            f"{os.cpu_count()} CPUs; median of {args.rounds} rounds, largest RSS growth"
         )
         print(f"{'path':34} {'seconds':>8} {'MiB/s':>8} {'x sink':>7} {'RSS +MiB':>9}")
         failed = False

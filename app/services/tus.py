@@ -24,7 +24,7 @@ from typing import Any, Protocol, cast
 
 from isal import isal_zlib
 from sqlalchemy import CursorResult, Result, delete, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
@@ -41,7 +41,7 @@ from app.errors import (
 from app.models import File, FileStatus, Upload, UploadPart
 from app.services import files, names
 from app.services.jobs import JobQueue
-from app.storage import Storage
+from app.storage import Busy, Storage
 
 log = logging.getLogger(__name__)
 
@@ -274,13 +274,7 @@ def append(
     """
     upload = _owned(session, owner_id, upload_id)
     session.commit()  # no transaction stays open while the body streams in
-    if upload.completed_at is not None:
-        raise Conflict(f"The upload {upload_id} is already complete.")
-    if offset != upload.offset:
-        raise Conflict(
-            f"Upload-Offset {offset} does not match the upload's offset {upload.offset}; "
-            "ask with HEAD and resume from there."
-        )
+    _check_offset(upload, offset)
     remaining = upload.length - offset
     if content_length is not None and content_length > remaining:
         raise TooLarge(
@@ -288,21 +282,16 @@ def append(
             f"({remaining} bytes remain).",
             limit="file",
         )
+    stream = _PartStream(body, remaining, checksum, content_length)
+    if storage.appendable:
+        return _append_in_place(session, storage, jobs, upload, offset, stream, expiry_seconds)
     key = f"{upload.parts_prefix}{offset:015d}-{uuid.uuid4().hex[:12]}"
-    stream = _PartStream(body, remaining, checksum)
     try:
         # Not fsynced: the worker checks the assembled bytes against size and CRC-32.
         with storage.writer(key, "application/octet-stream", durable=False) as sink:
             stream.copy_to(sink)
-            cut_short = content_length is not None and stream.size < content_length
             # Leaving the writer by an exception stores nothing.
-            if stream.size == 0 or (cut_short and checksum is not None):
-                raise _NothingToKeep
-            if checksum is not None and stream.digest != checksum.digest:
-                raise ChecksumMismatch(
-                    f"The chunk's {checksum.algorithm} does not match Upload-Checksum; it was "
-                    f"discarded and the offset stays {offset}."
-                )
+            stream.check(offset)
     except _NothingToKeep:
         return _progress(upload)
     except AppError:
@@ -317,6 +306,64 @@ def append(
         raise
 
 
+def _append_in_place(
+    session: Session,
+    storage: Storage,
+    jobs: JobQueue,
+    upload: Upload,
+    offset: int,
+    stream: _PartStream,
+    expiry_seconds: int,
+) -> Progress:
+    """`append` on a backend that appends in place: every PATCH extends one data object.
+
+    No assembly at the end (the finished upload is the data object, renamed), so the last
+    PATCH costs what the others do. The backend's lock serialises writers: a PATCH that
+    finds another one writing gets 409 at once, and the offset is re-read under the lock.
+    """
+
+    def confirm() -> None:
+        session.refresh(upload)
+        session.commit()  # again, no transaction stays open while the body streams in
+        _check_offset(upload, offset)
+
+    try:
+        with storage.appender(upload.data_key, offset, confirm) as sink:
+            try:
+                stream.copy_to(sink)
+                stream.check(offset)
+            except BaseException:
+                sink.discard()
+                raise
+            # From here the bytes stay even if recording fails: the next PATCH cuts the
+            # object back to the recorded offset before it writes.
+            return _record_part(
+                session, storage, jobs, upload, upload.data_key, stream, expiry_seconds
+            )
+    except _NothingToKeep:
+        return _progress(upload)
+    except Busy:
+        raise Conflict(
+            "Another request is writing to this upload; ask with HEAD and resume."
+        ) from None
+    except (AppError, SQLAlchemyError):
+        session.rollback()
+        raise
+    except Exception as exc:
+        session.rollback()
+        raise StorageUnavailable(f"The chunk could not be stored: {exc}") from exc
+
+
+def _check_offset(upload: Upload, offset: int) -> None:
+    if upload.completed_at is not None:
+        raise Conflict(f"The upload {upload.id} is already complete.")
+    if offset != upload.offset:
+        raise Conflict(
+            f"Upload-Offset {offset} does not match the upload's offset {upload.offset}; "
+            "ask with HEAD and resume from there."
+        )
+
+
 class _NothingToKeep(Exception):
     """An empty body, or one cut short that cannot be verified against its checksum."""
 
@@ -324,9 +371,13 @@ class _NothingToKeep(Exception):
 class _PartStream:
     """Copies a body to a sink, measuring its size, CRC-32 and the requested checksum."""
 
-    def __init__(self, body: Body, limit: int, checksum: Checksum | None):
+    def __init__(
+        self, body: Body, limit: int, checksum: Checksum | None, content_length: int | None
+    ):
         self.body = body
         self.limit = limit
+        self.checksum = checksum
+        self.content_length = content_length
         self.size = 0
         self.crc32 = 0
         self._hash = CHECKSUMS[checksum.algorithm]() if checksum else None
@@ -350,6 +401,17 @@ class _PartStream:
     @property
     def digest(self) -> bytes:
         return self._hash.digest() if self._hash is not None else b""
+
+    def check(self, offset: int) -> None:
+        """Raise unless what was copied is to be kept: not empty, whole, its checksum right."""
+        cut_short = self.content_length is not None and self.size < self.content_length
+        if self.size == 0 or (cut_short and self.checksum is not None):
+            raise _NothingToKeep
+        if self.checksum is not None and self.digest != self.checksum.digest:
+            raise ChecksumMismatch(
+                f"The chunk's {self.checksum.algorithm} does not match Upload-Checksum; it "
+                f"was discarded and the offset stays {offset}."
+            )
 
 
 def _record_part(
@@ -390,11 +452,14 @@ def _record_part(
     if new_offset < upload.length:
         session.commit()
         return _progress(upload)
+    # In place, every part names the same data object: each key once, in order.
     keys = list(
-        session.scalars(
-            select(UploadPart.key)
-            .where(UploadPart.upload_id == upload.id)
-            .order_by(UploadPart.offset)
+        dict.fromkeys(
+            session.scalars(
+                select(UploadPart.key)
+                .where(UploadPart.upload_id == upload.id)
+                .order_by(UploadPart.offset)
+            )
         )
     )
     file = _finish(session, storage, upload, keys, now)

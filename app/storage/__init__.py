@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.settings import Settings
-from app.storage.base import ObjectMissing, Storage
+from app.storage.base import Busy, ObjectMissing, Storage
 
 
 def make_storage(settings: Settings) -> Storage:
@@ -17,4 +17,4 @@ def make_storage(settings: Settings) -> Storage:
     return LocalStorage(settings.storage_root)
 
 
-__all__ = ["ObjectMissing", "Storage", "make_storage"]
+__all__ = ["Busy", "ObjectMissing", "Storage", "make_storage"]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import abc
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 CHUNK_SIZE = 1024 * 1024
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
@@ -15,6 +15,19 @@ _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
 
 class ObjectMissing(KeyError):
     """The key names no object."""
+
+
+class Busy(Exception):
+    """Another writer holds the object (see `Storage.appender`)."""
+
+
+class Appending(Protocol):
+    """An append in progress: see `Storage.appender`."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+    def discard(self) -> None:
+        """Cut the object back to where this append started (remove it if that was 0)."""
 
 
 def check_key(key: str) -> str:
@@ -72,6 +85,22 @@ class Storage(abc.ABC):
             for key in keys:
                 for chunk in self.iter_chunks(key):
                     sink.write(chunk)
+
+    # Backends that can append to an object in place, safely across processes and nodes.
+    appendable = False
+
+    def appender(
+        self, key: str, offset: int, confirm: Callable[[], None]
+    ) -> AbstractContextManager[Appending]:
+        """Exclusive access to append to `key` (created if missing) from byte `offset`.
+
+        Raises Busy at once when another writer holds the object. Under the hold,
+        `confirm()` runs first (it raises if `offset` is not the caller's recorded end),
+        then anything past `offset` (bytes a crashed writer never recorded) is cut off.
+        The bytes written stay when the block exits, by an exception too, unless
+        `discard()` was called. Only where `appendable`.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot append in place")
 
     def exists(self, key: str) -> bool:
         try:

@@ -3,17 +3,45 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from app.storage.base import ObjectMissing, Storage, check_key
+from app.storage.base import Busy, ObjectMissing, Storage, check_key
+
+
+class _Append:
+    """An append to one file under an exclusive flock(2); see Storage.appender."""
+
+    def __init__(self, path: Path, fd: int, offset: int):
+        self.path = path
+        self.fd = fd
+        self.offset = offset
+
+    def write(self, data: bytes, /) -> int:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view) :]
+        return len(data)
+
+    def discard(self) -> None:
+        if self.offset == 0:
+            # Still held, so no other writer can be using this name; a later one sees a new
+            # inode under it (see `appender`) rather than this unlinked one.
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+        else:
+            os.ftruncate(self.fd, self.offset)
 
 
 class LocalStorage(Storage):
+    # flock(2) works across the nodes of an NFSv4 or CephFS mount too.
+    appendable = True
+
     def __init__(self, root: Path):
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
@@ -108,6 +136,37 @@ class LocalStorage(Storage):
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
+
+    @contextlib.contextmanager
+    def appender(self, key: str, offset: int, confirm: Callable[[], None]) -> Iterator[_Append]:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise Busy(key) from None
+            try:
+                current = os.stat(path).st_ino
+            except FileNotFoundError:
+                current = None
+            if current != os.fstat(fd).st_ino:
+                # Removed (a discard, a termination) between our open and our lock.
+                raise Busy(key)
+            try:
+                confirm()
+            except BaseException:
+                if offset == 0 and os.fstat(fd).st_size == 0:
+                    path.unlink(missing_ok=True)  # created by the open above: leave nothing
+                raise
+            if os.fstat(fd).st_size < offset:
+                raise ObjectMissing(key)
+            os.ftruncate(fd, offset)
+            os.lseek(fd, offset, os.SEEK_SET)
+            yield _Append(path, fd, offset)
+        finally:
+            os.close(fd)  # releases the lock
 
     def ping(self) -> None:
         if not os.access(self.root, os.W_OK):

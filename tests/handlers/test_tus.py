@@ -524,14 +524,37 @@ def test_expiry_task_is_scheduled(settings):
     assert worker.tasks.expire_uploads.name == "worker.tasks.expire_uploads"
 
 
-def test_racing_patch_loses_with_409_and_leaves_no_part(client, alice, app, storage):
-    """The offset check in the UPDATE: a PATCH that lands while this one streams wins."""
+def original_bytes(client, account: Account, url: str) -> bytes:
+    """The finished upload's bytes, as the worker stored them (it must be running)."""
+    file_id = url.rsplit("/", 1)[1]
+    done = wait_for_status(client, account, file_id, {"ready", "failed"})
+    assert done["status"] == "ready", done
+    response = client.get(
+        f"/api/v1/files/{file_id}/content?format=original", headers=account.headers
+    )
+    assert response.status_code == 200
+    return response.content
+
+
+def test_racing_patch_loses_with_409_and_leaves_no_part(client, alice, app, storage, worker):
+    """Two PATCHes at one offset: the second gets 409 and the stored bytes are the first's.
+
+    With part objects (GCS), the offset check in the UPDATE decides: "another node" records
+    offset 0-1 while this PATCH streams. In place (local storage), the second PATCH finds
+    the data object held by the first and gets 409 at once.
+    """
     url = created(client, alice, 4, "race.txt")
     upload_id = uuid.UUID(url.rsplit("/", 1)[1])
     rt = app.app.extensions["instashare"]
 
+    def append(session, body, length):
+        return tus.append(
+            session, rt.storage, rt.jobs, owner_id=uuid.UUID(alice.id), upload_id=upload_id,
+            offset=0, body=body, content_length=length, checksum=None, expiry_seconds=60,
+        )  # fmt: skip
+
     class RacedBody:
-        """Streams b"ab"; meanwhile "another node" stores offset 0-1."""
+        """Streams b"ab"; meanwhile another writer tries offset 0."""
 
         def __init__(self):
             self.chunks = [b"ab"]
@@ -539,22 +562,46 @@ def test_racing_patch_loses_with_409_and_leaves_no_part(client, alice, app, stor
         def read(self, _size=-1):
             if self.chunks:
                 with rt.sessions() as other:
-                    other.execute(
-                        Upload.__table__.update()
-                        .where(Upload.id == upload_id)
-                        .values(offset=Upload.offset + 1)
-                    )
-                    other.commit()
+                    if storage.appendable:
+                        with pytest.raises(tus.Conflict, match="Another request is writing"):
+                            append(other, io.BytesIO(b"x"), 1)
+                    else:
+                        other.execute(
+                            Upload.__table__.update()
+                            .where(Upload.id == upload_id)
+                            .values(offset=Upload.offset + 1)
+                        )
+                        other.commit()
                 return self.chunks.pop()
             return b""
 
-    with rt.sessions() as session, pytest.raises(tus.Conflict):
-        tus.append(
-            session, rt.storage, rt.jobs, owner_id=uuid.UUID(alice.id), upload_id=upload_id,
-            offset=0, body=RacedBody(), content_length=2, checksum=None, expiry_seconds=60,
-        )  # fmt: skip
+    with rt.sessions() as session:
+        if storage.appendable:
+            assert append(session, RacedBody(), 2).offset == 2
+            assert head(client, alice, url).headers["Upload-Offset"] == "2"
+            assert patch(client, alice, url, 2, b"cd").status_code == 204
+            assert original_bytes(client, alice, url) == b"abcd"
+        else:
+            with pytest.raises(tus.Conflict):
+                append(session, RacedBody(), 2)
+            assert parts_in_storage(storage, alice, url) == []
+            assert head(client, alice, url).headers["Upload-Offset"] == "1"
+
+
+def test_bytes_a_crashed_patch_never_recorded_are_cut_off(client, alice, app, storage, worker):
+    """A PATCH that died after writing but before recording leaves bytes past the offset."""
+    url = created(client, alice, 6, "crash.txt")
+    assert patch(client, alice, url, 0, b"abc").status_code == 204
+    if storage.appendable:
+        upload_id = uuid.UUID(url.rsplit("/", 1)[1])
+        rt = app.app.extensions["instashare"]
+        with rt.sessions() as session:
+            key = session.get(Upload, upload_id).data_key
+        with open(storage._path(key), "ab") as data:  # what the dead PATCH left
+            data.write(b"JUNK")
+    assert patch(client, alice, url, 3, b"def").status_code == 204
     assert parts_in_storage(storage, alice, url) == []
-    assert head(client, alice, url).headers["Upload-Offset"] == "1"
+    assert original_bytes(client, alice, url) == b"abcdef"
 
 
 # --- limits and CORS, on an app with small limits ----------------------------------------
