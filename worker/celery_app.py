@@ -14,6 +14,7 @@ def make_celery(settings: Settings) -> Celery:
     """A Celery app for `settings` (used by the worker to consume and the API to publish)."""
     celery = Celery("instashare", set_as_current=False)
     transport_options: dict = {}
+    transport = None
     if settings.broker_url.startswith("filesystem"):
         # The embedded default: queues are files under the data dir, no broker server.
         queue_dir = (settings.data_dir / "queue").resolve()
@@ -25,6 +26,7 @@ def make_celery(settings: Settings) -> Celery:
             "store_processed": False,
             "polling_interval": 0.1,
         }
+        transport = "worker.filesystem_broker:Transport"  # kombu's, publishing atomically
     else:
         transport_options = {
             # Unacked jobs come back after this long if their worker vanished; the lease
@@ -35,6 +37,7 @@ def make_celery(settings: Settings) -> Celery:
         }
     celery.conf.update(
         broker_url=settings.broker_url,
+        broker_transport=transport,
         broker_transport_options=transport_options,
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=2,
