@@ -294,6 +294,13 @@ class Bars:
 
         return started, advanced
 
+    def say(self, line: str) -> None:
+        """A result line for stdout; above the bars when both share one terminal."""
+        if stdout.is_terminal and stderr.is_terminal:
+            self.progress.console.print(line)  # else it lands in the middle of a bar
+        else:
+            stdout.print(line)
+
     def _moved(self, task: TaskID, done: int) -> None:
         self._done[task] = done
         if self.overall is not None:
@@ -403,7 +410,7 @@ def upload(
                     exit_code = exit_code or exit_code_for(exc)
                     continue
                 uploaded.append(result.file_id)
-                stdout.print(f"uploaded {label} ({decimal(result.size)}) as {result.file_id}")
+                bars.say(f"uploaded {label} ({decimal(result.size)}) as {result.file_id}")
         if wait and uploaded:
             try:
                 processed = _wait_until_processed(api, uploaded)
