@@ -332,6 +332,7 @@ def _append_in_place(
             try:
                 stream.copy_to(sink)
                 stream.check(offset)
+                sink.persist()  # on disk before the new offset is recorded and reported
             except BaseException:
                 sink.discard()
                 raise

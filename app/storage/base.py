@@ -26,6 +26,9 @@ class Appending(Protocol):
 
     def write(self, data: bytes, /) -> int: ...
 
+    def persist(self) -> None:
+        """Force what this append wrote to stable storage (before anyone is told of it)."""
+
     def discard(self) -> None:
         """Cut the object back to where this append started (remove it if that was 0)."""
 

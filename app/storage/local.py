@@ -28,6 +28,15 @@ class _Append:
             view = view[os.write(self.fd, view) :]
         return len(data)
 
+    def persist(self) -> None:
+        os.fdatasync(self.fd)
+        # Written back, so these pages can go now: the next PATCH reuses them rather than
+        # growing the page cache by the whole upload. (On a VM that returns freed memory to
+        # its host, writing into fresh page cache ran at ~400 MiB/s here, into reused at
+        # ~1.2 GiB/s with this; and an upload's bytes are read once, later, by the worker.)
+        end = os.lseek(self.fd, 0, os.SEEK_CUR)
+        os.posix_fadvise(self.fd, self.offset, end - self.offset, os.POSIX_FADV_DONTNEED)
+
     def discard(self) -> None:
         if self.offset == 0:
             # Still held, so no other writer can be using this name; a later one sees a new
