@@ -11,8 +11,10 @@ import uuid
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import CursorResult, Result, and_, func, or_, select
+from sqlalchemy import delete as sql_delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -81,6 +83,11 @@ def content_type_for(name: str, declared: str | None) -> str:
     if declared not in GENERIC_TYPES:
         return declared
     return mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
+
+
+def _rowcount(result: Result[Any]) -> int:
+    """Rows a DML statement matched (Session.execute returns a CursorResult for those)."""
+    return cast(CursorResult[Any], result).rowcount
 
 
 def _owned(session: Session, owner_id: uuid.UUID, file_id: uuid.UUID) -> File:
@@ -272,10 +279,20 @@ def rename(
 def delete(session: Session, storage: Storage, owner_id: uuid.UUID, file_id: uuid.UUID) -> None:
     """Remove a file's row and every object stored for it."""
     file = _owned(session, owner_id, file_id)
-    session.delete(file)
-    session.flush()
+    keys = (file.archive_key, file.staged_key)
+    # Not the ORM's delete, which checks the version it read: a worker claiming the file
+    # meanwhile (a new version) must not turn this into a 500. The row goes whatever its
+    # state, and that worker, its lease gone, removes what it wrote.
+    deleted = session.execute(
+        sql_delete(File)
+        .where(File.id == file_id, File.owner_id == owner_id)
+        .execution_options(synchronize_session=False)
+    )
+    if _rowcount(deleted) != 1:
+        raise NotFound(f"There is no file {file_id}.")
+    session.expunge(file)
     try:
-        for key in (file.archive_key, file.staged_key):
+        for key in keys:
             storage.delete(key)
     except Exception as exc:
         session.rollback()
