@@ -219,6 +219,9 @@ def run(
                 raise LeaseLost(str(job.file_id))
             last_renewal = time.monotonic()
 
+    if job.attempts > 1:
+        # An earlier attempt died (its lease ran out); it may have left a partial archive.
+        storage.discard_partial(job.archive_key)
     try:
         result = write_archive(
             storage,

@@ -105,6 +105,14 @@ class Storage(abc.ABC):
         """
         raise NotImplementedError(f"{type(self).__name__} cannot append in place")
 
+    def discard_partial(self, key: str) -> None:
+        """Remove what a killed writer of `key` left behind; only when no writer can be alive.
+
+        Nothing here by default: a backend whose unfinished writes leave nothing behind
+        (GCS: an unfinished upload session is invisible and expires) needs no more.
+        """
+        return
+
     def exists(self, key: str) -> bool:
         try:
             self.size(key)

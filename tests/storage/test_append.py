@@ -90,3 +90,15 @@ def test_an_object_shorter_than_the_offset_is_missing(local, key):
     with pytest.raises(ObjectMissing), local.appender(key, 10, ok):
         pass
     assert read(local, key) == b"abc"
+
+
+def test_discard_partial_removes_only_a_killed_writers_temp_files(local, key):
+    target = local._path(key)
+    target.parent.mkdir(parents=True)
+    left = local._temp_beside(target)
+    left.write_bytes(b"half an archive")
+    other = local._temp_beside(target.with_name("other"))
+    other.write_bytes(b"someone else's")
+    local.discard_partial(key)
+    assert not left.exists()
+    assert other.exists()
