@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import redis
-import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
-from app.migrate import upgrade
 from app.settings import Settings
-from tests.conftest import ADMIN_DB_URL, REDIS_URL, WorkerProcess, make_settings
+from tests.conftest import REDIS_URL, WorkerProcess, fresh_database, make_settings
 
 FILE_FIELDS = {
     "id",
@@ -37,29 +32,6 @@ FILE_FIELDS = {
 # the other backend, which it then marks failed). So a quiet app has a database of its own,
 # and a broker database no worker consumes.
 QUIET_BROKER = REDIS_URL.rsplit("/", 1)[0] + "/12"
-
-
-@contextlib.contextmanager
-def fresh_database() -> Iterator[str]:
-    """A new PostgreSQL database, migrated; its URL. Dropped afterwards."""
-    name = f"instashare_quiet_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = sa.create_engine(ADMIN_DB_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = make_url(ADMIN_DB_URL).set(database=name).render_as_string(hide_password=False)
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(
-                sa.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"
-                ),
-                {"n": name},
-            )
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
 
 
 def assert_problem(response, status: int) -> dict:

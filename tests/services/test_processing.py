@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
 import time
 import uuid
 import zlib
@@ -18,16 +17,14 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import delete, update
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from app.db import make_engine, make_session_factory, utcnow
-from app.migrate import upgrade
 from app.models import File, FileStatus, User
 from app.services import processing
 from app.services.compression import ArchiveResult
 from app.storage.local import LocalStorage
-from tests.conftest import ADMIN_DB_URL
+from tests.conftest import fresh_database
 
 LEASE = 30
 
@@ -35,18 +32,10 @@ LEASE = 30
 @pytest.fixture(scope="module")
 def engine() -> Iterator[sa.Engine]:
     """A fresh, migrated PostgreSQL database for this module, dropped at the end."""
-    name = f"instashare_processing_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = sa.create_engine(ADMIN_DB_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = make_url(ADMIN_DB_URL).set(database=name).render_as_string(hide_password=False)
-    upgrade(url)
-    engine = make_engine(url)
-    yield engine
-    engine.dispose()
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_database("instashare_processing") as url:
+        engine = make_engine(url)
+        yield engine
+        engine.dispose()
 
 
 @pytest.fixture
