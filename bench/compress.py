@@ -185,7 +185,11 @@ def unzip_test(path: Path) -> str:
     return "OK" if done.returncode == 0 else f"FAILED: {done.stdout.strip()} {done.stderr.strip()}"
 
 
+FAILED: list[bool] = []  # any target missed: the script exits 1
+
+
 def verdict(ok: bool) -> str:
+    FAILED.append(not ok)
     return "PASS" if ok else "FAIL"
 
 
@@ -407,3 +411,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    sys.exit(1 if any(FAILED) else 0)

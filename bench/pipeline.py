@@ -94,7 +94,7 @@ class Processes:
                 proc.wait(timeout=10)
 
 
-def run(args: argparse.Namespace, work: Path, procs: Processes) -> None:
+def run(args: argparse.Namespace, work: Path, procs: Processes) -> bool:
     if args.redis_url:
         redis_base = args.redis_url.rstrip("/")
     else:
@@ -181,6 +181,7 @@ def run(args: argparse.Namespace, work: Path, procs: Processes) -> None:
           f"{'PASS' if p50 <= P50_TARGET_MS else 'FAIL'}")  # fmt: skip
     print(f"target p99 <= {P99_TARGET_MS} ms (observed): {p99:.1f} ms  "
           f"{'PASS' if p99 <= P99_TARGET_MS else 'FAIL'}")  # fmt: skip
+    return p50 <= P50_TARGET_MS and p99 <= P99_TARGET_MS
 
 
 CONTENT = b"".join(b"line %05d of a small text file\n" % i for i in range(4096))
@@ -214,7 +215,7 @@ def once(
     return seen, (processed - wall202).total_seconds() * 1000, polls
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--uploads", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=5)
@@ -235,7 +236,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="instashare-pipeline-"))
     procs = Processes()
     try:
-        run(args, work, procs)
+        return 0 if run(args, work, procs) else 1
     finally:
         procs.stop_all()
         with admin.connect() as conn:
@@ -248,4 +249,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
