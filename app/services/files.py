@@ -243,6 +243,9 @@ def get(session: Session, owner_id: uuid.UUID, file_id: uuid.UUID) -> File:
     return _owned(session, owner_id, file_id)
 
 
+RENAME_ATTEMPTS = 3
+
+
 def rename(
     session: Session,
     owner_id: uuid.UUID,
@@ -252,28 +255,35 @@ def rename(
     if_match: str | None = None,
 ) -> File:
     """Give a file a new name; PreconditionFailed if `if_match` is not its current ETag."""
-    file = _owned(session, owner_id, file_id)
-    if if_match is not None and if_match.strip() != "*":
-        offered = {tag.strip().removeprefix("W/") for tag in if_match.split(",")}
-        if etag(file) not in offered:
-            raise PreconditionFailed(
-                "The file has changed since you read it (ETag mismatch); fetch it and retry."
-            )
-    names.check_name(new_name)
-    if new_name == file.name:
-        return file
-    if _name_taken(session, owner_id, new_name):
-        raise Conflict(f"You already have a file (or an upload) named {new_name!r}.")
-    file.name = new_name
-    try:
-        session.commit()
-    except IntegrityError:
-        session.rollback()
-        raise Conflict(f"You already have a file named {new_name!r}.") from None
-    except StaleDataError:
-        session.rollback()
-        raise PreconditionFailed("The file changed while it was being renamed; retry.") from None
-    return file
+    for attempt in range(RENAME_ATTEMPTS):
+        file = _owned(session, owner_id, file_id)
+        if if_match is not None and if_match.strip() != "*":
+            offered = {tag.strip().removeprefix("W/") for tag in if_match.split(",")}
+            if etag(file) not in offered:
+                raise PreconditionFailed(
+                    "The file has changed since you read it (ETag mismatch); fetch it and retry."
+                )
+        names.check_name(new_name)
+        if new_name == file.name:
+            return file
+        if _name_taken(session, owner_id, new_name):
+            raise Conflict(f"You already have a file (or an upload) named {new_name!r}.")
+        file.name = new_name
+        try:
+            session.commit()
+            return file
+        except IntegrityError:
+            session.rollback()
+            raise Conflict(f"You already have a file named {new_name!r}.") from None
+        except StaleDataError:
+            # The worker moved the file on (a new version) since it was read. With If-Match
+            # the precondition no longer holds; without, read it again and rename that.
+            session.rollback()
+            if if_match is not None or attempt == RENAME_ATTEMPTS - 1:
+                raise PreconditionFailed(
+                    "The file changed while it was being renamed; retry."
+                ) from None
+    raise AssertionError("unreachable")
 
 
 def delete(session: Session, storage: Storage, owner_id: uuid.UUID, file_id: uuid.UUID) -> None:

@@ -23,6 +23,7 @@ from urllib.parse import unquote
 import pytest
 import redis
 
+from app.errors import PreconditionFailed
 from app.services import files, processing
 from app.services.jobs import JobQueue
 from app.services.spool import SpooledUpload
@@ -371,3 +372,33 @@ def test_delete_racing_the_workers_claim(local_app):
             assert processing.renew(worker_session, job, 60) is False
         assert client.get(f"/api/v1/files/{file.id}", headers=account.headers).status_code == 404
         assert list(runtime.storage.list(f"{account.id}/")) == []
+
+
+@pytest.mark.parametrize("with_if_match", [False, True])
+def test_rename_racing_the_workers_claim(local_app, with_if_match):
+    """Without If-Match the rename just happens; with the ETag read before, it is 412."""
+    runtime = local_app.app.extensions["instashare"]
+    with local_app.test_client() as client:
+        account = Account(client, new_email())
+        with runtime.sessions() as worker_session, runtime.sessions() as api_session:
+            file = files.create(
+                api_session,
+                runtime.storage,
+                JobQueue(lambda task, args: None),  # its own job must not get there first
+                owner_id=uuid.UUID(account.id),
+                upload=spooled(local_app, b"racing\n"),
+                name="before.txt",
+                quota_bytes=10**9,
+            )
+            file_id, owner_id = file.id, file.owner_id
+            read = files.get(api_session, owner_id, file_id)  # the API has read it
+            tag = files.etag(read)
+            assert processing.claim(worker_session, file_id, 60) is not None
+            if with_if_match:
+                with pytest.raises(PreconditionFailed):
+                    files.rename(api_session, owner_id, file_id, "after.txt", if_match=tag)
+            else:
+                renamed = files.rename(api_session, owner_id, file_id, "after.txt")
+                assert (renamed.name, renamed.status.value) == ("after.txt", "processing")
+        shown = client.get(f"/api/v1/files/{file_id}", headers=account.headers).json()
+        assert shown["name"] == ("before.txt" if with_if_match else "after.txt")
