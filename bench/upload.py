@@ -439,7 +439,11 @@ def main() -> int:
         failed = False
         for name, (seconds, growth) in results.items():
             rate = args.size_mib / seconds
-            print(f"{name:34} {seconds:8.2f} {rate:8.1f} {rate / ceiling:7.2f} {growth:9.1f}")
+            each = " ".join(f"{args.size_mib / s:.0f}" for s, _ in runs[name])
+            print(
+                f"{name:34} {seconds:8.2f} {rate:8.1f} {rate / ceiling:7.2f} {growth:9.1f}"
+                f"   (each round: {each} MiB/s)"
+            )
         for name, (seconds, growth) in list(results.items())[1:]:
             ratio = args.size_mib / seconds / ceiling
             ok_rate = ratio >= THROUGHPUT_TARGET
