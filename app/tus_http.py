@@ -3,11 +3,13 @@
 `TusProtocol` wraps the whole app (outside Connexion's exception handling, so error
 responses get `Tus-Resumable` too): it honours `X-HTTP-Method-Override` and answers 412
 to a tus request (POST, HEAD, PATCH, DELETE) under /uploads without `Tus-Resumable: 1.0.0`.
+It also regroups request bodies into ~4 MiB messages: every middleware layer below it, and
+the handler thread that reads the body (one hop to the event loop per message), then
+handle a few messages per PATCH rather than one per 64 KiB socket read. That took a tus
+PATCH of 8 MiB from ~34 to ~25 ms here; a request holds at most ~2 such messages.
 
 `TusBodyValidator` is the body "validator" for `application/offset+octet-stream`: there
-is nothing to validate, and Connexion's default would read the body into memory. It only
-regroups the ASGI receive channel into ~1 MiB messages, so the handler thread reading the
-body crosses to the event loop once per MiB rather than once per 64 KiB socket read.
+is nothing to validate, and Connexion's default would read the body into memory.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.services.tus import VERSION
 
-BATCH_BYTES = 1024 * 1024
+BATCH_BYTES = 4 * 1024 * 1024
 OVERRIDABLE = {"HEAD", "PATCH", "DELETE", "POST", "OPTIONS", "GET"}
 # The methods tus defines a request for; any other is left to routing (405, Allow).
 VERSIONED = {"HEAD", "PATCH", "DELETE", "POST"}
@@ -54,7 +56,7 @@ class TusProtocol:
                 MutableHeaders(scope=message)["Tus-Resumable"] = VERSION
             await send(message)
 
-        await self.app(scope, receive, send_)
+        await self.app(scope, batched(receive), send_)  # see the module docstring
 
     async def _version_mismatch(self, offered: str | None, send: Send) -> None:
         detail = (
@@ -120,4 +122,4 @@ class TusBodyValidator(AbstractRequestBodyValidator):
         super().__init__(schema=schema, strict_validation=strict_validation, **kwargs)
 
     async def wrap_receive(self, receive: Receive, *, scope: Scope) -> tuple[Receive, Scope]:
-        return batched(receive), scope
+        return receive, scope  # already regrouped by TusProtocol

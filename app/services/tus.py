@@ -26,6 +26,7 @@ from isal import isal_zlib
 from sqlalchemy import CursorResult, Result, delete, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.db import utcnow
 from app.errors import (
@@ -338,9 +339,7 @@ def _append_in_place(
                 raise
             # From here the bytes stay even if recording fails: the next PATCH cuts the
             # object back to the recorded offset before it writes.
-            return _record_part(
-                session, storage, jobs, upload, upload.data_key, stream, expiry_seconds
-            )
+            return _record_part(session, storage, jobs, upload, None, stream, expiry_seconds)
     except _NothingToKeep:
         return _progress(upload)
     except Busy:
@@ -420,13 +419,21 @@ def _record_part(
     storage: Storage,
     jobs: JobQueue,
     upload: Upload,
-    key: str,
+    key: str | None,
     part: _PartStream,
     expiry_seconds: int,
 ) -> Progress:
+    """Move the offset past a stored chunk; `key` names its part object (None: in place)."""
     now = utcnow()
     new_offset = upload.offset + part.size
     crc = isal_zlib.crc32_combine(upload.crc32, part.crc32, part.size) & 0xFFFFFFFF
+    values = {
+        "offset": new_offset,
+        "crc32": crc,
+        "parts": upload.parts + 1,
+        "updated_at": now,
+        "expires_at": now + dt.timedelta(seconds=expiry_seconds),
+    }
     # The WHERE on the offset is the lock: a concurrent PATCH that landed first moved it
     # (and on PostgreSQL this UPDATE waits for that PATCH's transaction to end).
     moved = session.execute(
@@ -436,33 +443,29 @@ def _record_part(
             Upload.offset == upload.offset,
             Upload.completed_at.is_(None),
         )
-        .values(
-            offset=new_offset,
-            crc32=crc,
-            parts=Upload.parts + 1,
-            updated_at=now,
-            expires_at=now + dt.timedelta(seconds=expiry_seconds),
-        )
+        .values(**values)
         .execution_options(synchronize_session=False)
     )
     if _rowcount(moved) != 1:
         raise Conflict("Another request wrote to this upload meanwhile; ask with HEAD and resume.")
-    session.add(UploadPart(upload_id=upload.id, offset=upload.offset, size=part.size, key=key))
-    session.flush()
-    session.refresh(upload)
+    if key is not None:
+        session.add(UploadPart(upload_id=upload.id, offset=upload.offset, size=part.size, key=key))
+        session.flush()
+    for name, value in values.items():
+        set_committed_value(upload, name, value)  # what the UPDATE wrote, without a SELECT
     if new_offset < upload.length:
         session.commit()
         return _progress(upload)
-    # In place, every part names the same data object: each key once, in order.
-    keys = list(
-        dict.fromkeys(
+    if key is None:
+        keys = [upload.data_key]
+    else:
+        keys = list(
             session.scalars(
                 select(UploadPart.key)
                 .where(UploadPart.upload_id == upload.id)
                 .order_by(UploadPart.offset)
             )
         )
-    )
     file = _finish(session, storage, upload, keys, now)
     _commit_finished(session, storage, jobs, upload, file)
     return _progress(upload, file)
