@@ -132,6 +132,24 @@ def gcs_emulator(tmp_path_factory) -> Iterator[str]:
         proc.wait(timeout=10)
 
 
+def start_server(settings: Settings, workers: int = 1, log=subprocess.DEVNULL):
+    """`instashare-server serve` on a free loopback port, answering; (process, base URL)."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--workers", str(workers),
+         "--host", "127.0.0.1", "--port", str(port)],
+        env=settings_env(settings), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_for_port(port, timeout=30)
+    except BaseException:
+        server.kill()
+        server.wait()
+        raise
+    return server, f"http://127.0.0.1:{port}"
+
+
 def make_settings(tmp: Path, database_url: str, backend: str = "local", **overrides) -> Settings:
     """Settings for a test app or worker: real PostgreSQL and Redis, storage under `tmp`."""
     values = dict(

@@ -8,7 +8,7 @@ import sys
 import httpx
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from tests.conftest import ROOT, free_port, make_settings, settings_env, wait_for_port
+from tests.conftest import ROOT, free_port, make_settings, start_server
 
 MAX_REQUESTS = 400
 HEALTH_200 = re.compile(
@@ -35,16 +35,8 @@ def _health_count_per_process(metrics_dir) -> dict[str, float]:
 
 
 def test_metrics_add_up_every_gunicorn_worker(tmp_path, database_url, redis_client):
-    settings = make_settings(tmp_path, database_url)
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--workers", "2", "--port", str(port),
-         "--host", "127.0.0.1"],
-        env=settings_env(settings), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    server, base = start_server(make_settings(tmp_path, database_url), workers=2)
     try:
-        wait_for_port(port, timeout=30)
-        base = f"http://127.0.0.1:{port}"
         sent = 0
         # New connections until both workers have answered some (the kernel picks).
         while sent < MAX_REQUESTS:

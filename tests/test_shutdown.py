@@ -3,37 +3,26 @@
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 
 from tests.conftest import (
-    ROOT,
     Account,
     WorkerProcess,
-    free_port,
     make_settings,
     new_email,
-    settings_env,
+    start_server,
     upload,
-    wait_for_port,
     wait_for_status,
 )
 
 
 def test_sigterm_lets_an_inflight_upload_finish(tmp_path, database_url, redis_client):
-    settings = make_settings(tmp_path, database_url)
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--workers", "1", "--port", str(port),
-         "--host", "127.0.0.1"],
-        env=settings_env(settings), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    server, base = start_server(make_settings(tmp_path, database_url))
+    port = int(base.rsplit(":", 1)[1])
     try:
-        wait_for_port(port, timeout=30)
         import httpx
 
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
+        with httpx.Client(base_url=base) as http:
             account = Account(http, new_email())
         boundary = "x-boundary-x"
         payload = b"y" * 2_000_000

@@ -12,7 +12,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -21,12 +20,9 @@ import pytest
 
 from tests.cli.support import Cli, FlakyLink, LiveServer
 from tests.conftest import (
-    ROOT,
     WorkerProcess,
-    free_port,
     make_settings,
-    settings_env,
-    wait_for_port,
+    start_server,
 )
 
 
@@ -35,22 +31,11 @@ def live_server(tmp_path_factory, database_url, redis_client) -> Iterator[LiveSe
     """`instashare-server serve` on a free loopback port, with a worker for its jobs."""
     tmp = tmp_path_factory.mktemp("cli-server")
     settings = make_settings(tmp, database_url, broker_url="filesystem://")
-    port = free_port()
     log_path = tmp / "server.log"
     with open(log_path, "ab") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--workers", "1",
-             "--host", "127.0.0.1", "--port", str(port)],
-            env=settings_env(settings),
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
+        server, url = start_server(settings, log=log)
     worker = WorkerProcess(settings, tmp / "worker.log", concurrency=1).start()
     try:
-        url = f"http://127.0.0.1:{port}"
-        wait_for_port(port, timeout=60)
         deadline = time.monotonic() + 30
         while httpx.get(f"{url}/api/v1/health").status_code != 200:
             assert time.monotonic() < deadline, log_path.read_text()
