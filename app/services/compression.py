@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
+import struct
 import zipfile
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -256,3 +257,115 @@ def verify_archive(
             f"stored entry is {entry.filename!r} ({entry.file_size} bytes, CRC {entry.CRC:08x}); "
             f"expected {entry_name!r} ({size} bytes, CRC {crc32:08x})"
         )
+
+
+# --- serving an archive under its file's current name -------------------------------------
+
+_LOCAL = struct.Struct("<IHHHHHIIIHH")  # local file header, up to the name
+_CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")  # central directory header, up to the name
+_ZIP64_END = struct.Struct("<IQHHIIQQQQ")  # ZIP64 end of central directory record
+_ZIP64_LOCATOR = struct.Struct("<IIQI")
+_END = struct.Struct("<IHHHHIIH")  # end of central directory record
+_UTF8 = 0x800  # general purpose flag: the name is UTF-8
+_NO_VALUE = 0xFFFFFFFF  # a 32-bit field whose value lives in the ZIP64 record
+
+
+@dataclass(frozen=True)
+class RenamedArchive:
+    """A stored one-entry archive as it reads with another entry name.
+
+    Only the headers change: the new local header, the stored bytes from the entry's data
+    up to the central directory (compressed data and data descriptor, as they are), then
+    the central directory and end records with the new name and shifted offsets.
+    """
+
+    head: bytes
+    body_start: int
+    body_end: int
+    tail: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.head) + self.body_end - self.body_start + len(self.tail)
+
+    def read(
+        self, storage: Storage, key: str, start: int = 0, length: int | None = None
+    ) -> Iterator[bytes]:
+        """`length` bytes (all by default) from `start`, in chunks."""
+        end = self.size if length is None else min(self.size, start + length)
+        body_at = len(self.head)
+        tail_at = body_at + self.body_end - self.body_start
+        if start < body_at:
+            yield self.head[start : min(end, body_at)]
+        if start < tail_at and end > body_at:
+            first = max(start, body_at)
+            yield from storage.iter_chunks(
+                key, self.body_start + first - body_at, min(end, tail_at) - first
+            )
+        if end > tail_at:
+            yield self.tail[max(start, tail_at) - tail_at : end - tail_at]
+
+
+def renamed_archive(storage: Storage, key: str, name: str) -> RenamedArchive | None:
+    """The archive at `key` with its one entry named `name`; None if that is its name."""
+    with storage.open(key) as raw:
+        fields = list(_LOCAL.unpack(raw.read(_LOCAL.size)))
+        name_length, extra_length = fields[9], fields[10]
+        stored_name = raw.read(name_length)
+        encoding = "utf-8" if fields[2] & _UTF8 else "cp437"
+        if stored_name.decode(encoding) == name:
+            return None
+        extra = raw.read(extra_length)
+        body_end = zipfile.ZipFile(raw).start_dir
+        raw.seek(body_end)
+        tail = raw.read()
+    new = name.encode("utf-8")
+    delta = len(new) - name_length
+    fields[2] |= _UTF8
+    fields[9] = len(new)
+    head = _LOCAL.pack(*fields) + new + extra
+    return RenamedArchive(
+        head=head,
+        body_start=_LOCAL.size + name_length + extra_length,
+        body_end=body_end,
+        tail=_renamed_tail(tail, new, delta),
+    )
+
+
+def _renamed_tail(tail: bytes, new: bytes, delta: int) -> bytes:
+    """The central directory and end records, for the entry renamed to `new`."""
+    central = list(_CENTRAL.unpack_from(tail))
+    name_length, extra_length, comment_length = central[10], central[11], central[12]
+    after_name = _CENTRAL.size + name_length
+    central[3] |= _UTF8
+    central[10] = len(new)
+    records = [
+        _CENTRAL.pack(*central),
+        new,
+        tail[after_name : after_name + extra_length + comment_length],
+    ]
+    at = after_name + extra_length + comment_length
+    while at < len(tail):
+        (signature,) = struct.unpack_from("<I", tail, at)
+        if signature == 0x06064B50:
+            zip64 = list(_ZIP64_END.unpack_from(tail, at))
+            zip64[8] += delta  # the directory grew by delta
+            zip64[9] += delta  # and starts delta later
+            length = 12 + zip64[1]
+            records += [_ZIP64_END.pack(*zip64), tail[at + _ZIP64_END.size : at + length]]
+        elif signature == 0x07064B50:
+            locator = list(_ZIP64_LOCATOR.unpack_from(tail, at))
+            locator[2] += 2 * delta  # after the directory: both shifts
+            length = _ZIP64_LOCATOR.size
+            records.append(_ZIP64_LOCATOR.pack(*locator))
+        elif signature == 0x06054B50:
+            end = list(_END.unpack_from(tail, at))
+            for field in (5, 6):  # directory size, directory offset
+                if end[field] != _NO_VALUE:
+                    end[field] += delta
+            length = len(tail) - at  # the last record, with its comment
+            records += [_END.pack(*end), tail[at + _END.size :]]
+        else:
+            raise ArchiveMismatch(f"unexpected record {signature:#010x} after the directory")
+        at += length
+    return b"".join(records)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import hashlib
 import json
 import mimetypes
 import uuid
@@ -31,6 +32,7 @@ from app.errors import (
 )
 from app.models import File, FileStatus, Upload
 from app.services import names, users
+from app.services.compression import renamed_archive
 from app.services.jobs import JobQueue
 from app.services.spool import SpooledUpload
 from app.storage import Storage
@@ -361,9 +363,21 @@ def download(
             filename=file.name,
             etag=f'"{file.sha256}"',
         )
+    archive_key = file.archive_key
+    renamed = renamed_archive(storage, archive_key, file.name)
+    if renamed is not None:
+        # Renamed since it was compressed: the entry takes the file's name on the way out.
+        name_tag = hashlib.blake2b(file.name.encode(), digest_size=6).hexdigest()
+        return Download(
+            read=lambda start, length: renamed.read(storage, archive_key, start, length),
+            size=renamed.size,
+            content_type="application/zip",
+            filename=f"{file.name}.zip",
+            etag=f'"{file.sha256}.zip.{name_tag}"',
+        )
     return Download(
-        read=_object_chunks(storage, file.archive_key),
-        size=file.compressed_size or storage.size(file.archive_key),
+        read=_object_chunks(storage, archive_key),
+        size=file.compressed_size or storage.size(archive_key),
         content_type="application/zip",
         filename=f"{file.name}.zip",
         etag=f'"{file.sha256}.zip"',

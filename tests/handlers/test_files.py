@@ -864,3 +864,31 @@ def test_deleting_a_ready_file_removes_its_archive(busy, owner, with_worker):
     assert busy.delete(f"{FILES}/{body['id']}", headers=owner.headers).status_code == 204
     assert not any(body["id"] in key for key in storage.list(f"{owner.id}/"))
     assert_problem(busy.get(f"{FILES}/{body['id']}/content", headers=owner.headers), 404)
+
+
+def test_a_renamed_file_downloads_with_its_entry_renamed_too(busy, owner, with_worker):
+    content = b"".join(b"line %d of the log\n" % i for i in range(20000))
+    body = _ready(busy, owner, content, "draft.txt", with_worker[1])
+    url = f"{FILES}/{body['id']}/content"
+    before = busy.get(url, headers=owner.headers)
+    renamed = busy.patch(
+        f"{FILES}/{body['id']}", headers=owner.headers, json={"name": "final ✓.txt"}
+    )
+    assert renamed.status_code == 200
+    after = busy.get(url, headers=owner.headers)
+    assert after.status_code == 200
+    assert _disposition_filename(after.headers["Content-Disposition"]) == "final ✓.txt.zip"
+    assert after.headers["ETag"] != before.headers["ETag"]
+    assert int(after.headers["Content-Length"]) == len(after.content)
+    with zipfile.ZipFile(io.BytesIO(after.content)) as archive:
+        assert archive.testzip() is None
+        assert archive.namelist() == ["final ✓.txt"]
+        assert archive.read("final ✓.txt") == content
+    # Ranges across the new header, the stored bytes and the new directory.
+    size = len(after.content)
+    for first, last in ((0, 9), (20, 60), (size - 100, size - 1), (5, size - 5)):
+        part = busy.get(url, headers={**owner.headers, "Range": f"bytes={first}-{last}"})
+        assert part.status_code == 206
+        assert part.content == after.content[first : last + 1]
+    same = busy.get(url, headers={**owner.headers, "If-None-Match": after.headers["ETag"]})
+    assert same.status_code == 304
