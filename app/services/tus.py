@@ -324,9 +324,11 @@ def _append_in_place(
     """
 
     def confirm() -> None:
-        session.refresh(upload)
+        current = session.get(Upload, upload.id, populate_existing=True)
         session.commit()  # again, no transaction stays open while the body streams in
-        _check_offset(upload, offset)
+        if current is None:  # terminated or expired since the first look
+            raise NotFound(f"There is no upload {upload.id}.")
+        _check_offset(current, offset)
 
     try:
         with storage.appender(upload.data_key, offset, confirm) as sink:

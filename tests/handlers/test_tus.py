@@ -604,6 +604,45 @@ def test_bytes_a_crashed_patch_never_recorded_are_cut_off(client, alice, app, st
     assert original_bytes(client, alice, url) == b"abcdef"
 
 
+def test_a_patch_that_finds_its_upload_terminated_is_404_and_leaves_nothing(
+    client, alice, app, storage
+):
+    """The termination lands after the PATCH's first look and before it holds the object."""
+    url = created(client, alice, 6, "gone.txt")
+    upload_id = uuid.UUID(url.rsplit("/", 1)[1])
+    rt = app.app.extensions["instashare"]
+
+    class TerminatedMeanwhile:
+        """The real storage, but a termination happens just before an append or a write."""
+
+        appendable = storage.appendable
+
+        def __getattr__(self, name):
+            return getattr(storage, name)
+
+        def _terminate(self):
+            with rt.sessions() as other:
+                tus.terminate(other, storage, uuid.UUID(alice.id), upload_id)
+
+        def appender(self, *args):
+            self._terminate()
+            return storage.appender(*args)
+
+        def writer(self, *args, **kwargs):
+            self._terminate()
+            return storage.writer(*args, **kwargs)
+
+    with rt.sessions() as session, pytest.raises(tus.AppError) as raised:
+        tus.append(
+            session, TerminatedMeanwhile(), rt.jobs, owner_id=uuid.UUID(alice.id),
+            upload_id=upload_id, offset=0, body=io.BytesIO(b"abc"), content_length=3,
+            checksum=None, expiry_seconds=60,
+        )  # fmt: skip
+    assert raised.value.status in {404, 409}
+    assert head(client, alice, url).status_code == 404
+    assert parts_in_storage(storage, alice, url) == []
+
+
 # --- limits and CORS, on an app with small limits ----------------------------------------
 
 
