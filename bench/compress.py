@@ -241,7 +241,10 @@ def _status_kib(pid: int, field: str) -> int:
 def _children(pid: int) -> list[int]:
     kids: list[int] = []
     for task in Path(f"/proc/{pid}/task").iterdir():
-        kids += [int(k) for k in (task / "children").read_text().split()]
+        try:
+            kids += [int(k) for k in (task / "children").read_text().split()]
+        except FileNotFoundError:
+            continue  # the thread ended between the listing and the read
     return kids
 
 
