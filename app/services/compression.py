@@ -308,15 +308,16 @@ class RenamedArchive:
 
 def renamed_archive(storage: Storage, key: str, name: str) -> RenamedArchive | None:
     """The archive at `key` with its one entry named `name`; None if that is its name."""
+    # Small ranged reads: this runs for every ZIP download, renamed or not.
+    fields = list(_LOCAL.unpack(b"".join(storage.iter_chunks(key, 0, _LOCAL.size))))
+    name_length, extra_length = fields[9], fields[10]
+    after_header = b"".join(storage.iter_chunks(key, _LOCAL.size, name_length + extra_length))
+    stored_name, extra = after_header[:name_length], after_header[name_length:]
+    encoding = "utf-8" if fields[2] & _UTF8 else "cp437"
+    if stored_name.decode(encoding) == name:
+        return None
     with storage.open(key) as raw:
-        fields = list(_LOCAL.unpack(raw.read(_LOCAL.size)))
-        name_length, extra_length = fields[9], fields[10]
-        stored_name = raw.read(name_length)
-        encoding = "utf-8" if fields[2] & _UTF8 else "cp437"
-        if stored_name.decode(encoding) == name:
-            return None
-        extra = raw.read(extra_length)
-        body_end = zipfile.ZipFile(raw).start_dir
+        body_end = zipfile.ZipFile(raw).start_dir  # it reads from the end: the directory
         raw.seek(body_end)
         tail = raw.read()
     new = name.encode("utf-8")
