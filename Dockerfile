@@ -14,18 +14,19 @@ RUN python -m venv /opt/venv
 COPY requirements.lock /tmp/requirements.lock
 # --require-hashes: every wheel must match the lock; --only-binary: the slim image has no compiler.
 RUN /opt/venv/bin/pip install --require-hashes --only-binary=:all: -r /tmp/requirements.lock
-# The project itself is NOT pip-installed: `pip install .` would move app/ into site-packages,
-# where app/web.py could no longer find swagger/ (it looks in Path(app.__file__).parent.parent).
-# The source runs from /srv/instashare via PYTHONPATH instead, and this script is the console
-# entry point that `[project.scripts] instashare-server = "app.cli:main"` would have generated.
-RUN printf '%s\n' '#!/opt/venv/bin/python' 'import sys' 'from app.cli import main' \
-        'sys.exit(main())' > /opt/venv/bin/instashare-server \
-    && chmod 0755 /opt/venv/bin/instashare-server
+# Then the project itself, like any user installs it: a wheel that carries the contract
+# (swagger/ as `app.spec`) and the `instashare-server` entry point. --no-deps: every
+# dependency came from the lock above.
+COPY pyproject.toml README.md /tmp/src/
+COPY app/ /tmp/src/app/
+COPY worker/ /tmp/src/worker/
+COPY swagger/ /tmp/src/swagger/
+COPY instashare_cli/ /tmp/src/instashare_cli/
+RUN /opt/venv/bin/pip install --no-deps /tmp/src && rm -rf /tmp/src
 
 # --- runtime --------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}
 ENV PATH=/opt/venv/bin:$PATH \
-    PYTHONPATH=/srv/instashare \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     INSTASHARE_DATA_DIR=/var/lib/instashare \
@@ -37,13 +38,7 @@ RUN groupadd --system --gid 10001 instashare \
     && mkdir -p /var/lib/instashare/spool \
     && chown -R instashare:instashare /var/lib/instashare
 COPY --from=builder /opt/venv /opt/venv
-WORKDIR /srv/instashare
-# Source stays root-owned and read-only for the service user; swagger/ sits beside app/.
-COPY pyproject.toml ./
-COPY app/ app/
-COPY worker/ worker/
-COPY swagger/ swagger/
-RUN python -m compileall -q app worker
+WORKDIR /var/lib/instashare
 USER 10001:10001
 EXPOSE 8000
 # Liveness only (no dependency is touched); slim has no curl, so Python asks.

@@ -2,7 +2,7 @@
 # The Instashare worker image: `instashare-server worker` (Celery, compression jobs). The same
 # image runs the periodic sweeps alone with `instashare-server scheduler`.
 # Build: docker build -f worker.Dockerfile -t instashare-worker .
-# It is built like the API image (see Dockerfile for why the project is run from source).
+# It is built like the API image.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -13,16 +13,19 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN python -m venv /opt/venv
 COPY requirements.lock /tmp/requirements.lock
 RUN /opt/venv/bin/pip install --require-hashes --only-binary=:all: -r /tmp/requirements.lock
-# The console entry point of `[project.scripts] instashare-server = "app.cli:main"`; the source
-# runs from /srv/instashare via PYTHONPATH (app/web.py finds swagger/ beside app/).
-RUN printf '%s\n' '#!/opt/venv/bin/python' 'import sys' 'from app.cli import main' \
-        'sys.exit(main())' > /opt/venv/bin/instashare-server \
-    && chmod 0755 /opt/venv/bin/instashare-server
+# Then the project itself, like any user installs it: a wheel that carries the contract
+# (swagger/ as `app.spec`) and the `instashare-server` entry point. --no-deps: every
+# dependency came from the lock above.
+COPY pyproject.toml README.md /tmp/src/
+COPY app/ /tmp/src/app/
+COPY worker/ /tmp/src/worker/
+COPY swagger/ /tmp/src/swagger/
+COPY instashare_cli/ /tmp/src/instashare_cli/
+RUN /opt/venv/bin/pip install --no-deps /tmp/src && rm -rf /tmp/src
 
 # --- runtime --------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}
 ENV PATH=/opt/venv/bin:$PATH \
-    PYTHONPATH=/srv/instashare \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     INSTASHARE_DATA_DIR=/var/lib/instashare \
@@ -33,12 +36,7 @@ RUN groupadd --system --gid 10001 instashare \
     && mkdir -p /var/lib/instashare/spool \
     && chown -R instashare:instashare /var/lib/instashare
 COPY --from=builder /opt/venv /opt/venv
-WORKDIR /srv/instashare
-COPY pyproject.toml ./
-COPY app/ app/
-COPY worker/ worker/
-COPY swagger/ swagger/
-RUN python -m compileall -q app worker
+WORKDIR /var/lib/instashare
 USER 10001:10001
 # Prometheus metrics of the worker processes (INSTASHARE_WORKER_METRICS_PORT; 0 turns it off).
 EXPOSE 9808

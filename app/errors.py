@@ -1,4 +1,4 @@
-"""Domain errors. Services raise them; `app.problems` turns each into problem+json."""
+"""Domain errors. Services raise them; `app.http.problems` turns each into problem+json."""
 
 from __future__ import annotations
 

@@ -254,14 +254,13 @@ def worker_peak_mib(work: Path, source: Input) -> tuple[float, float, float]:
     (pool process RSS when idle, its peak RSS over the job, seconds the job took), read
     from /proc. SQLite, the filesystem broker and local storage: no servers needed.
     """
-    from app.db import make_engine, make_session_factory
+
     from app.migrate import upgrade
     from app.models import File, FileStatus, User
+    from app.runtime import build_runtime
     from app.services import files
-    from app.services.jobs import JobQueue, celery_sender
     from app.services.spool import SpooledUpload
     from app.settings import Settings
-    from worker.celery_app import make_celery
 
     data = work / "worker"
     env = {k: v for k, v in os.environ.items() if not k.startswith("INSTASHARE_")}
@@ -272,10 +271,10 @@ def worker_peak_mib(work: Path, source: Input) -> tuple[float, float, float]:
     )
     settings = Settings.from_env(env)
     upgrade(settings.database_url)
-    sessions = make_session_factory(make_engine(settings.database_url))
+    rt = build_runtime(settings)
     log = open(work / "worker.log", "wb")  # noqa: SIM115 - closed when the worker is stopped
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "worker", "--concurrency", "1"],
+        [sys.executable, "-m", "app.server", "worker", "--concurrency", "1"],
         env=env,
         cwd=ROOT,
         stdout=log,
@@ -292,7 +291,7 @@ def worker_peak_mib(work: Path, source: Input) -> tuple[float, float, float]:
         time.sleep(2)  # let it finish starting up
         idle = _status_kib(pool, "VmRSS") / 1024
 
-        with sessions() as session:
+        with rt.sessions() as session:
             user = User(email="bench@example.com", password_hash="-")  # noqa: S106 - no login
             session.add(user)
             session.commit()
@@ -304,8 +303,8 @@ def worker_peak_mib(work: Path, source: Input) -> tuple[float, float, float]:
             started = time.monotonic()
             file = files.create(
                 session,
-                LocalStorage(settings.storage_root),
-                JobQueue(celery_sender(make_celery(settings))),
+                rt.storage,
+                rt.jobs,
                 owner_id=user.id,
                 upload=upload,
                 name="big.log",

@@ -124,7 +124,7 @@ def run(args: argparse.Namespace, work: Path, procs: Processes) -> bool:
         # One bench user sends everything: the per-address login limit is not under test.
         INSTASHARE_LOGIN_MAX_FAILURES_PER_IP="1000",
     )
-    cli = [sys.executable, "-m", "app.cli"]
+    cli = [sys.executable, "-m", "app.server"]
     subprocess.run([*cli, "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
 
     port = free_port()

@@ -378,7 +378,7 @@ def main() -> int:
             )
             port, sink_port = free_port(), free_port()
             server = subprocess.Popen(
-                [sys.executable, "-m", "app.cli", "serve", "--workers", "1",
+                [sys.executable, "-m", "app.server", "serve", "--workers", "1",
                  "--host", "127.0.0.1", "--port", str(port)],
                 env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip

@@ -8,8 +8,7 @@ from celery import signals
 
 from app.context import REQUEST_ID
 from app.observability import JOB_DURATION, JOB_FAILURES, JOB_RETRIES
-
-COMPRESS = "worker.tasks.compress_upload"
+from app.queue import COMPRESS_UPLOAD
 
 
 def _request_id(request) -> str | None:
@@ -29,7 +28,7 @@ def _job_started(task=None, **_kwargs) -> None:
 @signals.task_postrun.connect
 def _job_finished(task=None, retval=None, state=None, **_kwargs) -> None:
     started = getattr(task.request, "_instashare_started", None)
-    if task.name == COMPRESS and started is not None and state != "RETRY":
+    if task.name == COMPRESS_UPLOAD and started is not None and state != "RETRY":
         outcome = retval if isinstance(retval, str) else (state or "unknown").lower()
         JOB_DURATION.labels(outcome).observe(time.perf_counter() - started)
         if outcome == "failed":

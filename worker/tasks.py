@@ -1,11 +1,12 @@
-"""Celery tasks. They take ids, and running one twice is harmless (see app.services.processing)."""
+"""Celery tasks. They take ids, and running one twice is harmless (see app.services.leases)."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from typing import NoReturn
 
 from celery import shared_task
 from celery.exceptions import MaxRetriesExceededError, SoftTimeLimitExceeded
@@ -13,14 +14,12 @@ from celery.signals import worker_process_init
 from google.api_core import exceptions as gexc
 from requests import exceptions as rexc
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.orm import sessionmaker
 
-from app.db import make_engine, make_session_factory
-from app.services import processing, tus
+from app.queue import COMPRESS_UPLOAD, EXPIRE_UPLOADS, SWEEP_JOBS
+from app.runtime import Runtime, build_runtime
+from app.services import compress_job, leases, resumable_uploads
 from app.services.compression import ArchiveMismatch
-from app.services.jobs import JobQueue, celery_sender
-from app.settings import Settings
-from app.storage import ObjectMissing, Storage, make_storage
+from app.storage import ObjectMissing
 
 log = logging.getLogger(__name__)
 
@@ -36,28 +35,14 @@ TRANSIENT = (
 )
 
 
-@dataclass
-class WorkerRuntime:
-    settings: Settings
-    sessions: sessionmaker
-    storage: Storage
-    jobs: JobQueue
+_runtimes: dict[int, Runtime] = {}
 
 
-_runtimes: dict[int, WorkerRuntime] = {}
-
-
-def runtime(celery_app) -> WorkerRuntime:
+def runtime(celery_app) -> Runtime:
     """This process's connections, built on first use (after the pool forked)."""
     rt = _runtimes.get(id(celery_app))
     if rt is None:
-        settings: Settings = celery_app.conf.instashare_settings
-        rt = WorkerRuntime(
-            settings=settings,
-            sessions=make_session_factory(make_engine(settings.database_url)),
-            storage=make_storage(settings),
-            jobs=JobQueue(celery_sender(celery_app)),
-        )
+        rt = build_runtime(celery_app.conf.instashare_settings, celery=celery_app)
         _runtimes[id(celery_app)] = rt
     return rt
 
@@ -73,45 +58,56 @@ def _backoff(retries: int) -> int:
 
 @shared_task(
     bind=True,
-    name="worker.tasks.compress_upload",
+    name=COMPRESS_UPLOAD,
     acks_late=True,
     reject_on_worker_lost=True,
-    max_retries=processing.MAX_ATTEMPTS,
+    max_retries=leases.MAX_ATTEMPTS,
 )
 def compress_upload(self, file_id: str) -> str:
     """Compress one uploaded file into its ZIP archive (idempotent)."""
-    rt = runtime(self.app)
-    fid = uuid.UUID(file_id)
+
+    def retry(exc: Exception) -> NoReturn:
+        raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
+
+    return compress_file(runtime(self.app), uuid.UUID(file_id), retry)
+
+
+def compress_file(rt: Runtime, fid: uuid.UUID, retry: Callable[[Exception], NoReturn]) -> str:
+    """The compression job, outside Celery: the outcome (ready, failed, skipped, ...).
+
+    After a transient error the lease is released and `retry` raises (Celery's retry, or
+    MaxRetriesExceededError once the retries are spent, which fails the file).
+    """
     lease = rt.settings.job_lease_seconds
     with rt.sessions() as session:
-        job = processing.claim(session, fid, lease)
+        job = leases.claim(session, fid, lease)
         if job is None:
             log.info("compress %s: nothing to do (done, gone, or held by another job)", fid)
             return "skipped"
-        if job.attempts > processing.MAX_ATTEMPTS:
-            processing.fail(
+        if job.attempts > leases.MAX_ATTEMPTS:
+            leases.fail(
                 session,
                 fid,
-                f"Compression did not finish after {processing.MAX_ATTEMPTS} attempts.",
+                f"Compression did not finish after {leases.MAX_ATTEMPTS} attempts.",
                 job,
             )
             return "failed"
         try:
-            done = processing.run(session, rt.storage, job, lease_seconds=lease)
-        except processing.LeaseLost:
+            done = compress_job.compress(session, rt.storage, job, lease_seconds=lease)
+        except leases.LeaseLost:
             log.warning("compress %s: lease lost to another job", fid)
             return "lease-lost"
         except ObjectMissing:
             session.rollback()
-            processing.fail(session, fid, "The uploaded bytes are missing from storage.", job)
+            leases.fail(session, fid, "The uploaded bytes are missing from storage.", job)
             return "failed"
         except ArchiveMismatch as exc:
             session.rollback()
-            processing.fail(session, fid, f"The archive did not verify: {exc}", job)
+            leases.fail(session, fid, f"The archive did not verify: {exc}", job)
             return "failed"
         except SoftTimeLimitExceeded:
             session.rollback()
-            processing.fail(session, fid, "Compression ran past its time limit.", job)
+            leases.fail(session, fid, "Compression ran past its time limit.", job)
             return "failed"
         except (*TRANSIENT, DBAPIError) as exc:
             session.rollback()
@@ -119,39 +115,39 @@ def compress_upload(self, file_id: str) -> str:
             log.warning("compress %s: transient failure, will retry: %s", fid, reason)
             # If even this fails, the lease expires and the sweep sends the job again.
             with contextlib.suppress(OperationalError):
-                processing.release(session, job, f"Retrying after a transient error: {reason}")
+                leases.release(session, job, f"Retrying after a transient error: {reason}")
             try:
-                raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
+                retry(exc)
             except MaxRetriesExceededError:
-                processing.fail(session, fid, f"Gave up after repeated errors: {reason}")
+                leases.fail(session, fid, f"Gave up after repeated errors: {reason}")
                 return "failed"
         except Exception as exc:
             log.exception("compress %s failed", fid)
             session.rollback()
-            processing.fail(session, fid, f"Compression failed: {type(exc).__name__}: {exc}", job)
+            leases.fail(session, fid, f"Compression failed: {type(exc).__name__}: {exc}", job)
             return "failed"
     return "ready" if done else "deleted"
 
 
-@shared_task(bind=True, name="worker.tasks.sweep_jobs", ignore_result=True)
+@shared_task(bind=True, name=SWEEP_JOBS, ignore_result=True)
 def sweep_jobs(self) -> int:
     """Send the jobs of files that are unsent, lost with a dead worker, or stuck."""
     rt = runtime(self.app)
     with rt.sessions() as session:
-        failed = processing.fail_exhausted(session)
-        due = processing.due_for_delivery(session, lease_seconds=rt.settings.job_lease_seconds)
+        failed = leases.fail_exhausted(session)
+        due = leases.due_for_delivery(session, lease_seconds=rt.settings.job_lease_seconds)
         sent = sum(rt.jobs.send_compression(session, fid) for fid in due)
     if due or failed:
         log.info("sweep: %d job(s) sent of %d due, %d file(s) failed", sent, len(due), failed)
     return sent
 
 
-@shared_task(bind=True, name="worker.tasks.expire_uploads", ignore_result=True)
+@shared_task(bind=True, name=EXPIRE_UPLOADS, ignore_result=True)
 def expire_uploads(self) -> int:
     """Remove resumable uploads past their expiry, with their part objects."""
     rt = runtime(self.app)
     with rt.sessions() as session:
-        removed = tus.expire(session, rt.storage)
+        removed = resumable_uploads.expire(session, rt.storage)
     if removed:
         log.info("expired %d abandoned upload(s)", removed)
     return removed

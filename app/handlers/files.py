@@ -1,18 +1,19 @@
-"""Handlers for uploads and /files: list, get, rename, delete and download."""
+"""Handlers for /upload_files and /files: upload, list, get, rename, delete and download."""
 
 from __future__ import annotations
 
 import uuid
-from urllib.parse import quote
 
 import flask
 
 from app.errors import InvalidInput
-from app.handlers import json_body
+from app.http import ranges
+from app.http.multipart import FORM_KEY, UPLOAD_KEY
+from app.http.request import db, runtime
+from app.http.responses import content_disposition, json_body
+from app.http.security import owner
 from app.models import File
-from app.multipart import FORM_KEY, UPLOAD_KEY
-from app.services import files, ranges, users
-from app.web import db, runtime
+from app.services import files
 
 
 def file_json(file: File) -> dict:
@@ -36,19 +37,8 @@ def _file_response(file: File, status: int = 200, **headers: str):
     return json_body(file_json(file), status, ETag=files.etag(file), **headers)
 
 
-def content_disposition(filename: str) -> str:
-    """`attachment` with an ASCII fallback and the exact UTF-8 name (RFC 6266 / 8187)."""
-    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in filename)
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
-
-
-def _owner(user: str) -> uuid.UUID:
-    # The token may outlive its account: users.get answers 401 for a deleted one.
-    return users.get(db(), uuid.UUID(user)).id
-
-
-def upload(user: str):
-    """Upload a file (multipart); it is compressed in the background."""
+def upload_multipart(user: str):
+    """Upload a file as a multipart form; it is compressed in the background."""
     scope = flask.request.environ["asgi.scope"]
     spooled = scope["extensions"].get(UPLOAD_KEY)
     form = scope["extensions"].get(FORM_KEY, {})
@@ -60,7 +50,7 @@ def upload(user: str):
             db(),
             rt.storage,
             rt.jobs,
-            owner_id=_owner(user),
+            owner_id=owner(user),
             upload=spooled,
             name=form.get("name"),
             quota_bytes=rt.settings.quota_bytes,
@@ -72,9 +62,7 @@ def upload(user: str):
 
 def list_files(user: str, limit: int = 20, cursor=None, status=None, sort: str = "-created_at"):
     """Your files, a page at a time."""
-    page = files.list_files(
-        db(), _owner(user), limit=limit, cursor=cursor, status=status, sort=sort
-    )
+    page = files.list_files(db(), owner(user), limit=limit, cursor=cursor, status=status, sort=sort)
     return json_body(
         {
             "items": [file_json(f) for f in page.items],
@@ -86,14 +74,14 @@ def list_files(user: str, limit: int = 20, cursor=None, status=None, sort: str =
 
 def get_file(user: str, file_id: str):
     """One file."""
-    return _file_response(files.get(db(), _owner(user), uuid.UUID(file_id)))
+    return _file_response(files.get(db(), owner(user), uuid.UUID(file_id)))
 
 
 def rename(user: str, file_id: str, body: dict):
     """Rename a file."""
     file = files.rename(
         db(),
-        _owner(user),
+        owner(user),
         uuid.UUID(file_id),
         body["name"],
         if_match=flask.request.headers.get("If-Match"),
@@ -103,13 +91,13 @@ def rename(user: str, file_id: str, body: dict):
 
 def delete(user: str, file_id: str):
     """Delete a file and its stored objects."""
-    files.delete(db(), runtime().storage, _owner(user), uuid.UUID(file_id))
+    files.delete(db(), runtime().storage, owner(user), uuid.UUID(file_id))
     return None, 204
 
 
 def _download_response(user: str, file_id: str, format: str, *, with_body: bool):
     result = files.download(
-        db(), runtime().storage, _owner(user), uuid.UUID(file_id), original=format == "original"
+        db(), runtime().storage, owner(user), uuid.UUID(file_id), original=format == "original"
     )
     headers = flask.request.headers
     plan = ranges.answer(

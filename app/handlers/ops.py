@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import flask
 from connexion.problem import problem
-from sqlalchemy import func, select
 
 from app import observability
-from app.handlers import json_body
-from app.models import File, FileStatus
+from app.http.request import runtime
+from app.http.responses import json_body
+from app.services import files
 from app.services import health as health_checks
-from app.web import runtime
 
 
 def health():
@@ -35,17 +34,14 @@ def ready():
     return json_body({"status": "ready", "checks": checks})
 
 
-def _files_by_status() -> dict[str, int]:
-    with runtime().sessions() as session:
-        rows = session.execute(select(File.status, func.count()).group_by(File.status)).all()
-    counts = {status.value: 0 for status in FileStatus}
-    counts.update({status.value: count for status, count in rows})
-    return counts
-
-
 def metrics():
     """Prometheus metrics (text exposition format)."""
     rt = runtime()
-    collector = observability.StateCollector(_files_by_status, rt.jobs.queue_depth)
+
+    def files_by_status() -> dict[str, int]:
+        with rt.sessions() as session:
+            return files.count_by_status(session)
+
+    collector = observability.StateCollector(files_by_status, rt.jobs.queue_depth)
     body, content_type = observability.render(collector)
     return flask.Response(body, content_type=content_type)

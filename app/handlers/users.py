@@ -6,12 +6,13 @@ import uuid
 
 import flask
 
-from app.handlers import json_body
-from app.services import users
-from app.web import db, runtime
+from app.http.request import db, runtime
+from app.http.responses import json_body
+from app.models import User
+from app.services import admission, users
 
 
-def _user_json(user) -> dict:
+def _user_json(user: User) -> dict:
     return {"id": str(user.id), "email": user.email, "created_at": user.created_at.isoformat()}
 
 
@@ -39,7 +40,7 @@ def me(user: str):
     """Your profile and storage usage."""
     session = db()
     account = users.get(session, uuid.UUID(user))
-    usage = users.usage(session, account.id)
+    usage = admission.usage(session, account.id)
     return json_body(
         {
             **_user_json(account),

@@ -7,20 +7,18 @@ import binascii
 import datetime as dt
 import hashlib
 import json
-import mimetypes
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, cast
 
-from sqlalchemy import CursorResult, Result, and_, func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy import delete as sql_delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from app.db import utcnow
+from app.db import rowcount
 from app.errors import (
     Conflict,
     InvalidInput,
@@ -28,12 +26,11 @@ from app.errors import (
     NotReady,
     PreconditionFailed,
     StorageUnavailable,
-    TooLarge,
 )
-from app.models import File, FileStatus, Upload
-from app.services import names, users
+from app.models import File, FileStatus
+from app.queue.jobs import JobQueue
+from app.services import admission, names
 from app.services.compression import renamed_archive
-from app.services.jobs import JobQueue
 from app.services.spool import SpooledUpload
 from app.storage import Storage
 from app.storage.base import CHUNK_SIZE
@@ -44,7 +41,6 @@ SORTS = {
     "name": (File.name, False),
     "-name": (File.name, True),
 }
-GENERIC_TYPES = {"", "application/octet-stream", "binary/octet-stream"}
 RETRY_AFTER_SECONDS = 2
 
 
@@ -79,62 +75,12 @@ def etag(file: File) -> str:
     return f'"{file.version}"'
 
 
-def content_type_for(name: str, declared: str | None) -> str:
-    """The client's type unless it is missing or generic; then a guess from the name."""
-    declared = (declared or "").split(";", 1)[0].strip().lower()
-    if declared not in GENERIC_TYPES:
-        return declared
-    return mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
-
-
-def _rowcount(result: Result[Any]) -> int:
-    """Rows a DML statement matched (Session.execute returns a CursorResult for those)."""
-    return cast(CursorResult[Any], result).rowcount
-
-
 def _owned(session: Session, owner_id: uuid.UUID, file_id: uuid.UUID) -> File:
     file = session.get(File, file_id)
     if file is None or file.owner_id != owner_id:
         # Someone else's file is as absent as one that never existed.
         raise NotFound(f"There is no file {file_id}.")
     return file
-
-
-def _name_taken(session: Session, owner_id: uuid.UUID, name: str) -> bool:
-    """A file has the name, or an unfinished resumable upload will become one with it."""
-    if (
-        session.scalar(select(File.id).where(File.owner_id == owner_id, File.name == name))
-        is not None
-    ):
-        return True
-    return (
-        session.scalar(
-            select(Upload.id).where(
-                Upload.owner_id == owner_id,
-                Upload.name == name,
-                Upload.completed_at.is_(None),
-                Upload.expires_at > utcnow(),
-            )
-        )
-        is not None
-    )
-
-
-def check_new_file(
-    session: Session, quota_bytes: int, owner_id: uuid.UUID, name: str, size: int
-) -> None:
-    """Refuse a new file whose name is taken or whose size would break the owner's quota."""
-    usage = users.usage(session, owner_id)
-    # Unfinished resumable uploads hold their whole length: no quota race by many uploads.
-    used = usage.bytes_stored + usage.bytes_reserved
-    if used + size > quota_bytes:
-        raise TooLarge(
-            f"This upload of {size} bytes would exceed your storage quota "
-            f"({used} of {quota_bytes} bytes used or reserved).",
-            limit="quota",
-        )
-    if _name_taken(session, owner_id, name):
-        raise Conflict(f"You already have a file (or an upload) named {name!r}.")
 
 
 def create(
@@ -151,7 +97,7 @@ def create(
     name = (
         names.check_name(name) if name is not None else names.from_client_filename(upload.filename)
     )
-    check_new_file(session, quota_bytes, owner_id, name, upload.size)
+    admission.check_new_file(session, quota_bytes, owner_id, name, upload.size)
     file = File(
         id=uuid.uuid4(),
         owner_id=owner_id,
@@ -160,7 +106,7 @@ def create(
         size=upload.size,
         sha256=upload.sha256,
         crc32=upload.crc32,
-        content_type=content_type_for(name, upload.content_type),
+        content_type=admission.content_type_for(name, upload.content_type),
         attempts=0,
     )
     session.add(file)
@@ -240,6 +186,14 @@ def list_files(
     return Page(items=rows[:limit], next_cursor=next_cursor, total=total)
 
 
+def count_by_status(session: Session) -> dict[str, int]:
+    """How many files there are in each status, across all owners (for metrics)."""
+    rows = session.execute(select(File.status, func.count()).group_by(File.status)).all()
+    counts = {status.value: 0 for status in FileStatus}
+    counts.update({status.value: count for status, count in rows})
+    return counts
+
+
 def get(session: Session, owner_id: uuid.UUID, file_id: uuid.UUID) -> File:
     """One of the owner's files."""
     return _owned(session, owner_id, file_id)
@@ -268,7 +222,7 @@ def rename(
         names.check_name(new_name)
         if new_name == file.name:
             return file
-        if _name_taken(session, owner_id, new_name):
+        if admission.name_taken(session, owner_id, new_name):
             raise Conflict(f"You already have a file (or an upload) named {new_name!r}.")
         file.name = new_name
         try:
@@ -300,7 +254,7 @@ def delete(session: Session, storage: Storage, owner_id: uuid.UUID, file_id: uui
         .where(File.id == file_id, File.owner_id == owner_id)
         .execution_options(synchronize_session=False)
     )
-    if _rowcount(deleted) != 1:
+    if rowcount(deleted) != 1:
         raise NotFound(f"There is no file {file_id}.")
     session.expunge(file)
     try:

@@ -29,7 +29,7 @@ class SpooledUpload:
         fd, name = tempfile.mkstemp(dir=spool_dir, prefix="upload-")
         return cls(path=Path(name)), fd
 
-    def update(self, chunk: bytes) -> None:
+    def update(self, chunk: bytes | memoryview) -> None:
         self.size += len(chunk)
         self.crc32 = zlib.crc32(chunk, self.crc32)
         self._sha256.update(chunk)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -12,9 +11,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db import utcnow
 from app.errors import Conflict, InvalidInput, Unauthorized
-from app.models import File, Upload, User
+from app.models import User
 from app.services import tokens
 from app.services.throttle import LoginThrottle
 from app.settings import Settings
@@ -31,13 +29,6 @@ MAX_PASSWORD = 1024
 hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile
 # Verified against when the e-mail is unknown, so both failures take the same time.
 _DUMMY_HASH = hasher.hash("not a real password, only for timing")
-
-
-@dataclass(frozen=True)
-class Usage:
-    file_count: int
-    bytes_stored: int
-    bytes_reserved: int = 0  # the lengths of unfinished resumable uploads
 
 
 def normalize_email(raw: str) -> str:
@@ -105,20 +96,3 @@ def get(session: Session, user_id: uuid.UUID) -> User:
     if user is None:
         raise Unauthorized("The account for this token no longer exists.")
     return user
-
-
-def usage(session: Session, user_id: uuid.UUID) -> Usage:
-    """How many files the user has, the bytes they take (originals) and those reserved."""
-    count, total = session.execute(
-        select(func.count(File.id), func.coalesce(func.sum(File.size), 0)).where(
-            File.owner_id == user_id
-        )
-    ).one()
-    reserved = session.scalar(
-        select(func.coalesce(func.sum(Upload.length), 0)).where(
-            Upload.owner_id == user_id,
-            Upload.completed_at.is_(None),
-            Upload.expires_at > utcnow(),
-        )
-    )
-    return Usage(file_count=int(count), bytes_stored=int(total), bytes_reserved=int(reserved or 0))

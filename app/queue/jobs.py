@@ -12,10 +12,9 @@ from sqlalchemy.orm import Session
 from app.context import REQUEST_ID
 from app.db import utcnow
 from app.models import File
+from app.queue import COMPRESS_UPLOAD, QUEUE
 
 log = logging.getLogger(__name__)
-
-COMPRESS_TASK = "worker.tasks.compress_upload"
 
 
 class JobQueue:
@@ -36,7 +35,7 @@ class JobQueue:
         it once the broker answers again, so an upload never waits on the broker.
         """
         try:
-            self._send(COMPRESS_TASK, [str(file_id)])
+            self._send(COMPRESS_UPLOAD, [str(file_id)])
         except Exception as exc:  # any broker failure: the sweep will deliver it later
             log.warning("could not enqueue compression of %s: %s", file_id, exc)
             return False
@@ -65,7 +64,7 @@ def celery_sender(celery_app) -> Callable[[str, list[str]], object]:
     return send
 
 
-def redis_queue_depth(broker_url: str, queue: str) -> Callable[[], int | None]:
+def redis_queue_depth(broker_url: str, queue: str = QUEUE) -> Callable[[], int | None]:
     """How many jobs wait in a Redis broker's queue (None when it cannot be read)."""
     if not broker_url.startswith(("redis://", "rediss://")):
         return lambda: None

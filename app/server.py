@@ -60,7 +60,7 @@ def dev(host: str, port: int) -> None:
     upgrade(settings.database_url)
     worker_env = {"INSTASHARE_WORKER_METRICS_PORT": "0", **os.environ}
     worker = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "worker", "--beat", "--concurrency", "1"],
+        [sys.executable, "-m", "app.server", "worker", "--beat", "--concurrency", "1"],
         env=worker_env,
     )
 
@@ -105,7 +105,7 @@ def serve(host: str, port: int, workers: int) -> None:
 
 
 def _celery():
-    from worker.celery_app import make_celery
+    from app.queue.celery import make_celery
 
     settings = load_settings()
     return settings, make_celery(settings)

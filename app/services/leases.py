@@ -10,19 +10,15 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
 
-from sqlalchemy import CursorResult, Result, and_, or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from app.db import utcnow
+from app.db import rowcount, utcnow
 from app.models import File, FileStatus
-from app.services.compression import ArchiveResult, write_archive
-from app.storage import Storage
+from app.services.compression import ArchiveResult
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +42,17 @@ class Claim:
     archive_key: str
 
 
-def _rowcount(result: Result[Any]) -> int:
-    """Rows an UPDATE matched (typed: Session.execute returns a CursorResult for DML)."""
-    return cast(CursorResult[Any], result).rowcount
-
-
 def _visible_change(**values) -> dict:
     """Values for a change a user can see: it moves the ETag and `updated_at`."""
     return {**values, "version": File.version + 1, "updated_at": utcnow()}
+
+
+def _unclaimed(now: dt.datetime):
+    """Waiting for a job: pending, or processing under a lease that ran out."""
+    return or_(
+        File.status == FileStatus.PENDING,
+        and_(File.status == FileStatus.PROCESSING, File.lease_expires_at < now),
+    )
 
 
 def claim(session: Session, file_id: uuid.UUID, lease_seconds: int) -> Claim | None:
@@ -64,10 +63,7 @@ def claim(session: Session, file_id: uuid.UUID, lease_seconds: int) -> Claim | N
         update(File)
         .where(
             File.id == file_id,
-            or_(
-                File.status == FileStatus.PENDING,
-                and_(File.status == FileStatus.PROCESSING, File.lease_expires_at < now),
-            ),
+            _unclaimed(now),
         )
         .values(
             **_visible_change(
@@ -81,7 +77,7 @@ def claim(session: Session, file_id: uuid.UUID, lease_seconds: int) -> Claim | N
         .execution_options(synchronize_session=False)
     )
     session.commit()
-    if _rowcount(result) != 1:
+    if rowcount(result) != 1:
         return None
     file = session.scalars(
         select(File).where(File.id == file_id).execution_options(populate_existing=True)
@@ -123,7 +119,7 @@ def renew(session: Session, job: Claim, lease_seconds: int) -> bool:
         .execution_options(synchronize_session=False)
     )
     session.commit()
-    return _rowcount(result) == 1
+    return rowcount(result) == 1
 
 
 def complete(session: Session, job: Claim, result: ArchiveResult) -> bool:
@@ -147,7 +143,7 @@ def complete(session: Session, job: Claim, result: ArchiveResult) -> bool:
         .execution_options(synchronize_session=False)
     )
     session.commit()
-    return _rowcount(updated) == 1
+    return rowcount(updated) == 1
 
 
 def release(session: Session, job: Claim, error: str) -> None:
@@ -196,65 +192,6 @@ class LeaseLost(Exception):
     """Another job now owns the file, or the file was deleted."""
 
 
-def run(
-    session: Session,
-    storage: Storage,
-    job: Claim,
-    *,
-    lease_seconds: int,
-    on_progress: Callable[[], None] = lambda: None,
-) -> bool:
-    """Compress a claimed file, verify it, mark it ready and drop the staged upload.
-
-    Returns False (and leaves no objects behind) when the file was deleted meanwhile.
-    """
-    renew_every = max(lease_seconds / 3, 1)
-    last_renewal = time.monotonic()
-
-    def heartbeat() -> None:
-        nonlocal last_renewal
-        on_progress()
-        if time.monotonic() - last_renewal >= renew_every:
-            if not renew(session, job, lease_seconds):
-                raise LeaseLost(str(job.file_id))
-            last_renewal = time.monotonic()
-
-    if job.attempts > 1:
-        # An earlier attempt died (its lease ran out); it may have left a partial archive.
-        storage.discard_partial(job.archive_key)
-    try:
-        result = write_archive(
-            storage,
-            source_key=job.staged_key,
-            archive_key=job.archive_key,
-            entry_name=job.name,
-            size=job.size,
-            crc32=job.crc32,
-            sha256=job.sha256,
-            content_type=job.content_type,
-            modified_at=job.created_at,
-            heartbeat=heartbeat,
-        )
-    except Exception:
-        # A file deleted meanwhile shows up as whatever broke first (a lost lease, its
-        # staged bytes gone from under the reader): that is no failure, just nothing to do.
-        session.rollback()
-        if not exists(session, job.file_id):
-            storage.delete(job.archive_key)
-            storage.delete(job.staged_key)
-            return False
-        raise
-    if not complete(session, job, result):
-        if not exists(session, job.file_id):
-            # Deleted while we worked: the archive we just wrote must not outlive its row.
-            storage.delete(job.archive_key)
-            storage.delete(job.staged_key)
-            return False
-        raise LeaseLost(str(job.file_id))
-    storage.delete(job.staged_key)
-    return True
-
-
 def due_for_delivery(session: Session, *, lease_seconds: int, limit: int = 500) -> list[uuid.UUID]:
     """Files whose job must be (re)sent: never sent, sent long ago, or whose lease expired."""
     now = utcnow()
@@ -283,10 +220,7 @@ def fail_exhausted(session: Session) -> int:
         update(File)
         .where(
             File.attempts >= MAX_ATTEMPTS,
-            or_(
-                File.status == FileStatus.PENDING,
-                and_(File.status == FileStatus.PROCESSING, File.lease_expires_at < now),
-            ),
+            _unclaimed(now),
         )
         .values(
             **_visible_change(
@@ -300,4 +234,4 @@ def fail_exhausted(session: Session) -> int:
         .execution_options(synchronize_session=False)
     )
     session.commit()
-    return _rowcount(result)
+    return rowcount(result)

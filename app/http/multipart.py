@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connexion.validators import AbstractRequestBodyValidator
 from jsonschema import Draft4Validator, ValidationError
@@ -23,6 +23,9 @@ from starlette.types import Receive, Scope
 
 from app.errors import InvalidInput, TooLarge
 from app.services.spool import SpooledUpload
+
+if TYPE_CHECKING:  # a TypedDict the package defines for type checkers only
+    from python_multipart.multipart import MultipartCallbacks
 
 UPLOAD_KEY = "instashare.upload"
 FORM_KEY = "instashare.form"
@@ -55,7 +58,7 @@ class _FormCollector:
         self._value: bytearray | None = None
         self.parts = 0
 
-    def callbacks(self) -> dict[str, Any]:
+    def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self.on_part_begin,
             "on_header_field": self.on_header_field,

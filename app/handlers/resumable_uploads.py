@@ -1,4 +1,4 @@
-"""Handlers for /uploads: resumable uploads over tus 1.0 (see app.services.tus)."""
+"""Handlers for /uploads: resumable uploads over tus 1.0 (see app.services.resumable_uploads)."""
 
 from __future__ import annotations
 
@@ -7,22 +7,14 @@ from email.utils import format_datetime
 
 import flask
 
-from app.services import tus, users
-from app.services.tus import Progress
-from app.web import db, runtime
+from app.http import tus
+from app.http.request import db, runtime
+from app.http.responses import empty
+from app.http.security import owner
+from app.services import resumable_uploads
+from app.services.resumable_uploads import Progress
 
 NO_STORE = {"Cache-Control": "no-store"}
-
-
-def _empty(status: int, headers: dict[str, str]) -> flask.Response:
-    # A flask.Response, so no media type is guessed for a body that does not exist.
-    response = flask.Response(status=status, headers=headers)
-    del response.headers["Content-Type"]
-    return response
-
-
-def _owner(user: str) -> uuid.UUID:
-    return users.get(db(), uuid.UUID(user)).id
 
 
 def _progress_headers(progress: Progress) -> dict[str, str]:
@@ -41,13 +33,13 @@ def _has_body(request: flask.Request) -> bool:
 
 def options():
     """What this tus server supports (tus 1.0 discovery; also a CORS preflight)."""
-    return _empty(
+    return empty(
         204,
         {
             "Tus-Version": tus.VERSION,
             "Tus-Extension": ",".join(tus.EXTENSIONS),
             "Tus-Max-Size": str(runtime().settings.max_upload_bytes),
-            "Tus-Checksum-Algorithm": ",".join(tus.CHECKSUMS),
+            "Tus-Checksum-Algorithm": ",".join(resumable_uploads.CHECKSUMS),
         },
     )
 
@@ -59,11 +51,11 @@ def create(user: str):
     if with_body:
         tus.check_content_type(request.headers.get("Content-Type"))
     rt = runtime()
-    progress = tus.create(
+    progress = resumable_uploads.create(
         db(),
         rt.storage,
         rt.jobs,
-        owner_id=_owner(user),
+        owner_id=owner(user),
         length=int(request.headers["Upload-Length"]),
         metadata=tus.parse_metadata(request.headers.get("Upload-Metadata")),
         max_file_bytes=rt.settings.max_upload_bytes,
@@ -73,15 +65,13 @@ def create(user: str):
         content_length=request.content_length,
         checksum=tus.parse_checksum(request.headers.get("Upload-Checksum")),
     )
-    return _empty(
-        201, {"Location": f"/api/v1/uploads/{progress.id}", **_progress_headers(progress)}
-    )
+    return empty(201, {"Location": f"/api/v1/uploads/{progress.id}", **_progress_headers(progress)})
 
 
 def head(user: str, upload_id: str):
     """How far a resumable upload got."""
-    progress = tus.get(db(), _owner(user), uuid.UUID(upload_id))
-    return _empty(
+    progress = resumable_uploads.get(db(), owner(user), uuid.UUID(upload_id))
+    return empty(
         200, {**_progress_headers(progress), "Upload-Length": str(progress.length), **NO_STORE}
     )
 
@@ -91,11 +81,11 @@ def patch(user: str, upload_id: str):
     request = flask.request
     tus.check_content_type(request.headers.get("Content-Type"))
     rt = runtime()
-    progress = tus.append(
+    progress = resumable_uploads.append(
         db(),
         rt.storage,
         rt.jobs,
-        owner_id=_owner(user),
+        owner_id=owner(user),
         upload_id=uuid.UUID(upload_id),
         offset=int(request.headers["Upload-Offset"]),
         body=request.environ["wsgi.input"],
@@ -103,10 +93,10 @@ def patch(user: str, upload_id: str):
         checksum=tus.parse_checksum(request.headers.get("Upload-Checksum")),
         expiry_seconds=rt.settings.upload_expiry_seconds,
     )
-    return _empty(204, _progress_headers(progress))
+    return empty(204, _progress_headers(progress))
 
 
 def terminate(user: str, upload_id: str):
     """Cancel a resumable upload and remove its bytes (tus termination)."""
-    tus.terminate(db(), runtime().storage, _owner(user), uuid.UUID(upload_id))
-    return _empty(204, {})
+    resumable_uploads.terminate(db(), runtime().storage, owner(user), uuid.UUID(upload_id))
+    return empty(204, {})

@@ -12,23 +12,21 @@ in the same transaction, and the compression job is sent after commit.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import hashlib
 import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Protocol
 
 from isal import isal_zlib
-from sqlalchemy import CursorResult, Result, delete, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from app.db import utcnow
+from app.db import rowcount, utcnow
 from app.errors import (
     AppError,
     ChecksumMismatch,
@@ -37,25 +35,20 @@ from app.errors import (
     NotFound,
     StorageUnavailable,
     TooLarge,
-    UnsupportedMediaType,
 )
 from app.models import File, FileStatus, Upload, UploadPart
-from app.services import files, names
-from app.services.jobs import JobQueue
+from app.queue.jobs import JobQueue
+from app.services import admission, names
 from app.storage import Busy, Storage
 
 log = logging.getLogger(__name__)
 
-VERSION = "1.0.0"
-EXTENSIONS = ("creation", "creation-with-upload", "termination", "checksum", "expiration")
-CONTENT_TYPE = "application/offset+octet-stream"
 CHECKSUMS: dict[str, Callable[[], hashlib._Hash]] = {
     "sha1": lambda: hashlib.sha1(usedforsecurity=False),
     "md5": lambda: hashlib.md5(usedforsecurity=False),
     "sha256": hashlib.sha256,
 }
 READ_SIZE = 1024 * 1024
-MAX_METADATA_PAIRS = 32
 
 
 class Body(Protocol):
@@ -79,63 +72,8 @@ class Progress:
     file: File | None = None  # set once the last byte landed
 
 
-def _rowcount(result: Result[Any]) -> int:
-    """Rows a DML statement matched (Session.execute returns a CursorResult for those)."""
-    return cast(CursorResult[Any], result).rowcount
-
-
 def _progress(upload: Upload, file: File | None = None) -> Progress:
     return Progress(upload.id, upload.offset, upload.length, upload.expires_at, file)
-
-
-def parse_checksum(header: str | None) -> Checksum | None:
-    """`Upload-Checksum: <algorithm> <base64 digest>`; 400 for an unknown algorithm."""
-    if header is None:
-        return None
-    algorithm, _, encoded = header.strip().partition(" ")
-    algorithm = algorithm.lower()
-    if algorithm not in CHECKSUMS:
-        raise InvalidInput(
-            f"Upload-Checksum algorithm {algorithm!r} is not supported; "
-            f"use one of {', '.join(CHECKSUMS)}."
-        )
-    try:
-        digest = base64.b64decode(encoded.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidInput("The Upload-Checksum digest is not valid base64.") from None
-    if len(digest) != CHECKSUMS[algorithm]().digest_size:
-        raise InvalidInput(f"The Upload-Checksum digest is not a {algorithm} digest.")
-    return Checksum(algorithm, digest)
-
-
-def parse_metadata(header: str | None) -> dict[str, str | None]:
-    """`Upload-Metadata`: comma-separated `key base64value` pairs (the value may be absent)."""
-    metadata: dict[str, str | None] = {}
-    if not header or not header.strip():
-        return metadata
-    pairs = header.split(",")
-    if len(pairs) > MAX_METADATA_PAIRS:
-        raise InvalidInput(f"Upload-Metadata may have at most {MAX_METADATA_PAIRS} pairs.")
-    for pair in pairs:
-        key, _, encoded = pair.strip().partition(" ")
-        if not key or " " in encoded.strip() or key in metadata:
-            raise InvalidInput(f"Upload-Metadata has a malformed or repeated pair {pair!r}.")
-        if not encoded.strip():
-            metadata[key] = None
-            continue
-        try:
-            metadata[key] = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, ValueError):
-            raise InvalidInput(
-                f"Upload-Metadata value for {key!r} is not base64-encoded UTF-8."
-            ) from None
-    return metadata
-
-
-def check_content_type(header: str | None) -> None:
-    """PATCH bodies must say they are `application/offset+octet-stream` (415 otherwise)."""
-    if (header or "").split(";", 1)[0].strip().lower() != CONTENT_TYPE:
-        raise UnsupportedMediaType(f"A tus PATCH body must be sent as {CONTENT_TYPE}.")
 
 
 def _owned(session: Session, owner_id: uuid.UUID, upload_id: uuid.UUID) -> Upload:
@@ -226,13 +164,13 @@ def _start(
     if not filename:
         raise InvalidInput("Upload-Metadata must carry the file's name as `filename`.")
     name = names.from_client_filename(filename)
-    files.check_new_file(session, quota_bytes, owner_id, name, length)
+    admission.check_new_file(session, quota_bytes, owner_id, name, length)
     now = utcnow()
     upload = Upload(
         id=uuid.uuid4(),
         owner_id=owner_id,
         name=name,
-        content_type=files.content_type_for(
+        content_type=admission.content_type_for(
             name, metadata.get("filetype") or metadata.get("content_type")
         ),
         length=length,
@@ -448,7 +386,7 @@ def _record_part(
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-    if _rowcount(moved) != 1:
+    if rowcount(moved) != 1:
         raise Conflict("Another request wrote to this upload meanwhile; ask with HEAD and resume.")
     if key is not None:
         session.add(UploadPart(upload_id=upload.id, offset=upload.offset, size=part.size, key=key))
@@ -485,22 +423,6 @@ def _commit_finished(
     jobs.send_compression(session, file.id)
 
 
-def _free_name(session: Session, owner_id: uuid.UUID, name: str) -> str:
-    """`name`, or `name (2).ext`… if a file took it while the upload was under way."""
-    stem, dot, ext = name.rpartition(".")
-    if not dot or not stem:
-        stem, dot, ext = name, "", ""
-    candidate, n = name, 1
-    while (
-        session.scalar(select(File.id).where(File.owner_id == owner_id, File.name == candidate))
-        is not None
-    ):
-        n += 1
-        suffix = f" ({n}){dot}{ext}"
-        candidate = stem[: names.MAX_NAME - len(suffix)] + suffix
-    return candidate
-
-
 def _finish(
     session: Session, storage: Storage, upload: Upload, keys: list[str], now: dt.datetime
 ) -> File:
@@ -508,7 +430,7 @@ def _finish(
     file = File(
         id=upload.id,
         owner_id=upload.owner_id,
-        name=_free_name(session, upload.owner_id, upload.name),
+        name=admission.free_name(session, upload.owner_id, upload.name),
         status=FileStatus.PENDING,
         size=upload.length,
         sha256=None,  # the worker computes it while compressing
@@ -568,7 +490,7 @@ def _remove(
     unfinished = session.execute(
         delete(Upload).where(*where, Upload.completed_at.is_(None)).execution_options(**options)
     )
-    if _rowcount(unfinished) == 1:
+    if rowcount(unfinished) == 1:
         session.commit()
         _delete_prefix(storage, parts_prefix)
         # A finish that died before its commit may have left the staged object behind.
@@ -578,7 +500,7 @@ def _remove(
         delete(Upload).where(*where, Upload.completed_at.is_not(None)).execution_options(**options)
     )
     session.commit()
-    if _rowcount(finished) == 1:
+    if rowcount(finished) == 1:
         _delete_prefix(storage, parts_prefix)
         return True
     return False

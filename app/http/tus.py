@@ -1,4 +1,7 @@
-"""The tus protocol's HTTP glue: its headers on every response, and unbuffered PATCH bodies.
+"""The tus 1.0 protocol layer: its headers parsed and sent, and unbuffered PATCH bodies.
+
+The rules of resumable uploads (offsets, parts, quotas) live in
+`app.services.resumable_uploads`; this module only speaks the protocol.
 
 `TusProtocol` wraps the whole app (outside Connexion's exception handling, so error
 responses get `Tus-Resumable` too): it honours `X-HTTP-Method-Override` and answers 412
@@ -14,6 +17,8 @@ is nothing to validate, and Connexion's default would read the body into memory.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from typing import Any
 
@@ -21,7 +26,13 @@ from connexion.validators import AbstractRequestBodyValidator
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.services.tus import VERSION
+from app.errors import InvalidInput, UnsupportedMediaType
+from app.services.resumable_uploads import CHECKSUMS, Checksum
+
+VERSION = "1.0.0"
+EXTENSIONS = ("creation", "creation-with-upload", "termination", "checksum", "expiration")
+CONTENT_TYPE = "application/offset+octet-stream"
+MAX_METADATA_PAIRS = 32
 
 BATCH_BYTES = 4 * 1024 * 1024
 OVERRIDABLE = {"HEAD", "PATCH", "DELETE", "POST", "OPTIONS", "GET"}
@@ -123,3 +134,53 @@ class TusBodyValidator(AbstractRequestBodyValidator):
 
     async def wrap_receive(self, receive: Receive, *, scope: Scope) -> tuple[Receive, Scope]:
         return receive, scope  # already regrouped by TusProtocol
+
+
+def parse_checksum(header: str | None) -> Checksum | None:
+    """`Upload-Checksum: <algorithm> <base64 digest>`; 400 for an unknown algorithm."""
+    if header is None:
+        return None
+    algorithm, _, encoded = header.strip().partition(" ")
+    algorithm = algorithm.lower()
+    if algorithm not in CHECKSUMS:
+        raise InvalidInput(
+            f"Upload-Checksum algorithm {algorithm!r} is not supported; "
+            f"use one of {', '.join(CHECKSUMS)}."
+        )
+    try:
+        digest = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput("The Upload-Checksum digest is not valid base64.") from None
+    if len(digest) != CHECKSUMS[algorithm]().digest_size:
+        raise InvalidInput(f"The Upload-Checksum digest is not a {algorithm} digest.")
+    return Checksum(algorithm, digest)
+
+
+def parse_metadata(header: str | None) -> dict[str, str | None]:
+    """`Upload-Metadata`: comma-separated `key base64value` pairs (the value may be absent)."""
+    metadata: dict[str, str | None] = {}
+    if not header or not header.strip():
+        return metadata
+    pairs = header.split(",")
+    if len(pairs) > MAX_METADATA_PAIRS:
+        raise InvalidInput(f"Upload-Metadata may have at most {MAX_METADATA_PAIRS} pairs.")
+    for pair in pairs:
+        key, _, encoded = pair.strip().partition(" ")
+        if not key or " " in encoded.strip() or key in metadata:
+            raise InvalidInput(f"Upload-Metadata has a malformed or repeated pair {pair!r}.")
+        if not encoded.strip():
+            metadata[key] = None
+            continue
+        try:
+            metadata[key] = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, ValueError):
+            raise InvalidInput(
+                f"Upload-Metadata value for {key!r} is not base64-encoded UTF-8."
+            ) from None
+    return metadata
+
+
+def check_content_type(header: str | None) -> None:
+    """PATCH bodies must say they are `application/offset+octet-stream` (415 otherwise)."""
+    if (header or "").split(";", 1)[0].strip().lower() != CONTENT_TYPE:
+        raise UnsupportedMediaType(f"A tus PATCH body must be sent as {CONTENT_TYPE}.")

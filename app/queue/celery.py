@@ -1,9 +1,10 @@
-"""The Celery application: broker settings, reliability options and the periodic sweep."""
+"""The Celery application: broker settings, reliability options and the periodic sweeps."""
 
 from __future__ import annotations
 
 from celery import Celery
 
+from app.queue import EXPIRE_UPLOADS, QUEUE, SWEEP_JOBS
 from app.settings import Settings
 
 # Abandoned resumable uploads are removed this often (they expire after hours, not seconds).
@@ -26,7 +27,7 @@ def make_celery(settings: Settings) -> Celery:
             "store_processed": False,
             "polling_interval": 0.1,
         }
-        transport = "worker.filesystem_broker:Transport"  # kombu's, publishing atomically
+        transport = "app.queue.filesystem_broker:Transport"  # kombu's, publishing atomically
     else:
         transport_options = {
             # Unacked jobs come back after this long if their worker vanished; the lease
@@ -46,7 +47,7 @@ def make_celery(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         task_time_limit=settings.job_time_limit_seconds,
         task_soft_time_limit=max(settings.job_time_limit_seconds - 60, 5),
-        task_default_queue="instashare",
+        task_default_queue=QUEUE,
         worker_prefetch_multiplier=1,
         # A broker blip must not throw away a long compression: the database lease, not the
         # broker, decides who finishes a job. (Celery 6 turns this on by default.)
@@ -56,16 +57,17 @@ def make_celery(settings: Settings) -> Celery:
         task_send_sent_event=True,
         beat_schedule={
             "sweep-jobs": {
-                "task": "worker.tasks.sweep_jobs",
+                "task": SWEEP_JOBS,
                 "schedule": settings.sweep_interval_seconds,
                 "options": {"expires": settings.sweep_interval_seconds * 2},
             },
             "expire-uploads": {
-                "task": "worker.tasks.expire_uploads",
+                "task": EXPIRE_UPLOADS,
                 "schedule": EXPIRE_UPLOADS_EVERY_SECONDS,
                 "options": {"expires": EXPIRE_UPLOADS_EVERY_SECONDS},
             },
         },
+        # Only a worker loads these: the API sends jobs by name and never imports them.
         include=["worker.tasks", "worker.signals"],
     )
     celery.conf.instashare_settings = settings

@@ -1,0 +1,150 @@
+"""ASGI middleware of the HTTP edge: JSON body limits, a path guard, and CORS for browsers."""
+
+from __future__ import annotations
+
+import re
+
+from connexion import FlaskApp
+from connexion.middleware import MiddlewarePosition
+from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import NotFound, TooLarge
+
+CORS_ALLOW_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "Upload-Length",
+    "Upload-Offset",
+    "Upload-Metadata",
+    "Upload-Checksum",
+    "Upload-Defer-Length",
+    "Upload-Concat",
+    "Tus-Resumable",
+    "X-HTTP-Method-Override",
+    "X-Request-ID",
+    "If-Match",
+    "If-None-Match",
+    "If-Range",
+    "Range",
+]
+CORS_EXPOSE_HEADERS = [
+    "Location",
+    "ETag",
+    "Content-Range",
+    "Content-Disposition",
+    "Accept-Ranges",
+    "Retry-After",
+    "Upload-Offset",
+    "Upload-Length",
+    "Upload-Expires",
+    "Tus-Version",
+    "Tus-Resumable",
+    "Tus-Max-Size",
+    "Tus-Extension",
+    "Tus-Checksum-Algorithm",
+]
+
+
+def add_cors(app: FlaskApp, origins: tuple[str, ...]) -> None:
+    """Let pages from `origins` call the API, tus and downloads included."""
+    # Outermost, so preflights are answered before anything else and error responses
+    # carry the CORS headers too (a browser hides a response without them).
+    app.add_middleware(
+        CORSMiddleware,
+        position=MiddlewarePosition.BEFORE_EXCEPTION,
+        allow_origins=list(origins),
+        allow_methods=["GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"],
+        allow_headers=CORS_ALLOW_HEADERS,
+        expose_headers=CORS_EXPOSE_HEADERS,
+        max_age=86400,
+    )
+
+
+class JsonBodyLimit:
+    """413 for JSON bodies over the limit, before Connexion's validator buffers them.
+
+    A JSON body sent without Content-Length (chunked) is read here, up to the limit, and
+    handed on with its length: Connexion's validator takes a body with no Content-Length
+    for a missing one ("RequestBody is required").
+    """
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app = app
+        self.limit = limit
+
+    def _too_large(self) -> TooLarge:
+        return TooLarge(f"A JSON body may be at most {self.limit} bytes.", limit="body")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = Headers(scope=scope)
+            if "json" in headers.get("content-type", ""):
+                declared = headers.get("content-length")
+                if declared is None and "chunked" in headers.get("transfer-encoding", ""):
+                    scope, receive = await self._buffered(scope, receive)
+                elif declared is not None and declared.isdigit() and int(declared) > self.limit:
+                    raise self._too_large()
+                else:
+                    receive = self._counting(receive)
+        await self.app(scope, receive, send)
+
+    async def _buffered(self, scope: Scope, receive: Receive) -> tuple[Scope, Receive]:
+        pieces: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnect()
+            pieces.append(message.get("body", b""))
+            size += len(pieces[-1])
+            if size > self.limit:
+                raise self._too_large()
+            if not message.get("more_body", False):
+                break
+        body = b"".join(pieces)
+        headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"transfer-encoding"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        replayed = False
+
+        async def receive_() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return {**scope, "headers": headers}, receive_
+
+    def _counting(self, receive: Receive) -> Receive:
+        seen = 0
+
+        async def receive_() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise self._too_large()
+            return message
+
+        return receive_
+
+
+class PathGuard:
+    """404 for a path holding control characters, before routing sees it.
+
+    Connexion's router does not match such a path (`/files/abc%0A`), passes it on unrouted,
+    and Flask's own routing then calls the handler outside any operation: a 500.
+    """
+
+    _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self._CONTROL.search(scope["path"]):
+            raise NotFound("No resource has this path.")
+        await self.app(scope, receive, send)

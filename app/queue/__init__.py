@@ -1,0 +1,10 @@
+"""The job queue both paths share: task names, the Celery app, and sending jobs after commit.
+
+The API imports this package to send a job; only the worker (`worker/`) imports the tasks.
+The names are the messages' task names on the broker: changing one strands queued jobs.
+"""
+
+COMPRESS_UPLOAD = "worker.tasks.compress_upload"
+SWEEP_JOBS = "worker.tasks.sweep_jobs"
+EXPIRE_UPLOADS = "worker.tasks.expire_uploads"
+QUEUE = "instashare"

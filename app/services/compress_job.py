@@ -1,0 +1,75 @@
+"""The compression job itself: a claimed file's upload becomes its verified ZIP archive.
+
+The lease (`app.services.leases`) says who may do this; this module does it, renewing the
+lease as it reads, and leaves nothing behind when the file is deleted meanwhile.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from sqlalchemy.orm import Session
+
+from app.services import leases
+from app.services.compression import write_archive
+from app.storage import Storage
+
+
+def compress(
+    session: Session,
+    storage: Storage,
+    job: leases.Claim,
+    *,
+    lease_seconds: int,
+    on_progress: Callable[[], None] = lambda: None,
+) -> bool:
+    """Compress a claimed file, verify it, mark it ready and drop the staged upload.
+
+    Returns False (and leaves no objects behind) when the file was deleted meanwhile.
+    """
+    renew_every = max(lease_seconds / 3, 1)
+    last_renewal = time.monotonic()
+
+    def heartbeat() -> None:
+        nonlocal last_renewal
+        on_progress()
+        if time.monotonic() - last_renewal >= renew_every:
+            if not leases.renew(session, job, lease_seconds):
+                raise leases.LeaseLost(str(job.file_id))
+            last_renewal = time.monotonic()
+
+    if job.attempts > 1:
+        # An earlier attempt died (its lease ran out); it may have left a partial archive.
+        storage.discard_partial(job.archive_key)
+    try:
+        result = write_archive(
+            storage,
+            source_key=job.staged_key,
+            archive_key=job.archive_key,
+            entry_name=job.name,
+            size=job.size,
+            crc32=job.crc32,
+            sha256=job.sha256,
+            content_type=job.content_type,
+            modified_at=job.created_at,
+            heartbeat=heartbeat,
+        )
+    except Exception:
+        # A file deleted meanwhile shows up as whatever broke first (a lost lease, its
+        # staged bytes gone from under the reader): that is no failure, just nothing to do.
+        session.rollback()
+        if not leases.exists(session, job.file_id):
+            storage.delete(job.archive_key)
+            storage.delete(job.staged_key)
+            return False
+        raise
+    if not leases.complete(session, job, result):
+        if not leases.exists(session, job.file_id):
+            # Deleted while we worked: the archive we just wrote must not outlive its row.
+            storage.delete(job.archive_key)
+            storage.delete(job.staged_key)
+            return False
+        raise leases.LeaseLost(str(job.file_id))
+    storage.delete(job.staged_key)
+    return True
