@@ -8,7 +8,7 @@ import sys
 import httpx
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from tests.conftest import ROOT, free_port, make_settings, start_server
+from tests.helpers import ROOT, free_port, make_settings, start_server
 
 MAX_REQUESTS = 400
 HEALTH_200 = re.compile(
@@ -34,7 +34,7 @@ def _health_count_per_process(metrics_dir) -> dict[str, float]:
     return counts
 
 
-def test_metrics_add_up_every_gunicorn_worker(tmp_path, database_url, redis_client):
+def test_metrics_add_up_every_gunicorn_worker(tmp_path, database_url, redis_url):
     server, base = start_server(make_settings(tmp_path, database_url), workers=2)
     try:
         sent = 0
@@ -62,8 +62,10 @@ def test_the_suite_stops_at_once_when_postgresql_is_missing(tmp_path):
         **os.environ,
         "INSTASHARE_TEST_DATABASE_URL": f"postgresql+psycopg2://postgres@127.0.0.1:{free_port()}/x",
     }
+    # A test that needs the database: the pure ones (tests/test_readme.py) need no server.
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "tests/test_readme.py"],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+         "tests/test_migrations.py::test_postgres_schema_is_at_head"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert run.returncode == 3

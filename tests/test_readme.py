@@ -2,9 +2,9 @@
 
 import re
 
-from app.cli import main
+from app.server import main
 from app.settings import documented_settings
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 README = (ROOT / "README.md").read_text()
 

@@ -8,8 +8,9 @@ import yaml
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis.config import SchemathesisConfig
+from schemathesis.core.parameters import ParameterLocation
 
-from tests.conftest import ROOT, Account, new_email
+from tests.helpers import ROOT
 
 SPEC = ROOT / "swagger" / "openapi.yaml"
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
@@ -45,11 +46,10 @@ EXCLUDED_CHECKS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def token_headers(local_app) -> dict[str, str]:
+@pytest.fixture
+def token_headers(make_account) -> dict[str, str]:
     """A real account's bearer token, so the authenticated routes get past 401."""
-    with local_app.test_client() as client:
-        return Account(client, new_email()).headers
+    return make_account().headers
 
 
 def _operations(document: dict) -> set[tuple[str, str, str]]:
@@ -59,6 +59,22 @@ def _operations(document: dict) -> set[tuple[str, str, str]]:
         for method, operation in item.items()
         if method in METHODS
     }
+
+
+def _drops_the_token(case) -> bool:
+    """Whether the case is a negative one whose negation is a missing Authorization header.
+
+    Sending the token would undo that negation while schemathesis still counts on it: if
+    the case's other negation is lost on the wire (seen once in ~30 runs: GET /files with
+    an extra query property that never reached the app, sent as `?limit=1`), the request
+    is valid, answered 200, and "Schema-violating request accepted" fails the test.
+    """
+    meta = case.meta
+    return (
+        meta is not None
+        and meta.is_negative_at(ParameterLocation.HEADER)
+        and "authorization" not in {name.lower() for name in case.headers or {}}
+    )
 
 
 def test_the_app_serves_the_spec_file(local_client):
@@ -76,7 +92,7 @@ def test_the_app_serves_the_spec_file(local_client):
 def test_api_conforms_to_its_spec(case, local_app, token_headers):
     # What `from_asgi` would have set: the app for the calls and for the checks' own probes.
     case.operation.app = case.operation.schema.app = local_app
-    headers = dict(token_headers)
+    headers = {} if _drops_the_token(case) else dict(token_headers)
     if case.operation.path.startswith("/uploads"):
         # As every tus client does; without it the protocol layer answers 412 first
         # (tested in tests/handlers/test_tus.py), and the fuzzing would reach nothing else.

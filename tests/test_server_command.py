@@ -4,12 +4,12 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import ROOT, settings_env
+from tests.helpers import ROOT, settings_env
 
 
 def run_cli(*args, env):
     return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
+        [sys.executable, "-m", "app.server", *args],
         env=env,
         cwd=ROOT,
         capture_output=True,

@@ -1,29 +1,44 @@
 """SIGTERM: in-flight requests finish, and in-flight jobs finish (or go back to the queue)."""
 
+import contextlib
 import os
 import signal
 import socket
-import time
 
-from tests.conftest import (
-    Account,
+from app.db import make_session_factory
+from tests.helpers import (
     WorkerProcess,
+    account_in,
+    committed_account,
+    committing_app,
+    fresh_database,
     make_settings,
-    new_email,
+    redis_db,
+    spooled_files,
     start_server,
     upload,
     wait_for_status,
+    wait_until,
 )
 
+# The broker of the worker below; no other test's worker consumes this database.
+SHUTDOWN_BROKER_DB = 11
 
-def test_sigterm_lets_an_inflight_upload_finish(tmp_path, database_url, redis_client):
-    server, base = start_server(make_settings(tmp_path, database_url))
+
+def _accepts_connections(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+        return True
+    return False
+
+
+def test_sigterm_lets_an_inflight_upload_finish(tmp_path, database_url, engine, redis_url):
+    # The run's database (the server commits there); its upload's job goes to a queue under
+    # tmp_path that no worker reads.
+    settings = make_settings(tmp_path, database_url, broker_url="filesystem://")
+    account = committed_account(make_session_factory(engine), settings)
+    server, base = start_server(settings)
     port = int(base.rsplit(":", 1)[1])
     try:
-        import httpx
-
-        with httpx.Client(base_url=base) as http:
-            account = Account(http, new_email())
         boundary = "x-boundary-x"
         payload = b"y" * 2_000_000
         body = (
@@ -42,9 +57,11 @@ def test_sigterm_lets_an_inflight_upload_finish(tmp_path, database_url, redis_cl
         ).encode()
         with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
             conn.sendall(head + body[:1000])
-            time.sleep(0.5)  # the request is now in flight
+            # The request is in flight once the server spools the start of the file part.
+            wait_until(lambda: spooled_files(settings), 30, what="the upload being spooled")
             server.send_signal(signal.SIGTERM)
-            time.sleep(0.5)
+            # Shutting down: no process listens any more, while this request is still open.
+            wait_until(lambda: not _accepts_connections(port), 30, what="the server closing")
             conn.sendall(body[1000:])
             answer = b""
             while chunk := conn.recv(65536):
@@ -57,23 +74,27 @@ def test_sigterm_lets_an_inflight_upload_finish(tmp_path, database_url, redis_cl
             server.wait()
 
 
-def test_sigterm_lets_an_inflight_job_finish(make_account, tmp_path, database_url, redis_client):
-    settings = make_settings(tmp_path, database_url, broker_url="redis://127.0.0.1:6379/11")
-    from app.web import create_app
-
-    with create_app(settings).test_client() as api:
-        account = make_account(api)
-        big = b"".join(b"%08d some log text that compresses well\n" % i for i in range(3_000_000))
-        created = upload(api, account, big, filename="big.log")
-        assert created.status_code == 202
+def test_sigterm_lets_an_inflight_job_finish(tmp_path, redis_url):
+    # A database of its own: the worker's --beat sweeps the whole database it is given.
+    with fresh_database() as url:
+        settings = make_settings(tmp_path, url, broker_url=redis_db(SHUTDOWN_BROKER_DB))
         worker = WorkerProcess(settings, tmp_path / "worker.log", concurrency=1).start()
         try:
-            wait_for_status(api, account, created.json()["id"], {"processing", "ready"})
-            # As a container runtime does: SIGTERM to the main process only. Celery's warm
-            # shutdown waits for the running job.
-            os.kill(worker.proc.pid, signal.SIGTERM)
-            assert worker.proc.wait(timeout=120) == 0, worker.log()[-2000:]
-            body = api.get(f"/api/v1/files/{created.json()['id']}", headers=account.headers).json()
-            assert body["status"] == "ready", (body, worker.log()[-2000:])
+            with committing_app(settings) as app, app.test_client() as api:
+                account = account_in(app)
+                big = b"".join(
+                    b"%08d some log text that compresses well\n" % i for i in range(3_000_000)
+                )
+                created = upload(api, account, big, filename="big.log")
+                assert created.status_code == 202
+                wait_for_status(api, account, created.json()["id"], {"processing", "ready"})
+                # As a container runtime does: SIGTERM to the main process only. Celery's
+                # warm shutdown waits for the running job.
+                os.kill(worker.proc.pid, signal.SIGTERM)
+                assert worker.proc.wait(timeout=120) == 0, worker.log()[-2000:]
+                body = api.get(
+                    f"/api/v1/files/{created.json()['id']}", headers=account.headers
+                ).json()
+                assert body["status"] == "ready", (body, worker.log()[-2000:])
         finally:
             worker.stop(signal.SIGKILL)

@@ -1,9 +1,10 @@
 """A live Instashare server for the client to talk to, and the client run as a real process.
 
 The server is the production one (`instashare-server serve`: gunicorn + uvicorn) with a
-worker of its own. They share a `filesystem://` broker under the session's temporary
-directory: no other worker can take their jobs, not even one of another test session
-running at the same time (a Redis database would be shared with it).
+worker of its own, on a database of their own (`fresh_database()`: the worker's --beat
+sweeps the whole database it is given, and nothing else may take or sweep their jobs).
+They share a `filesystem://` broker under the session's temporary directory: no other
+worker can take their jobs, not even one of another test session running at the same time.
 """
 
 from __future__ import annotations
@@ -11,51 +12,62 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.cli.support import Cli, FlakyLink, LiveServer
-from tests.conftest import (
+from tests.client.support import Cli, FlakyLink, LiveServer
+from tests.helpers import (
     WorkerProcess,
+    free_port,
+    fresh_database,
     make_settings,
     start_server,
+    wait_until,
 )
 
 
+def _healthy(url: str) -> bool:
+    with contextlib.suppress(httpx.HTTPError):
+        return httpx.get(f"{url}/api/v1/health").status_code == 200
+    return False
+
+
 @pytest.fixture(scope="session")
-def live_server(tmp_path_factory, database_url, redis_client) -> Iterator[LiveServer]:
+def live_server(tmp_path_factory, redis_url) -> Iterator[LiveServer]:
     """`instashare-server serve` on a free loopback port, with a worker for its jobs."""
     tmp = tmp_path_factory.mktemp("cli-server")
-    settings = make_settings(tmp, database_url, broker_url="filesystem://")
-    log_path = tmp / "server.log"
-    with open(log_path, "ab") as log:
-        server, url = start_server(settings, log=log)
-    worker = WorkerProcess(settings, tmp / "worker.log", concurrency=1).start()
-    try:
-        deadline = time.monotonic() + 30
-        while httpx.get(f"{url}/api/v1/health").status_code != 200:
-            assert time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.1)
-        yield LiveServer(url, log_path)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGTERM)
+    with fresh_database("instashare_client") as database_url:
+        settings = make_settings(tmp, database_url, broker_url="filesystem://")
+        log_path = tmp / "server.log"
+        worker = WorkerProcess(settings, tmp / "worker.log", concurrency=1).start()
         try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=10)
-        worker.stop()
+            with open(log_path, "ab") as log:
+                server, url = start_server(settings, log=log)
+            try:
+                wait_until(lambda: _healthy(url), 30, 0.1, what=f"the server up ({log_path})")
+                yield LiveServer(url, log_path)
+            finally:
+                # The session is over: no graceful shutdown to wait for (tests/test_shutdown.py
+                # is about that), and the database goes next.
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(server.pid, signal.SIGKILL)
+                server.wait(timeout=30)
+        finally:
+            worker.stop(sig=signal.SIGKILL)
 
 
 @pytest.fixture
 def cli(live_server, tmp_path) -> Cli:
     """The client, not logged in, pointed at the live server."""
     return Cli(live_server.url, tmp_path)
+
+
+@pytest.fixture
+def offline_cli(tmp_path) -> Cli:
+    """The client pointed at a port nobody listens on: for what never reaches a server."""
+    return Cli(f"http://127.0.0.1:{free_port()}", tmp_path)
 
 
 @pytest.fixture

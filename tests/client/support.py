@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import PASSWORD, new_email
+from tests.helpers import PASSWORD, new_email
 
 
 @dataclass

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.support import Cli, one_error_line
-from tests.conftest import PASSWORD, free_port, new_email
+from tests.client.support import Cli, one_error_line
+from tests.helpers import PASSWORD, free_port, new_email
 
 COMMANDS = ["register", "login", "logout", "whoami", "upload", "ls", "mv", "rm", "get"]
 
@@ -93,13 +93,14 @@ def test_a_server_that_is_down_exits_5_with_one_line(tmp_path):
     assert one_error_line(result) == f"instashare: error: cannot reach {down}: connection refused"
 
 
-def test_a_bad_server_url_is_a_usage_error(cli):
-    result = cli.run("--server", "ftp://example.com", "whoami")
+def test_a_bad_server_url_is_a_usage_error(offline_cli):
+    result = offline_cli.run("--server", "ftp://example.com", "whoami")
     assert result.returncode == 2
     assert "is not a server URL" in one_error_line(result)
 
 
-def test_help_documents_exit_statuses_and_every_command_has_an_example(cli):
+def test_help_documents_exit_statuses_and_every_command_has_an_example(offline_cli):
+    cli = offline_cli  # help never reaches a server
     top = cli.ok("--help").stdout
     for code in ("3  not logged in", "4  no such file", "5  the server failed"):
         assert code in top
@@ -118,7 +119,7 @@ def test_the_console_script_is_installed():
 
 
 @pytest.mark.parametrize("args", [["upload"], ["get"], ["ls", "--sort", "size"], ["frobnicate"]])
-def test_usage_errors_exit_2(cli, args):
-    result = cli.run(*args)
+def test_usage_errors_exit_2(offline_cli, args):
+    result = offline_cli.run(*args)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr

@@ -11,7 +11,7 @@ import zipfile
 from rich.filesize import decimal
 
 from instashare_cli.api import Api
-from tests.cli.support import one_error_line
+from tests.client.support import one_error_line
 
 TEXT = b"".join(b"line %d of a compressible log\n" % i for i in range(50_000))
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from rich.filesize import decimal
 
-from tests.cli.support import Cli, error_line
+from tests.client.support import Cli, error_line
 
 CHUNK = 64 * 1024
 SIZE = 16 * CHUNK + 1234  # 17 PATCHes

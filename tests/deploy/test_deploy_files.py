@@ -8,6 +8,7 @@ environment (the `test` extra).
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -32,6 +33,8 @@ WORKFLOWS = [".github/workflows/test.yml", ".github/workflows/build.yml"]
 SETTING = re.compile(r"\bINSTASHARE_[A-Z0-9_]+\b")
 SERVER = "instashare-server"
 APP_SERVICES = ["api", "worker", "scheduler"]
+# The builder's install of the project itself: `<venv>/bin/pip install --no-deps <source>`.
+PROJECT_INSTALL = re.compile(r"(?P<venv>/\S+)/bin/pip install --no-deps (?P<source>/\S+)")
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -97,6 +100,62 @@ def healthcheck_command(dockerfile: str) -> list[str]:
 def cmd(dockerfile: str) -> list[str]:
     [arguments] = [rest for kw, rest in instructions(dockerfile) if kw == "CMD"]
     return exec_form(arguments)
+
+
+def stages(dockerfile: str) -> list[tuple[str, list[tuple[str, str]]]]:
+    """(name, instructions) for each build stage; an unnamed stage's name is ""."""
+    result: list[tuple[str, list[tuple[str, str]]]] = []
+    for keyword, arguments in instructions(dockerfile):
+        if keyword == "FROM":
+            words = arguments.split()
+            named = len(words) == 3 and words[1].upper() == "AS"
+            result.append((words[2] if named else "", []))
+        elif result:
+            result[-1][1].append((keyword, arguments))
+    return result
+
+
+def copies(dockerfile: str) -> list[tuple[list[str], str]]:
+    """(sources, destination) of each COPY or ADD from the build context."""
+    result = []
+    for keyword, arguments in instructions(dockerfile):
+        if keyword not in {"COPY", "ADD"}:
+            continue
+        args = exec_form(arguments)
+        if any(a.startswith("--from") for a in args):
+            continue
+        *sources, destination = [a for a in args if not a.startswith("--")]
+        result.append((sources, destination))
+    return result
+
+
+def landing(source: str, destination: str) -> str:
+    """Where COPY puts `source` (a file, or a directory's contents) given `destination`."""
+    if source.endswith("/") or (ROOT / source).is_dir():
+        return destination.rstrip("/")
+    if destination.endswith("/"):
+        return destination + Path(source).name
+    return destination
+
+
+def package_source_roots() -> set[str]:
+    """The top-level directories pyproject.toml builds its packages from (`swagger` too)."""
+    config = pyproject()["tool"]["setuptools"]
+    package_dir = config.get("package-dir", {})
+    roots = set()
+    for package in config["packages"]:
+        # A package's directory: its own mapping, else its nearest mapped parent's, else its
+        # dotted name as a path.
+        parts = package.split(".")
+        for cut in range(len(parts), 0, -1):
+            prefix = ".".join(parts[:cut])
+            if prefix in package_dir:
+                path = "/".join([package_dir[prefix], *parts[cut:]])
+                break
+        else:
+            path = "/".join(parts)
+        roots.add(path.split("/")[0])
+    return roots
 
 
 def env_example() -> dict[str, str]:
@@ -258,7 +317,7 @@ def test_env_files_are_kept_out_of_git_and_images() -> None:
 
 
 def test_every_server_command_is_a_real_subcommand_with_real_options() -> None:
-    from app.cli import main
+    from app.server import main
 
     commands = server_commands()
     used = {c[1] for c in commands}
@@ -279,31 +338,59 @@ def test_every_server_command_is_a_real_subcommand_with_real_options() -> None:
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES)
 def test_copied_files_exist_and_reach_the_build_context(dockerfile: str) -> None:
-    copied = []
-    for keyword, arguments in instructions(dockerfile):
-        if keyword not in {"COPY", "ADD"}:
-            continue
-        args = exec_form(arguments)
-        if any(a.startswith("--from") for a in args):
-            continue
-        copied += [a for a in args if not a.startswith("--")][:-1]
+    copied = [source for sources, _ in copies(dockerfile) for source in sources]
     assert {"requirements.lock", "app/", "worker/", "swagger/"} <= set(copied)
+    assert {"pyproject.toml", "README.md", "instashare_cli/"} <= set(copied)
     for source in copied:
         assert (ROOT / source).exists(), f"{dockerfile} copies {source}, which does not exist"
         assert not dockerignored(source), f".dockerignore excludes {source}"
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES)
-def test_images_run_the_project_entry_point_from_source(dockerfile: str) -> None:
-    # The image writes the console script itself (the project is run from source so that
-    # swagger/ stays beside app/); it must call what pyproject.toml's script names.
+def test_the_project_is_copied_whole_to_where_pip_installs_it_from(dockerfile: str) -> None:
+    [install] = [m for _, rest in instructions(dockerfile) if (m := PROJECT_INSTALL.search(rest))]
+    project = install["source"].rstrip("/")
+    landed = {
+        landing(source, destination): source
+        for sources, destination in copies(dockerfile)
+        for source in sources
+    }
+    readme = pyproject()["project"]["readme"]
+    needed = {"pyproject.toml", readme, *package_source_roots()}
+    assert {"app", "worker", "instashare_cli", "swagger"} <= needed
+    for path in sorted(needed):
+        assert f"{project}/{path}" in landed, f"{dockerfile} does not copy {path} to {project}/"
+        assert landed[f"{project}/{path}"].rstrip("/") == path
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES)
+def test_images_install_the_project_and_run_its_entry_point(dockerfile: str) -> None:
+    # The builder installs the locked dependencies (hash-checked), then the project itself
+    # with --no-deps: its wheel carries the contract (swagger/ as `app.spec`) and writes the
+    # `instashare-server` console script that pyproject.toml declares.
     target = pyproject()["project"]["scripts"][SERVER]
     module, attr = target.split(":")
+    assert callable(getattr(importlib.import_module(module), attr)), target
     source = text(dockerfile)
-    assert f"from {module} import {attr}" in source
-    assert "PYTHONPATH=/srv/instashare" in source
     assert "--require-hashes" in source
+    [(_, builder), *_, (final_name, final)] = stages(dockerfile)
+    runs = [rest for kw, rest in builder if kw == "RUN"]
+    [locked] = [i for i, r in enumerate(runs) if "--require-hashes" in r]
+    assert "-r /tmp/requirements.lock" in runs[locked]
+    [installed] = [i for i, r in enumerate(runs) if PROJECT_INSTALL.search(r)]
+    assert locked < installed, "the project must be installed after its hash-checked lock"
+    venv = PROJECT_INSTALL.search(runs[installed])["venv"]
+    assert venv in runs[locked], "the lock and the project go to one environment"
+    # The final stage takes that environment whole and finds its scripts on PATH.
+    assert final_name == ""
+    assert ("COPY", f"--from=builder {venv} {venv}") in final
+    env = " ".join(rest for kw, rest in final if kw == "ENV")
+    assert re.search(rf"\bPATH={re.escape(venv)}/bin:", env), env
     assert cmd(dockerfile)[0] == SERVER
+    # Nothing is run from source any more: no PYTHONPATH, no hand-written script.
+    assert "PYTHONPATH" not in source
+    assert f"from {module} import" not in source
+    assert not [r for r in runs if SERVER in r], "the console script comes from the wheel"
     user = [rest for kw, rest in instructions(dockerfile) if kw == "USER"]
     assert user and user[-1].split(":")[0] not in {"root", "0"}, "the image must not run as root"
     assert re.search(r"^FROM \$\{PYTHON_IMAGE\}\s*$", source, re.M)
@@ -311,7 +398,7 @@ def test_images_run_the_project_entry_point_from_source(dockerfile: str) -> None
 
 
 def test_the_api_healthcheck_compiles_and_its_url_is_served(tmp_path: Path) -> None:
-    from app.cli import main
+    from app.server import main
     from app.settings import Settings
     from app.web import create_app
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import hashlib
 import io
@@ -13,17 +14,16 @@ from urllib.parse import unquote
 
 import pytest
 
-from tests.conftest import Account, new_email, upload, wait_for_status
-from tests.handlers.support import (
+from app.models import User
+from tests.factories import FileFactory
+from tests.helpers import (
     FILE_FIELDS,
-    app_with_worker,
     assert_problem,
-    fresh_database,
-    quiet_settings,
-    running_app,
+    run_jobs,
     runtime,
     spooled_files,
     stored_keys,
+    upload,
 )
 
 FILES = "/api/v1/files"
@@ -33,56 +33,10 @@ QUOTA = 1000
 BOUNDARY = "instashare-test-boundary"
 
 
-@pytest.fixture(scope="module")
-def quiet_db():
-    """A database of this module's own, which no worker sweeps."""
-    with fresh_database() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def quiet_app(settings, quiet_db, tmp_path_factory):
-    """The backend's app, but no worker sees its files: uploads stay `pending`."""
-    spool = tmp_path_factory.mktemp("spool")
-    with running_app(quiet_settings(settings, quiet_db, spool)) as app:
-        yield app
-
-
 @pytest.fixture
-def quiet(quiet_app):
-    with quiet_app.test_client() as test_client:
-        yield test_client
-
-
-@pytest.fixture(scope="module")
-def local_quiet_app(local_settings, quiet_db, redis_client, tmp_path_factory):
-    """A quiet app on local storage, for what does not depend on the storage backend."""
-    spool = tmp_path_factory.mktemp("spool")
-    with running_app(quiet_settings(local_settings, quiet_db, spool)) as app:
-        yield app
-
-
-@pytest.fixture(scope="module")
-def lq(local_quiet_app):
-    with local_quiet_app.test_client() as test_client:
-        yield test_client
-
-
-@pytest.fixture(scope="module")
-def reader(lq) -> Account:
-    """An account the read-only tests share (registering costs two argon2 hashes)."""
-    return Account(lq, new_email())
-
-
-@pytest.fixture(scope="module")
-def limited_app(settings, quiet_db, tmp_path_factory):
-    """A quiet app with a small body limit and a small quota."""
-    spool = tmp_path_factory.mktemp("spool")
-    custom = quiet_settings(
-        settings, quiet_db, spool, max_upload_bytes=MAX_UPLOAD, quota_bytes=QUOTA
-    )
-    with running_app(custom) as app:
-        yield app
+def limited_app(make_app, settings):
+    """The backend's app with a small body limit and a small quota."""
+    return make_app(dataclasses.replace(settings, max_upload_bytes=MAX_UPLOAD, quota_bytes=QUOTA))
 
 
 @pytest.fixture
@@ -124,18 +78,13 @@ def multipart(*parts: tuple[str, str | None, bytes], boundary: str = BOUNDARY) -
 MULTIPART = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
 
 
-def unique(name: str) -> str:
-    """`name` made unique, for files of the shared `reader` account."""
-    return f"{uuid.uuid4().hex[:8]}-{name}"
-
-
 # Upload
 
 
-def test_upload_answers_202_with_the_pending_file(quiet_app, quiet, make_account):
-    account = make_account(quiet)
+def test_upload_answers_202_with_the_pending_file(app, client, make_account):
+    account = make_account()
     content = b"some bytes\n" * 100
-    response = upload(quiet, account, content, filename="notes.txt")
+    response = upload(client, account, content, filename="notes.txt")
     assert response.status_code == 202, response.text
     body = response.json()
     assert set(body) == FILE_FIELDS
@@ -153,20 +102,20 @@ def test_upload_answers_202_with_the_pending_file(quiet_app, quiet, make_account
     created = dt.datetime.fromisoformat(body["created_at"])
     assert abs((dt.datetime.now(dt.UTC) - created).total_seconds()) < 60
     # What Location names is the file, with the same ETag.
-    got = quiet.get(response.headers["Location"], headers=account.headers)
+    got = client.get(response.headers["Location"], headers=account.headers)
     assert got.json() == body
     assert got.headers["ETag"] == response.headers["ETag"]
     # The bytes wait in the user's own folder; the spool file is gone.
-    keys = stored_keys(quiet_app, account.id)
+    keys = stored_keys(app, account.id)
     assert len(keys) == 1 and body["id"] in keys[0], keys
-    assert spooled_files(_settings(quiet_app)) == []
+    assert spooled_files(_settings(app)) == []
 
 
-def test_upload_keeps_the_clients_specific_content_type(lq, reader):
-    response = lq.post(
+def test_upload_keeps_the_clients_specific_content_type(local_client, alice):
+    response = local_client.post(
         UPLOAD,
-        headers=reader.headers,
-        files={"file": (unique("picture"), b"\x89PNG\r\n\x1a\n", "image/png")},
+        headers=alice.headers,
+        files={"file": ("picture", b"\x89PNG\r\n\x1a\n", "image/png")},
     )
     assert response.status_code == 202, response.text
     assert response.json()["content_type"] == "image/png"
@@ -184,46 +133,48 @@ def test_upload_keeps_the_clients_specific_content_type(lq, reader):
         ("..", "upload"),
     ],
 )
-def test_default_name_is_the_sanitised_client_filename(lq, make_account, filename, expected):
-    account = make_account(lq)
-    response = upload(lq, account, b"data", filename=filename)
+def test_default_name_is_the_sanitised_client_filename(
+    local_client, make_account, filename, expected
+):
+    account = make_account()
+    response = upload(local_client, account, b"data", filename=filename)
     assert response.status_code == 202, response.text
     assert response.json()["name"] == expected
-    assert [f["name"] for f in _files(lq, account)["items"]] == [expected]
+    assert [f["name"] for f in _files(local_client, account)["items"]] == [expected]
 
 
-def test_upload_takes_an_explicit_name(lq, reader):
-    name = unique("chosen name é.md")
-    response = upload(lq, reader, b"data", filename="ignored.txt", name=name)
+def test_upload_takes_an_explicit_name(local_client, alice):
+    name = "chosen name é.md"
+    response = upload(local_client, alice, b"data", filename="ignored.txt", name=name)
     assert response.status_code == 202, response.text
     assert response.json()["name"] == name
     assert response.json()["content_type"] == "text/markdown"
 
 
-def test_upload_takes_a_255_character_name(lq, reader):
-    name = unique("x" * 255)[:255]
-    response = upload(lq, reader, b"data", name=name)
+def test_upload_takes_a_255_character_name(local_client, alice):
+    name = "x" * 255
+    response = upload(local_client, alice, b"data", name=name)
     assert response.status_code == 202, response.text
     assert response.json()["name"] == name
 
 
-def test_upload_refuses_a_name_already_taken(quiet_app, quiet, make_account):
-    account = make_account(quiet)
-    first = upload(quiet, account, b"one", filename="same.txt")
+def test_upload_refuses_a_name_already_taken(app, client, make_account):
+    account = make_account()
+    first = upload(client, account, b"one", filename="same.txt")
     assert first.status_code == 202
-    assert_problem(upload(quiet, account, b"two", filename="same.txt"), 409)
-    assert_problem(upload(quiet, account, b"three", filename="other.txt", name="same.txt"), 409)
-    listing = _files(quiet, account)
+    assert_problem(upload(client, account, b"two", filename="same.txt"), 409)
+    assert_problem(upload(client, account, b"three", filename="other.txt", name="same.txt"), 409)
+    listing = _files(client, account)
     assert listing["total"] == 1
     assert listing["items"][0]["sha256"] == hashlib.sha256(b"one").hexdigest()
-    assert stored_keys(quiet_app, account.id) == [f"{account.id}/uploads/{first.json()['id']}"]
-    assert spooled_files(_settings(quiet_app)) == []
+    assert stored_keys(app, account.id) == [f"{account.id}/uploads/{first.json()['id']}"]
+    assert spooled_files(_settings(app)) == []
 
 
-def test_names_are_per_user(lq, reader, make_account):
-    name = unique("shared.txt")
-    assert upload(lq, reader, b"a", name=name).status_code == 202
-    assert upload(lq, make_account(lq), b"b", name=name).status_code == 202
+def test_names_are_per_user(local_client, alice, make_account):
+    name = "shared.txt"
+    assert upload(local_client, alice, b"a", name=name).status_code == 202
+    assert upload(local_client, make_account(), b"b", name=name).status_code == 202
 
 
 INVALID_NAMES = [
@@ -244,44 +195,44 @@ INVALID_NAMES = [
 
 
 @pytest.mark.parametrize("name", INVALID_NAMES)
-def test_upload_refuses_an_invalid_explicit_name(local_quiet_app, lq, make_account, name):
-    account = make_account(lq)
-    assert_problem(upload(lq, account, b"data", name=name), 400)
-    assert_nothing_stored(local_quiet_app, lq, account)
+def test_upload_refuses_an_invalid_explicit_name(local_app, local_client, make_account, name):
+    account = make_account()
+    assert_problem(upload(local_client, account, b"data", name=name), 400)
+    assert_nothing_stored(local_app, local_client, account)
 
 
-def test_upload_refuses_two_files(quiet_app, quiet, make_account):
-    account = make_account(quiet)
-    response = quiet.post(
+def test_upload_refuses_two_files(app, client, make_account):
+    account = make_account()
+    response = client.post(
         UPLOAD,
         headers=account.headers,
         files=[("file", ("a.txt", b"aaa")), ("file", ("b.txt", b"bbb"))],
     )
     assert_problem(response, 400)
-    assert_nothing_stored(quiet_app, quiet, account)
+    assert_nothing_stored(app, client, account)
 
 
-def test_upload_refuses_a_form_without_a_file(local_quiet_app, lq, make_account):
-    account = make_account(lq)
-    response = lq.post(UPLOAD, headers=account.headers, files={"name": (None, b"x.txt")})
+def test_upload_refuses_a_form_without_a_file(local_app, local_client, make_account):
+    account = make_account()
+    response = local_client.post(UPLOAD, headers=account.headers, files={"name": (None, b"x.txt")})
     assert_problem(response, 400)
-    assert_nothing_stored(local_quiet_app, lq, account)
+    assert_nothing_stored(local_app, local_client, account)
 
 
-def test_upload_refuses_an_unknown_form_field(local_quiet_app, lq, make_account):
-    account = make_account(lq)
-    assert_problem(upload(lq, account, b"data", owner="someone-else"), 400)
-    assert_nothing_stored(local_quiet_app, lq, account)
+def test_upload_refuses_an_unknown_form_field(local_app, local_client, make_account):
+    account = make_account()
+    assert_problem(upload(local_client, account, b"data", owner="someone-else"), 400)
+    assert_nothing_stored(local_app, local_client, account)
 
 
-def test_upload_refuses_a_part_without_a_field_name(local_quiet_app, lq, make_account):
-    account = make_account(lq)
+def test_upload_refuses_a_part_without_a_field_name(local_app, local_client, make_account):
+    account = make_account()
     body = (
         f"--{BOUNDARY}\r\nContent-Disposition: form-data\r\n\r\nxyz\r\n--{BOUNDARY}--\r\n"
     ).encode()
-    response = lq.post(UPLOAD, headers={**account.headers, **MULTIPART}, content=body)
+    response = local_client.post(UPLOAD, headers={**account.headers, **MULTIPART}, content=body)
     assert_problem(response, 400)
-    assert_nothing_stored(local_quiet_app, lq, account)
+    assert_nothing_stored(local_app, local_client, account)
 
 
 @pytest.mark.parametrize(
@@ -292,30 +243,30 @@ def test_upload_refuses_a_part_without_a_field_name(local_quiet_app, lq, make_ac
         (b"file=hello", "application/x-www-form-urlencoded"),
     ],
 )
-def test_upload_must_be_multipart(local_quiet_app, lq, reader, content, content_type):
-    before = stored_keys(local_quiet_app, reader.id)
-    response = lq.post(
-        UPLOAD, headers={**reader.headers, "Content-Type": content_type}, content=content
+def test_upload_must_be_multipart(local_app, local_client, alice, content, content_type):
+    before = stored_keys(local_app, alice.id)
+    response = local_client.post(
+        UPLOAD, headers={**alice.headers, "Content-Type": content_type}, content=content
     )
     assert_problem(response, 415)
-    assert stored_keys(local_quiet_app, reader.id) == before
+    assert stored_keys(local_app, alice.id) == before
 
 
-def test_multipart_without_a_boundary_is_refused(local_quiet_app, lq, make_account):
-    account = make_account(lq)
-    response = lq.post(
+def test_multipart_without_a_boundary_is_refused(local_app, local_client, make_account):
+    account = make_account()
+    response = local_client.post(
         UPLOAD,
         headers={**account.headers, "Content-Type": "multipart/form-data"},
         content=multipart(("file", "a.txt", b"abc")),
     )
     assert_problem(response, 400)
-    assert_nothing_stored(local_quiet_app, lq, account)
+    assert_nothing_stored(local_app, local_client, account)
 
 
 def test_upload_over_the_size_limit_is_refused_by_its_content_length(
     limited_app, limited, make_account
 ):
-    account = make_account(limited)
+    account = make_account()
     response = upload(limited, account, b"x" * (MAX_UPLOAD + 1))
     assert int(response.request.headers["content-length"]) > MAX_UPLOAD
     assert assert_problem(response, 413)["limit"] == "body"
@@ -328,7 +279,7 @@ def _chunked(body: bytes, size: int):
 
 
 def test_chunked_upload_over_the_size_limit_is_refused(limited_app, limited, make_account):
-    account = make_account(limited)
+    account = make_account()
     body = multipart(("file", "big.bin", b"x" * (MAX_UPLOAD * 2)))
     response = limited.post(
         UPLOAD, headers={**account.headers, **MULTIPART}, content=_chunked(body, 512)
@@ -339,7 +290,7 @@ def test_chunked_upload_over_the_size_limit_is_refused(limited_app, limited, mak
 
 
 def test_chunked_upload_under_the_limit_is_accepted(limited, make_account):
-    account = make_account(limited)
+    account = make_account()
     content = b"y" * 700
     body = multipart(("file", "small.bin", content))
     response = limited.post(
@@ -353,36 +304,36 @@ def test_chunked_upload_under_the_limit_is_accepted(limited, make_account):
 # The closing delimiter is "\r\n--BOUNDARY--\r\n": cut 3 leaves "--BOUNDARY-", cut 40 ends
 # inside the file's bytes. (Cutting only the final CRLF leaves a complete body.)
 @pytest.mark.parametrize("cut", [3, 40, 1500])
-def test_a_body_cut_before_its_closing_boundary_is_refused(quiet_app, quiet, make_account, cut):
-    account = make_account(quiet)
+def test_a_body_cut_before_its_closing_boundary_is_refused(app, client, make_account, cut):
+    account = make_account()
     body = multipart(("file", "cut.bin", b"z" * 2000))
-    response = quiet.post(
+    response = client.post(
         UPLOAD, headers={**account.headers, **MULTIPART}, content=body[: len(body) - cut]
     )
     assert_problem(response, 400)
-    assert_nothing_stored(quiet_app, quiet, account)
+    assert_nothing_stored(app, client, account)
 
 
-def test_an_empty_file_is_accepted(quiet_app, quiet, make_account):
-    account = make_account(quiet)
-    response = upload(quiet, account, b"", filename="empty.txt")
+def test_an_empty_file_is_accepted(app, client, make_account):
+    account = make_account()
+    response = upload(client, account, b"", filename="empty.txt")
     assert response.status_code == 202, response.text
     assert response.json()["size"] == 0
     assert response.json()["sha256"] == hashlib.sha256(b"").hexdigest()
-    assert len(stored_keys(quiet_app, account.id)) == 1
+    assert len(stored_keys(app, account.id)) == 1
 
 
-def test_upload_without_a_token_is_refused_and_spools_nothing(local_quiet_app, lq):
-    response = lq.post(UPLOAD, files={"file": ("a.txt", b"abc")})
+def test_upload_without_a_token_is_refused_and_spools_nothing(local_app, local_client):
+    response = local_client.post(UPLOAD, files={"file": ("a.txt", b"abc")})
     assert_problem(response, 401)
-    assert spooled_files(_settings(local_quiet_app)) == []
+    assert spooled_files(_settings(local_app)) == []
 
 
 # Quota
 
 
 def test_upload_over_the_quota_is_refused(limited_app, limited, make_account):
-    account = make_account(limited)
+    account = make_account()
     first = upload(limited, account, b"a" * 600, filename="first.bin")
     assert first.status_code == 202, first.text
     keys = stored_keys(limited_app, account.id)
@@ -396,7 +347,7 @@ def test_upload_over_the_quota_is_refused(limited_app, limited, make_account):
 
 
 def test_a_single_file_over_the_quota_is_refused(limited_app, limited, make_account):
-    account = make_account(limited)
+    account = make_account()
     body = assert_problem(upload(limited, account, b"q" * (QUOTA + 1)), 413)
     assert body["limit"] == "quota"
     assert_nothing_stored(limited_app, limited, account)
@@ -417,11 +368,27 @@ def _upload_named(client, account, names):
     return ids
 
 
-@pytest.fixture(scope="module")
-def seven(lq):
-    """An account with seven files uploaded in the order of NAMES; {name: id}."""
-    account = Account(lq, new_email())
-    return account, _upload_named(lq, account, NAMES)
+@pytest.fixture
+def seven(session, alice):
+    """Alice with seven files (as rows) created in the order of NAMES; {name: id}.
+
+    Each file's bytes are its name, as if uploaded: size and sha256 say so.
+    """
+    owner = session.get(User, uuid.UUID(alice.id))
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    ids = {}
+    for n, name in enumerate(NAMES):
+        created = start + dt.timedelta(seconds=n)
+        file = FileFactory(
+            owner=owner,
+            name=name,
+            size=len(name),
+            sha256=hashlib.sha256(name.encode()).hexdigest(),
+            created_at=created,
+            updated_at=created,
+        )
+        ids[name] = str(file.id)
+    return alice, ids
 
 
 def _walk(client, account, **params) -> list[dict]:
@@ -439,9 +406,9 @@ def _walk(client, account, **params) -> list[dict]:
     raise AssertionError("next_cursor never ran out")
 
 
-def test_list_items_have_every_documented_field(lq, seven):
+def test_list_items_have_every_documented_field(local_client, seven):
     account, ids = seven
-    page = _files(lq, account)
+    page = _files(local_client, account)
     assert page["total"] == TOTAL
     assert page["next_cursor"] is None
     assert {item["id"] for item in page["items"]} == set(ids.values())
@@ -454,9 +421,9 @@ def test_list_items_have_every_documented_field(lq, seven):
 
 @pytest.mark.parametrize("sort", ["name", "-name", "created_at", "-created_at"])
 @pytest.mark.parametrize("limit", [1, 3, 7])
-def test_pages_cover_every_file_once_in_order(lq, seven, sort, limit):
+def test_pages_cover_every_file_once_in_order(local_client, seven, sort, limit):
     account, ids = seven
-    got = [item["id"] for item in _walk(lq, account, sort=sort, limit=limit)]
+    got = [item["id"] for item in _walk(local_client, account, sort=sort, limit=limit)]
     assert len(got) == len(set(got)) == TOTAL
     if sort.lstrip("-") == "name":
         expected = [ids[name] for name in sorted(NAMES)]
@@ -465,42 +432,42 @@ def test_pages_cover_every_file_once_in_order(lq, seven, sort, limit):
     assert got == (expected[::-1] if sort.startswith("-") else expected)
 
 
-def test_default_order_is_newest_first(lq, seven):
+def test_default_order_is_newest_first(local_client, seven):
     account, ids = seven
-    page = _files(lq, account)
+    page = _files(local_client, account)
     assert [i["id"] for i in page["items"]] == [ids[n] for n in NAMES[::-1]]
     created = [dt.datetime.fromisoformat(i["created_at"]) for i in page["items"]]
     assert created == sorted(created, reverse=True)
 
 
-def test_list_filters_by_status(lq, make_account):
-    account = make_account(lq)
-    ids = _upload_named(lq, account, ["s1.txt", "s2.txt", "s3.txt"])
-    pending = _files(lq, account, status="pending", limit=2)
+def test_list_filters_by_status(local_client, make_account):
+    account = make_account()
+    ids = _upload_named(local_client, account, ["s1.txt", "s2.txt", "s3.txt"])
+    pending = _files(local_client, account, status="pending", limit=2)
     assert pending["total"] == 3
     assert len(pending["items"]) == 2
-    rest = _files(lq, account, status="pending", limit=2, cursor=pending["next_cursor"])
+    rest = _files(local_client, account, status="pending", limit=2, cursor=pending["next_cursor"])
     assert {i["id"] for i in pending["items"] + rest["items"]} == set(ids.values())
     for status in ("processing", "ready", "failed"):
-        page = _files(lq, account, status=status)
+        page = _files(local_client, account, status=status)
         assert page == {"items": [], "next_cursor": None, "total": 0}
-    assert_problem(lq.get(FILES, headers=account.headers, params={"status": "done"}), 400)
+    assert_problem(local_client.get(FILES, headers=account.headers, params={"status": "done"}), 400)
 
 
-def test_list_of_a_new_account_is_empty(lq, make_account):
-    account = make_account(lq)
-    assert _files(lq, account) == {"items": [], "next_cursor": None, "total": 0}
+def test_list_of_a_new_account_is_empty(local_client, make_account):
+    account = make_account()
+    assert _files(local_client, account) == {"items": [], "next_cursor": None, "total": 0}
 
 
 @pytest.mark.parametrize("limit", ["0", "101", "-1", "ten", "1.5", ""])
-def test_list_refuses_a_limit_out_of_range(lq, reader, limit):
-    assert_problem(lq.get(FILES, headers=reader.headers, params={"limit": limit}), 400)
+def test_list_refuses_a_limit_out_of_range(local_client, alice, limit):
+    assert_problem(local_client.get(FILES, headers=alice.headers, params={"limit": limit}), 400)
 
 
-def test_list_takes_limits_1_and_100(lq, seven):
+def test_list_takes_limits_1_and_100(local_client, seven):
     account, _ = seven
-    assert len(_files(lq, account, limit=1)["items"]) == 1
-    assert len(_files(lq, account, limit=100)["items"]) == TOTAL
+    assert len(_files(local_client, account, limit=1)["items"]) == 1
+    assert len(_files(local_client, account, limit=100)["items"]) == TOTAL
 
 
 def _cursor(data) -> str:
@@ -527,25 +494,27 @@ SOME_ID = str(uuid.UUID(int=0))
         _cursor({"s": "-created_at", "v": "2024-01-01T00:00:00", "id": SOME_ID}),
     ],
 )
-def test_list_refuses_a_garbage_cursor(lq, reader, cursor):
-    response = lq.get(FILES, headers=reader.headers, params={"cursor": cursor})
+def test_list_refuses_a_garbage_cursor(local_client, alice, cursor):
+    response = local_client.get(FILES, headers=alice.headers, params={"cursor": cursor})
     assert_problem(response, 400)
 
 
 @pytest.mark.parametrize("value", [5, None, "nul\x00", "\ud800 lone surrogate"])
-def test_list_refuses_a_name_cursor_with_a_bad_value(lq, reader, value):
+def test_list_refuses_a_name_cursor_with_a_bad_value(local_client, alice, value):
     cursor = _cursor({"s": "name", "v": value, "id": SOME_ID})
-    response = lq.get(FILES, headers=reader.headers, params={"sort": "name", "cursor": cursor})
+    response = local_client.get(
+        FILES, headers=alice.headers, params={"sort": "name", "cursor": cursor}
+    )
     assert_problem(response, 400)
 
 
-def test_a_cursor_only_works_with_its_own_sort(lq, seven):
+def test_a_cursor_only_works_with_its_own_sort(local_client, seven):
     account, _ = seven
-    cursor = _files(lq, account, sort="name", limit=2)["next_cursor"]
+    cursor = _files(local_client, account, sort="name", limit=2)["next_cursor"]
     assert cursor
-    assert len(_files(lq, account, sort="name", limit=2, cursor=cursor)["items"]) == 2
+    assert len(_files(local_client, account, sort="name", limit=2, cursor=cursor)["items"]) == 2
     for other in ("-name", "created_at", "-created_at"):
-        response = lq.get(
+        response = local_client.get(
             FILES, headers=account.headers, params={"sort": other, "limit": 2, "cursor": cursor}
         )
         assert_problem(response, 400)
@@ -554,51 +523,51 @@ def test_a_cursor_only_works_with_its_own_sort(lq, seven):
 @pytest.mark.parametrize(
     "params", [{"page": "2"}, {"offset": "0"}, {"sort": "size"}, {"sort": "+name"}]
 )
-def test_list_refuses_unknown_query_parameters_and_values(lq, reader, params):
-    assert_problem(lq.get(FILES, headers=reader.headers, params=params), 400)
+def test_list_refuses_unknown_query_parameters_and_values(local_client, alice, params):
+    assert_problem(local_client.get(FILES, headers=alice.headers, params=params), 400)
 
 
 # One file
 
 
-def test_get_file_answers_the_file_with_its_etag(lq, reader):
-    created = upload(lq, reader, b"abc", filename=unique("a.txt"))
-    response = lq.get(f"{FILES}/{created.json()['id']}", headers=reader.headers)
+def test_get_file_answers_the_file_with_its_etag(local_client, alice):
+    created = upload(local_client, alice, b"abc", filename="a.txt")
+    response = local_client.get(f"{FILES}/{created.json()['id']}", headers=alice.headers)
     assert response.status_code == 200
     assert response.json() == created.json()
     assert response.headers["ETag"] == created.headers["ETag"]
 
 
 @pytest.mark.parametrize("file_id", ["not-a-uuid", "123", "00000000-0000-0000-0000-00000000000g"])
-def test_file_routes_refuse_an_id_that_is_not_a_uuid(lq, reader, file_id):
-    assert_problem(lq.get(f"{FILES}/{file_id}", headers=reader.headers), 400)
-    assert_problem(lq.get(f"{FILES}/{file_id}/content", headers=reader.headers), 400)
+def test_file_routes_refuse_an_id_that_is_not_a_uuid(local_client, alice, file_id):
+    assert_problem(local_client.get(f"{FILES}/{file_id}", headers=alice.headers), 400)
+    assert_problem(local_client.get(f"{FILES}/{file_id}/content", headers=alice.headers), 400)
     assert_problem(
-        lq.patch(f"{FILES}/{file_id}", headers=reader.headers, json={"name": "x.txt"}), 400
+        local_client.patch(f"{FILES}/{file_id}", headers=alice.headers, json={"name": "x.txt"}), 400
     )
 
 
 @pytest.mark.parametrize("path", ["abc%0A", "%F0%9D%B1%AE%21%0A/content", "x%7F/content", "%00"])
 @pytest.mark.parametrize("method", ["GET", "HEAD", "DELETE"])
-def test_a_path_with_control_characters_is_404_not_500(lq, reader, path, method):
-    response = lq.request(method, f"{FILES}/{path}", headers=reader.headers)
+def test_a_path_with_control_characters_is_404_not_500(local_client, alice, path, method):
+    response = local_client.request(method, f"{FILES}/{path}", headers=alice.headers)
     assert response.status_code == 404
     if method != "HEAD":
         assert_problem(response, 404)
 
 
-def test_get_unknown_file_is_404(lq, reader):
-    assert_problem(lq.get(f"{FILES}/{uuid.uuid4()}", headers=reader.headers), 404)
+def test_get_unknown_file_is_404(local_client, alice):
+    assert_problem(local_client.get(f"{FILES}/{uuid.uuid4()}", headers=alice.headers), 404)
 
 
 # Rename
 
 
 @pytest.fixture
-def two_files(lq, reader):
-    """Two of the reader's files, by their upload responses."""
-    first = upload(lq, reader, b"first", filename=unique("first.txt"))
-    second = upload(lq, reader, b"second", filename=unique("second.txt"))
+def two_files(local_client, alice):
+    """Two of Alice's files, by their upload responses."""
+    first = upload(local_client, alice, b"first", filename="first.txt")
+    second = upload(local_client, alice, b"second", filename="second.txt")
     assert first.status_code == second.status_code == 202
     return first, second
 
@@ -613,186 +582,170 @@ def _get(client, account, file_id) -> dict:
     return client.get(f"{FILES}/{file_id}", headers=account.headers).json()
 
 
-def test_rename_answers_the_renamed_file_with_a_new_etag(lq, reader, two_files):
+def test_rename_answers_the_renamed_file_with_a_new_etag(local_client, alice, two_files):
     first, _ = two_files
     file_id, old_name = first.json()["id"], first.json()["name"]
-    new_name = unique("renamed é.txt")
-    response = _rename(lq, reader, file_id, new_name)
+    new_name = "renamed é.txt"
+    response = _rename(local_client, alice, file_id, new_name)
     assert response.status_code == 200, response.text
     assert response.json()["name"] == new_name
     assert response.json()["id"] == file_id
     assert response.headers["ETag"] != first.headers["ETag"]
-    got = lq.get(f"{FILES}/{file_id}", headers=reader.headers)
+    got = local_client.get(f"{FILES}/{file_id}", headers=alice.headers)
     assert got.json()["name"] == new_name
     assert got.headers["ETag"] == response.headers["ETag"]
     # The old name is free again.
-    assert upload(lq, reader, b"x", filename=old_name).status_code == 202
+    assert upload(local_client, alice, b"x", filename=old_name).status_code == 202
 
 
-def test_rename_refuses_a_name_already_taken(lq, reader, two_files):
+def test_rename_refuses_a_name_already_taken(local_client, alice, two_files):
     first, second = two_files
-    assert_problem(_rename(lq, reader, first.json()["id"], second.json()["name"]), 409)
-    assert _get(lq, reader, first.json()["id"]) == first.json()
+    assert_problem(_rename(local_client, alice, first.json()["id"], second.json()["name"]), 409)
+    assert _get(local_client, alice, first.json()["id"]) == first.json()
 
 
-def test_rename_to_its_own_name_changes_nothing(lq, reader, two_files):
+def test_rename_to_its_own_name_changes_nothing(local_client, alice, two_files):
     first, _ = two_files
-    response = _rename(lq, reader, first.json()["id"], first.json()["name"])
+    response = _rename(local_client, alice, first.json()["id"], first.json()["name"])
     assert response.status_code == 200
     assert response.json() == first.json()
     assert response.headers["ETag"] == first.headers["ETag"]
 
 
 @pytest.mark.parametrize("name", INVALID_NAMES)
-def test_rename_refuses_an_invalid_name(lq, reader, two_files, name):
+def test_rename_refuses_an_invalid_name(local_client, alice, two_files, name):
     first, _ = two_files
-    assert_problem(_rename(lq, reader, first.json()["id"], name), 400)
-    assert _get(lq, reader, first.json()["id"]) == first.json()
+    assert_problem(_rename(local_client, alice, first.json()["id"], name), 400)
+    assert _get(local_client, alice, first.json()["id"]) == first.json()
 
 
 @pytest.mark.parametrize(
     "body", [{}, {"name": 5}, {"name": None}, {"name": "ok.txt", "status": "ready"}, []]
 )
-def test_rename_refuses_a_malformed_body(lq, reader, two_files, body):
+def test_rename_refuses_a_malformed_body(local_client, alice, two_files, body):
     first, _ = two_files
-    response = lq.patch(f"{FILES}/{first.json()['id']}", headers=reader.headers, json=body)
+    response = local_client.patch(f"{FILES}/{first.json()['id']}", headers=alice.headers, json=body)
     assert_problem(response, 400)
-    assert _get(lq, reader, first.json()["id"]) == first.json()
+    assert _get(local_client, alice, first.json()["id"]) == first.json()
 
 
-def test_rename_with_a_body_that_is_not_utf8_is_400(lq, reader, two_files):
+def test_rename_with_a_body_that_is_not_utf8_is_400(local_client, alice, two_files):
     first, _ = two_files
-    response = lq.patch(
+    response = local_client.patch(
         f"{FILES}/{first.json()['id']}",
-        headers={**reader.headers, "Content-Type": "application/json"},
+        headers={**alice.headers, "Content-Type": "application/json"},
         content=b'{"name": "caf\xe9.txt"}',
     )
     assert_problem(response, 400)
-    assert _get(lq, reader, first.json()["id"]) == first.json()
+    assert _get(local_client, alice, first.json()["id"]) == first.json()
 
 
-def test_rename_to_a_lone_surrogate_is_400(lq, reader, two_files):
+def test_rename_to_a_lone_surrogate_is_400(local_client, alice, two_files):
     # JSON can spell one; no database can store it.
     first, _ = two_files
-    response = lq.patch(
+    response = local_client.patch(
         f"{FILES}/{first.json()['id']}",
-        headers={**reader.headers, "Content-Type": "application/json"},
+        headers={**alice.headers, "Content-Type": "application/json"},
         content=b'{"name": "half \\ud800 a character.txt"}',
     )
     assert_problem(response, 400)
-    assert _get(lq, reader, first.json()["id"]) == first.json()
+    assert _get(local_client, alice, first.json()["id"]) == first.json()
 
 
-def test_rename_with_a_stale_if_match_is_412_and_changes_nothing(lq, reader, two_files):
+def test_rename_with_a_stale_if_match_is_412_and_changes_nothing(local_client, alice, two_files):
     first, _ = two_files
     file_id, stale = first.json()["id"], first.headers["ETag"]
-    current = _rename(lq, reader, file_id, unique("one.txt"))
+    current = _rename(local_client, alice, file_id, "one.txt")
     assert current.status_code == 200
-    response = _rename(lq, reader, file_id, unique("two.txt"), **{"If-Match": stale})
+    response = _rename(local_client, alice, file_id, "two.txt", **{"If-Match": stale})
     assert_problem(response, 412)
-    got = lq.get(f"{FILES}/{file_id}", headers=reader.headers)
+    got = local_client.get(f"{FILES}/{file_id}", headers=alice.headers)
     assert got.json() == current.json()
     assert got.headers["ETag"] == current.headers["ETag"]
 
 
-def test_rename_with_the_current_if_match_succeeds(lq, reader, two_files):
+def test_rename_with_the_current_if_match_succeeds(local_client, alice, two_files):
     first, _ = two_files
     file_id = first.json()["id"]
-    etag = lq.get(f"{FILES}/{file_id}", headers=reader.headers).headers["ETag"]
-    name = unique("matched.txt")
-    response = _rename(lq, reader, file_id, name, **{"If-Match": etag})
+    etag = local_client.get(f"{FILES}/{file_id}", headers=alice.headers).headers["ETag"]
+    name = "matched.txt"
+    response = _rename(local_client, alice, file_id, name, **{"If-Match": etag})
     assert response.status_code == 200, response.text
     assert response.json()["name"] == name
     # The ETag just used is now stale.
-    assert_problem(_rename(lq, reader, file_id, unique("again.txt"), **{"If-Match": etag}), 412)
-    assert _get(lq, reader, file_id)["name"] == name
+    assert_problem(_rename(local_client, alice, file_id, "again.txt", **{"If-Match": etag}), 412)
+    assert _get(local_client, alice, file_id)["name"] == name
 
 
-def test_rename_unknown_file_is_404(lq, reader):
-    assert_problem(_rename(lq, reader, uuid.uuid4(), "x.txt"), 404)
+def test_rename_unknown_file_is_404(local_client, alice):
+    assert_problem(_rename(local_client, alice, uuid.uuid4(), "x.txt"), 404)
 
 
-def test_rename_must_be_json(lq, reader, two_files):
+def test_rename_must_be_json(local_client, alice, two_files):
     first, _ = two_files
-    response = lq.patch(
+    response = local_client.patch(
         f"{FILES}/{first.json()['id']}",
-        headers={**reader.headers, "Content-Type": "text/plain"},
+        headers={**alice.headers, "Content-Type": "text/plain"},
         content=b'{"name": "x.txt"}',
     )
     assert_problem(response, 415)
-    assert _get(lq, reader, first.json()["id"]) == first.json()
+    assert _get(local_client, alice, first.json()["id"]) == first.json()
 
 
 # Delete
 
 
-def test_delete_removes_the_file_and_its_stored_objects(quiet_app, quiet, make_account):
-    account = make_account(quiet)
-    first = upload(quiet, account, b"first", filename="first.txt").json()["id"]
-    second = upload(quiet, account, b"second", filename="second.txt").json()["id"]
-    assert any(first in key for key in stored_keys(quiet_app, account.id))
-    response = quiet.delete(f"{FILES}/{first}", headers=account.headers)
+def test_delete_removes_the_file_and_its_stored_objects(app, client, make_account):
+    account = make_account()
+    first = upload(client, account, b"first", filename="first.txt").json()["id"]
+    second = upload(client, account, b"second", filename="second.txt").json()["id"]
+    assert any(first in key for key in stored_keys(app, account.id))
+    response = client.delete(f"{FILES}/{first}", headers=account.headers)
     assert response.status_code == 204
     assert response.content == b""
-    assert_problem(quiet.get(f"{FILES}/{first}", headers=account.headers), 404)
-    assert not any(first in key for key in stored_keys(quiet_app, account.id))
+    assert_problem(client.get(f"{FILES}/{first}", headers=account.headers), 404)
+    assert not any(first in key for key in stored_keys(app, account.id))
     # The other file is untouched.
-    assert any(second in key for key in stored_keys(quiet_app, account.id))
-    assert [i["id"] for i in _files(quiet, account)["items"]] == [second]
-    assert_problem(quiet.delete(f"{FILES}/{first}", headers=account.headers), 404)
+    assert any(second in key for key in stored_keys(app, account.id))
+    assert [i["id"] for i in _files(client, account)["items"]] == [second]
+    assert_problem(client.delete(f"{FILES}/{first}", headers=account.headers), 404)
     # Its name is free again.
-    assert upload(quiet, account, b"again", filename="first.txt").status_code == 202
+    assert upload(client, account, b"again", filename="first.txt").status_code == 202
 
 
-def test_delete_unknown_file_is_404(lq, reader):
-    assert_problem(lq.delete(f"{FILES}/{uuid.uuid4()}", headers=reader.headers), 404)
-    assert_problem(lq.delete(f"{FILES}/not-a-uuid", headers=reader.headers), 400)
+def test_delete_unknown_file_is_404(local_client, alice):
+    assert_problem(local_client.delete(f"{FILES}/{uuid.uuid4()}", headers=alice.headers), 404)
+    assert_problem(local_client.delete(f"{FILES}/not-a-uuid", headers=alice.headers), 400)
 
 
 # Download
 
 
 @pytest.mark.parametrize("query", ["", "?format=zip", "?format=original"])
-def test_download_of_a_pending_file_is_409_with_retry_after(lq, reader, query):
-    file_id = upload(lq, reader, b"abc", filename=unique("p.txt")).json()["id"]
-    response = lq.get(f"{FILES}/{file_id}/content{query}", headers=reader.headers)
+def test_download_of_a_pending_file_is_409_with_retry_after(local_client, alice, query):
+    file_id = upload(local_client, alice, b"abc", filename="p.txt").json()["id"]
+    response = local_client.get(f"{FILES}/{file_id}/content{query}", headers=alice.headers)
     assert_problem(response, 409)
     assert int(response.headers["Retry-After"]) > 0
 
 
-def test_download_refuses_an_unknown_format(lq, reader):
-    file_id = upload(lq, reader, b"abc", filename=unique("f.txt")).json()["id"]
-    response = lq.get(f"{FILES}/{file_id}/content?format=tar", headers=reader.headers)
+def test_download_refuses_an_unknown_format(local_client, alice):
+    file_id = upload(local_client, alice, b"abc", filename="f.txt").json()["id"]
+    response = local_client.get(f"{FILES}/{file_id}/content?format=tar", headers=alice.headers)
     assert_problem(response, 400)
 
 
-def test_download_of_an_unknown_file_is_404(lq, reader):
-    assert_problem(lq.get(f"{FILES}/{uuid.uuid4()}/content", headers=reader.headers), 404)
+def test_download_of_an_unknown_file_is_404(local_client, alice):
+    assert_problem(local_client.get(f"{FILES}/{uuid.uuid4()}/content", headers=alice.headers), 404)
 
 
-@pytest.fixture(scope="module")
-def with_worker(settings, tmp_path_factory):
-    """The backend's app with a real worker of its own: uploads become ready."""
-    with app_with_worker(settings, tmp_path_factory.mktemp("worker")) as pair:
-        yield pair
-
-
-@pytest.fixture
-def busy(with_worker):
-    with with_worker[0].test_client() as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def owner(busy, make_account):
-    return make_account(busy)
-
-
-def _ready(client, account, content, name, worker):
+def _ready(app, client, account, content, name):
+    """Upload `content` as `name` and run its job: the ready file's body."""
     created = upload(client, account, content, filename="ignored.bin", name=name)
     assert created.status_code == 202, created.text
-    body = wait_for_status(client, account, created.json()["id"], {"ready", "failed"})
-    assert body["status"] == "ready", (body, worker.log()[-3000:])
+    assert run_jobs(app) == ["ready"]
+    body = client.get(f"{FILES}/{created.json()['id']}", headers=account.headers).json()
+    assert body["status"] == "ready", body
     return body
 
 
@@ -804,12 +757,12 @@ def _disposition_filename(header: str) -> str:
     return unquote(encoded, encoding="utf-8", errors="strict")
 
 
-def test_ready_file_downloads_as_a_zip_named_after_it(busy, owner, with_worker):
+def test_ready_file_downloads_as_a_zip_named_after_it(app, client, alice):
     content = b"".join(b"row %d\n" % i for i in range(5000))
-    body = _ready(busy, owner, content, "report.txt", with_worker[1])
+    body = _ready(app, client, alice, content, "report.txt")
     assert body["compressed_size"] > 0
     assert body["processed_at"] is not None
-    response = busy.get(f"{FILES}/{body['id']}/content", headers=owner.headers)
+    response = client.get(f"{FILES}/{body['id']}/content", headers=alice.headers)
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/zip"
     assert response.headers["Content-Disposition"] == (
@@ -824,11 +777,11 @@ def test_ready_file_downloads_as_a_zip_named_after_it(busy, owner, with_worker):
         assert archive.read("report.txt") == content
 
 
-def test_a_non_ascii_name_round_trips_through_content_disposition(busy, owner, with_worker):
+def test_a_non_ascii_name_round_trips_through_content_disposition(app, client, alice):
     name = "résumé 📄.txt"
     content = "ça va? 👍\n".encode() * 100
-    body = _ready(busy, owner, content, name, with_worker[1])
-    response = busy.get(f"{FILES}/{body['id']}/content", headers=owner.headers)
+    body = _ready(app, client, alice, content, name)
+    response = client.get(f"{FILES}/{body['id']}/content", headers=alice.headers)
     assert response.status_code == 200
     disposition = response.headers["Content-Disposition"]
     assert disposition.isascii()
@@ -837,17 +790,17 @@ def test_a_non_ascii_name_round_trips_through_content_disposition(busy, owner, w
     with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
         assert archive.read(archive.namelist()[0]) == content
 
-    original = busy.get(f"{FILES}/{body['id']}/content?format=original", headers=owner.headers)
+    original = client.get(f"{FILES}/{body['id']}/content?format=original", headers=alice.headers)
     assert original.status_code == 200, original.text
     assert original.content == content
     assert original.headers["content-type"].startswith("text/plain")
     assert _disposition_filename(original.headers["Content-Disposition"]) == name
 
 
-def test_original_format_returns_the_original_bytes(busy, owner, with_worker):
+def test_original_format_returns_the_original_bytes(app, client, alice):
     content = bytes(range(256)) * 300
-    body = _ready(busy, owner, content, "blob.bin", with_worker[1])
-    response = busy.get(f"{FILES}/{body['id']}/content?format=original", headers=owner.headers)
+    body = _ready(app, client, alice, content, "blob.bin")
+    response = client.get(f"{FILES}/{body['id']}/content?format=original", headers=alice.headers)
     assert response.status_code == 200
     assert response.content == content
     assert hashlib.sha256(response.content).hexdigest() == body["sha256"]
@@ -857,25 +810,24 @@ def test_original_format_returns_the_original_bytes(busy, owner, with_worker):
     assert int(response.headers["Content-Length"]) == len(content)
 
 
-def test_deleting_a_ready_file_removes_its_archive(busy, owner, with_worker):
-    body = _ready(busy, owner, b"archive me\n" * 50, "gone.txt", with_worker[1])
-    storage = runtime(with_worker[0]).storage
-    assert f"{owner.id}/{body['id']}.zip" in set(storage.list(f"{owner.id}/"))
-    assert busy.delete(f"{FILES}/{body['id']}", headers=owner.headers).status_code == 204
-    assert not any(body["id"] in key for key in storage.list(f"{owner.id}/"))
-    assert_problem(busy.get(f"{FILES}/{body['id']}/content", headers=owner.headers), 404)
+def test_deleting_a_ready_file_removes_its_archive(app, client, storage, alice):
+    body = _ready(app, client, alice, b"archive me\n" * 50, "gone.txt")
+    assert f"{alice.id}/{body['id']}.zip" in set(storage.list(f"{alice.id}/"))
+    assert client.delete(f"{FILES}/{body['id']}", headers=alice.headers).status_code == 204
+    assert not any(body["id"] in key for key in storage.list(f"{alice.id}/"))
+    assert_problem(client.get(f"{FILES}/{body['id']}/content", headers=alice.headers), 404)
 
 
-def test_a_renamed_file_downloads_with_its_entry_renamed_too(busy, owner, with_worker):
+def test_a_renamed_file_downloads_with_its_entry_renamed_too(app, client, alice):
     content = b"".join(b"line %d of the log\n" % i for i in range(20000))
-    body = _ready(busy, owner, content, "draft.txt", with_worker[1])
+    body = _ready(app, client, alice, content, "draft.txt")
     url = f"{FILES}/{body['id']}/content"
-    before = busy.get(url, headers=owner.headers)
-    renamed = busy.patch(
-        f"{FILES}/{body['id']}", headers=owner.headers, json={"name": "final ✓.txt"}
+    before = client.get(url, headers=alice.headers)
+    renamed = client.patch(
+        f"{FILES}/{body['id']}", headers=alice.headers, json={"name": "final ✓.txt"}
     )
     assert renamed.status_code == 200
-    after = busy.get(url, headers=owner.headers)
+    after = client.get(url, headers=alice.headers)
     assert after.status_code == 200
     assert _disposition_filename(after.headers["Content-Disposition"]) == "final ✓.txt.zip"
     assert after.headers["ETag"] != before.headers["ETag"]
@@ -887,8 +839,8 @@ def test_a_renamed_file_downloads_with_its_entry_renamed_too(busy, owner, with_w
     # Ranges across the new header, the stored bytes and the new directory.
     size = len(after.content)
     for first, last in ((0, 9), (20, 60), (size - 100, size - 1), (5, size - 5)):
-        part = busy.get(url, headers={**owner.headers, "Range": f"bytes={first}-{last}"})
+        part = client.get(url, headers={**alice.headers, "Range": f"bytes={first}-{last}"})
         assert part.status_code == 206
         assert part.content == after.content[first : last + 1]
-    same = busy.get(url, headers={**owner.headers, "If-None-Match": after.headers["ETag"]})
+    same = client.get(url, headers={**alice.headers, "If-None-Match": after.headers["ETag"]})
     assert same.status_code == 304

@@ -6,37 +6,19 @@ import uuid
 
 import pytest
 
-from tests.conftest import upload, wait_for_status
-from tests.handlers.support import app_with_worker, assert_problem, runtime
+from tests.helpers import assert_problem, run_jobs, upload
 
 FILES = "/api/v1/files"
 
 
-@pytest.fixture(scope="module")
-def with_worker(settings, tmp_path_factory):
-    """The backend's app with a real worker of its own, so files become ready."""
-    with app_with_worker(settings, tmp_path_factory.mktemp("worker")) as pair:
-        yield pair
-
-
 @pytest.fixture
-def client(with_worker):
-    with with_worker[0].test_client() as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def storage(with_worker):
-    return runtime(with_worker[0]).storage
-
-
-@pytest.fixture
-def alices_file(client, alice, with_worker) -> dict:
+def alices_file(app, client, alice) -> dict:
     """A ready file of Alice's: every route would answer her with 200."""
     created = upload(client, alice, b"alice's secret\n" * 100, filename="secret.txt")
     assert created.status_code == 202, created.text
-    body = wait_for_status(client, alice, created.json()["id"], {"ready", "failed"})
-    assert body["status"] == "ready", (body, with_worker[1].log()[-3000:])
+    assert run_jobs(app) == ["ready"]
+    body = client.get(f"{FILES}/{created.json()['id']}", headers=alice.headers).json()
+    assert body["status"] == "ready", body
     return body
 
 
@@ -86,7 +68,6 @@ def test_another_users_file_is_404_on_every_route(client, storage, alice, bob, a
     # Alice's file is exactly as it was, and still hers to download.
     status, after, etag_after = _as_seen_by(client, alice, file_id)
     assert (status, after, etag_after) == (200, before, etag)
-    # (The worker may still be removing the staged upload; the archive is what must stay.)
     assert archive in set(storage.list(f"{alice.id}/"))
     zipped = client.get(f"{FILES}/{file_id}/content", headers=alice.headers)
     assert zipped.status_code == 200

@@ -1,15 +1,20 @@
 """Operators' routes: liveness, readiness, metrics, request ids and JSON logs."""
 
+import dataclasses
 import json
 import logging
 import shutil
+import signal
 import subprocess
 
 import pytest
 
-from app.web import create_app
-from tests.conftest import (
+from tests.helpers import (
+    WorkerProcess,
+    account_in,
+    committing_app,
     free_port,
+    fresh_database,
     make_settings,
     upload,
     wait_for_port,
@@ -49,15 +54,14 @@ def test_ready_when_everything_answers(client):
     }
 
 
-def test_ready_names_redis_when_it_is_stopped(tmp_path, database_url, private_redis):
+def test_ready_names_redis_when_it_is_stopped(make_app, local_settings, private_redis):
     port, proc = private_redis
-    settings = make_settings(
-        tmp_path,
-        database_url,
+    settings = dataclasses.replace(
+        local_settings,
         broker_url=f"redis://127.0.0.1:{port}/0",
         redis_url=f"redis://127.0.0.1:{port}/1",
     )
-    with create_app(settings).test_client() as client:
+    with make_app(settings).test_client() as client:
         assert client.get("/api/v1/ready").status_code == 200
         proc.terminate()
         proc.wait(timeout=10)
@@ -83,7 +87,7 @@ def test_request_id_is_echoed_or_generated(local_client):
 
 
 def test_one_json_access_line_per_request(local_client, make_account, caplog):
-    account = make_account(local_client)
+    account = make_account()
     with caplog.at_level(logging.INFO, logger="instashare.access"):
         local_client.get("/api/v1/files", headers={**account.headers, "X-Request-ID": "rid-1"})
     (record,) = [r for r in caplog.records if getattr(r, "request_id", None) == "rid-1"]
@@ -99,7 +103,7 @@ def test_one_json_access_line_per_request(local_client, make_account, caplog):
 
 
 def test_metrics_count_requests_by_operation_and_status(local_client, make_account):
-    account = make_account(local_client)
+    account = make_account()
     upload(local_client, account, b"x" * 1000)
     local_client.get("/api/v1/files/not-a-uuid", headers=account.headers)
     page = local_client.get("/metrics")
@@ -107,7 +111,7 @@ def test_metrics_count_requests_by_operation_and_status(local_client, make_accou
     assert page.headers["content-type"].startswith("text/plain")
     text = page.text
     assert (
-        'instashare_http_requests_total{method="POST",operation="app.handlers.files.upload",'
+        'instashare_http_requests_total{method="POST",operation="app.handlers.files.upload_multipart",'
         'status="202"}' in text
     )
     assert 'operation="app.handlers.files.get_file",status="400"' in text
@@ -117,14 +121,26 @@ def test_metrics_count_requests_by_operation_and_status(local_client, make_accou
     assert "instashare_queue_depth" in text
 
 
-def test_request_id_reaches_the_worker_log(client, alice, worker):
-    created = client.post(
-        "/api/v1/upload_files",
-        headers={**alice.headers, "X-Request-ID": "upload-trace-7"},
-        files={"file": ("a.txt", b"abc" * 100, "text/plain")},
-    )
-    assert created.status_code == 202
-    wait_for_status(client, alice, created.json()["id"], "ready")
+def test_request_id_reaches_the_worker_log(settings, tmp_path):
+    # A real worker, and an API that publishes to it, on a database and a broker of their
+    # own: a worker with --beat sweeps its whole database.
+    with fresh_database() as url:
+        own = make_settings(tmp_path, url, settings.storage_backend, broker_url="filesystem://")
+        worker = WorkerProcess(own, tmp_path / "worker.log").start()
+        try:
+            with committing_app(own) as app, app.test_client() as client:
+                alice = account_in(app)
+                created = client.post(
+                    "/api/v1/upload_files",
+                    headers={**alice.headers, "X-Request-ID": "upload-trace-7"},
+                    files={"file": ("a.txt", b"abc" * 100, "text/plain")},
+                )
+                assert created.status_code == 202
+                wait_for_status(client, alice, created.json()["id"], "ready")
+        finally:
+            # Killed outright: nothing of this worker (its database, its queue directory)
+            # outlives the test, and a filesystem broker's warm shutdown can be slow.
+            worker.stop(signal.SIGKILL)
     lines = [json.loads(line) for line in worker.log().splitlines() if line.startswith("{")]
     assert any(
         line.get("request_id") == "upload-trace-7" and created.json()["id"] in json.dumps(line)

@@ -1,4 +1,7 @@
-"""Range, conditional and HEAD requests on downloads (ZIP and original, STORED and DEFLATED)."""
+"""Range, conditional and HEAD requests on downloads (ZIP and original, STORED and DEFLATED).
+
+Parsing the Range header on its own is tested in tests/http/test_ranges.py.
+"""
 
 from __future__ import annotations
 
@@ -6,27 +9,39 @@ import os
 
 import pytest
 
-from app.errors import RangeNotSatisfiable
-from app.services import ranges
-from tests.conftest import Account, new_email, upload, wait_for_status
+from tests.helpers import run_jobs, upload
 
 TEXT = b"".join(b"line %06d of a log that deflates\n" % i for i in range(40000))  # DEFLATED
 NOISE = os.urandom(300_000)  # STORED: random bytes do not shrink
 
 
-@pytest.fixture(scope="module")
-def files(app, worker):
-    """One ready text file and one ready random file for this backend: (client, account, ids)."""
-    with app.test_client() as client:
-        account = Account(client, new_email())
-        ids = {}
-        for name, content in (("log.txt", TEXT), ("noise.bin", NOISE)):
-            created = upload(client, account, content, filename=name)
-            assert created.status_code == 202, created.text
-            body = wait_for_status(client, account, created.json()["id"], {"ready", "failed"})
-            assert body["status"] == "ready", (body, worker.log()[-3000:])
-            ids[name] = body["id"]
-        yield client, account, ids
+class ReadyFiles(dict):
+    """File ids by name, each file uploaded and compressed when a test first asks for it."""
+
+    CONTENTS = {"log.txt": TEXT, "noise.bin": NOISE}
+
+    def __init__(self, app, client, account):
+        super().__init__()
+        self.app, self.client, self.account = app, client, account
+
+    def __missing__(self, name: str) -> str:
+        created = upload(self.client, self.account, self.CONTENTS[name], filename=name)
+        assert created.status_code == 202, created.text
+        assert run_jobs(self.app) == ["ready"]
+        file_id = created.json()["id"]
+        body = self.client.get(f"/api/v1/files/{file_id}", headers=self.account.headers).json()
+        assert body["status"] == "ready", body
+        self[name] = file_id
+        return file_id
+
+
+@pytest.fixture
+def files(app, client, alice):
+    """A ready text file and a ready random file for this backend: (client, account, ids).
+
+    Each is uploaded on first use: a test pays only for the file it reads.
+    """
+    return client, alice, ReadyFiles(app, client, alice)
 
 
 CASES = [("log.txt", TEXT), ("noise.bin", NOISE)]
@@ -142,38 +157,8 @@ def test_head_has_the_headers_and_no_body(files, name, content):
     )
 
 
-def test_head_for_someone_else_is_404(files, client):
+def test_head_for_someone_else_is_404(files, client, bob):
     _, _, ids = files
-    stranger = Account(client, new_email())
+    stranger = bob
     response = client.head(f"/api/v1/files/{ids['log.txt']}/content", headers=stranger.headers)
     assert response.status_code == 404
-
-
-# --- the parsing on its own ----------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("header", "size", "expected"),
-    [
-        (None, 10, None),
-        ("bytes=0-0", 10, (0, 1)),
-        ("bytes=-1", 10, (9, 1)),
-        ("bytes=-20", 10, (0, 10)),
-        ("bytes=3-", 10, (3, 7)),
-        ("bytes=3-100", 10, (3, 7)),
-        ("BYTES = 2 - 4", 10, (2, 3)),
-        ("bytes=5-2", 10, None),
-        ("bytes=-", 10, None),
-        ("bytes=0-1,3-4", 10, None),
-        ("lines=0-1", 10, None),
-    ],
-)
-def test_parse_range(header, size, expected):
-    assert ranges.parse_range(header, size) == expected
-
-
-@pytest.mark.parametrize(("header", "size"), [("bytes=10-", 10), ("bytes=-0", 10), ("bytes=0-", 0)])
-def test_parse_range_unsatisfiable(header, size):
-    with pytest.raises(RangeNotSatisfiable) as caught:
-        ranges.parse_range(header, size)
-    assert caught.value.headers["Content-Range"] == f"bytes */{size}"

@@ -1,16 +1,21 @@
-"""Resumable uploads over tus 1.0: a real tus client against a real server, and every error."""
+"""Resumable uploads over tus 1.0: a real tus client against a real server, and every error.
+
+Most tests speak the protocol in-process, inside the test's transaction (`client`, `app`).
+The real tus client, a body cut off on the wire, and the races between requests need a real
+server on separate database connections: `live` serves an app whose requests and jobs
+commit for real, on fresh accounts that are removed when the test ends.
+"""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import hashlib
 import io
 import random
 import socket
-import subprocess
-import sys
-import time
+import threading
 import uuid
 import zipfile
 import zlib
@@ -18,21 +23,29 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+import uvicorn
+from sqlalchemy import delete
 from tusclient.client import TusClient
 
-from app.models import File, Upload, UploadPart
-from app.services import tus
+from app.db import make_session_factory
+from app.errors import AppError, Conflict
+from app.http import security
+from app.models import File, Upload, UploadPart, User
+from app.queue.celery import make_celery
+from app.runtime import build_runtime
+from app.services import resumable_uploads
+from app.settings import Settings
 from app.web import create_app
-from tests.conftest import (
-    ROOT,
+from tests.helpers import (
+    GCS_BUCKET,
     Account,
+    InlineJobs,
+    committed_account,
     free_port,
-    make_settings,
-    new_email,
-    settings_env,
+    run_jobs,
+    runtime,
     upload,
-    wait_for_port,
-    wait_for_status,
+    wait_until,
 )
 
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -95,44 +108,121 @@ def parts_in_storage(storage, account: Account, url: str) -> list[str]:
     return list(storage.list(f"{account.id}/uploads/{upload_id}.parts/"))
 
 
-# --- a real server for the real tus client ----------------------------------------------
+# --- a real server, committing for real -------------------------------------------------
+
+
+class BodyCounter:
+    """ASGI wrapper: how many request-body bytes the server has handed to the app so far."""
+
+    def __init__(self, app):
+        self.app = app
+        self.delivered = 0
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def counted():
+            message = await receive()
+            self.delivered += len(message.get("body", b""))
+            return message
+
+        await self.app(scope, counted, send)
+
+
+@dataclasses.dataclass
+class LiveServer:
+    url: str
+    app: object  # the Connexion app it serves: its jobs wait in InlineJobs
+    counter: BodyCounter
 
 
 @pytest.fixture(scope="module")
-def live_url(settings, redis_client, tmp_path_factory) -> Iterator[str]:
-    """uvicorn serving the app with the current backend's settings; its base URL."""
+def live_server(engine, settings) -> Iterator[LiveServer]:
+    """uvicorn, in a thread, serving an app for this backend that commits for real.
+
+    Its sessions are the run's engine's (not a test's transaction), so the server's
+    requests and the test's own sessions race on separate connections; its compression
+    jobs wait for `run_jobs`.
+    """
+    rt = build_runtime(settings, sessions=make_session_factory(engine), jobs=InlineJobs())
+    counter = BodyCounter(create_app(settings, runtime=rt))
     port = free_port()
-    log = open(tmp_path_factory.mktemp("server") / "server.log", "ab")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.asgi:app", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning"],
-        env=settings_env(settings),
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    config = uvicorn.Config(counter, host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="tus-live-server", daemon=True)
+    thread.start()
     try:
-        wait_for_port(port, timeout=30)
-        yield f"http://127.0.0.1:{port}"
+        wait_until(lambda: server.started or not thread.is_alive(), 30, what="uvicorn starting")
+        assert server.started, "the live server did not start"
+        yield LiveServer(f"http://127.0.0.1:{port}", counter.app, counter)
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@dataclasses.dataclass
+class Live:
+    """One test's view of the live server: an HTTP client, the app's runtime, its accounts."""
+
+    url: str
+    http: httpx.Client
+    app: object
+    counter: BodyCounter
+    settings: Settings
+    user_ids: list[uuid.UUID] = dataclasses.field(default_factory=list)
+
+    @property
+    def rt(self):
+        return runtime(self.app)
+
+    @property
+    def storage(self):
+        return self.rt.storage
+
+    def account(self) -> Account:
+        """A new committed account with a token (removed, with all it owns, after the test)."""
+        account = committed_account(self.rt.sessions, self.settings)
+        self.user_ids.append(uuid.UUID(account.id))
+        return account
+
+    def remove_accounts(self) -> None:
+        with self.rt.sessions() as session:
+            session.execute(delete(User).where(User.id.in_(self.user_ids)))  # cascades
+            session.commit()
+        for user_id in self.user_ids:
+            for key in list(self.storage.list(f"{user_id}/")):
+                self.storage.delete(key)
 
 
 @pytest.fixture
-def live(live_url) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live_url, timeout=30) as http:
-        yield http
+def live(live_server, settings) -> Iterator[Live]:
+    security.configure(settings)  # the token rules of this app, not of the last one built
+    runtime(live_server.app).jobs.waiting.clear()
+    with httpx.Client(base_url=live_server.url, timeout=30) as http:
+        view = Live(live_server.url, http, live_server.app, live_server.counter, settings)
+        try:
+            yield view
+        finally:
+            view.remove_accounts()
 
 
 @pytest.fixture
 def carol(live) -> Account:
-    return Account(live, new_email())
+    return live.account()
 
 
-def tus_client(live_url: str, account: Account) -> TusClient:
-    return TusClient(f"{live_url}/api/v1/uploads", headers=account.headers)
+def tus_client(base_url: str, account: Account) -> TusClient:
+    return TusClient(f"{base_url}/api/v1/uploads", headers=account.headers)
+
+
+def ready_file(app, client, account: Account, file_id: str) -> dict:
+    """Run the compression job the finished upload sent; the file, ready."""
+    assert run_jobs(app) == ["ready"]
+    body = client.get(f"/api/v1/files/{file_id}", headers=account.headers).json()
+    assert body["status"] == "ready", body
+    return body
 
 
 def download_original(client, account: Account, file_id: str) -> bytes:
@@ -143,59 +233,59 @@ def download_original(client, account: Account, file_id: str) -> bytes:
     return response.content
 
 
-def test_tuspy_round_trip_becomes_a_ready_file(live_url, live, carol, worker, tmp_path):
+def test_tuspy_round_trip_becomes_a_ready_file(live, carol, tmp_path):
     content = payload(3 * 1024 * 1024 + 12345)
     source = tmp_path / "notes.txt"
     source.write_bytes(content)
-    uploader = tus_client(live_url, carol).uploader(
+    uploader = tus_client(live.url, carol).uploader(
         str(source), chunk_size=1024 * 1024, metadata={"filename": "notes.txt"},
         upload_checksum=True,
     )  # fmt: skip
     uploader.upload()
     file_id = uploader.url.rsplit("/", 1)[1]
 
-    body = wait_for_status(live, carol, file_id, {"ready", "failed"})
-    assert body["status"] == "ready", (body, worker.log()[-3000:])
+    body = ready_file(live.app, live.http, carol, file_id)
+    assert body["status"] == "ready", body
     assert body["name"] == "notes.txt"
     assert body["content_type"] == "text/plain"
     assert body["size"] == len(content)
     assert body["sha256"] == hashlib.sha256(content).hexdigest()  # filled in by the worker
-    zipped = live.get(f"/api/v1/files/{file_id}/content", headers=carol.headers)
+    zipped = live.http.get(f"/api/v1/files/{file_id}/content", headers=carol.headers)
     with zipfile.ZipFile(io.BytesIO(zipped.content)) as archive:
         assert archive.namelist() == ["notes.txt"]
         assert archive.read("notes.txt") == content
     # The finished upload still answers HEAD, at full length; its parts are gone.
-    done = head(live, carol, uploader.url)
+    done = head(live.http, carol, uploader.url)
     assert done.status_code == 200
     assert done.headers["Upload-Offset"] == done.headers["Upload-Length"] == str(len(content))
 
 
-def test_interrupted_upload_resumes_with_a_new_client(live_url, live, carol, worker, tmp_path):
+def test_interrupted_upload_resumes_with_a_new_client(live, carol, tmp_path):
     content = payload(2 * 1024 * 1024 + 777, seed=7)
     source = tmp_path / "big.log"
     source.write_bytes(content)
-    first = tus_client(live_url, carol).uploader(
+    first = tus_client(live.url, carol).uploader(
         str(source), chunk_size=512 * 1024, metadata={"filename": "big.log"}
     )
     first.upload(stop_at=1024 * 1024)  # "the connection dropped" halfway
     url = first.url
-    assert head(live, carol, url).headers["Upload-Offset"] == str(1024 * 1024)
+    assert head(live.http, carol, url).headers["Upload-Offset"] == str(1024 * 1024)
 
     # A new client, knowing only the URL, asks where to resume and finishes.
-    second = tus_client(live_url, carol).uploader(str(source), url=url, chunk_size=300 * 1024)
+    second = tus_client(live.url, carol).uploader(str(source), url=url, chunk_size=300 * 1024)
     assert second.offset == 1024 * 1024
     second.upload()
 
     file_id = url.rsplit("/", 1)[1]
-    body = wait_for_status(live, carol, file_id, {"ready", "failed"})
-    assert body["status"] == "ready", (body, worker.log()[-3000:])
-    assert download_original(live, carol, file_id) == content
+    body = ready_file(live.app, live.http, carol, file_id)
+    assert body["status"] == "ready", body
+    assert download_original(live.http, carol, file_id) == content
 
 
-def test_body_cut_off_midway_keeps_what_arrived(live_url, live, carol, worker, tmp_path, storage):
+def test_body_cut_off_midway_keeps_what_arrived(live, carol):
     content = payload(1024 * 1024, seed=3)
-    url = created(live, carol, len(content), "cut.txt")
-    port = int(live_url.rsplit(":", 1)[1])
+    url = created(live.http, carol, len(content), "cut.txt")
+    port = int(live.url.rsplit(":", 1)[1])
     sent = 300 * 1024
     request = (
         f"PATCH {url} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -203,29 +293,31 @@ def test_body_cut_off_midway_keeps_what_arrived(live_url, live, carol, worker, t
         f"Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n"
         f"Content-Length: {len(content)}\r\n\r\n"
     ).encode()
+    before = live.counter.delivered
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.sendall(request + content[:sent])
-        time.sleep(0.5)  # let the server read it before the line drops
-    deadline = time.monotonic() + 10
-    offset = 0
-    while time.monotonic() < deadline:
-        offset = int(head(live, carol, url).headers["Upload-Offset"])
-        if offset:
-            break
-        time.sleep(0.05)
+        # The server reads what was sent before the line drops.
+        wait_until(
+            lambda: live.counter.delivered - before >= sent, 30, what="the server reading the body"
+        )
+    offset = wait_until(
+        lambda: int(head(live.http, carol, url).headers["Upload-Offset"]),
+        30,
+        what="the cut-off PATCH recording its bytes",
+    )
     assert 0 < offset <= sent
-    assert len(parts_in_storage(storage, carol, url)) == 1
+    assert len(parts_in_storage(live.storage, carol, url)) == 1
 
-    resumed = tus_client(live_url, carol).uploader(
-        file_stream=io.BytesIO(content), url=f"{live_url}{url}", chunk_size=256 * 1024
+    resumed = tus_client(live.url, carol).uploader(
+        file_stream=io.BytesIO(content), url=f"{live.url}{url}", chunk_size=256 * 1024
     )
     assert resumed.offset == offset
     resumed.upload()
     file_id = url.rsplit("/", 1)[1]
-    body = wait_for_status(live, carol, file_id, {"ready", "failed"})
-    assert body["status"] == "ready", (body, worker.log()[-3000:])
-    assert download_original(live, carol, file_id) == content
-    assert parts_in_storage(storage, carol, url) == []
+    body = ready_file(live.app, live.http, carol, file_id)
+    assert body["status"] == "ready", body
+    assert download_original(live.http, carol, file_id) == content
+    assert parts_in_storage(live.storage, carol, url) == []
 
 
 # --- the protocol, request by request (in-process) ---------------------------------------
@@ -497,7 +589,7 @@ def test_expired_uploads_are_removed_with_their_parts(client, alice, app, storag
     assert patch(client, alice, url, 0, b"12345").status_code == 204
     upload_id = uuid.UUID(url.rsplit("/", 1)[1])
     assert parts_in_storage(storage, alice, url)
-    sessions = app.app.extensions["instashare"].sessions
+    sessions = runtime(app).sessions
     with sessions() as session:
         row = session.get(Upload, upload_id)
         row.expires_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
@@ -505,7 +597,7 @@ def test_expired_uploads_are_removed_with_their_parts(client, alice, app, storag
     # Expired is gone for the client at once, even before the sweep.
     assert head(client, alice, url).status_code == 404
     with sessions() as session:
-        assert tus.expire(session, storage) >= 1
+        assert resumable_uploads.expire(session, storage) >= 1
         assert session.get(Upload, upload_id) is None
         assert session.query(UploadPart).filter_by(upload_id=upload_id).count() == 0
     assert parts_in_storage(storage, alice, url) == []
@@ -513,9 +605,15 @@ def test_expired_uploads_are_removed_with_their_parts(client, alice, app, storag
     assert created(client, alice, 10, "old.txt")
 
 
-def test_expiry_task_is_scheduled(settings):
-    from worker.celery_app import make_celery
-
+def test_expiry_task_is_scheduled(backend, tmp_path):
+    # Settings of their own: building the Celery app contacts no broker and no database.
+    settings = Settings.from_env(
+        {},
+        data_dir=tmp_path,
+        storage_backend=backend,
+        gcs_bucket=GCS_BUCKET,
+        broker_url="redis://broker.invalid/0",
+    )
     celery = make_celery(settings)
     schedule = {entry["task"] for entry in celery.conf.beat_schedule.values()}
     assert "worker.tasks.expire_uploads" in schedule
@@ -524,10 +622,10 @@ def test_expiry_task_is_scheduled(settings):
     assert worker.tasks.expire_uploads.name == "worker.tasks.expire_uploads"
 
 
-def original_bytes(client, account: Account, url: str) -> bytes:
-    """The finished upload's bytes, as the worker stored them (it must be running)."""
+def original_bytes(app, client, account: Account, url: str) -> bytes:
+    """The finished upload's bytes, as its compression job stored them."""
     file_id = url.rsplit("/", 1)[1]
-    done = wait_for_status(client, account, file_id, {"ready", "failed"})
+    done = ready_file(app, client, account, file_id)
     assert done["status"] == "ready", done
     response = client.get(
         f"/api/v1/files/{file_id}/content?format=original", headers=account.headers
@@ -536,20 +634,21 @@ def original_bytes(client, account: Account, url: str) -> bytes:
     return response.content
 
 
-def test_racing_patch_loses_with_409_and_leaves_no_part(client, alice, app, storage, worker):
+def test_racing_patch_loses_with_409_and_leaves_no_part(live, carol):
     """Two PATCHes at one offset: the second gets 409 and the stored bytes are the first's.
 
     With part objects (GCS), the offset check in the UPDATE decides: "another node" records
     offset 0-1 while this PATCH streams. In place (local storage), the second PATCH finds
-    the data object held by the first and gets 409 at once.
+    the data object held by the first and gets 409 at once. Each writer has a connection
+    of its own and commits for real (the live server's sessions).
     """
-    url = created(client, alice, 4, "race.txt")
+    url = created(live.http, carol, 4, "race.txt")
     upload_id = uuid.UUID(url.rsplit("/", 1)[1])
-    rt = app.app.extensions["instashare"]
+    rt = runtime(live.app)
 
     def append(session, body, length):
-        return tus.append(
-            session, rt.storage, rt.jobs, owner_id=uuid.UUID(alice.id), upload_id=upload_id,
+        return resumable_uploads.append(
+            session, rt.storage, rt.jobs, owner_id=uuid.UUID(carol.id), upload_id=upload_id,
             offset=0, body=body, content_length=length, checksum=None, expiry_seconds=60,
         )  # fmt: skip
 
@@ -562,8 +661,8 @@ def test_racing_patch_loses_with_409_and_leaves_no_part(client, alice, app, stor
         def read(self, _size=-1):
             if self.chunks:
                 with rt.sessions() as other:
-                    if storage.appendable:
-                        with pytest.raises(tus.Conflict, match="Another request is writing"):
+                    if live.storage.appendable:
+                        with pytest.raises(Conflict, match="Another request is writing"):
                             append(other, io.BytesIO(b"x"), 1)
                     else:
                         other.execute(
@@ -576,96 +675,86 @@ def test_racing_patch_loses_with_409_and_leaves_no_part(client, alice, app, stor
             return b""
 
     with rt.sessions() as session:
-        if storage.appendable:
+        if live.storage.appendable:
             assert append(session, RacedBody(), 2).offset == 2
-            assert head(client, alice, url).headers["Upload-Offset"] == "2"
-            assert patch(client, alice, url, 2, b"cd").status_code == 204
-            assert original_bytes(client, alice, url) == b"abcd"
+            assert head(live.http, carol, url).headers["Upload-Offset"] == "2"
+            assert patch(live.http, carol, url, 2, b"cd").status_code == 204
+            assert original_bytes(live.app, live.http, carol, url) == b"abcd"
         else:
-            with pytest.raises(tus.Conflict):
+            with pytest.raises(Conflict):
                 append(session, RacedBody(), 2)
-            assert parts_in_storage(storage, alice, url) == []
-            assert head(client, alice, url).headers["Upload-Offset"] == "1"
+            assert parts_in_storage(live.storage, carol, url) == []
+            assert head(live.http, carol, url).headers["Upload-Offset"] == "1"
 
 
-def test_bytes_a_crashed_patch_never_recorded_are_cut_off(client, alice, app, storage, worker):
+def test_bytes_a_crashed_patch_never_recorded_are_cut_off(client, alice, app, storage):
     """A PATCH that died after writing but before recording leaves bytes past the offset."""
     url = created(client, alice, 6, "crash.txt")
     assert patch(client, alice, url, 0, b"abc").status_code == 204
     if storage.appendable:
         upload_id = uuid.UUID(url.rsplit("/", 1)[1])
-        rt = app.app.extensions["instashare"]
-        with rt.sessions() as session:
+        with runtime(app).sessions() as session:
             key = session.get(Upload, upload_id).data_key
         with open(storage._path(key), "ab") as data:  # what the dead PATCH left
             data.write(b"JUNK")
     assert patch(client, alice, url, 3, b"def").status_code == 204
     assert parts_in_storage(storage, alice, url) == []
-    assert original_bytes(client, alice, url) == b"abcdef"
+    assert original_bytes(app, client, alice, url) == b"abcdef"
 
 
-def test_a_patch_that_finds_its_upload_terminated_is_404_and_leaves_nothing(
-    client, alice, app, storage
-):
+def test_a_patch_that_finds_its_upload_terminated_is_404_and_leaves_nothing(live, carol):
     """The termination lands after the PATCH's first look and before it holds the object."""
-    url = created(client, alice, 6, "gone.txt")
+    url = created(live.http, carol, 6, "gone.txt")
     upload_id = uuid.UUID(url.rsplit("/", 1)[1])
-    rt = app.app.extensions["instashare"]
+    rt = runtime(live.app)
 
     class TerminatedMeanwhile:
         """The real storage, but a termination happens just before an append or a write."""
 
-        appendable = storage.appendable
+        appendable = live.storage.appendable
 
         def __getattr__(self, name):
-            return getattr(storage, name)
+            return getattr(live.storage, name)
 
         def _terminate(self):
             with rt.sessions() as other:
-                tus.terminate(other, storage, uuid.UUID(alice.id), upload_id)
+                resumable_uploads.terminate(other, live.storage, uuid.UUID(carol.id), upload_id)
 
         def appender(self, *args):
             self._terminate()
-            return storage.appender(*args)
+            return live.storage.appender(*args)
 
         def writer(self, *args, **kwargs):
             self._terminate()
-            return storage.writer(*args, **kwargs)
+            return live.storage.writer(*args, **kwargs)
 
-    with rt.sessions() as session, pytest.raises(tus.AppError) as raised:
-        tus.append(
-            session, TerminatedMeanwhile(), rt.jobs, owner_id=uuid.UUID(alice.id),
+    with rt.sessions() as session, pytest.raises(AppError) as raised:
+        resumable_uploads.append(
+            session, TerminatedMeanwhile(), rt.jobs, owner_id=uuid.UUID(carol.id),
             upload_id=upload_id, offset=0, body=io.BytesIO(b"abc"), content_length=3,
             checksum=None, expiry_seconds=60,
         )  # fmt: skip
     assert raised.value.status in {404, 409}
-    assert head(client, alice, url).status_code == 404
-    assert parts_in_storage(storage, alice, url) == []
+    assert head(live.http, carol, url).status_code == 404
+    assert parts_in_storage(live.storage, carol, url) == []
 
 
 # --- limits and CORS, on an app with small limits ----------------------------------------
 
 
-@pytest.fixture(scope="module")
-def small_app(tmp_path_factory, database_url, redis_client):
-    settings = make_settings(
-        tmp_path_factory.mktemp("small"),
-        database_url,
-        quota_bytes=1000,
-        max_upload_bytes=600,
-        cors_origins=(ORIGIN,),
-    )
-    return create_app(settings)
-
-
 @pytest.fixture
-def small(small_app):
+def small(make_app, local_settings):
+    small_app = make_app(
+        dataclasses.replace(
+            local_settings, quota_bytes=1000, max_upload_bytes=600, cors_origins=(ORIGIN,)
+        )
+    )
     with small_app.test_client() as test_client:
         yield test_client
 
 
-def test_file_and_quota_limits_are_413(small):
-    dave = Account(small, new_email())
+def test_file_and_quota_limits_are_413(small, make_account):
+    dave = make_account()
     too_big = create(small, dave, 601)
     assert too_big.status_code == 413
     assert too_big.json()["limit"] == "file"
@@ -676,7 +765,7 @@ def test_file_and_quota_limits_are_413(small):
     assert created(small, dave, 400, "c.bin")
 
 
-def test_cors_preflight_and_exposed_headers(small):
+def test_cors_preflight_and_exposed_headers(small, make_account):
     preflight = small.options(
         "/api/v1/uploads",
         headers={
@@ -691,7 +780,7 @@ def test_cors_preflight_and_exposed_headers(small):
     allowed = preflight.headers["Access-Control-Allow-Headers"].lower()
     for name in ("tus-resumable", "upload-length", "upload-metadata", "upload-offset"):
         assert name in allowed
-    dave = Account(small, new_email())
+    dave = make_account()
     response = create(small, dave, 10, Origin=ORIGIN)
     assert response.status_code == 201
     exposed = response.headers["Access-Control-Expose-Headers"].lower()
@@ -711,7 +800,7 @@ def test_finished_file_row_and_crc(client, alice, app):
     for size in (1, 4095, 5000, 904):
         assert patch(client, alice, url, offset, data[offset : offset + size]).status_code == 204
         offset += size
-    with app.app.extensions["instashare"].sessions() as session:
+    with runtime(app).sessions() as session:
         file = session.get(File, uuid.UUID(url.rsplit("/", 1)[1]))
         assert file.crc32 == zlib.crc32(data)
         assert file.size == len(data)

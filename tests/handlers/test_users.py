@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 import uuid
 
 import jwt
 import pytest
+import redis
 from sqlalchemy import delete
 
 from app.models import User
-from tests.conftest import PASSWORD, make_settings, new_email, upload
-from tests.handlers.support import assert_problem, running_app, runtime
+from tests.helpers import PASSWORD, assert_problem, new_email, upload
 
 REGISTER = "/api/v1/users/register"
 LOGIN = "/api/v1/users/login"
@@ -203,9 +204,8 @@ def test_chunked_json_body_over_the_limit_is_refused_with_413(local_client, loca
 # Login
 
 
-def test_login_gives_a_bearer_token_that_works(local_client, local_settings):
-    email = new_email()
-    _register(local_client, email)
+def test_login_gives_a_bearer_token_that_works(local_client, local_settings, make_account):
+    email = make_account().email
     response = _login(local_client, email)
     assert response.status_code == 200, response.text
     body = response.json()
@@ -217,9 +217,8 @@ def test_login_gives_a_bearer_token_that_works(local_client, local_settings):
     assert me.json()["email"] == email
 
 
-def test_wrong_password_and_unknown_email_get_the_same_401(local_client):
-    email = new_email()
-    _register(local_client, email)
+def test_wrong_password_and_unknown_email_get_the_same_401(local_client, make_account):
+    email = make_account().email
     wrong_password = _login(local_client, email, "not the right password")
     unknown_email = _login(local_client, new_email())
     assert_problem(wrong_password, 401)
@@ -227,11 +226,12 @@ def test_wrong_password_and_unknown_email_get_the_same_401(local_client):
     assert wrong_password.headers["content-type"] == unknown_email.headers["content-type"]
 
 
-def test_failed_logins_for_one_account_are_throttled_with_retry_after(local_client, local_settings):
-    email = new_email()
-    other = new_email()
-    for address in (email, other):
-        _register(local_client, address)
+def test_failed_logins_for_one_account_are_throttled_with_retry_after(
+    local_client, local_settings, make_account
+):
+    # The counters live in the run's own Redis (local_settings.redis_url), keyed by e-mail
+    # address: fresh accounts start from zero.
+    email, other = make_account().email, make_account().email
     for attempt in range(local_settings.login_max_failures):
         # The address is the account whatever its case or surrounding spaces.
         variant = email.upper() if attempt % 2 else f" {email} "
@@ -246,27 +246,28 @@ def test_failed_logins_for_one_account_are_throttled_with_retry_after(local_clie
     assert _login(local_client, other).status_code == 200
 
 
-def test_a_successful_login_resets_the_account_counter(local_client, local_settings):
-    email = new_email()
-    _register(local_client, email)
+def test_a_successful_login_resets_the_account_counter(local_client, local_settings, make_account):
+    email = make_account().email
     for _ in range(2):
         for _ in range(local_settings.login_max_failures - 1):
             assert_problem(_login(local_client, email, "wrong password!"), 401)
         assert _login(local_client, email).status_code == 200
 
 
-def test_failed_logins_from_one_client_address_are_throttled(tmp_path, database_url, redis_client):
-    settings = make_settings(tmp_path, database_url, login_max_failures_per_ip=3)
-    # A fresh address per run, as the counters outlive an app (they are in Redis).
+def test_failed_logins_from_one_client_address_are_throttled(
+    make_app, local_settings, make_account
+):
+    settings = dataclasses.replace(local_settings, login_max_failures_per_ip=3)
+    # A fresh address, as the counters outlive an app: they are in the run's own Redis.
     address = f"198.51.100.{uuid.uuid4().int % 250 + 1}"
-    redis_client.delete(f"login-fail:addr:{address}")
+    with redis.Redis.from_url(settings.redis_url) as counters:
+        counters.delete(f"login-fail:addr:{address}")
+    app = make_app(settings)
     with (
-        running_app(settings) as app,
         app.test_client(client=(address, 40000)) as client,
         app.test_client(client=("203.0.113.9", 40000)) as elsewhere,
     ):
-        email = new_email()
-        assert _register(client, email).status_code == 201
+        email = make_account().email
         for _ in range(3):
             # Each guess is for another account, so only the address counter adds up.
             assert_problem(_login(client, new_email(), "wrong password!"), 401)
@@ -300,14 +301,14 @@ def _jwt(user_id: str, secret: str, *, issued: int, expires: int) -> str:
 
 
 def test_a_token_signed_with_another_secret_gets_401(local_client, make_account):
-    account = make_account(local_client)
+    account = make_account()
     now = int(time.time())
     forged = _jwt(account.id, "another secret entirely, 32+ chars", issued=now, expires=now + 60)
     assert_problem(local_client.get(ME, headers={"Authorization": f"Bearer {forged}"}), 401)
 
 
 def test_an_expired_token_gets_401_not_500(local_client, local_settings, make_account):
-    account = make_account(local_client)
+    account = make_account()
     now = int(time.time())
     expired = _jwt(account.id, local_settings.secret_key, issued=now - 7200, expires=now - 60)
     headers = {"Authorization": f"Bearer {expired}"}
@@ -319,12 +320,11 @@ def test_an_expired_token_gets_401_not_500(local_client, local_settings, make_ac
     assert local_client.get(ME, headers={"Authorization": f"Bearer {fresh}"}).status_code == 200
 
 
-def test_the_token_of_a_deleted_account_gets_401(local_app, local_client, make_account):
-    account = make_account(local_client)
+def test_the_token_of_a_deleted_account_gets_401(local_client, session, make_account):
+    account = make_account()
     assert local_client.get(ME, headers=account.headers).status_code == 200
-    with runtime(local_app).sessions() as session:
-        session.execute(delete(User).where(User.id == uuid.UUID(account.id)))
-        session.commit()
+    session.execute(delete(User).where(User.id == uuid.UUID(account.id)))
+    session.commit()
     assert_problem(local_client.get(ME, headers=account.headers), 401)
     assert_problem(local_client.get("/api/v1/files", headers=account.headers), 401)
     response = upload(local_client, account)
@@ -359,6 +359,6 @@ def _first_file_id(client, account) -> str:
 
 
 def test_me_counts_only_the_callers_files(local_client, make_account):
-    alice, bob = make_account(local_client), make_account(local_client)
+    alice, bob = make_account(), make_account()
     assert upload(local_client, alice, b"abc").status_code == 202
     assert local_client.get(ME, headers=bob.headers).json()["usage"]["file_count"] == 0

@@ -1,9 +1,8 @@
 """What survives a crash: a worker killed mid-job, a broker that goes away, a duplicate job.
 
-Each test runs its own worker (and broker) on a PostgreSQL database of its own, with a
-short lease and a fast sweep: the suite's shared database is swept by the session's
-workers, which would take over (and fail, with the wrong storage) the stuck jobs these
-tests create on purpose.
+Each test runs its own worker (and broker) on a PostgreSQL database of this module's, with
+a short lease and a fast sweep: no other worker sweeps that database, so none takes over
+(and fails, with the wrong storage) the stuck jobs these tests create on purpose.
 """
 
 from __future__ import annotations
@@ -11,10 +10,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import re
 import signal
 import subprocess
-import sys
 import time
 import uuid
 import zipfile
@@ -27,25 +24,26 @@ import pytest
 
 from app.db import make_engine, make_session_factory
 from app.models import File, FileStatus
-from app.services import processing
-from tests.conftest import (
-    PASSWORD,
-    ROOT,
-    Account,
+from app.services import compress_job, leases
+from tests.helpers import (
     WorkerProcess,
+    committed_account,
+    committing_app,
     free_port,
     fresh_database,
     make_settings,
-    new_email,
-    settings_env,
+    runtime,
+    start_server,
     upload,
     wait_for_port,
     wait_for_status,
+    wait_until,
 )
+from tests.worker.support import unzip_test, wait_for_results
 
 LEASE_SECONDS = 3
+SWEEP_SECONDS = 0.5  # how soon a lost or unsent job is sent again
 MIB = 1024 * 1024
-RESULT = re.compile(r"compress_upload\[[0-9a-f-]+\] succeeded in \S+s: '([a-z-]+)'")
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +54,8 @@ def crash_db_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def sessions(crash_db_url):
+def crash_sessions(crash_db_url):
+    """Sessions on that database that commit (the workers must see the rows)."""
     engine = make_engine(crash_db_url)
     yield make_session_factory(engine)
     engine.dispose()
@@ -99,24 +98,24 @@ def broker(tmp_path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def crash_settings(tmp_path, crash_db_url, broker):
+def crash_settings(tmp_path, crash_db_url, broker, redis_url):
     return make_settings(
         tmp_path / "data",
         crash_db_url,
         "local",
         broker_url=broker.url,
         job_lease_seconds=LEASE_SECONDS,
-        sweep_interval_seconds=1.0,
+        sweep_interval_seconds=SWEEP_SECONDS,
     )
 
 
 @pytest.fixture
 def workers() -> Iterator[list[WorkerProcess]]:
-    """The workers a test started (see start_worker); all are stopped at its end."""
+    """The workers a test started (see start_worker); all are killed at its end."""
     started: list[WorkerProcess] = []
     yield started
     for worker in started:
-        worker.stop()
+        worker.kill()
 
 
 def start_worker(settings, started: list[WorkerProcess], log: Path, concurrency: int = 1):
@@ -125,65 +124,20 @@ def start_worker(settings, started: list[WorkerProcess], log: Path, concurrency:
     return worker
 
 
-class ServerProcess:
-    """`instashare-server serve` (gunicorn + uvicorn workers) on a free port."""
-
-    def __init__(self, settings, log_path: Path):
-        self.port = free_port()
-        log = open(log_path, "ab")  # noqa: SIM115 - kept open for the process's life
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--workers", "1",
-             "--host", "127.0.0.1", "--port", str(self.port)],
-            env=settings_env(settings),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            start_new_session=True,
-        )  # fmt: skip
-        wait_for_port(self.port, timeout=30)
-        self.base_url = f"http://127.0.0.1:{self.port}/api/v1"
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-
-
 @pytest.fixture
-def server(crash_settings, tmp_path) -> Iterator[ServerProcess]:
-    proc = ServerProcess(crash_settings, tmp_path / "server.log")
-    yield proc
-    proc.stop()
-
-
-def compress_results(worker: WorkerProcess) -> list[str]:
-    return RESULT.findall(worker.log())
-
-
-def wait_for_results(worker: WorkerProcess, count: int, timeout: float = 30.0) -> list[str]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if len(compress_results(worker)) >= count:
-            time.sleep(0.2)  # one more would be a job too many: let it show
-            return compress_results(worker)
-        time.sleep(0.05)
-    raise AssertionError(f"the worker ran fewer than {count} jobs:\n{worker.log()[-3000:]}")
+def server(crash_settings, tmp_path) -> Iterator[str]:
+    """`instashare-server serve` (gunicorn + uvicorn workers); its API's base URL."""
+    with open(tmp_path / "server.log", "ab") as log:
+        proc, url = start_server(crash_settings, log=log)
+    yield f"{url}/api/v1"
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # its test is over: no graceful shutdown to wait
+    proc.wait(timeout=30)
 
 
 def every_file(root: Path) -> set[str]:
     """Every file under `root`, dot-named temp files included."""
     return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
-
-
-def unzip_test(path: Path) -> None:
-    done = subprocess.run(["unzip", "-t", str(path)], capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr
-    assert "No errors detected" in done.stdout, done.stdout[-2000:]
 
 
 def write_text_file(path: Path, size: int) -> tuple[int, str]:
@@ -204,17 +158,14 @@ def write_text_file(path: Path, size: int) -> tuple[int, str]:
 
 
 def test_worker_killed_mid_job_is_replaced_and_leaves_one_archive(
-    crash_settings, server, workers, sessions, tmp_path
+    crash_settings, server, workers, crash_sessions, tmp_path
 ):
     size = 320 * MIB
     source = tmp_path / "big.log"
     crc, sha256 = write_text_file(source, size)
-    http = httpx.Client(base_url=server.base_url, timeout=120)
-    email = new_email()
-    assert http.post("/users/register", json={"email": email, "password": PASSWORD}).is_success
-    token = http.post("/users/login", json={"email": email, "password": PASSWORD}).json()
-    auth = {"Authorization": f"Bearer {token['access_token']}"}
-    user_id = http.get("/users/me", headers=auth).json()["id"]
+    http = httpx.Client(base_url=server, timeout=120)
+    account = committed_account(crash_sessions, crash_settings)
+    auth, user_id = account.headers, account.id
 
     first = start_worker(crash_settings, workers, tmp_path / "worker1.log")
     with open(source, "rb") as body:  # streamed from disk, never whole in memory
@@ -226,29 +177,30 @@ def test_worker_killed_mid_job_is_replaced_and_leaves_one_archive(
     assert created.json()["sha256"] == sha256
 
     user_dir = crash_settings.storage_root / user_id
-    deadline = time.monotonic() + 60
-    while True:
+
+    def writing() -> bool:
         status = http.get(f"/files/{file_id}", headers=auth).json()["status"]
         partial = [p for p in user_dir.glob(f".{file_id}.zip.*.part") if p.stat().st_size > 0]
-        if status == "processing" and partial:
-            break
         assert status in {"pending", "processing"}, (status, first.log()[-3000:])
-        assert time.monotonic() < deadline, f"never saw the job write: {first.log()[-3000:]}"
-        time.sleep(0.005)
+        return status == "processing" and bool(partial)
+
+    wait_until(writing, 60, 0.005, what=f"the job writing (see {first.log_path})")
     first.stop(sig=signal.SIGKILL)  # the whole group: main process, pool child and beat
 
-    with sessions() as session:
+    with crash_sessions() as session:
         row = session.get(File, uuid.UUID(file_id))
         assert (row.status, row.attempts) == (FileStatus.PROCESSING, 1)
     assert not (user_dir / f"{file_id}.zip").exists()
 
     second = start_worker(crash_settings, workers, tmp_path / "worker2.log")
-    deadline = time.monotonic() + 90
-    while (body := http.get(f"/files/{file_id}", headers=auth).json())["status"] != "ready":
-        assert body["status"] in {"processing", "pending"}, (body, second.log()[-3000:])
-        assert time.monotonic() < deadline, f"never ready: {body}\n{second.log()[-3000:]}"
-        time.sleep(0.1)
-    with sessions() as session:
+
+    def ready() -> dict | None:
+        body = http.get(f"/files/{file_id}", headers=auth).json()
+        assert body["status"] in {"processing", "pending", "ready"}, (body, second.log()[-3000:])
+        return body if body["status"] == "ready" else None
+
+    body = wait_until(ready, 90, 0.1, what=f"file {file_id} ready (see {second.log_path})")
+    with crash_sessions() as session:
         row = session.get(File, uuid.UUID(file_id))
         # Taken over once the dead worker's lease ran out: one more attempt, no more.
         assert row.attempts == 2
@@ -267,15 +219,15 @@ def test_worker_killed_mid_job_is_replaced_and_leaves_one_archive(
     assert every_file(crash_settings.storage_root) == {f"{user_id}/{file_id}.zip"}
 
 
-def test_upload_while_the_broker_is_down_is_delivered_by_the_sweep(
-    crash_settings, broker, workers, sessions, tmp_path
-):
-    from app.web import create_app
+UNSENT_SWEEP = "Couldn't apply scheduled task sweep-jobs"
 
-    app = create_app(crash_settings)
+
+def test_upload_while_the_broker_is_down_is_delivered_by_the_sweep(
+    crash_settings, broker, workers, crash_sessions, tmp_path
+):
     worker = start_worker(crash_settings, workers, tmp_path / "worker.log")
-    with app.test_client() as client:
-        account = Account(client, new_email())
+    with committing_app(crash_settings) as app, app.test_client() as client:
+        account = committed_account(crash_sessions, crash_settings)
         warm = upload(client, account, b"before the outage\n" * 1000, filename="before.txt")
         assert (
             wait_for_status(client, account, warm.json()["id"], {"ready", "failed"})["status"]
@@ -290,61 +242,65 @@ def test_upload_while_the_broker_is_down_is_delivered_by_the_sweep(
         assert took < 5, f"the upload waited {took:.1f}s for a dead broker"
         file_id = created.json()["id"]
         assert created.json()["status"] == "pending"
-        with sessions() as session:
+        with crash_sessions() as session:
             assert session.get(File, uuid.UUID(file_id)).enqueued_at is None  # not sent
 
-        time.sleep(2 * crash_settings.sweep_interval_seconds)
+        # Two sweeps come due while the broker is down (the worker's scheduler cannot send
+        # them), and the file waits.
+        seen = worker.log().count(UNSENT_SWEEP)
+        wait_until(
+            lambda: worker.log().count(UNSENT_SWEEP) >= seen + 2,
+            30,
+            what=f"two sweeps failing to go out (see {worker.log_path})",
+        )
         got = client.get(f"/api/v1/files/{file_id}", headers=account.headers).json()
         assert got["status"] == "pending"
 
         broker.start()  # the same port, empty: the sweep must re-send the job
         body = wait_for_status(client, account, file_id, {"ready", "failed"}, timeout=90)
         assert body["status"] == "ready", (body, worker.log()[-3000:])
-        with sessions() as session:
+        with crash_sessions() as session:
             row = session.get(File, uuid.UUID(file_id))
             assert row.enqueued_at is not None
             assert row.attempts == 1
 
 
 def test_duplicate_delivery_while_a_job_holds_the_lease_is_harmless(
-    crash_settings, workers, sessions, tmp_path
+    crash_settings, workers, crash_sessions, tmp_path
 ):
-    from app.web import create_app
-
-    app = create_app(crash_settings)
-    runtime = app.app.extensions["instashare"]
-    storage = runtime.storage
     content = b"".join(b"line %d of a file delivered twice\n" % i for i in range(50_000))
-    with app.test_client() as client:
-        account = Account(client, new_email())
+    with committing_app(crash_settings) as app, app.test_client() as client:
+        rt = runtime(app)
+        storage = rt.storage
+        account = committed_account(crash_sessions, crash_settings)
         # No worker yet: the upload's job waits in the queue while this test takes the lease.
         file_id = upload(client, account, content, filename="twice.log").json()["id"]
         fid = uuid.UUID(file_id)
-        with sessions() as session:
-            job = processing.claim(session, fid, lease_seconds=120)
+        with crash_sessions() as session:
+            job = leases.claim(session, fid, lease_seconds=120)
         assert job is not None
         held = client.get(f"/api/v1/files/{file_id}", headers=account.headers)
         assert held.json()["status"] == "processing"
 
         worker = start_worker(crash_settings, workers, tmp_path / "worker.log", concurrency=2)
-        with sessions() as session:
-            assert runtime.jobs.send_compression(session, fid)  # and one more, for good measure
+        with crash_sessions() as session:
+            assert rt.jobs.send_compression(session, fid)  # and one more, for good measure
         assert wait_for_results(worker, 2) == ["skipped", "skipped"]
         again = client.get(f"/api/v1/files/{file_id}", headers=account.headers)
         assert again.headers["ETag"] == held.headers["ETag"]
         assert again.json() == held.json()
-        with sessions() as session:
+        with crash_sessions() as session:
             row = session.get(File, fid)
             assert (row.lease_token, row.attempts) == (job.token, 1)
         assert sorted(storage.list(f"{account.id}/")) == [f"{account.id}/uploads/{file_id}"]
 
         # The holder finishes; a duplicate arriving afterwards changes nothing either.
-        with sessions() as session:
-            assert processing.run(session, storage, job, lease_seconds=120)
+        with crash_sessions() as session:
+            assert compress_job.compress(session, storage, job, lease_seconds=120)
         ready = client.get(f"/api/v1/files/{file_id}", headers=account.headers)
         assert ready.json()["status"] == "ready"
-        with sessions() as session:
-            assert runtime.jobs.send_compression(session, fid)
+        with crash_sessions() as session:
+            assert rt.jobs.send_compression(session, fid)
         assert wait_for_results(worker, 3) == ["skipped"] * 3
         final = client.get(f"/api/v1/files/{file_id}", headers=account.headers)
         assert final.headers["ETag"] == ready.headers["ETag"]

@@ -1,8 +1,12 @@
-"""An upload's life with a real Celery worker: pending, processing, ready (or failed).
+"""An upload's life: pending, processing, ready (or failed), and the job run twice or late.
 
-Most tests run once per storage backend (the `client`, `storage` and `worker` fixtures
-follow the `backend` parameter). The failure test runs its own app and worker on a broker
-database of its own, so the job waits in a queue nobody reads until the test is ready.
+Every test runs once per storage backend (`app`, `client`, `storage` follow the `backend`
+parameter). The job is the worker's own (`worker.tasks.compress_file`): the tests run it
+with `run_jobs(app)` once they have set the stage, except the first, which watches a real
+Celery worker move a file forward. That worker runs on a database and a `filesystem://`
+broker of its own, so nothing else sweeps or takes its jobs. A delete while the job runs,
+and the races with a worker's claim, need two real database connections: those tests
+commit for real, on fresh users (removed at their end).
 """
 
 from __future__ import annotations
@@ -12,34 +16,35 @@ import hashlib
 import io
 import os
 import re
-import subprocess
-import time
 import uuid
 import zipfile
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
-import redis
 
+from app.db import make_session_factory
 from app.errors import PreconditionFailed
-from app.services import files, processing
-from app.services.jobs import JobQueue
+from app.http import security
+from app.queue.jobs import JobQueue
+from app.runtime import build_runtime
+from app.services import compress_job, files, leases
 from app.services.spool import SpooledUpload
-from tests.conftest import (
-    REDIS_URL,
+from tests.helpers import (
     Account,
+    InlineJobs,
     WorkerProcess,
-    new_email,
+    committed_account,
+    fresh_database,
+    remove_account,
+    run_jobs,
+    runtime,
     upload,
-    wait_for_status,
+    wait_until,
 )
+from tests.worker.support import unzip_test
 
 ORDER = ["pending", "processing", "ready"]
-RESULT = re.compile(r"compress_upload\[[0-9a-f-]+\] succeeded in \S+s: '([a-z-]+)'")
-# A Redis database no other fixture uses: the private queue's.
-PRIVATE_BROKER_DB = 11
 
 
 def text_log(size: int) -> bytes:
@@ -56,33 +61,6 @@ def objects(storage, account: Account) -> list[str]:
     return sorted(storage.list(f"{account.id}/"))
 
 
-def compress_results(worker: WorkerProcess) -> list[str]:
-    """What each compress_upload run returned, in order, from the worker's log."""
-    return RESULT.findall(worker.log())
-
-
-def wait_for_results(
-    worker: WorkerProcess, seen: int, count: int = 1, timeout: float = 30.0
-) -> list[str]:
-    """The compress_upload results after the first `seen`, once there are `count` of them."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        results = compress_results(worker)
-        if len(results) >= seen + count:
-            time.sleep(0.2)  # one more would be a job too many: let it show
-            return compress_results(worker)[seen:]
-        time.sleep(0.05)
-    raise AssertionError(
-        f"the worker ran no {count} new job(s) in {timeout}s:\n{worker.log()[-3000:]}"
-    )
-
-
-def unzip_test(path: Path) -> None:
-    done = subprocess.run(["unzip", "-t", str(path)], capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "No errors detected" in done.stdout, done.stdout
-
-
 def filename_star(disposition: str) -> str:
     """The RFC 8187 `filename*` of a Content-Disposition, decoded."""
     match = re.search(r"filename\*=UTF-8''([^;]+)", disposition)
@@ -90,9 +68,11 @@ def filename_star(disposition: str) -> str:
     return unquote(match.group(1))
 
 
-def wait_ready(client, account, file_id: str, worker: WorkerProcess) -> dict:
-    body = wait_for_status(client, account, file_id, {"ready", "failed"})
-    assert body["status"] == "ready", (body, worker.log()[-3000:])
+def run_to_ready(app, client, account, file_id: str) -> dict:
+    """Run the upload's job; the file, ready."""
+    assert run_jobs(app) == ["ready"]
+    body = client.get(f"/api/v1/files/{file_id}", headers=account.headers).json()
+    assert body["status"] == "ready", body
     return body
 
 
@@ -103,7 +83,42 @@ def listed(client, account, file_id: str, **query) -> dict:
     return item
 
 
-def test_status_moves_forward_to_ready(client, alice, worker, storage):
+# A real worker, on a database and a broker of its own.
+
+
+@dataclasses.dataclass
+class LiveWorker:
+    client: object  # a test client of an app that commits and sends its jobs to the broker
+    account: Account
+    storage: object
+    worker: WorkerProcess
+
+
+@pytest.fixture
+def live(settings, tmp_path) -> Iterator[LiveWorker]:
+    """This backend's app with a Celery worker (started at once, to boot meanwhile)."""
+    from app.web import create_app
+
+    with fresh_database("instashare_lifecycle") as url:
+        own = dataclasses.replace(
+            settings, database_url=url, broker_url="filesystem://", data_dir=tmp_path / "data"
+        )
+        worker = WorkerProcess(own, tmp_path / "worker.log", concurrency=1).start()
+        try:
+            rt = build_runtime(own)
+            try:
+                app = create_app(own, runtime=rt)
+                account = committed_account(rt.sessions, own)
+                with app.test_client() as client:
+                    yield LiveWorker(client, account, rt.storage, worker)
+            finally:
+                rt.sessions.kw["bind"].dispose()
+        finally:
+            worker.kill()
+
+
+def test_status_moves_forward_to_ready(live):
+    client, alice, storage, worker = live.client, live.account, live.storage, live.worker
     content = text_log(4 * 1024 * 1024)
     created = upload(client, alice, content, filename="server.log")
     assert created.status_code == 202, created.text
@@ -117,14 +132,16 @@ def test_status_moves_forward_to_ready(client, alice, worker, storage):
     assert listed(client, alice, file_id)["status"] in ORDER
 
     seen = ["pending"]
-    deadline = time.monotonic() + 60
-    while seen[-1] != "ready" and time.monotonic() < deadline:
+
+    def reached_ready() -> bool:
         got = client.get(f"/api/v1/files/{file_id}", headers=alice.headers)
         status = got.json()["status"]
         assert status in ORDER, (got.json(), worker.log()[-3000:])
         if status != seen[-1]:
             seen.append(status)
-        time.sleep(0.005)
+        return status == "ready"
+
+    wait_until(reached_ready, 60, 0.005, what=f"file {file_id} ready (see {worker.log_path})")
     # Never backwards; `processing` may flash by between two polls.
     assert seen[-1] == "ready", seen
     assert [ORDER.index(s) for s in seen] == sorted(ORDER.index(s) for s in seen)
@@ -143,11 +160,14 @@ def test_status_moves_forward_to_ready(client, alice, worker, storage):
     assert listed(client, alice, file_id, status="pending") is None
 
 
-def test_zip_round_trip(client, alice, worker, storage, tmp_path):
+# The job itself, run when the test says so.
+
+
+def test_zip_round_trip(app, client, alice, storage, tmp_path):
     name = "informe año 2024.log"
     content = text_log(3 * 1024 * 1024 + 123)
     file_id = upload(client, alice, content, filename=name).json()["id"]
-    body = wait_ready(client, alice, file_id, worker)
+    body = run_to_ready(app, client, alice, file_id)
 
     zipped = client.get(f"/api/v1/files/{file_id}/content", headers=alice.headers)
     assert zipped.status_code == 200
@@ -169,10 +189,10 @@ def test_zip_round_trip(client, alice, worker, storage, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["notes.txt", "measurements 2024.log"])  # typed and untyped
-def test_original_bytes_come_back_with_their_name(client, alice, worker, name):
+def test_original_bytes_come_back_with_their_name(app, client, alice, name):
     content = text_log(1024 * 1024 + 7)
     file_id = upload(client, alice, content, filename=name).json()["id"]
-    wait_ready(client, alice, file_id, worker)
+    run_to_ready(app, client, alice, file_id)
     original = client.get(
         f"/api/v1/files/{file_id}/content", headers=alice.headers, params={"format": "original"}
     )
@@ -186,10 +206,10 @@ def test_original_bytes_come_back_with_their_name(client, alice, worker, name):
 @pytest.mark.parametrize(
     ("filename", "size"), [("noise.bin", 1024 * 1024), ("holiday.jpg", 300 * 1024)]
 )
-def test_incompressible_input_is_stored(client, alice, worker, tmp_path, filename, size):
+def test_incompressible_input_is_stored(app, client, alice, tmp_path, filename, size):
     content = os.urandom(size)
     file_id = upload(client, alice, content, filename=filename).json()["id"]
-    body = wait_ready(client, alice, file_id, worker)
+    body = run_to_ready(app, client, alice, file_id)
     overhead = body["compressed_size"] - size
     assert 0 < overhead <= 200  # local header, directory and end record
     assert overhead / size < 0.001
@@ -202,9 +222,9 @@ def test_incompressible_input_is_stored(client, alice, worker, tmp_path, filenam
     unzip_test(tmp_path / "stored.zip")
 
 
-def test_empty_file(client, alice, worker, storage, tmp_path):
+def test_empty_file(app, client, alice, storage, tmp_path):
     file_id = upload(client, alice, b"", filename="empty").json()["id"]
-    body = wait_ready(client, alice, file_id, worker)
+    body = run_to_ready(app, client, alice, file_id)
     assert body["size"] == 0
     zipped = client.get(f"/api/v1/files/{file_id}/content", headers=alice.headers)
     (tmp_path / "empty.zip").write_bytes(zipped.content)
@@ -219,181 +239,194 @@ def test_empty_file(client, alice, worker, storage, tmp_path):
     assert objects(storage, alice) == [f"{alice.id}/{file_id}.zip"]
 
 
-# With a queue of their own that no worker reads until the test has set the stage.
+# Jobs that come late, or twice.
 
 
-@dataclasses.dataclass
-class PrivateQueue:
-    client: object
-    account: Account
-    storage: object
-    runtime: object
-    worker: WorkerProcess
-
-
-@pytest.fixture
-def private_queue(settings, tmp_path) -> Iterator[PrivateQueue]:
-    """The backend's app on a private, empty broker database; its worker is not started."""
-    from app.web import create_app
-
-    broker_url = REDIS_URL.rsplit("/", 1)[0] + f"/{PRIVATE_BROKER_DB}"
-    redis.Redis.from_url(broker_url).flushdb()
-    private = dataclasses.replace(settings, broker_url=broker_url, data_dir=tmp_path / "data")
-    app = create_app(private)
-    runtime = app.app.extensions["instashare"]
-    worker = WorkerProcess(private, tmp_path / "worker.log", concurrency=1)
-    with app.test_client() as client:
-        yield PrivateQueue(client, Account(client, new_email()), runtime.storage, runtime, worker)
-    worker.stop()
-
-
-def test_missing_staged_upload_fails_readably(private_queue):
-    q = private_queue
-    created = upload(q.client, q.account, text_log(100_000), filename="lost.log")
+def test_missing_staged_upload_fails_readably(app, client, alice, storage):
+    created = upload(client, alice, text_log(100_000), filename="lost.log")
     assert created.status_code == 202, created.text
     file_id = created.json()["id"]
-    staged_key = f"{q.account.id}/uploads/{file_id}"
-    assert q.storage.exists(staged_key)
-    q.storage.delete(staged_key)  # before any worker could see the job
-    q.worker.start()
-    body = wait_for_status(q.client, q.account, file_id, {"ready", "failed"})
-    assert body["status"] == "failed", (body, q.worker.log()[-3000:])
+    staged_key = f"{alice.id}/uploads/{file_id}"
+    assert storage.exists(staged_key)
+    storage.delete(staged_key)  # before the job runs
+    assert run_jobs(app) == ["failed"]
+    body = client.get(f"/api/v1/files/{file_id}", headers=alice.headers).json()
+    assert body["status"] == "failed", body
     assert body["error"] == "The uploaded bytes are missing from storage."
     assert body["processed_at"] is not None
     assert body["compressed_size"] is None
 
     for params in ({}, {"format": "original"}):
-        got = q.client.get(
-            f"/api/v1/files/{file_id}/content", headers=q.account.headers, params=params
-        )
+        got = client.get(f"/api/v1/files/{file_id}/content", headers=alice.headers, params=params)
         assert got.status_code == 409
         assert got.headers["Content-Type"] == "application/problem+json"
         problem = got.json()
         assert problem["status"] == 409
         assert "The uploaded bytes are missing from storage." in problem["detail"]
         assert "Retry-After" not in got.headers  # failed for good: retrying will not help
-    assert objects(q.storage, q.account) == []
+    assert objects(storage, alice) == []
 
 
-def test_file_deleted_while_pending_leaves_no_objects(private_queue):
-    q = private_queue
-    file_id = upload(q.client, q.account, text_log(200_000), filename="gone.log").json()["id"]
-    assert (
-        q.client.get(f"/api/v1/files/{file_id}", headers=q.account.headers).json()["status"]
-        == "pending"
+def test_file_deleted_while_pending_leaves_no_objects(app, client, alice, storage):
+    file_id = upload(client, alice, text_log(200_000), filename="gone.log").json()["id"]
+    assert client.get(f"/api/v1/files/{file_id}", headers=alice.headers).json()["status"] == (
+        "pending"
     )
-    assert q.client.delete(f"/api/v1/files/{file_id}", headers=q.account.headers).status_code == 204
-    assert objects(q.storage, q.account) == []
-    q.worker.start()
-    assert wait_for_results(q.worker, 0) == ["skipped"]  # its job found nothing to do
-    assert objects(q.storage, q.account) == []
+    assert client.delete(f"/api/v1/files/{file_id}", headers=alice.headers).status_code == 204
+    assert objects(storage, alice) == []
+    assert run_jobs(app) == ["skipped"]  # its job found nothing to do
+    assert objects(storage, alice) == []
 
 
-def test_file_deleted_while_processing_leaves_no_objects(private_queue):
-    q = private_queue
+# Tests that need two real database connections commit for real, on fresh users.
+
+
+@dataclasses.dataclass
+class Committed:
+    app: object  # on committing sessions of the run's database; its jobs held inline
+    account: Account
+
+
+@pytest.fixture(scope="module")
+def _committing_apps() -> dict:
+    return {}
+
+
+@pytest.fixture
+def make_committed(_committing_apps, engine) -> Iterator:
+    """An app for some settings that commits for real, and a fresh committed user.
+
+    The user goes at the end, with its rows and objects.
+    """
+    from app.web import create_app
+
+    made: list[Committed] = []
+
+    def make(settings) -> Committed:
+        app = _committing_apps.get(settings)
+        if app is None:
+            sessions = make_session_factory(engine)
+            rt = build_runtime(settings, sessions=sessions, jobs=InlineJobs())
+            app = _committing_apps[settings] = create_app(settings, runtime=rt)
+        rt = runtime(app)
+        rt.jobs.waiting.clear()
+        security.configure(settings)  # another test's app may have set other token rules
+        made.append(Committed(app, committed_account(rt.sessions, settings)))
+        return made[-1]
+
+    yield make
+    for committed in made:
+        rt = runtime(committed.app)
+        for key in list(rt.storage.list(f"{committed.account.id}/")):
+            rt.storage.delete(key)
+        remove_account(rt.sessions, committed.account)
+
+
+def test_file_deleted_while_processing_leaves_no_objects(make_committed, settings):
+    # The API's delete commits while the job's transaction is open: two connections.
+    committed = make_committed(settings)
+    app, alice = committed.app, committed.account
+    storage = runtime(app).storage
+    client = app.test_client()
     lease = 60
-    file_id = upload(q.client, q.account, text_log(3_000_000), filename="gone.log").json()["id"]
+    file_id = upload(client, alice, text_log(3_000_000), filename="gone.log").json()["id"]
     deletions = []
 
     def delete_mid_write() -> None:
         if not deletions:
-            got = q.client.get(f"/api/v1/files/{file_id}", headers=q.account.headers)
+            got = client.get(f"/api/v1/files/{file_id}", headers=alice.headers)
             assert got.json()["status"] == "processing"
-            deleted = q.client.delete(f"/api/v1/files/{file_id}", headers=q.account.headers)
+            deleted = client.delete(f"/api/v1/files/{file_id}", headers=alice.headers)
             deletions.append(deleted.status_code)
 
-    with q.runtime.sessions() as session:
+    with runtime(app).sessions() as session:
         # This test is the worker holding the job, and runs the job's own code.
-        job = processing.claim(session, uuid.UUID(file_id), lease)
+        job = leases.claim(session, uuid.UUID(file_id), lease)
         assert job is not None
-        done = processing.run(
-            session, q.storage, job, lease_seconds=lease, on_progress=delete_mid_write
+        done = compress_job.compress(
+            session, storage, job, lease_seconds=lease, on_progress=delete_mid_write
         )
     assert (done, deletions) == (False, [204])
-    assert objects(q.storage, q.account) == []
-    q.worker.start()
-    assert wait_for_results(q.worker, 0) == ["skipped"]  # the queued job finds no file
-    assert objects(q.storage, q.account) == []
+    assert objects(storage, alice) == []
+    assert run_jobs(app) == ["skipped"]  # the queued job finds no file
+    assert objects(storage, alice) == []
 
 
-def test_running_the_job_again_changes_nothing(private_queue):
-    q = private_queue
-    q.worker.start()
-    file_id = upload(q.client, q.account, text_log(500_000), filename="again.log").json()["id"]
-    wait_ready(q.client, q.account, file_id, q.worker)
-    before = q.client.get(f"/api/v1/files/{file_id}", headers=q.account.headers)
-    archive_key = f"{q.account.id}/{file_id}.zip"
-    archive_bytes = b"".join(q.storage.iter_chunks(archive_key))
-    objects_before = objects(q.storage, q.account)
+def test_running_the_job_again_changes_nothing(app, client, alice, storage):
+    rt = runtime(app)
+    file_id = upload(client, alice, text_log(500_000), filename="again.log").json()["id"]
+    run_to_ready(app, client, alice, file_id)  # the upload's one job: ready
+    before = client.get(f"/api/v1/files/{file_id}", headers=alice.headers)
+    archive_key = f"{alice.id}/{file_id}.zip"
+    archive_bytes = b"".join(storage.iter_chunks(archive_key))
+    objects_before = objects(storage, alice)
 
-    seen = len(compress_results(q.worker))
-    assert seen == 1
-    with q.runtime.sessions() as session:
-        assert q.runtime.jobs.send_compression(session, uuid.UUID(file_id))
-        assert q.runtime.jobs.send_compression(session, uuid.UUID(file_id))
-    assert wait_for_results(q.worker, seen, count=2) == ["skipped", "skipped"]
+    with rt.sessions() as session:
+        assert rt.jobs.send_compression(session, uuid.UUID(file_id))
+        assert rt.jobs.send_compression(session, uuid.UUID(file_id))
+    assert run_jobs(app) == ["skipped", "skipped"]
 
-    after = q.client.get(f"/api/v1/files/{file_id}", headers=q.account.headers)
+    after = client.get(f"/api/v1/files/{file_id}", headers=alice.headers)
     assert after.headers["ETag"] == before.headers["ETag"]
     assert after.json() == before.json()  # updated_at included: resending is bookkeeping
-    assert objects(q.storage, q.account) == objects_before
-    assert b"".join(q.storage.iter_chunks(archive_key)) == archive_bytes
+    assert objects(storage, alice) == objects_before
+    assert b"".join(storage.iter_chunks(archive_key)) == archive_bytes
 
 
 def spooled(app, data: bytes) -> SpooledUpload:
     """An upload as the multipart parser leaves it: spooled to disk, measured."""
-    upload, fd = SpooledUpload.create(app.app.extensions["instashare"].settings.spool_root)
+    upload, fd = SpooledUpload.create(runtime(app).settings.spool_root)
     with os.fdopen(fd, "wb") as sink:
         sink.write(data)
     upload.update(data)
     return upload
 
 
-def test_delete_racing_the_workers_claim(local_app):
-    runtime = local_app.app.extensions["instashare"]
-    with local_app.test_client() as client:
-        account = Account(client, new_email())
-        with runtime.sessions() as worker_session, runtime.sessions() as api_session:
+def test_delete_racing_the_workers_claim(make_committed, local_settings):
+    committed = make_committed(local_settings)
+    rt, account = runtime(committed.app), committed.account
+    with committed.app.test_client() as client:
+        with rt.sessions() as worker_session, rt.sessions() as api_session:
             # The upload's own job must not get there first: send it to nobody.
             file = files.create(
                 api_session,
-                runtime.storage,
+                rt.storage,
                 JobQueue(lambda task, args: None),
                 owner_id=uuid.UUID(account.id),
-                upload=spooled(local_app, b"racing\n"),
+                upload=spooled(committed.app, b"racing\n"),
                 name="race.txt",
                 quota_bytes=10**9,
             )
             files.get(api_session, file.owner_id, file.id)  # the API has read the file
-            job = processing.claim(worker_session, file.id, 60)
+            job = leases.claim(worker_session, file.id, 60)
             assert job is not None
-            files.delete(api_session, runtime.storage, file.owner_id, file.id)
+            files.delete(api_session, rt.storage, file.owner_id, file.id)
             # The worker learns it at its next lease renewal, and stops.
-            assert processing.renew(worker_session, job, 60) is False
+            assert leases.renew(worker_session, job, 60) is False
         assert client.get(f"/api/v1/files/{file.id}", headers=account.headers).status_code == 404
-        assert list(runtime.storage.list(f"{account.id}/")) == []
+        assert list(rt.storage.list(f"{account.id}/")) == []
 
 
 @pytest.mark.parametrize("with_if_match", [False, True])
-def test_rename_racing_the_workers_claim(local_app, with_if_match):
+def test_rename_racing_the_workers_claim(make_committed, local_settings, with_if_match):
     """Without If-Match the rename just happens; with the ETag read before, it is 412."""
-    runtime = local_app.app.extensions["instashare"]
-    with local_app.test_client() as client:
-        account = Account(client, new_email())
-        with runtime.sessions() as worker_session, runtime.sessions() as api_session:
+    committed = make_committed(local_settings)
+    rt, account = runtime(committed.app), committed.account
+    with committed.app.test_client() as client:
+        with rt.sessions() as worker_session, rt.sessions() as api_session:
             file = files.create(
                 api_session,
-                runtime.storage,
+                rt.storage,
                 JobQueue(lambda task, args: None),  # its own job must not get there first
                 owner_id=uuid.UUID(account.id),
-                upload=spooled(local_app, b"racing\n"),
+                upload=spooled(committed.app, b"racing\n"),
                 name="before.txt",
                 quota_bytes=10**9,
             )
             file_id, owner_id = file.id, file.owner_id
             read = files.get(api_session, owner_id, file_id)  # the API has read it
             tag = files.etag(read)
-            assert processing.claim(worker_session, file_id, 60) is not None
+            assert leases.claim(worker_session, file_id, 60) is not None
             if with_if_match:
                 with pytest.raises(PreconditionFailed):
                     files.rename(api_session, owner_id, file_id, "after.txt", if_match=tag)

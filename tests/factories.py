@@ -1,0 +1,93 @@
+"""factory_boy factories for rows, and hypothesis strategies beside them.
+
+Each test's factories write through that test's session (see conftest.py: `factories`),
+so the rows vanish with its transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import factory
+from hypothesis import strategies as st
+
+from app.db import utcnow
+from app.errors import InvalidInput
+from app.models import File, FileStatus, Upload, User
+from app.services.names import MAX_NAME, check_name
+from app.services.users import hasher
+
+PASSWORD = "correct horse battery staple"
+# One argon2 hash for every factory-made account: hashing takes tens of milliseconds.
+PASSWORD_HASH = hasher.hash(PASSWORD)
+
+
+class _Base(factory.alchemy.SQLAlchemyModelFactory):
+    class Meta:
+        abstract = True
+        sqlalchemy_session_persistence = "commit"
+
+
+class UserFactory(_Base):
+    class Meta:
+        model = User
+
+    id = factory.LazyFunction(uuid.uuid4)
+    email = factory.Sequence(lambda n: f"user-{n}-{uuid.uuid4().hex[:8]}@example.com")
+    password_hash = PASSWORD_HASH
+
+
+class FileFactory(_Base):
+    """A file as an upload leaves it: pending, its bytes staged (not in storage here)."""
+
+    class Meta:
+        model = File
+
+    id = factory.LazyFunction(uuid.uuid4)
+    owner = factory.SubFactory(UserFactory)
+    name = factory.Sequence(lambda n: f"file-{n}.txt")
+    status = FileStatus.PENDING
+    size = 11
+    sha256 = None
+    crc32 = 0
+    content_type = "text/plain"
+    attempts = 0
+
+
+class UploadFactory(_Base):
+    """A resumable upload in progress, nothing written yet."""
+
+    class Meta:
+        model = Upload
+
+    id = factory.LazyFunction(uuid.uuid4)
+    owner_id = factory.LazyFunction(lambda: UserFactory().id)
+    name = factory.Sequence(lambda n: f"upload-{n}.bin")
+    content_type = "application/octet-stream"
+    length = 100
+    offset = 0
+    crc32 = 0
+    parts = 0
+    expires_at = factory.LazyFunction(lambda: utcnow() + dt.timedelta(days=1))
+
+
+FACTORIES = (UserFactory, FileFactory, UploadFactory)
+
+
+def _accepted(name: str) -> bool:
+    try:
+        check_name(name)
+    except InvalidInput:
+        return False
+    return True
+
+
+# Names the service takes as they are, and names it refuses (`app.services.names`).
+accepted_names = st.text(min_size=1, max_size=MAX_NAME).filter(_accepted)
+_FORBIDDEN_CHARS = st.sampled_from("/\\\x00") | st.characters(categories=["Cc"])
+rejected_names = st.one_of(
+    st.sampled_from(["", ".", ".."]),
+    st.text(min_size=MAX_NAME + 1, max_size=MAX_NAME + 40),
+    st.tuples(st.text(max_size=20), _FORBIDDEN_CHARS, st.text(max_size=20)).map("".join),
+).filter(lambda name: not _accepted(name))

@@ -1,0 +1,375 @@
+"""Helpers the tests share: real processes, settings, accounts, uploads and checks.
+
+Fixtures live in conftest.py and build on these; factories.py makes rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import sessionmaker
+
+from app.migrate import upgrade
+from app.models import User
+from app.queue.jobs import JobQueue
+from app.runtime import Runtime
+from app.services import tokens
+from app.settings import Settings
+from tests.factories import PASSWORD, UserFactory
+
+ADMIN_DB_URL = os.environ.get(
+    "INSTASHARE_TEST_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+)
+# Set by the `redis_url` fixture: the run's private redis-server (see conftest.py).
+REDIS_ENV = "INSTASHARE_TEST_REDIS_URL"
+GCS_BUCKET = "instashare-test"
+ROOT = Path(__file__).resolve().parent.parent
+FILE_FIELDS = {
+    "id",
+    "name",
+    "status",
+    "size",
+    "compressed_size",
+    "content_type",
+    "sha256",
+    "error",
+    "created_at",
+    "updated_at",
+    "processed_at",
+}
+
+
+# --- processes and ports -----------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+@contextlib.contextmanager
+def listening(argv: Callable[[int], list[str]], cwd: Path | None = None) -> Iterator[int]:
+    """A server process started with `argv(port)` on a free port, once it listens; its port."""
+    port = free_port()
+    proc = subprocess.Popen(
+        argv(port), cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for_port(port)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def wait_until(condition, timeout: float = 60.0, interval: float = 0.05, what: str = "condition"):
+    """Poll `condition()` until it returns something truthy; that value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not hold within {timeout}s")
+        time.sleep(interval)
+
+
+# --- databases and settings --------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def fresh_database(prefix: str = "instashare_test") -> Iterator[str]:
+    """A new PostgreSQL database, migrated with Alembic; its URL. Dropped afterwards."""
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = sa.create_engine(ADMIN_DB_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = make_url(ADMIN_DB_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def redis_db(n: int) -> str:
+    """Database `n` of this run's private Redis server."""
+    return f"{os.environ[REDIS_ENV]}/{n}"
+
+
+def make_settings(tmp: Path, database_url: str, backend: str = "local", **overrides) -> Settings:
+    """Settings for a test app, worker or server: real PostgreSQL and Redis, storage in `tmp`."""
+    values = dict(
+        database_url=database_url,
+        broker_url=redis_db(1),
+        redis_url=redis_db(2),
+        data_dir=tmp,
+        storage_backend=backend,
+        gcs_bucket=GCS_BUCKET,
+        validate_responses=True,
+        sweep_interval_seconds=1.0,
+        job_lease_seconds=5,
+        login_max_failures=5,
+        login_max_failures_per_ip=1000,
+        worker_metrics_port=0,  # several test workers run at once; a fixed port would clash
+    )
+    values.update(overrides)
+    return Settings.from_env({}, **values)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The same settings as environment variables, for a subprocess (worker, server, CLI)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INSTASHARE_")}
+    env.update({k: v for k, v in settings.masked().items() if v != ""})
+    env["INSTASHARE_SECRET_KEY"] = settings.secret_key
+    env["INSTASHARE_DATABASE_URL"] = settings.database_url
+    env["INSTASHARE_BROKER_URL"] = settings.broker_url
+    env["INSTASHARE_REDIS_URL"] = settings.redis_url
+    return env
+
+
+def start_server(settings: Settings, workers: int = 1, log=subprocess.DEVNULL):
+    """`instashare-server serve` on a free loopback port, answering; (process, base URL)."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "app.server", "serve", "--workers", str(workers),
+         "--host", "127.0.0.1", "--port", str(port)],
+        env=settings_env(settings), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_for_port(port, timeout=30)
+    except BaseException:
+        server.kill()
+        server.wait()
+        raise
+    return server, f"http://127.0.0.1:{port}"
+
+
+class WorkerProcess:
+    """A real `instashare-server worker --beat` process (Celery, prefork) for tests."""
+
+    def __init__(self, settings: Settings, log_path: Path, concurrency: int = 2):
+        self.settings = settings
+        self.log_path = log_path
+        self.concurrency = concurrency
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> WorkerProcess:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the process's life
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "app.server", "worker", "--beat",
+             "--concurrency", str(self.concurrency)],
+            env=settings_env(self.settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
+        )  # fmt: skip
+        return self
+
+    def stop(self, sig: int = 15) -> None:
+        """Signal the whole process group (the main process and its pool children)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, sig)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, 9)
+            self.proc.wait(timeout=10)
+
+    def kill(self) -> None:
+        """Stop at once (kill -9): a warm shutdown waits up to 5 s for the embedded beat.
+
+        For tests that are done with the worker; tests/test_shutdown.py is about SIGTERM.
+        """
+        self.stop(signal.SIGKILL)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+# --- the app under test ------------------------------------------------------------------
+
+
+class InlineJobs(JobQueue):
+    """The API's job queue without the broker: jobs wait here until a test runs them.
+
+    `run()` runs each one in the test's process, through the worker's own job function
+    (`worker.tasks.compress_file`) on the test's database session and real storage. Only
+    the tests about the worker start Celery processes.
+    """
+
+    def __init__(self) -> None:
+        self.waiting: list[str] = []
+        super().__init__(
+            lambda _task, args: self.waiting.append(args[0]), lambda: len(self.waiting)
+        )
+
+    def run(self, rt: Runtime) -> list[str]:
+        """Run every job sent so far (and any they send); their outcomes, in order."""
+        from worker.tasks import compress_file
+
+        def retry(exc: Exception):
+            raise exc
+
+        outcomes = []
+        while self.waiting:
+            outcomes.append(compress_file(rt, uuid.UUID(self.waiting.pop(0)), retry))
+        return outcomes
+
+
+def runtime(app) -> Runtime:
+    """The Runtime a Connexion app was built with."""
+    return app.app.extensions["instashare"]
+
+
+def run_jobs(app) -> list[str]:
+    """Run the compression jobs the app has sent (see InlineJobs); their outcomes."""
+    rt = runtime(app)
+    assert isinstance(rt.jobs, InlineJobs), "this app sends its jobs to a real broker"
+    return rt.jobs.run(rt)
+
+
+@contextlib.contextmanager
+def committing_app(settings: Settings) -> Iterator:
+    """`create_app(settings)` as deployed: it commits, and sends its jobs to the broker.
+
+    For the tests beside real processes (a worker, a server) that must see its rows; give
+    it a database of its own (`fresh_database()`) when a worker with `--beat` sweeps it.
+    """
+    from app.web import create_app
+
+    app = create_app(settings)
+    try:
+        yield app
+    finally:
+        runtime(app).sessions.kw["bind"].dispose()
+
+
+# --- accounts and requests ---------------------------------------------------------------
+
+
+def new_email() -> str:
+    return f"user-{uuid.uuid4().hex[:12]}@example.com"
+
+
+class Account:
+    """A user for one test: its id, credentials, access token and Authorization header."""
+
+    def __init__(self, id: str, email: str, token: str, password: str = PASSWORD):
+        self.id = id
+        self.email = email
+        self.password = password
+        self.token = token
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    @classmethod
+    def register(cls, client, email: str | None = None, password: str = PASSWORD) -> Account:
+        """Register and log in over HTTP, as a client would."""
+        email = email or new_email()
+        created = client.post("/api/v1/users/register", json={"email": email, "password": password})
+        assert created.status_code == 201, created.text
+        login = client.post("/api/v1/users/login", json={"email": email, "password": password})
+        assert login.status_code == 200, login.text
+        return cls(created.json()["id"], email, login.json()["access_token"], password)
+
+
+def committed_account(sessions: sessionmaker, settings: Settings) -> Account:
+    """A new user, committed through `sessions` (which must commit), with a token."""
+    user = UserFactory.build()
+    with sessions() as session:
+        session.add(user)
+        session.commit()
+    token, _ = tokens.issue(settings, user.id)
+    return Account(str(user.id), user.email, token)
+
+
+def account_in(app) -> Account:
+    """A committed account in the database of an app that commits."""
+    rt = runtime(app)
+    return committed_account(rt.sessions, rt.settings)
+
+
+def remove_account(sessions: sessionmaker, account: Account) -> None:
+    """Delete a committed user and (by cascade) its files and uploads."""
+    with sessions() as session:
+        session.execute(sa.delete(User).where(User.id == uuid.UUID(account.id)))
+        session.commit()
+
+
+def upload(client, account: Account, content: bytes = b"hello", filename="hello.txt", **form):
+    """POST /upload_files as `account`; the raw response."""
+    return client.post(
+        "/api/v1/upload_files",
+        headers=account.headers,
+        files={"file": (filename, content, "application/octet-stream")},
+        data=form,
+    )
+
+
+def wait_for_status(client, account: Account, file_id: str, statuses, timeout: float = 60.0):
+    """Poll GET /files/{id} until its status is one of `statuses`; the final body."""
+    statuses = {statuses} if isinstance(statuses, str) else set(statuses)
+    seen: dict = {}
+
+    def reached():
+        seen.update(client.get(f"/api/v1/files/{file_id}", headers=account.headers).json())
+        return seen.get("status") in statuses
+
+    try:
+        wait_until(reached, timeout, what=f"file {file_id} reaching {statuses}")
+    except AssertionError:
+        raise AssertionError(f"file {file_id} never reached {statuses}: {seen}") from None
+    return seen
+
+
+# --- checks ------------------------------------------------------------------------------
+
+
+def assert_problem(response, status: int) -> dict:
+    """`response` is an RFC 9457 problem with `status`; its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json"), response.headers
+    body = response.json()
+    assert {"type", "title", "status", "detail"} <= set(body), body
+    assert body["status"] == status
+    assert isinstance(body["title"], str) and body["title"]
+    assert isinstance(body["detail"], str) and body["detail"]
+    return body
+
+
+def spooled_files(settings: Settings) -> list[Path]:
+    """Files left in the spool directory (none once every request has finished)."""
+    root = settings.spool_root
+    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+
+
+def stored_keys(app, user_id: str) -> list[str]:
+    """Every storage key in the user's folder."""
+    return sorted(runtime(app).storage.list(f"{user_id}/"))
