@@ -162,6 +162,33 @@ def migrate() -> None:
 
 
 @main.command()
+@click.option("--repair", is_flag=True, help="set drifted counters to what the rows say")
+def recount(repair: bool) -> None:
+    """Check every account's usage counters against its files and uploads.
+
+    Prints each account whose counters drifted; exit status 1 if any did and --repair was
+    not given. Example: instashare-server recount --repair
+    """
+    from app.db import make_engine, make_session_factory
+    from app.services import admission
+
+    settings = load_settings()
+    with make_session_factory(make_engine(settings.database_url))() as session:
+        drifts = admission.recount(session, repair=repair)
+    for drift in drifts:
+        counted, actual = drift.counted, drift.actual
+        click.echo(
+            f"{drift.owner_id}: counted {counted.file_count} files, {counted.bytes_stored} "
+            f"bytes stored, {counted.bytes_reserved} reserved; the rows say "
+            f"{actual.file_count}, {actual.bytes_stored}, {actual.bytes_reserved}"
+            + (" (repaired)" if repair else "")
+        )
+    if not drifts:
+        click.echo("every account's usage counters match its files and uploads")
+    sys.exit(1 if drifts and not repair else 0)
+
+
+@main.command()
 def check() -> None:
     """Print the effective settings (secrets masked) and test each dependency."""
     from app.db import make_engine, make_session_factory

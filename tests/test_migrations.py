@@ -17,6 +17,10 @@ def test_upgrade_downgrade_upgrade_on_a_fresh_database(tmp_path):
     assert set(sa.inspect(engine).get_table_names()) == {"alembic_version"}
     upgrade(url)
     assert {"users", "files"} <= set(sa.inspect(engine).get_table_names())
+    # No migration rebuilt `users` on SQLite: the rebuild would drop this expression index.
+    with engine.connect() as conn:
+        indexes = conn.execute(sa.text("SELECT name FROM sqlite_master WHERE type = 'index'"))
+        assert "uq_users_email_lower" in set(indexes.scalars())
     engine.dispose()
 
 

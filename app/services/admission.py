@@ -1,7 +1,11 @@
 """What a new file must pass to be let in, by either upload path: the quota and a free name.
 
-Both the multipart upload (`files.create`) and a resumable upload (`resumable_uploads`)
-admit files through here, so the rules and the usage they count are the same for both.
+Usage is kept as counters on the owner's row (`file_count`, `bytes_stored`,
+`bytes_reserved`), changed by the same transaction that adds or removes a file or an
+upload. A new file or upload is charged with one conditional UPDATE (`... WHERE stored +
+reserved + size <= quota`): concurrent uploads of one owner queue on that row, and each
+sees the bytes of those before it, so usage never passes the quota, on PostgreSQL and on
+SQLite alike. Reading usage costs one row, however many files there are.
 """
 
 from __future__ import annotations
@@ -10,12 +14,12 @@ import mimetypes
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app.db import utcnow
+from app.db import rowcount, utcnow
 from app.errors import Conflict, TooLarge
-from app.models import File, Upload
+from app.models import File, Upload, User
 from app.services import names
 
 GENERIC_TYPES = {"", "application/octet-stream", "binary/octet-stream"}
@@ -28,25 +32,39 @@ class Usage:
     bytes_reserved: int = 0  # the lengths of unfinished resumable uploads
 
 
+@dataclass(frozen=True)
+class Drift:
+    """An owner whose counters did not match the rows: (what they said, what the rows say)."""
+
+    owner_id: uuid.UUID
+    counted: Usage
+    actual: Usage
+
+
+def usage(session: Session, owner_id: uuid.UUID) -> Usage:
+    """The owner's files, the bytes they take (originals) and the bytes reserved."""
+    row = session.execute(
+        select(User.file_count, User.bytes_stored, User.bytes_reserved).where(User.id == owner_id)
+    ).one()
+    return Usage(*(int(value) for value in row))
+
+
+def _over_quota(session: Session, owner_id: uuid.UUID, quota_bytes: int, size: int) -> TooLarge:
+    current = usage(session, owner_id)
+    used = current.bytes_stored + current.bytes_reserved
+    return TooLarge(
+        f"This upload of {size} bytes would exceed your storage quota "
+        f"({used} of {quota_bytes} bytes used or reserved).",
+        limit="quota",
+    )
+
+
 def _unfinished_uploads(owner_id: uuid.UUID):
     return (
         Upload.owner_id == owner_id,
         Upload.completed_at.is_(None),
         Upload.expires_at > utcnow(),
     )
-
-
-def usage(session: Session, owner_id: uuid.UUID) -> Usage:
-    """How many files the owner has, the bytes they take (originals) and those reserved."""
-    count, total = session.execute(
-        select(func.count(File.id), func.coalesce(func.sum(File.size), 0)).where(
-            File.owner_id == owner_id
-        )
-    ).one()
-    reserved = session.scalar(
-        select(func.coalesce(func.sum(Upload.length), 0)).where(*_unfinished_uploads(owner_id))
-    )
-    return Usage(file_count=int(count), bytes_stored=int(total), bytes_reserved=int(reserved or 0))
 
 
 def name_taken(session: Session, owner_id: uuid.UUID, name: str) -> bool:
@@ -65,18 +83,118 @@ def name_taken(session: Session, owner_id: uuid.UUID, name: str) -> bool:
 def check_new_file(
     session: Session, quota_bytes: int, owner_id: uuid.UUID, name: str, size: int
 ) -> None:
-    """Refuse a new file whose name is taken or whose size would break the owner's quota."""
+    """Refuse early a file whose size would break the quota or whose name is taken.
+
+    A read, so it takes no lock: the charge (`charge_file`, `reserve`) is what holds.
+    """
     current = usage(session, owner_id)
-    # Unfinished resumable uploads hold their whole length: no quota race by many uploads.
-    used = current.bytes_stored + current.bytes_reserved
-    if used + size > quota_bytes:
-        raise TooLarge(
-            f"This upload of {size} bytes would exceed your storage quota "
-            f"({used} of {quota_bytes} bytes used or reserved).",
-            limit="quota",
-        )
+    if current.bytes_stored + current.bytes_reserved + size > quota_bytes:
+        raise _over_quota(session, owner_id, quota_bytes, size)
     if name_taken(session, owner_id, name):
         raise Conflict(f"You already have a file (or an upload) named {name!r}.")
+
+
+def _change(
+    session: Session,
+    owner_id: uuid.UUID,
+    deltas: dict[str, int],
+    *,
+    within: tuple[int, int] | None = None,
+) -> bool:
+    """Add `deltas` to the owner's counters; with `within=(size, quota)`, only if `size`
+    more bytes fit the quota. False when they do not."""
+    where = [User.id == owner_id]
+    if within is not None:
+        size, quota_bytes = within
+        where.append(User.bytes_stored + User.bytes_reserved + size <= quota_bytes)
+    values = {name: getattr(User, name) + delta for name, delta in deltas.items()}
+    changed = session.execute(
+        update(User)
+        .where(*where)
+        # Bookkeeping: keep `updated_at` (its column default would bump it) unchanged.
+        .values(**values, updated_at=User.updated_at)
+        .execution_options(synchronize_session=False)
+    )
+    return rowcount(changed) == 1
+
+
+def charge_file(session: Session, quota_bytes: int, owner_id: uuid.UUID, size: int) -> None:
+    """Count a new file of `size` bytes, in the caller's transaction; 413 if it does not fit."""
+    deltas = {"file_count": 1, "bytes_stored": size}
+    if not _change(session, owner_id, deltas, within=(size, quota_bytes)):
+        raise _over_quota(session, owner_id, quota_bytes, size)
+
+
+def reserve(session: Session, quota_bytes: int, owner_id: uuid.UUID, length: int) -> None:
+    """Hold `length` bytes for an unfinished upload, in the caller's transaction; 413 if not."""
+    if not _change(session, owner_id, {"bytes_reserved": length}, within=(length, quota_bytes)):
+        raise _over_quota(session, owner_id, quota_bytes, length)
+
+
+def reservation_filled(session: Session, owner_id: uuid.UUID, length: int) -> None:
+    """An upload became a file: its reserved bytes are stored bytes now."""
+    _change(session, owner_id, {"file_count": 1, "bytes_stored": length, "bytes_reserved": -length})
+
+
+def release(session: Session, owner_id: uuid.UUID, length: int) -> None:
+    """An unfinished upload went (cancelled or expired): its bytes are free again."""
+    _change(session, owner_id, {"bytes_reserved": -length})
+
+
+def discharge_file(session: Session, owner_id: uuid.UUID, size: int) -> None:
+    """A file was deleted: it no longer counts."""
+    _change(session, owner_id, {"file_count": -1, "bytes_stored": -size})
+
+
+def recount(session: Session, *, repair: bool) -> list[Drift]:
+    """Every owner whose counters differ from their rows; with `repair`, set them right."""
+    files = (
+        select(
+            File.owner_id,
+            func.count(File.id).label("n"),
+            func.coalesce(func.sum(File.size), 0).label("size"),
+        )
+        .group_by(File.owner_id)
+        .subquery()
+    )
+    uploads = (
+        select(Upload.owner_id, func.coalesce(func.sum(Upload.length), 0).label("length"))
+        .where(Upload.completed_at.is_(None))
+        .group_by(Upload.owner_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(
+            User.id,
+            User.file_count,
+            User.bytes_stored,
+            User.bytes_reserved,
+            func.coalesce(files.c.n, 0),
+            func.coalesce(files.c.size, 0),
+            func.coalesce(uploads.c.length, 0),
+        )
+        .outerjoin(files, files.c.owner_id == User.id)
+        .outerjoin(uploads, uploads.c.owner_id == User.id)
+    ).all()
+    drifts = []
+    for owner_id, *values in rows:
+        counted = Usage(*(int(v) for v in values[:3]))
+        actual = Usage(*(int(v) for v in values[3:]))
+        if counted != actual:
+            drifts.append(Drift(owner_id, counted, actual))
+            if repair:
+                session.execute(
+                    update(User)
+                    .where(User.id == owner_id)
+                    .values(
+                        file_count=actual.file_count,
+                        bytes_stored=actual.bytes_stored,
+                        bytes_reserved=actual.bytes_reserved,
+                        updated_at=User.updated_at,
+                    )
+                )
+    session.commit()
+    return drifts
 
 
 def free_name(session: Session, owner_id: uuid.UUID, name: str) -> str:

@@ -93,11 +93,17 @@ def create(
     name: str | None,
     quota_bytes: int,
 ) -> File:
-    """Record a spooled upload as a pending file, stage its bytes, then send the job."""
+    """Record a spooled upload as a pending file, stage its bytes, then send the job.
+
+    The bytes are staged first, so the transaction that charges the quota and adds the
+    row is short: parallel uploads of one owner wait on its counters only for that long.
+    Anything refused after staging takes the staged object away again.
+    """
     name = (
         names.check_name(name) if name is not None else names.from_client_filename(upload.filename)
     )
     admission.check_new_file(session, quota_bytes, owner_id, name, upload.size)
+    session.rollback()  # end the read: the charge below starts a transaction of its own
     file = File(
         id=uuid.uuid4(),
         owner_id=owner_id,
@@ -109,20 +115,21 @@ def create(
         content_type=admission.content_type_for(name, upload.content_type),
         attempts=0,
     )
-    session.add(file)
-    try:
-        session.flush()
-    except IntegrityError:
-        session.rollback()
-        raise Conflict(f"You already have a file named {name!r}.") from None
     try:
         storage.put_file(file.staged_key, upload.path, file.content_type)
     except Exception as exc:
-        session.rollback()
         raise StorageUnavailable(f"The upload could not be stored: {exc}") from exc
     try:
+        admission.charge_file(session, quota_bytes, owner_id, file.size)
+        session.add(file)
+        session.flush()
         session.commit()
-    except Exception:
+    except IntegrityError:
+        session.rollback()
+        storage.delete(file.staged_key)
+        raise Conflict(f"You already have a file named {name!r}.") from None
+    except BaseException:
+        session.rollback()
         storage.delete(file.staged_key)  # no object without its row
         raise
     jobs.send_compression(session, file.id)
@@ -256,6 +263,7 @@ def delete(session: Session, storage: Storage, owner_id: uuid.UUID, file_id: uui
     )
     if rowcount(deleted) != 1:
         raise NotFound(f"There is no file {file_id}.")
+    admission.discharge_file(session, owner_id, file.size)
     session.expunge(file)
     try:
         for key in keys:

@@ -165,6 +165,7 @@ def _start(
         raise InvalidInput("Upload-Metadata must carry the file's name as `filename`.")
     name = names.from_client_filename(filename)
     admission.check_new_file(session, quota_bytes, owner_id, name, length)
+    session.rollback()  # end the read: the reservation starts a transaction of its own
     now = utcnow()
     upload = Upload(
         id=uuid.uuid4(),
@@ -181,6 +182,9 @@ def _start(
         created_at=now,
         updated_at=now,
     )
+    # The whole length is held until the upload finishes or goes: parallel uploads cannot
+    # overrun the quota between them.
+    admission.reserve(session, quota_bytes, owner_id, length)
     session.add(upload)
     session.flush()
     if length == 0:
@@ -439,6 +443,7 @@ def _finish(
         attempts=0,
     )
     session.add(file)
+    admission.reservation_filled(session, upload.owner_id, upload.length)
     upload.offset = upload.length
     upload.completed_at = now
     session.execute(delete(UploadPart).where(UploadPart.upload_id == upload.id))
@@ -488,9 +493,13 @@ def _remove(
     # commits first (and we only drop the record) or waits for our delete (and then 409s).
     options = {"synchronize_session": False}
     unfinished = session.execute(
-        delete(Upload).where(*where, Upload.completed_at.is_(None)).execution_options(**options)
-    )
-    if rowcount(unfinished) == 1:
+        delete(Upload)
+        .where(*where, Upload.completed_at.is_(None))
+        .returning(Upload.owner_id, Upload.length)
+        .execution_options(**options)
+    ).first()
+    if unfinished is not None:
+        admission.release(session, unfinished.owner_id, unfinished.length)
         session.commit()
         _delete_prefix(storage, parts_prefix)
         # A finish that died before its commit may have left the staged object behind.

@@ -1,0 +1,189 @@
+"""Usage counters and the quota: exact under concurrent uploads, on PostgreSQL and SQLite.
+
+These race for real: each upload runs in its own thread with its own session (and so its
+own connection), on committed rows; the rolled-back transaction of the other tests would
+put every thread on one connection.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import sessionmaker
+
+from app.db import make_engine, make_session_factory
+from app.errors import TooLarge
+from app.migrate import upgrade
+from app.models import File, Upload, User
+from app.queue.jobs import JobQueue
+from app.services import admission, files, resumable_uploads
+from app.services.spool import SpooledUpload
+from app.storage.local import LocalStorage
+from tests.factories import UserFactory
+
+QUOTA = 20_000
+SIZE = 3_000  # so exactly six fit
+RACERS = 30
+NOWHERE = JobQueue(lambda _task, _args: None)  # the jobs are not what these tests are about
+
+
+@dataclass
+class Owner:
+    sessions: sessionmaker
+    storage: LocalStorage
+    spool: Path
+    id: uuid.UUID
+
+    def usage(self) -> admission.Usage:
+        with self.sessions() as session:
+            return admission.usage(session, self.id)
+
+    def drift(self) -> list[admission.Drift]:
+        with self.sessions() as session:
+            return [d for d in admission.recount(session, repair=False) if d.owner_id == self.id]
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def owner(request, tmp_path) -> Owner:
+    """A committed account on PostgreSQL (the run's database) or a fresh SQLite file."""
+    if request.param == "postgresql":
+        engine = request.getfixturevalue("engine")
+    else:
+        url = f"sqlite:///{tmp_path}/race.db"
+        upgrade(url)
+        engine = make_engine(url)
+    sessions = make_session_factory(engine)
+    user = UserFactory.build()
+    with sessions() as session:
+        session.add(user)
+        session.commit()
+    yield Owner(sessions, LocalStorage(tmp_path / "storage"), tmp_path / "spool", user.id)
+    with sessions() as session:
+        session.execute(sa.delete(User).where(User.id == user.id))  # cascades
+        session.commit()
+    if request.param == "sqlite":
+        engine.dispose()
+
+
+def _multipart(owner: Owner, n: int) -> str:
+    upload, fd = SpooledUpload.create(owner.spool)
+    with os.fdopen(fd, "wb") as sink:
+        sink.write(b"m" * SIZE)
+    upload.update(b"m" * SIZE)
+    try:
+        with owner.sessions() as session:
+            files.create(
+                session,
+                owner.storage,
+                NOWHERE,
+                owner_id=owner.id,
+                upload=upload,
+                name=f"multipart-{n}.bin",
+                quota_bytes=QUOTA,
+            )
+    finally:
+        upload.discard()
+    return "multipart"
+
+
+def _resumable(owner: Owner, n: int) -> str:
+    with owner.sessions() as session:
+        resumable_uploads.create(
+            session,
+            owner.storage,
+            NOWHERE,
+            owner_id=owner.id,
+            length=SIZE,
+            metadata={"filename": f"resumable-{n}.bin"},
+            max_file_bytes=QUOTA,
+            quota_bytes=QUOTA,
+            expiry_seconds=3600,
+        )
+    return "resumable"
+
+
+def race(owner: Owner, uploads) -> list[str]:
+    """Start every upload at once (a barrier), each on its own thread; what each came to."""
+    start = threading.Barrier(len(uploads))
+
+    def run(n: int, upload) -> str:
+        start.wait()
+        try:
+            return upload(owner, n)
+        except TooLarge:
+            return "over quota"
+
+    owner.spool.mkdir(exist_ok=True)
+    with ThreadPoolExecutor(len(uploads)) as pool:
+        return list(pool.map(run, range(len(uploads)), uploads))
+
+
+def _rows(owner: Owner) -> tuple[int, int, int]:
+    with owner.sessions() as session:
+        stored = session.scalars(select_files(owner.id)).all()
+        reserved = session.scalars(
+            sa.select(Upload.length).where(
+                Upload.owner_id == owner.id, Upload.completed_at.is_(None)
+            )
+        ).all()
+    return len(stored), sum(stored), sum(reserved)
+
+
+def select_files(owner_id: uuid.UUID):
+    return sa.select(File.size).where(File.owner_id == owner_id)
+
+
+@pytest.mark.parametrize(
+    "mix",
+    [
+        pytest.param([_multipart] * RACERS, id="multipart"),
+        pytest.param([_resumable] * RACERS, id="resumable"),
+        pytest.param([_multipart, _resumable] * (RACERS // 2), id="mixed"),
+    ],
+)
+def test_parallel_uploads_never_pass_the_quota(owner, mix):
+    outcomes = race(owner, mix)
+    admitted = [o for o in outcomes if o != "over quota"]
+    assert len(admitted) == QUOTA // SIZE, outcomes  # exactly as many as fit, no more
+    usage = owner.usage()
+    assert usage.bytes_stored + usage.bytes_reserved == len(admitted) * SIZE <= QUOTA
+    # The counters say what the rows say.
+    assert (usage.file_count, usage.bytes_stored, usage.bytes_reserved) == _rows(owner)
+    assert owner.drift() == []
+    # Every refused multipart upload took its staged bytes away again.
+    staged = list(owner.storage.list(f"{owner.id}/uploads/"))
+    assert len(staged) == admitted.count("multipart"), staged
+
+
+def test_counters_follow_deletes_and_cancelled_uploads(owner):
+    race(owner, [_multipart, _multipart, _resumable])
+    with owner.sessions() as session:
+        [first, _] = session.scalars(sa.select(File.id).where(File.owner_id == owner.id)).all()
+        [upload] = session.scalars(sa.select(Upload.id).where(Upload.owner_id == owner.id)).all()
+        files.delete(session, owner.storage, owner.id, first)
+        resumable_uploads.terminate(session, owner.storage, owner.id, upload)
+    assert owner.usage() == admission.Usage(file_count=1, bytes_stored=SIZE, bytes_reserved=0)
+    assert owner.drift() == []
+
+
+def test_recount_reports_drift_and_repairs_it(owner):
+    race(owner, [_multipart, _resumable])
+    with owner.sessions() as session:
+        session.execute(
+            sa.update(User).where(User.id == owner.id).values(file_count=7, bytes_reserved=0)
+        )
+        session.commit()
+    [drift] = owner.drift()
+    assert drift.counted == admission.Usage(7, SIZE, 0)
+    assert drift.actual == admission.Usage(1, SIZE, SIZE)
+    with owner.sessions() as session:
+        assert [d.owner_id for d in admission.recount(session, repair=True)] == [owner.id]
+    assert owner.usage() == admission.Usage(1, SIZE, SIZE)
+    assert owner.drift() == []
