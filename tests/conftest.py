@@ -44,16 +44,31 @@ from tests.helpers import (
     runtime,
 )
 
+STOP_KEY = "instashare_stop"
 
-def _stop(reason: str) -> None:
-    pytest.exit(f"The test suite needs real services: {reason}", returncode=3)
+
+def _stop(config: pytest.Config, reason: str) -> None:
+    message = f"The test suite needs real services: {reason}"
+    # Under pytest-xdist this runs in a worker, whose exit message nobody sees: hand it to
+    # the controlling process, which prints it (pytest_testnodedown below).
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput[STOP_KEY] = message
+    pytest.exit(message, returncode=3)
+
+
+def pytest_testnodedown(node, error) -> None:
+    """xdist: a worker stopped for a missing service; stop the whole run, saying why."""
+    message = getattr(node, "workeroutput", {}).get(STOP_KEY)
+    if message:
+        pytest.exit(message, returncode=3)
 
 
 # --- services ------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
+def database_url(pytestconfig) -> Iterator[str]:
     """This run's PostgreSQL database, migrated with Alembic, dropped at the end."""
     try:
         probe = sa.create_engine(ADMIN_DB_URL)
@@ -62,8 +77,9 @@ def database_url() -> Iterator[str]:
         probe.dispose()
     except Exception as exc:
         _stop(
+            pytestconfig,
             f"PostgreSQL is not reachable at {ADMIN_DB_URL} ({type(exc).__name__}). Start it: "
-            "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+            "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
         )
     with fresh_database() as url:
         yield url
@@ -111,11 +127,11 @@ def factories(session) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory) -> Iterator[str]:
+def redis_url(pytestconfig, tmp_path_factory) -> Iterator[str]:
     """A private redis-server for this run (no persistence); its URL without a database."""
     exe = shutil.which("redis-server")
     if exe is None:
-        _stop("redis-server is not installed (Debian: apt-get install redis-server).")
+        _stop(pytestconfig, "redis-server is not installed (Debian: apt-get install redis-server).")
     argv = [exe, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
             "--dir", str(tmp_path_factory.mktemp("redis")), "--port"]  # fmt: skip
     with listening(lambda port: [*argv, str(port)]) as port:

@@ -116,6 +116,7 @@ def test_credentials_need_both_fields(local_client, url, missing):
         ),
         ('{"email": "a@example.com", "password": "correct horse battery"}', "text/plain"),
     ],
+    ids=["form", "json-as-text"],
 )
 def test_credentials_must_be_json(local_client, url, content, content_type):
     response = local_client.post(url, content=content, headers={"Content-Type": content_type})
