@@ -11,7 +11,7 @@ from connexion.options import SwaggerUIOptions
 from connexion.validators import VALIDATOR_MAP
 
 from app.http import problems, security
-from app.http.middleware import JsonBodyLimit, PathGuard, add_cors
+from app.http.middleware import JsonBodyLimit, PathGuard, ResponseHeaders, add_cors
 from app.http.multipart import StreamingMultipartValidator
 from app.http.request import EXTENSION, close_session
 from app.http.tus import TusBodyValidator, TusProtocol
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         TusProtocol, position=MiddlewarePosition.BEFORE_EXCEPTION, prefix="/api/v1/uploads"
     )
     app.add_middleware(RequestObserver, position=MiddlewarePosition.BEFORE_EXCEPTION)
+    app.add_middleware(ResponseHeaders, position=MiddlewarePosition.BEFORE_EXCEPTION)
     app.add_middleware(PathGuard, position=MiddlewarePosition.BEFORE_ROUTING)
     app.add_middleware(
         JsonBodyLimit, position=MiddlewarePosition.BEFORE_VALIDATION, limit=settings.max_json_bytes

@@ -15,6 +15,8 @@ from app.http.security import owner
 from app.models import File
 from app.services import files
 
+DOWNLOAD_CSP = "default-src 'none'; sandbox"
+
 
 def file_json(file: File) -> dict:
     """The public representation of a file."""
@@ -116,7 +118,12 @@ def _download_response(user: str, file_id: str, format: str, *, with_body: bool)
         body,
         status=plan.status,
         content_type=result.content_type,
-        headers={**plan.headers, "Content-Disposition": content_disposition(result.filename)},
+        headers={
+            **plan.headers,
+            "Content-Disposition": content_disposition(result.filename),
+            # The bytes are whatever the uploader sent: never a page of ours that runs.
+            "Content-Security-Policy": DOWNLOAD_CSP,
+        },
         direct_passthrough=True,
     )
     if plan.status == 304:

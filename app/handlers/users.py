@@ -33,7 +33,11 @@ def login(body: dict):
         password=body["password"],
         address=flask.request.remote_addr or "unknown",
     )
-    return json_body({"access_token": token, "token_type": "Bearer", "expires_in": expires_in})
+    return json_body(
+        {"access_token": token, "token_type": "Bearer", "expires_in": expires_in},
+        200,
+        **{"Cache-Control": "no-store"},  # a credential: no cache keeps it
+    )
 
 
 def me(user: str):

@@ -6,7 +6,7 @@ import re
 
 from connexion import FlaskApp
 from connexion.middleware import MiddlewarePosition
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -148,3 +148,31 @@ class PathGuard:
         if scope["type"] == "http" and self._CONTROL.search(scope["path"]):
             raise NotFound("No resource has this path.")
         await self.app(scope, receive, send)
+
+
+class ResponseHeaders:
+    """What every response carries: `nosniff`, and no shared caching of private answers.
+
+    A response to a request with credentials is the caller's own: unless the handler said
+    otherwise, it is `Cache-Control: private` (a browser may keep it and revalidate by
+    ETag; a proxy or CDN must not).
+    """
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        credentials = any(name == b"authorization" for name, _ in scope["headers"])
+
+        async def send_(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("X-Content-Type-Options", "nosniff")
+                if credentials and "cache-control" not in headers:
+                    headers["Cache-Control"] = "private"
+            await send(message)
+
+        await self.app(scope, receive, send_)

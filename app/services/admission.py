@@ -11,6 +11,7 @@ SQLite alike. Reading usage costs one row, however many files there are.
 from __future__ import annotations
 
 import mimetypes
+import re
 import uuid
 from dataclasses import dataclass
 
@@ -23,6 +24,8 @@ from app.models import File, Upload, User
 from app.services import names
 
 GENERIC_TYPES = {"", "application/octet-stream", "binary/octet-stream"}
+# A media type as RFC 9110 spells one (type "/" subtype, each a token), at most 255 long.
+MEDIA_TYPE = re.compile(r"[a-z0-9!#$%&'*+.^_`|~-]{1,127}/[a-z0-9!#$%&'*+.^_`|~-]{1,127}")
 
 
 @dataclass(frozen=True)
@@ -214,8 +217,12 @@ def free_name(session: Session, owner_id: uuid.UUID, name: str) -> str:
 
 
 def content_type_for(name: str, declared: str | None) -> str:
-    """The client's type unless it is missing or generic; then a guess from the name."""
+    """The client's type unless it is missing, generic or not a media type; else a guess.
+
+    What the client declares is stored and sent back in a header: anything that is not a
+    plain `type/subtype` (control characters, non-ASCII, a whole paragraph) is ignored.
+    """
     declared = (declared or "").split(";", 1)[0].strip().lower()
-    if declared not in GENERIC_TYPES:
+    if declared not in GENERIC_TYPES and MEDIA_TYPE.fullmatch(declared):
         return declared
     return mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"

@@ -844,3 +844,56 @@ def test_a_renamed_file_downloads_with_its_entry_renamed_too(app, client, alice)
         assert part.content == after.content[first : last + 1]
     same = client.get(url, headers={**alice.headers, "If-None-Match": after.headers["ETag"]})
     assert same.status_code == 304
+
+
+# --- what a client declares and what a download may do -----------------------------------
+
+BAD_TYPES = [
+    pytest.param("text/plain\x00evil", id="nul"),
+    pytest.param("tëxt/plain", id="non-ascii"),
+    pytest.param("text/" + "x" * 300, id="too-long"),
+    pytest.param("not a media type", id="no-slash"),
+]
+
+
+@pytest.mark.parametrize("declared", BAD_TYPES)
+def test_a_declared_content_type_that_is_no_media_type_is_replaced_by_a_guess(
+    app, client, alice, declared
+):
+    body = multipart(("file", "notes.txt", b"some notes\n"))
+    body = body.replace(
+        b'filename="notes.txt"\r\n',
+        b'filename="notes.txt"\r\nContent-Type: ' + declared.encode() + b"\r\n",
+    )
+    response = client.post(UPLOAD, headers={**alice.headers, **MULTIPART}, content=body)
+    assert response.status_code == 202, response.text
+    assert response.json()["content_type"] == "text/plain"  # guessed from the name
+    assert run_jobs(app) == ["ready"]
+    original = client.get(
+        f"{FILES}/{response.json()['id']}/content?format=original", headers=alice.headers
+    )
+    assert original.status_code == 200
+    assert original.headers["content-type"].startswith("text/plain")
+    assert original.content == b"some notes\n"
+
+
+def test_a_download_cannot_run_as_a_page_and_no_shared_cache_keeps_it(app, client, alice):
+    page = b"<script>alert(document.cookie)</script>"
+    created = client.post(
+        UPLOAD, headers=alice.headers, files={"file": ("page.html", page, "text/html")}
+    )
+    assert created.status_code == 202, created.text
+    assert run_jobs(app) == ["ready"]
+    url = f"{FILES}/{created.json()['id']}/content"
+    for response in (
+        client.get(url, params={"format": "original"}, headers=alice.headers),
+        client.head(url, params={"format": "original"}, headers=alice.headers),
+        client.get(url, headers=alice.headers),
+    ):
+        assert response.status_code == 200
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["content-security-policy"] == "default-src 'none'; sandbox"
+        assert response.headers["cache-control"] == "private"
+    listing = client.get(FILES, headers=alice.headers)
+    assert listing.headers["cache-control"] == "private"
+    assert listing.headers["x-content-type-options"] == "nosniff"

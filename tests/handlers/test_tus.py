@@ -804,3 +804,38 @@ def test_finished_file_row_and_crc(client, alice, app):
         file = session.get(File, uuid.UUID(url.rsplit("/", 1)[1]))
         assert file.crc32 == zlib.crc32(data)
         assert file.size == len(data)
+
+
+@pytest.mark.parametrize(
+    "filetype",
+    [
+        pytest.param("text/plain\r\nX-Injected: 1", id="crlf"),
+        pytest.param("text/plain\x00", id="nul"),
+        pytest.param("tëxt/plain", id="non-ascii"),
+        pytest.param("text/" + "x" * 300, id="too-long"),
+    ],
+)
+def test_a_declared_filetype_that_is_no_media_type_is_replaced_by_a_guess(
+    app, client, alice, filetype
+):
+    data = b"plain words\n"
+    response = client.post(
+        "/api/v1/uploads",
+        headers={
+            **alice.headers,
+            **TUS,
+            "Upload-Length": str(len(data)),
+            "Upload-Metadata": metadata("words.txt", filetype=filetype),
+        },
+    )
+    assert response.status_code == 201, response.text
+    url = response.headers["Location"]
+    assert patch(client, alice, url, 0, data).status_code == 204
+    file_id = url.rsplit("/", 1)[1]
+    assert ready_file(app, client, alice, file_id)["content_type"] == "text/plain"
+    original = client.get(
+        f"/api/v1/files/{file_id}/content", params={"format": "original"}, headers=alice.headers
+    )
+    assert original.status_code == 200
+    assert original.headers["content-type"].startswith("text/plain")
+    assert "x-injected" not in original.headers

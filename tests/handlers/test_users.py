@@ -363,3 +363,14 @@ def test_me_counts_only_the_callers_files(local_client, make_account):
     alice, bob = make_account(), make_account()
     assert upload(local_client, alice, b"abc").status_code == 202
     assert local_client.get(ME, headers=bob.headers).json()["usage"]["file_count"] == 0
+
+
+def test_a_token_response_is_never_stored(local_client, make_account):
+    account = make_account()
+    response = local_client.post(LOGIN, json={"email": account.email, "password": account.password})
+    assert response.status_code == 200, response.text
+    assert response.headers["cache-control"] == "no-store"
+    # Anonymous answers carry nosniff too, and are not marked private.
+    health = local_client.get("/api/v1/health")
+    assert health.headers["x-content-type-options"] == "nosniff"
+    assert "cache-control" not in health.headers
