@@ -40,8 +40,11 @@ RUN groupadd --system --gid 10001 instashare \
 COPY --from=builder /opt/venv /opt/venv
 WORKDIR /var/lib/instashare
 USER 10001:10001
+# `serve` listens on INSTASHARE_PORT; change the port there (not with --port) and the
+# health check below follows it.
+ENV INSTASHARE_PORT=8000
 EXPOSE 8000
 # Liveness only (no dependency is touched); slim has no curl, so Python asks.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request as u; r = u.urlopen('http://127.0.0.1:8000/api/v1/health', timeout=4); sys.exit(0 if r.status == 200 else 1)"]
+    CMD ["python", "-c", "import os, sys, urllib.request as u; r = u.urlopen('http://127.0.0.1:%s/api/v1/health' % os.environ['INSTASHARE_PORT'], timeout=4); sys.exit(0 if r.status == 200 else 1)"]
 CMD ["instashare-server", "serve"]

@@ -43,8 +43,8 @@ def main() -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
-def dev(host: str, port: int) -> None:
+@click.option("--port", type=int, help="default: INSTASHARE_PORT (8000)")
+def dev(host: str, port: int | None) -> None:
     """The embedded default: API and worker, with SQLite and local storage under ./var.
 
     Needs no PostgreSQL, Redis or cloud storage. Example: instashare-server dev --port 8000
@@ -56,6 +56,7 @@ def dev(host: str, port: int) -> None:
     from app.web import create_app
 
     settings = load_settings()
+    port = port or settings.port
     configure_logging(settings.log_level)
     upgrade(settings.database_url)
     worker_env = {"INSTASHARE_WORKER_METRICS_PORT": "0", **os.environ}
@@ -83,14 +84,15 @@ def dev(host: str, port: int) -> None:
 
 @main.command()
 @click.option("--host", default="0.0.0.0", show_default=True)  # noqa: S104 - a server's job
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--port", type=int, help="default: INSTASHARE_PORT (8000)")
 @click.option("--workers", default=2, show_default=True, type=int, help="gunicorn processes")
-def serve(host: str, port: int, workers: int) -> None:
+def serve(host: str, port: int | None, workers: int) -> None:
     """The production API: gunicorn with uvicorn workers, settings from the environment.
 
     Example: INSTASHARE_ENV=production instashare-server serve --workers 4
     """
     settings = load_settings()  # fail here, with one line, rather than in every worker
+    port = port or settings.port
     use_metrics_dir(settings, "api")
     args = [
         sys.executable, "-m", "gunicorn",

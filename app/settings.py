@@ -169,6 +169,12 @@ class Settings:
     cors_origins: tuple[str, ...] = _setting(
         "INSTASHARE_CORS_ORIGINS", (), _origins, "comma-separated origins allowed by CORS"
     )
+    port: int = _setting(
+        "INSTASHARE_PORT",
+        8000,
+        _int(1),
+        "port `serve` and `dev` listen on (the API image's health check asks the same one)",
+    )
     worker_metrics_port: int = _setting(
         "INSTASHARE_WORKER_METRICS_PORT",
         9808,

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import tomllib
@@ -397,18 +398,52 @@ def test_images_install_the_project_and_run_its_entry_point(dockerfile: str) -> 
     assert "ARG PYTHON_IMAGE=python:3.11-slim" in source
 
 
+def test_the_api_healthcheck_follows_the_port_serve_listens_on(tmp_path: Path) -> None:
+    # `serve` on another port, set the one way the image knows (INSTASHARE_PORT): the
+    # image's own health check command finds it there.
+    from tests.helpers import ROOT, free_port, wait_for_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INSTASHARE_")}
+    env.update(
+        INSTASHARE_PORT=str(port),
+        INSTASHARE_DATA_DIR=str(tmp_path),
+        INSTASHARE_DATABASE_URL=f"sqlite:///{tmp_path}/health.db",
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "app.server", "serve", "--host", "127.0.0.1", "--workers", "1"],
+        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_for_port(port, timeout=30)
+        check = subprocess.run(
+            healthcheck_command("Dockerfile"), env=env, capture_output=True, timeout=30
+        )
+        assert check.returncode == 0, check.stderr
+        env["INSTASHARE_PORT"] = str(free_port())  # nothing listens there: unhealthy
+        check = subprocess.run(
+            healthcheck_command("Dockerfile"), env=env, capture_output=True, timeout=30
+        )
+        assert check.returncode != 0
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=10)
+
+
 def test_the_api_healthcheck_compiles_and_its_url_is_served(tmp_path: Path) -> None:
-    from app.server import main
     from app.settings import Settings
     from app.web import create_app
 
     command = healthcheck_command("Dockerfile")
     assert command[:2] == ["python", "-c"]
     compile(command[2], "<HEALTHCHECK>", "exec")
-    port, path = re.search(r"http://127\.0\.0\.1:(\d+)(/[^'\"]*)", command[2]).groups()
-    serve_port = next(p.default for p in main.commands["serve"].params if p.name == "port")
-    assert int(port) == serve_port
-    assert ("EXPOSE", port) in instructions("Dockerfile")
+    # The check asks the port `serve` listens on: both read INSTASHARE_PORT.
+    assert "os.environ['INSTASHARE_PORT']" in command[2]
+    (path,) = re.search(r"http://127\.0\.0\.1:%s(/[^'\"]*)", command[2]).groups()
+    assert ("ENV", "INSTASHARE_PORT=8000") in instructions("Dockerfile")
+    assert ("EXPOSE", "8000") in instructions("Dockerfile")
+    assert Settings().port == 8000
 
     settings = Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path}/health.db")
     with create_app(settings).test_client() as client:
