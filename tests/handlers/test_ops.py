@@ -19,6 +19,7 @@ from tests.helpers import (
     upload,
     wait_for_port,
     wait_for_status,
+    wait_until,
 )
 
 
@@ -136,13 +137,19 @@ def test_request_id_reaches_the_worker_log(settings, tmp_path):
                     files={"file": ("a.txt", b"abc" * 100, "text/plain")},
                 )
                 assert created.status_code == 202
-                wait_for_status(client, alice, created.json()["id"], "ready")
+                file_id = created.json()["id"]
+                wait_for_status(client, alice, file_id, "ready")
+
+                def traced() -> bool:
+                    # The job's lines may still be on their way to the log when the file
+                    # is ready (Celery logs the outcome after the task returns).
+                    return any(
+                        '"request_id": "upload-trace-7"' in line and file_id in line
+                        for line in worker.log().splitlines()
+                    )
+
+                wait_until(traced, timeout=30, what="the request id in the worker's log")
         finally:
             # Killed outright: nothing of this worker (its database, its queue directory)
             # outlives the test, and a filesystem broker's warm shutdown can be slow.
             worker.stop(signal.SIGKILL)
-    lines = [json.loads(line) for line in worker.log().splitlines() if line.startswith("{")]
-    assert any(
-        line.get("request_id") == "upload-trace-7" and created.json()["id"] in json.dumps(line)
-        for line in lines
-    ), worker.log()[-2000:]
