@@ -1,4 +1,5 @@
-"""ASGI middleware of the HTTP edge: JSON body limits, a path guard, and CORS for browsers."""
+"""ASGI middleware of the HTTP edge: JSON body limits, a path guard, the headers every
+response carries, and CORS for browsers."""
 
 from __future__ import annotations
 

@@ -52,8 +52,7 @@ def usage(session: Session, owner_id: uuid.UUID) -> Usage:
     return Usage(*(int(value) for value in row))
 
 
-def _over_quota(session: Session, owner_id: uuid.UUID, quota_bytes: int, size: int) -> TooLarge:
-    current = usage(session, owner_id)
+def _over_quota(current: Usage, quota_bytes: int, size: int) -> TooLarge:
     used = current.bytes_stored + current.bytes_reserved
     return TooLarge(
         f"This upload of {size} bytes would exceed your storage quota "
@@ -92,7 +91,7 @@ def check_new_file(
     """
     current = usage(session, owner_id)
     if current.bytes_stored + current.bytes_reserved + size > quota_bytes:
-        raise _over_quota(session, owner_id, quota_bytes, size)
+        raise _over_quota(current, quota_bytes, size)
     if name_taken(session, owner_id, name):
         raise Conflict(f"You already have a file (or an upload) named {name!r}.")
 
@@ -125,13 +124,13 @@ def charge_file(session: Session, quota_bytes: int, owner_id: uuid.UUID, size: i
     """Count a new file of `size` bytes, in the caller's transaction; 413 if it does not fit."""
     deltas = {"file_count": 1, "bytes_stored": size}
     if not _change(session, owner_id, deltas, within=(size, quota_bytes)):
-        raise _over_quota(session, owner_id, quota_bytes, size)
+        raise _over_quota(usage(session, owner_id), quota_bytes, size)
 
 
 def reserve(session: Session, quota_bytes: int, owner_id: uuid.UUID, length: int) -> None:
     """Hold `length` bytes for an unfinished upload, in the caller's transaction; 413 if not."""
     if not _change(session, owner_id, {"bytes_reserved": length}, within=(length, quota_bytes)):
-        raise _over_quota(session, owner_id, quota_bytes, length)
+        raise _over_quota(usage(session, owner_id), quota_bytes, length)
 
 
 def reservation_filled(session: Session, owner_id: uuid.UUID, length: int) -> None:

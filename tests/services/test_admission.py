@@ -127,17 +127,13 @@ def race(owner: Owner, uploads) -> list[str]:
 
 def _rows(owner: Owner) -> tuple[int, int, int]:
     with owner.sessions() as session:
-        stored = session.scalars(select_files(owner.id)).all()
+        stored = session.scalars(sa.select(File.size).where(File.owner_id == owner.id)).all()
         reserved = session.scalars(
             sa.select(Upload.length).where(
                 Upload.owner_id == owner.id, Upload.completed_at.is_(None)
             )
         ).all()
     return len(stored), sum(stored), sum(reserved)
-
-
-def select_files(owner_id: uuid.UUID):
-    return sa.select(File.size).where(File.owner_id == owner_id)
 
 
 @pytest.mark.parametrize(
