@@ -40,6 +40,10 @@ class NotReady(AppError):
     status, title = 409, "Not Ready"
 
 
+class RequestTimeout(AppError):
+    status, title = 408, "Request Timeout"
+
+
 class PreconditionFailed(AppError):
     status, title = 412, "Precondition Failed"
 

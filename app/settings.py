@@ -127,6 +127,12 @@ class Settings:
     max_json_bytes: int = _setting(
         "INSTASHARE_MAX_JSON_BYTES", 64 * 1024, _int(1024), "largest accepted JSON request body"
     )
+    body_idle_seconds: float = _setting(
+        "INSTASHARE_BODY_IDLE_SECONDS",
+        60.0,
+        _float(0.1),
+        "a request body or download that moves no byte for this long is cut off (408)",
+    )
     quota_bytes: int = _setting(
         "INSTASHARE_QUOTA_BYTES", 100 * GIB, _int(0), "stored bytes allowed per user"
     )

@@ -14,6 +14,7 @@ from app.http import problems, security
 from app.http.middleware import JsonBodyLimit, PathGuard, ResponseHeaders, add_cors
 from app.http.multipart import StreamingMultipartValidator
 from app.http.request import EXTENSION, close_session
+from app.http.streaming import StreamingOperations
 from app.http.tus import TusBodyValidator, TusProtocol
 from app.observability import RequestObserver
 from app.runtime import Runtime, build_runtime
@@ -38,7 +39,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         {
             **VALIDATOR_MAP["body"],
             "multipart/form-data": StreamingMultipartValidator.configured(
-                settings.spool_root, settings.max_upload_bytes
+                settings.spool_root, settings.max_upload_bytes, settings.body_idle_seconds
             ),
             "application/offset+octet-stream": TusBodyValidator,
         }
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.add_middleware(
         JsonBodyLimit, position=MiddlewarePosition.BEFORE_VALIDATION, limit=settings.max_json_bytes
     )
+    app.add_middleware(StreamingOperations, position=MiddlewarePosition.BEFORE_CONTEXT, runtime=rt)
     # The root-level ops API must be added first: Connexion's spec-serving middleware
     # tries APIs in order, and a root base path added later is never reached.
     app.add_api("ops.yaml", strict_validation=True, swagger_ui_options=_NO_UI)

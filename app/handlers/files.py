@@ -11,7 +11,8 @@ from app.http import ranges
 from app.http.multipart import FORM_KEY, UPLOAD_KEY
 from app.http.request import db, runtime
 from app.http.responses import content_disposition, json_body
-from app.http.security import owner
+from app.http.security import owner, owner_in
+from app.http.streaming import Exchange
 from app.models import File
 from app.services import files
 
@@ -97,11 +98,40 @@ def delete(user: str, file_id: str):
     return None, 204
 
 
-def _download_response(user: str, file_id: str, format: str, *, with_body: bool):
-    result = files.download(
-        db(), runtime().storage, owner(user), uuid.UUID(file_id), original=format == "original"
+async def download(request: Exchange) -> None:
+    """Download the ZIP, or with `format=original` the original bytes (Range supported).
+
+    Served on the event loop (see app.http.streaming): a client that reads slowly, or not
+    at all, holds no thread.
+    """
+    await _download(request, with_body=True)
+
+
+async def download_head(request: Exchange) -> None:
+    """The download's headers (size, ETag, ranges) without its bytes."""
+    await _download(request, with_body=False)
+
+
+async def _download(request: Exchange, *, with_body: bool) -> None:
+    result = await request.run(
+        _find_download,
+        request,
+        uuid.UUID(request.path_params["file_id"]),
+        original=request.query.get("format", "zip") == "original",
     )
-    headers = flask.request.headers
+    await send_download(request, result, with_body=with_body)
+
+
+def _find_download(request: Exchange, file_id: uuid.UUID, *, original: bool) -> files.Download:
+    owner_id = owner_in(request.session, request.user)
+    return files.download(
+        request.session, request.runtime.storage, owner_id, file_id, original=original
+    )
+
+
+async def send_download(request: Exchange, result: files.Download, *, with_body: bool) -> None:
+    """Answer with `result`'s bytes: ranges, conditional requests, HEAD."""
+    headers = request.headers
     plan = ranges.answer(
         result.size,
         result.etag,
@@ -109,33 +139,16 @@ def _download_response(user: str, file_id: str, format: str, *, with_body: bool)
         if_range=headers.get("If-Range"),
         if_none_match=headers.get("If-None-Match"),
     )
-    body = (
-        flask.stream_with_context(result.chunks_from(plan.start, plan.length))
-        if with_body and plan.status != 304
-        else None
-    )
-    response = flask.Response(
-        body,
-        status=plan.status,
-        content_type=result.content_type,
-        headers={
-            **plan.headers,
-            "Content-Disposition": content_disposition(result.filename),
-            # The bytes are whatever the uploader sent: never a page of ours that runs.
-            "Content-Security-Policy": DOWNLOAD_CSP,
-        },
-        direct_passthrough=True,
-    )
-    if plan.status == 304:
-        del response.headers["Content-Type"]
-    return response
-
-
-def download(user: str, file_id: str, format: str = "zip"):
-    """Download the ZIP, or with `format=original` the original bytes (Range supported)."""
-    return _download_response(user, file_id, format, with_body=True)
-
-
-def download_head(user: str, file_id: str, format: str = "zip"):
-    """The download's headers (size, ETag, ranges) without its bytes."""
-    return _download_response(user, file_id, format, with_body=False)
+    response_headers = {
+        **plan.headers,
+        "Content-Disposition": content_disposition(result.filename),
+        # The bytes are whatever the uploader sent: never a page of ours that runs.
+        "Content-Security-Policy": DOWNLOAD_CSP,
+    }
+    if plan.status != 304:
+        response_headers["Content-Type"] = result.content_type
+    if not with_body or plan.status == 304:
+        await request.respond(plan.status, response_headers)
+        return
+    await request.respond(plan.status, response_headers, more=True)
+    await request.send_chunks(result.chunks_from(plan.start, plan.length))

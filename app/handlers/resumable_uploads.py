@@ -5,14 +5,14 @@ from __future__ import annotations
 import uuid
 from email.utils import format_datetime
 
-import flask
-
+from app.errors import RequestTimeout
 from app.http import tus
 from app.http.request import db, runtime
 from app.http.responses import empty
-from app.http.security import owner
+from app.http.security import owner, owner_in
+from app.http.streaming import Disconnected, Exchange
 from app.services import resumable_uploads
-from app.services.resumable_uploads import Progress
+from app.services.resumable_uploads import PartWriter, Progress
 
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -22,13 +22,6 @@ def _progress_headers(progress: Progress) -> dict[str, str]:
     if progress.file is None:
         headers["Upload-Expires"] = format_datetime(progress.expires_at, usegmt=True)
     return headers
-
-
-def _has_body(request: flask.Request) -> bool:
-    return (
-        bool(request.content_length)
-        or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
-    )
 
 
 def options():
@@ -44,28 +37,59 @@ def options():
     )
 
 
-def create(user: str):
-    """Start a resumable upload (tus creation), optionally with its first bytes."""
-    request = flask.request
-    with_body = _has_body(request)
+async def create(request: Exchange) -> None:
+    """Start a resumable upload (tus creation), optionally with its first bytes.
+
+    The first bytes stream on the event loop (see app.http.streaming), like a PATCH's.
+    """
+    headers = request.headers
+    with_body = request.has_body()
     if with_body:
-        tus.check_content_type(request.headers.get("Content-Type"))
-    rt = runtime()
-    progress = resumable_uploads.create(
-        db(),
-        rt.storage,
-        rt.jobs,
-        owner_id=owner(user),
-        length=int(request.headers["Upload-Length"]),
-        metadata=tus.parse_metadata(request.headers.get("Upload-Metadata")),
-        max_file_bytes=rt.settings.max_upload_bytes,
-        quota_bytes=rt.settings.quota_bytes,
-        expiry_seconds=rt.settings.upload_expiry_seconds,
-        body=request.environ["wsgi.input"] if with_body else None,
+        tus.check_content_type(headers.get("Content-Type"))
+    settings = request.runtime.settings
+    progress, part = await request.run(
+        _begin_create,
+        request,
+        length=int(headers["Upload-Length"]),
+        metadata=tus.parse_metadata(headers.get("Upload-Metadata")),
+        max_file_bytes=settings.max_upload_bytes,
+        quota_bytes=settings.quota_bytes,
+        expiry_seconds=settings.upload_expiry_seconds,
+        with_body=with_body,
         content_length=request.content_length,
-        checksum=tus.parse_checksum(request.headers.get("Upload-Checksum")),
+        checksum=tus.parse_checksum(headers.get("Upload-Checksum")),
     )
-    return empty(201, {"Location": f"/api/v1/uploads/{progress.id}", **_progress_headers(progress)})
+    if part is not None:
+        progress = await _receive_part(request, part)
+    await request.respond(
+        201, {"Location": f"/api/v1/uploads/{progress.id}", **_progress_headers(progress)}
+    )
+
+
+def _begin_create(request: Exchange, **kwargs):
+    rt = request.runtime
+    owner_id = owner_in(request.session, request.user)
+    return resumable_uploads.begin_create(
+        request.session, rt.storage, rt.jobs, owner_id=owner_id, **kwargs
+    )
+
+
+async def _receive_part(request: Exchange, part: PartWriter) -> Progress:
+    """The body into `part`; a body that goes idle keeps what arrived (408 says where)."""
+    try:
+        await request.write_body(part.write)
+    except Disconnected:
+        await request.run(part.finish)
+        raise
+    except RequestTimeout as exc:
+        # tus keeps a body cut short as far as it got (unless it had a checksum).
+        progress = await request.run(part.finish)
+        exc.headers["Upload-Offset"] = str(progress.offset)
+        raise
+    except BaseException as exc:
+        await request.run(part.abort, exc)
+        raise
+    return await request.run(part.finish)
 
 
 def head(user: str, upload_id: str):
@@ -76,24 +100,29 @@ def head(user: str, upload_id: str):
     )
 
 
-def patch(user: str, upload_id: str):
-    """Append bytes at `Upload-Offset` (tus core)."""
-    request = flask.request
-    tus.check_content_type(request.headers.get("Content-Type"))
-    rt = runtime()
-    progress = resumable_uploads.append(
-        db(),
-        rt.storage,
-        rt.jobs,
-        owner_id=owner(user),
-        upload_id=uuid.UUID(upload_id),
-        offset=int(request.headers["Upload-Offset"]),
-        body=request.environ["wsgi.input"],
+async def patch(request: Exchange) -> None:
+    """Append bytes at `Upload-Offset` (tus core); the body streams on the event loop."""
+    headers = request.headers
+    tus.check_content_type(headers.get("Content-Type"))
+    part = await request.run(
+        _begin_append,
+        request,
+        upload_id=uuid.UUID(request.path_params["upload_id"]),
+        offset=int(headers["Upload-Offset"]),
         content_length=request.content_length,
-        checksum=tus.parse_checksum(request.headers.get("Upload-Checksum")),
-        expiry_seconds=rt.settings.upload_expiry_seconds,
+        checksum=tus.parse_checksum(headers.get("Upload-Checksum")),
+        expiry_seconds=request.runtime.settings.upload_expiry_seconds,
     )
-    return empty(204, _progress_headers(progress))
+    progress = await _receive_part(request, part)
+    await request.respond(204, _progress_headers(progress))
+
+
+def _begin_append(request: Exchange, **kwargs) -> PartWriter:
+    rt = request.runtime
+    owner_id = owner_in(request.session, request.user)
+    return resumable_uploads.begin_append(
+        request.session, rt.storage, rt.jobs, owner_id=owner_id, **kwargs
+    )
 
 
 def terminate(user: str, upload_id: str):

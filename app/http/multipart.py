@@ -22,6 +22,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope
 
 from app.errors import InvalidInput, TooLarge
+from app.http.streaming import receive_within
 from app.services.spool import SpooledUpload
 
 if TYPE_CHECKING:  # a TypedDict the package defines for type checkers only
@@ -144,14 +145,21 @@ class StreamingMultipartValidator(AbstractRequestBodyValidator):
 
     spool_dir: Any = None
     max_body_bytes: int = 0
+    idle_seconds: float = 60.0
 
     @classmethod
-    def configured(cls, spool_dir, max_body_bytes: int) -> type[StreamingMultipartValidator]:
-        """This validator bound to the service's spool directory and body limit."""
+    def configured(
+        cls, spool_dir, max_body_bytes: int, idle_seconds: float
+    ) -> type[StreamingMultipartValidator]:
+        """This validator bound to the service's spool directory, body limit and idle time."""
         return type(
             cls.__name__,
             (cls,),
-            {"spool_dir": spool_dir, "max_body_bytes": max_body_bytes},
+            {
+                "spool_dir": spool_dir,
+                "max_body_bytes": max_body_bytes,
+                "idle_seconds": idle_seconds,
+            },
         )
 
     def __init__(self, *, schema: dict, strict_validation: bool, **kwargs: Any):
@@ -195,7 +203,7 @@ class StreamingMultipartValidator(AbstractRequestBodyValidator):
     async def _parse_stream(self, receive: Receive, parser: MultipartParser) -> None:
         received = 0
         while True:
-            message = await receive()
+            message = await receive_within(receive, self.idle_seconds)
             if message["type"] == "http.disconnect":
                 raise ClientDisconnect()
             body = message.get("body", b"")

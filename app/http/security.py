@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 
 import flask
+from sqlalchemy.orm import Session
 
 from app.http.request import db
 from app.services import tokens, users
@@ -33,5 +34,10 @@ def bearer_info(token: str) -> dict[str, str]:
 def owner(user: str) -> uuid.UUID:
     """The id of the caller's account; 401 when the token outlived it. Once per request."""
     if "owner" not in flask.g:
-        flask.g.owner = users.get(db(), uuid.UUID(user)).id
+        flask.g.owner = owner_in(db(), user)
     return flask.g.owner
+
+
+def owner_in(session: Session, user: str) -> uuid.UUID:
+    """`owner` for a request served outside Flask (app.http.streaming), in `session`."""
+    return users.get(session, uuid.UUID(user)).id

@@ -6,10 +6,7 @@ The rules of resumable uploads (offsets, parts, quotas) live in
 `TusProtocol` wraps the whole app (outside Connexion's exception handling, so error
 responses get `Tus-Resumable` too): it honours `X-HTTP-Method-Override` and answers 412
 to a tus request (POST, HEAD, PATCH, DELETE) under /uploads without `Tus-Resumable: 1.0.0`.
-It also regroups request bodies into ~4 MiB messages: every middleware layer below it, and
-the handler thread that reads the body (one hop to the event loop per message), then
-handle a few messages per PATCH rather than one per 64 KiB socket read. That took a tus
-PATCH of 8 MiB from ~34 to ~25 ms here; a request holds at most ~2 such messages.
+Bodies are read by the handlers on the event loop (app.http.streaming).
 
 `TusBodyValidator` is the body "validator" for `application/offset+octet-stream`: there
 is nothing to validate, and Connexion's default would read the body into memory.
@@ -34,7 +31,6 @@ EXTENSIONS = ("creation", "creation-with-upload", "termination", "checksum", "ex
 CONTENT_TYPE = "application/offset+octet-stream"
 MAX_METADATA_PAIRS = 32
 
-BATCH_BYTES = 4 * 1024 * 1024
 OVERRIDABLE = {"HEAD", "PATCH", "DELETE", "POST", "OPTIONS", "GET"}
 # The methods tus defines a request for; any other is left to routing (405, Allow).
 VERSIONED = {"HEAD", "PATCH", "DELETE", "POST"}
@@ -67,7 +63,7 @@ class TusProtocol:
                 MutableHeaders(scope=message)["Tus-Resumable"] = VERSION
             await send(message)
 
-        await self.app(scope, batched(receive), send_)  # see the module docstring
+        await self.app(scope, receive, send_)
 
     async def _version_mismatch(self, offered: str | None, send: Send) -> None:
         detail = (
@@ -98,34 +94,6 @@ class TusProtocol:
         await send({"type": "http.response.body", "body": body})
 
 
-def batched(receive: Receive, batch_bytes: int = BATCH_BYTES) -> Receive:
-    """`receive`, regrouped into messages of about `batch_bytes`; see the module docstring.
-
-    A client disconnect ends the body where it stopped: the service compares what it read
-    with Content-Length (and the checksum) to tell a cut-short body from a whole one.
-    """
-    ended = False
-
-    async def receive_() -> Message:
-        nonlocal ended
-        pieces: list[bytes] = []
-        size = 0
-        while not ended and size < batch_bytes:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                ended = True
-                break
-            body = message.get("body", b"")
-            if body:
-                pieces.append(body)
-                size += len(body)
-            if not message.get("more_body", False):
-                ended = True
-        return {"type": "http.request", "body": b"".join(pieces), "more_body": not ended}
-
-    return receive_
-
-
 class TusBodyValidator(AbstractRequestBodyValidator):
     """Passes `application/offset+octet-stream` bodies through unread; see the module docstring."""
 
@@ -133,7 +101,7 @@ class TusBodyValidator(AbstractRequestBodyValidator):
         super().__init__(schema=schema, strict_validation=strict_validation, **kwargs)
 
     async def wrap_receive(self, receive: Receive, *, scope: Scope) -> tuple[Receive, Scope]:
-        return receive, scope  # already regrouped by TusProtocol
+        return receive, scope
 
 
 def parse_checksum(header: str | None) -> Checksum | None:

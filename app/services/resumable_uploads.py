@@ -17,8 +17,9 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Protocol
+from typing import BinaryIO, NoReturn, Protocol
 
 from isal import isal_zlib
 from sqlalchemy import delete, select, update
@@ -40,6 +41,7 @@ from app.models import File, FileStatus, Upload, UploadPart
 from app.queue.jobs import JobQueue
 from app.services import admission, names
 from app.storage import Busy, Storage
+from app.storage.base import Appending
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +114,43 @@ def create(
     413 over the file size or the quota, 409 when the name is taken. If the first bytes
     are refused (checksum, length), the new upload is removed again: nothing half-made.
     """
+    progress, part = begin_create(
+        session,
+        storage,
+        jobs,
+        owner_id=owner_id,
+        length=length,
+        metadata=metadata,
+        max_file_bytes=max_file_bytes,
+        quota_bytes=quota_bytes,
+        expiry_seconds=expiry_seconds,
+        with_body=body is not None,
+        content_length=content_length,
+        checksum=checksum,
+    )
+    return progress if part is None or body is None else part.pump(body)
+
+
+def begin_create(
+    session: Session,
+    storage: Storage,
+    jobs: JobQueue,
+    *,
+    owner_id: uuid.UUID,
+    length: int,
+    metadata: dict[str, str | None],
+    max_file_bytes: int,
+    quota_bytes: int,
+    expiry_seconds: int,
+    with_body: bool,
+    content_length: int | None = None,
+    checksum: Checksum | None = None,
+) -> tuple[Progress, PartWriter | None]:
+    """`create`, with its first bytes (when `with_body`) left to the caller to write.
+
+    The writer, if any, takes the new upload with it when it is aborted or its bytes are
+    refused.
+    """
     upload = _start(
         session,
         storage,
@@ -123,25 +162,30 @@ def create(
         quota_bytes=quota_bytes,
         expiry_seconds=expiry_seconds,
     )
-    if body is None or upload.completed_at is not None:
-        return _progress(upload)
+    if not with_body or upload.completed_at is not None:
+        return _progress(upload), None
+
+    def remove_upload() -> None:
+        session.rollback()
+        _remove(session, storage, upload.id, upload.parts_prefix, upload.staged_key)
+
     try:
-        return append(
+        part = begin_append(
             session,
             storage,
             jobs,
             owner_id=owner_id,
             upload_id=upload.id,
             offset=0,
-            body=body,
             content_length=content_length,
             checksum=checksum,
             expiry_seconds=expiry_seconds,
         )
     except BaseException:
-        session.rollback()
-        _remove(session, storage, upload.id, upload.parts_prefix, upload.staged_key)
+        remove_upload()
         raise
+    part.on_refused = remove_upload
+    return _progress(upload), part
 
 
 def _start(
@@ -215,6 +259,38 @@ def append(
     (and nothing stored) when the checksum does not match. A body cut short by the client
     is kept as far as it got, as tus asks, unless it came with a checksum.
     """
+    part = begin_append(
+        session,
+        storage,
+        jobs,
+        owner_id=owner_id,
+        upload_id=upload_id,
+        offset=offset,
+        content_length=content_length,
+        checksum=checksum,
+        expiry_seconds=expiry_seconds,
+    )
+    return part.pump(body)
+
+
+def begin_append(
+    session: Session,
+    storage: Storage,
+    jobs: JobQueue,
+    *,
+    owner_id: uuid.UUID,
+    upload_id: uuid.UUID,
+    offset: int,
+    content_length: int | None,
+    checksum: Checksum | None,
+    expiry_seconds: int,
+) -> PartWriter:
+    """`append` in steps, for a caller that receives the body itself (on an event loop).
+
+    The checks come first (404, 409, 413), then the writer is open: the caller `write`s
+    each chunk as it arrives and then `finish`es, or `abort`s. No transaction stays open
+    in between, however slowly the body comes.
+    """
     upload = _owned(session, owner_id, upload_id)
     session.commit()  # no transaction stays open while the body streams in
     _check_offset(upload, offset)
@@ -225,77 +301,174 @@ def append(
             f"({remaining} bytes remain).",
             limit="file",
         )
-    stream = _PartStream(body, remaining, checksum, content_length)
-    if storage.appendable:
-        return _append_in_place(session, storage, jobs, upload, offset, stream, expiry_seconds)
-    key = f"{upload.parts_prefix}{offset:015d}-{uuid.uuid4().hex[:12]}"
-    try:
-        # Not fsynced: the worker checks the assembled bytes against size and CRC-32.
-        with storage.writer(key, "application/octet-stream", durable=False) as sink:
-            stream.copy_to(sink)
-            # Leaving the writer by an exception stores nothing.
-            stream.check(offset)
-    except _NothingToKeep:
-        return _progress(upload)
-    except AppError:
-        raise
-    except Exception as exc:
-        raise StorageUnavailable(f"The chunk could not be stored: {exc}") from exc
-    try:
-        return _record_part(session, storage, jobs, upload, key, stream, expiry_seconds)
-    except BaseException:
-        session.rollback()
-        storage.delete(key)
-        raise
+    return PartWriter(
+        session,
+        storage,
+        jobs,
+        upload,
+        offset,
+        _PartStream(remaining, checksum, content_length),
+        expiry_seconds,
+    )
 
 
-def _append_in_place(
-    session: Session,
-    storage: Storage,
-    jobs: JobQueue,
-    upload: Upload,
-    offset: int,
-    stream: _PartStream,
-    expiry_seconds: int,
-) -> Progress:
-    """`append` on a backend that appends in place: every PATCH extends one data object.
+class PartWriter:
+    """One request body on its way into an upload: `write` chunks, then `finish` or `abort`.
 
-    No assembly at the end (the finished upload is the data object, renamed), so the last
-    PATCH costs what the others do. The backend's lock serialises writers: a PATCH that
-    finds another one writing gets 409 at once, and the offset is re-read under the lock.
+    On a backend that appends in place, every PATCH extends one data object, under the
+    backend's lock: a PATCH that finds another one writing gets 409 at once, and the
+    offset is re-read under the lock. No assembly at the end (the finished upload is the
+    data object, renamed), so the last PATCH costs what the others do. Elsewhere each
+    PATCH stores a part object of its own.
+
+    The calls may come from different threads, one at a time.
     """
 
-    def confirm() -> None:
-        current = session.get(Upload, upload.id, populate_existing=True)
-        session.commit()  # again, no transaction stays open while the body streams in
-        if current is None:  # terminated or expired since the first look
-            raise NotFound(f"There is no upload {upload.id}.")
-        _check_offset(current, offset)
+    def __init__(
+        self,
+        session: Session,
+        storage: Storage,
+        jobs: JobQueue,
+        upload: Upload,
+        offset: int,
+        stream: _PartStream,
+        expiry_seconds: int,
+    ):
+        self.session = session
+        self.storage = storage
+        self.jobs = jobs
+        self.upload = upload
+        self.offset = offset
+        self.stream = stream
+        self.expiry_seconds = expiry_seconds
+        self.on_refused: Callable[[], None] | None = None  # also undo what came before
+        self._key: str | None = None
+        self._ended = False  # finished or aborted: later calls do nothing
+        self._opened = ExitStack()
+        self._appender: Appending | None = None
+        self._sink: Appending | BinaryIO
+        try:
+            if storage.appendable:
+                self._appender = self._opened.enter_context(
+                    storage.appender(upload.data_key, offset, self._confirm)
+                )
+                self._sink = self._appender
+            else:
+                self._key = f"{upload.parts_prefix}{offset:015d}-{uuid.uuid4().hex[:12]}"
+                # Not fsynced: the worker checks the assembled bytes against size and CRC-32.
+                self._sink = self._opened.enter_context(
+                    storage.writer(self._key, "application/octet-stream", durable=False)
+                )
+        except BaseException as exc:
+            self._opened.close()
+            session.rollback()
+            _reraise(exc)
 
-    try:
-        with storage.appender(upload.data_key, offset, confirm) as sink:
-            try:
-                stream.copy_to(sink)
-                stream.check(offset)
-                sink.persist()  # on disk before the new offset is recorded and reported
-            except BaseException:
-                sink.discard()
-                raise
-            # From here the bytes stay even if recording fails: the next PATCH cuts the
-            # object back to the recorded offset before it writes.
-            return _record_part(session, storage, jobs, upload, None, stream, expiry_seconds)
-    except _NothingToKeep:
-        return _progress(upload)
-    except Busy:
+    @property
+    def size(self) -> int:
+        """The bytes written so far."""
+        return self.stream.size
+
+    def _confirm(self) -> None:
+        current = self.session.get(Upload, self.upload.id, populate_existing=True)
+        self.session.commit()  # again, no transaction stays open while the body streams in
+        if current is None:  # terminated or expired since the first look
+            raise NotFound(f"There is no upload {self.upload.id}.")
+        _check_offset(current, self.offset)
+
+    def write(self, chunk: bytes) -> None:
+        """One more piece of the body (413 once it runs past the upload's length)."""
+        assert not self._ended, "written after it ended"
+        try:
+            self.stream.feed(chunk)
+            self._sink.write(chunk)
+        except BaseException as exc:
+            self.abort(exc)
+            _reraise(exc)
+
+    def pump(self, body: Body) -> Progress:
+        """Write all of `body` (read until it ends), then `finish`."""
+        while chunk := body.read(READ_SIZE):
+            self.write(chunk)
+        return self.finish()
+
+    def abort(self, exc: BaseException | None = None) -> None:
+        """Keep nothing of this body (the caller is raising `exc`, or giving up)."""
+        if self._ended:
+            return
+        self._ended = True
+        try:
+            self._discard(exc)
+        finally:
+            self._refused()
+
+    def _discard(self, exc: BaseException | None) -> None:
+        try:
+            if self._appender is not None:
+                self._appender.discard()
+            error = exc or _Abandoned()
+            self._opened.__exit__(type(error), error, error.__traceback__)
+        finally:
+            self.session.rollback()
+
+    def _refused(self) -> None:
+        if self.on_refused is not None:
+            self.on_refused()
+
+    def finish(self) -> Progress:
+        """Record what was written (a body cut short is kept as far as it got, unless it
+        came with a checksum) and answer where the upload now stands."""
+        if self._ended:
+            return _progress(self.upload)
+        self._ended = True
+        try:
+            self.stream.check(self.offset)
+            if self._appender is not None:
+                self._appender.persist()  # on disk before the new offset is recorded and reported
+            else:
+                self._opened.close()  # the part object is stored
+        except _NothingToKeep:
+            self._discard(None)
+            return _progress(self.upload)
+        except BaseException as exc:
+            self._ended = False
+            self.abort(exc)
+            _reraise(exc)
+        try:
+            # In place, from here the bytes stay even if recording fails: the next PATCH
+            # cuts the object back to the recorded offset before it writes.
+            return _record_part(
+                self.session,
+                self.storage,
+                self.jobs,
+                self.upload,
+                self._key,
+                self.stream,
+                self.expiry_seconds,
+            )
+        except BaseException:
+            self.session.rollback()
+            if self._key is not None:
+                self.storage.delete(self._key)
+            self._refused()
+            raise
+        finally:
+            self._opened.close()  # in place: releases the lock
+
+
+class _Abandoned(Exception):
+    """Why a writer is left when nobody raised: nothing of its body is kept."""
+
+
+def _reraise(exc: BaseException) -> NoReturn:
+    """Raise what a failure while storing a body means to the client."""
+    if isinstance(exc, Busy):
         raise Conflict(
             "Another request is writing to this upload; ask with HEAD and resume."
         ) from None
-    except (AppError, SQLAlchemyError):
-        session.rollback()
-        raise
-    except Exception as exc:
-        session.rollback()
-        raise StorageUnavailable(f"The chunk could not be stored: {exc}") from exc
+    if isinstance(exc, (AppError, SQLAlchemyError)) or not isinstance(exc, Exception):
+        raise exc
+    raise StorageUnavailable(f"The chunk could not be stored: {exc}") from exc
 
 
 def _check_offset(upload: Upload, offset: int) -> None:
@@ -313,12 +486,9 @@ class _NothingToKeep(Exception):
 
 
 class _PartStream:
-    """Copies a body to a sink, measuring its size, CRC-32 and the requested checksum."""
+    """Measures a body as it passes: its size, CRC-32 and the requested checksum."""
 
-    def __init__(
-        self, body: Body, limit: int, checksum: Checksum | None, content_length: int | None
-    ):
-        self.body = body
+    def __init__(self, limit: int, checksum: Checksum | None, content_length: int | None):
         self.limit = limit
         self.checksum = checksum
         self.content_length = content_length
@@ -326,21 +496,16 @@ class _PartStream:
         self.crc32 = 0
         self._hash = CHECKSUMS[checksum.algorithm]() if checksum else None
 
-    def copy_to(self, sink) -> None:
-        while True:
-            chunk = self.body.read(READ_SIZE)
-            if not chunk:
-                return
-            if self.size + len(chunk) > self.limit:
-                raise TooLarge(
-                    f"The body runs past the upload's length ({self.limit} bytes remained).",
-                    limit="file",
-                )
-            self.size += len(chunk)
-            self.crc32 = isal_zlib.crc32(chunk, self.crc32)
-            if self._hash is not None:
-                self._hash.update(chunk)
-            sink.write(chunk)
+    def feed(self, chunk: bytes) -> None:
+        if self.size + len(chunk) > self.limit:
+            raise TooLarge(
+                f"The body runs past the upload's length ({self.limit} bytes remained).",
+                limit="file",
+            )
+        self.size += len(chunk)
+        self.crc32 = isal_zlib.crc32(chunk, self.crc32)
+        if self._hash is not None:
+            self._hash.update(chunk)
 
     @property
     def digest(self) -> bytes:

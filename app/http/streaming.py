@@ -1,0 +1,227 @@
+"""Operations that stream their bodies on the event loop, not through a WSGI thread.
+
+Flask handlers run on a small pool of threads (a2wsgi's), and a request holds its thread
+for as long as its body takes to arrive or its response to be read: ten clients on slow
+links were enough to stall every other request. An operation whose handler in the spec is
+a coroutine function (`async def`) is run here instead, on the event loop, after routing,
+security and validation: it waits for the network without a thread, and only the short
+steps that touch the database or storage go to a worker thread (`Exchange.run`). Bodies
+move in batches of about `BATCH_BYTES`; the write of one batch (in a thread) overlaps the
+reading of the next. A body or a download that moves no byte for the configured idle time
+is cut off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import pkgutil
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from typing import Any, TypeVar
+
+import anyio.to_thread
+from sqlalchemy.orm import Session
+from starlette.datastructures import Headers, QueryParams
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import RequestTimeout
+from app.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+BATCH_BYTES = 1024 * 1024
+T = TypeVar("T")
+Handler = Callable[["Exchange"], Awaitable[None]]
+
+
+class Disconnected(ClientDisconnect):
+    """The client went away before its body ended (logged as a 400 nobody receives)."""
+
+
+class Exchange:
+    """One request to a streaming operation: what it asked, and how to answer it."""
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send, runtime: Runtime):
+        self.scope = scope
+        self._receive = receive
+        self._send = send
+        self.runtime = runtime
+        self.headers = Headers(scope=scope)
+        self.query = QueryParams(scope.get("query_string", b""))
+        self.path_params: Mapping[str, Any] = scope.get("path_params", {})
+        context = scope.get("extensions", {}).get("connexion_context", {})
+        self.user: str = context.get("user", "")
+        self.idle_seconds = runtime.settings.body_idle_seconds
+        self._session: Session | None = None
+        self.started = False
+
+    # -- the blocking steps, on a worker thread ----------------------------------------
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """`fn(*args, **kwargs)` on a worker thread (database, storage: never the network)."""
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+
+    @property
+    def session(self) -> Session:
+        """This request's database session (used by one thread at a time)."""
+        if self._session is None:
+            self._session = self.runtime.sessions()
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self.run(self._session.close)
+            self._session = None
+
+    # -- the request body --------------------------------------------------------------
+
+    @property
+    def content_length(self) -> int | None:
+        value = self.headers.get("content-length")
+        return int(value) if value is not None and value.isdigit() else None
+
+    def has_body(self) -> bool:
+        return (
+            bool(self.content_length)
+            or "chunked" in self.headers.get("transfer-encoding", "").lower()
+        )
+
+    async def _receive_within_idle(self) -> Message:
+        return await receive_within(self._receive, self.idle_seconds)
+
+    async def body(self, batch_bytes: int = BATCH_BYTES) -> AsyncIterator[bytes]:
+        """The request body in batches of about `batch_bytes`.
+
+        Raises RequestTimeout when no byte arrives for the idle time and Disconnected when
+        the client goes away; what came before was yielded already.
+        """
+        pieces: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            try:
+                message = await self._receive_within_idle()
+            except RequestTimeout:
+                if pieces:
+                    yield b"".join(pieces)
+                raise
+            if message["type"] == "http.disconnect":
+                if pieces:
+                    yield b"".join(pieces)
+                raise Disconnected()
+            chunk = message.get("body", b"")
+            more = message.get("more_body", False)
+            if chunk:
+                pieces.append(chunk)
+                size += len(chunk)
+            if size >= batch_bytes or (not more and pieces):
+                yield pieces[0] if len(pieces) == 1 else b"".join(pieces)
+                pieces, size = [], 0
+
+    async def write_body(self, write: Callable[[bytes], None]) -> None:
+        """Hand every batch of the body to `write`, on a worker thread, one write in flight
+        while the next batch arrives. Raises as `body` does, after the last write ended."""
+        pending: asyncio.Future[None] | None = None
+        try:
+            async for batch in self.body():
+                if pending is not None:
+                    await pending
+                pending = asyncio.ensure_future(self.run(write, batch))
+        finally:
+            if pending is not None:
+                await pending
+
+    # -- the response ------------------------------------------------------------------
+
+    async def _send_within_idle(self, message: dict) -> None:
+        await asyncio.wait_for(self._send(message), self.idle_seconds)
+
+    async def respond(
+        self, status: int, headers: Mapping[str, str], body: bytes = b"", *, more: bool = False
+    ) -> None:
+        """Start the response (and end it, unless `more` body follows via `send_body`)."""
+        raw = [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in headers.items()]
+        bodiless = status in (204, 304)
+        if not (more or bodiless) and b"content-length" not in {k for k, _ in raw}:
+            raw.append((b"content-length", str(len(body)).encode()))
+        await self._send({"type": "http.response.start", "status": status, "headers": raw})
+        self.started = True
+        if not more:
+            await self._send({"type": "http.response.body", "body": body})
+
+    async def send_chunks(self, chunks: Iterator[bytes]) -> None:
+        """Send every chunk of `chunks` (read on a worker thread, one read ahead), then end
+        the response. A client that reads nothing for the idle time is dropped."""
+        done = object()
+
+        def next_chunk() -> Any:
+            return next(chunks, done)
+
+        try:
+            upcoming = asyncio.ensure_future(self.run(next_chunk))
+            while True:
+                chunk = await upcoming
+                if chunk is done:
+                    break
+                upcoming = asyncio.ensure_future(self.run(next_chunk))
+                await self._send_within_idle(
+                    {"type": "http.response.body", "body": chunk, "more_body": True}
+                )
+            await self._send_within_idle({"type": "http.response.body", "body": b""})
+        except TimeoutError:
+            log.info("download dropped: the client read nothing for %gs", self.idle_seconds)
+        except Exception:
+            # Too late for a problem response: the client sees the body end short.
+            log.exception("download failed midway")
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                await self.run(close)
+
+
+async def receive_within(receive: Receive, seconds: float) -> Message:
+    """The next message of a request body; 408 when none comes within `seconds`."""
+    try:
+        return await asyncio.wait_for(receive(), seconds)
+    except TimeoutError:
+        raise RequestTimeout(f"No byte of the body arrived for {seconds:g} seconds.") from None
+
+
+def streaming_handler(operation_id: str | None) -> Handler | None:
+    """The coroutine function the spec names for `operation_id`, if it is one."""
+    if not operation_id:
+        return None
+    return _resolve(operation_id)
+
+
+@functools.cache
+def _resolve(operation_id: str) -> Handler | None:
+    try:
+        fn = pkgutil.resolve_name(operation_id)
+    except (ImportError, AttributeError, ValueError):
+        return None
+    return fn if inspect.iscoroutinefunction(fn) else None
+
+
+class StreamingOperations:
+    """ASGI middleware after validation: runs streaming operations (see the module doc)."""
+
+    def __init__(self, app: ASGIApp, runtime: Runtime):
+        self.app = app
+        self.runtime = runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            routing = scope.get("extensions", {}).get("connexion_routing", {})
+            handler = streaming_handler(routing.get("operation_id"))
+            if handler is not None:
+                exchange = Exchange(scope, receive, send, self.runtime)
+                try:
+                    await handler(exchange)
+                finally:
+                    await exchange.aclose()
+                return
+        await self.app(scope, receive, send)
