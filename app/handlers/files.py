@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import flask
+from sqlalchemy.orm import Session
 
 from app.errors import InvalidInput
 from app.http import ranges
@@ -113,7 +114,7 @@ async def download_head(request: Exchange) -> None:
 
 
 async def _download(request: Exchange, *, with_body: bool) -> None:
-    result = await request.run(
+    result = await request.lookup(
         _find_download,
         request,
         uuid.UUID(request.path_params["file_id"]),
@@ -122,11 +123,11 @@ async def _download(request: Exchange, *, with_body: bool) -> None:
     await send_download(request, result, with_body=with_body)
 
 
-def _find_download(request: Exchange, file_id: uuid.UUID, *, original: bool) -> files.Download:
-    owner_id = owner_in(request.session, request.user)
-    return files.download(
-        request.session, request.runtime.storage, owner_id, file_id, original=original
-    )
+def _find_download(
+    session: Session, request: Exchange, file_id: uuid.UUID, *, original: bool
+) -> files.Download:
+    owner_id = owner_in(session, request.user)
+    return files.download(session, request.runtime.storage, owner_id, file_id, original=original)
 
 
 async def send_download(request: Exchange, result: files.Download, *, with_body: bool) -> None:

@@ -33,6 +33,7 @@ from app.runtime import Runtime
 log = logging.getLogger(__name__)
 
 BATCH_BYTES = 1024 * 1024
+SEND_SLICE = 256 * 1024
 T = TypeVar("T")
 Handler = Callable[["Exchange"], Awaitable[None]]
 
@@ -64,9 +65,21 @@ class Exchange:
         """`fn(*args, **kwargs)` on a worker thread (database, storage: never the network)."""
         return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
 
+    async def lookup(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """`fn(session, *args, **kwargs)` on a worker thread, in a session of its own that is
+        closed before this returns: nothing holds a database connection while the response
+        waits on the network."""
+
+        def in_session() -> T:
+            with self.runtime.sessions() as session:
+                return fn(session, *args, **kwargs)
+
+        return await anyio.to_thread.run_sync(in_session)
+
     @property
     def session(self) -> Session:
-        """This request's database session (used by one thread at a time)."""
+        """This request's database session (used by one thread at a time; a service that
+        keeps it across steps ends its transactions before the body streams)."""
         if self._session is None:
             self._session = self.runtime.sessions()
         return self._session
@@ -167,9 +180,17 @@ class Exchange:
                 if chunk is done:
                     break
                 upcoming = asyncio.ensure_future(self.run(next_chunk))
-                await self._send_within_idle(
-                    {"type": "http.response.body", "body": chunk, "more_body": True}
-                )
+                # In slices: the server buffers what a message holds until the client
+                # takes it, so a reader that stalls keeps one slice, not a whole chunk.
+                view = memoryview(chunk)
+                for start in range(0, len(view), SEND_SLICE):
+                    await self._send_within_idle(
+                        {
+                            "type": "http.response.body",
+                            "body": view[start : start + SEND_SLICE],
+                            "more_body": True,
+                        }
+                    )
             await self._send_within_idle({"type": "http.response.body", "body": b""})
         except TimeoutError:
             log.info("download dropped: the client read nothing for %gs", self.idle_seconds)

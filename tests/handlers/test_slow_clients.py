@@ -3,8 +3,9 @@
 Request bodies of tus and multipart uploads and download responses stream on the event
 loop (app.http.streaming), so clients on slow links hold no thread; everything else still
 runs on the pool of ten threads Flask handlers share. These tests hold more slow requests
-open than that pool has threads and check that the API still answers, against a real
-server on real sockets.
+open than that pool has threads (and than the database pool has connections: a download
+must not keep one while it waits on its reader) and check that the API still answers,
+against a real server on real sockets.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from tests.handlers.conftest import Live, serve_live
 from tests.helpers import Account, run_jobs, runtime, spooled_files
 
 TUS = {"Tus-Resumable": "1.0.0"}
-SLOW = 15  # of each kind; more than the ten threads Flask handlers share
+SLOW = 25  # of each kind: more than the ten Flask threads and the 20 pooled connections
 IDLE = 1.0  # seconds without a byte before the impatient server cuts a request off
 
 
@@ -242,3 +243,18 @@ def test_a_download_read_slowly_but_steadily_completes(slow_live):
             time.sleep(0.05)
         assert len(body) == size
     assert time.monotonic() - started > IDLE  # it did take longer than the idle time
+
+
+def test_a_download_in_flight_holds_no_database_connection(slow_live, engine):
+    live = slow_live
+    owner = live.account()
+    file_id = _ready_file(live, owner, 8 * 1024 * 1024)
+    held = [_start_unread_download(live, owner, file_id) for _ in range(3)]
+    try:
+        for sock in held:
+            assert sock.recv(12).startswith(b"HTTP/1.1 200")  # the body is on its way
+        # The server shares the test's engine: its pool lends out nothing meanwhile.
+        assert engine.pool.checkedout() == 0
+    finally:
+        for sock in held:
+            sock.close()
