@@ -36,8 +36,9 @@ def _throttle(settings: Settings) -> LoginThrottle:
         store = MemoryCounters()
     return LoginThrottle(
         store,
-        per_account=settings.login_max_failures,
+        per_account_address=settings.login_max_failures,
         per_address=settings.login_max_failures_per_ip,
+        per_account=settings.login_max_failures_per_account,
         window=settings.login_window_seconds,
     )
 

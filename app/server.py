@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -36,6 +37,27 @@ def load_settings() -> Settings:
         sys.exit(2)
 
 
+@contextlib.contextmanager
+def database_errors(settings: Settings):
+    """A database that cannot be reached or migrated: one line naming it, exit status 1."""
+    from alembic.util import CommandError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from app.services.health import reason
+
+    try:
+        yield
+    except (SQLAlchemyError, CommandError) as exc:
+        shown = settings.masked()["INSTASHARE_DATABASE_URL"]
+        click.echo(f"instashare-server: database {shown}: {reason(exc)}", err=True)
+        sys.exit(1)
+
+
+def forwarded_allow_ips(settings: Settings) -> str:
+    """The proxies whose X-Forwarded-For the server believes: only the configured ones."""
+    return ",".join(settings.trusted_proxies)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Run and operate the Instashare service."""
@@ -58,7 +80,8 @@ def dev(host: str, port: int | None) -> None:
     settings = load_settings()
     port = port or settings.port
     configure_logging(settings.log_level)
-    upgrade(settings.database_url)
+    with database_errors(settings):
+        upgrade(settings.database_url)
     worker_env = {"INSTASHARE_WORKER_METRICS_PORT": "0", **os.environ}
     worker = subprocess.Popen(
         [sys.executable, "-m", "app.server", "worker", "--beat", "--concurrency", "1"],
@@ -73,7 +96,14 @@ def dev(host: str, port: int | None) -> None:
     signal.signal(signal.SIGTERM, _stop)
     try:
         click.echo(f"Instashare on http://{host}:{port}/api/v1/ui (data in {settings.data_dir})")
-        uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
+        uvicorn.run(
+            create_app(settings),
+            host=host,
+            port=port,
+            log_config=None,
+            proxy_headers=bool(settings.trusted_proxies),
+            forwarded_allow_ips=forwarded_allow_ips(settings),
+        )
     finally:
         worker.send_signal(signal.SIGTERM)
         try:
@@ -100,7 +130,7 @@ def serve(host: str, port: int | None, workers: int) -> None:
         "--workers", str(workers),
         "--bind", f"{host}:{port}",
         "--graceful-timeout", "30",
-        "--forwarded-allow-ips", os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        "--forwarded-allow-ips", forwarded_allow_ips(settings),
         "app.asgi:app",
     ]  # fmt: skip
     os.execv(sys.executable, args)  # noqa: S606 - become gunicorn, so signals reach it
@@ -159,7 +189,8 @@ def migrate() -> None:
     from app.migrate import upgrade
 
     settings = load_settings()
-    upgrade(settings.database_url)
+    with database_errors(settings):
+        upgrade(settings.database_url)
     click.echo("database is at the newest schema")
 
 
@@ -175,7 +206,10 @@ def recount(repair: bool) -> None:
     from app.services import admission
 
     settings = load_settings()
-    with make_session_factory(make_engine(settings.database_url))() as session:
+    with (
+        database_errors(settings),
+        make_session_factory(make_engine(settings.database_url))() as session,
+    ):
         drifts = admission.recount(session, repair=repair)
     for drift in drifts:
         counted, actual = drift.counted, drift.actual
@@ -183,6 +217,13 @@ def recount(repair: bool) -> None:
             f"{drift.owner_id}: counted {counted.file_count} files, {counted.bytes_stored} "
             f"bytes stored, {counted.bytes_reserved} reserved; the rows say "
             f"{actual.file_count}, {actual.bytes_stored}, {actual.bytes_reserved}"
+            + (
+                f"; files pending/processing/ready/failed counted "
+                f"{'/'.join(map(str, drift.counted_by_status))}, the rows say "
+                f"{'/'.join(map(str, drift.actual_by_status))}"
+                if drift.counted_by_status != drift.actual_by_status
+                else ""
+            )
             + (" (repaired)" if repair else "")
         )
     if not drifts:

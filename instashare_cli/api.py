@@ -138,6 +138,18 @@ class Api:
         """GET /users/me: the account and its `usage`."""
         return self._send("GET", "/users/me").json()
 
+    def logout(self) -> None:
+        """POST /users/logout: the server stops taking this client's token."""
+        self._send("POST", "/users/logout")
+
+    def change_password(self, current: str, new: str) -> dict:
+        """POST /users/me/password: a token for a new session (every other one ends)."""
+        return self._send(
+            "POST",
+            "/users/me/password",
+            json={"current_password": current, "new_password": new},
+        ).json()
+
     # files
 
     def files(

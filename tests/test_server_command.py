@@ -1,12 +1,22 @@
 """The operator command, run as a real process."""
 
 import os
+import signal
 import subprocess
 import sys
 
+import httpx
+import pytest
 import sqlalchemy as sa
 
-from tests.helpers import ROOT, settings_env
+from tests.helpers import (
+    ROOT,
+    free_port,
+    make_settings,
+    new_email,
+    settings_env,
+    start_server,
+)
 
 
 def run_cli(*args, env):
@@ -27,6 +37,16 @@ def test_a_bad_setting_stops_with_one_line():
     assert result.stderr.strip().splitlines() == [
         "instashare-server: configuration error: INSTASHARE_MAX_UPLOAD_BYTES='lots' is invalid: "
         "invalid literal for int() with base 10: 'lots'"
+    ]
+
+
+def test_a_bad_compression_setting_stops_the_worker_with_one_line():
+    env = {**os.environ, "INSTASHARE_COMPRESSION": "smallest"}
+    result = run_cli("worker", env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "instashare-server: configuration error: INSTASHARE_COMPRESSION='smallest' is invalid: "
+        "must be one of fast, small"
     ]
 
 
@@ -103,3 +123,74 @@ def test_recount_reports_drifted_usage_counters_and_repairs_them(tmp_path):
     again = run_cli("recount", env=env)
     assert again.returncode == 0
     assert again.stdout.strip() == "every account's usage counters match its files and uploads"
+
+
+def _without_settings() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("INSTASHARE_")}
+
+
+@pytest.mark.parametrize("command", ["check", "migrate", "serve", "recount"])
+@pytest.mark.parametrize("url", ["notaurl", "nosuchdriver://db/x"])
+def test_a_malformed_database_url_stops_with_one_line(tmp_path, command, url):
+    env = {**_without_settings(), "INSTASHARE_DATABASE_URL": url}
+    env["INSTASHARE_DATA_DIR"] = str(tmp_path)
+    result = run_cli(command, env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"instashare-server: configuration error: INSTASHARE_DATABASE_URL='{url}' is not a "
+        "database URL (give one like postgresql+psycopg2://USER:PASSWORD@HOST/DB or "
+        "sqlite:///PATH)"
+    ]
+
+
+@pytest.mark.parametrize("command", ["migrate", "recount"])
+def test_a_database_that_does_not_answer_is_one_line_naming_it(tmp_path, command):
+    url = f"postgresql+psycopg2://instashare:hunter2-secret@127.0.0.1:{free_port()}/instashare"
+    env = {**_without_settings(), "INSTASHARE_DATABASE_URL": url}
+    env["INSTASHARE_DATA_DIR"] = str(tmp_path)
+    result = run_cli(command, env=env)
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("instashare-server: database postgresql+psycopg2://****@127.0.0.1:")
+    assert "Connection refused" in line
+    assert "hunter2-secret" not in result.stdout + result.stderr
+
+
+def test_check_says_in_one_line_that_the_database_does_not_answer(tmp_path):
+    url = f"postgresql+psycopg2://instashare:hunter2-secret@127.0.0.1:{free_port()}/instashare"
+    env = {**_without_settings(), "INSTASHARE_DATABASE_URL": url}
+    env["INSTASHARE_DATA_DIR"] = str(tmp_path)
+    result = run_cli("check", env=env)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    (line,) = [x for x in result.stdout.splitlines() if x.startswith("database: ")]
+    assert line.startswith("database: FAILED OperationalError: connection to server at")
+    assert "hunter2-secret" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("trusted", "believed"), [("", False), ("127.0.0.1", True)])
+def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy(
+    tmp_path, database_url, redis_url, trusted, believed
+):
+    # In-process login counters: this server's own, nobody else's failures count here.
+    settings = make_settings(
+        tmp_path, database_url, redis_url="", login_max_failures_per_ip=3, trusted_proxies=trusted
+    )
+    with open(tmp_path / "server.log", "ab") as log:
+        server, base = start_server(settings, log=log)
+    try:
+        statuses = [
+            httpx.post(
+                f"{base}/api/v1/users/login",
+                json={"email": new_email(), "password": "not anyone's password"},
+                headers={"X-Forwarded-For": f"198.51.100.{n + 1}"},
+                timeout=30,
+            ).status_code
+            for n in range(4)
+        ]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    # From a trusted proxy each request is its own client; otherwise they are all the
+    # proxy's, and its limit of 3 failures is reached.
+    assert statuses == ([401] * 4 if believed else [401, 401, 401, 429])

@@ -1,13 +1,12 @@
-"""Handlers for /users: register, login and the caller's profile."""
+"""Handlers for /users: register, log in and out, the caller's profile and password."""
 
 from __future__ import annotations
-
-import uuid
 
 import flask
 
 from app.http.request import db, runtime
 from app.http.responses import json_body
+from app.http.security import account, presented_token
 from app.models import User
 from app.services import users
 
@@ -33,6 +32,10 @@ def login(body: dict):
         password=body["password"],
         address=flask.request.remote_addr or "unknown",
     )
+    return _token_response(token, expires_in)
+
+
+def _token_response(token: str, expires_in: int):
     return json_body(
         {"access_token": token, "token_type": "Bearer", "expires_in": expires_in},
         200,
@@ -40,16 +43,38 @@ def login(body: dict):
     )
 
 
+def logout(user: str):
+    """End the session of the token this request presents."""
+    account(user)  # a token whose session already ended gets 401
+    users.logout(db(), presented_token(user))
+    return None, 204
+
+
+def change_password(user: str, body: dict):
+    """Change your password; every earlier session ends, and a token for a new one comes back."""
+    rt = runtime()
+    token, expires_in = users.change_password(
+        db(),
+        rt.settings,
+        rt.throttle,
+        account(user),
+        current=body["current_password"],
+        new=body["new_password"],
+        address=flask.request.remote_addr or "unknown",
+    )
+    return _token_response(token, expires_in)
+
+
 def me(user: str):
     """Your profile and storage usage."""
-    account = users.get(db(), uuid.UUID(user))  # its usage counters come with it
+    caller = account(user)  # its usage counters come with it
     return json_body(
         {
-            **_user_json(account),
+            **_user_json(caller),
             "usage": {
-                "file_count": account.file_count,
-                "bytes_stored": account.bytes_stored,
-                "bytes_reserved": account.bytes_reserved,
+                "file_count": caller.file_count,
+                "bytes_stored": caller.bytes_stored,
+                "bytes_reserved": caller.bytes_reserved,
                 "quota_bytes": runtime().settings.quota_bytes,
             },
         }

@@ -1,19 +1,60 @@
-"""The one place where domain errors become problem+json responses."""
+"""The one place where errors become problem+json responses.
+
+Every problem's `type` is `/problems/<its title in kebab case>`: the app's own errors,
+Connexion's (request validation, security) and the router's (404, 405) alike. Connexion's
+400s for a body or parameter that breaks the spec are the app's Invalid Input.
+"""
 
 from __future__ import annotations
 
 import logging
 import traceback
 
-from connexion.exceptions import InternalServerError
+from connexion.exceptions import ProblemException
+from connexion.http_facts import HTTP_STATUS_CODES
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from connexion.problem import problem
 from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from app.errors import AppError, InvalidInput
+from app.errors import AppError, InvalidInput, problem_type
 
 log = logging.getLogger(__name__)
+
+
+def _problem(
+    status: int, title: str | None, detail: str | None, headers=None, ext=None
+) -> ConnexionResponse:
+    title = title or HTTP_STATUS_CODES.get(status, "Error")
+    if status == 400 and title == "Bad Request":
+        title = InvalidInput.title
+    return problem(
+        status, title, detail or title, type=problem_type(title), headers=headers, ext=ext
+    )
+
+
+def _internal_error() -> ConnexionResponse:
+    return _problem(500, "Internal Server Error", "The server failed; it has been logged.")
+
+
+def connexion_problem(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    """Connexion's own problems (validation, security) in the app's scheme."""
+    assert isinstance(exc, ProblemException)
+    if exc.status >= 500:
+        log.error("%r", exc)
+    else:
+        log.debug("%s %s: %s", exc.status, exc.title, exc.detail)
+    return _problem(exc.status, exc.title, exc.detail, exc.headers, exc.ext)
+
+
+def http_exception(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    """The router's 404 and 405 (with `Allow`), in the app's scheme."""
+    assert isinstance(exc, HTTPException)
+    detail = {404: "No resource has this path.", 405: "This path does not take that method."}
+    return _problem(
+        exc.status_code, None, detail.get(exc.status_code, exc.detail), dict(exc.headers or {})
+    )
 
 
 def app_error(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
@@ -36,7 +77,7 @@ def database_unavailable(_request: ConnexionRequest, exc: Exception) -> Connexio
 
 def client_disconnected(_request: ConnexionRequest, _exc: Exception) -> ConnexionResponse:
     # Nobody is listening any more; the status only shows up in the access log.
-    return problem(400, "Client Disconnected", "The client went away mid-request.")
+    return _problem(400, "Client Disconnected", "The client went away mid-request.")
 
 
 def undecodable_body(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
@@ -46,8 +87,9 @@ def undecodable_body(request: ConnexionRequest, exc: Exception) -> ConnexionResp
     frames = traceback.extract_tb(exc.__traceback__)
     if frames and "connexion/validators/" in frames[-1].filename.replace("\\", "/"):
         return app_error(request, InvalidInput("The request body is not valid UTF-8."))
-    log.error("%r", exc, exc_info=exc)
-    return InternalServerError().to_problem()
+    # `%s`, not `%r`: the repr of a Unicode error holds all the text it was given.
+    log.error("%s: %s", type(exc).__name__, exc, exc_info=exc)
+    return _internal_error()
 
 
 def unencodable_text(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
@@ -56,11 +98,19 @@ def unencodable_text(request: ConnexionRequest, exc: Exception) -> ConnexionResp
     # bytes and cannot hold one, so such text is always the client's.
     if isinstance(exc, UnicodeEncodeError) and exc.reason == "surrogates not allowed":
         return app_error(request, InvalidInput("The request holds text that is not Unicode."))
+    log.error("%s: %s", type(exc).__name__, exc, exc_info=exc)
+    return _internal_error()
+
+
+def unexpected(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
     log.error("%r", exc, exc_info=exc)
-    return InternalServerError().to_problem()
+    return _internal_error()
 
 
 def register(app) -> None:
+    app.add_error_handler(Exception, unexpected)
+    app.add_error_handler(HTTPException, http_exception)
+    app.add_error_handler(ProblemException, connexion_problem)
     app.add_error_handler(AppError, app_error)
     app.add_error_handler(OperationalError, database_unavailable)
     app.add_error_handler(ClientDisconnect, client_disconnected)

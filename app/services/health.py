@@ -46,5 +46,12 @@ def check(settings: Settings, sessions: sessionmaker, storage: Storage) -> dict[
             probe()
             results[name] = None
         except Exception as exc:
-            results[name] = f"{type(exc).__name__}: {exc}"[:300]
+            results[name] = reason(exc)
     return results
+
+
+def reason(exc: BaseException) -> str:
+    """Why a dependency failed, on one line: the driver's own message, not SQLAlchemy's wrap."""
+    cause = getattr(exc, "orig", None) or exc  # SQLAlchemy keeps the driver's error there
+    text = " ".join(str(cause).split()) or type(cause).__name__
+    return f"{type(cause).__name__}: {text}"[:300]

@@ -1,18 +1,18 @@
-"""Accounts: registration, login and the profile with its usage."""
+"""Accounts: registration, login, the sessions they start and end, and the password."""
 
 from __future__ import annotations
 
 import re
-import uuid
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.errors import Conflict, InvalidInput, Unauthorized
-from app.models import User
+from app.db import utcnow
+from app.errors import Conflict, Forbidden, InvalidInput, Unauthorized
+from app.models import RevokedToken, User
 from app.services import tokens
 from app.services.throttle import LoginThrottle
 from app.settings import Settings
@@ -43,11 +43,24 @@ def find_by_email(session: Session, email: str) -> User | None:
     return session.scalar(select(User).where(func.lower(User.email) == email.lower()))
 
 
+def _check_new_password(password: str) -> None:
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        raise InvalidInput(f"The password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters.")
+
+
+def _matches(password_hash: str | None, password: str) -> bool:
+    """Whether `password` is the one hashed; as slow for no account (None) as for one."""
+    try:
+        hasher.verify(password_hash or _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        return False
+    return password_hash is not None
+
+
 def register(session: Session, email: str, password: str) -> User:
     """Create an account; Conflict when the address (in any case) already has one."""
     email = normalize_email(email)
-    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
-        raise InvalidInput(f"The password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters.")
+    _check_new_password(password)
     if find_by_email(session, email) is not None:
         raise Conflict("An account with this e-mail address already exists.")
     user = User(email=email, password_hash=hasher.hash(password))
@@ -69,30 +82,100 @@ def login(
     password: str,
     address: str,
 ) -> tuple[str, int]:
-    """A fresh access token; one Unauthorized for an unknown address or a wrong password."""
+    """A fresh access token; one Unauthorized for an unknown address or a wrong password.
+
+    A password no account could have (too short, too long) is just a wrong one: the same
+    401, the same time taken, and a failure counted.
+    """
     account = email.strip().lower()
     throttle.check(account, address)
     try:
         user = find_by_email(session, normalize_email(account))
     except InvalidInput:  # not an address, so no account (and nothing to send the database)
         user = None
-    try:
-        hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
-        if user is None:
-            raise VerificationError
-    except (VerificationError, InvalidHashError):
+    # A password over the limit is checked by its first MAX_PASSWORD + 1 characters (still
+    # wrong, as no account has one that long): its time never depends on what was sent.
+    matches = _matches(user.password_hash if user else None, password[: MAX_PASSWORD + 1])
+    if not (matches and MIN_PASSWORD <= len(password) <= MAX_PASSWORD):
         throttle.failed(account, address)
-        raise Unauthorized("The e-mail address or the password is wrong.") from None
+        raise Unauthorized("The e-mail address or the password is wrong.")
+    assert user is not None
     throttle.succeeded(account, address)
     if hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hasher.hash(password)
         session.commit()
-    return tokens.issue(settings, user.id)
+    return tokens.issue(settings, user.id, user.token_generation)
 
 
-def get(session: Session, user_id: uuid.UUID) -> User:
-    """The account a token names; Unauthorized if it no longer exists."""
-    user = session.get(User, user_id)
-    if user is None:
+# Built once: a request only binds its token's values.
+_SESSION_ACCOUNT = (
+    select(User, RevokedToken.jti)
+    .outerjoin(RevokedToken, RevokedToken.jti == bindparam("jti"))
+    .where(User.id == bindparam("user_id"))
+)
+
+
+def session_account(session: Session, claims: tokens.Claims) -> User:
+    """The account of a request's token, in one query; Unauthorized if its session ended.
+
+    The token's revocation (logout) and the account's token generation (password change)
+    are read by the same query that loads the account: a primary-key join, no extra trip.
+    """
+    row = session.execute(
+        _SESSION_ACCOUNT, {"user_id": claims.user_id, "jti": claims.jti}
+    ).one_or_none()
+    if row is None:
         raise Unauthorized("The account for this token no longer exists.")
+    user, revoked = row
+    if revoked is not None:
+        raise Unauthorized("This session has ended (logged out); log in again.")
+    if user.token_generation != claims.generation:
+        raise Unauthorized("This session ended when the password was changed; log in again.")
     return user
+
+
+def logout(session: Session, claims: tokens.Claims) -> None:
+    """End the session of one token: it is refused from now until it would have expired.
+
+    Tokens whose expiry has passed need no row (they are refused anyway): their rows are
+    removed here, so the table holds at most one token lifetime's logouts.
+    """
+    session.execute(delete(RevokedToken).where(RevokedToken.expires_at <= utcnow()))
+    session.add(RevokedToken(jti=claims.jti, expires_at=claims.expires_at))
+    try:
+        session.commit()
+    except IntegrityError:  # a second logout with the same token, at the same moment
+        session.rollback()
+
+
+def change_password(
+    session: Session,
+    settings: Settings,
+    throttle: LoginThrottle,
+    user: User,
+    *,
+    current: str,
+    new: str,
+    address: str,
+) -> tuple[str, int]:
+    """Set a new password and end every session of the account; a token for a new one.
+
+    The current password is checked (and throttled) like a login's: a stolen token alone
+    cannot take the account over. Forbidden when it is wrong.
+    """
+    account = user.email.lower()
+    throttle.check(account, address)
+    if not _matches(user.password_hash, current[: MAX_PASSWORD + 1]):
+        throttle.failed(account, address)
+        raise Forbidden("The current password is wrong.")
+    throttle.succeeded(account, address)
+    _check_new_password(new)
+    # One statement moves the generation on, so two changes at once end in two generations.
+    generation = session.execute(
+        update(User)
+        .where(User.id == user.id)
+        .values(password_hash=hasher.hash(new), token_generation=User.token_generation + 1)
+        .returning(User.token_generation)
+    ).scalar_one()
+    session.commit()
+    return tokens.issue(settings, user.id, generation)

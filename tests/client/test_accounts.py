@@ -8,12 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.client.support import Cli, one_error_line
+from tests.client.support import Cli, error_line, one_error_line
 from tests.helpers import PASSWORD, free_port, new_email
 
-COMMANDS = ["register", "login", "logout", "whoami", "upload", "ls", "mv", "rm", "get"]
+COMMANDS = ["register", "login", "logout", "password", "whoami", "upload", "ls", "mv", "rm", "get"]
 
 
 def test_register_login_whoami_logout(cli):
@@ -46,6 +47,77 @@ def test_register_login_whoami_logout(cli):
     assert one_error_line(after) == (
         f"instashare: error: not logged in to {cli.server}; run: instashare login"
     )
+
+
+def test_a_short_password_is_refused_saying_the_minimum_and_never_shown(cli):
+    typed = "Secr3tPW"
+    result = cli.run("register", input=f"{new_email()}\n{typed}\n{typed}\n")
+    assert result.returncode == 1
+    # Typed at the hidden prompt (stdin is not a terminal here, so getpass warns).
+    assert error_line(result.stderr) == (
+        "instashare: error: The password must be at least 10 characters."
+    )
+    assert typed not in result.stdout + result.stderr
+
+
+def test_logout_ends_the_session_on_the_server(user):
+    token = user.token()
+    assert user.ok("logout").stdout.strip() == f"logged out {user.email} from {user.server}"
+    # Whoever kept a copy of the token cannot use it either.
+    answer = httpx.get(
+        f"{user.server}/api/v1/users/me", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert answer.status_code == 401
+
+
+def test_logout_of_a_session_the_server_ended_still_forgets_it(user):
+    token = user.token()
+    httpx.post(
+        f"{user.server}/api/v1/users/logout", headers={"Authorization": f"Bearer {token}"}
+    ).raise_for_status()
+    assert user.ok("logout").stdout.strip() == f"logged out {user.email} from {user.server}"
+    assert user.run("whoami").returncode == 3
+
+
+def test_logout_keeps_the_session_when_the_server_is_unreachable(user, offline_cli):
+    result = user.run("--server", offline_cli.server, "logout")
+    # Another server: not logged in there, nothing to do.
+    assert result.stdout.strip() == f"not logged in to {offline_cli.server}"
+    config = user.config_dir / "instashare" / "config.json"
+    saved = json.loads(config.read_text())
+    saved["logins"][offline_cli.server] = saved["logins"][user.server]
+    config.write_text(json.dumps(saved))
+    result = user.run("--server", offline_cli.server, "logout")
+    assert result.returncode == 5
+    assert one_error_line(result).endswith("still logged in: run instashare logout again")
+    assert offline_cli.server in json.loads(config.read_text())["logins"]
+
+
+def test_password_changes_it_and_ends_every_other_session(user, live_server, tmp_path):
+    elsewhere = Cli(live_server.url, tmp_path / "elsewhere")
+    elsewhere.ok("login", "--email", user.email, "--password", PASSWORD)
+    new = "a brand new passphrase"
+    changed = user.ok("password", input=f"{PASSWORD}\n{new}\n{new}\n")
+    assert changed.stdout.strip() == (
+        f"changed the password of {user.email} on {user.server}; every other session has ended"
+    )
+    assert PASSWORD not in changed.stdout + changed.stderr
+    assert new not in changed.stdout + changed.stderr
+    assert user.ok("whoami").stdout.startswith(f"{user.email} on ")  # this one goes on
+    ended = elsewhere.run("whoami")
+    assert ended.returncode == 3
+    assert one_error_line(ended).endswith("(log in again: instashare login)")
+    assert elsewhere.run("login", "--email", user.email, "--password", PASSWORD).returncode == 3
+    elsewhere.ok("login", "--email", user.email, "--password", new)
+
+
+def test_password_with_the_wrong_current_one_exits_3(user):
+    result = user.run(
+        "password", "--current-password", "not the password", "--new-password", "whatever 123"
+    )
+    assert result.returncode == 3
+    assert one_error_line(result) == "instashare: error: The current password is wrong."
+    user.ok("whoami")
 
 
 def test_the_server_is_remembered_after_login(user):

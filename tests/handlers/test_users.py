@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import time
 import uuid
 
@@ -90,6 +91,54 @@ def test_register_refuses_a_password_under_10_characters(local_client):
     email = new_email()
     assert_problem(_register(local_client, email, "123456789"), 400)
     assert _register(local_client, email, "1234567890").status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("password", "says"),
+    [
+        ("Secr3tPW", "The password must be at least 10 characters."),
+        ("Secr3tPW" * 200, "The password must be at most 1024 characters."),
+        (8675309123, "The password must be of type string."),
+    ],
+    ids=["short", "long", "number"],
+)
+def test_a_refused_password_is_never_repeated_in_the_answer_or_the_logs(
+    local_client, caplog, password, says
+):
+    with caplog.at_level(logging.DEBUG):
+        response = _register(local_client, new_email(), password)
+    body = assert_problem(response, 400)
+    assert body["detail"] == says
+    assert body["type"] == "/problems/invalid-input"
+    assert str(password) not in response.text
+    assert caplog.records  # the refusal is logged (Connexion's validation log included)
+    for record in caplog.records:
+        assert str(password) not in record.getMessage(), record.name
+        assert str(password) not in str(record.__dict__), record.name
+
+
+def test_a_secret_in_a_body_with_another_fault_is_not_repeated(local_client, caplog):
+    # The e-mail is refused, and jsonschema's message for it would show the whole body.
+    body = {"email": ["a@example.com"], "password": "0123456789-secret"}
+    with caplog.at_level(logging.DEBUG):
+        response = local_client.post(REGISTER, json=body)
+    assert "email" in assert_problem(response, 400)["detail"]
+    assert "0123456789-secret" not in response.text
+    assert all("0123456789-secret" not in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("password", ["", "short", "x" * 1025, "y" * 5000])
+def test_login_with_a_password_of_any_wrong_length_is_the_same_401(
+    local_client, make_account, caplog, password
+):
+    email = make_account().email
+    wrong = assert_problem(_login(local_client, email, "not the right password"), 401)
+    with caplog.at_level(logging.DEBUG):
+        response = _login(local_client, email, password)
+    assert assert_problem(response, 401) == wrong
+    if password:
+        assert password not in response.text
+        assert all(password not in r.getMessage() for r in caplog.records)
 
 
 @pytest.mark.parametrize("url", [REGISTER, LOGIN])
@@ -227,24 +276,69 @@ def test_wrong_password_and_unknown_email_get_the_same_401(local_client, make_ac
     assert wrong_password.headers["content-type"] == unknown_email.headers["content-type"]
 
 
+def _address() -> str:
+    """A client address no other test uses (the counters outlive a test: they are in Redis)."""
+    n = uuid.uuid4().int
+    return f"10.{n % 250 + 1}.{n // 250 % 250 + 1}.{n // 62500 % 250 + 1}"
+
+
 def test_failed_logins_for_one_account_are_throttled_with_retry_after(
-    local_client, local_settings, make_account
+    local_app, local_settings, make_account
 ):
     # The counters live in the run's own Redis (local_settings.redis_url), keyed by e-mail
-    # address: fresh accounts start from zero.
+    # address and client address: fresh accounts and addresses start from zero.
     email, other = make_account().email, make_account().email
-    for attempt in range(local_settings.login_max_failures):
-        # The address is the account whatever its case or surrounding spaces.
-        variant = email.upper() if attempt % 2 else f" {email} "
-        assert_problem(_login(local_client, variant, "wrong password!"), 401)
-    throttled = _login(local_client, email, "wrong password!")
-    assert_problem(throttled, 429)
-    retry_after = int(throttled.headers["Retry-After"])
-    assert 0 < retry_after <= local_settings.login_window_seconds
-    # Even the right password waits, so guessing cannot go on.
-    assert_problem(_login(local_client, email), 429)
-    # Another account from the same client is not affected.
-    assert _login(local_client, other).status_code == 200
+    with (
+        local_app.test_client(client=(_address(), 40000)) as guesser,
+        local_app.test_client(client=(_address(), 40000)) as owner,
+    ):
+        for attempt in range(local_settings.login_max_failures):
+            # The address is the account whatever its case or surrounding spaces.
+            variant = email.upper() if attempt % 2 else f" {email} "
+            assert_problem(_login(guesser, variant, "wrong password!"), 401)
+        throttled = _login(guesser, email, "wrong password!")
+        assert_problem(throttled, 429)
+        # The first wait is a minute; it doubles with every failure after it.
+        assert 55 <= int(throttled.headers["Retry-After"]) <= 60
+        # Even the right password waits there, so guessing cannot go on.
+        assert_problem(_login(guesser, email), 429)
+        # Another account from the same client is not affected, nor the owner elsewhere.
+        assert _login(guesser, other).status_code == 200
+        assert _login(owner, email).status_code == 200
+
+
+def test_a_stranger_hammering_an_account_cannot_lock_its_owner_out(local_app, make_account):
+    email = make_account().email
+    with (
+        local_app.test_client(client=(_address(), 40000)) as stranger,
+        local_app.test_client(client=(_address(), 40000)) as owner,
+    ):
+        statuses = [_login(stranger, email, "a guess, wrong").status_code for _ in range(30)]
+        assert statuses[:5] == [401] * 5
+        assert set(statuses[5:]) == {429}
+        # The owner's first login from this address: the right password is let in.
+        assert _login(owner, email).status_code == 200
+        assert_problem(_login(owner, email, "a typo, wrong"), 401)
+        assert _login(owner, email).status_code == 200
+
+
+def test_a_campaign_from_many_addresses_lets_known_addresses_in(
+    make_app, local_settings, make_account
+):
+    settings = dataclasses.replace(local_settings, login_max_failures_per_account=4)
+    app = make_app(settings)
+    email = make_account().email
+    home = _address()
+    with app.test_client(client=(home, 40000)) as owner:
+        assert _login(owner, email).status_code == 200  # the owner's usual address
+    for _ in range(4):  # four guesses, each from an address of its own
+        with app.test_client(client=(_address(), 40000)) as bot:
+            assert_problem(_login(bot, email, "a guess, wrong"), 401)
+    with app.test_client(client=(_address(), 40000)) as elsewhere:
+        throttled = _login(elsewhere, email)
+        assert "logged in from before" in assert_problem(throttled, 429)["detail"]
+    with app.test_client(client=(home, 40000)) as owner:
+        assert _login(owner, email).status_code == 200
 
 
 def test_a_successful_login_resets_the_account_counter(local_client, local_settings, make_account):

@@ -21,7 +21,35 @@ def test_issued_token_verifies_to_its_user():
     user_id = uuid.uuid4()
     token, expires_in = tokens.issue(SETTINGS, user_id)
     assert expires_in == 600
-    assert tokens.verify(SETTINGS, token) == user_id
+    claims = tokens.verify(SETTINGS, token)
+    assert claims.user_id == user_id
+    assert claims.generation == 0
+    assert len(claims.jti) == 32
+    assert abs(claims.expires_at.timestamp() - time.time() - 600) < 5
+
+
+def test_a_token_carries_the_generation_it_was_issued_in():
+    token, _ = tokens.issue(SETTINGS, uuid.uuid4(), generation=7)
+    assert tokens.verify(SETTINGS, token).generation == 7
+
+
+def test_a_token_from_before_generations_is_generation_0():
+    now = int(time.time())
+    claims = {"sub": str(uuid.uuid4()), "iat": now, "exp": now + 60, "jti": "a" * 32}
+    assert tokens.verify(SETTINGS, _encode(claims)).generation == 0
+
+
+@pytest.mark.parametrize(
+    ("claim", "value"),
+    [("jti", None), ("jti", ""), ("jti", 42), ("jti", "x" * 65), ("gen", -1), ("gen", "1"),
+     ("gen", 1.5), ("gen", True)],
+)  # fmt: skip
+def test_a_token_without_a_usable_id_or_generation_is_refused(claim, value):
+    now = int(time.time())
+    claims = {"sub": str(uuid.uuid4()), "iat": now, "exp": now + 60, "jti": "a" * 32, "gen": 0}
+    claims[claim] = value
+    with pytest.raises(Unauthorized, match="not valid"):
+        tokens.verify(SETTINGS, _encode(claims))
 
 
 def test_issued_token_expires_after_the_configured_lifetime():
