@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from app.db import utcnow
 from app.errors import InvalidInput
 from app.models import File, FileStatus, Upload, User
-from app.services.names import MAX_NAME, check_name
+from app.services.names import BIDI_CONTROLS, MAX_NAME, check_name
 from app.services.users import hasher
 
 PASSWORD = "correct horse battery staple"
@@ -83,11 +83,21 @@ def _accepted(name: str) -> bool:
     return True
 
 
-# Names the service takes as they are, and names it refuses (`app.services.names`).
-accepted_names = st.text(min_size=1, max_size=MAX_NAME).filter(_accepted)
-_FORBIDDEN_CHARS = st.sampled_from("/\\\x00") | st.characters(categories=["Cc"])
+def _kept_as_is(name: str) -> bool:
+    return _accepted(name) and check_name(name) == name
+
+
+# Names the service takes as they are (accepted, and already NFC), and names it refuses
+# (`app.services.names`): path and control characters, and disguises.
+accepted_names = st.text(min_size=1, max_size=MAX_NAME).filter(_kept_as_is)
+_FORBIDDEN_CHARS = (
+    st.sampled_from("/\\\x00\u2028\u2029")
+    | st.characters(categories=["Cc"])
+    | st.sampled_from(sorted(BIDI_CONTROLS))
+    | st.sampled_from("\u200b\u2060\ufeff\u00ad\u3164")  # invisible wherever they are
+)
 rejected_names = st.one_of(
-    st.sampled_from(["", ".", ".."]),
+    st.sampled_from(["", ".", "..", "   ", "C:x", "x.", "x "]),
     st.text(min_size=MAX_NAME + 1, max_size=MAX_NAME + 40),
     st.tuples(st.text(max_size=20), _FORBIDDEN_CHARS, st.text(max_size=20)).map("".join),
 ).filter(lambda name: not _accepted(name))

@@ -93,7 +93,13 @@ def compress_file(rt: Runtime, fid: uuid.UUID, retry: Callable[[Exception], NoRe
             )
             return "failed"
         try:
-            done = compress_job.compress(session, rt.storage, job, lease_seconds=lease)
+            done = compress_job.compress(
+                session,
+                rt.storage,
+                job,
+                lease_seconds=lease,
+                compression=rt.settings.compression,
+            )
         except leases.LeaseLost:
             log.warning("compress %s: lease lost to another job", fid)
             return "lease-lost"

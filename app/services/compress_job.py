@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
-from app.services import leases
+from app.services import leases, names
 from app.services.compression import write_archive
 from app.storage import Storage
 
@@ -22,11 +22,13 @@ def compress(
     job: leases.Claim,
     *,
     lease_seconds: int,
+    compression: str = "fast",
     on_progress: Callable[[], None] = lambda: None,
 ) -> bool:
     """Compress a claimed file, verify it, mark it ready and drop the staged upload.
 
-    Returns False (and leaves no objects behind) when the file was deleted meanwhile.
+    `compression` is the setting of the dial (`INSTASHARE_COMPRESSION`). Returns False
+    (and leaves no objects behind) when the file was deleted meanwhile.
     """
     renew_every = max(lease_seconds / 3, 1)
     last_renewal = time.monotonic()
@@ -47,13 +49,14 @@ def compress(
             storage,
             source_key=job.staged_key,
             archive_key=job.archive_key,
-            entry_name=job.name,
+            entry_name=names.archive_name(job.name),  # NFC, even for a row named before
             size=job.size,
             crc32=job.crc32,
             sha256=job.sha256,
             content_type=job.content_type,
             modified_at=job.created_at,
             heartbeat=heartbeat,
+            compression=compression,
         )
     except Exception:
         # A file deleted meanwhile shows up as whatever broke first (a lost lease, its

@@ -150,3 +150,18 @@ def test_ls_json_follows_every_page(user):
     assert (
         json.loads(io.StringIO(user.ok("ls", "--json", "--status", "failed").stdout).read()) == []
     )
+
+
+def test_names_in_either_spelling_are_one_and_disguises_are_refused(user):
+    decomposed, composed = "cafe\u0301.txt", "caf\u00e9.txt"
+    (user.cwd / decomposed).write_bytes(b"coffee")
+    user.ok("upload", decomposed)
+    assert [f["name"] for f in user.files()] == [composed]
+    # Typed either way, it is the same file.
+    assert user.ok("mv", decomposed, "menu.txt").stdout.strip() == f"renamed {composed} to menu.txt"
+
+    (user.cwd / "invoice\u202efdp.exe").write_bytes(b"MZ")
+    refused = user.run("upload", "invoice\u202efdp.exe")
+    assert refused.returncode == 1
+    assert "U+202E (RIGHT-TO-LEFT OVERRIDE)" in one_error_line(refused)
+    assert [f["name"] for f in user.files()] == ["menu.txt"]

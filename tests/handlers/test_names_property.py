@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.factories import accepted_names, rejected_names
 from tests.helpers import assert_problem, upload
@@ -65,3 +68,32 @@ def test_a_rejected_name_is_400_on_upload_and_rename(local_client, make_account,
     listing = local_client.get(FILES, headers=account.headers).json()
     assert listing["total"] == 1
     assert listing["items"][0]["name"] == kept
+
+
+@EXAMPLES
+@given(name=accepted_names.map(lambda name: unicodedata.normalize("NFD", name)))
+def test_any_spelling_of_an_accepted_name_is_stored_as_nfc(local_client, make_account, name):
+    account = make_account()
+    composed = unicodedata.normalize("NFC", name)
+    created = upload(local_client, account, b"bytes", filename="client.bin", name=name)
+    assert created.status_code == 202, created.text
+    assert created.json()["name"] == composed
+    # Whichever spelling comes next, it is the same name.
+    assert_problem(upload(local_client, account, b"again", name=composed), 409)
+    assert_problem(upload(local_client, account, b"again", name=name), 409)
+
+
+@EXAMPLES
+@given(raw=st.text(min_size=1, max_size=40))
+def test_a_client_filename_is_stored_cleaned_or_refused_with_a_reason(
+    local_client, make_account, raw
+):
+    account = make_account()
+    response = upload(local_client, account, b"bytes", filename=raw)
+    if response.status_code == 400:
+        assert "cannot contain" in assert_problem(response, 400)["detail"]
+        return
+    assert response.status_code == 202, response.text
+    name = response.json()["name"]
+    assert unicodedata.is_normalized("NFC", name)
+    assert _rename(local_client, account, response.json()["id"], name).status_code == 200

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import time
+import zipfile
 import zlib
 
 import pytest
 from sqlalchemy import delete
 
 from app.models import File, FileStatus
-from app.services import compress_job, leases
+from app.services import compress_job, compression, leases
 from app.storage.local import LocalStorage
 from tests.factories import FileFactory
 from tests.services.lease_rows import LEASE, expire_lease, fresh
@@ -50,8 +51,8 @@ def store(tmp_path) -> LocalStorage:
 def staged(store, factories):
     """Makes a pending file whose upload is staged in `store`; the file."""
 
-    def make(data: bytes, sha256: str | None = None) -> File:
-        file = FileFactory(size=len(data), crc32=zlib.crc32(data), sha256=sha256)
+    def make(data: bytes, sha256: str | None = None, **fields) -> File:
+        file = FileFactory(size=len(data), crc32=zlib.crc32(data), sha256=sha256, **fields)
         with store.writer(file.staged_key, "text/plain") as sink:
             sink.write(data)
         return file
@@ -77,6 +78,51 @@ def test_run_compresses_and_drops_the_staged_upload(session, store, staged):
     assert row.sha256 == hashlib.sha256(data).hexdigest()  # filled in when the upload had none
     assert row.compressed_size == store.size(file.archive_key)
     assert on_disk(store) == {file.archive_key}
+
+
+def _entry(store: LocalStorage, file: File) -> zipfile.ZipInfo:
+    with zipfile.ZipFile(store.root / file.archive_key) as archive:
+        (entry,) = archive.infolist()
+        return entry
+
+
+@pytest.mark.parametrize(
+    ("stored_name", "entry_name"),
+    [
+        ("cafe\u0301.txt", "caf\u00e9.txt"),  # NFD becomes NFC
+        ("invoice\u202efdp.exe", "invoicefdp.exe"),  # a bidi override is dropped
+        ("C:report.txt", "report.txt"),
+    ],
+)
+def test_the_entry_name_is_normalised_even_for_a_row_named_before_the_rules(
+    session, store, staged, stored_name, entry_name
+):
+    file = staged(text(10_000), name=stored_name)
+    job = leases.claim(session, file.id, LEASE)
+    assert compress_job.compress(session, store, job, lease_seconds=LEASE)
+    assert _entry(store, file).filename == entry_name
+
+
+def test_the_compression_setting_decides_the_archive(session, store, staged):
+    data = text(2_000_000)
+    made = {}
+    for setting in ("fast", "small"):
+        file = staged(data)
+        job = leases.claim(session, file.id, LEASE)
+        assert compress_job.compress(session, store, job, lease_seconds=LEASE, compression=setting)
+        with zipfile.ZipFile(store.root / file.archive_key) as archive:
+            assert archive.read(_entry(store, file)) == data
+        # The same bytes in the same chunks, deflated by that setting's library and level:
+        reference = compression.DEFLATERS[setting].compressobj()
+        chunk = compression.CHUNK_SIZE
+        deflated = b"".join(
+            reference.compress(data[at : at + chunk]) for at in range(0, len(data), chunk)
+        )
+        deflated += reference.flush()
+        made[setting] = (_entry(store, file).compress_size, len(deflated))
+    assert made["fast"][0] == made["fast"][1]
+    assert made["small"][0] == made["small"][1]
+    assert made["fast"][0] != made["small"][0]
 
 
 def test_run_for_a_file_deleted_after_its_archive_was_written(sessions, session, store, staged):

@@ -16,7 +16,9 @@ from stream_zip import NO_COMPRESSION_32, NO_COMPRESSION_64, ZIP_32, ZIP_64, str
 
 from app.services import compression
 from app.services.compression import (
+    DEFLATERS,
     ArchiveMismatch,
+    ParallelDeflate,
     looks_compressed,
     renamed_archive,
     sample_shrinks,
@@ -155,6 +157,101 @@ def test_empty_source_must_still_be_empty(store):
     store.delete(SOURCE)
     with pytest.raises(ObjectMissing):
         archive(store, b"", "empty.txt", source_key="user/uploads/gone")
+
+
+# The compression dial and the parallel path
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """The parallel path for any file over 64 KiB, in 64 KiB blocks: many blocks, little data."""
+    monkeypatch.setattr(compression, "PARALLEL_THRESHOLD", 64 * 1024)
+    monkeypatch.setattr(compression, "BLOCK_SIZE", 64 * 1024)
+
+
+def _round_trips(store: LocalStorage, data: bytes, name: str) -> zipfile.ZipInfo:
+    info = only_entry(store)
+    assert info.compress_type == zipfile.ZIP_DEFLATED
+    assert (info.file_size, info.CRC) == (len(data), zlib.crc32(data))
+    with zipfile.ZipFile(store.root / ARCHIVE) as zf:
+        assert zf.read(name) == data
+    unzip_test(store.root / ARCHIVE)
+    return info
+
+
+@pytest.mark.parametrize("setting", ["fast", "small"])
+def test_each_compression_setting_round_trips(store, setting):
+    data = text_log(2 * 1024 * 1024 + 5)
+    result = archive(store, data, "access.log", compression=setting)
+    assert result.method == "deflate"
+    assert (result.size, result.crc32) == (len(data), zlib.crc32(data))
+    _round_trips(store, data, "access.log")
+
+
+def test_small_makes_smaller_archives_than_fast(tmp_path):
+    data = text_log(2 * 1024 * 1024)
+    sizes = {
+        setting: archive(LocalStorage(tmp_path / setting), data, compression=setting)
+        for setting in ("fast", "small")
+    }
+    assert sizes["small"].compressed_size < sizes["fast"].compressed_size
+
+
+@pytest.mark.parametrize("setting", ["fast", "small"])
+@pytest.mark.parametrize(
+    "size",
+    [
+        3 * 1024 * 1024 + 17,  # the last block is short
+        2 * 1024 * 1024,  # a whole number of blocks, and of read chunks
+        64 * 1024 + 1,  # just over the threshold: two blocks, the last of one byte
+    ],
+)
+def test_the_parallel_path_makes_a_standard_zip(store, small_blocks, setting, size):
+    data = text_log(size)
+    result = archive(store, data, "big.log", compression=setting, threads=2)
+    assert result.method == "deflate"
+    assert (result.size, result.crc32) == (len(data), zlib.crc32(data))
+    info = _round_trips(store, data, "big.log")
+    assert info.compress_size < len(data) / 3
+
+
+def test_the_parallel_path_costs_almost_nothing_in_size(tmp_path, small_blocks):
+    # Each block is primed with the 32 KiB before it, so cutting it up barely shows.
+    data = text_log(3 * 1024 * 1024)
+    one = archive(LocalStorage(tmp_path / "one"), data, threads=1, compression="small")
+    two = archive(LocalStorage(tmp_path / "two"), data, threads=2, compression="small")
+    assert one.compressed_size < two.compressed_size < one.compressed_size * 1.01
+
+
+def test_the_parallel_path_still_catches_changed_bytes(store, small_blocks):
+    # The CRC of what was read comes from the blocks' CRCs, combined.
+    data = text_log(1_500_000)
+    with pytest.raises(ArchiveMismatch, match="staged upload changed"):
+        archive(store, data, "log.txt", crc32=zlib.crc32(data) ^ 1, threads=2)
+    assert every_file(store) == {SOURCE}
+
+
+def test_parallel_deflate_is_one_deflate_stream_and_bounded(monkeypatch):
+    monkeypatch.setattr(compression, "BLOCK_SIZE", 4096)
+    data = text_log(200_000)
+    out, most_in_flight = [], 0
+    with ParallelDeflate(DEFLATERS["small"], threads=3) as deflate:
+        for at in range(0, len(data), 10_000):
+            out.append(deflate.compress(data[at : at + 10_000]))
+            most_in_flight = max(most_in_flight, len(deflate._pending))
+        out.append(deflate.flush())
+    assert most_in_flight <= 2 * 3
+    inflate = zlib.decompressobj(-15)
+    assert inflate.decompress(b"".join(out)) == data
+    assert inflate.eof  # finished once, at the end
+    assert (deflate.size, deflate.crc32) == (len(data), zlib.crc32(data))
+
+
+def test_parallel_deflate_of_nothing_is_an_empty_stream():
+    with ParallelDeflate(DEFLATERS["fast"], threads=2) as deflate:
+        stream = deflate.compress(b"") + deflate.flush()
+    assert zlib.decompress(stream, -15) == b""
+    assert (deflate.size, deflate.crc32) == (0, 0)
 
 
 def test_unicode_entry_name(store):
