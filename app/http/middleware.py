@@ -177,3 +177,58 @@ class ResponseHeaders:
             await send(message)
 
         await self.app(scope, receive, send_)
+
+
+class PublicLinks:
+    """What every answer under `/s/` (share links, app.handlers.shares) carries: CORS for any
+    origin without credentials, so a page anywhere can fetch a shared file, and
+    `Referrer-Policy: no-referrer`, so a link's page never leaks its URL onward.
+
+    Outermost, before the API's own CORS (which allows only the configured origins): it
+    answers the preflights of these paths itself.
+    """
+
+    PREFIX = "/s/"
+    ALLOW_HEADERS = "Range, If-Range, If-None-Match, Authorization, X-Share-Password"
+    EXPOSE_HEADERS = (
+        "ETag, Content-Range, Content-Disposition, Content-Length, Accept-Ranges, Retry-After"
+    )
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self.PREFIX):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        if scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
+            preflight = {
+                "Access-Control-Allow-Origin": "*",
+                "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
+                "Access-Control-Allow-Headers": self.ALLOW_HEADERS,
+                "Access-Control-Max-Age": "86400",
+                "Referrer-Policy": "no-referrer",
+                "Content-Length": "0",
+            }
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 204,
+                    "headers": [(k.lower().encode(), v.encode()) for k, v in preflight.items()],
+                }
+            )
+            await send({"type": "http.response.body", "body": b""})
+            return
+
+        async def send_(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                out = MutableHeaders(scope=message)
+                out["Access-Control-Allow-Origin"] = "*"
+                out["Access-Control-Expose-Headers"] = self.EXPOSE_HEADERS
+                out.setdefault("Referrer-Policy", "no-referrer")
+                if "vary" in out:
+                    del out["vary"]  # "*" answers the same to every origin
+            await send(message)
+
+        await self.app(scope, receive, send_)

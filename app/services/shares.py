@@ -1,0 +1,309 @@
+"""Share links: made by a file's owner, used by anyone who has the URL.
+
+The token in a link is the link's id (16 random bytes) followed by an HMAC of that id under
+the server's secret (16 bytes), base64url: 43 characters. Nothing about the token is stored,
+so the owner can be shown the URL again, and a copy of the database alone (without the
+secret) opens no link. Changing `INSTASHARE_SECRET_KEY` ends every link.
+
+A download is counted by one guarded UPDATE (`downloads < max_downloads`), so a limit holds
+exactly however many clients race for the last download. What counts as one download is
+decided by the HTTP edge (app.handlers.shares); a resume of a counted download presents its
+ticket (`resume_ticket`) and is not counted again.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import hmac
+import json
+import secrets
+import uuid
+from dataclasses import dataclass
+
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from app.db import utcnow
+from app.errors import Gone, InvalidInput, NotFound, Unauthorized
+from app.models import File, Share
+from app.services import files
+from app.services.users import MAX_PASSWORD, hasher
+
+DEFAULT_DAYS = 7
+MIN_PASSWORD = 4
+SERVES = ("zip", "original")
+_MAC_BYTES = 16
+_TOKEN_BYTES = 16 + _MAC_BYTES
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Share]
+    next_cursor: str | None
+    total: int
+
+
+# --- tokens ---------------------------------------------------------------------------------
+
+
+def _mac(secret: str, purpose: bytes, *parts: bytes) -> bytes:
+    return hmac.new(secret.encode(), b"\0".join((purpose, *parts)), hashlib.sha256).digest()
+
+
+def token(secret: str, share_id: uuid.UUID) -> str:
+    """The link's token: its id and the id's HMAC under `secret`, base64url, unpadded."""
+    raw = share_id.bytes + _mac(secret, b"share-link", share_id.bytes)[:_MAC_BYTES]
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def share_id_of(secret: str, presented: str) -> uuid.UUID:
+    """The id a token names; NotFound for anything not made by `token` with this secret."""
+    try:
+        raw = base64.urlsafe_b64decode(presented + "=" * (-len(presented) % 4))
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != _TOKEN_BYTES:
+        raise NotFound("There is no such link.")
+    share_id, mac = raw[:16], raw[16:]
+    if not hmac.compare_digest(mac, _mac(secret, b"share-link", share_id)[:_MAC_BYTES]):
+        raise NotFound("There is no such link.")
+    return uuid.UUID(bytes=share_id)
+
+
+def resume_ticket(secret: str, share: Share, number: int, base_etag: str) -> str:
+    """The ETag of the `number`-th download of a limited link: presented back in `If-Range`
+    it proves a range request resumes that download (not counted again)."""
+    inner = base_etag.strip('"')
+    mac = _mac(secret, b"share-download", share.id.bytes, str(number).encode(), inner.encode())
+    return f'"{inner}.d{number}.{mac[:8].hex()}"'
+
+
+def presented_ticket(secret: str, share: Share, base_etag: str, *values: str | None) -> str | None:
+    """The first of `values` (If-Range, If-None-Match) that is a ticket of this link for the
+    file as it is now, if any."""
+    inner = base_etag.strip('"')
+    for value in values:
+        for candidate in (value or "").split(","):
+            tag = candidate.strip()
+            prefix = f'"{inner}.d'
+            if not (tag.startswith(prefix) and tag.endswith('"')):
+                continue
+            number, _, _mac_hex = tag[len(prefix) : -1].partition(".")
+            if number.isdigit() and hmac.compare_digest(
+                tag, resume_ticket(secret, share, int(number), base_etag)
+            ):
+                return tag
+    return None
+
+
+# --- the owner's side -----------------------------------------------------------------------
+
+
+def _owned_file(session: Session, owner_id: uuid.UUID, file_id: uuid.UUID) -> File:
+    return files.get(session, owner_id, file_id)
+
+
+def create(
+    session: Session,
+    owner_id: uuid.UUID,
+    file_id: uuid.UUID,
+    *,
+    expires_in_days: int | None = DEFAULT_DAYS,
+    never_expires: bool = False,
+    password: str | None = None,
+    max_downloads: int | None = None,
+    serves: str = "zip",
+    max_days: int,
+    allow_never: bool,
+) -> Share:
+    """A new link to one of the owner's files (ready or not yet)."""
+    _owned_file(session, owner_id, file_id)
+    if serves not in SERVES:
+        raise InvalidInput(f"A link serves one of {', '.join(SERVES)}.")
+    if never_expires:
+        if not allow_never:
+            raise InvalidInput("Links that never expire are not allowed on this server.")
+        expires_at = None
+    else:
+        days = DEFAULT_DAYS if expires_in_days is None else expires_in_days
+        if not 1 <= days <= max_days:
+            raise InvalidInput(f"A link lasts 1 to {max_days} days.")
+        expires_at = utcnow() + dt.timedelta(days=days)
+    if max_downloads is not None and max_downloads < 1:
+        raise InvalidInput("A download limit is at least 1.")
+    if password is not None and not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        raise InvalidInput(f"A link's password has {MIN_PASSWORD} to {MAX_PASSWORD} characters.")
+    share = Share(
+        # From `secrets`: the token is this id and its HMAC (see the module docstring).
+        id=uuid.UUID(bytes=secrets.token_bytes(16), version=4),
+        file_id=file_id,
+        owner_id=owner_id,
+        serves=serves,
+        password_hash=hasher.hash(password) if password is not None else None,
+        max_downloads=max_downloads,
+        downloads=0,
+        expires_at=expires_at,
+    )
+    session.add(share)
+    session.commit()
+    return share
+
+
+def _encode_cursor(share: Share) -> str:
+    raw = json.dumps([share.created_at.isoformat(), str(share.id)]).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
+    try:
+        created, share_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return dt.datetime.fromisoformat(created), uuid.UUID(share_id)
+    except (ValueError, TypeError, binascii.Error):
+        raise InvalidInput("The cursor is not one this server gave out.") from None
+
+
+def list_shares(
+    session: Session,
+    owner_id: uuid.UUID,
+    *,
+    file_id: uuid.UUID | None = None,
+    limit: int = 20,
+    cursor: str | None = None,
+) -> Page:
+    """The owner's links (of one file, or all), newest first, a page at a time."""
+    if file_id is not None:
+        _owned_file(session, owner_id, file_id)
+        scope = Share.file_id == file_id
+    else:
+        scope = Share.owner_id == owner_id
+    query = select(Share).where(scope)
+    if cursor:
+        created, share_id = _decode_cursor(cursor)
+        query = query.where(
+            or_(
+                Share.created_at < created,
+                and_(Share.created_at == created, Share.id < share_id),
+            )
+        )
+    rows = list(
+        session.scalars(query.order_by(Share.created_at.desc(), Share.id.desc()).limit(limit + 1))
+    )
+    total = session.scalar(select(func.count()).select_from(Share).where(scope)) or 0
+    next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return Page(rows[:limit], next_cursor, int(total))
+
+
+def revoke(session: Session, owner_id: uuid.UUID, share_id: uuid.UUID) -> None:
+    """End a link at once (for every API process: the next request reads the row)."""
+    share = session.get(Share, share_id)
+    if share is None or share.owner_id != owner_id:
+        raise NotFound(f"There is no link {share_id}.")
+    if share.revoked_at is None:
+        share.revoked_at = utcnow()
+    session.commit()
+
+
+# --- the public side ------------------------------------------------------------------------
+
+
+def why_gone(share: Share, now: dt.datetime | None = None) -> str | None:
+    """`revoked`, `expired` or `exhausted` when the link no longer works; None while it does."""
+    now = now or utcnow()
+    if share.revoked_at is not None:
+        return "revoked"
+    if share.expires_at is not None and share.expires_at <= now:
+        return "expired"
+    if share.max_downloads is not None and share.downloads >= share.max_downloads:
+        return "exhausted"
+    return None
+
+
+_GONE = {
+    "revoked": "The owner revoked this link.",
+    "expired": "This link has expired.",
+    "exhausted": "This link has reached its download limit.",
+}
+
+
+def gone(reason: str) -> Gone:
+    return Gone(_GONE[reason], reason=reason)
+
+
+def resolve(
+    session: Session, secret: str, presented: str, *, exhausted_ok: bool = False
+) -> tuple[Share, File]:
+    """The link a token names and its file; NotFound (unknown) or Gone (and why)."""
+    share_id = share_id_of(secret, presented)
+    row = session.execute(
+        select(Share, File).join(File, File.id == Share.file_id).where(Share.id == share_id)
+    ).one_or_none()
+    if row is None:
+        raise NotFound("There is no such link.")
+    share, file = row
+    reason = why_gone(share)
+    if reason is not None and not (exhausted_ok and reason == "exhausted"):
+        raise gone(reason)
+    return share, file
+
+
+def check_password(share: Share, password: str | None) -> None:
+    """Unauthorized unless the link has no password or `password` is it (argon2id)."""
+    if share.password_hash is None:
+        return
+    if password is None:
+        raise Unauthorized("This link needs its password (X-Share-Password).", password=True)
+    try:
+        hasher.verify(share.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        raise Unauthorized("The link's password is wrong.", password=True) from None
+
+
+def count_download(session: Session, share_id: uuid.UUID) -> int:
+    """Count one download of a live link; its number (1, 2, …) or Gone when none is left.
+
+    One UPDATE, guarded by the limit: when clients race for the last download, the database
+    lets exactly one of them through.
+    """
+    now = utcnow()
+    number = session.execute(
+        update(Share)
+        .where(
+            Share.id == share_id,
+            Share.revoked_at.is_(None),
+            or_(Share.expires_at.is_(None), Share.expires_at > now),
+            or_(Share.max_downloads.is_(None), Share.downloads < Share.max_downloads),
+        )
+        .values(downloads=Share.downloads + 1, last_downloaded_at=now)
+        .returning(Share.downloads)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    if number is None:
+        session.rollback()
+        share = session.get(Share, share_id)
+        if share is None:  # its file was deleted meanwhile
+            raise NotFound("There is no such link.")
+        raise gone(why_gone(share) or "revoked")
+    session.commit()
+    return int(number)
+
+
+def active_count(session: Session, owner_id: uuid.UUID) -> int:
+    """How many of the owner's links still work."""
+    now = utcnow()
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(Share)
+            .where(
+                Share.owner_id == owner_id,
+                Share.revoked_at.is_(None),
+                or_(Share.expires_at.is_(None), Share.expires_at > now),
+                or_(Share.max_downloads.is_(None), Share.downloads < Share.max_downloads),
+            )
+        )
+        or 0
+    )
