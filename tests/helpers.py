@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
@@ -99,15 +100,16 @@ def wait_until(condition, timeout: float = 60.0, interval: float = 0.05, what: s
 
 
 @contextlib.contextmanager
-def fresh_database(prefix: str = "instashare_test") -> Iterator[str]:
-    """A new PostgreSQL database, migrated with Alembic; its URL. Dropped afterwards."""
+def fresh_database(prefix: str = "instashare_test", revision: str = "head") -> Iterator[str]:
+    """A new PostgreSQL database, migrated with Alembic (to `revision`); its URL. Dropped
+    afterwards."""
     name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     admin = sa.create_engine(ADMIN_DB_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     url = make_url(ADMIN_DB_URL).set(database=name).render_as_string(hide_password=False)
     try:
-        upgrade(url)
+        upgrade(url, revision)
         yield url
     finally:
         with admin.connect() as conn:
@@ -160,13 +162,25 @@ def start_server(settings: Settings, workers: int = 1, log=subprocess.DEVNULL):
         env=settings_env(settings), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
     try:
         wait_for_port(port, timeout=30)
+        # gunicorn listens before its workers have imported the app: wait for an answer
+        # (from the spec, so that no test's count of /health requests includes these).
+        wait_until(lambda: answers(f"{base}/api/v1/openapi.json"), 60, 0.1, what="the server up")
     except BaseException:
         server.kill()
         server.wait()
         raise
-    return server, f"http://127.0.0.1:{port}"
+    return server, base
+
+
+def answers(url: str) -> bool:
+    """`url` answers 200 (a server that is up and has loaded the app)."""
+    try:
+        return httpx.get(url, timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 class WorkerProcess:

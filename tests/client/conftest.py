@@ -14,7 +14,6 @@ import os
 import signal
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from tests.client.support import Cli, FlakyLink, LiveServer
@@ -24,14 +23,7 @@ from tests.helpers import (
     fresh_database,
     make_settings,
     start_server,
-    wait_until,
 )
-
-
-def _healthy(url: str) -> bool:
-    with contextlib.suppress(httpx.HTTPError):
-        return httpx.get(f"{url}/api/v1/health").status_code == 200
-    return False
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +38,6 @@ def live_server(tmp_path_factory, redis_url) -> Iterator[LiveServer]:
             with open(log_path, "ab") as log:
                 server, url = start_server(settings, log=log)
             try:
-                wait_until(lambda: _healthy(url), 30, 0.1, what=f"the server up ({log_path})")
                 yield LiveServer(url, log_path)
             finally:
                 # The session is over: no graceful shutdown to wait for (tests/test_shutdown.py

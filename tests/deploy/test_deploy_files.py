@@ -401,7 +401,7 @@ def test_images_install_the_project_and_run_its_entry_point(dockerfile: str) -> 
 def test_the_api_healthcheck_follows_the_port_serve_listens_on(tmp_path: Path) -> None:
     # `serve` on another port, set the one way the image knows (INSTASHARE_PORT): the
     # image's own health check command finds it there.
-    from tests.helpers import ROOT, free_port, wait_for_port
+    from tests.helpers import ROOT, answers, free_port, wait_for_port, wait_until
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("INSTASHARE_")}
@@ -417,6 +417,9 @@ def test_the_api_healthcheck_follows_the_port_serve_listens_on(tmp_path: Path) -
     )  # fmt: skip
     try:
         wait_for_port(port, timeout=30)
+        # As the image's start period does: the worker may still be importing the app.
+        url = f"http://127.0.0.1:{port}/api/v1/health"
+        wait_until(lambda: answers(url), 60, 0.1, what="serve up")
         check = subprocess.run(
             healthcheck_command("Dockerfile"), env=env, capture_output=True, timeout=30
         )
