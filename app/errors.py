@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 
+def problem_type(title: str) -> str:
+    """The `type` of every problem with this title: `/problems/<title in kebab case>`."""
+    return "/problems/" + "-".join(title.lower().split())
+
+
 class AppError(Exception):
     """An error a client can act on: it carries its HTTP status, a title and a detail."""
 
@@ -17,7 +22,7 @@ class AppError(Exception):
 
     @property
     def type(self) -> str:
-        return f"/problems/{self.title.lower().replace(' ', '-')}"
+        return problem_type(self.title)
 
 
 class InvalidInput(AppError):
@@ -28,12 +33,22 @@ class Unauthorized(AppError):
     status, title = 401, "Unauthorized"
 
 
+class Forbidden(AppError):
+    status, title = 403, "Forbidden"
+
+
 class NotFound(AppError):
     status, title = 404, "Not Found"
 
 
 class Conflict(AppError):
     status, title = 409, "Conflict"
+
+
+class Gone(AppError):
+    """A share link that worked once and no longer does; `reason` says why."""
+
+    status, title = 410, "Gone"
 
 
 class NotReady(AppError):

@@ -1,4 +1,5 @@
-"""The tables: accounts, the files they own, and their resumable uploads in progress."""
+"""The tables: accounts (and their ended sessions), the files they own, their resumable
+uploads in progress, and the share links to their files."""
 
 from __future__ import annotations
 
@@ -23,6 +24,16 @@ class User(Base):
     file_count: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     bytes_stored: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     bytes_reserved: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Files by status, kept by triggers on `files` (migration 0006): every insert, delete
+    # and status change, the worker's bulk sweeps included, moves them in its own
+    # transaction. Listing totals and /metrics read them instead of counting rows.
+    files_pending: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    files_processing: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    files_ready: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    files_failed: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Every access token carries the generation it was issued in; changing the password
+    # moves it on, and the tokens of earlier generations stop working (app.http.security).
+    token_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -32,6 +43,15 @@ class User(Base):
         # One account per address, whatever its case.
         Index("uq_users_email_lower", func.lower(email), unique=True),
     )
+
+
+class RevokedToken(Base):
+    """A token ended by logout, remembered until it would have expired anyway."""
+
+    __tablename__ = "revoked_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
 
 
 class FileStatus(enum.StrEnum):
@@ -76,7 +96,11 @@ class File(Base):
     __mapper_args__ = {"version_id_col": version}
     __table_args__ = (
         Index("uq_files_owner_id_name", "owner_id", "name", unique=True),
+        # One index per keyset order of `GET /files` (app.services.files.list_files); names
+        # are unique per owner, so the unique index above is the order by name.
         Index("ix_files_owner_id_created_at", "owner_id", "created_at", "id"),
+        Index("ix_files_owner_id_status_created_at", "owner_id", "status", "created_at", "id"),
+        Index("ix_files_owner_id_status_name", "owner_id", "status", "name"),
         Index("ix_files_status_updated_at", "status", "updated_at"),
     )
 
@@ -143,3 +167,32 @@ class UploadPart(Base):
     offset: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
     key: Mapped[str] = mapped_column(String(512))
+
+
+class Share(Base):
+    """A link that lets anyone who has it download one file (app.services.shares).
+
+    The token in the URL is not stored: it is derived from the id and the server's secret,
+    so the owner can be shown the URL again and a copy of this table alone opens nothing.
+    """
+
+    __tablename__ = "shares"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    file_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"))
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # What the link serves: the ZIP ("zip") or the original bytes ("original").
+    serves: Mapped[str] = mapped_column(String(8), default="zip")
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    max_downloads: Mapped[int | None] = mapped_column(Integer)
+    downloads: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_downloaded_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        # The keyset orders of `GET /shares` and `GET /files/{id}/shares`.
+        Index("ix_shares_owner_id_created_at", "owner_id", "created_at", "id"),
+        Index("ix_shares_file_id_created_at", "file_id", "created_at", "id"),
+    )

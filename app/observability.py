@@ -6,6 +6,7 @@ a fresh directory before the workers start, and /metrics aggregates every proces
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -57,9 +58,18 @@ class JsonFormatter(logging.Formatter):
 
     _skip = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
+    _second: tuple[int, str] = (-1, "")
+
+    def _timestamp(self, record: logging.LogRecord) -> str:
+        # One strftime per second, not per line: the access log writes one per request.
+        second = int(record.created)
+        if self._second[0] != second:
+            self._second = (second, self.formatTime(record, "%Y-%m-%dT%H:%M:%S"))
+        return f"{self._second[1]}.{int(record.msecs):03d}Z"
+
     def format(self, record: logging.LogRecord) -> str:
         line = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "ts": self._timestamp(record),
             "level": record.levelname,
             "logger": record.name,
             "msg": record.getMessage(),
@@ -104,12 +114,13 @@ class RequestObserver:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
-        rid = request_id_from(headers.get(b"x-request-id", b"").decode("latin-1"))
-        # Downstream (Flask handlers, the job sender) sees the id the client will see.
-        scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"x-request-id"] + [
-            (b"x-request-id", rid.encode())
-        ]
+        sent = [v for k, v in scope["headers"] if k == b"x-request-id"]
+        rid = request_id_from(sent[0].decode("latin-1") if len(sent) == 1 else None)
+        if sent != [rid.encode()]:
+            # Downstream (Flask handlers, the job sender) sees the id the client will see.
+            scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"x-request-id"] + [
+                (b"x-request-id", rid.encode())
+            ]
         # Connexion records the operation and the user in scope["extensions"], on shallow
         # copies of this scope: an extensions dict made here is the one they share with us.
         scope.setdefault("extensions", {})
@@ -141,8 +152,8 @@ class RequestObserver:
         extensions = scope.get("extensions", {})
         operation = extensions.get("connexion_routing", {}).get("operation_id") or "unrouted"
         user = (extensions.get("connexion_context") or {}).get("user")
-        REQUESTS.labels(operation, scope["method"], str(state["status"])).inc()
-        LATENCY.labels(operation).observe(seconds)
+        _requests(operation, scope["method"], state["status"]).inc()
+        _latency(operation).observe(seconds)
         BYTES_IN.inc(state["in"])
         BYTES_OUT.inc(state["out"])
         access_log.info(
@@ -162,6 +173,18 @@ class RequestObserver:
                 "duration_ms": round(seconds * 1000, 2),
             },
         )
+
+
+# The labelled series, looked up once each (prometheus_client's `labels` takes a lock and
+# builds its key on every call). Operations, methods and statuses are few.
+@functools.lru_cache(maxsize=1024)
+def _requests(operation: str, method: str, status: int):
+    return REQUESTS.labels(operation, method, str(status))
+
+
+@functools.lru_cache(maxsize=1024)
+def _latency(operation: str):
+    return LATENCY.labels(operation)
 
 
 class StateCollector:

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import json
 from importlib.resources import files
 
 from connexion import FlaskApp
 from connexion.datastructures import MediaTypeDict
+from connexion.jsonifier import Jsonifier
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 from connexion.validators import VALIDATOR_MAP
 
 from app.http import problems, security
-from app.http.middleware import JsonBodyLimit, PathGuard, ResponseHeaders, add_cors
+from app.http.middleware import (
+    JsonBodyLimit,
+    PathGuard,
+    PublicLinks,
+    ResponseHeaders,
+    add_cors,
+)
 from app.http.multipart import StreamingMultipartValidator
+from app.http.parameters import CompiledParameterValidator
 from app.http.request import EXTENSION, close_session
 from app.http.streaming import StreamingOperations
 from app.http.tus import TusBodyValidator, TusProtocol
+from app.http.validation import SecretSafeJSONBodyValidator
 from app.observability import RequestObserver
 from app.runtime import Runtime, build_runtime
 from app.settings import Settings
@@ -23,6 +33,9 @@ from app.settings import Settings
 # `swagger/` at the top of the repository, shipped in the wheel as the package `app.spec`.
 SPEC_DIR = files("app.spec")
 _NO_UI = SwaggerUIOptions(swagger_ui=False, serve_spec=False)
+# Responses as compact JSON: Connexion's default (indented, through Flask's provider) takes
+# the json module's pure-Python encoder, the largest single cost of a small page.
+COMPACT_JSON = Jsonifier(json, separators=(",", ":"))
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FlaskApp:
@@ -35,16 +48,20 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     rt = runtime or build_runtime(settings)
 
     validators = dict(VALIDATOR_MAP)
+    validators["parameter"] = CompiledParameterValidator
     validators["body"] = MediaTypeDict(
         {
             **VALIDATOR_MAP["body"],
+            "*/*json": SecretSafeJSONBodyValidator,
             "multipart/form-data": StreamingMultipartValidator.configured(
                 settings.spool_root, settings.max_upload_bytes, settings.body_idle_seconds
             ),
             "application/offset+octet-stream": TusBodyValidator,
         }
     )
-    app = FlaskApp(__name__, specification_dir=str(SPEC_DIR))
+    app = FlaskApp(__name__, specification_dir=str(SPEC_DIR), jsonifier=COMPACT_JSON)
+    # Share links are for anyone, from any origin: their CORS goes around the API's own.
+    app.add_middleware(PublicLinks, position=MiddlewarePosition.BEFORE_EXCEPTION)
     if settings.cors_origins:
         add_cors(app, settings.cors_origins)
     app.add_middleware(
@@ -58,8 +75,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     )
     app.add_middleware(StreamingOperations, position=MiddlewarePosition.BEFORE_CONTEXT, runtime=rt)
     # The root-level ops API must be added first: Connexion's spec-serving middleware
-    # tries APIs in order, and a root base path added later is never reached.
+    # tries APIs in order, and a root base path added later is never reached. Its router
+    # mounts them in the reverse order: the share links' (/s) must come after the root's,
+    # whose mount would otherwise take their paths.
     app.add_api("ops.yaml", strict_validation=True, swagger_ui_options=_NO_UI)
+    app.add_api("share.yaml", strict_validation=True, swagger_ui_options=_NO_UI)
     app.add_api(
         "openapi.yaml",
         strict_validation=True,

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import re
 import time
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -204,12 +205,63 @@ def login(session: Session, email: str, password: str) -> None:
 @cli.command(epilog="Example: instashare logout")
 @pass_session
 def logout(session: Session) -> None:
-    """Forget the session token for the server."""
-    login = session.config.forget_login(session.server)
-    if login is None:
+    """End the session: the server stops taking its token, and this client forgets it.
+
+    When the server cannot be reached the token is kept, so that running the command
+    again can still end the session.
+    """
+    if session.login is None:
         stdout.print(f"not logged in to {session.server}")
-    else:
-        stdout.print(f"logged out {login.email} from {session.server}")
+        return
+    note = ""
+    try:
+        with session.api() as api:
+            api.logout()
+    except ApiError as exc:
+        if exc.status is None or exc.status >= 500:
+            raise Failure(
+                f"{failure(exc).message}; still logged in: run instashare logout again",
+                EXIT_SERVER,
+            ) from None
+        if exc.status in (404, 405):  # a server from before sessions could end
+            note = " (this server cannot end sessions: the token works until it expires)"
+        # 401: the server already refuses the token; either way there is nothing to keep.
+    login = session.config.forget_login(session.server)
+    assert login is not None
+    stdout.print(f"logged out {login.email} from {session.server}{note}")
+
+
+@cli.command(epilog="Example: instashare password")
+@click.option(
+    "--current-password",
+    prompt="Current password",
+    hide_input=True,
+    envvar="INSTASHARE_PASSWORD",
+    help="[env INSTASHARE_PASSWORD]",
+)
+@click.option(
+    "--new-password",
+    prompt="New password",
+    hide_input=True,
+    confirmation_prompt=True,
+    envvar="INSTASHARE_NEW_PASSWORD",
+    help="10 characters or more [env INSTASHARE_NEW_PASSWORD]",
+)
+@pass_session
+def password(session: Session, current_password: str, new_password: str) -> None:
+    """Change your password; every other session of the account ends.
+
+    Asks (hidden) for the current password and, twice, the new one when they are not
+    given. This client goes on with a new session; anywhere else, log in again.
+    """
+    with session.api() as api:
+        token = api.change_password(current_password, new_password)
+    assert session.login is not None
+    email = session.login.email
+    session.config.remember_login(Login(session.server, email, token["access_token"]))
+    stdout.print(
+        f"changed the password of {email} on {session.server}; every other session has ended"
+    )
 
 
 def _count(n: int, noun: str) -> str:
@@ -315,7 +367,9 @@ def resolve(api: Api, ref: str) -> dict:
         except ApiError as exc:
             if exc.status != 404:
                 raise
-    matches = [f for f in api.files(sort="name") if f["name"] == ref]
+    # The server keeps names in NFC: a decomposed spelling (as macOS types it) is the same.
+    name = unicodedata.normalize("NFC", ref)
+    matches = [f for f in api.files(sort="name") if f["name"] == name]
     if not matches:
         what = f"with the id {ref}" if UUID.match(ref) else f"named {ref!r}"
         raise Failure(f"you have no file {what}", EXIT_NOT_FOUND)

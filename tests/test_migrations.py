@@ -1,18 +1,28 @@
 """Alembic migrations: the only way the schema is made, and they run both ways."""
 
+import datetime as dt
+import os
+import subprocess
+import sys
 import uuid
+from collections.abc import Iterator
 
+import pytest
 import sqlalchemy as sa
 from alembic import command
+from alembic.script import ScriptDirectory
 
 from app.migrate import alembic_config, upgrade
+from tests.helpers import ROOT, fresh_database
 
 
 def test_upgrade_downgrade_upgrade_on_a_fresh_database(tmp_path):
     url = f"sqlite:///{tmp_path}/m.db"
     upgrade(url)
     engine = sa.create_engine(url)
-    assert {"users", "files", "alembic_version"} <= set(sa.inspect(engine).get_table_names())
+    tables = {"users", "files", "revoked_tokens", "alembic_version"}
+    assert tables <= set(sa.inspect(engine).get_table_names())
+    assert "token_generation" in {c["name"] for c in sa.inspect(engine).get_columns("users")}
     command.downgrade(alembic_config(url), "base")
     assert set(sa.inspect(engine).get_table_names()) == {"alembic_version"}
     upgrade(url)
@@ -47,3 +57,161 @@ def test_email_uniqueness_ignores_case_in_the_database(session):
         pass
     else:
         raise AssertionError("a second account with the same address in another case")
+
+
+# --- 0005 and 0006: the listing indexes and the files-by-status counters --------------------
+
+USERS = sa.table(
+    "users",
+    sa.column("id", sa.Uuid()),
+    sa.column("email"),
+    sa.column("password_hash"),
+    sa.column("created_at", sa.DateTime(timezone=True)),
+    sa.column("updated_at", sa.DateTime(timezone=True)),
+)
+FILES = sa.table(
+    "files",
+    *(sa.column(c) for c in ("name", "status", "size", "crc32", "content_type", "attempts")),
+    sa.column("version"),
+    sa.column("id", sa.Uuid()),
+    sa.column("owner_id", sa.Uuid()),
+    sa.column("created_at", sa.DateTime(timezone=True)),
+    sa.column("updated_at", sa.DateTime(timezone=True)),
+)
+COUNTERS = ("files_pending", "files_processing", "files_ready", "files_failed")
+BEFORE_COUNTERS = "0005_list_indexes"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def before_counters(request, tmp_path) -> Iterator[str]:
+    """A database migrated up to the revision before the status counters; its URL."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/counters.db"
+        upgrade(url, BEFORE_COUNTERS)
+        yield url
+    else:
+        with fresh_database("instashare_counters", BEFORE_COUNTERS) as url:
+            yield url
+
+
+def _add_user(conn) -> uuid.UUID:
+    user_id = uuid.uuid4()
+    now = dt.datetime.now(dt.UTC)
+    email = f"{user_id.hex}@example.com"
+    conn.execute(
+        USERS.insert().values(
+            id=user_id, email=email, password_hash="-", created_at=now, updated_at=now
+        )
+    )
+    return user_id
+
+
+def _add_file(conn, owner: uuid.UUID, status: str) -> uuid.UUID:
+    file_id = uuid.uuid4()
+    now = dt.datetime.now(dt.UTC)
+    row = dict(owner_id=owner, name=f"{file_id.hex}.txt", status=status, size=1, crc32=0)
+    row.update(content_type="text/plain", attempts=0, version=1, created_at=now, updated_at=now)
+    conn.execute(FILES.insert().values(id=file_id, **row))
+    return file_id
+
+
+def _counters(conn, owner: uuid.UUID) -> tuple[int, ...]:
+    columns = ", ".join(COUNTERS)
+    return tuple(
+        conn.execute(
+            sa.select(sa.text(columns)).select_from(USERS).where(USERS.c.id == owner)
+        ).one()
+    )
+
+
+def test_status_counters_start_from_the_rows_and_follow_every_change(before_counters):
+    engine = sa.create_engine(before_counters)
+    with engine.begin() as conn:
+        alice, bob, carol = _add_user(conn), _add_user(conn), _add_user(conn)
+        first = _add_file(conn, alice, "pending")
+        _add_file(conn, alice, "pending")
+        _add_file(conn, alice, "ready")
+        _add_file(conn, bob, "failed")
+    upgrade(before_counters)
+    with engine.begin() as conn:
+        assert _counters(conn, alice) == (2, 0, 1, 0)
+        assert _counters(conn, bob) == (0, 0, 0, 1)
+        assert _counters(conn, carol) == (0, 0, 0, 0)
+
+        conn.execute(FILES.update().where(FILES.c.id == first).values(status="processing"))
+        assert _counters(conn, alice) == (1, 1, 1, 0)
+        conn.execute(FILES.update().where(FILES.c.id == first).values(status="processing"))
+        assert _counters(conn, alice) == (1, 1, 1, 0)  # no change, nothing counted
+        # A bulk change, as the worker's sweeps make them.
+        conn.execute(FILES.update().where(FILES.c.owner_id == alice).values(status="failed"))
+        assert _counters(conn, alice) == (0, 0, 0, 3)
+        conn.execute(FILES.delete().where(FILES.c.id == first))
+        _add_file(conn, carol, "pending")
+        assert _counters(conn, alice) == (0, 0, 0, 2)
+        assert _counters(conn, carol) == (1, 0, 0, 0)
+        conn.execute(USERS.delete().where(USERS.c.id == alice))  # cascades to the files
+    # Both ways again: the downgrade takes the triggers away with the counters.
+    command.downgrade(alembic_config(before_counters), BEFORE_COUNTERS)
+    upgrade(before_counters)
+    with engine.begin() as conn:
+        assert _counters(conn, bob) == (0, 0, 0, 1)
+        assert _counters(conn, carol) == (1, 0, 0, 0)
+    engine.dispose()
+
+
+def test_an_index_build_that_was_interrupted_is_built_again():
+    # CREATE INDEX CONCURRENTLY that fails (a cancelled migration) leaves an invalid index.
+    with fresh_database("instashare_invalid", "0004_token_revocation") as url:
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "CREATE INDEX ix_files_owner_id_status_name ON files (owner_id, status, name)"
+                )
+            )
+            invalidate = (
+                "UPDATE pg_index SET indisvalid = false WHERE indexrelid = CAST(:index AS regclass)"
+            )
+            conn.execute(sa.text(invalidate), {"index": "ix_files_owner_id_status_name"})
+        upgrade(url)
+        with engine.connect() as conn:
+            valid = conn.execute(
+                sa.text(
+                    "SELECT c.relname, i.indisvalid FROM pg_index i "
+                    "JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname LIKE 'ix_files_owner%'"
+                )
+            )
+            assert dict(valid.all()) == {
+                "ix_files_owner_id_created_at": True,
+                "ix_files_owner_id_status_created_at": True,
+                "ix_files_owner_id_status_name": True,
+            }
+        engine.dispose()
+
+
+def test_replicas_that_migrate_at_once_all_succeed():
+    # The index builds commit as they go: the lock that makes replicas take turns is held
+    # for the whole run, and a waiting replica holds no snapshot the builds would wait on.
+    with fresh_database("instashare_replicas", "base") as url:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("INSTASHARE_")}
+        env["INSTASHARE_DATABASE_URL"] = url
+        argv = [sys.executable, "-m", "app.server", "migrate"]
+        replicas = [
+            subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+            for _ in range(3)
+        ]
+        try:
+            for replica in replicas:
+                output, _ = replica.communicate(timeout=120)
+                assert replica.returncode == 0
+                assert "newest schema" in output
+        finally:
+            for replica in replicas:
+                if replica.poll() is None:
+                    replica.kill()
+                replica.communicate()
+        engine = sa.create_engine(url)
+        with engine.connect() as conn:
+            version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+        engine.dispose()
+        assert version == ScriptDirectory.from_config(alembic_config(url)).get_current_head()

@@ -37,11 +37,41 @@ def test_values_are_parsed_from_the_environment():
         ("INSTASHARE_STORAGE_BACKEND", "s3"),
         ("INSTASHARE_ENV", "staging"),
         ("INSTASHARE_VALIDATE_RESPONSES", "perhaps"),
+        ("INSTASHARE_COMPRESSION", "zstd"),
+        ("INSTASHARE_COMPRESSION", "FAST"),
+        ("INSTASHARE_TRUSTED_PROXIES", "proxy.internal"),
+        ("INSTASHARE_TRUSTED_PROXIES", "10.0.0.1/8"),
+        ("INSTASHARE_DATABASE_URL", "notaurl"),
+        ("INSTASHARE_DATABASE_URL", "nosuchdriver://db/x"),
     ],
 )
 def test_a_bad_value_names_its_setting(name, value):
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({name: value})
+
+
+def test_compression_is_fast_unless_set_to_small():
+    from app.services.compression import DEFLATERS
+
+    assert Settings.from_env({}).compression == "fast"
+    for setting in DEFLATERS:  # every setting the worker knows is a value it accepts
+        assert Settings.from_env({"INSTASHARE_COMPRESSION": setting}).compression == setting
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({"INSTASHARE_COMPRESSION": "9"})
+    assert str(refused.value) == "INSTASHARE_COMPRESSION='9' is invalid: must be one of fast, small"
+
+
+def test_no_proxy_is_trusted_unless_configured():
+    assert Settings.from_env({}).trusted_proxies == ()
+    environ = {"INSTASHARE_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.1,::1"}
+    assert Settings.from_env(environ).trusted_proxies == ("10.0.0.0/8", "192.0.2.1", "::1")
+
+
+def test_a_malformed_database_url_is_refused_without_its_password():
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({"INSTASHARE_DATABASE_URL": "nosuchdriver://app:hunter2@db/app"})
+    assert "hunter2" not in str(refused.value)
+    assert "nosuchdriver://****@db/app" in str(refused.value)
 
 
 def test_production_accepts_a_complete_configuration():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import flask
 from connexion.problem import problem
 
@@ -10,6 +12,8 @@ from app.http.request import runtime
 from app.http.responses import json_body
 from app.services import files
 from app.services import health as health_checks
+
+log = logging.getLogger(__name__)
 
 
 def health():
@@ -21,13 +25,17 @@ def ready():
     """Readiness; the database, broker and storage answer."""
     rt = runtime()
     results = health_checks.check(rt.settings, rt.sessions, rt.storage)
-    checks = {name: error or "ok" for name, error in results.items()}
-    failed = [f"{name}: {error}" for name, error in results.items() if error]
+    # Anyone may ask, so the answer names the dependency, never the driver's message (it
+    # holds hosts and ports): that goes to the log, for the operator.
+    checks = {name: "unavailable" if error else "ok" for name, error in results.items()}
+    failed = [name for name, error in results.items() if error]
+    for name in failed:
+        log.warning("not ready: %s: %s", name, results[name])
     if failed:
         return problem(
             503,
             "Not Ready",
-            "Unavailable: " + "; ".join(failed),
+            "Unavailable: " + ", ".join(failed) + ".",
             type="/problems/not-ready",
             ext={"checks": checks},
         )

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from app.db import rowcount, utcnow
 from app.errors import Conflict, TooLarge
-from app.models import File, Upload, User
+from app.models import File, FileStatus, Upload, User
 from app.services import names
 
 GENERIC_TYPES = {"", "application/octet-stream", "binary/octet-stream"}
@@ -37,11 +37,20 @@ class Usage:
 
 @dataclass(frozen=True)
 class Drift:
-    """An owner whose counters did not match the rows: (what they said, what the rows say)."""
+    """An owner whose counters did not match the rows: (what they said, what the rows say).
+
+    `counted_by_status` and `actual_by_status` are the files in each status, in
+    `FileStatus` order (the counters the triggers on `files` keep).
+    """
 
     owner_id: uuid.UUID
     counted: Usage
     actual: Usage
+    counted_by_status: tuple[int, ...] = ()
+    actual_by_status: tuple[int, ...] = ()
+
+
+STATUS_COUNTERS = (User.files_pending, User.files_processing, User.files_ready, User.files_failed)
 
 
 def usage(session: Session, owner_id: uuid.UUID) -> Usage:
@@ -148,55 +157,91 @@ def discharge_file(session: Session, owner_id: uuid.UUID, size: int) -> None:
     _change(session, owner_id, {"file_count": -1, "bytes_stored": -size})
 
 
-def recount(session: Session, *, repair: bool) -> list[Drift]:
-    """Every owner whose counters differ from their rows; with `repair`, set them right."""
-    files = (
-        select(
-            File.owner_id,
-            func.count(File.id).label("n"),
-            func.coalesce(func.sum(File.size), 0).label("size"),
-        )
-        .group_by(File.owner_id)
-        .subquery()
-    )
-    uploads = (
-        select(Upload.owner_id, func.coalesce(func.sum(Upload.length), 0).label("length"))
-        .where(Upload.completed_at.is_(None))
-        .group_by(Upload.owner_id)
-        .subquery()
-    )
-    rows = session.execute(
-        select(
-            User.id,
+def _actual_counts(session: Session, owner_id: uuid.UUID | None = None):
+    """Per owner: (id, the counters, then what the rows say), in one statement.
+
+    One snapshot for both sides: a file and the counters it moves commit together, so a
+    write under way shows on neither side and is no drift.
+    """
+    files = select(
+        File.owner_id,
+        func.count(File.id).label("n"),
+        func.coalesce(func.sum(File.size), 0).label("size"),
+        *(
+            func.count(File.id).filter(File.status == status).label(status.value)
+            for status in FileStatus
+        ),
+    ).group_by(File.owner_id)
+    uploads = select(
+        Upload.owner_id, func.coalesce(func.sum(Upload.length), 0).label("length")
+    ).where(Upload.completed_at.is_(None))
+    users = select(User.id)
+    if owner_id is not None:
+        files = files.where(File.owner_id == owner_id)
+        uploads = uploads.where(Upload.owner_id == owner_id)
+        users = users.where(User.id == owner_id)
+    f = files.subquery()
+    u = uploads.group_by(Upload.owner_id).subquery()
+    return session.execute(
+        users.add_columns(
             User.file_count,
             User.bytes_stored,
             User.bytes_reserved,
-            func.coalesce(files.c.n, 0),
-            func.coalesce(files.c.size, 0),
-            func.coalesce(uploads.c.length, 0),
+            *STATUS_COUNTERS,
+            func.coalesce(f.c.n, 0),
+            func.coalesce(f.c.size, 0),
+            func.coalesce(u.c.length, 0),
+            *(func.coalesce(f.c[status.value], 0) for status in FileStatus),
         )
-        .outerjoin(files, files.c.owner_id == User.id)
-        .outerjoin(uploads, uploads.c.owner_id == User.id)
+        .outerjoin(f, f.c.owner_id == User.id)
+        .outerjoin(u, u.c.owner_id == User.id)
     ).all()
-    drifts = []
-    for owner_id, *values in rows:
-        counted = Usage(*(int(v) for v in values[:3]))
-        actual = Usage(*(int(v) for v in values[3:]))
-        if counted != actual:
-            drifts.append(Drift(owner_id, counted, actual))
-            if repair:
-                session.execute(
-                    update(User)
-                    .where(User.id == owner_id)
-                    .values(
-                        file_count=actual.file_count,
-                        bytes_stored=actual.bytes_stored,
-                        bytes_reserved=actual.bytes_reserved,
-                        updated_at=User.updated_at,
-                    )
+
+
+def _drift(row) -> Drift | None:
+    owner_id, *values = row
+    values = [int(v) for v in values]
+    counted, counted_by_status = Usage(*values[:3]), tuple(values[3:7])
+    actual, actual_by_status = Usage(*values[7:10]), tuple(values[10:14])
+    if counted == actual and counted_by_status == actual_by_status:
+        return None
+    return Drift(owner_id, counted, actual, counted_by_status, actual_by_status)
+
+
+def recount(session: Session, *, repair: bool) -> list[Drift]:
+    """Every owner whose counters differ from their rows; with `repair`, set them right.
+
+    A repair locks the owner's row, then counts again: uploads, deletes and the worker's
+    status changes of that owner wait for it (their counters move on that row), so one
+    landing meanwhile is counted once, by the repair or after it.
+    """
+    drifts = [d for d in map(_drift, _actual_counts(session)) if d is not None]
+    session.rollback()
+    if not repair:
+        return drifts
+    repaired = []
+    for drift in drifts:
+        session.execute(select(User.id).where(User.id == drift.owner_id).with_for_update())
+        [row] = _actual_counts(session, drift.owner_id)
+        now = _drift(row)
+        if now is not None:
+            actual = now.actual
+            session.execute(
+                update(User)
+                .where(User.id == drift.owner_id)
+                .values(
+                    file_count=actual.file_count,
+                    bytes_stored=actual.bytes_stored,
+                    bytes_reserved=actual.bytes_reserved,
+                    **{
+                        c.key: n for c, n in zip(STATUS_COUNTERS, now.actual_by_status, strict=True)
+                    },
+                    updated_at=User.updated_at,
                 )
-    session.commit()
-    return drifts
+            )
+            repaired.append(now)
+        session.commit()
+    return repaired
 
 
 def free_name(session: Session, owner_id: uuid.UUID, name: str) -> str:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import hashlib
 import json
 import uuid
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Integer, bindparam, func, select, tuple_
 from sqlalchemy import delete as sql_delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -27,7 +29,7 @@ from app.errors import (
     PreconditionFailed,
     StorageUnavailable,
 )
-from app.models import File, FileStatus
+from app.models import File, FileStatus, User
 from app.queue.jobs import JobQueue
 from app.services import admission, names
 from app.services.compression import renamed_archive
@@ -41,12 +43,62 @@ SORTS = {
     "name": (File.name, False),
     "-name": (File.name, True),
 }
+# The owner's counter of files in each status (kept by triggers, see app.models.User).
+STATUS_COUNTERS = {
+    FileStatus.PENDING: User.files_pending,
+    FileStatus.PROCESSING: User.files_processing,
+    FileStatus.READY: User.files_ready,
+    FileStatus.FAILED: User.files_failed,
+}
 RETRY_AFTER_SECONDS = 2
+
+
+class Listed(Protocol):
+    """A file as a page lists it: its columns, to read (a File, or a row of its table)."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def status(self) -> FileStatus: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def compressed_size(self) -> int | None: ...
+    @property
+    def content_type(self) -> str: ...
+    @property
+    def sha256(self) -> str | None: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def created_at(self) -> dt.datetime: ...
+    @property
+    def updated_at(self) -> dt.datetime: ...
+    @property
+    def processed_at(self) -> dt.datetime | None: ...
+
+
+# The columns a page lists (`Listed`), and no more: each is converted on the way out.
+LISTED = (
+    File.id,
+    File.name,
+    File.status,
+    File.size,
+    File.compressed_size,
+    File.content_type,
+    File.sha256,
+    File.error,
+    File.created_at,
+    File.updated_at,
+    File.processed_at,
+)
 
 
 @dataclass(frozen=True)
 class Page:
-    items: list[File]
+    items: Sequence[Listed]
     next_cursor: str | None
     total: int
 
@@ -136,7 +188,8 @@ def create(
     return file
 
 
-def _encode_cursor(sort: str, file: File) -> str:
+def encode_cursor(sort: str, file: Listed) -> str:
+    """The cursor of the page after `file`, in the `sort` order."""
     value = getattr(file, SORTS[sort][0].key)
     if isinstance(value, dt.datetime):
         value = value.isoformat()
@@ -174,31 +227,78 @@ def list_files(
     status: str | None = None,
     sort: str = "-created_at",
 ) -> Page:
-    """One page of the owner's files, in a stable keyset order."""
-    column, descending = SORTS[sort]
-    where = [File.owner_id == owner_id]
-    if status is not None:
-        where.append(File.status == FileStatus(status))
-    total = session.scalar(select(func.count(File.id)).where(*where)) or 0
-    query = select(File).where(*where)
+    """One page of the owner's files, in a stable keyset order, and how many match in all."""
+    params: dict[str, object] = {"owner_id": owner_id, "limit": limit + 1}
     if cursor:
-        value, last_id = _decode_cursor(sort, cursor)
-        if descending:
-            query = query.where(or_(column < value, and_(column == value, File.id < last_id)))
+        params["after"], params["after_id"] = _decode_cursor(sort, cursor)
+    page, counter = _page_statements(sort, FileStatus(status) if status else None, bool(cursor))
+    # Rows of the table, not ORM objects: a page is only read, and SQLAlchemy Core reads it
+    # at half the cost.
+    connection = session.connection()
+    rows = connection.execute(page, params).all()
+    # An empty page has no row to carry the total: ask the counter itself.
+    total = rows[0].total if rows else connection.execute(counter, params).scalar()
+    next_cursor = encode_cursor(sort, rows[limit - 1]) if len(rows) > limit else None
+    return Page(items=rows[:limit], next_cursor=next_cursor, total=int(total or 0))
+
+
+@functools.cache
+def _page_statements(sort: str, status: FileStatus | None, after: bool):
+    """(a page, the total) as statements, built once per shape of listing.
+
+    Each order walks an index from the cursor on, whatever the depth: the keyset condition
+    is a row-value comparison, `(created_at, id) < (:after, :after_id)`, which PostgreSQL
+    takes as an index bound (an `a < v OR (a = v AND id < x)` is a filter applied to every
+    row the walk passes). Names are unique per owner, so a name alone is the key for that
+    order. The total is the owner's counter, read in the same statement, not a count.
+    Building (and hashing, for SQLAlchemy's cache) a statement costs more than running it:
+    the parameters (`owner_id`, `after`, `after_id`, `limit`) are bound at execution.
+    """
+    column, descending = SORTS[sort]
+    where = [File.owner_id == bindparam("owner_id", type_=File.owner_id.type)]
+    if status is not None:
+        where.append(File.status == status)
+    keys: tuple = (column,) if column is File.name else (column, File.id)
+    if after:
+        value = bindparam("after", type_=column.type)
+        if len(keys) == 1:
+            where.append(column < value if descending else column > value)
         else:
-            query = query.where(or_(column > value, and_(column == value, File.id > last_id)))
-    order = (column.desc(), File.id.desc()) if descending else (column.asc(), File.id.asc())
-    rows = list(session.scalars(query.order_by(*order).limit(limit + 1)))
-    next_cursor = _encode_cursor(sort, rows[limit - 1]) if len(rows) > limit else None
-    return Page(items=rows[:limit], next_cursor=next_cursor, total=total)
+            row = tuple_(*keys)
+            bound = tuple_(value, bindparam("after_id", type_=File.id.type))
+            where.append(row < bound if descending else row > bound)
+    counter = select(_total_counter(status)).where(
+        User.id == bindparam("owner_id", type_=User.id.type)
+    )
+    page = (
+        select(*LISTED, counter.scalar_subquery().label("total"))
+        .where(*where)
+        .order_by(*(key.desc() if descending else key.asc() for key in keys))
+        .limit(bindparam("limit", type_=Integer))
+    )
+    return page, counter
+
+
+def _total_counter(status: FileStatus | None):
+    """The owner's counter of files in `status`, or the sum of them all.
+
+    The per-status counters are kept by triggers (no write path can miss them), so the
+    sum is used even though `User.file_count` says the same.
+    """
+    if status is None:
+        return User.files_pending + User.files_processing + User.files_ready + User.files_failed
+    return STATUS_COUNTERS[status]
 
 
 def count_by_status(session: Session) -> dict[str, int]:
-    """How many files there are in each status, across all owners (for metrics)."""
-    rows = session.execute(select(File.status, func.count()).group_by(File.status)).all()
-    counts = {status.value: 0 for status in FileStatus}
-    counts.update({status.value: count for status, count in rows})
-    return counts
+    """How many files there are in each status, across all owners (for metrics).
+
+    A sum of the owners' counters: one row per account, however many files they hold.
+    """
+    row = session.execute(
+        select(*(func.coalesce(func.sum(c), 0) for c in STATUS_COUNTERS.values()))
+    ).one()
+    return {status.value: int(n) for status, n in zip(STATUS_COUNTERS, row, strict=True)}
 
 
 def get(session: Session, owner_id: uuid.UUID, file_id: uuid.UUID) -> File:
@@ -226,7 +326,7 @@ def rename(
                 raise PreconditionFailed(
                     "The file has changed since you read it (ETag mismatch); fetch it and retry."
                 )
-        names.check_name(new_name)
+        new_name = names.check_name(new_name)
         if new_name == file.name:
             return file
         if admission.name_taken(session, owner_id, new_name):
@@ -305,7 +405,11 @@ def download(
     original: bool = False,
 ) -> Download:
     """The file's ZIP (or its original bytes, out of the ZIP) once it is ready."""
-    file = _owned(session, owner_id, file_id)
+    return download_of(storage, _owned(session, owner_id, file_id), original=original)
+
+
+def download_of(storage: Storage, file: File, *, original: bool = False) -> Download:
+    """`download` of a file already found (by its owner, or through a share link)."""
     if file.status != FileStatus.READY:
         detail = (
             f"The file failed to process: {file.error}"
@@ -322,25 +426,26 @@ def download(
             read=lambda start, length: _zip_entry_chunks(storage, archive_key, start, length),
             size=file.size,
             content_type=file.content_type,
-            filename=file.name,
+            filename=names.archive_name(file.name),
             etag=f'"{file.sha256}"',
         )
     archive_key = file.archive_key
-    renamed = renamed_archive(storage, archive_key, file.name)
+    name = names.archive_name(file.name)  # the file's name, unless it predates the rules
+    renamed = renamed_archive(storage, archive_key, name)
     if renamed is not None:
         # Renamed since it was compressed: the entry takes the file's name on the way out.
-        name_tag = hashlib.blake2b(file.name.encode(), digest_size=6).hexdigest()
+        name_tag = hashlib.blake2b(name.encode(), digest_size=6).hexdigest()
         return Download(
             read=lambda start, length: renamed.read(storage, archive_key, start, length),
             size=renamed.size,
             content_type="application/zip",
-            filename=f"{file.name}.zip",
+            filename=f"{name}.zip",
             etag=f'"{file.sha256}.zip.{name_tag}"',
         )
     return Download(
         read=_object_chunks(storage, archive_key),
         size=file.compressed_size or storage.size(archive_key),
         content_type="application/zip",
-        filename=f"{file.name}.zip",
+        filename=f"{name}.zip",
         etag=f'"{file.sha256}.zip"',
     )

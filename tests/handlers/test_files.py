@@ -13,11 +13,15 @@ import zipfile
 from urllib.parse import unquote
 
 import pytest
+import sqlalchemy as sa
+import yaml
 
+from app.handlers import files as handlers
 from app.models import User
 from tests.factories import FileFactory
 from tests.helpers import (
     FILE_FIELDS,
+    ROOT,
     assert_problem,
     run_jobs,
     runtime,
@@ -457,6 +461,94 @@ def test_list_filters_by_status(local_client, make_account):
 def test_list_of_a_new_account_is_empty(local_client, make_account):
     account = make_account()
     assert _files(local_client, account) == {"items": [], "next_cursor": None, "total": 0}
+
+
+def _totals(client, account) -> dict[str, int]:
+    """The `total` of a listing without a filter ("all") and with each status filter."""
+    totals = {"all": _files(client, account, limit=1)["total"]}
+    for status in ("pending", "processing", "ready", "failed"):
+        totals[status] = _files(client, account, limit=1, status=status)["total"]
+    return totals
+
+
+def _counted(pending=0, processing=0, ready=0, failed=0) -> dict[str, int]:
+    counts = {"pending": pending, "processing": processing, "ready": ready, "failed": failed}
+    return {"all": sum(counts.values()), **counts}
+
+
+def test_totals_follow_uploads_processing_failures_renames_and_deletes(
+    local_app, local_client, make_account
+):
+    account = make_account()
+    ids = _upload_named(local_client, account, ["a.txt", "b.txt", "c.txt"])
+    tus = local_client.post(
+        "/api/v1/uploads",
+        headers={**account.headers, "Tus-Resumable": "1.0.0", "Upload-Length": "0",
+                 "Upload-Metadata": "filename " + base64.b64encode(b"d.txt").decode()},
+    )  # fmt: skip
+    assert tus.status_code == 201, tus.text
+    assert _totals(local_client, account) == _counted(pending=4)
+
+    # c's staged bytes vanish: its job fails; the others become ready.
+    runtime(local_app).storage.delete(f"{account.id}/uploads/{ids['c.txt']}")
+    assert sorted(run_jobs(local_app)) == ["failed", "ready", "ready", "ready"]
+    assert _totals(local_client, account) == _counted(ready=3, failed=1)
+
+    renamed = local_client.patch(
+        f"{FILES}/{ids['a.txt']}", headers=account.headers, json={"name": "a2.txt"}
+    )
+    assert renamed.status_code == 200, renamed.text
+    assert _totals(local_client, account) == _counted(ready=3, failed=1)
+
+    for name in ("b.txt", "c.txt"):
+        gone = local_client.delete(f"{FILES}/{ids[name]}", headers=account.headers)
+        assert gone.status_code == 204
+    assert _totals(local_client, account) == _counted(ready=2)
+    # The total is the same on every page, and the pages hold that many files.
+    first = _files(local_client, account, limit=1)
+    rest = _files(local_client, account, limit=1, cursor=first["next_cursor"])
+    assert first["total"] == rest["total"] == 2
+    assert rest["next_cursor"] is None
+
+
+def test_the_listing_takes_the_specs_defaults():
+    # GET /files is served without Flask (so without Connexion filling in defaults).
+    spec = yaml.safe_load((ROOT / "swagger" / "openapi.yaml").read_text())
+    parameters = spec["paths"]["/files"]["get"]["parameters"]
+    defaults = {
+        p["name"]: str(p["schema"]["default"])
+        for p in parameters
+        if "default" in p.get("schema", {})
+    }
+    assert defaults == handlers.LIST_DEFAULTS
+
+
+def test_the_default_listing_is_twenty_newest_first(local_client, make_account):
+    account = make_account()
+    _upload_named(local_client, account, [f"d{n:02d}.txt" for n in range(21)])
+    page = _files(local_client, account)
+    assert [i["name"] for i in page["items"]] == [f"d{n:02d}.txt" for n in range(20, 0, -1)]
+    assert page["next_cursor"] is not None and page["total"] == 21
+
+
+def test_a_page_is_one_statement_and_counts_no_rows(local_client, seven, engine):
+    """The total comes from the owner's counters, in the statement that reads the page."""
+    account, _ = seven
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args):
+        statements.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        for status in (None, "pending"):
+            page = _files(local_client, account, limit=3, **({"status": status} if status else {}))
+            assert page["total"] == TOTAL
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    pages = [s for s in statements if "FROM files" in s]
+    assert len(pages) == 2, statements
+    assert not any("count(" in s.lower() for s in statements), statements
 
 
 @pytest.mark.parametrize("limit", ["0", "101", "-1", "ten", "1.5", ""])

@@ -21,9 +21,10 @@ from sqlalchemy.orm import sessionmaker
 from app.db import make_engine, make_session_factory
 from app.errors import TooLarge
 from app.migrate import upgrade
-from app.models import File, Upload, User
+from app.models import File, FileStatus, Upload, User
 from app.queue.jobs import JobQueue
-from app.services import admission, files, resumable_uploads
+from app.services import admission, files, leases, resumable_uploads
+from app.services.compression import ArchiveResult
 from app.services.spool import SpooledUpload
 from app.storage.local import LocalStorage
 from tests.factories import UserFactory
@@ -182,4 +183,75 @@ def test_recount_reports_drift_and_repairs_it(owner):
     with owner.sessions() as session:
         assert [d.owner_id for d in admission.recount(session, repair=True)] == [owner.id]
     assert owner.usage() == admission.Usage(1, SIZE, SIZE)
+    assert owner.drift() == []
+
+
+# --- files by status: counters kept by triggers, checked by the same recount ---------------
+
+
+def _by_status(owner: Owner) -> tuple[int, ...]:
+    with owner.sessions() as session:
+        return tuple(
+            session.execute(sa.select(*admission.STATUS_COUNTERS).where(User.id == owner.id)).one()
+        )
+
+
+def test_status_counters_hold_while_uploads_deletes_and_jobs_race(owner):
+    race(owner, [_multipart] * 5)  # five of the six that fit
+    with owner.sessions() as session:
+        ids = session.scalars(
+            sa.select(File.id).where(File.owner_id == owner.id).order_by(File.name)
+        ).all()
+    done = ArchiveResult(method="deflate", compressed_size=10, crc32=0, size=SIZE, sha256="0")
+
+    def job(index: int, outcome: str):
+        def run(owner: Owner, _n: int) -> str:
+            with owner.sessions() as session:
+                claim = leases.claim(session, ids[index], lease_seconds=60)
+                if claim is None:
+                    return "gone"
+                if outcome == "ready":
+                    leases.complete(session, claim, done)
+                elif outcome == "failed":
+                    leases.fail(session, claim.file_id, "broken", claim)
+                else:
+                    leases.release(session, claim, "try again")
+            return outcome
+
+        return run
+
+    def delete(index: int):
+        def run(owner: Owner, _n: int) -> str:
+            with owner.sessions() as session:
+                files.delete(session, owner.storage, owner.id, ids[index])
+            return "deleted"
+
+        return run
+
+    # Jobs finish, fail and give back files 0-2 while files 3, 4 and 0 are deleted and
+    # three more uploads come in (as many fit as the deletes made room for): all at once.
+    outcomes = race(
+        owner,
+        [job(0, "ready"), job(1, "failed"), job(2, "pending"), delete(3), delete(4),
+         delete(0), *[lambda owner, n: _multipart(owner, n + 10)] * 3],
+    )  # fmt: skip
+    assert outcomes.count("deleted") == 3 and outcomes.count("multipart") >= 1
+    assert owner.drift() == []
+    with owner.sessions() as session:
+        statuses = session.scalars(sa.select(File.status).where(File.owner_id == owner.id)).all()
+    assert _by_status(owner) == tuple(statuses.count(s) for s in FileStatus)
+
+
+def test_recount_reports_and_repairs_drifted_status_counters(owner):
+    race(owner, [_multipart, _multipart])
+    with owner.sessions() as session:
+        session.execute(sa.update(User).where(User.id == owner.id).values(files_ready=5))
+        session.commit()
+    [drift] = owner.drift()
+    assert drift.counted == drift.actual  # usage itself is right
+    assert (drift.counted_by_status, drift.actual_by_status) == ((2, 0, 5, 0), (2, 0, 0, 0))
+    with owner.sessions() as session:
+        [repaired] = admission.recount(session, repair=True)
+    assert repaired.owner_id == owner.id
+    assert _by_status(owner) == (2, 0, 0, 0)
     assert owner.drift() == []

@@ -105,3 +105,21 @@ def test_token_whose_subject_is_not_a_user_id_is_refused(sub):
     now = int(time.time())
     with pytest.raises(Unauthorized):
         tokens.verify(SETTINGS, _encode({"sub": sub, "iat": now, "exp": now + 60}))
+
+
+def test_a_token_verified_before_still_expires_on_time(monkeypatch):
+    token, _ = tokens.issue(SETTINGS, uuid.uuid4())
+    claims = tokens.verify(SETTINGS, token)  # now remembered
+    assert tokens.verify(SETTINGS, token) == claims
+    later = claims.expires_at.timestamp() + 1
+    monkeypatch.setattr(time, "time", lambda: later)
+    with pytest.raises(Unauthorized, match="expired"):
+        tokens.verify(SETTINGS, token)
+
+
+def test_a_token_is_verified_against_each_secret_on_its_own():
+    token, _ = tokens.issue(SETTINGS, uuid.uuid4())
+    tokens.verify(SETTINGS, token)
+    other = Settings.from_env({}, secret_key="t" * 40)
+    with pytest.raises(Unauthorized, match="not valid"):
+        tokens.verify(other, token)

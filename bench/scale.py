@@ -1,0 +1,429 @@
+"""Scale: a user with a million files is served as fast as one with a hundred.
+
+Run from the repository root:  python bench/scale.py [--files 1000000] [--rounds 60]
+
+It creates a scratch PostgreSQL database (migrated with `instashare-server migrate`) and a
+private redis-server, and builds the data set in SQL (generate_series, triggers and foreign
+keys off while it loads, the counters then set from the rows, then VACUUM ANALYZE):
+
+- `big`: `--files` ready files (1,000,000 by default), names in no relation to their dates;
+- `small`: 100 ready files, the user everything is compared with;
+- 100 other users owning `--files / 10` more between them, in every status.
+
+Then `instashare-server serve --workers 2` in production mode (PostgreSQL, Redis, local
+storage; no compression worker) answers, over keep-alive connections, for `big` and
+`small` alternately (so both see the same machine): `GET /files?limit=20` for every sort,
+without and with a status filter, as the first page and (for `big`) 90 % deep (900,000
+rows with the default); `GET /users/me`; `POST /upload_files` of 75 bytes and `POST
+/uploads` (tus creation), both of which check the quota (each is removed again, unmeasured).
+`GET /metrics` alternates between that server and a second one whose database holds no
+files. Each figure is the median of `--rounds` requests. It prints a table of medians and
+the ratio to the matching `small` (or empty) figure, and exits 1 when a ratio is above
+1.2. Everything it started is stopped by PID, and the databases dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import sqlalchemy as sa
+from pipeline import Processes, free_port, wait_for_port
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app.models import File  # noqa: E402 - after the repository is on the path
+from app.services import files as file_service  # noqa: E402
+
+ADMIN_DB_URL = os.environ.get(
+    "INSTASHARE_BENCH_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+)
+RATIO_TARGET = 1.2
+SMALL_FILES = 100
+OTHER_USERS = 100
+SORTS = ("created_at", "-created_at", "name", "-name")
+PASSWORD = "bench-password-1234"  # noqa: S105 - a scratch account in a scratch database
+
+
+# --- the data set ---------------------------------------------------------------------------
+
+
+def insert_user(conn: sa.Connection, email: str) -> uuid.UUID:
+    user_id = uuid.uuid4()
+    conn.execute(
+        sa.text(
+            "INSERT INTO users (id, email, password_hash, created_at, updated_at) "
+            "VALUES (:id, :email, '-', now(), now())"
+        ),
+        {"id": user_id, "email": email},
+    )
+    return user_id
+
+
+def insert_files(conn: sa.Connection, owner: uuid.UUID | None, n: int) -> None:
+    """`n` ready files for `owner`; with no owner, files in every status for the others."""
+    if owner is None:
+        status = "(ARRAY['pending','processing','ready','failed']::file_status[])[1 + i % 4]"
+        owner_sql = f"(others.ids)[1 + i % {OTHER_USERS}]"
+        others = ", (SELECT array_agg(id) AS ids FROM users WHERE email LIKE 'other-%') AS others"
+    else:
+        status, owner_sql, others = "'ready'::file_status", ":owner", ""
+    conn.execute(
+        sa.text(
+            f"""
+            INSERT INTO files (id, owner_id, name, status, size, sha256, crc32, content_type,
+                compressed_size, compression, attempts, processed_at, created_at, updated_at,
+                version)
+            SELECT gen_random_uuid(), {owner_sql},
+                -- md5 first: the order by name has nothing to do with the order by date
+                substr(md5(i::text), 1, 12) || '-' || i || '.txt',
+                {status}, 1000 + i % 5000, md5(i::text) || md5(i::text), 0, 'text/plain',
+                500 + i % 2500, 'deflate', 1,
+                now() - make_interval(secs => i), now() - make_interval(secs => i),
+                now() - make_interval(secs => i), 2
+            FROM generate_series(1, :n) AS i {others}
+            """  # noqa: S608 - the script's own constants, no input
+        ),
+        {"owner": owner, "n": n},
+    )
+
+
+def build(database_url: str, n_files: int, emails: dict[str, str]) -> None:
+    """The other users, and the files of everyone (`emails` name the two registered users)."""
+    engine = sa.create_engine(database_url)
+    started = time.monotonic()
+    with engine.begin() as conn:
+        # Loading, not serving: no triggers (the counters are set from the rows below), no
+        # foreign-key checks, no waiting for the WAL to reach the disk.
+        conn.execute(sa.text("SET session_replication_role = replica"))
+        conn.execute(sa.text("SET synchronous_commit = off"))
+        for i in range(OTHER_USERS):
+            insert_user(conn, f"other-{i:03d}@bench.example.com")
+        insert_files(conn, None, n_files // 10)
+        for who, n in (("big", n_files), ("small", SMALL_FILES)):
+            owner = conn.scalar(
+                sa.text("SELECT id FROM users WHERE email = :e"), {"e": emails[who]}
+            )
+            insert_files(conn, owner, n)
+        conn.execute(
+            sa.text(
+                """
+                UPDATE users SET file_count = c.n, bytes_stored = c.size,
+                    files_pending = c.pending, files_processing = c.processing,
+                    files_ready = c.ready, files_failed = c.failed
+                FROM (SELECT owner_id, count(*) AS n, sum(size) AS size,
+                        count(*) FILTER (WHERE status = 'pending') AS pending,
+                        count(*) FILTER (WHERE status = 'processing') AS processing,
+                        count(*) FILTER (WHERE status = 'ready') AS ready,
+                        count(*) FILTER (WHERE status = 'failed') AS failed
+                      FROM files GROUP BY owner_id) AS c
+                WHERE users.id = c.owner_id
+                """
+            )
+        )
+    loaded = time.monotonic()
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text("VACUUM ANALYZE files"))
+        conn.execute(sa.text("VACUUM ANALYZE users"))
+        total = conn.scalar(sa.text("SELECT count(*) FROM files"))
+    print(
+        f"data set: {total:,} files in {loaded - started:.1f} s, "
+        f"VACUUM ANALYZE {time.monotonic() - loaded:.1f} s"
+    )
+    engine.dispose()
+
+
+def deep_cursor(database_url: str, email: str, sort: str, depth: int, status: str | None) -> str:
+    """The cursor a client holds after reading `depth` files in `sort` order."""
+    engine = sa.create_engine(database_url)
+    column, descending = file_service.SORTS[sort]
+    with Session(engine) as session:
+        owner = session.scalar(sa.text("SELECT id FROM users WHERE email = :e"), {"e": email})
+        query = sa.select(File).where(File.owner_id == owner)
+        if status:
+            query = query.where(File.status == status)
+        order = (column.desc(), File.id.desc()) if descending else (column.asc(), File.id.asc())
+        file = session.scalars(query.order_by(*order).offset(depth - 1).limit(1)).one()
+        cursor = file_service.encode_cursor(sort, file)
+    engine.dispose()
+    return cursor
+
+
+# --- measuring ------------------------------------------------------------------------------
+
+
+Request = Callable[[], httpx.Response]
+
+
+def timed_ms(request: Request, expect: int, cleanup=None) -> float:
+    """One request's time; `cleanup(response)` runs after the clock stopped."""
+    started = time.perf_counter()
+    response = request()
+    elapsed = (time.perf_counter() - started) * 1000
+    if response.status_code != expect:
+        raise SystemExit(f"{response.request.url}: {response.status_code} {response.text}")
+    if cleanup is not None:
+        cleanup(response)
+    return elapsed
+
+
+def median_ms(request: Request, rounds: int, expect: int = 200) -> float:
+    return statistics.median(timed_ms(request, expect) for _ in range(rounds))
+
+
+class Users:
+    """The two users' tokens and a keep-alive client."""
+
+    def __init__(self, http: httpx.Client, emails: dict[str, str]):
+        self.http = http
+        self.auth = {}
+        for who, email in emails.items():
+            http.post("/users/register", json={"email": email, "password": PASSWORD})
+            login = http.post("/users/login", json={"email": email, "password": PASSWORD})
+            login.raise_for_status()
+            self.auth[who] = {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+    def get(self, who: str, path: str, **params) -> Request:
+        return lambda: self.http.get(path, headers=self.auth[who], params=params)
+
+    def upload(self, who: str) -> Request:
+        """A new 75-byte file by multipart upload."""
+        return lambda: self.http.post(
+            "/upload_files",
+            headers=self.auth[who],
+            files={"file": (f"quota-{uuid.uuid4().hex}.txt", b"x" * 75, "text/plain")},
+        )
+
+    def tus_create(self, who: str) -> Request:
+        """A new 75-byte resumable upload, created but not sent."""
+
+        def request() -> httpx.Response:
+            name = base64.b64encode(f"tus-{uuid.uuid4().hex}.bin".encode()).decode()
+            return self.http.post(
+                "/uploads",
+                headers={
+                    **self.auth[who],
+                    **TUS,
+                    "Upload-Length": "75",
+                    "Upload-Metadata": f"filename {name}",
+                },
+            )
+
+        return request
+
+    def remove(self, who: str):
+        """Cleanup for a creation: DELETE what its `Location` names."""
+
+        def cleanup(response: httpx.Response) -> None:
+            path = response.headers["Location"].removeprefix("/api/v1")
+            self.http.delete(path, headers={**self.auth[who], **TUS}).raise_for_status()
+
+        return cleanup
+
+
+TUS = {"Tus-Resumable": "1.0.0"}
+
+
+@dataclass
+class Case:
+    label: str
+    big: Request
+    small: Request
+    expect: int = 200
+    big_cleanup: Callable | None = None
+    small_cleanup: Callable | None = None
+
+
+def measured(cases: list[Case], rounds: int) -> list[tuple[str, float, float]]:
+    """(label, big ms, small ms): medians, the two users alternating request by request."""
+    results = []
+    for case in cases:
+        big, small = [], []
+        for i in range(rounds + 3):  # three warm-up pairs, thrown away
+            b = timed_ms(case.big, case.expect, case.big_cleanup)
+            s = timed_ms(case.small, case.expect, case.small_cleanup)
+            if i >= 3:
+                big.append(b)
+                small.append(s)
+        results.append((case.label, statistics.median(big), statistics.median(small)))
+    return results
+
+
+def quota_cases(users: Users) -> list[Case]:
+    """/users/me, and the two uploads whose creation checks the quota."""
+    return [
+        Case("GET /users/me", users.get("big", "/users/me"), users.get("small", "/users/me")),
+        Case(
+            "POST /upload_files (75 B: quota check)",
+            users.upload("big"),
+            users.upload("small"),
+            202,
+            users.remove("big"),
+            users.remove("small"),
+        ),
+        Case(
+            "POST /uploads (tus creation: quota check)",
+            users.tus_create("big"),
+            users.tus_create("small"),
+            201,
+            users.remove("big"),
+            users.remove("small"),
+        ),
+    ]
+
+
+def run(args: argparse.Namespace, work: Path, procs: Processes) -> bool:
+    redis_port = free_port()
+    procs.start(
+        "redis",
+        ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(work)],
+        dict(os.environ),
+        work / "redis.log",
+    )  # fmt: skip
+    wait_for_port(redis_port)
+    redis_base = f"redis://127.0.0.1:{redis_port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INSTASHARE_")}
+    env.update(
+        INSTASHARE_ENV="production",
+        INSTASHARE_SECRET_KEY=secrets.token_urlsafe(48),
+        INSTASHARE_DATABASE_URL=args.database_url,
+        INSTASHARE_REDIS_URL=f"{redis_base}/0",
+        INSTASHARE_BROKER_URL=f"{redis_base}/1",
+        INSTASHARE_DATA_DIR=str(work / "data"),
+        INSTASHARE_STORAGE_BACKEND="local",
+    )
+    cli = [sys.executable, "-m", "app.server"]
+
+    def serve(name: str, database_url: str) -> str:
+        """`instashare-server serve` on `database_url` (migrated first); its base URL."""
+        server_env = {
+            **env,
+            "INSTASHARE_DATABASE_URL": database_url,
+            "INSTASHARE_DATA_DIR": str(work / name),
+        }
+        subprocess.run([*cli, "migrate"], env=server_env, cwd=ROOT, check=True, capture_output=True)
+        port = free_port()
+        procs.start(
+            name,
+            [*cli, "serve", "--workers", "2", "--host", "127.0.0.1", "--port", str(port)],
+            server_env,
+            work / f"{name}.log",
+        )
+        wait_for_port(port)
+        return f"http://127.0.0.1:{port}"
+
+    # The service under test, and the same on a database that stays empty: /metrics is
+    # compared between the two, side by side.
+    base, empty_base = serve("server", args.database_url), serve("empty", args.empty_url)
+    emails = {"big": "big@bench.example.com", "small": "small@bench.example.com"}
+    with (
+        httpx.Client(base_url=f"{base}/api/v1", timeout=60) as http,
+        httpx.Client(base_url=f"{empty_base}/api/v1", timeout=60) as empty_http,
+        httpx.Client(timeout=60) as ops,
+    ):
+        users, empty_users = Users(http, emails), Users(empty_http, emails)
+        cases = quota_cases(users)
+        # Every operation answered once on both, so both metrics pages have every series.
+        for each in (users, empty_users):
+            listing = Case("GET /files", *(each.get(who, "/files") for who in emails))
+            measured([*quota_cases(each), listing], 1)
+        everyone = args.files + args.files // 10 + SMALL_FILES
+        metrics = Case(
+            f"GET /metrics ({everyone:,} files / none, beside it)",
+            lambda: ops.get(f"{base}/metrics"),
+            lambda: ops.get(f"{empty_base}/metrics"),
+        )
+
+        build(args.database_url, args.files, emails)
+        depth = args.files * 9 // 10
+        listings = []
+        for status in (None, "ready"):
+            for sort in SORTS:
+                params = {"limit": 20, "sort": sort} | ({"status": status} if status else {})
+                where = f"sort={sort}" + (f"&status={status}" if status else "")
+                first = [users.get(who, "/files", **params) for who in ("big", "small")]
+                listings.append(Case(f"GET /files?{where}, first page", *first))
+                cursor = deep_cursor(args.database_url, emails["big"], sort, depth, status)
+                deep = users.get("big", "/files", **params, cursor=cursor)
+                listings.append(Case(f"GET /files?{where}, {depth:,} deep", deep, first[1]))
+        listings.append(
+            Case(
+                "GET /files?status=pending (none)",
+                *(users.get(who, "/files", status="pending") for who in ("big", "small")),
+            )
+        )
+        results = measured([*listings, *cases, metrics], args.rounds)
+        sanity = users.get("big", "/files", limit=1)().json()
+
+    print(f"big: {sanity['total']:,} files; small: {SMALL_FILES}; median of {args.rounds} each")
+    print()
+    print(f"{'request':<52} {'big ms':>8} {'small ms':>9} {'ratio':>6}")
+    ok = True
+    for label, big_ms, small_ms in results:
+        ratio = big_ms / small_ms
+        passed = ratio <= RATIO_TARGET
+        ok &= passed
+        print(
+            f"{label:<52} {big_ms:>8.2f} {small_ms:>9.2f} {ratio:>6.2f}"
+            f"  {'PASS' if passed else 'FAIL'}"
+        )
+    print()
+    print(f"target: every ratio <= {RATIO_TARGET}: {'PASS' if ok else 'FAIL'}")
+    return ok
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--files", type=int, default=1_000_000, help="the big user's files")
+    parser.add_argument("--rounds", type=int, default=60, help="requests per figure")
+    parser.add_argument("--admin-db-url", default=ADMIN_DB_URL)
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
+    args = parser.parse_args()
+    if args.files < 1000:
+        parser.error("--files must be at least 1000")
+
+    name = f"instashare_scale_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    names = (name, f"{name}_empty")
+    admin = sa.create_engine(args.admin_db_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        for database in names:
+            conn.execute(sa.text(f'CREATE DATABASE "{database}"'))
+    args.database_url, args.empty_url = (
+        make_url(args.admin_db_url).set(database=database).render_as_string(hide_password=False)
+        for database in names
+    )
+    work = Path(tempfile.mkdtemp(prefix="instashare-scale-"))
+    procs = Processes()
+    try:
+        return 0 if run(args, work, procs) else 1
+    finally:
+        procs.stop_all()
+        with admin.connect() as conn:
+            for database in names:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        admin.dispose()
+        if args.keep:
+            print(f"logs kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
