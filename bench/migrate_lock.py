@@ -1,6 +1,7 @@
 """Migrating a table of a million files while it takes writes: no write waits over a second.
 
-Run from the repository root:  python bench/migrate_lock.py [--files 1000000] [--writers 4]
+Run from the repository root:
+    python bench/migrate_lock.py [--files 1000000] [--writers 4] [--to head]
 
 It creates a scratch PostgreSQL database migrated to the revision before the listing
 indexes (`0004_token_revocation`), loads one user with `--files` files and 100 others with a
@@ -8,12 +9,12 @@ tenth as many between them (as bench/scale.py does), and runs VACUUM ANALYZE. Th
 `--writers` threads write as the service does, each in its own short transaction, one
 after another: a new file (its owner's usage counters charged in the same transaction), a
 status change (the worker), a deletion (counters discharged); half of them on the big
-user's files. Meanwhile `instashare-server migrate` brings the schema to the newest
-revision: the indexes built CONCURRENTLY, the files-by-status counters added and started
-from the rows one account at a time. It prints how long the migration took, how many
-writes ran meanwhile and their latency (p50, p99, max: the longest any write waited), and
-whether `instashare-server recount` finds every counter exact afterwards; it exits 1 when
-a write took over a second or a counter is off.
+user's files. Meanwhile the migrations run up to `--to` (the newest by default): among
+them the listing indexes built CONCURRENTLY (0005) and the files-by-status counters added
+and started from the rows one account at a time (0006). It prints how long the migration
+took, how many writes ran meanwhile and their latency (p50, p99, max: the longest any
+write waited), and whether `instashare-server recount` finds every counter exact
+afterwards; it exits 1 when a write took over a second, failed, or a counter is off.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ ADMIN_DB_URL = os.environ.get(
     "INSTASHARE_BENCH_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 )
 BEFORE = "0004_token_revocation"
+# `instashare-server migrate`, with a target revision.
+UPGRADE = "import sys; from app.migrate import upgrade; upgrade(sys.argv[1], sys.argv[2])"
 MAX_WRITE_SECONDS = 1.0
 
 
@@ -177,7 +180,9 @@ def run(args: argparse.Namespace, work: Path) -> bool:
     with Writers(url, big, args.writers) as writers:
         time.sleep(2.0)  # writes in full flow before the migration starts
         started = time.monotonic()
-        migrated = subprocess.run([*cli, "migrate"], env=env, cwd=ROOT, capture_output=True)
+        migrated = subprocess.run(
+            [sys.executable, "-c", UPGRADE, url, args.to], env=env, cwd=ROOT, capture_output=True
+        )
         finished = time.monotonic()
         time.sleep(1.0)
     if migrated.returncode != 0:
@@ -186,7 +191,7 @@ def run(args: argparse.Namespace, work: Path) -> bool:
     seconds = [d for _, d, _ in during]
     worst = max(during, key=lambda w: w[1])
     recount = subprocess.run([*cli, "recount"], env=env, cwd=ROOT, capture_output=True, text=True)
-    print(f"migration {BEFORE} -> head (indexes built concurrently, counters started "
+    print(f"migration {BEFORE} -> {args.to} (indexes built concurrently, counters started "
           f"from the rows): {finished - started:.1f} s")  # fmt: skip
     rate = len(during) / (finished - started)
     print(f"{len(during):,} writes by {args.writers} threads meanwhile "
@@ -212,6 +217,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=1_000_000, help="the big user's files")
     parser.add_argument("--writers", type=int, default=4, help="writing threads")
+    parser.add_argument("--to", default="head", help="the revision to migrate to")
     parser.add_argument("--admin-db-url", default=ADMIN_DB_URL)
     args = parser.parse_args()
 
