@@ -166,6 +166,13 @@ class Api:
                 return
             params["cursor"] = page["next_cursor"]
 
+    def count_files(self, *, status: str | None = None) -> int:
+        """How many files you have (in `status`): one page's `total`, whatever the count."""
+        params: dict[str, Any] = {"limit": 1}
+        if status:
+            params["status"] = status
+        return int(self._send("GET", "/files", params=params).json()["total"])
+
     def file(self, file_id: str) -> tuple[dict, str | None]:
         """GET /files/{id}: the file and its ETag."""
         response = self._send("GET", f"/files/{quote(file_id, safe='')}")

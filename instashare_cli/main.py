@@ -493,13 +493,19 @@ def _created(file: dict) -> str:
 @click.option("--status", type=click.Choice(STATUSES), help="Only files in this state.")
 @click.option("--sort", type=click.Choice(SORTS), default="-created_at", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print all files as a JSON array.")
+@click.option("--count", is_flag=True, help="Print only how many there are (one request).")
 @pass_session
-def list_files(session: Session, status: str | None, sort: str, as_json: bool) -> None:
+def list_files(session: Session, status: str | None, sort: str, as_json: bool, count: bool) -> None:
     """List your files.
 
     Shows each file's name, status, size, compressed size and when it was uploaded;
-    --json prints every field of every file for scripts.
+    --json prints every field of every file for scripts; --count prints how many files
+    there are (with --status, in that state), however many, with a single request.
     """
+    if count:
+        with session.api() as api:
+            click.echo(api.count_files(status=status))
+        return
     with session.api() as api:
         files = list(api.files(status=status, sort=sort))
     if as_json:

@@ -165,3 +165,13 @@ def test_names_in_either_spelling_are_one_and_disguises_are_refused(user):
     assert refused.returncode == 1
     assert "U+202E (RIGHT-TO-LEFT OVERRIDE)" in one_error_line(refused)
     assert [f["name"] for f in user.files()] == ["menu.txt"]
+
+
+def test_ls_count_is_the_listing_total(user):
+    for i in range(3):
+        (user.cwd / f"c{i}.txt").write_bytes(b"c" * i)
+    user.ok("upload", *[f"c{i}.txt" for i in range(3)])
+    assert user.ok("ls", "--count").stdout.strip() == "3"
+    assert user.ok("ls", "--count", "--status", "failed").stdout.strip() == "0"
+    user.ok("rm", "c0.txt", "--yes")
+    assert user.ok("ls", "--count").stdout.strip() == "2"
