@@ -22,7 +22,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope
 
 from app.errors import InvalidInput, TooLarge
-from app.http.streaming import receive_within
+from app.http.streaming import Idle
 from app.services.spool import SpooledUpload
 
 if TYPE_CHECKING:  # a TypedDict the package defines for type checkers only
@@ -42,11 +42,19 @@ def body_too_large(limit: int) -> TooLarge:
     return TooLarge(f"The request body is larger than the {limit} byte limit.", limit="body")
 
 
+def misplaced_file(file_field: str, got: str) -> InvalidInput:
+    """The answer to a file sent under another field's name (`curl -F data=@x`)."""
+    return InvalidInput(f"Put the file in the form field {file_field!r} (got {got!r}).")
+
+
 class _FormCollector:
     """Receives the parser's callbacks: one file part to disk, text parts to memory."""
 
-    def __init__(self, file_fields: set[str], spool_dir):
+    def __init__(self, file_fields: set[str], spool_dir, known_fields: set[str]):
         self.file_fields = file_fields
+        self.known_fields = known_fields
+        # Where a file sent under a wrong name should have gone: said only when unambiguous.
+        self.file_field = next(iter(file_fields)) if len(file_fields) == 1 else None
         self.spool_dir = spool_dir
         self.upload: SpooledUpload | None = None
         self.fields: dict[str, list[str]] = {}
@@ -104,6 +112,10 @@ class _FormCollector:
             self.upload.filename = filename.decode("utf-8", "replace") if filename else None
             content_type = self._headers.get(b"content-type")
             self.upload.content_type = content_type.decode("latin-1") if content_type else None
+        elif self.file_field is not None and b"filename" in options:
+            # A file under another name would be refused as an unknown or oversized text
+            # field, which does not tell the client what to change.
+            raise misplaced_file(self.file_field, self._name)
         else:
             self._value = bytearray()
 
@@ -117,6 +129,8 @@ class _FormCollector:
         elif self._value is not None:
             self._value += chunk
             if len(self._value) > MAX_FIELD_BYTES:
+                if self.file_field is not None and self._name not in self.known_fields:
+                    raise misplaced_file(self.file_field, self._name or "")
                 raise InvalidInput(f"Form field {self._name!r} is over {MAX_FIELD_BYTES} bytes.")
 
     def on_part_end(self) -> None:
@@ -166,6 +180,7 @@ class StreamingMultipartValidator(AbstractRequestBodyValidator):
         super().__init__(schema=schema, strict_validation=strict_validation, **kwargs)
         properties = schema.get("properties", {})
         self._file_fields = {k for k, v in properties.items() if _is_file_schema(v)}
+        self._known_fields = set(properties)
 
     async def wrap_receive(self, receive: Receive, *, scope: Scope) -> tuple[Receive, Scope]:
         headers = Headers(scope=scope)
@@ -177,7 +192,7 @@ class StreamingMultipartValidator(AbstractRequestBodyValidator):
         if not boundary:
             raise InvalidInput("A multipart/form-data body needs a boundary parameter.")
 
-        collector = _FormCollector(self._file_fields, self.spool_dir)
+        collector = _FormCollector(self._file_fields, self.spool_dir, self._known_fields)
         try:
             await self._parse_stream(receive, MultipartParser(boundary, collector.callbacks()))
             form = self._validate_form(collector)
@@ -202,20 +217,21 @@ class StreamingMultipartValidator(AbstractRequestBodyValidator):
 
     async def _parse_stream(self, receive: Receive, parser: MultipartParser) -> None:
         received = 0
-        while True:
-            message = await receive_within(receive, self.idle_seconds)
-            if message["type"] == "http.disconnect":
-                raise ClientDisconnect()
-            body = message.get("body", b"")
-            received += len(body)
-            if received > self.max_body_bytes:
-                raise body_too_large(self.max_body_bytes)
-            try:
-                parser.write(body)
-            except MultipartParseError as exc:
-                raise InvalidInput(f"The multipart body is malformed: {exc}") from None
-            if not message.get("more_body", False):
-                break
+        with Idle(self.idle_seconds) as idle:
+            while True:
+                message = await idle.receive(receive)
+                if message["type"] == "http.disconnect":
+                    raise ClientDisconnect()
+                body = message.get("body", b"")
+                received += len(body)
+                if received > self.max_body_bytes:
+                    raise body_too_large(self.max_body_bytes)
+                try:
+                    parser.write(body)
+                except MultipartParseError as exc:
+                    raise InvalidInput(f"The multipart body is malformed: {exc}") from None
+                if not message.get("more_body", False):
+                    break
         if parser.state != MultipartState.END:
             # A body cut short must not pass for a complete (truncated) file.
             raise InvalidInput("The multipart body ended before its closing boundary.")
@@ -228,7 +244,9 @@ class StreamingMultipartValidator(AbstractRequestBodyValidator):
         for key, count in collector.file_counts.items():
             data[key] = "" if count == 1 else [""] * count
         if self._strict_validation:
-            extra = set(data) - set(self._schema.get("properties", {}))
+            extra = set(data) - self._known_fields
+            if extra and collector.file_field is not None and not collector.file_counts:
+                raise misplaced_file(collector.file_field, sorted(extra)[0])
             if extra:
                 raise InvalidInput(f"Unknown form fields: {', '.join(sorted(extra))}.")
         try:

@@ -14,11 +14,12 @@ is cut off.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import logging
 import pkgutil
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import anyio.to_thread
@@ -102,11 +103,9 @@ class Exchange:
             or "chunked" in self.headers.get("transfer-encoding", "").lower()
         )
 
-    async def _receive_within_idle(self) -> Message:
-        return await receive_within(self._receive, self.idle_seconds)
-
-    async def body(self, batch_bytes: int = BATCH_BYTES) -> AsyncIterator[bytes]:
-        """The request body in batches of about `batch_bytes`.
+    async def body(self, batch_bytes: int = BATCH_BYTES) -> AsyncGenerator[list[bytes], None]:
+        """The request body in batches of about `batch_bytes`, each a list of the pieces
+        the server handed over (not joined: the writer takes them as they are).
 
         Raises RequestTimeout when no byte arrives for the idle time and Disconnected when
         the client goes away; what came before was yielded already.
@@ -114,43 +113,42 @@ class Exchange:
         pieces: list[bytes] = []
         size = 0
         more = True
-        while more:
-            try:
-                message = await self._receive_within_idle()
-            except RequestTimeout:
-                if pieces:
-                    yield b"".join(pieces)
-                raise
-            if message["type"] == "http.disconnect":
-                if pieces:
-                    yield b"".join(pieces)
-                raise Disconnected()
-            chunk = message.get("body", b"")
-            more = message.get("more_body", False)
-            if chunk:
-                pieces.append(chunk)
-                size += len(chunk)
-            if size >= batch_bytes or (not more and pieces):
-                yield pieces[0] if len(pieces) == 1 else b"".join(pieces)
-                pieces, size = [], 0
+        with Idle(self.idle_seconds) as idle:
+            while more:
+                try:
+                    message = await idle.receive(self._receive)
+                except RequestTimeout:
+                    if pieces:
+                        yield pieces
+                    raise
+                if message["type"] == "http.disconnect":
+                    if pieces:
+                        yield pieces
+                    raise Disconnected()
+                chunk = message.get("body", b"")
+                more = message.get("more_body", False)
+                if chunk:
+                    pieces.append(chunk)
+                    size += len(chunk)
+                if size >= batch_bytes or (not more and pieces):
+                    yield pieces
+                    pieces, size = [], 0
 
-    async def write_body(self, write: Callable[[bytes], None]) -> None:
+    async def write_body(self, write: Callable[[list[bytes]], None]) -> None:
         """Hand every batch of the body to `write`, on a worker thread, one write in flight
         while the next batch arrives. Raises as `body` does, after the last write ended."""
         pending: asyncio.Future[None] | None = None
         try:
-            async for batch in self.body():
-                if pending is not None:
-                    await pending
-                pending = asyncio.ensure_future(self.run(write, batch))
+            async with contextlib.aclosing(self.body()) as batches:
+                async for batch in batches:
+                    if pending is not None:
+                        await pending
+                    pending = asyncio.ensure_future(self.run(write, batch))
         finally:
             if pending is not None:
                 await pending
 
     # -- the response ------------------------------------------------------------------
-
-    async def _send_within_idle(self, message: dict) -> None:
-        await asyncio.wait_for(self._send(message), self.idle_seconds)
 
     async def respond(
         self, status: int, headers: Mapping[str, str], body: bytes = b"", *, more: bool = False
@@ -174,24 +172,27 @@ class Exchange:
             return next(chunks, done)
 
         try:
-            upcoming = asyncio.ensure_future(self.run(next_chunk))
-            while True:
-                chunk = await upcoming
-                if chunk is done:
-                    break
+            with Idle(self.idle_seconds) as idle:
                 upcoming = asyncio.ensure_future(self.run(next_chunk))
-                # In slices: the server buffers what a message holds until the client
-                # takes it, so a reader that stalls keeps one slice, not a whole chunk.
-                view = memoryview(chunk)
-                for start in range(0, len(view), SEND_SLICE):
-                    await self._send_within_idle(
-                        {
-                            "type": "http.response.body",
-                            "body": view[start : start + SEND_SLICE],
-                            "more_body": True,
-                        }
-                    )
-            await self._send_within_idle({"type": "http.response.body", "body": b""})
+                while True:
+                    chunk = await upcoming
+                    if chunk is done:
+                        break
+                    upcoming = asyncio.ensure_future(self.run(next_chunk))
+                    # In slices: the server buffers what a message holds until the client
+                    # takes it, so a reader that stalls keeps one slice, not a whole chunk.
+                    view = memoryview(chunk)
+                    for start in range(0, len(view), SEND_SLICE):
+                        await idle.guard(
+                            self._send(
+                                {
+                                    "type": "http.response.body",
+                                    "body": view[start : start + SEND_SLICE],
+                                    "more_body": True,
+                                }
+                            )
+                        )
+                await idle.guard(self._send({"type": "http.response.body", "body": b""}))
         except TimeoutError:
             log.info("download dropped: the client read nothing for %gs", self.idle_seconds)
         except Exception:
@@ -203,12 +204,60 @@ class Exchange:
                 await self.run(close)
 
 
-async def receive_within(receive: Receive, seconds: float) -> Message:
-    """The next message of a request body; 408 when none comes within `seconds`."""
-    try:
-        return await asyncio.wait_for(receive(), seconds)
-    except TimeoutError:
-        raise RequestTimeout(f"No byte of the body arrived for {seconds:g} seconds.") from None
+class Idle:
+    """One idle timer for a whole body or download: `guard(aw)` awaits `aw`, raising
+    TimeoutError when a single wait lasts `seconds`.
+
+    `asyncio.wait_for` around every message (64 KiB each) made a Task and a timer per
+    message, a good part of the event loop's time on a fast upload; here a message costs
+    two clock reads, and the one timer re-arms itself only when it comes due.
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        self._since: float | None = None  # when the current wait began (None: not waiting)
+        self._fired = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    def __enter__(self) -> Idle:
+        self._timer = self._loop.call_later(self.seconds, self._check)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _check(self) -> None:
+        since = self._since
+        due = self.seconds if since is None else since + self.seconds - self._loop.time()
+        if due <= 0 and self._task is not None:
+            self._fired = True
+            self._task.cancel()
+        else:
+            self._timer = self._loop.call_later(due, self._check)
+
+    async def guard(self, awaitable: Awaitable[T]) -> T:
+        self._since = self._loop.time()
+        try:
+            return await awaitable
+        except asyncio.CancelledError:
+            if self._fired and self._task is not None and self._task.uncancel() == 0:
+                self._fired = False
+                raise TimeoutError from None
+            raise
+        finally:
+            self._since = None
+
+    async def receive(self, receive: Receive) -> Message:
+        """The next message of a request body; 408 when none comes within the idle time."""
+        try:
+            return await self.guard(receive())
+        except TimeoutError:
+            raise RequestTimeout(
+                f"No byte of the body arrived for {self.seconds:g} seconds."
+            ) from None
 
 
 def streaming_handler(operation_id: str | None) -> Handler | None:

@@ -16,7 +16,7 @@ import datetime as dt
 import hashlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import BinaryIO, NoReturn, Protocol
@@ -376,12 +376,14 @@ class PartWriter:
             raise NotFound(f"There is no upload {self.upload.id}.")
         _check_offset(current, self.offset)
 
-    def write(self, chunk: bytes) -> None:
-        """One more piece of the body (413 once it runs past the upload's length)."""
+    def write(self, pieces: Sequence[bytes]) -> None:
+        """The next pieces of the body, in order (413 once they run past the upload's
+        length). Taken as they came, not joined: one copy fewer, one system call."""
         assert not self._ended, "written after it ended"
         try:
-            self.stream.feed(chunk)
-            self._sink.write(chunk)
+            for piece in pieces:
+                self.stream.feed(piece)
+            self._sink.writelines(pieces)
         except BaseException as exc:
             self.abort(exc)
             _reraise(exc)
@@ -389,7 +391,7 @@ class PartWriter:
     def pump(self, body: Body) -> Progress:
         """Write all of `body` (read until it ends), then `finish`."""
         while chunk := body.read(READ_SIZE):
-            self.write(chunk)
+            self.write((chunk,))
         return self.finish()
 
     def abort(self, exc: BaseException | None = None) -> None:

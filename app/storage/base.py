@@ -26,6 +26,8 @@ class Appending(Protocol):
 
     def write(self, data: bytes, /) -> int: ...
 
+    def writelines(self, pieces: Sequence[bytes], /) -> None: ...
+
     def persist(self) -> None:
         """Force what this append wrote to stable storage (before anyone is told of it)."""
 

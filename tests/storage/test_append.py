@@ -34,6 +34,15 @@ def test_appends_extend_the_object(local, key):
     assert read(local, key) == b"abcdefg"
 
 
+def test_pieces_land_in_order_whatever_their_number_and_sizes(local, key):
+    # More pieces than one writev takes (IOV_MAX is 1024 on Linux), some empty, some large.
+    pieces = [bytes([i % 251]) * (i % 7) for i in range(2500)] + [b"x" * (3 << 20), b""]
+    with local.appender(key, 0, ok) as sink:
+        sink.writelines(pieces)
+        sink.write(b"!")
+    assert read(local, key) == b"".join(pieces) + b"!"
+
+
 def test_a_second_writer_is_busy_at_once(local, key):
     with local.appender(key, 0, ok) as sink:
         sink.write(b"first")
