@@ -14,6 +14,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable
+from typing import TextIO
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -49,6 +50,30 @@ JOB_DURATION = Histogram(
 )
 JOB_FAILURES = Counter("instashare_job_failures_total", "Compression jobs that ended failed")
 JOB_RETRIES = Counter("instashare_job_retries_total", "Compression jobs retried after an error")
+SHARE_DOWNLOADS = Counter(
+    "instashare_share_downloads_total",
+    "Downloads through share links (as a link's limit counts them: resumes, HEAD and 304 not)",
+)
+SHARE_REFUSALS = Counter(
+    "instashare_share_refusals_total", "Uses of share links refused, by reason", ["reason"]
+)
+SHARE_REFUSAL_REASONS = (
+    "expired",
+    "revoked",
+    "exhausted",
+    "bad_password",
+    "throttled",
+    "not_ready",
+)
+for _reason in SHARE_REFUSAL_REASONS:
+    SHARE_REFUSALS.labels(_reason)  # every reason shows from the start, at 0
+
+
+def share_refused(reason: str) -> None:
+    """Count one refused use of a share link."""
+    if reason in SHARE_REFUSAL_REASONS:
+        SHARE_REFUSALS.labels(reason).inc()
+
 
 access_log = logging.getLogger("instashare.access")
 
@@ -83,9 +108,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
-def configure_logging(level: str) -> None:
-    """JSON lines on stderr for the whole process (our access line replaces uvicorn's)."""
-    handler = logging.StreamHandler()
+def configure_logging(level: str, stream: TextIO | None = None) -> None:
+    """JSON lines on `stream` (stderr) for the whole process; our access line replaces uvicorn's."""
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+from pathlib import Path
+from typing import TextIO
 
 import click
 
-from app.settings import Settings, SettingsError
+from app.settings import Settings, SettingsError, default_database_url
+
+DEV_LOG = "dev.log"
+# At start, `dev` moves a log grown past this aside (to dev.log.1) and begins a new one.
+DEV_LOG_MAX_BYTES = 16 * 1024 * 1024
 
 
 def use_metrics_dir(settings: Settings, role: str) -> None:
@@ -28,10 +37,10 @@ def use_metrics_dir(settings: Settings, role: str) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
 
 
-def load_settings() -> Settings:
-    """Settings from the environment, or one clear line and exit status 2."""
+def load_settings(**overrides) -> Settings:
+    """Settings from the environment (and `overrides`), or one clear line and exit status 2."""
     try:
-        return Settings.from_env()
+        return Settings.from_env(**overrides)
     except SettingsError as exc:
         click.echo(f"instashare-server: configuration error: {exc}", err=True)
         sys.exit(2)
@@ -58,6 +67,66 @@ def forwarded_allow_ips(settings: Settings) -> str:
     return ",".join(settings.trusted_proxies)
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket listening on host:port, or one line saying why not and exit status 1."""
+    sock = None
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        if sock is not None:
+            sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            click.echo(
+                f"instashare-server: port {port} is in use on {host} (is Instashare already "
+                f"running?); choose another with --port, e.g. --port {port + 1}",
+                err=True,
+            )
+        else:
+            reason = exc.strerror or str(exc)
+            click.echo(f"instashare-server: cannot listen on {host}:{port}: {reason}", err=True)
+        sys.exit(1)
+    return sock
+
+
+def open_dev_log(path: Path) -> TextIO:
+    """`dev`'s log file, appended to (line by line, so the worker's lines interleave whole)."""
+    with contextlib.suppress(FileNotFoundError):
+        if path.stat().st_size > DEV_LOG_MAX_BYTES:
+            path.replace(path.with_name(f"{path.name}.1"))
+    return open(path, "a", buffering=1, encoding="utf-8")
+
+
+def _base_url(host: str, port: int) -> str:
+    # A wildcard address is where the server listens, not an address a browser can open.
+    shown = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104
+    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+
+
+def dev_banner(settings: Settings, host: str, port: int, log_path: Path | None) -> str:
+    """What `dev` prints once it listens: the app's address, where the data is, how to stop."""
+    base = _base_url(host, port)
+    lines = [
+        f"Instashare is running: open {base}/",
+        f"  API docs  {base}/api/v1/ui",
+        f"  data      {settings.data_dir}",
+    ]
+    if settings.database_url != default_database_url(settings.data_dir):
+        lines.append(f"  database  {settings.masked()['INSTASHARE_DATABASE_URL']}")
+    if settings.storage_backend == "gcs":
+        lines.append(f"  files     gs://{settings.gcs_bucket}")
+    elif settings.storage_dir is not None:
+        lines.append(f"  files     {settings.storage_dir}")
+    lines.append(f"  logs      {log_path if log_path else 'on this terminal (--verbose)'}")
+    lines.append("Press Ctrl-C to stop.")
+    return "\n".join(lines)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Run and operate the Instashare service."""
@@ -66,26 +135,51 @@ def main() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, help="default: INSTASHARE_PORT (8000)")
-def dev(host: str, port: int | None) -> None:
-    """The embedded default: API and worker, with SQLite and local storage under ./var.
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="default: INSTASHARE_DATA_DIR, else $XDG_DATA_HOME/instashare (~/.local/share/instashare)",
+)
+@click.option("--verbose", is_flag=True, help="logs on the terminal instead of <data dir>/dev.log")
+def dev(host: str, port: int | None, data_dir: Path | None, verbose: bool) -> None:
+    """The embedded default: API and worker, with SQLite and local storage in the data dir.
 
     Needs no PostgreSQL, Redis or cloud storage. Example: instashare-server dev --port 8000
     """
+    # The worker is a separate process: it must find the same data dir, wherever it starts.
+    data_dir = (data_dir or load_settings().data_dir).expanduser().absolute()
+    settings = load_settings(data_dir=data_dir)
+    port = port or settings.port
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        click.echo(f"instashare-server: cannot use {data_dir}: {exc.strerror or exc}", err=True)
+        sys.exit(1)
+    # Bound and listening before anything is printed: the URL shown is one that answers,
+    # and a taken port is one line, not a URL followed by a traceback.
+    sock = listening_socket(host, port)
+    log_path = data_dir / DEV_LOG
+    log = sys.stderr if verbose else open_dev_log(log_path)
+
+    from app.observability import configure_logging
+
+    configure_logging(settings.log_level, log)
+    logging.captureWarnings(True)  # a library's warning is a log line, not terminal noise
+
     import uvicorn
 
     from app.migrate import upgrade
-    from app.observability import configure_logging
     from app.web import create_app
 
-    settings = load_settings()
-    port = port or settings.port
-    configure_logging(settings.log_level)
     with database_errors(settings):
         upgrade(settings.database_url)
     worker_env = {"INSTASHARE_WORKER_METRICS_PORT": "0", **os.environ}
+    worker_env["INSTASHARE_DATA_DIR"] = str(data_dir)
     worker = subprocess.Popen(
         [sys.executable, "-m", "app.server", "worker", "--beat", "--concurrency", "1"],
         env=worker_env,
+        stdout=None if verbose else log,
+        stderr=None if verbose else subprocess.STDOUT,
     )
 
     def _stop(_signum, _frame):
@@ -95,21 +189,26 @@ def dev(host: str, port: int | None) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     try:
-        click.echo(f"Instashare on http://{host}:{port}/api/v1/ui (data in {settings.data_dir})")
-        uvicorn.run(
+        config = uvicorn.Config(
             create_app(settings),
-            host=host,
-            port=port,
             log_config=None,
             proxy_headers=bool(settings.trusted_proxies),
             forwarded_allow_ips=forwarded_allow_ips(settings),
         )
+        server = uvicorn.Server(config)
+        click.echo(dev_banner(settings, host, port, None if verbose else log_path))
+        # uvicorn re-raises the Ctrl-C it handled once it has shut down: that is the way out.
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run(sockets=[sock])
     finally:
+        click.echo("Stopping...")
         worker.send_signal(signal.SIGTERM)
         try:
             worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
             worker.kill()
+            worker.wait()
+    click.echo("Stopped.")
 
 
 @main.command()

@@ -70,6 +70,20 @@ def _networks(raw: str) -> tuple[str, ...]:
     return networks
 
 
+def default_data_dir(environ: Mapping[str, str]) -> Path:
+    """`$XDG_DATA_HOME/instashare`, else `~/.local/share/instashare` (a relative one is ignored)."""
+    base = environ.get("XDG_DATA_HOME", "")
+    if not os.path.isabs(base):
+        home = environ.get("HOME") or str(Path.home())
+        base = os.path.join(home, ".local", "share")
+    return Path(base) / "instashare"
+
+
+def default_database_url(data_dir: Path) -> str:
+    """The embedded default's database: SQLite in the data dir (absolute, whatever the cwd)."""
+    return f"sqlite:///{(data_dir / 'instashare.db').absolute()}"
+
+
 def _setting(env: str, default: Any, parse: Callable[[str], Any] = str, doc: str = "") -> Any:
     return field(default=default, metadata={"env": env, "parse": parse, "doc": doc})
 
@@ -92,9 +106,10 @@ class Settings:
     )
     database_url: str = _setting(
         "INSTASHARE_DATABASE_URL",
-        "sqlite:///var/instashare.db",
+        "",
         str,
-        "SQLAlchemy URL (`postgresql+psycopg2://…` in production)",
+        "SQLAlchemy URL (`postgresql+psycopg2://…` in production); empty means SQLite at "
+        "`<data dir>/instashare.db`",
     )
     broker_url: str = _setting(
         "INSTASHARE_BROKER_URL",
@@ -108,8 +123,13 @@ class Settings:
         str,
         "Redis for login throttling; empty means in-process (development only)",
     )
+    # Never None once constructed: __post_init__ puts the per-user default in its place.
     data_dir: Path = _setting(
-        "INSTASHARE_DATA_DIR", Path("var"), Path, "root of local state for the embedded default"
+        "INSTASHARE_DATA_DIR",
+        None,
+        Path,
+        "root of local state (database, files, spool, queue, logs of `dev`); default "
+        "`$XDG_DATA_HOME/instashare`, else `~/.local/share/instashare`",
     )
     storage_backend: str = _setting(
         "INSTASHARE_STORAGE_BACKEND", "local", _choice("local", "gcs"), "`local` or `gcs`"
@@ -212,6 +232,13 @@ class Settings:
     share_allow_never: bool = _setting(
         "INSTASHARE_SHARE_ALLOW_NEVER", False, _bool, "let share links be made that never expire"
     )
+    download_grant_seconds: int = _setting(
+        "INSTASHARE_DOWNLOAD_GRANT_SECONDS",
+        300,
+        _int(1),
+        "how long a download grant (`/api/v1/downloads/…`) may start a download; a download "
+        "under way is not cut, a resume after it needs a new grant",
+    )
     validate_responses: bool = _setting(
         "INSTASHARE_VALIDATE_RESPONSES", False, _bool, "check every response against the spec"
     )
@@ -258,9 +285,19 @@ class Settings:
         for name, value in overrides.items():
             # Overrides may be given as the environment would give them: text.
             values[name] = parsers[name](value) if isinstance(value, str) else value
+        if values.get("data_dir") is None:
+            values["data_dir"] = default_data_dir(environ)
         settings = cls(**values)
         settings.validate()
         return settings
+
+    def __post_init__(self) -> None:
+        # The defaults that hang on others: one place for the data dir, wherever the
+        # process was started from (a database relative to the cwd seemed to lose accounts).
+        if self.data_dir is None:
+            object.__setattr__(self, "data_dir", default_data_dir(os.environ))
+        if not self.database_url:
+            object.__setattr__(self, "database_url", default_database_url(self.data_dir))
 
     @property
     def production(self) -> bool:

@@ -42,6 +42,7 @@ from pathlib import Path
 import httpx
 import sqlalchemy as sa
 import uvloop
+from _support import Client
 from pipeline import Processes, free_port, wait_for_port
 from sqlalchemy.engine import make_url
 
@@ -56,48 +57,6 @@ FILES_PATH = "/api/v1/files?limit=20"
 
 
 # --- load ------------------------------------------------------------------------------------
-
-
-class Client(asyncio.Protocol):
-    """One keep-alive connection sending the same request again as each answer completes."""
-
-    def __init__(self, request: bytes, counts: list[int], failures: list[bytes]):
-        self.request = request
-        self.counts = counts
-        self.failures = failures
-        self.buffer = b""
-        self.transport: asyncio.Transport | None = None
-        self.stopped = False
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-        transport.write(self.request)
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        while True:
-            head_end = self.buffer.find(b"\r\n\r\n")
-            if head_end < 0:
-                return
-            head = self.buffer[:head_end]
-            length = 0
-            for line in head.split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            end = head_end + 4 + length
-            if len(self.buffer) < end:
-                return
-            if not head.startswith(b"HTTP/1.1 200"):
-                self.failures.append(head.split(b"\r\n", 1)[0])
-            self.buffer = self.buffer[end:]
-            self.counts[0] += 1
-            if self.stopped:
-                assert self.transport is not None
-                self.transport.close()
-                return
-            assert self.transport is not None
-            self.transport.write(self.request)
 
 
 @dataclass

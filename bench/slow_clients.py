@@ -47,7 +47,6 @@ import os
 import random
 import secrets
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -63,7 +62,8 @@ from pathlib import Path
 import httpx
 import redis
 import sqlalchemy as sa
-from pipeline import Processes, free_port, percentile, wait_for_port
+from _support import account, start_serve, stop
+from pipeline import Processes, percentile
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -389,46 +389,7 @@ def db_connections(admin: sa.Engine, name: str) -> str:
     return ", ".join(f"{n} {state}" for state, n in rows) or "none"
 
 
-def start_serve(procs: Processes, env: dict[str, str], work: Path, tag: str):
-    """`instashare-server serve` with its default workers, once every worker answers."""
-    port = free_port()
-    argv = [sys.executable, "-m", "app.server", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    proc = procs.start(f"serve-{tag}", argv, env, work / f"serve-{tag}.log")
-    wait_for_port(port)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # a run of answers on fresh connections
-        with contextlib.suppress(httpx.HTTPError):
-            if all(httpx.get(f"http://127.0.0.1:{port}{API}/health").is_success for _ in range(8)):
-                break
-        time.sleep(0.2)
-    time.sleep(1.0)
-    return proc, port
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """Stop one of `Processes`' children (its own process group), by PID."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-
-
 # --- setup -------------------------------------------------------------------------------------
-
-
-def account(base: str) -> dict[str, str]:
-    """The Authorization header of a new account."""
-    email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
-    password = secrets.token_urlsafe(16)
-    with httpx.Client(base_url=base, timeout=30) as http:
-        http.post(f"{API}/users/register", json={"email": email, "password": password})
-        login = http.post(f"{API}/users/login", json={"email": email, "password": password})
-        login.raise_for_status()
-        return {"Authorization": f"Bearer {login.json()['access_token']}"}
 
 
 def ready_files(base: str, auth: dict[str, str], count: int, size: int) -> list[str]:

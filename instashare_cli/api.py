@@ -1,4 +1,5 @@
-"""A small client for the Instashare HTTP API (base path /api/v1), one method per endpoint.
+"""A small client for the Instashare HTTP API (base path /api/v1), one method per endpoint,
+and for share links (`{server}/s/{token}`), which need no account.
 
 Every failure comes out as ApiError: an HTTP error carries the status and the problem+json
 `detail`; a network failure carries status None and a one-line reason.
@@ -11,8 +12,8 @@ import contextlib
 import re
 from collections.abc import Iterable, Iterator
 from importlib import metadata
-from typing import Any
-from urllib.parse import quote
+from typing import Any, Self
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
@@ -23,6 +24,8 @@ PAGE_SIZE = 100  # the largest page the API serves
 TIMEOUT = httpx.Timeout(connect=10.0, read=300.0, write=300.0, pool=10.0)
 IDEMPOTENT = {"GET", "HEAD", "OPTIONS"}
 STALE_CONNECTION = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+# A share link: a server's root URL (perhaps under a path prefix), `/s/`, the link's token.
+SHARE_PATH = re.compile(r"(?P<root>.*)/s/(?P<token>[A-Za-z0-9_-]+)/?")
 
 
 def _version() -> str:
@@ -35,11 +38,19 @@ def _version() -> str:
 class ApiError(Exception):
     """A request failed: `status` is the HTTP status, or None when the server was not reached."""
 
-    def __init__(self, status: int | None, detail: str, *, request_id: str | None = None):
+    def __init__(
+        self,
+        status: int | None,
+        detail: str,
+        *,
+        request_id: str | None = None,
+        retry_after: str | None = None,
+    ):
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.request_id = request_id
+        self.retry_after = retry_after  # seconds, when the server says when to ask again
 
 
 def _reason(exc: Exception) -> str:
@@ -67,7 +78,12 @@ def _problem(response: httpx.Response) -> ApiError:
             detail = str(body.get("detail") or body.get("title") or "")
     if not detail:
         detail = f"the server answered {response.status_code} {response.reason_phrase}".strip()
-    return ApiError(response.status_code, detail, request_id=response.headers.get("X-Request-ID"))
+    return ApiError(
+        response.status_code,
+        detail,
+        request_id=response.headers.get("X-Request-ID"),
+        retry_after=response.headers.get("Retry-After"),
+    )
 
 
 def encode_metadata(values: dict[str, str]) -> str:
@@ -77,21 +93,18 @@ def encode_metadata(values: dict[str, str]) -> str:
     )
 
 
-class Api:
-    """The Instashare API at `server` (its root URL), as the holder of `token` if given."""
+class _Client:
+    """HTTP to one server: connections, a retry on a stale one, errors as ApiError."""
 
-    def __init__(self, server: str, token: str | None = None):
+    def __init__(self, server: str, base_url: str = "", headers: dict[str, str] | None = None):
         self.server = server
-        self.token = token
-        headers = {"User-Agent": f"instashare-cli/{_version()}"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        self._http = httpx.Client(base_url=server + BASE_PATH, headers=headers, timeout=TIMEOUT)
+        headers = {"User-Agent": f"instashare-cli/{_version()}", **(headers or {})}
+        self._http = httpx.Client(base_url=base_url, headers=headers, timeout=TIMEOUT)
 
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> Api:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -119,6 +132,31 @@ class Api:
         if response.status_code >= 400:
             raise _problem(response)
         return response
+
+    @contextlib.contextmanager
+    def _stream(self, request: httpx.Request) -> Iterator[Download]:
+        """Send `request` and stream its answer's body; ApiError for an error answer."""
+        response = self._transmit(request, stream=True)
+        try:
+            if response.status_code >= 400:
+                try:
+                    response.read()
+                except httpx.TransportError as exc:
+                    raise _network_error(self.server, exc) from None
+                raise _problem(response)
+            yield Download(self.server, response)
+        finally:
+            response.close()
+
+
+class Api(_Client):
+    """The Instashare API at `server` (its root URL), as the holder of `token` if given."""
+
+    def __init__(self, server: str, token: str | None = None):
+        super().__init__(
+            server, server + BASE_PATH, {"Authorization": f"Bearer {token}"} if token else None
+        )
+        self.token = token
 
     # users
 
@@ -203,17 +241,50 @@ class Api:
         request = self._http.build_request(
             "GET", f"/files/{quote(file_id, safe='')}/content", params=params, headers=headers
         )
-        response = self._transmit(request, stream=True)
-        try:
-            if response.status_code >= 400:
-                try:
-                    response.read()
-                except httpx.TransportError as exc:
-                    raise _network_error(self.server, exc) from None
-                raise _problem(response)
-            yield Download(self.server, response)
-        finally:
-            response.close()
+        with self._stream(request) as download:
+            yield download
+
+    # share links (the owner's side)
+
+    def create_share(
+        self,
+        file_id: str,
+        *,
+        expires_in_days: int | None = None,
+        expires_in_hours: int | None = None,
+        never_expires: bool = False,
+        password: str | None = None,
+        max_downloads: int | None = None,
+        original: bool = False,
+    ) -> dict:
+        """POST /files/{id}/shares: the new link, with its `url`."""
+        body: dict[str, Any] = {"serves": "original" if original else "zip"}
+        if never_expires:
+            body["never_expires"] = True
+        elif expires_in_hours is not None:
+            body["expires_in_hours"] = expires_in_hours
+        elif expires_in_days is not None:
+            body["expires_in_days"] = expires_in_days
+        if password is not None:
+            body["password"] = password
+        if max_downloads is not None:
+            body["max_downloads"] = max_downloads
+        return self._send("POST", f"/files/{quote(file_id, safe='')}/shares", json=body).json()
+
+    def shares(self, file_id: str | None = None, *, page_size: int = PAGE_SIZE) -> Iterator[dict]:
+        """GET /shares (or /files/{id}/shares), following `next_cursor` to the last page."""
+        path = f"/files/{quote(file_id, safe='')}/shares" if file_id else "/shares"
+        params: dict[str, Any] = {"limit": page_size}
+        while True:
+            page = self._send("GET", path, params=params).json()
+            yield from page["items"]
+            if not page.get("next_cursor"):
+                return
+            params["cursor"] = page["next_cursor"]
+
+    def revoke_share(self, share_id: str) -> None:
+        """DELETE /shares/{id}."""
+        self._send("DELETE", f"/shares/{quote(share_id, safe='')}")
 
     # resumable uploads (tus 1.0)
 
@@ -262,6 +333,56 @@ class Api:
     def upload_cancel(self, url: str) -> None:
         """DELETE an upload (tus termination)."""
         self._tus("DELETE", url)
+
+
+def share_link(text: str) -> tuple[str, str] | None:
+    """(the server's root URL, the token) if `text` is a share link, `http(s)://…/s/<token>`."""
+    parts = urlsplit(text.strip())
+    match = SHARE_PATH.fullmatch(parts.path)
+    if parts.scheme.lower() not in {"http", "https"} or not parts.netloc or not match:
+        return None
+    root = urlunsplit((parts.scheme.lower(), parts.netloc, match["root"], "", ""))
+    return root, match["token"]
+
+
+class ShareLink(_Client):
+    """A share link, used as anyone who has it: no account, and no token ever sent."""
+
+    def __init__(self, url: str):
+        found = share_link(url)
+        if found is None:
+            raise ValueError(f"{url!r} is not a share link")
+        root, token = found
+        super().__init__(root)
+        self.url = f"{root}/s/{token}"
+        self.password: str | None = None
+
+    def _password_headers(self) -> dict[str, str]:
+        if self.password is None:
+            return {}
+        if self.password.isascii():
+            return {"X-Share-Password": self.password}
+        # Header values travel as Latin-1; Basic credentials are base64 of UTF-8, so a
+        # password in any script arrives as typed.
+        credentials = base64.b64encode(f":{self.password}".encode()).decode()
+        return {"Authorization": f"Basic {credentials}"}
+
+    def metadata(self) -> dict:
+        """GET /s/{token}: what the link shares (`name`, `size`, `status`, `has_password`)."""
+        headers = {"Accept": "application/json", **self._password_headers()}
+        return self._send("GET", self.url, headers=headers).json()
+
+    @contextlib.contextmanager
+    def download(self, *, start: int = 0, if_range: str | None = None) -> Iterator[Download]:
+        """GET /s/{token}/content, streamed; from byte `start` if the ETag is still `if_range`."""
+        headers = self._password_headers()
+        if start:
+            headers["Range"] = f"bytes={start}-"
+            if if_range:
+                headers["If-Range"] = if_range
+        request = self._http.build_request("GET", f"{self.url}/content", headers=headers)
+        with self._stream(request) as download:
+            yield download
 
 
 class Download:

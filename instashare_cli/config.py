@@ -3,7 +3,8 @@
 Everything lives in one directory, `$XDG_CONFIG_HOME/instashare/` (by default
 `~/.config/instashare/`), readable by its owner only: `config.json` holds the default
 server and one token per server, `uploads.json` maps a local file to the tus upload URL
-that an interrupted `instashare upload` resumes.
+that an interrupted `instashare upload` resumes, `downloads.json` a share link to the file
+an interrupted `instashare get URL` was saving it to.
 """
 
 from __future__ import annotations
@@ -155,4 +156,37 @@ class UploadState:
     def drop(self, key: str) -> None:
         data = self._load()
         if data.pop(key, None) is not None:
+            _write_private(self.path, data)
+
+
+class DownloadState:
+    """`downloads.json`: a share link's URL → where an unfinished download of it is saved."""
+
+    def __init__(self, directory: Path | None = None):
+        self.path = (directory or config_dir()) / "downloads.json"
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            return _read_json(self.path)
+        except ConfigError:
+            return {}  # only resumption is lost
+
+    def get(self, url: str) -> Path | None:
+        """Where the last run saved `url` to, if it stopped with the bytes still partial."""
+        entry = self._load().get(url)
+        return Path(entry["path"]) if isinstance(entry, dict) and entry.get("path") else None
+
+    def put(self, url: str, target: Path) -> None:
+        now = time.time()
+        data = {
+            k: v
+            for k, v in self._load().items()
+            if isinstance(v, dict) and now - v.get("saved_at", 0) < UPLOAD_STATE_MAX_AGE
+        }
+        data[url] = {"path": str(target.resolve()), "saved_at": now}
+        _write_private(self.path, data)
+
+    def drop(self, url: str) -> None:
+        data = self._load()
+        if data.pop(url, None) is not None:
             _write_private(self.path, data)

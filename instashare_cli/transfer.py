@@ -13,11 +13,12 @@ import hashlib
 import mimetypes
 import os
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
-from instashare_cli.api import Api, ApiError
+from instashare_cli.api import Api, ApiError, Download
 from instashare_cli.config import UploadState
 
 CHUNK_SIZE = 8 * 1024 * 1024  # bytes per PATCH
@@ -29,6 +30,12 @@ MAX_CHUNK_RETRIES = 2
 # started(done, total) once the starting point is known, then progress(done) as bytes move.
 Started = Callable[[int, int], None]
 Advanced = Callable[[int], None]
+
+
+class OpenDownload(Protocol):
+    """Starts a download from byte `start` if the ETag is still `if_range` (Api, ShareLink)."""
+
+    def __call__(self, *, start: int, if_range: str | None) -> AbstractContextManager[Download]: ...
 
 
 class TransferError(Exception):
@@ -131,16 +138,14 @@ def part_paths(target: Path) -> tuple[Path, Path]:
 
 
 def download(
-    api: Api,
-    file_id: str,
+    open_download: OpenDownload,
     target: Path,
     *,
-    original: bool,
     sha256: str | None,
     started: Started,
     progress: Advanced,
 ) -> int | None:
-    """Download a file to `target`, resuming `<target>.part`; the offset it resumed at.
+    """Download to `target`, resuming `<target>.part`; the offset it resumed at.
 
     A partial download is continued with `Range` and `If-Range` (the ETag it started
     with): the server sends the rest (206) only if the content has not changed since, and
@@ -152,14 +157,7 @@ def download(
     if not etag:
         have = 0  # without the ETag the bytes on disk cannot be trusted to match
     fetch = functools.partial(
-        _fetch,
-        api,
-        file_id,
-        target,
-        original=original,
-        sha256=sha256,
-        started=started,
-        progress=progress,
+        _fetch, open_download, target, sha256=sha256, started=started, progress=progress
     )
     try:
         return fetch(have, etag)
@@ -171,20 +169,18 @@ def download(
 
 
 def _fetch(
-    api: Api,
-    file_id: str,
+    open_download: OpenDownload,
     target: Path,
     have: int,
     etag: str,
     *,
-    original: bool,
     sha256: str | None,
     started: Started,
     progress: Advanced,
 ) -> int | None:
     part, etag_path = part_paths(target)
     digest = hashlib.sha256() if sha256 else None
-    with api.download(file_id, original=original, start=have, if_range=etag or None) as response:
+    with open_download(start=have, if_range=etag or None) as response:
         resumed = response.status == 206
         done = have if resumed else 0
         total = response.total if response.total is not None else done

@@ -64,6 +64,20 @@ def pytest_testnodedown(node, error) -> None:
         pytest.exit(message, returncode=3)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def data_home(tmp_path_factory) -> Iterator[Path]:
+    """`$XDG_DATA_HOME` for the run and the processes it starts: a directory of its own."""
+    # The default data dir is per user; a test that gives none writes here, not in ~.
+    saved = os.environ.get("XDG_DATA_HOME")
+    home = tmp_path_factory.mktemp("xdg-data-home")
+    os.environ["XDG_DATA_HOME"] = str(home)
+    yield home
+    if saved is None:
+        os.environ.pop("XDG_DATA_HOME", None)
+    else:
+        os.environ["XDG_DATA_HOME"] = saved
+
+
 # --- services ------------------------------------------------------------------------------
 
 

@@ -98,3 +98,18 @@ def test_api_conforms_to_its_spec(case, local_app, token_headers):
         # (tested in tests/handlers/test_tus.py), and the fuzzing would reach nothing else.
         headers["Tus-Resumable"] = "1.0.0"
     case.call_and_validate(headers=headers, excluded_checks=EXCLUDED_CHECKS)
+
+
+# The share links' own document (/s): what anyone with a link may call, with no token.
+share_schema = schemathesis.openapi.from_path(ROOT / "swagger" / "share.yaml", config=CONFIG)
+
+
+@share_schema.parametrize()
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+def test_share_links_conform_to_their_spec(case, local_app):
+    case.operation.app = case.operation.schema.app = local_app
+    case.call_and_validate(excluded_checks=EXCLUDED_CHECKS)

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 
@@ -9,13 +10,17 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from app.server import dev_banner
+from app.settings import Settings
 from tests.helpers import (
     ROOT,
+    answers,
     free_port,
     make_settings,
     new_email,
     settings_env,
     start_server,
+    wait_until,
 )
 
 
@@ -194,3 +199,119 @@ def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy(
     # From a trusted proxy each request is its own client; otherwise they are all the
     # proxy's, and its limit of 3 failures is reached.
     assert statuses == ([401] * 4 if believed else [401, 401, 401, 429])
+
+
+class Dev:
+    """`instashare-server dev` as a person runs it: from some directory, Ctrl-C to stop."""
+
+    def __init__(self, *args: str, env: dict[str, str], cwd):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "app.server", "dev", "--port", str(self.port), *args],
+            env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            wait_until(lambda: answers(f"{self.base}/api/v1/health"), 60, 0.1, what="dev up")
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> tuple[int, str, str]:
+        """Ctrl-C at the terminal (the whole process group); exit status, stdout, stderr."""
+        os.killpg(self.proc.pid, signal.SIGINT)
+        out, err = self.proc.communicate(timeout=60)
+        return self.proc.returncode, out, err
+
+
+def _dev_env(tmp_path) -> dict[str, str]:
+    return {**_without_settings(), "XDG_DATA_HOME": str(tmp_path / "xdg")}
+
+
+def test_dev_prints_one_short_block_and_keeps_its_data_per_user(tmp_path):
+    env, data = _dev_env(tmp_path), tmp_path / "xdg" / "instashare"
+    account = {"email": "ada@example.com", "password": "correct horse battery"}
+    (tmp_path / "one").mkdir()
+    dev = Dev(env=env, cwd=tmp_path / "one")
+    assert httpx.post(f"{dev.base}/api/v1/users/register", json=account).status_code == 201
+    wait_until(lambda: " ready." in (data / "dev.log").read_text(), 60, what="the worker up")
+    status, out, err = dev.stop()
+
+    assert status == 0
+    assert out.splitlines() == [
+        f"Instashare is running: open {dev.base}/",
+        f"  API docs  {dev.base}/api/v1/ui",
+        f"  data      {data}",
+        f"  logs      {data}/dev.log",
+        "Press Ctrl-C to stop.",
+        "Stopping...",
+        "Stopped.",
+    ]
+    assert err == ""  # no JSON, no Celery banner, no warnings
+    log = (data / "dev.log").read_text()
+    assert '"msg": "POST /api/v1/users/register 201"' in log  # the API's lines
+    assert "celery@" in log  # and the worker's, its banner included
+    assert not (tmp_path / "one" / "var").exists()
+
+    # Started from elsewhere, it has the same data: the account is still there.
+    (tmp_path / "two").mkdir()
+    dev = Dev(env=env, cwd=tmp_path / "two")
+    try:
+        assert httpx.post(f"{dev.base}/api/v1/users/login", json=account).status_code == 200
+    finally:
+        assert dev.stop()[0] == 0
+
+
+def test_dev_takes_a_data_dir_and_logs_on_the_terminal_when_verbose(tmp_path):
+    data = tmp_path / "mine"
+    dev = Dev("--data-dir", str(data), "--verbose", env=_dev_env(tmp_path), cwd=tmp_path)
+    httpx.get(f"{dev.base}/api/v1/health")
+    status, out, err = dev.stop()
+
+    assert status == 0
+    assert f"  data      {data}" in out.splitlines()
+    assert "  logs      on this terminal (--verbose)" in out.splitlines()
+    assert '"msg": "GET /api/v1/health 200"' in err
+    assert (data / "instashare.db").exists()
+    assert not (data / "dev.log").exists()
+    assert not (tmp_path / "xdg").exists()
+
+
+def test_dev_on_a_taken_port_says_so_in_one_line(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "app.server", "dev", "--port", str(port)],
+            env={**_without_settings(), "INSTASHARE_DATA_DIR": str(tmp_path)},
+            cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stdout == ""  # no URL that would not answer
+    assert result.stderr.splitlines() == [
+        f"instashare-server: port {port} is in use on 127.0.0.1 (is Instashare already "
+        f"running?); choose another with --port, e.g. --port {port + 1}"
+    ]
+
+
+def test_the_dev_banner_names_a_database_and_storage_set_outside_the_data_dir(tmp_path):
+    settings = Settings.from_env(
+        {
+            "INSTASHARE_DATA_DIR": str(tmp_path),
+            "INSTASHARE_DATABASE_URL": "postgresql+psycopg2://app:hunter2@db/app",
+            "INSTASHARE_STORAGE_DIR": "/mnt/shared",
+        }
+    )
+    wildcard = "0.0.0.0"  # noqa: S104 - what a browser cannot open, shown as loopback
+    lines = dev_banner(settings, wildcard, 8080, tmp_path / "dev.log").splitlines()
+    assert lines == [
+        "Instashare is running: open http://127.0.0.1:8080/",
+        "  API docs  http://127.0.0.1:8080/api/v1/ui",
+        f"  data      {tmp_path}",
+        "  database  postgresql+psycopg2://****@db/app",
+        "  files     /mnt/shared",
+        f"  logs      {tmp_path}/dev.log",
+        "Press Ctrl-C to stop.",
+    ]

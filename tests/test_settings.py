@@ -1,6 +1,11 @@
 """Settings: read from the environment, validated at start, one clear line on a bad value."""
 
+import os
+import pwd
+from pathlib import Path
+
 import pytest
+from sqlalchemy.engine import make_url
 
 from app.settings import DEFAULT_SECRET, Settings, SettingsError
 
@@ -112,3 +117,40 @@ def test_masked_hides_secrets_and_passwords():
     assert shown["INSTASHARE_SECRET_KEY"] == "****"
     assert "hunter2" not in shown["INSTASHARE_DATABASE_URL"]
     assert shown["INSTASHARE_DATABASE_URL"].endswith("@db/app")
+
+
+def test_the_data_dir_is_per_user_by_default():
+    home = {"HOME": "/home/ada"}
+    assert Settings.from_env(home).data_dir == Path("/home/ada/.local/share/instashare")
+    xdg = {**home, "XDG_DATA_HOME": "/srv/ada/data"}
+    assert Settings.from_env(xdg).data_dir == Path("/srv/ada/data/instashare")
+    # The XDG spec: a relative XDG_DATA_HOME is invalid and ignored.
+    relative = {**home, "XDG_DATA_HOME": "data"}
+    assert Settings.from_env(relative).data_dir == Path("/home/ada/.local/share/instashare")
+    assert Settings.from_env({**xdg, "INSTASHARE_DATA_DIR": "/d"}).data_dir == Path("/d")
+
+
+def test_the_default_database_is_in_the_data_dir_whatever_the_cwd(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "data"
+    for environ in ({"INSTASHARE_DATA_DIR": str(data)}, {"XDG_DATA_HOME": str(tmp_path)}):
+        settings = Settings.from_env(environ)
+        database = make_url(settings.database_url).database
+        assert database is not None
+        assert Path(database) == settings.data_dir / "instashare.db"
+        assert Path(database).is_absolute()
+    relative = Settings.from_env({"INSTASHARE_DATA_DIR": "here"}).database_url
+    assert relative == f"sqlite:///{tmp_path}/here/instashare.db"
+
+
+def test_a_database_url_that_is_set_wins_over_the_data_dir(tmp_path):
+    environ = {"INSTASHARE_DATA_DIR": str(tmp_path), "INSTASHARE_DATABASE_URL": "sqlite:///x.db"}
+    assert Settings.from_env(environ).database_url == "sqlite:///x.db"
+    assert Settings.from_env(environ, data_dir=tmp_path / "y").database_url == "sqlite:///x.db"
+
+
+def test_the_suite_keeps_its_data_out_of_the_home_directory(data_home):
+    data_dir = Settings.from_env().data_dir
+    assert data_dir == data_home / "instashare"
+    for home in {Path.home(), Path(pwd.getpwuid(os.getuid()).pw_dir)}:
+        assert not data_dir.is_relative_to(home / ".local" / "share")

@@ -1,26 +1,32 @@
 """Handlers for share links: the owner's (/api/v1/files/{id}/shares, /api/v1/shares) and the
-public ones anyone with a link may call (/s/{token}, /s/{token}/content)."""
+public ones anyone with a link may call (/s/{token}: JSON or the share page by `Accept`,
+/s/{token}/content, /s/{token}/grants)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import dataclasses
 import uuid
+from collections.abc import Iterator, Mapping
 
 import flask
 from sqlalchemy.orm import Session
 
-from app.errors import TooManyRequests, Unauthorized
+from app import observability
+from app.errors import AppError, Gone, NotFound, NotReady, TooManyRequests, Unauthorized
+from app.handlers import share_page
 from app.handlers.files import send_download
 from app.http import ranges
+from app.http.middleware import FORM
 from app.http.request import db, runtime
-from app.http.responses import json_body
+from app.http.responses import empty, json_body
 from app.http.security import owner
 from app.http.streaming import Exchange
 from app.models import File, Share
 from app.runtime import Runtime
-from app.services import files, shares
+from app.services import files, grants, shares
 
 PASSWORD_HEADER = "X-Share-Password"  # noqa: S105 - a header name, not a password
 # Anyone may hold the link, so its page must not leak it onward, nor its answers be kept by a
@@ -69,6 +75,7 @@ def create(user: str, file_id: str, body: dict):
         owner(user),
         uuid.UUID(file_id),
         expires_in_days=body.get("expires_in_days"),
+        expires_in_hours=body.get("expires_in_hours"),
         never_expires=body.get("never_expires", False),
         password=body.get("password"),
         max_downloads=body.get("max_downloads"),
@@ -141,6 +148,7 @@ def unlock(rt: Runtime, share: Share, password: str | None, address: str) -> Non
     try:
         rt.throttle.check(key, address)
     except TooManyRequests as exc:
+        observability.share_refused("throttled")
         raise TooManyRequests(
             "Too many wrong passwords for this link from your address; try again later.",
             headers={**exc.headers, **PROTECTED_HEADERS},
@@ -150,20 +158,48 @@ def unlock(rt: Runtime, share: Share, password: str | None, address: str) -> Non
     except Unauthorized as exc:
         if password is not None:
             rt.throttle.failed(key, address)
+            observability.share_refused("bad_password")
         exc.headers.update({**CHALLENGE, **PROTECTED_HEADERS})
         raise
     rt.throttle.succeeded(key, address)
+
+
+@contextlib.contextmanager
+def refusals_counted() -> Iterator[None]:
+    """Count the link's refusals that pass through, by reason (gone, not ready); wrong
+    passwords and throttling are counted where they are decided (`unlock`)."""
+    try:
+        yield
+    except Gone as exc:
+        observability.share_refused(str(exc.extra.get("reason")))
+        raise
+    except NotReady:
+        observability.share_refused("not_ready")
+        raise
 
 
 def _headers_for(share: Share) -> dict[str, str]:
     return dict(PROTECTED_HEADERS if share.password_hash is not None else PUBLIC_HEADERS)
 
 
+def prefers_html(request: flask.Request) -> bool:
+    """Whether the client (a browser) would rather have the page than JSON."""
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "text/html"
+
+
 def metadata(token: str):
     """What a link shares: the file's name, size and status (with the password, if it has one)."""
+    if prefers_html(flask.request):
+        return page(token)
     rt = runtime()
-    share, file = shares.resolve(db(), rt.settings.secret_key, token)
-    unlock(rt, share, presented_password(flask.request.headers), _address(flask.request))
+    try:
+        with refusals_counted():
+            share, file = shares.resolve(db(), rt.settings.secret_key, token)
+        unlock(rt, share, presented_password(flask.request.headers), _address(flask.request))
+    except AppError as exc:
+        exc.headers["Vary"] = "Accept"  # the same URL answers a browser with the page
+        raise
     name = file.name if share.serves == "original" else f"{file.name}.zip"
     body = {
         "name": name,
@@ -173,15 +209,165 @@ def metadata(token: str):
         "serves": share.serves,
         "has_password": share.password_hash is not None,
         "expires_at": _iso(share.expires_at),
-        "downloads_left": (
-            None if share.max_downloads is None else share.max_downloads - share.downloads
-        ),
+        "downloads_left": _downloads_left(share),
     }
-    return json_body(body, 200, **_headers_for(share))
+    return json_body(body, 200, Vary="Accept", **_headers_for(share))
+
+
+def _downloads_left(share: Share) -> int | None:
+    return None if share.max_downloads is None else share.max_downloads - share.downloads
 
 
 def _address(request) -> str:
     return request.remote_addr or "unknown"
+
+
+# --- the share page (HTML) ----------------------------------------------------------------
+
+
+_GONE_PAGE = {
+    "expired": ("This link has expired", "Ask the person who sent it to you for a new one."),
+    "revoked": ("This link was turned off", "Its owner revoked it; ask them for a new one."),
+    "exhausted": (
+        "This link has been used up",
+        "It has given all the downloads it allowed; ask its owner for a new one.",
+    ),
+}
+
+
+def _shared_file(share: Share, file: File) -> share_page.SharedFile:
+    return share_page.SharedFile(
+        name=file.name if share.serves == "original" else f"{file.name}.zip",
+        size=file.size,
+        download_size=file.compressed_size,
+        serves=share.serves,
+        status=file.status.value,
+        expires_at=share_page.when(share.expires_at),
+        downloads_left=_downloads_left(share),
+    )
+
+
+def page_for_error(
+    exc: AppError,
+    *,
+    root: str,
+    token: str,
+    share: Share | None = None,
+    file: File | None = None,
+    password_given: bool = False,
+) -> flask.Response:
+    """The page that says why a link refused (instead of a problem+json)."""
+    headers = {k: v for k, v in exc.headers.items() if k != "WWW-Authenticate"}
+    if share is not None:
+        headers.update(_headers_for(share))
+    else:
+        headers.update(PUBLIC_HEADERS)
+    if isinstance(exc, Gone):
+        title, message = _GONE_PAGE[str(exc.extra.get("reason"))]
+        return share_page.render(
+            410,
+            state="gone",
+            title=title,
+            root=root,
+            message=message,
+            tone="error",
+            headers=headers,
+        )
+    if isinstance(exc, NotFound):
+        return share_page.render(
+            404,
+            state="gone",
+            title="There is no such link",
+            root=root,
+            message="Check that you copied the whole link, or ask for a new one.",
+            tone="error",
+            headers=headers,
+        )
+    locked = share is not None and share.password_hash is not None
+    if isinstance(exc, Unauthorized):
+        wrong = "That password is not right; try again." if password_given else ""
+        return share_page.render(
+            401,
+            state="locked",
+            title="A password is needed",
+            root=root,
+            token=token,
+            message=wrong,
+            tone="error",
+            password_form=True,
+            headers={**headers, **share_page.FORM_CHALLENGE},
+        )
+    if isinstance(exc, TooManyRequests):
+        retry = exc.headers.get("Retry-After", "60")
+        return share_page.render(
+            429,
+            state="locked",
+            title="Too many wrong passwords",
+            root=root,
+            token=token,
+            message=f"Too many wrong passwords from your network. Try again in {_wait(retry)}.",
+            tone="error",
+            password_form=True,
+            headers=headers,
+        )
+    if isinstance(exc, NotReady) and share is not None and file is not None:
+        if "Retry-After" in exc.headers:
+            title, message = (
+                "Not ready yet",
+                "The file is still being prepared. Try again in a minute.",
+            )
+        else:  # it failed: no point in waiting
+            title, message = "Cannot be downloaded", "The file could not be prepared."
+        return share_page.render(
+            409,
+            state="not_ready",
+            title=title,
+            root=root,
+            token=token,
+            file=_shared_file(share, file),
+            message=message,
+            password_form=locked,
+            headers=headers,
+        )
+    raise exc
+
+
+def _wait(retry_after: str) -> str:
+    seconds = int(retry_after) if retry_after.isdigit() else 60
+    if seconds < 90:
+        return f"{seconds} seconds" if seconds != 1 else "1 second"
+    return f"{round(seconds / 60)} minutes"
+
+
+def page(token: str) -> flask.Response:
+    """The share page: the file and a download button, a password form, or why not."""
+    rt = runtime()
+    share: Share | None = None
+    file: File | None = None
+    password = presented_password(flask.request.headers)
+    try:
+        with refusals_counted():
+            share, file = shares.resolve(db(), rt.settings.secret_key, token)
+            unlock(rt, share, password, _address(flask.request))
+            files.ensure_ready(file)
+    except AppError as exc:
+        return page_for_error(
+            exc, root="", token=token, share=share, file=file, password_given=password is not None
+        )
+    shown = _shared_file(share, file)
+    return share_page.render(
+        200,
+        state="ready",
+        title=shown.name,
+        root="",
+        token=token,
+        file=shown,
+        password_form=share.password_hash is not None,
+        headers=_headers_for(share),
+    )
+
+
+# --- downloads ------------------------------------------------------------------------------
 
 
 async def content(request: Exchange) -> None:
@@ -203,17 +389,33 @@ def _find(session: Session, rt: Runtime, token: str) -> tuple[Share, File]:
 
 async def _content(request: Exchange, *, with_body: bool) -> None:
     rt = request.runtime
-    share, file = await request.lookup(_find, rt, request.path_params["token"])
+    with refusals_counted():
+        share, file = await request.lookup(_find, rt, request.path_params["token"])
     client = request.scope.get("client")
     address = client[0] if client else "unknown"
     await request.run(unlock, rt, share, presented_password(request.headers), address)
-    result = files.download_of(rt.storage, file, original=share.serves == "original")
-    etag = await counted_etag(request, share, result, with_body=with_body)
+    await send_shared(request, share, file, with_body=with_body, extra_headers=_headers_for(share))
+
+
+async def send_shared(
+    request: Exchange,
+    share: Share,
+    file: File,
+    *,
+    with_body: bool,
+    extra_headers: Mapping[str, str],
+) -> None:
+    """Answer with what `share` serves, counting the download (a link's or a grant's)."""
+    with refusals_counted():
+        result = files.download_of(
+            request.runtime.storage, file, original=share.serves == "original"
+        )
+        etag = await counted_etag(request, share, result, with_body=with_body)
     await send_download(
         request,
         dataclasses.replace(result, etag=etag),
         with_body=with_body,
-        extra_headers=_headers_for(share),
+        extra_headers=extra_headers,
     )
 
 
@@ -254,4 +456,58 @@ async def counted_etag(
     if not limited and plan.start > 0:
         return etag  # a resume of an unlimited link: nothing to keep exact
     number = await request.lookup(shares.count_download, share.id)
+    observability.SHARE_DOWNLOADS.inc()
     return shares.resume_ticket(secret, share, number, result.etag) if limited else etag
+
+
+# --- download grants ------------------------------------------------------------------------
+
+
+def grant_created(rt: Runtime, grant: grants.Grant, headers: Mapping[str, str] | None = None):
+    """The 201 that hands out a grant: its URL (at the links' public base) and its expiry."""
+    url = f"{_public_base(rt)}/api/v1/downloads/{grants.encode(rt.settings.secret_key, grant)}"
+    body = {"url": url, "expires_at": grants.expires_at(grant).isoformat()}
+    # The URL opens the file to whoever holds it: no cache keeps it.
+    return json_body(body, 201, **{**(headers or {}), "Location": url, "Cache-Control": "no-store"})
+
+
+def body_fields(body: dict | bytes | None) -> dict:
+    """An optional body's fields: Connexion hands a request without a body (and so without
+    a media type) over as bytes."""
+    return body if isinstance(body, dict) else {}
+
+
+def grant(token: str, body: dict | bytes | None = None):
+    """A download grant for what the link shares, once its password (if any) is given.
+
+    A form post (the share page's) is answered `303 See Other` to the grant, so the browser
+    downloads at once; a refusal then is the page again, saying why.
+    """
+    rt = runtime()
+    request = flask.request
+    form = request.mimetype == FORM
+    password = body_fields(body).get("password")
+    if password is None:
+        password = presented_password(request.headers)
+    share: Share | None = None
+    file: File | None = None
+    try:
+        with refusals_counted():
+            share, file = shares.resolve(db(), rt.settings.secret_key, token)
+            unlock(rt, share, password, _address(request))
+            made = grants.for_share(share, file, lifetime=rt.settings.download_grant_seconds)
+    except AppError as exc:
+        if not form:
+            raise
+        return page_for_error(
+            exc,
+            root="../",
+            token=token,
+            share=share,
+            file=file,
+            password_given=password is not None,
+        )
+    if form:
+        url = grant_created(rt, made)[0]["url"]
+        return empty(303, {**_headers_for(share), "Location": url})
+    return grant_created(rt, made, _headers_for(share))

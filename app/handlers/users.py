@@ -8,7 +8,7 @@ from app.http.request import db, runtime
 from app.http.responses import json_body
 from app.http.security import account, presented_token
 from app.models import User
-from app.services import users
+from app.services import shares, users
 
 
 def _user_json(user: User) -> dict:
@@ -66,11 +66,12 @@ def change_password(user: str, body: dict):
 
 
 def me(user: str):
-    """Your profile and storage usage."""
+    """Your profile, storage usage and how many of your share links still work."""
     caller = account(user)  # its usage counters come with it
     return json_body(
         {
             **_user_json(caller),
+            "active_shares": shares.active_count(db(), caller.id),
             "usage": {
                 "file_count": caller.file_count,
                 "bytes_stored": caller.bytes_stored,

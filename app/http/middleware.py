@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import NotFound, TooLarge
 
+FORM = "application/x-www-form-urlencoded"
 CORS_ALLOW_HEADERS = [
     "Authorization",
     "Content-Type",
@@ -77,12 +78,14 @@ class JsonBodyLimit:
         self.limit = limit
 
     def _too_large(self) -> TooLarge:
-        return TooLarge(f"A JSON body may be at most {self.limit} bytes.", limit="body")
+        return TooLarge(f"A JSON or form body may be at most {self.limit} bytes.", limit="body")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             headers = Headers(scope=scope)
-            if "json" in headers.get("content-type", ""):
+            content_type = headers.get("content-type", "")
+            # A urlencoded form (the share page's password form) is parsed whole in memory too.
+            if "json" in content_type or content_type.startswith(FORM):
                 declared = headers.get("content-length")
                 if declared is None and "chunked" in headers.get("transfer-encoding", ""):
                     scope, receive = await self._buffered(scope, receive)
@@ -189,7 +192,7 @@ class PublicLinks:
     """
 
     PREFIX = "/s/"
-    ALLOW_HEADERS = "Range, If-Range, If-None-Match, Authorization, X-Share-Password"
+    ALLOW_HEADERS = "Range, If-Range, If-None-Match, Authorization, X-Share-Password, Content-Type"
     EXPOSE_HEADERS = (
         "ETag, Content-Range, Content-Disposition, Content-Length, Accept-Ranges, Retry-After"
     )
@@ -205,7 +208,7 @@ class PublicLinks:
         if scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
             preflight = {
                 "Access-Control-Allow-Origin": "*",
-                "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
+                "Access-Control-Allow-Methods": "GET, HEAD, POST, OPTIONS",
                 "Access-Control-Allow-Headers": self.ALLOW_HEADERS,
                 "Access-Control-Max-Age": "86400",
                 "Referrer-Policy": "no-referrer",
@@ -228,7 +231,13 @@ class PublicLinks:
                 out["Access-Control-Expose-Headers"] = self.EXPOSE_HEADERS
                 out.setdefault("Referrer-Policy", "no-referrer")
                 if "vary" in out:
-                    del out["vary"]  # "*" answers the same to every origin
+                    # "*" answers the same to every origin; the page still varies by Accept.
+                    kept = [
+                        v.strip() for v in out["vary"].split(",") if v.strip().lower() != "origin"
+                    ]
+                    del out["vary"]
+                    if kept:
+                        out["Vary"] = ", ".join(kept)
             await send(message)
 
         await self.app(scope, receive, send_)

@@ -408,8 +408,8 @@ def download(
     return download_of(storage, _owned(session, owner_id, file_id), original=original)
 
 
-def download_of(storage: Storage, file: File, *, original: bool = False) -> Download:
-    """`download` of a file already found (by its owner, or through a share link)."""
+def ensure_ready(file: File) -> None:
+    """NotReady (409; `Retry-After` while it is processed) unless the file is ready."""
     if file.status != FileStatus.READY:
         detail = (
             f"The file failed to process: {file.error}"
@@ -420,6 +420,11 @@ def download_of(storage: Storage, file: File, *, original: bool = False) -> Down
             {} if file.status == FileStatus.FAILED else {"Retry-After": str(RETRY_AFTER_SECONDS)}
         )
         raise NotReady(detail, headers=headers)
+
+
+def download_of(storage: Storage, file: File, *, original: bool = False) -> Download:
+    """`download` of a file already found (by its owner, or through a share link)."""
+    ensure_ready(file)
     if original:
         archive_key = file.archive_key
         return Download(

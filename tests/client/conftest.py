@@ -38,7 +38,7 @@ def live_server(tmp_path_factory, redis_url) -> Iterator[LiveServer]:
             with open(log_path, "ab") as log:
                 server, url = start_server(settings, log=log)
             try:
-                yield LiveServer(url, log_path)
+                yield LiveServer(url, log_path, database_url)
             finally:
                 # The session is over: no graceful shutdown to wait for (tests/test_shutdown.py
                 # is about that), and the database goes next.

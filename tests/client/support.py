@@ -19,6 +19,7 @@ from tests.helpers import PASSWORD, new_email
 class LiveServer:
     url: str
     log_path: Path
+    database_url: str  # its own database: a test may set a row as time or the worker would
 
     def access_log(self) -> list[dict]:
         """The server's JSON access lines so far."""

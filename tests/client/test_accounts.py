@@ -38,6 +38,7 @@ def test_register_login_whoami_logout(cli):
     assert whoami.stdout.splitlines() == [
         f"{email} on {cli.server}",
         "0 files, 0 bytes stored (0.0% of your 107.4 GB quota)",
+        "0 active share links",
     ]
 
     assert cli.ok("logout").stdout.strip() == f"logged out {email} from {cli.server}"

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 import yaml
 
 from app.handlers import files as handlers
+from app.http.multipart import MAX_FIELD_BYTES
 from app.models import User
 from tests.factories import FileFactory
 from tests.helpers import (
@@ -227,6 +228,34 @@ def test_upload_refuses_an_unknown_form_field(local_app, local_client, make_acco
     account = make_account()
     assert_problem(upload(local_client, account, b"data", owner="someone-else"), 400)
     assert_nothing_stored(local_app, local_client, account)
+
+
+@pytest.mark.parametrize(
+    ("parts", "got"),
+    [
+        ([("data", "numbers.txt", b"1\n2\n3\n")], "data"),  # curl -F data=@numbers.txt
+        ([("data", None, b"7" * (MAX_FIELD_BYTES + 1))], "data"),  # curl -F data=<big.txt
+        ([("upload", None, b"small")], "upload"),
+        ([("name", "numbers.txt", b"1\n2\n3\n")], "name"),  # curl -F name=@numbers.txt
+        ([("name", None, b"n.txt"), ("data", "numbers.txt", b"1\n")], "data"),
+    ],
+)
+def test_a_file_in_the_wrong_field_is_told_where_it_goes(
+    local_app, local_client, make_account, parts, got
+):
+    account = make_account()
+    response = local_client.post(
+        UPLOAD, headers={**account.headers, **MULTIPART}, content=multipart(*parts)
+    )
+    body = assert_problem(response, 400)
+    assert body["detail"] == f"Put the file in the form field 'file' (got '{got}')."
+    assert_nothing_stored(local_app, local_client, account)
+
+
+def test_an_unknown_field_beside_the_file_is_named(local_app, local_client, make_account):
+    account = make_account()
+    response = upload(local_client, account, b"data", owner="someone-else")
+    assert assert_problem(response, 400)["detail"] == "Unknown form fields: owner."
 
 
 def test_upload_refuses_a_part_without_a_field_name(local_app, local_client, make_account):

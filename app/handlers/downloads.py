@@ -1,0 +1,75 @@
+"""Handlers for download grants: the owner asks for one (/api/v1/files/{id}/download-grants;
+a link's are asked at /s/{token}/grants), and anyone holding it downloads with no header
+(/api/v1/downloads/{grant}), through the same download code as every other."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.orm import Session
+
+from app.handlers import shares as links
+from app.handlers.files import send_download
+from app.http.request import db, runtime
+from app.http.security import owner, presented_token
+from app.http.streaming import Exchange
+from app.models import File, Share
+from app.services import files, grants
+from app.storage import Storage
+
+# The URL is a credential for one file: the page it is followed from must not pass it on,
+# and no cache may keep what it answers.
+GRANT_HEADERS = {
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "private, no-store",
+}
+
+
+def create(user: str, file_id: str, body: dict | bytes | None = None):
+    """A short-lived URL that downloads one of your files with no header (for a browser)."""
+    rt = runtime()
+    owner(user)  # 401 once the token's session has ended
+    made = grants.for_file(
+        db(),
+        presented_token(user),
+        uuid.UUID(file_id),
+        original=links.body_fields(body).get("format", "zip") == "original",
+        lifetime=rt.settings.download_grant_seconds,
+    )
+    return links.grant_created(rt, made)
+
+
+async def download(request: Exchange) -> None:
+    """Download the file a grant opens (Range, ETag, If-Range supported)."""
+    await _download(request, with_body=True)
+
+
+async def download_head(request: Exchange) -> None:
+    """The grant's download headers without its bytes."""
+    await _download(request, with_body=False)
+
+
+async def _download(request: Exchange, *, with_body: bool) -> None:
+    rt = request.runtime
+    # Checked when the request starts: a download under way outlives the grant's expiry.
+    grant = grants.decode(rt.settings.secret_key, request.path_params["grant"])
+    if grant.kind == "share":
+        with links.refusals_counted():
+            share, file = await request.lookup(_find_share, grant)
+        await links.send_shared(
+            request, share, file, with_body=with_body, extra_headers=GRANT_HEADERS
+        )
+        return
+    result = await request.lookup(_find_file, rt.storage, grant)
+    await send_download(request, result, with_body=with_body, extra_headers=GRANT_HEADERS)
+
+
+def _find_share(session: Session, grant: grants.Grant) -> tuple[Share, File]:
+    share, file = grants.share_of(session, grant)
+    session.expunge_all()
+    return share, file
+
+
+def _find_file(session: Session, storage: Storage, grant: grants.Grant) -> files.Download:
+    return files.download_of(storage, grants.file_of(session, grant), original=grant.original)
