@@ -126,7 +126,12 @@ def presented_password(headers) -> str | None:
     """The password from `X-Share-Password`, or from `Authorization: Basic` (any user)."""
     value = headers.get(PASSWORD_HEADER)
     if value is not None:
-        return value
+        # Header values arrive as Latin-1 text; a client that sent UTF-8 bytes (curl, the
+        # browser's fetch, httpx all do for non-ASCII) means those bytes' UTF-8 reading.
+        try:
+            return value.encode("latin-1").decode("utf-8")
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            return value
     scheme, _, credentials = (headers.get("Authorization") or "").partition(" ")
     if scheme.lower() != "basic":
         return None

@@ -218,6 +218,14 @@ def test_a_password_link_needs_its_password_in_a_header(local_client, alice, rea
     assert meta.headers["Cache-Control"] == "private, no-store"
 
 
+def test_a_non_ascii_password_works_in_the_header_as_utf8(local_client, alice, ready_file):
+    path = _path(_share(local_client, alice, ready_file, password="contraseña ünïcode"))
+    sent = {"X-Share-Password": "contraseña ünïcode".encode()}  # the bytes a client sends
+    assert local_client.get(path + "/content", headers=sent).status_code == 200
+    wrong = {"X-Share-Password": "contrasena unicode".encode()}
+    assert_problem(local_client.get(path + "/content", headers=wrong), 401)
+
+
 def test_wrong_passwords_are_throttled_per_link(local_client, local_app, alice, ready_file):
     guessed = _path(_share(local_client, alice, ready_file, password="correct horse"))
     other = _path(_share(local_client, alice, ready_file, password="correct horse"))
