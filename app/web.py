@@ -79,6 +79,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     # mounts them in the reverse order: the share links' (/s) must come after the root's,
     # whose mount would otherwise take their paths.
     app.add_api("ops.yaml", strict_validation=True, swagger_ui_options=_NO_UI)
+    # The web app shares the root base path: the router tries it when ops.yaml has no
+    # route for a path. It needs a blueprint name of its own: Flask names a blueprint after
+    # its base path, and refuses a second one by the same name.
+    app.add_api("web.yaml", name="webapp", strict_validation=True, swagger_ui_options=_NO_UI)
     app.add_api("share.yaml", strict_validation=True, swagger_ui_options=_NO_UI)
     app.add_api(
         "openapi.yaml",

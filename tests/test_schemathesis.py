@@ -113,3 +113,18 @@ share_schema = schemathesis.openapi.from_path(ROOT / "swagger" / "share.yaml", c
 def test_share_links_conform_to_their_spec(case, local_app):
     case.operation.app = case.operation.schema.app = local_app
     case.call_and_validate(excluded_checks=EXCLUDED_CHECKS)
+
+
+# The web app's document (/ and /app/): its page and files, for anyone.
+web_schema = schemathesis.openapi.from_path(ROOT / "swagger" / "web.yaml", config=CONFIG)
+
+
+@web_schema.parametrize()
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+def test_the_web_app_conforms_to_its_spec(case, local_app):
+    case.operation.app = case.operation.schema.app = local_app
+    case.call_and_validate(excluded_checks=EXCLUDED_CHECKS)

@@ -41,7 +41,7 @@ NOT_SHIPPED = {"tests"}  # packages of the repository that stay out of the wheel
 # Left out of the copy the wheel is built from: none of it is the project, some is big.
 LOCAL_STATE = shutil.ignore_patterns(
     ".git", ".venv", "venv", "build", "dist", "*.egg-info", "__pycache__", "*.pyc",
-    ".pytest_cache", ".ruff_cache", ".mypy_cache", ".hypothesis", "var", ".env",
+    ".pytest_cache", ".ruff_cache", ".mypy_cache", ".hypothesis", "var", ".env", ".artifacts",
 )  # fmt: skip
 
 # Run by a fresh interpreter whose only copy of the project is the unpacked wheel.

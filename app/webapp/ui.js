@@ -1,0 +1,61 @@
+// Small DOM helpers. Text goes in as text nodes, never as markup: a file named
+// `<img src=x onerror=alert(1)>.txt` shows as exactly that.
+
+export function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === false || value === null || value === undefined) continue;
+    if (name === "class") node.className = value;
+    else if (name === "text") node.textContent = value;
+    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value === true ? "" : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(typeof child === "string" ? document.createTextNode(child) : child);
+  }
+  return node;
+}
+
+export function $(id) {
+  return document.getElementById(id);
+}
+
+const UNITS = ["B", "KB", "MB", "GB", "TB"];
+
+export function formatBytes(bytes) {
+  if (bytes === null || bytes === undefined) return "—";
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1000 && unit < UNITS.length - 1) {
+    value /= 1000;
+    unit += 1;
+  }
+  const digits = unit === 0 || value >= 100 ? 0 : 1;
+  return `${value.toFixed(digits)} ${UNITS[unit]}`;
+}
+
+export function formatDuration(seconds) {
+  if (!Number.isFinite(seconds) || seconds < 0) return "—";
+  if (seconds < 60) return `${Math.ceil(seconds)} s`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 60) return `${minutes} min ${Math.round(seconds % 60)} s`;
+  return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+}
+
+const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+
+export function formatDate(iso) {
+  return iso ? dateFormat.format(new Date(iso)) : "—";
+}
+
+let lastAnnouncement = "";
+
+// One polite live region for status changes: screen readers hear "report.pdf is ready"
+// without the page moving focus.
+export function announce(text) {
+  const region = $("announcer");
+  // The same text twice in a row is not re-read unless the region changes.
+  region.textContent = text === lastAnnouncement ? `${text}\u00a0` : text;
+  lastAnnouncement = region.textContent;
+}
