@@ -222,7 +222,7 @@ def test_a_non_ascii_password_works_in_the_header_as_utf8(local_client, alice, r
     path = _path(_share(local_client, alice, ready_file, password="contraseña ünïcode"))
     sent = {"X-Share-Password": "contraseña ünïcode".encode()}  # the bytes a client sends
     assert local_client.get(path + "/content", headers=sent).status_code == 200
-    wrong = {"X-Share-Password": "contrasena unicode".encode()}
+    wrong = {"X-Share-Password": b"contrasena unicode"}
     assert_problem(local_client.get(path + "/content", headers=wrong), 401)
 
 
