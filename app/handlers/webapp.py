@@ -57,6 +57,8 @@ def _send(path: Path) -> flask.Response:
     # time whether they changed (a 304 when not), and never runs a stale script.
     response.headers["Cache-Control"] = "no-cache"
     response.headers.update(SECURITY_HEADERS)
+    # The server dates every response; werkzeug's conditional answer adds a second Date.
+    response.headers.pop("Date", None)
     return response
 
 

@@ -62,6 +62,7 @@ def test_the_root_is_the_web_app(local_client):
     assert_secured(response)
     assert response.headers["cache-control"] == "no-cache"
     assert response.headers["etag"].startswith('"')
+    assert "date" not in response.headers, "uvicorn dates every answer: a second Date header"
     page = Page()
     page.feed(response.text)
     assert {"src": "/app/main.js", "type": "module"} in page.scripts
