@@ -102,6 +102,12 @@ class Config:
             return None
         return Login(server, entry.get("email", ""), entry["token"])
 
+    def remember_server(self, server: str) -> None:
+        """Make `server` the default (after `register`, so that `login` goes to it too)."""
+        if self._data.get("server") != server:
+            self._data["server"] = server
+            _write_private(self.path, self._data)
+
     def remember_login(self, login: Login) -> None:
         """Store the token and make its server the default."""
         self._data.setdefault("logins", {})[login.server] = {

@@ -193,9 +193,11 @@ def register(session: Session, email: str, password: str) -> None:
     """Create an account.
 
     Asks for the e-mail address and (twice, hidden) the password when they are not given.
+    The server becomes the default, so that `instashare login` goes to the same one.
     """
     with session.api(authenticated=False) as api:
         user = api.register(email, password)
+    session.config.remember_server(session.server)
     stdout.print(f"registered {user['email']} on {session.server}; now run: instashare login")
 
 

@@ -49,9 +49,9 @@ class Cli:
             XDG_CONFIG_HOME=str(self.config_dir),
             INSTASHARE_URL=self.server,
             COLUMNS="160",  # Rich's width when stdout is not a terminal
-            **extra,
         )
-        return env
+        env.update(extra)
+        return {k: v for k, v in env.items() if v != ""}  # "": leave that variable unset
 
     def args(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "instashare_cli", *args]

@@ -17,6 +17,15 @@ from tests.helpers import PASSWORD, free_port, new_email
 COMMANDS = ["register", "login", "logout", "password", "whoami", "upload", "ls", "mv", "rm", "get"]
 
 
+def test_login_after_register_goes_to_the_server_registered_on(cli):
+    email = new_email()
+    # --server alone (no INSTASHARE_URL): the next command, without it, must go there too.
+    cli.ok("--server", cli.server, "register", input=f"{email}\n{PASSWORD}\n{PASSWORD}\n",
+           INSTASHARE_URL="")  # fmt: skip
+    logged_in = cli.ok("login", input=f"{email}\n{PASSWORD}\n", INSTASHARE_URL="")
+    assert f"logged in to {cli.server} as {email}" in logged_in.stdout
+
+
 def test_register_login_whoami_logout(cli):
     email = new_email()
     registered = cli.ok("register", input=f"{email}\n{PASSWORD}\n{PASSWORD}\n")
