@@ -247,6 +247,28 @@ def test_parallel_deflate_is_one_deflate_stream_and_bounded(monkeypatch):
     assert (deflate.size, deflate.crc32) == (len(data), zlib.crc32(data))
 
 
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        [4096] * 5,  # block-sized, as the reader's chunks are: each block is one of them
+        [10_000, 1, 0, 8192, 3, 3 * 4096 + 7],  # blocks cut across pieces, and within them
+        [4095, 4097, 4096 * 2],  # a block that ends one byte into the next piece
+    ],
+)
+def test_parallel_deflate_takes_pieces_of_any_size(monkeypatch, pieces):
+    monkeypatch.setattr(compression, "BLOCK_SIZE", 4096)
+    data = text_log(sum(pieces))
+    out, at = [], 0
+    with ParallelDeflate(DEFLATERS["fast"], threads=2) as deflate:
+        for n, length in enumerate(pieces):
+            piece = data[at : at + length]
+            out.append(deflate.compress(bytearray(piece) if n % 2 else piece))
+            at += length
+        out.append(deflate.flush())
+    assert zlib.decompress(b"".join(out), -15) == data
+    assert (deflate.size, deflate.crc32) == (len(data), zlib.crc32(data))
+
+
 def test_parallel_deflate_of_nothing_is_an_empty_stream():
     with ParallelDeflate(DEFLATERS["fast"], threads=2) as deflate:
         stream = deflate.compress(b"") + deflate.flush()
