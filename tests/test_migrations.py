@@ -4,8 +4,10 @@ import datetime as dt
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import sqlalchemy as sa
@@ -215,3 +217,37 @@ def test_replicas_that_migrate_at_once_all_succeed():
             version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
         engine.dispose()
         assert version == ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+
+
+# --- 0007: a new table with foreign keys to busy ones -------------------------------------
+
+
+def test_writes_do_not_queue_long_behind_a_migration_waiting_for_a_lock():
+    # A long transaction that wrote `files` (a worker's, say) keeps the migration from
+    # adding the share links' key to it; writes that come meanwhile must not wait behind it.
+    with fresh_database("instashare_lockwait", "0006_file_status_counts") as url:
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            worked_on, owner = _add_user(conn), _add_user(conn)
+        with engine.connect() as long_running, ThreadPoolExecutor(1) as pool:
+            _add_file(long_running, worked_on, "pending")  # its transaction stays open
+            migration = pool.submit(upgrade, url)
+            time.sleep(1.0)  # the migration is waiting for the lock by now
+            started = time.monotonic()
+            with engine.begin() as conn:
+                # An upload as the service writes it (counters, then the row), with a
+                # limit so that a write stuck behind the migration fails instead of hanging.
+                conn.execute(sa.text("SET LOCAL statement_timeout = '5s'"))
+                charge = "UPDATE users SET file_count = file_count + 1 WHERE id = :o"
+                conn.execute(sa.text(charge), {"o": owner})
+                _add_file(conn, owner, "pending")
+            waited = time.monotonic() - started
+            long_running.commit()
+            migration.result(timeout=120)
+        assert waited < 1.0, f"a write waited {waited:.1f} s"
+        with engine.connect() as conn:
+            keys = conn.execute(
+                sa.text("SELECT conname FROM pg_constraint WHERE conrelid = 'shares'::regclass")
+            )
+            assert {"fk_shares_file_id_files", "fk_shares_owner_id_users"} <= set(keys.scalars())
+        engine.dispose()

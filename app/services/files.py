@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import Integer, bindparam, func, select, tuple_
+from sqlalchemy import Integer, bindparam, func, select, true, tuple_
 from sqlalchemy import delete as sql_delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -28,10 +28,11 @@ from app.errors import (
     NotReady,
     PreconditionFailed,
     StorageUnavailable,
+    Unauthorized,
 )
 from app.models import File, FileStatus, User
 from app.queue.jobs import JobQueue
-from app.services import admission, names
+from app.services import admission, names, tokens, users
 from app.services.compression import renamed_archive
 from app.services.spool import SpooledUpload
 from app.storage import Storage
@@ -226,31 +227,51 @@ def list_files(
     cursor: str | None = None,
     status: str | None = None,
     sort: str = "-created_at",
+    token: tokens.Claims | None = None,
 ) -> Page:
-    """One page of the owner's files, in a stable keyset order, and how many match in all."""
+    """One page of the owner's files, in a stable keyset order, and how many match in all.
+
+    Given the request's `token` (the owner's), the same statement also tells whether its
+    session still holds (`users.SESSION_HOLDS`), so the check costs the request no trip of
+    its own: Unauthorized, as `users.session_owner` says, when it ended.
+    """
     params: dict[str, object] = {"owner_id": owner_id, "limit": limit + 1}
+    if token is not None:
+        params.update(users.session_holds_params(token))
     if cursor:
-        params["after"], params["after_id"] = _decode_cursor(sort, cursor)
-    page, counter = _page_statements(sort, FileStatus(status) if status else None, bool(cursor))
+        try:
+            params["after"], params["after_id"] = _decode_cursor(sort, cursor)
+        except InvalidInput:
+            if token is not None:  # an ended session is told so first, as everywhere
+                users.session_owner(session, token)
+            raise
+    page, counter = _page_statements(
+        sort, FileStatus(status) if status else None, bool(cursor), token is not None
+    )
     # Rows of the table, not ORM objects: a page is only read, and SQLAlchemy Core reads it
     # at half the cost.
     connection = session.connection()
     rows = connection.execute(page, params).all()
-    # An empty page has no row to carry the total: ask the counter itself.
-    total = rows[0].total if rows else connection.execute(counter, params).scalar()
+    # An empty page has no row to carry the total: ask the counter itself (no row: no owner).
+    found = rows[0] if rows else connection.execute(counter, params).one_or_none()
+    total, holds = (found.total, found.holds) if found is not None else (0, False)
+    if token is not None and not holds:
+        users.session_owner(session, token)  # raises, saying why
+        raise Unauthorized("This session has ended; log in again.")
     next_cursor = encode_cursor(sort, rows[limit - 1]) if len(rows) > limit else None
     return Page(items=rows[:limit], next_cursor=next_cursor, total=int(total or 0))
 
 
 @functools.cache
-def _page_statements(sort: str, status: FileStatus | None, after: bool):
+def _page_statements(sort: str, status: FileStatus | None, after: bool, checked: bool):
     """(a page, the total) as statements, built once per shape of listing.
 
     Each order walks an index from the cursor on, whatever the depth: the keyset condition
     is a row-value comparison, `(created_at, id) < (:after, :after_id)`, which PostgreSQL
     takes as an index bound (an `a < v OR (a = v AND id < x)` is a filter applied to every
     row the walk passes). Names are unique per owner, so a name alone is the key for that
-    order. The total is the owner's counter, read in the same statement, not a count.
+    order. The total is the owner's counter, read in the same statement, not a count; so is
+    whether the token's session holds when `checked` (else a constant true).
     Building (and hashing, for SQLAlchemy's cache) a statement costs more than running it:
     the parameters (`owner_id`, `after`, `after_id`, `limit`) are bound at execution.
     """
@@ -267,11 +288,12 @@ def _page_statements(sort: str, status: FileStatus | None, after: bool):
             row = tuple_(*keys)
             bound = tuple_(value, bindparam("after_id", type_=File.id.type))
             where.append(row < bound if descending else row > bound)
-    counter = select(_total_counter(status)).where(
-        User.id == bindparam("owner_id", type_=User.id.type)
-    )
+    owner = User.id == bindparam("owner_id", type_=User.id.type)
+    total = _total_counter(status)
+    holds = (users.SESSION_HOLDS if checked else true()).label("holds")
+    counter = select(total.label("total"), holds).where(owner)
     page = (
-        select(*LISTED, counter.scalar_subquery().label("total"))
+        select(*LISTED, select(total).where(owner).scalar_subquery().label("total"), holds)
         .where(*where)
         .order_by(*(key.desc() if descending else key.asc() for key in keys))
         .limit(bindparam("limit", type_=Integer))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -113,6 +114,45 @@ _SESSION_ACCOUNT = (
     .outerjoin(RevokedToken, RevokedToken.jti == bindparam("jti"))
     .where(User.id == bindparam("user_id"))
 )
+# The same check for a request that needs no more of the account than its id (most of
+# them): two columns read as a Core row, without building a User in the identity map.
+_SESSION_STATE = (
+    select(User.token_generation, RevokedToken.jti)
+    .select_from(User)
+    .outerjoin(RevokedToken, RevokedToken.jti == bindparam("jti"))
+    .where(User.id == bindparam("user_id"))
+)
+
+# The same question as one SQL condition, for a statement that reads something else as
+# well (the files page): the request then makes no trip of its own for it.
+SESSION_HOLDS = (
+    select(User.id)
+    .where(
+        User.id == bindparam("session_user_id"),
+        User.token_generation == bindparam("session_generation"),
+    )
+    .correlate(None)  # its own row of `users`, even inside a statement that reads that table
+    .exists()
+) & ~select(RevokedToken.jti).where(RevokedToken.jti == bindparam("session_jti")).exists()
+
+
+def session_holds_params(claims: tokens.Claims) -> dict[str, object]:
+    """The parameters SESSION_HOLDS binds, for the session of `claims`."""
+    return {
+        "session_user_id": claims.user_id,
+        "session_generation": claims.generation,
+        "session_jti": claims.jti,
+    }
+
+
+def _check_session(claims: tokens.Claims, generation: int | None, revoked: str | None) -> None:
+    """Unauthorized unless the account exists (`generation` is not None) and the session holds."""
+    if generation is None:
+        raise Unauthorized("The account for this token no longer exists.")
+    if revoked is not None:
+        raise Unauthorized("This session has ended (logged out); log in again.")
+    if generation != claims.generation:
+        raise Unauthorized("This session ended when the password was changed; log in again.")
 
 
 def session_account(session: Session, claims: tokens.Claims) -> User:
@@ -124,14 +164,26 @@ def session_account(session: Session, claims: tokens.Claims) -> User:
     row = session.execute(
         _SESSION_ACCOUNT, {"user_id": claims.user_id, "jti": claims.jti}
     ).one_or_none()
-    if row is None:
-        raise Unauthorized("The account for this token no longer exists.")
-    user, revoked = row
-    if revoked is not None:
-        raise Unauthorized("This session has ended (logged out); log in again.")
-    if user.token_generation != claims.generation:
-        raise Unauthorized("This session ended when the password was changed; log in again.")
+    user, revoked = row if row is not None else (None, None)
+    _check_session(claims, user.token_generation if user else None, revoked)
+    assert user is not None
     return user
+
+
+def session_owner(session: Session, claims: tokens.Claims) -> uuid.UUID:
+    """The account id of a request's token, once its session is known to hold (as above).
+
+    Asked of the database at every request, never remembered: a logout or a password
+    change on any process refuses the token from the next request on.
+    """
+    row = (
+        session.connection()
+        .execute(_SESSION_STATE, {"user_id": claims.user_id, "jti": claims.jti})
+        .one_or_none()
+    )
+    generation, revoked = row if row is not None else (None, None)
+    _check_session(claims, generation, revoked)
+    return claims.user_id
 
 
 def logout(session: Session, claims: tokens.Claims) -> None:

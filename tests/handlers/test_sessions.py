@@ -15,7 +15,7 @@ from app.db import utcnow
 from app.migrate import upgrade
 from app.models import RevokedToken
 from app.settings import Settings
-from tests.helpers import ROOT, Account, assert_problem, make_settings, runtime
+from tests.helpers import ROOT, Account, assert_problem, make_settings, runtime, upload
 
 LOGIN = "/api/v1/users/login"
 LOGOUT = "/api/v1/users/logout"
@@ -120,6 +120,49 @@ def test_logout_removes_the_rows_of_tokens_that_expired(local_client, session, m
     assert live.jti in left
 
 
+def _statements_of(connection, request) -> list[str]:
+    """The SQL statements (savepoints aside) sent on `connection` while `request()` runs."""
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args):
+        if not statement.startswith(("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO")):
+            statements.append(statement)
+
+    sa.event.listen(connection, "before_cursor_execute", record)
+    try:
+        request()
+    finally:
+        sa.event.remove(connection, "before_cursor_execute", record)
+    return statements
+
+
+@pytest.mark.parametrize("how", ["logout", "password change"])
+def test_the_files_page_checks_the_session_in_its_one_statement(
+    local_client, session, make_account, how
+):
+    account = make_account()
+    headers = _login(local_client, account)
+    for name in ("a.txt", "b.txt"):
+        assert upload(local_client, account, filename=name).status_code == 202
+    pages = []
+    statements = _statements_of(
+        session.connection(),
+        lambda: pages.append(local_client.get("/api/v1/files?limit=1", headers=headers)),
+    )
+    assert pages[0].status_code == 200, pages[0].text
+    assert len(pages[0].json()["items"]) == 1 and pages[0].json()["total"] == 2
+    assert len(statements) == 1, statements  # the session check rides in the page's statement
+    cursor = pages[0].json()["next_cursor"]
+    if how == "logout":
+        assert local_client.post(LOGOUT, headers=headers).status_code == 204
+    else:
+        assert _change(local_client, account.headers, account.password).status_code == 200
+    # A page with files, an empty one (no match) and a bad cursor: each refuses the session.
+    for query in (f"limit=1&cursor={cursor}", "status=failed", "cursor=not-a-cursor"):
+        response = local_client.get(f"/api/v1/files?{query}", headers=headers)
+        assert "ended" in assert_problem(response, 401)["detail"], query
+
+
 # Every operation that takes a token refuses an ended one: each row is a request that gets
 # past validation, so only the token can stop it.
 FILE_ID = str(uuid.uuid4())
@@ -147,6 +190,11 @@ REQUESTS = {
     "app.handlers.shares.list_for_file": ("GET", f"/api/v1/files/{FILE_ID}/shares", {}),
     "app.handlers.shares.list_all": ("GET", "/api/v1/shares", {}),
     "app.handlers.shares.revoke": ("DELETE", f"/api/v1/shares/{FILE_ID}", {}),
+    "app.handlers.downloads.create": (
+        "POST",
+        f"/api/v1/files/{FILE_ID}/download-grants",
+        {"json": {}},
+    ),
     "app.handlers.resumable_uploads.create": (
         "POST",
         "/api/v1/uploads",
@@ -238,5 +286,14 @@ def test_sessions_end_on_sqlite_too(tmp_path, redis_url):
             assert_problem(client.get(ME, headers=second), 401)
             fresh = {"Authorization": f"Bearer {changed.json()['access_token']}"}
             assert client.get(ME, headers=fresh).status_code == 200
+            # The files page asks in its own statement, empty or not.
+            assert_problem(client.get("/api/v1/files", headers=first), 401)
+            assert client.get("/api/v1/files", headers=fresh).json()["total"] == 0
+            added = client.post(
+                "/api/v1/upload_files", headers=fresh, files={"file": ("a.txt", b"abc")}
+            )
+            assert added.status_code == 202, added.text
+            assert_problem(client.get("/api/v1/files", headers=second), 401)
+            assert client.get("/api/v1/files", headers=fresh).json()["total"] == 1
     finally:
         runtime(app).sessions.kw["bind"].dispose()
