@@ -11,12 +11,14 @@ import asyncio
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -125,15 +127,39 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=10)
 
 
-def account(base: str) -> dict[str, str]:
-    """The Authorization header of a new account."""
+def register(base: str) -> tuple[str, str, str]:
+    """A new account: (email, password, access token)."""
     email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
     password = secrets.token_urlsafe(16)
     with httpx.Client(base_url=base, timeout=30) as http:
         http.post(f"{API}/users/register", json={"email": email, "password": password})
         login = http.post(f"{API}/users/login", json={"email": email, "password": password})
         login.raise_for_status()
-        return {"Authorization": f"Bearer {login.json()['access_token']}"}
+        return email, password, login.json()["access_token"]
+
+
+def account(base: str) -> dict[str, str]:
+    """The Authorization header of a new account."""
+    return {"Authorization": f"Bearer {register(base)[2]}"}
+
+
+def run_in_scratch(name: str, keep: bool, run: Callable[[Path, Processes, str], bool]) -> int:
+    """`run(work dir, processes, database URL)` with a temp dir and a scratch database, both
+    gone afterwards (the dir kept with `keep`), every process stopped before the database;
+    the exit status: 0 when `run` says every target held."""
+    work = Path(tempfile.mkdtemp(prefix=f"instashare-{name}-"))
+    procs = Processes()
+    try:
+        with scratch_database(f"instashare_bench_{name}") as database_url:
+            try:
+                return 0 if run(work, procs, database_url) else 1
+            finally:
+                procs.stop_all()  # before the database goes
+    finally:
+        if keep:
+            print(f"logs kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 class Client(asyncio.Protocol):

@@ -37,7 +37,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,7 +51,7 @@ from _support import (
     percentile,
     private_redis,
     production_env,
-    scratch_database,
+    run_in_scratch,
     start_serve,
     stop,
 )
@@ -250,19 +249,7 @@ def main() -> int:
     if shutil.which("curl") is None:
         raise SystemExit("bench/share.py needs curl")
 
-    work = Path(tempfile.mkdtemp(prefix="instashare-share-"))
-    procs = Processes()
-    try:
-        with scratch_database("instashare_bench_share") as database_url:
-            try:
-                return 0 if run(args, work, procs, database_url) else 1
-            finally:
-                procs.stop_all()  # before the database goes
-    finally:
-        if args.keep:
-            print(f"logs kept in {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+    return run_in_scratch("share", args.keep, lambda *held: run(args, *held))
 
 
 if __name__ == "__main__":

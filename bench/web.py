@@ -35,14 +35,11 @@ import argparse
 import gzip
 import os
 import re
-import secrets
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import httpx
@@ -52,7 +49,8 @@ from _support import (
     Processes,
     private_redis,
     production_env,
-    scratch_database,
+    register,
+    run_in_scratch,
     start_serve,
 )
 from playwright.sync_api import sync_playwright
@@ -89,17 +87,6 @@ def first_load(base: str) -> list[tuple[str, int, int]]:
                 folder = path.rsplit("/", 1)[0]
                 todo += [f"{folder}/{t.removeprefix('./')}" for t in IMPORT.findall(response.text)]
     return seen
-
-
-def register(base: str) -> tuple[str, str, str]:
-    """A new account: (email, password, access token)."""
-    email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
-    password = secrets.token_urlsafe(16)
-    with httpx.Client(base_url=base, timeout=30) as http:
-        http.post(f"{API}/users/register", json={"email": email, "password": password})
-        login = http.post(f"{API}/users/login", json={"email": email, "password": password})
-        login.raise_for_status()
-        return email, password, login.json()["access_token"]
 
 
 def signed_in(browser, base: str, token: str):
@@ -236,19 +223,7 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="instashare-web-"))
-    procs = Processes()
-    try:
-        with scratch_database("instashare_bench_web") as database_url:
-            try:
-                return 0 if run(args, work, procs, database_url) else 1
-            finally:
-                procs.stop_all()  # before the database goes
-    finally:
-        if args.keep:
-            print(f"logs kept in {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+    return run_in_scratch("web", args.keep, lambda *held: run(args, *held))
 
 
 if __name__ == "__main__":

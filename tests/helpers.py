@@ -347,6 +347,14 @@ def upload(client, account: Account, content: bytes = b"hello", filename="hello.
     )
 
 
+def upload_ready(client, app, account: Account, content: bytes, filename: str) -> str:
+    """Upload `content` as `account` and run its compression job: the id of a ready file."""
+    created = upload(client, account, content, filename)
+    assert created.status_code == 202, created.text
+    run_jobs(app)
+    return created.json()["id"]
+
+
 def wait_for_status(client, account: Account, file_id: str, statuses, timeout: float = 60.0):
     """Poll GET /files/{id} until its status is one of `statuses`; the final body."""
     statuses = {statuses} if isinstance(statuses, str) else set(statuses)

@@ -14,17 +14,14 @@ import zipfile
 import pytest
 
 from app.services import grants, shares
-from tests.helpers import Account, assert_problem, run_jobs, runtime, upload, wait_until
+from tests.helpers import Account, assert_problem, runtime, upload, upload_ready, wait_until
 
 CONTENT = os.urandom(300_000)  # incompressible: the ZIP is as large, ranges cross chunks
 BASE = "http://testserver"
 
 
 def _ready(client, app, account, content=CONTENT, filename="data.bin") -> str:
-    created = upload(client, account, content, filename)
-    assert created.status_code == 202, created.text
-    run_jobs(app)
-    return created.json()["id"]
+    return upload_ready(client, app, account, content, filename)
 
 
 @pytest.fixture

@@ -15,16 +15,13 @@ from sqlalchemy import update
 
 from app.models import Share
 from app.services import shares
-from tests.helpers import assert_problem, run_jobs, runtime, upload
+from tests.helpers import assert_problem, run_jobs, runtime, upload, upload_ready
 
 CONTENT = b"shared bytes " * 1000
 
 
 def _upload_ready(client, app, account, content=CONTENT, filename="report.txt") -> str:
-    created = upload(client, account, content, filename)
-    assert created.status_code == 202, created.text
-    run_jobs(app)
-    return created.json()["id"]
+    return upload_ready(client, app, account, content, filename)
 
 
 @pytest.fixture

@@ -17,10 +17,10 @@ fraction of a second for a million files) and is counted exactly once; no other 
 writes wait.
 """
 
-import time
-
 import sqlalchemy as sa
 from alembic import op
+
+from app.migrations.locking import patiently
 
 revision = "0006_file_status_counts"
 down_revision = "0005_list_indexes"
@@ -28,9 +28,6 @@ branch_labels = None
 depends_on = None
 
 STATUSES = ("pending", "processing", "ready", "failed")
-LOCK_WAIT_MS = 500
-LOCK_ATTEMPTS = 60
-LOCK_NOT_AVAILABLE = "55P03"
 COLUMNS = tuple(f"files_{status}" for status in STATUSES)
 
 
@@ -137,27 +134,6 @@ UPDATE users SET
 """
 
 
-def _patiently(statement: str) -> None:
-    """Run DDL that needs a strong lock without making writes queue behind it for long.
-
-    Waiting for its lock, a statement holds up every write that comes after it. So it gives
-    up after LOCK_WAIT_MS and tries again a little later.
-    """
-    bind = op.get_bind()
-    for attempt in range(LOCK_ATTEMPTS):
-        try:
-            bind.exec_driver_sql(f"SET lock_timeout = {LOCK_WAIT_MS}")
-            bind.exec_driver_sql(statement)
-            return
-        except sa.exc.OperationalError as exc:
-            if getattr(exc.orig, "pgcode", None) != LOCK_NOT_AVAILABLE:
-                raise
-            time.sleep(min(0.1 * 2**attempt, 2.0))
-        finally:
-            bind.exec_driver_sql("RESET lock_timeout")
-    raise RuntimeError(f"no lock for {statement.split()[:3]} after {LOCK_ATTEMPTS} tries")
-
-
 def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         # Plain ADD COLUMN (see 0003): on SQLite a batch would rebuild `users`.
@@ -174,7 +150,7 @@ def upgrade() -> None:
     # service takes both orders) would deadlock with it. The triggers count from the moment
     # they commit; only then does each account's count start from its rows.
     with op.get_context().autocommit_block():
-        _patiently(
+        patiently(
             "ALTER TABLE users "
             "ADD COLUMN IF NOT EXISTS files_pending bigint NOT NULL DEFAULT 0, "
             "ADD COLUMN IF NOT EXISTS files_processing bigint NOT NULL DEFAULT 0, "
@@ -182,11 +158,11 @@ def upgrade() -> None:
             "ADD COLUMN IF NOT EXISTS files_failed bigint NOT NULL DEFAULT 0"
         )
         op.execute(POSTGRES_FUNCTION)
-        _patiently(
+        patiently(
             "CREATE OR REPLACE TRIGGER files_count_insert_delete AFTER INSERT OR DELETE ON files "
             "FOR EACH ROW EXECUTE FUNCTION files_count_by_status()"
         )
-        _patiently(
+        patiently(
             "CREATE OR REPLACE TRIGGER files_count_status AFTER UPDATE OF status ON files "
             "FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status) "
             "EXECUTE FUNCTION files_count_by_status()"
