@@ -1,4 +1,4 @@
-"""The ASGI entry point for servers: `gunicorn -k uvicorn_worker.UvicornWorker app.asgi:app`."""
+"""The ASGI entry point for servers: `gunicorn -k app.http.protocol.Worker app.asgi:app`."""
 
 from app.observability import configure_logging
 from app.settings import Settings

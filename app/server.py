@@ -168,6 +168,7 @@ def dev(host: str, port: int | None, data_dir: Path | None, verbose: bool) -> No
 
     import uvicorn
 
+    from app.http import protocol
     from app.migrate import upgrade
     from app.web import create_app
 
@@ -191,6 +192,7 @@ def dev(host: str, port: int | None, data_dir: Path | None, verbose: bool) -> No
     try:
         config = uvicorn.Config(
             create_app(settings),
+            http=protocol.HTTP,
             log_config=None,
             proxy_headers=bool(settings.trusted_proxies),
             forwarded_allow_ips=forwarded_allow_ips(settings),
@@ -225,7 +227,7 @@ def serve(host: str, port: int | None, workers: int) -> None:
     use_metrics_dir(settings, "api")
     args = [
         sys.executable, "-m", "gunicorn",
-        "--worker-class", "uvicorn_worker.UvicornWorker",
+        "--worker-class", "app.http.protocol.Worker",
         "--workers", str(workers),
         "--bind", f"{host}:{port}",
         "--graceful-timeout", "30",

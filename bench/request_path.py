@@ -178,7 +178,7 @@ def gunicorn(app: str, port: int, workers: int, chdir: Path) -> list[str]:
     """The command `instashare-server serve` becomes, for `app`."""
     return [
         sys.executable, "-m", "gunicorn",
-        "--worker-class", "uvicorn_worker.UvicornWorker",
+        "--worker-class", "app.http.protocol.Worker",
         "--workers", str(workers),
         "--bind", f"127.0.0.1:{port}",
         "--graceful-timeout", "30",

@@ -14,7 +14,7 @@ import uvicorn
 from sqlalchemy import delete
 
 from app.db import make_session_factory
-from app.http import security
+from app.http import protocol, security
 from app.models import User
 from app.runtime import build_runtime
 from app.settings import Settings
@@ -62,7 +62,9 @@ def serve_live(engine, settings: Settings) -> Iterator[LiveServer]:
     rt = build_runtime(settings, sessions=make_session_factory(engine), jobs=InlineJobs())
     counter = BodyCounter(create_app(settings, runtime=rt))
     port = free_port()
-    config = uvicorn.Config(counter, host="127.0.0.1", port=port, log_level="warning")
+    config = uvicorn.Config(
+        counter, host="127.0.0.1", port=port, log_level="warning", http=protocol.HTTP
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="tus-live-server", daemon=True)
     thread.start()
