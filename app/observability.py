@@ -181,23 +181,33 @@ class RequestObserver:
         _latency(operation).observe(seconds)
         BYTES_IN.inc(state["in"])
         BYTES_OUT.inc(state["out"])
+        path = _redacted(scope["path"])
         access_log.info(
             "%s %s %s",
             scope["method"],
-            scope["path"],
+            path,
             state["status"],
             extra={
                 "request_id": rid,
                 "user_id": user,
                 "operation": operation,
                 "method": scope["method"],
-                "path": scope["path"],
+                "path": path,
                 "status": state["status"],
                 "bytes_in": state["in"],
                 "bytes_out": state["out"],
                 "duration_ms": round(seconds * 1000, 2),
             },
         )
+
+
+# Paths whose segment after the prefix opens a file to whoever holds it (a share link's
+# token, a download grant): the logs keep the prefix, not the credential.
+_SECRET_PATHS = re.compile(r"^(/s/|/api/v1/downloads/)(?!-/)[^/]+")
+
+
+def _redacted(path: str) -> str:
+    return _SECRET_PATHS.sub(r"\1…", path) if path.startswith(("/s/", "/api/v1/down")) else path
 
 
 # The labelled series, looked up once each (prometheus_client's `labels` takes a lock and

@@ -513,6 +513,8 @@ def grant(token: str, body: dict | bytes | None = None):
             password_given=password is not None,
         )
     if form:
-        url = grant_created(rt, made)[0]["url"]
+        # Relative to /s/{token}/grants, as the page's own links are: the browser goes on at
+        # the host it came to, not at one the request's Host header named.
+        url = f"../../api/v1/downloads/{grants.encode(rt.settings.secret_key, made)}"
         return empty(303, {**_headers_for(share), "Location": url})
     return grant_created(rt, made, _headers_for(share))

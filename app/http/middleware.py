@@ -83,9 +83,10 @@ class JsonBodyLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             headers = Headers(scope=scope)
-            content_type = headers.get("content-type", "")
+            # Media types are case-insensitive: `Application/JSON` is parsed whole all the same.
+            content_type = headers.get("content-type", "").split(";")[0].strip().lower()
             # A urlencoded form (the share page's password form) is parsed whole in memory too.
-            if "json" in content_type or content_type.startswith(FORM):
+            if "json" in content_type or content_type == FORM:
                 declared = headers.get("content-length")
                 if declared is None and "chunked" in headers.get("transfer-encoding", ""):
                     scope, receive = await self._buffered(scope, receive)

@@ -171,6 +171,7 @@ class Exchange:
         def next_chunk() -> Any:
             return next(chunks, done)
 
+        upcoming: asyncio.Future[Any] | None = None
         try:
             with Idle(self.idle_seconds) as idle:
                 upcoming = asyncio.ensure_future(self.run(next_chunk))
@@ -199,6 +200,11 @@ class Exchange:
             # Too late for a problem response: the client sees the body end short.
             log.exception("download failed midway")
         finally:
+            if upcoming is not None and not upcoming.done():
+                # The read ahead may still be inside the generator: closing it meanwhile
+                # would fail ("generator already executing") and leave it open.
+                with contextlib.suppress(Exception):
+                    await upcoming
             close = getattr(chunks, "close", None)
             if close is not None:
                 await self.run(close)
@@ -239,16 +245,25 @@ class Idle:
             self._timer = self._loop.call_later(due, self._check)
 
     async def guard(self, awaitable: Awaitable[T]) -> T:
+        # As asyncio.timeout does: the cancel is ours when taking it back leaves the task
+        # with no more cancels than it had when the wait began (another one still counts).
+        task = self._task
+        pending = task.cancelling() if task is not None else 0
         self._since = self._loop.time()
         try:
             return await awaitable
         except asyncio.CancelledError:
-            if self._fired and self._task is not None and self._task.uncancel() == 0:
+            if self._fired and task is not None:
                 self._fired = False
-                raise TimeoutError from None
+                if task.uncancel() <= pending:
+                    raise TimeoutError from None
             raise
         finally:
             self._since = None
+            if self._fired and task is not None:
+                # The awaited call swallowed our cancel: take it back, it is spent.
+                self._fired = False
+                task.uncancel()
 
     async def receive(self, receive: Receive) -> Message:
         """The next message of a request body; 408 when none comes within the idle time."""

@@ -88,7 +88,10 @@ def _invalid() -> NotFound:
 def decode(secret: str, presented: str, now: float | None = None) -> Grant:
     """The grant `presented` is: NotFound unless this server signed it, Gone once expired."""
     try:
-        raw = base64.urlsafe_b64decode(presented + "=" * (-len(presented) % 4))
+        # Strictly: the lenient decoder would drop stray characters, so that many spellings
+        # passed for one grant.
+        padded = presented + "=" * (-len(presented) % 4)
+        raw = base64.b64decode(padded, altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
         raise _invalid() from None
     payload, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]

@@ -18,7 +18,8 @@ from app.storage.base import Busy, ObjectMissing, Storage, check_key
 _fdatasync = getattr(os, "fdatasync", os.fsync)
 _FADVISE = hasattr(os, "posix_fadvise")
 _DONTNEED = getattr(os, "POSIX_FADV_DONTNEED", 4)
-_IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16
+# The most buffers one writev takes (sysconf says -1 when it will not say: assume 16).
+_IOV_MAX = max(16, os.sysconf("SC_IOV_MAX")) if hasattr(os, "sysconf") else 16
 
 
 class _Append:

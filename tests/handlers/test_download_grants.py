@@ -10,6 +10,7 @@ import io
 import os
 import uuid
 import zipfile
+from urllib.parse import urljoin
 
 import pytest
 
@@ -158,8 +159,10 @@ def test_tampered_and_foreign_grants_are_not_found(local_client, alice, ready_fi
     share_token = _share(local_client, alice, ready_file).rsplit("/", 1)[1]
     secret = runtime(local_app).settings.secret_key
     foreign = grants.encode("another secret", grants.decode(secret, token))
+    spelled = token[:10] + "!" + token[10:]  # a stray character is not another spelling
     for candidate in (longer, token[:-2], token + "AA", share_token, foreign, "x", "a" * 500):
         assert_problem(local_client.get(f"/api/v1/downloads/{candidate}"), 404)
+    assert_problem(local_client.get(f"/api/v1/downloads/{spelled}"), 404)
     assert local_client.get(_path(url)).status_code == 200
 
 
@@ -190,7 +193,9 @@ def test_a_password_change_ends_every_grant(local_client, local_app):
 
 def test_a_deleted_file_takes_its_grants(local_client, alice, ready_file):
     path = _path(_grant(local_client, alice, ready_file)["url"])
-    assert local_client.delete(f"/api/v1/files/{ready_file}", headers=alice.headers).status_code
+    assert (
+        local_client.delete(f"/api/v1/files/{ready_file}", headers=alice.headers).status_code == 204
+    )
     assert_problem(local_client.get(path), 404)
 
 
@@ -236,7 +241,9 @@ def test_a_revoked_link_stops_its_grants(local_client, alice, ready_file):
     link = _share(local_client, alice, ready_file)
     path = _path(local_client.post(f"{link}/grants").json()["url"])
     share_id = local_client.get("/api/v1/shares", headers=alice.headers).json()["items"][0]["id"]
-    assert local_client.delete(f"/api/v1/shares/{share_id}", headers=alice.headers).status_code
+    assert (
+        local_client.delete(f"/api/v1/shares/{share_id}", headers=alice.headers).status_code == 204
+    )
     assert assert_problem(local_client.get(path), 410)["reason"] == "revoked"
     assert assert_problem(local_client.post(f"{link}/grants"), 410)["reason"] == "revoked"
 
@@ -258,7 +265,8 @@ def test_the_page_form_posts_the_password_and_is_sent_to_the_download(
     )
     assert posted.status_code == 303
     assert posted.content == b""
-    downloaded = local_client.get(_path(posted.headers["Location"]))
+    location = urljoin(f"http://testserver{link}/grants", posted.headers["Location"])
+    downloaded = local_client.get(location)
     assert downloaded.status_code == 200 and downloaded.content == CONTENT
     assert "attachment" in downloaded.headers["Content-Disposition"]
 
@@ -284,6 +292,14 @@ def test_a_form_body_over_the_limit_is_refused_before_it_is_read(local_client, l
     limit = runtime(local_app).settings.max_json_bytes
     refused = local_client.post("/s/nope/grants", data={"password": "x" * (limit + 1)})
     assert assert_problem(refused, 413)["limit"] == "body"
+    # Media types are case-insensitive: another spelling is no way around the limit.
+    for spelling in ("Application/X-WWW-Form-Urlencoded", "APPLICATION/JSON; charset=utf-8"):
+        refused = local_client.post(
+            "/s/nope/grants",
+            content=b"password=" + b"x" * limit,
+            headers={"Content-Type": spelling},
+        )
+        assert assert_problem(refused, 413)["limit"] == "body"
 
 
 def test_link_tokens_and_grants_are_not_interchangeable(local_client, alice, ready_file, local_app):

@@ -112,6 +112,17 @@ def test_one_json_access_line_per_request(local_client, make_account, caplog):
     assert line["status"] == 200
 
 
+def test_the_access_log_keeps_no_share_token_or_download_grant(local_client, caplog):
+    secret = "pCkPjpxJSZa0bPWcIz1-jSkvJAnMEnPFZp6YRCkig0k"
+    with caplog.at_level(logging.INFO, logger="instashare.access"):
+        for path in (f"/s/{secret}", f"/s/{secret}/content", f"/api/v1/downloads/{secret}"):
+            local_client.get(path)
+        local_client.get("/s/-/share.css")
+    paths = [r.path for r in caplog.records if r.name == "instashare.access"]
+    assert paths == ["/s/…", "/s/…/content", "/api/v1/downloads/…", "/s/-/share.css"]
+    assert not any(secret in r.getMessage() for r in caplog.records)
+
+
 def test_metrics_count_requests_by_operation_and_status(local_client, make_account):
     account = make_account()
     upload(local_client, account, b"x" * 1000)

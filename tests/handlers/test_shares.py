@@ -190,7 +190,9 @@ def test_a_renamed_file_keeps_its_links_and_a_deleted_one_takes_them(
     got = local_client.get(_path(share) + "/content")
     assert "final.txt.zip" in got.headers["Content-Disposition"]
 
-    assert local_client.delete(f"/api/v1/files/{ready_file}", headers=alice.headers).status_code
+    assert (
+        local_client.delete(f"/api/v1/files/{ready_file}", headers=alice.headers).status_code == 204
+    )
     assert_problem(local_client.get(_path(share)), 404)
     assert local_client.get("/api/v1/shares", headers=alice.headers).json()["total"] == 0
 
