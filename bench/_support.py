@@ -78,8 +78,11 @@ def private_redis(procs: Processes, work: Path) -> str:
     return f"redis://127.0.0.1:{port}"
 
 
-def production_env(database_url: str, redis_base: str, work: Path) -> dict[str, str]:
-    """The environment of `instashare-server` in production mode, local storage in `work`."""
+def production_env(
+    database_url: str, redis_base: str, work: Path, **settings: str
+) -> dict[str, str]:
+    """The environment of `instashare-server` in production mode, local storage in `work`
+    (`settings`: more INSTASHARE_ variables, or other values for these)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("INSTASHARE_")}
     env.update(
         INSTASHARE_ENV="production",
@@ -92,6 +95,7 @@ def production_env(database_url: str, redis_base: str, work: Path) -> dict[str, 
         INSTASHARE_LOG_LEVEL="WARNING",
         INSTASHARE_WORKER_METRICS_PORT="0",
     )
+    env.update(settings)
     return env
 
 

@@ -28,7 +28,6 @@ import contextlib
 import cProfile
 import os
 import pstats
-import secrets
 import shutil
 import socket
 import statistics
@@ -46,7 +45,7 @@ from pathlib import Path
 import httpx
 import sqlalchemy as sa
 import uvloop
-from _support import Client
+from _support import Client, private_redis, production_env
 from pipeline import Processes, free_port, wait_for_port
 from sqlalchemy.engine import make_url
 
@@ -415,26 +414,9 @@ def profile(env: dict[str, str], token: str, n: int, concurrency: int) -> None:
 
 
 def run(args: argparse.Namespace, work: Path, procs: Processes) -> bool:
-    redis_port = free_port()
-    procs.start(
-        "redis",
-        ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(work)],
-        dict(os.environ),
-        work / "redis.log",
-    )  # fmt: skip
-    wait_for_port(redis_port)
-    redis_base = f"redis://127.0.0.1:{redis_port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INSTASHARE_")}
-    env.update(
-        INSTASHARE_ENV="production",
-        INSTASHARE_SECRET_KEY=secrets.token_urlsafe(48),
-        INSTASHARE_DATABASE_URL=args.database_url,
-        INSTASHARE_REDIS_URL=f"{redis_base}/0",
-        INSTASHARE_BROKER_URL=f"{redis_base}/1",
-        INSTASHARE_DATA_DIR=str(work / "data"),
-        INSTASHARE_STORAGE_BACKEND="local",
-    )
+    redis_base = private_redis(procs, work)
+    # At the server's default log level: its access line is part of what a request costs.
+    env = production_env(args.database_url, redis_base, work, INSTASHARE_LOG_LEVEL="INFO")
     cli = [sys.executable, "-m", "app.server"]
     subprocess.run([*cli, "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import base64
 import os
-import secrets
 import shutil
 import statistics
 import subprocess
@@ -41,6 +40,7 @@ from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
+from _support import private_redis, production_env
 from pipeline import Processes, free_port, wait_for_port
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
@@ -292,26 +292,9 @@ def quota_cases(users: Users) -> list[Case]:
 
 
 def run(args: argparse.Namespace, work: Path, procs: Processes) -> bool:
-    redis_port = free_port()
-    procs.start(
-        "redis",
-        ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(work)],
-        dict(os.environ),
-        work / "redis.log",
-    )  # fmt: skip
-    wait_for_port(redis_port)
-    redis_base = f"redis://127.0.0.1:{redis_port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INSTASHARE_")}
-    env.update(
-        INSTASHARE_ENV="production",
-        INSTASHARE_SECRET_KEY=secrets.token_urlsafe(48),
-        INSTASHARE_DATABASE_URL=args.database_url,
-        INSTASHARE_REDIS_URL=f"{redis_base}/0",
-        INSTASHARE_BROKER_URL=f"{redis_base}/1",
-        INSTASHARE_DATA_DIR=str(work / "data"),
-        INSTASHARE_STORAGE_BACKEND="local",
-    )
+    redis_base = private_redis(procs, work)
+    # At the server's default log level: its access line is part of what a request costs.
+    env = production_env(args.database_url, redis_base, work, INSTASHARE_LOG_LEVEL="INFO")
     cli = [sys.executable, "-m", "app.server"]
 
     def serve(name: str, database_url: str) -> str:
