@@ -252,6 +252,12 @@ def _shared_file(share: Share, file: File) -> share_page.SharedFile:
     )
 
 
+def page_token(rt: Runtime, share: Share | None) -> str:
+    """The token the share page's own URLs are built from: the link's, from its id, never
+    the spelling in the request's path."""
+    return shares.token(rt.settings.secret_key, share.id) if share is not None else ""
+
+
 def page_for_error(
     exc: AppError,
     *,
@@ -261,7 +267,8 @@ def page_for_error(
     file: File | None = None,
     password_given: bool = False,
 ) -> flask.Response:
-    """The page that says why a link refused (instead of a problem+json)."""
+    """The page that says why a link refused (instead of a problem+json); `token` as
+    `page_token` gives it."""
     headers = {k: v for k, v in exc.headers.items() if k != "WWW-Authenticate"}
     if share is not None:
         headers.update(_headers_for(share))
@@ -357,7 +364,12 @@ def page(token: str) -> flask.Response:
             files.ensure_ready(file)
     except AppError as exc:
         return page_for_error(
-            exc, root="", token=token, share=share, file=file, password_given=password is not None
+            exc,
+            root="",
+            token=page_token(rt, share),
+            share=share,
+            file=file,
+            password_given=password is not None,
         )
     shown = _shared_file(share, file)
     return share_page.render(
@@ -365,7 +377,7 @@ def page(token: str) -> flask.Response:
         state="ready",
         title=shown.name,
         root="",
-        token=token,
+        token=page_token(rt, share),
         file=shown,
         password_form=share.password_hash is not None,
         headers=_headers_for(share),
@@ -507,7 +519,7 @@ def grant(token: str, body: dict | bytes | None = None):
         return page_for_error(
             exc,
             root="../",
-            token=token,
+            token=page_token(rt, share),
             share=share,
             file=file,
             password_given=password is not None,

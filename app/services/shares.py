@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from app.db import utcnow
 from app.errors import Gone, InvalidInput, NotFound, Unauthorized
 from app.models import File, Share
-from app.services import files
+from app.services import base64url, files
 from app.services.users import MAX_PASSWORD, hasher
 
 DEFAULT_DAYS = 7
@@ -58,17 +58,16 @@ def _mac(secret: str, purpose: bytes, *parts: bytes) -> bytes:
 def token(secret: str, share_id: uuid.UUID) -> str:
     """The link's token: its id and the id's HMAC under `secret`, base64url, unpadded."""
     raw = share_id.bytes + _mac(secret, b"share-link", share_id.bytes)[:_MAC_BYTES]
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    return base64url.encode(raw)
 
 
 def share_id_of(secret: str, presented: str) -> uuid.UUID:
-    """The id a token names; NotFound for anything not made by `token` with this secret."""
+    """The id a token names; NotFound for anything not made by `token` with this secret,
+    spelled as `token` spells it (no other case, padding or stray character)."""
     try:
-        raw = base64.urlsafe_b64decode(presented + "=" * (-len(presented) % 4))
-    except (binascii.Error, ValueError):
-        raw = b""
-    if len(raw) != _TOKEN_BYTES:
-        raise NotFound("There is no such link.")
+        raw = base64url.decode(presented, size=_TOKEN_BYTES)
+    except ValueError:
+        raise NotFound("There is no such link.") from None
     share_id, mac = raw[:16], raw[16:]
     if not hmac.compare_digest(mac, _mac(secret, b"share-link", share_id)[:_MAC_BYTES]):
         raise NotFound("There is no such link.")
