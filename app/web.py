@@ -25,7 +25,7 @@ from app.http.parameters import CompiledParameterValidator
 from app.http.request import EXTENSION, close_session
 from app.http.streaming import StreamingOperations
 from app.http.tus import TusBodyValidator, TusProtocol
-from app.http.validation import SecretSafeJSONBodyValidator
+from app.http.validation import SafeFormValidator, SecretSafeJSONBodyValidator
 from app.observability import RequestObserver
 from app.runtime import Runtime, build_runtime
 from app.settings import Settings
@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         {
             **VALIDATOR_MAP["body"],
             "*/*json": SecretSafeJSONBodyValidator,
+            "application/x-www-form-urlencoded": SafeFormValidator,
             "multipart/form-data": StreamingMultipartValidator.configured(
                 settings.spool_root, settings.max_upload_bytes, settings.body_idle_seconds
             ),
@@ -78,12 +79,23 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     # tries APIs in order, and a root base path added later is never reached. Its router
     # mounts them in the reverse order: the share links' (/s) must come after the root's,
     # whose mount would otherwise take their paths.
-    app.add_api("ops.yaml", strict_validation=True, swagger_ui_options=_NO_UI)
+    # Every API checks its requests the same way: the same limits, the same sentences.
+    app.add_api(
+        "ops.yaml", strict_validation=True, swagger_ui_options=_NO_UI, validator_map=validators
+    )
     # The web app shares the root base path: the router tries it when ops.yaml has no
     # route for a path. It needs a blueprint name of its own: Flask names a blueprint after
     # its base path, and refuses a second one by the same name.
-    app.add_api("web.yaml", name="webapp", strict_validation=True, swagger_ui_options=_NO_UI)
-    app.add_api("share.yaml", strict_validation=True, swagger_ui_options=_NO_UI)
+    app.add_api(
+        "web.yaml",
+        name="webapp",
+        strict_validation=True,
+        swagger_ui_options=_NO_UI,
+        validator_map=validators,
+    )
+    app.add_api(
+        "share.yaml", strict_validation=True, swagger_ui_options=_NO_UI, validator_map=validators
+    )
     app.add_api(
         "openapi.yaml",
         strict_validation=True,

@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope
 
 from app.errors import InvalidInput, TooLarge
 from app.http.streaming import Idle
+from app.http.validation import describe, field_place
 from app.services.spool import SpooledUpload
 
 if TYPE_CHECKING:  # a TypedDict the package defines for type checkers only
@@ -81,7 +82,7 @@ class _FormCollector:
     def on_part_begin(self) -> None:
         self.parts += 1
         if self.parts > MAX_PARTS:
-            raise InvalidInput(f"A form may have at most {MAX_PARTS} parts.")
+            raise InvalidInput(f"The form has too many fields (at most {MAX_PARTS}).")
         self._headers = {}
 
     def on_header_field(self, data: bytes, start: int, end: int) -> None:
@@ -254,8 +255,5 @@ class StreamingMultipartValidator(AbstractRequestBodyValidator):
                 data
             )
         except ValidationError as exc:
-            where = ".".join(str(p) for p in exc.absolute_path)
-            raise InvalidInput(
-                f"{exc.message}" + (f" (field {where!r})" if where else "")
-            ) from None
+            raise InvalidInput(describe(exc, field_place(exc, "The form"))) from None
         return {k: v for k, v in data.items() if k not in self._file_fields}

@@ -3,7 +3,9 @@
 Connexion's ParameterValidator (made anew for every request) deep-copies a parameter's
 schema and builds a JSON Schema validator for it each time it checks a value: the larger
 part of the work for a request with a query string. This one builds each parameter's
-validator the first time, keeps it, and checks the same way.
+validator the first time, keeps it, and checks the same way; what it finds wrong it says
+as app.http.validation says it (Connexion's own text holds the value and the schema: a
+whole `X-Share-Password`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import copy
 from connexion.utils import is_null, is_nullable
 from connexion.validators import ParameterValidator
 from jsonschema import Draft4Validator, ValidationError
+
+from app.http.validation import describe
 
 # id(parameter) -> (the parameter, its validator). The spec's parameter dicts live as long
 # as their app; holding each keeps its id from being reused by another.
@@ -42,8 +46,17 @@ class CompiledParameterValidator(ParameterValidator):
             try:
                 _validator(param).validate(value)
             except ValidationError as exception:
-                return str(exception)
+                return describe(exception, place(parameter_type, param["name"]))
             return None
         if param.get("required"):
-            return f"Missing {parameter_type} parameter '{param['name']}'"
+            return f"{place(parameter_type, param['name'])} is required."
         return None
+
+
+def place(parameter_type: str, name: str) -> str:
+    """A parameter, as the subject of a sentence."""
+    if parameter_type == "header":
+        return f"The {name} header"
+    if parameter_type == "path":
+        return f"The {name} in the path"
+    return f"The {name} {parameter_type} parameter"

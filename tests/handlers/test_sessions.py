@@ -91,7 +91,7 @@ def test_the_new_password_follows_the_rules_and_is_never_repeated(local_client, 
     account = make_account()
     response = _change(local_client, account.headers, account.password, "Secr3tPW")
     assert assert_problem(response, 400)["detail"] == (
-        "The new password must be at least 10 characters."
+        "The new password must be at least 10 characters long."
     )
     assert "Secr3tPW" not in response.text
     assert local_client.get(ME, headers=account.headers).status_code == 200

@@ -96,9 +96,9 @@ def test_register_refuses_a_password_under_10_characters(local_client):
 @pytest.mark.parametrize(
     ("password", "says"),
     [
-        ("Secr3tPW", "The password must be at least 10 characters."),
-        ("Secr3tPW" * 200, "The password must be at most 1024 characters."),
-        (8675309123, "The password must be of type string."),
+        ("Secr3tPW", "The password must be at least 10 characters long."),
+        ("Secr3tPW" * 200, "The password must be at most 1024 characters long."),
+        (8675309123, "The password must be text."),
     ],
     ids=["short", "long", "number"],
 )
