@@ -123,3 +123,18 @@ def test_a_token_is_verified_against_each_secret_on_its_own():
     other = Settings.from_env({}, secret_key="t" * 40)
     with pytest.raises(Unauthorized, match="not valid"):
         tokens.verify(other, token)
+
+
+def test_a_token_has_one_spelling():
+    token, _ = tokens.issue(SETTINGS, uuid.uuid4())
+    header, payload, signature = token.split(".")
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    flipped = alphabet[alphabet.index(signature[-1]) ^ 1]  # a bit no byte of it uses
+    for other in (
+        f"{header}.{payload}.{signature[:5]}\\{signature[5:]}",
+        f"{header}.{payload}.{signature}=",
+        f"{header}.{payload}.{signature[:-1]}{flipped}",
+    ):
+        with pytest.raises(Unauthorized):
+            tokens.verify(SETTINGS, other)
+    assert tokens.verify(SETTINGS, token)
