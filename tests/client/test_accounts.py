@@ -65,7 +65,7 @@ def test_a_short_password_is_refused_saying_the_minimum_and_never_shown(cli):
     assert result.returncode == 1
     # Typed at the hidden prompt (stdin is not a terminal here, so getpass warns).
     assert error_line(result.stderr) == (
-        "instashare: error: The password must be at least 10 characters."
+        "instashare: error: The password must be at least 10 characters long."
     )
     assert typed not in result.stdout + result.stderr
 
