@@ -58,5 +58,5 @@ def place(parameter_type: str, name: str) -> str:
     if parameter_type == "header":
         return f"The {name} header"
     if parameter_type == "path":
-        return f"The {name} in the path"
+        return f"The {name} in the URL"
     return f"The {name} {parameter_type} parameter"
