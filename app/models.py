@@ -7,7 +7,18 @@ import datetime as dt
 import enum
 import uuid
 
-from sqlalchemy import BigInteger, Enum, ForeignKey, Index, Integer, String, Text, Uuid, func
+from sqlalchemy import (
+    BigInteger,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    Uuid,
+    func,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, UTCDateTime, utcnow
@@ -78,6 +89,10 @@ class File(Base):
     content_type: Mapped[str] = mapped_column(String(255))
     compressed_size: Mapped[int | None] = mapped_column(BigInteger)
     compression: Mapped[str | None] = mapped_column(String(16))
+    # Where a range of a deflated original can start inflating (app.archive.seek_index):
+    # written with `ready`; None for a stored entry, or an archive not indexed yet. Loaded
+    # only when read (a download of the original), never by a page or the worker's claim.
+    seek_index: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # When the job was last handed to the broker (None: never, or the broker was down).

@@ -332,6 +332,36 @@ def recount(repair: bool) -> None:
     sys.exit(1 if drifts and not repair else 0)
 
 
+@main.command("index-archives")
+def index_archives() -> None:
+    """Send the job that makes a seek index for every archive written before there were any.
+
+    Until its job has run, a range of such a file's original is inflated from the start
+    of its archive (correct, but slow near the end of a large file). Safe to run again:
+    an archive indexed meanwhile is skipped. Example: instashare-server index-archives
+    """
+    from app.db import make_engine, make_session_factory
+    from app.queue.jobs import JobQueue, celery_sender
+    from app.services import archive_index
+
+    settings, celery = _celery()
+    jobs = JobQueue(celery_sender(celery))
+    with (
+        database_errors(settings),
+        make_session_factory(make_engine(settings.database_url))() as session,
+    ):
+        pending = archive_index.unindexed(session)
+    for file_id in pending:
+        try:
+            jobs.send_indexing(file_id)
+        except Exception:
+            raise click.ClickException(
+                f"The job queue did not take the indexing jobs ({file_id} and after); "
+                "run the command again once the broker answers."
+            ) from None
+    click.echo(f"sent {len(pending)} indexing job(s)" if pending else "every archive has its index")
+
+
 @main.command()
 def check() -> None:
     """Print the effective settings (secrets masked) and test each dependency."""

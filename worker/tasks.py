@@ -15,9 +15,9 @@ from google.api_core import exceptions as gexc
 from requests import exceptions as rexc
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from app.queue import COMPRESS_UPLOAD, EXPIRE_UPLOADS, SWEEP_JOBS
+from app.queue import COMPRESS_UPLOAD, EXPIRE_UPLOADS, INDEX_ARCHIVE, SWEEP_JOBS
 from app.runtime import Runtime, build_runtime
-from app.services import compress_job, leases, resumable_uploads
+from app.services import archive_index, compress_job, leases, resumable_uploads
 from app.services.compression import ArchiveMismatch
 from app.storage import ObjectMissing
 
@@ -133,6 +133,34 @@ def compress_file(rt: Runtime, fid: uuid.UUID, retry: Callable[[Exception], NoRe
             leases.fail(session, fid, f"Compression failed: {type(exc).__name__}: {exc}", job)
             return "failed"
     return "ready" if done else "deleted"
+
+
+@shared_task(
+    bind=True,
+    name=INDEX_ARCHIVE,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    max_retries=leases.MAX_ATTEMPTS,
+)
+def index_archive(self, file_id: str) -> str:
+    """Make the seek index of an archive written before there were any (idempotent)."""
+    fid = uuid.UUID(file_id)
+    with runtime(self.app).sessions() as session:
+        try:
+            done = archive_index.index_archive(session, runtime(self.app).storage, fid)
+        except ObjectMissing:
+            log.error("index %s: the archive is missing from storage", fid)
+            return "missing"
+        except ArchiveMismatch as exc:
+            # Left without an index: its ranges are still served, inflated from the start.
+            log.error("index %s: the archive did not verify: %s", fid, exc)
+            return "mismatch"
+        except (*TRANSIENT, DBAPIError) as exc:
+            session.rollback()
+            log.warning("index %s: transient failure, will retry: %s", fid, exc)
+            raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
+    return "indexed" if done else "skipped"
 
 
 @shared_task(bind=True, name=SWEEP_JOBS, ignore_result=True)

@@ -7,4 +7,5 @@ The names are the messages' task names on the broker: changing one strands queue
 COMPRESS_UPLOAD = "worker.tasks.compress_upload"
 SWEEP_JOBS = "worker.tasks.sweep_jobs"
 EXPIRE_UPLOADS = "worker.tasks.expire_uploads"
+INDEX_ARCHIVE = "worker.tasks.index_archive"
 QUEUE = "instashare"

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from app.context import REQUEST_ID
 from app.db import utcnow
 from app.models import File
-from app.queue import COMPRESS_UPLOAD, QUEUE
+from app.queue import COMPRESS_UPLOAD, INDEX_ARCHIVE, QUEUE
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,14 @@ class JobQueue:
         )
         session.commit()
         return True
+
+    def send_indexing(self, file_id: uuid.UUID) -> None:
+        """Publish the job that makes an old archive's seek index (app.services.archive_index).
+
+        Raises when the broker is down: the command that sends these says so and can be run
+        again (the jobs are idempotent, and an archive without an index still serves).
+        """
+        self._send(INDEX_ARCHIVE, [str(file_id)])
 
 
 def celery_sender(celery_app) -> Callable[[str, list[str]], object]:

@@ -16,7 +16,6 @@ import datetime as dt
 import hashlib
 import io
 import os
-import struct
 import zipfile
 import zlib
 from collections import deque
@@ -39,8 +38,13 @@ from stream_zip import (
 )
 from zlib_ng import zlib_ng
 
+from app.archive import seek_index
+from app.archive.layout import ArchiveMismatch
+from app.archive.seek_index import IndexedDeflate, Recorder, SeekIndex
 from app.storage import Storage
 from app.storage.base import CHUNK_SIZE
+
+__all__ = ["ArchiveMismatch", "ArchiveResult", "verify_archive", "write_archive"]
 
 # stream-zip takes the CRC-32 of every chunk it deflates, with the standard library's zlib,
 # on the thread that runs it: a tenth of what `fast` costs in all, and in the parallel path
@@ -91,10 +95,6 @@ ALREADY_COMPRESSED_EXTENSIONS = {
 }  # fmt: skip
 
 
-class ArchiveMismatch(Exception):
-    """The stored ZIP (or the staged original) is not what was uploaded."""
-
-
 @dataclass(frozen=True)
 class ArchiveResult:
     method: str  # "deflate" or "stored"
@@ -102,6 +102,7 @@ class ArchiveResult:
     crc32: int
     size: int
     sha256: str  # of the original bytes, as read while compressing
+    seek_index: bytes | None = None  # a deflated entry's points (app.archive.seek_index)
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,9 @@ class ParallelDeflate:
     stream: the ZIP stays a standard one. Each thread also takes its block's CRC-32, and
     they are combined in order (`crc32`), so the calling thread computes none. At most
     two blocks per thread are in flight: memory stays bounded whatever the file's size.
+    Every SPAN of input (every fourth block) a block starts unprimed: after the previous
+    block's sync flush, nothing there refers back, so a reader can inflate from it
+    (`index()`, the seek index of app.archive.seek_index).
 
     Threads, not processes: ISA-L and zlib-ng let go of the GIL while they deflate (as
     hashlib does for the SHA-256 beside them), so the blocks need no copying to another
@@ -165,14 +169,18 @@ class ParallelDeflate:
         self._deflater = deflater
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="deflate")
         self._in_flight = 2 * threads
-        self._pending: deque[tuple[Future[tuple[bytes, int]], int]] = deque()
+        self._pending: deque[tuple[Future[tuple[bytes, int]], int, bool]] = deque()
         # Input not yet in a block, as views of the bytes given: a block cut from one piece
         # (the reader's chunks are block-sized) is a view of it, not a copy.
         self._input: deque[memoryview] = deque()
         self._held = 0
         self._window = b""
+        self._blocks = 0
+        self._blocks_per_point = max(1, seek_index.SPAN // BLOCK_SIZE)
+        self._recorder = Recorder()
         self.crc32 = 0
         self.size = 0
+        self.compressed = 0
 
     def __enter__(self) -> ParallelDeflate:
         return self
@@ -220,9 +228,16 @@ class ParallelDeflate:
             length -= len(piece)
         return b"".join(parts)
 
+    def index(self) -> SeekIndex:
+        """The points a reader may inflate from; once flushed."""
+        return self._recorder.finish(self.size, self.compressed)
+
     def _submit(self, block: bytes | memoryview, *, last: bool) -> None:
-        future = self._pool.submit(_deflate_block, self._deflater, block, self._window, last)
-        self._pending.append((future, len(block)))
+        point = self._blocks > 0 and self._blocks % self._blocks_per_point == 0
+        window = b"" if point else self._window
+        future = self._pool.submit(_deflate_block, self._deflater, block, window, last)
+        self._pending.append((future, len(block), point))
+        self._blocks += 1
         self._window = (
             bytes(block[-WINDOW:])
             if len(block) >= WINDOW
@@ -234,10 +249,13 @@ class ParallelDeflate:
         `oldest`, waiting for the first one; with `every`, for them all."""
         out = []
         while self._pending and (every or oldest or self._pending[0][0].done()):
-            future, length = self._pending.popleft()
+            future, length, point = self._pending.popleft()
             deflated, crc = future.result()
+            if point:
+                self._recorder.add(self.size, self.compressed)
             self.crc32 = zlib_ng.crc32_combine(self.crc32, crc, length)
             self.size += length
+            self.compressed += len(deflated)
             out.append(deflated)
             oldest = False
         return b"".join(out)
@@ -366,6 +384,12 @@ def write_archive(
             if method_name == "deflate" and threads > 1 and size > PARALLEL_THRESHOLD
             else None
         )
+        # One thread: a full flush every SPAN, for the seek index (app.archive.seek_index).
+        indexed = (
+            IndexedDeflate(deflater.compressobj(), deflater.library, seek_index.SPAN)
+            if method_name == "deflate" and parallel is None
+            else None
+        )
         digest = _Digest(crc32=parallel is None)
         if method_name == "stored":
             # STORED entries carry their size and CRC up front: the upload measured both.
@@ -383,10 +407,9 @@ def write_archive(
             method,
             digest.chunks(reader, heartbeat),
         )
-        # stream-zip asks for a zlib compressor; ParallelDeflate has the same two methods.
-        get_compressobj: Callable[[], Any] = (
-            (lambda: parallel) if parallel is not None else deflater.compressobj
-        )
+        # stream-zip asks for a zlib compressor; both of ours have the same two methods.
+        compressor: Any = parallel if parallel is not None else indexed
+        get_compressobj: Callable[[], Any] = lambda: compressor  # noqa: E731
         with storage.writer(archive_key, "application/zip") as sink:
             # Raising inside the writer means the archive is never published.
             try:
@@ -404,20 +427,42 @@ def write_archive(
             read_sha256 = digest.sha256
             if (digest.size, digest.crc32) != (size, crc32) or sha256 not in (None, read_sha256):
                 raise ArchiveMismatch(digest.mismatch(size, crc32))
+    index = compressor.index() if compressor is not None else None
     try:
-        verify_archive(storage, archive_key, entry_name, size=size, crc32=crc32, length=written)
+        verify_archive(
+            storage,
+            archive_key,
+            entry_name,
+            size=size,
+            crc32=crc32,
+            length=written,
+            compressed=None if index is None else index.compressed,
+        )
     except ArchiveMismatch:
         storage.delete(archive_key)
         raise
     return ArchiveResult(
-        method=method_name, compressed_size=written, crc32=crc32, size=size, sha256=read_sha256
+        method=method_name,
+        compressed_size=written,
+        crc32=crc32,
+        size=size,
+        sha256=read_sha256,
+        seek_index=None if index is None else index.to_bytes(),
     )
 
 
 def verify_archive(
-    storage: Storage, archive_key: str, entry_name: str, *, size: int, crc32: int, length: int
+    storage: Storage,
+    archive_key: str,
+    entry_name: str,
+    *,
+    size: int,
+    crc32: int,
+    length: int,
+    compressed: int | None = None,
 ) -> None:
-    """Check the stored archive's length and its one entry's name, CRC and size."""
+    """Check the stored archive's length and its one entry's name, CRC and size (and,
+    given `compressed`, the length of its data, which the seek index ends at)."""
     stored_length = storage.size(archive_key)
     if stored_length != length:
         raise ArchiveMismatch(f"stored archive is {stored_length} bytes, wrote {length}")
@@ -434,116 +479,7 @@ def verify_archive(
             f"stored entry is {entry.filename!r} ({entry.file_size} bytes, CRC {entry.CRC:08x}); "
             f"expected {entry_name!r} ({size} bytes, CRC {crc32:08x})"
         )
-
-
-# --- serving an archive under its file's current name -------------------------------------
-
-_LOCAL = struct.Struct("<IHHHHHIIIHH")  # local file header, up to the name
-_CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")  # central directory header, up to the name
-_ZIP64_END = struct.Struct("<IQHHIIQQQQ")  # ZIP64 end of central directory record
-_ZIP64_LOCATOR = struct.Struct("<IIQI")
-_END = struct.Struct("<IHHHHIIH")  # end of central directory record
-_UTF8 = 0x800  # general purpose flag: the name is UTF-8
-_NO_VALUE = 0xFFFFFFFF  # a 32-bit field whose value lives in the ZIP64 record
-
-
-@dataclass(frozen=True)
-class RenamedArchive:
-    """A stored one-entry archive as it reads with another entry name.
-
-    Only the headers change: the new local header, the stored bytes from the entry's data
-    up to the central directory (compressed data and data descriptor, as they are), then
-    the central directory and end records with the new name and shifted offsets.
-    """
-
-    head: bytes
-    body_start: int
-    body_end: int
-    tail: bytes
-
-    @property
-    def size(self) -> int:
-        return len(self.head) + self.body_end - self.body_start + len(self.tail)
-
-    def read(
-        self, storage: Storage, key: str, start: int = 0, length: int | None = None
-    ) -> Iterator[bytes]:
-        """`length` bytes (all by default) from `start`, in chunks."""
-        end = self.size if length is None else min(self.size, start + length)
-        body_at = len(self.head)
-        tail_at = body_at + self.body_end - self.body_start
-        if start < body_at:
-            yield self.head[start : min(end, body_at)]
-        if start < tail_at and end > body_at:
-            first = max(start, body_at)
-            yield from storage.iter_chunks(
-                key, self.body_start + first - body_at, min(end, tail_at) - first
-            )
-        if end > tail_at:
-            yield self.tail[max(start, tail_at) - tail_at : end - tail_at]
-
-
-def renamed_archive(storage: Storage, key: str, name: str) -> RenamedArchive | None:
-    """The archive at `key` with its one entry named `name`; None if that is its name."""
-    # Small ranged reads: this runs for every ZIP download, renamed or not.
-    fields = list(_LOCAL.unpack(b"".join(storage.iter_chunks(key, 0, _LOCAL.size))))
-    name_length, extra_length = fields[9], fields[10]
-    after_header = b"".join(storage.iter_chunks(key, _LOCAL.size, name_length + extra_length))
-    stored_name, extra = after_header[:name_length], after_header[name_length:]
-    encoding = "utf-8" if fields[2] & _UTF8 else "cp437"
-    if stored_name.decode(encoding) == name:
-        return None
-    with storage.open(key) as raw:
-        body_end = zipfile.ZipFile(raw).start_dir  # it reads from the end: the directory
-        raw.seek(body_end)
-        tail = raw.read()
-    new = name.encode("utf-8")
-    delta = len(new) - name_length
-    fields[2] |= _UTF8
-    fields[9] = len(new)
-    head = _LOCAL.pack(*fields) + new + extra
-    return RenamedArchive(
-        head=head,
-        body_start=_LOCAL.size + name_length + extra_length,
-        body_end=body_end,
-        tail=_renamed_tail(tail, new, delta),
-    )
-
-
-def _renamed_tail(tail: bytes, new: bytes, delta: int) -> bytes:
-    """The central directory and end records, for the entry renamed to `new`."""
-    central = list(_CENTRAL.unpack_from(tail))
-    name_length, extra_length, comment_length = central[10], central[11], central[12]
-    after_name = _CENTRAL.size + name_length
-    central[3] |= _UTF8
-    central[10] = len(new)
-    records = [
-        _CENTRAL.pack(*central),
-        new,
-        tail[after_name : after_name + extra_length + comment_length],
-    ]
-    at = after_name + extra_length + comment_length
-    while at < len(tail):
-        (signature,) = struct.unpack_from("<I", tail, at)
-        if signature == 0x06064B50:
-            zip64 = list(_ZIP64_END.unpack_from(tail, at))
-            zip64[8] += delta  # the directory grew by delta
-            zip64[9] += delta  # and starts delta later
-            length = 12 + zip64[1]
-            records += [_ZIP64_END.pack(*zip64), tail[at + _ZIP64_END.size : at + length]]
-        elif signature == 0x07064B50:
-            locator = list(_ZIP64_LOCATOR.unpack_from(tail, at))
-            locator[2] += 2 * delta  # after the directory: both shifts
-            length = _ZIP64_LOCATOR.size
-            records.append(_ZIP64_LOCATOR.pack(*locator))
-        elif signature == 0x06054B50:
-            end = list(_END.unpack_from(tail, at))
-            for field in (5, 6):  # directory size, directory offset
-                if end[field] != _NO_VALUE:
-                    end[field] += delta
-            length = len(tail) - at  # the last record, with its comment
-            records += [_END.pack(*end), tail[at + _END.size :]]
-        else:
-            raise ArchiveMismatch(f"unexpected record {signature:#010x} after the directory")
-        at += length
-    return b"".join(records)
+    if compressed is not None and entry.compress_size != compressed:
+        raise ArchiveMismatch(
+            f"stored entry has {entry.compress_size} bytes of data; its index says {compressed}"
+        )

@@ -9,7 +9,6 @@ import functools
 import hashlib
 import json
 import uuid
-import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -20,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
+from app.archive.reader import ArchiveReader
 from app.db import rowcount
 from app.errors import (
     Conflict,
@@ -33,10 +33,8 @@ from app.errors import (
 from app.models import File, FileStatus, User
 from app.queue.jobs import JobQueue
 from app.services import admission, names, tokens, users
-from app.services.compression import renamed_archive
 from app.services.spool import SpooledUpload
 from app.storage import Storage
-from app.storage.base import CHUNK_SIZE
 
 SORTS = {
     "created_at": (File.created_at, False),
@@ -396,28 +394,6 @@ def delete(session: Session, storage: Storage, owner_id: uuid.UUID, file_id: uui
     session.commit()
 
 
-def _zip_entry_chunks(
-    storage: Storage, key: str, start: int = 0, length: int | None = None
-) -> Iterator[bytes]:
-    with storage.open(key) as raw, zipfile.ZipFile(raw) as archive:
-        (entry,) = archive.infolist()
-        with archive.open(entry) as member:
-            if start:
-                # STORED: a direct seek. DEFLATED: decompressed forward, a chunk at a time.
-                member.seek(start)
-            remaining = entry.file_size - start if length is None else length
-            while remaining > 0 and (chunk := member.read(min(CHUNK_SIZE, remaining))):
-                remaining -= len(chunk)
-                yield chunk
-
-
-def _object_chunks(storage: Storage, key: str):
-    def read(start: int, length: int | None) -> Iterator[bytes]:
-        return storage.iter_chunks(key, start, length)
-
-    return read
-
-
 def download(
     session: Session,
     storage: Storage,
@@ -445,34 +421,38 @@ def ensure_ready(file: File) -> None:
 
 
 def download_of(storage: Storage, file: File, *, original: bool = False) -> Download:
-    """`download` of a file already found (by its owner, or through a share link)."""
+    """`download` of a file already found (by its owner, or through a share link).
+
+    Everything about the archive's bytes is `app.archive.reader`'s: the original is read
+    from the nearest seek point, a renamed file's ZIP has its headers rewritten.
+    """
     ensure_ready(file)
+    name = names.archive_name(file.name)  # the file's name, unless it predates the rules
+    archive = ArchiveReader(
+        storage,
+        file.archive_key,
+        entry_size=file.size,
+        archive_size=file.compressed_size,
+        # Read now, in the request's session: the bytes are read after it has ended.
+        seek_index=file.seek_index if original else None,
+    )
     if original:
-        archive_key = file.archive_key
         return Download(
-            read=lambda start, length: _zip_entry_chunks(storage, archive_key, start, length),
+            read=archive.read_original,
             size=file.size,
             content_type=file.content_type,
-            filename=names.archive_name(file.name),
+            filename=name,
             etag=f'"{file.sha256}"',
         )
-    archive_key = file.archive_key
-    name = names.archive_name(file.name)  # the file's name, unless it predates the rules
-    renamed = renamed_archive(storage, archive_key, name)
-    if renamed is not None:
-        # Renamed since it was compressed: the entry takes the file's name on the way out.
-        name_tag = hashlib.blake2b(name.encode(), digest_size=6).hexdigest()
-        return Download(
-            read=lambda start, length: renamed.read(storage, archive_key, start, length),
-            size=renamed.size,
-            content_type="application/zip",
-            filename=f"{name}.zip",
-            etag=f'"{file.sha256}.zip.{name_tag}"',
-        )
+    view = archive.zip_as(name)
+    renamed = archive.header.entry_name != name
+    # Renamed since it was compressed: the entry takes the file's name on the way out, and
+    # the ZIP's ETag names it, as its bytes differ.
+    name_tag = hashlib.blake2b(name.encode(), digest_size=6).hexdigest() if renamed else None
     return Download(
-        read=_object_chunks(storage, archive_key),
-        size=file.compressed_size or storage.size(archive_key),
+        read=view.read,
+        size=view.size,
         content_type="application/zip",
         filename=f"{name}.zip",
-        etag=f'"{file.sha256}.zip"',
+        etag=f'"{file.sha256}.zip.{name_tag}"' if name_tag else f'"{file.sha256}.zip"',
     )

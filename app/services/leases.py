@@ -132,6 +132,7 @@ def complete(session: Session, job: Claim, result: ArchiveResult) -> bool:
                 status=FileStatus.READY,
                 compressed_size=result.compressed_size,
                 compression=result.method,
+                seek_index=result.seek_index,
                 # Resumable uploads arrive in parts: their digest is first known here.
                 sha256=result.sha256,
                 processed_at=utcnow(),

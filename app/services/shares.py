@@ -286,6 +286,9 @@ def resolve_id(
     reason = why_gone(share)
     if reason is not None and not (exhausted_ok and reason == "exhausted"):
         raise gone(reason)
+    if share.serves == "original":
+        # Its download reads the seek index (a deferred column) after this session ended.
+        _ = file.seek_index
     return share, file
 
 

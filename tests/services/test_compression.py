@@ -12,7 +12,6 @@ import zlib
 from pathlib import Path
 
 import pytest
-from stream_zip import NO_COMPRESSION_32, NO_COMPRESSION_64, ZIP_32, ZIP_64, stream_zip
 
 from app.services import compression
 from app.services.compression import (
@@ -20,7 +19,6 @@ from app.services.compression import (
     ArchiveMismatch,
     ParallelDeflate,
     looks_compressed,
-    renamed_archive,
     sample_shrinks,
     verify_archive,
     write_archive,
@@ -31,7 +29,6 @@ from app.storage.local import LocalStorage
 MODIFIED = dt.datetime(2024, 5, 17, 12, 30, 10, tzinfo=dt.UTC)
 SOURCE = "user/uploads/file"
 ARCHIVE = "user/file.zip"
-RENAME_DATA = b"".join(b"entry line %d\n" % i for i in range(3000))
 
 
 def text_log(size: int) -> bytes:
@@ -475,29 +472,3 @@ def test_choose_method_rewinds_the_reader():
     # Only the sample is looked at: a text head decides for the whole file.
     assert compression.choose_method(reader, "text/plain", "x.log") == "deflate"
     assert reader.tell() == 0
-
-
-@pytest.mark.parametrize(
-    "method",
-    [ZIP_32, ZIP_64, NO_COMPRESSION_32(len(RENAME_DATA), zlib.crc32(RENAME_DATA)),
-     NO_COMPRESSION_64(len(RENAME_DATA), zlib.crc32(RENAME_DATA))],
-    ids=["zip32", "zip64", "stored32", "stored64"],
-)  # fmt: skip
-@pytest.mark.parametrize("new_name", ["b.txt", "a much longer name than before.txt", "é 📄.txt"])
-def test_an_archive_reads_whole_under_a_new_entry_name(tmp_path, method, new_name):
-    storage = LocalStorage(tmp_path)
-    member = ("old-name.txt", dt.datetime(2026, 1, 2, 3, 4, 5), 0o644, method, [RENAME_DATA])
-    with storage.writer("u/a.zip", "application/zip") as sink:
-        for block in stream_zip([member]):
-            sink.write(block)
-    assert renamed_archive(storage, "u/a.zip", "old-name.txt") is None
-    renamed = renamed_archive(storage, "u/a.zip", new_name)
-    whole = b"".join(renamed.read(storage, "u/a.zip"))
-    assert len(whole) == renamed.size
-    with zipfile.ZipFile(io.BytesIO(whole)) as archive:
-        assert archive.testzip() is None
-        assert archive.namelist() == [new_name]
-        assert archive.read(new_name) == RENAME_DATA
-    for start, length in ((0, 7), (3, 90), (renamed.size - 30, None), (40, renamed.size)):
-        expected = whole[start:] if length is None else whole[start : start + length]
-        assert b"".join(renamed.read(storage, "u/a.zip", start, length)) == expected

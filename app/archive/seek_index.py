@@ -1,0 +1,149 @@
+"""The seek index of a deflated entry: points its data can be inflated from, and the end.
+
+A deflate stream can only be read from its start, unless it was left a way in. Archives
+written now have one every SPAN (4 MiB) of the original: a full flush there (a byte
+boundary, and nothing after it refers back across it), so inflating from that point
+needs neither a dictionary nor a bit offset. The cost is a fresh 32 KiB window every
+4 MiB: on a server log (bench/compress.py's) ~0.1 % in size (bench/ranges.py prints it).
+The parallel deflate already cuts its input into 1 MiB blocks, each primed with the
+32 KiB before it; every fourth block is left unprimed instead (`BLOCKS_PER_POINT`).
+
+Archives written before have no such points: one pass (`app.archive.zran`) finds deflate
+block boundaries that fall on a byte boundary, as zlib's `zran.c` finds block
+boundaries, and keeps for each point the 32 KiB of the original before it (the window a
+later block may refer to).
+
+The index lives in the file's row (`files.seek_index`), committed with the `ready` that
+publishes the archive, so no reader sees one without the other: compact (zlib over
+fixed-width records, no window for a flush point), ~20 bytes per 4 MiB of original
+before the zlib — a 100 GiB file's index is ~500 KiB raw and far less stored. An old
+archive's points, which carry windows, are spaced to at most ZRAN_MAX_POINTS (256)
+per file, so its index stays within a few MiB.
+"""
+
+from __future__ import annotations
+
+import bisect
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+SPAN = 4 * 1024 * 1024
+WINDOW = 32 * 1024
+ZRAN_MAX_POINTS = 256
+FORMAT = 1
+_HEAD = struct.Struct("<BQQI")  # format, original size, compressed data length, points
+_POINT = struct.Struct("<QQI")  # original offset, compressed offset, window length
+
+
+@dataclass(frozen=True)
+class Point:
+    """A place the stream can be inflated from.
+
+    `out`: its offset in the original; `into`: where its compressed data starts (from
+    the entry's data start), a deflate block's first byte; `window`: the original bytes
+    just before `out` that what follows may refer to (empty after a full flush).
+    """
+
+    out: int
+    into: int
+    window: bytes = b""
+
+
+@dataclass(frozen=True)
+class SeekIndex:
+    """The points of one entry, in order (the first at 0), its size and compressed length."""
+
+    points: tuple[Point, ...]
+    size: int
+    compressed: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_outs", [p.out for p in self.points])
+
+    def span(self, start: int, end: int) -> tuple[Point, int]:
+        """The point to inflate from for original bytes [start, end), and the compressed
+        offset past which none of them lies."""
+        outs: list[int] = self._outs  # type: ignore[attr-defined]
+        point = self.points[bisect.bisect_right(outs, start) - 1]
+        after = bisect.bisect_left(outs, end)
+        stop = self.points[after].into if after < len(self.points) else self.compressed
+        return point, stop
+
+    def to_bytes(self) -> bytes:
+        records = [_HEAD.pack(FORMAT, self.size, self.compressed, len(self.points))]
+        for point in self.points:
+            records.append(_POINT.pack(point.out, point.into, len(point.window)))
+            records.append(point.window)
+        return zlib.compress(b"".join(records), 6)
+
+    @classmethod
+    def from_bytes(cls, stored: bytes) -> SeekIndex:
+        raw = zlib.decompress(stored)
+        version, size, compressed, count = _HEAD.unpack_from(raw)
+        if version != FORMAT:
+            raise ValueError(f"seek index format {version} is not {FORMAT}")
+        at = _HEAD.size
+        points = []
+        for _ in range(count):
+            out, into, length = _POINT.unpack_from(raw, at)
+            at += _POINT.size
+            points.append(Point(out, into, raw[at : at + length]))
+            at += length
+        return cls(tuple(points), size, compressed)
+
+
+class Recorder:
+    """Collects points as a compressor reports them, and the stream's end."""
+
+    def __init__(self) -> None:
+        self.points: list[Point] = [Point(0, 0)]
+
+    def add(self, out: int, into: int) -> None:
+        if out > self.points[-1].out:
+            self.points.append(Point(out, into))
+
+    def finish(self, size: int, compressed: int) -> SeekIndex:
+        # A point at the very end (the size a multiple of SPAN) has nothing after it.
+        points = tuple(p for p in self.points if p.out < size or p.out == 0)
+        return SeekIndex(points, size, compressed)
+
+
+class IndexedDeflate:
+    """A raw deflate compressor (zlib's interface) with a full flush every SPAN bytes of
+    input; `index()` once flushed."""
+
+    def __init__(self, compressor: Any, library: Any, span: int = SPAN) -> None:
+        self._compressor = compressor
+        self._full_flush = library.Z_FULL_FLUSH
+        self._span = span
+        self._since_point = 0
+        self._in = 0
+        self._out = 0
+        self._recorder = Recorder()
+
+    def compress(self, data: bytes) -> bytes:
+        out = []
+        view = memoryview(data)
+        while view:
+            piece = view[: self._span - self._since_point]
+            out.append(self._compressor.compress(piece))
+            self._in += len(piece)
+            self._since_point += len(piece)
+            view = view[len(piece) :]
+            if self._since_point == self._span:
+                out.append(self._compressor.flush(self._full_flush))
+                self._recorder.add(self._in, self._out + sum(len(o) for o in out))
+                self._since_point = 0
+        joined = b"".join(out)
+        self._out += len(joined)
+        return joined
+
+    def flush(self) -> bytes:
+        tail = self._compressor.flush()
+        self._out += len(tail)
+        return tail
+
+    def index(self) -> SeekIndex:
+        return self._recorder.finish(self._in, self._out)
