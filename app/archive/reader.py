@@ -51,8 +51,8 @@ class View:
 
 
 class ArchiveReader:
-    """One file's stored archive: `key`, its length (None: ask storage), its entry's
-    size, and the entry's stored seek index (None when it has none)."""
+    """One file's stored archive: `key`, its length (None: ask storage), its entry's size
+    and CRC-32 (None: unchecked), and the entry's seek index (None when it has none)."""
 
     def __init__(
         self,
@@ -60,12 +60,14 @@ class ArchiveReader:
         key: str,
         *,
         entry_size: int,
+        entry_crc32: int | None = None,
         archive_size: int | None = None,
         seek_index: bytes | None = None,
     ) -> None:
         self._storage = storage
         self._key = key
         self._entry_size = entry_size
+        self._entry_crc32 = entry_crc32
         self._archive_size = archive_size
         self._seek_index = seek_index
 
@@ -117,10 +119,21 @@ class ArchiveReader:
         return View(self._entry_size, self.read_original)
 
     def read_original(self, start: int = 0, length: int | None = None) -> Iterator[bytes]:
-        """`length` bytes (all by default) of the original from `start`, in chunks."""
+        """`length` bytes (all by default) of the original from `start`, in chunks.
+
+        Read whole, the original's CRC-32 is checked before its last chunk goes out (as
+        `zipfile` does): damaged stored bytes cut the download short instead of
+        completing it with other bytes. A part of it has nothing to check against.
+        """
         end = self._entry_size if length is None else min(self._entry_size, start + length)
         if start >= end:
             return
+        chunks = self._original(start, end)
+        if start == 0 and end == self._entry_size and self._entry_crc32 is not None:
+            chunks = _checked(chunks, self._entry_crc32)
+        yield from chunks
+
+    def _original(self, start: int, end: int) -> Iterator[bytes]:
         header = self.header
         if header.method == STORED:
             yield from self._read(header.data_offset + start, end - start)
@@ -151,7 +164,10 @@ def inflate(compressed: Iterable[bytes], point: Point, *, skip: int, want: int) 
     for chunk in compressed:
         data = chunk
         while True:
-            out = inflater.decompress(data, CHUNK_SIZE)
+            try:
+                out = inflater.decompress(data, CHUNK_SIZE)
+            except isal_zlib.error as exc:
+                raise ArchiveMismatch(f"the archive's entry does not inflate: {exc}") from None
             data = inflater.unconsumed_tail
             made = len(out)
             if skip:
@@ -173,6 +189,20 @@ def inflate(compressed: Iterable[bytes], point: Point, *, skip: int, want: int) 
         if inflater.eof:
             break
     raise ArchiveMismatch(f"the archive's entry ended {want} bytes early")
+
+
+def _checked(chunks: Iterator[bytes], crc32: int) -> Iterator[bytes]:
+    """`chunks`, the last held back until the CRC-32 of them all is `crc32`."""
+    crc, held = 0, None
+    for chunk in chunks:
+        if held is not None:
+            yield held
+        crc = isal_zlib.crc32(chunk, crc)
+        held = chunk
+    if crc != crc32:
+        raise ArchiveMismatch(f"the archive's entry has CRC {crc:08x}, expected {crc32:08x}")
+    if held is not None:
+        yield held
 
 
 @dataclass(frozen=True)

@@ -234,8 +234,9 @@ class ParallelDeflate:
 
     def _submit(self, block: bytes | memoryview, *, last: bool) -> None:
         point = self._blocks > 0 and self._blocks % self._blocks_per_point == 0
-        window = b"" if point else self._window
-        future = self._pool.submit(_deflate_block, self._deflater, block, window, last)
+        if point:
+            self._window = b""  # nothing from here on may refer to what came before
+        future = self._pool.submit(_deflate_block, self._deflater, block, self._window, last)
         self._pending.append((future, len(block), point))
         self._blocks += 1
         self._window = (

@@ -432,6 +432,7 @@ def download_of(storage: Storage, file: File, *, original: bool = False) -> Down
         storage,
         file.archive_key,
         entry_size=file.size,
+        entry_crc32=file.crc32,
         archive_size=file.compressed_size,
         # Read now, in the request's session: the bytes are read after it has ended.
         seek_index=file.seek_index if original else None,
