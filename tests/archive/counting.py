@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from app.storage import Storage
+from app.storage.local import LocalStorage
+from tests.helpers import GCS_BUCKET
 
 
 class _CountedReader(io.RawIOBase):
@@ -78,3 +80,13 @@ class CountingStorage(Storage):
 
     def discard_partial(self, key):
         return self.inner.discard_partial(key)
+
+
+def counted_backend(request, tmp_path) -> CountingStorage:
+    """For a fixture parametrized "local" / "gcs": a directory, or the emulator's bucket."""
+    if request.param == "gcs":
+        request.getfixturevalue("gcs_emulator")
+        from app.storage.gcs import GCSStorage
+
+        return CountingStorage(GCSStorage(GCS_BUCKET))
+    return CountingStorage(LocalStorage(tmp_path / "store"))

@@ -27,9 +27,8 @@ from app.archive.reader import ArchiveReader
 from app.archive.seek_index import SeekIndex
 from app.services import compress_job, compression, files, leases
 from app.storage.local import LocalStorage
-from tests.archive.counting import CountingStorage
+from tests.archive.counting import CountingStorage, counted_backend
 from tests.factories import FileFactory
-from tests.helpers import GCS_BUCKET
 from tests.services.lease_rows import LEASE, fresh
 
 MIB = 1024 * 1024
@@ -59,12 +58,7 @@ def big_log() -> bytes:
 @pytest.fixture(params=["local", "gcs"])
 def counted(request, tmp_path) -> CountingStorage:
     """A real backend, counted: a directory, or the GCS emulator's bucket."""
-    if request.param == "gcs":
-        request.getfixturevalue("gcs_emulator")
-        from app.storage.gcs import GCSStorage
-
-        return CountingStorage(GCSStorage(GCS_BUCKET))
-    return CountingStorage(LocalStorage(tmp_path / "store"))
+    return counted_backend(request, tmp_path)
 
 
 @pytest.fixture(params=[1, 2], ids=["one-core", "two-cores"])
