@@ -19,7 +19,7 @@ def test_configuration_table_lists_every_setting_with_its_default():
 
 
 def test_every_operator_command_in_the_readme_exists():
-    used = set(re.findall(r"instashare-server (\w+)", README))
+    used = set(re.findall(r"instashare-server ([\w-]+)", README))
     assert used
     assert used <= set(main.commands)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
+from typing import cast
 
 from isal import isal_zlib
 
@@ -39,7 +40,9 @@ from app.archive.seek_index import Point, SeekIndex
 from app.storage import Storage
 from app.storage.base import CHUNK_SIZE
 
-Read = Callable[[int, int | None], Iterator[bytes]]  # (start, length or None for the rest)
+Read = Callable[[int, int | None], Iterator[bytes]]
+# What ISA-L raises on a corrupt stream (its stub does not declare it an exception).
+INFLATE_ERROR = cast(type[Exception], isal_zlib.error)  # (start, length or None for the rest)
 
 
 @dataclass(frozen=True)
@@ -166,7 +169,7 @@ def inflate(compressed: Iterable[bytes], point: Point, *, skip: int, want: int) 
         while True:
             try:
                 out = inflater.decompress(data, CHUNK_SIZE)
-            except isal_zlib.error as exc:
+            except INFLATE_ERROR as exc:
                 raise ArchiveMismatch(f"the archive's entry does not inflate: {exc}") from None
             data = inflater.unconsumed_tail
             made = len(out)

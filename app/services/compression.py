@@ -6,7 +6,10 @@ larger than `zip -6` at over twice its speed. Input that would not shrink is STO
 file above PARALLEL_THRESHOLD is deflated on every core this process may use, in blocks,
 as pigz does (`ParallelDeflate`). Nothing is held whole in memory or on local disk:
 `stream-zip` pulls the original in chunks and its output is written straight to the
-archive's storage writer.
+archive's storage writer. Every 4 MiB of the original, the deflate stream leaves a point
+that a reader can inflate from without what came before (a full flush, or an unprimed
+block in the parallel path); the points are the seek index (`app.archive.seek_index`)
+returned with the result, which the job commits with `ready`.
 """
 
 from __future__ import annotations
