@@ -52,6 +52,17 @@ class Point:
 
 
 @dataclass(frozen=True)
+class Segment:
+    """Original bytes [start, end) within one span: inflated from `point`, reading the
+    compressed data up to `stop` at most."""
+
+    point: Point
+    stop: int
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
 class SeekIndex:
     """The points of one entry, in order (the first at 0), its size and compressed length."""
 
@@ -62,14 +73,20 @@ class SeekIndex:
     def __post_init__(self) -> None:
         object.__setattr__(self, "_outs", [p.out for p in self.points])
 
-    def span(self, start: int, end: int) -> tuple[Point, int]:
-        """The point to inflate from for original bytes [start, end), and the compressed
-        offset past which none of them lies."""
+    def segments(self, start: int, end: int) -> list[Segment]:
+        """Original bytes [start, end), cut at the points: for each piece, the point to
+        inflate from and the compressed offset where the next one starts."""
         outs: list[int] = self._outs  # type: ignore[attr-defined]
-        point = self.points[bisect.bisect_right(outs, start) - 1]
-        after = bisect.bisect_left(outs, end)
-        stop = self.points[after].into if after < len(self.points) else self.compressed
-        return point, stop
+        at = bisect.bisect_right(outs, start) - 1
+        pieces = []
+        while at < len(self.points) and self.points[at].out < end:
+            point = self.points[at]
+            after = at + 1 < len(self.points)
+            next_out = self.points[at + 1].out if after else self.size
+            stop = self.points[at + 1].into if after else self.compressed
+            pieces.append(Segment(point, stop, max(start, point.out), min(end, next_out)))
+            at += 1
+        return pieces
 
     def to_bytes(self) -> bytes:
         records = [_HEAD.pack(FORMAT, self.size, self.compressed, len(self.points))]
