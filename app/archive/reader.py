@@ -165,7 +165,15 @@ class ArchiveReader:
 
     def _segment(self, segment: Segment) -> Iterator[bytes]:
         point = segment.point
-        compressed = self._read(self.header.data_offset + point.into, segment.stop - point.into)
+        first = self.header.data_offset + point.into
+        length = segment.stop - point.into
+        likely = min(length, segment.likely_compressed())
+        # What the range most likely needs first; the rest of the span only if it does not
+        # suffice (a generator: nothing is asked of storage unless it is reached).
+        compressed = itertools.chain(
+            self._read(first, likely),
+            self._read(first + likely, length - likely) if likely < length else (),
+        )
         yield from inflate(
             compressed, point, skip=segment.start - point.out, want=segment.end - segment.start
         )

@@ -60,6 +60,13 @@ class Segment:
     stop: int
     start: int
     end: int
+    span_end: int  # where the span ends in the original (the next point, or the size)
+
+    def likely_compressed(self) -> int:
+        """How many compressed bytes from the point inflate to `end`, by the span's ratio,
+        with a margin: a small range near the point need not read the whole span."""
+        ratio = (self.stop - self.point.into) / max(1, self.span_end - self.point.out)
+        return int((self.end - self.point.out) * ratio * 1.25) + 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -84,7 +91,7 @@ class SeekIndex:
             after = at + 1 < len(self.points)
             next_out = self.points[at + 1].out if after else self.size
             stop = self.points[at + 1].into if after else self.compressed
-            pieces.append(Segment(point, stop, max(start, point.out), min(end, next_out)))
+            pieces.append(Segment(point, stop, max(start, point.out), min(end, next_out), next_out))
             at += 1
         return pieces
 

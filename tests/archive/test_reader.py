@@ -88,9 +88,7 @@ def read_original(storage: CountingStorage, file, start: int, length: int) -> tu
     return got, storage.bytes_read
 
 
-def test_the_last_kib_of_a_big_original_reads_no_more_than_the_first(
-    session, factories, counted, cores
-):
+def test_any_kib_of_a_big_original_reads_at_most_one_span(session, factories, counted, cores):
     data = big_log()
     file = compressed_file(session, counted, data, "big.log", "text/plain")
     assert file.compression == "deflate"
@@ -99,10 +97,11 @@ def test_the_last_kib_of_a_big_original_reads_no_more_than_the_first(
         got, read[where] = read_original(counted, file, start, KIB)
         assert got == data[start : start + KIB], where
     # One span (4 MiB of the original, ~1 MiB deflated) at most, wherever the range is:
-    # before, the last KiB read the whole archive (13 MiB here, 167 MB for 512 MiB).
+    # before, the last KiB read the whole archive (15 MB here, 167 MB for 512 MiB); and a
+    # range near a point reads little more than what inflates to it.
     assert read["last"] < 2 * MIB, read
     assert read["middle"] < 2 * MIB, read
-    assert read["last"] <= 2 * read["first"], read
+    assert read["first"] < 128 * KIB, read
 
 
 def test_a_download_in_k_ranges_reads_the_archive_about_once(session, factories, counted):
