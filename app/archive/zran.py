@@ -117,6 +117,6 @@ def build(chunks: Iterable[bytes], *, size: int, crc32: int) -> SeekIndex:
                 f"the archive's entry inflates to {stream.total_out} bytes with CRC "
                 f"{crc:08x}; the file is {size} bytes with CRC {crc32:08x}"
             )
-        return SeekIndex(tuple(points), size, stream.total_in)
+        return SeekIndex.from_points(points, size=size, compressed=stream.total_in)
     finally:
         lib.inflateEnd(ctypes.byref(stream))
