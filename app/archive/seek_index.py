@@ -4,9 +4,9 @@ A deflate stream can only be read from its start, unless it was left a way in. A
 written now have one every SPAN (4 MiB) of the original: a full flush there (a byte
 boundary, and nothing after it refers back across it), so inflating from that point
 needs neither a dictionary nor a bit offset. The cost is a fresh 32 KiB window every
-4 MiB: on a server log (bench/compress.py's) ~0.1 % in size (bench/ranges.py prints it).
+4 MiB: on a server log (bench/compress.py's) +0.06 % in size (bench/ranges.py prints it).
 The parallel deflate already cuts its input into 1 MiB blocks, each primed with the
-32 KiB before it; every fourth block is left unprimed instead (`BLOCKS_PER_POINT`).
+32 KiB before it; every fourth block is left unprimed instead (`ParallelDeflate`).
 
 Archives written before have no such points: one pass (`app.archive.zran`) finds deflate
 block boundaries that fall on a byte boundary, as zlib's `zran.c` finds block
@@ -16,7 +16,7 @@ later block may refer to).
 The index lives in the file's row (`files.seek_index`), committed with the `ready` that
 publishes the archive, so no reader sees one without the other: compact (zlib over
 columns of offsets, no window for a flush point), 20 bytes per 4 MiB of original
-before the zlib — a 100 GiB file's index is ~500 KiB raw and far less stored. An old
+before the zlib — a 100 GiB file's index is 500 KiB raw, ~125 KiB stored. An old
 archive's points, which carry windows, are spaced to at most ZRAN_MAX_POINTS (256)
 per file, so its index stays within a few MiB.
 """
