@@ -165,7 +165,11 @@ def small_spans(tmp_path_factory):
             ("one-core", data, 1, "text/plain"),
             ("parallel", data, 2, "text/plain"),
             ("stored", noise, 2, "application/octet-stream"),
+            ("zip64", data, 2, "text/plain"),
+            ("stored64", noise, 2, "application/octet-stream"),
         ):
+            # ZIP64 as a file over 4 GB is written: its local header has a ZIP64 extra field.
+            patch.setattr(compression, "ZIP32_LIMIT", 1 if kind.endswith("64") else 4_000_000_000)
             result = _archive(
                 storage, f"u/{kind}.zip", payload, name=f"{kind}.txt", threads=threads,
                 content_type=content_type,
@@ -192,7 +196,7 @@ def test_points_are_where_the_index_says(small_spans):
             assert piece == data[point.out : after.out], (kind, point.out)
 
 
-@pytest.mark.parametrize("kind", ["one-core", "parallel", "stored"])
+@pytest.mark.parametrize("kind", ["one-core", "parallel", "stored", "zip64", "stored64"])
 @settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
