@@ -10,7 +10,13 @@ from sqlalchemy.orm import sessionmaker
 from app.db import make_engine, make_session_factory
 from app.queue.celery import make_celery
 from app.queue.jobs import JobQueue, celery_sender, redis_queue_depth
-from app.services.throttle import CounterStore, LoginThrottle, MemoryCounters, RedisCounters
+from app.services.throttle import (
+    CounterStore,
+    LoginThrottle,
+    MemoryCounters,
+    RedisCounters,
+    ResilientCounters,
+)
 from app.settings import Settings
 from app.storage import Storage, make_storage
 
@@ -31,7 +37,10 @@ def _throttle(settings: Settings) -> LoginThrottle:
     if settings.redis_url:
         import redis
 
-        store = RedisCounters(redis.Redis.from_url(settings.redis_url, socket_timeout=5))
+        client = redis.Redis.from_url(
+            settings.redis_url, socket_timeout=2, socket_connect_timeout=2
+        )
+        store = ResilientCounters(RedisCounters(client), MemoryCounters())
     else:
         store = MemoryCounters()
     return LoginThrottle(
@@ -40,6 +49,7 @@ def _throttle(settings: Settings) -> LoginThrottle:
         per_address=settings.login_max_failures_per_ip,
         per_account=settings.login_max_failures_per_account,
         window=settings.login_window_seconds,
+        interval=settings.login_campaign_interval_seconds,
     )
 
 

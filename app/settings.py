@@ -121,7 +121,8 @@ class Settings:
         "INSTASHARE_REDIS_URL",
         "",
         str,
-        "Redis for login throttling; empty means in-process (development only)",
+        "Redis for login throttling; empty means in-process (development only); while it "
+        "cannot be reached each process counts on its own",
     )
     # Never None once constructed: __post_init__ puts the per-user default in its place.
     data_dir: Path = _setting(
@@ -184,17 +185,25 @@ class Settings:
         "INSTASHARE_LOGIN_MAX_FAILURES_PER_IP",
         50,
         _int(1),
-        "failed logins per client address per window",
+        "failed logins and wrong link passwords per client address per window",
     )
     login_max_failures_per_account: int = _setting(
         "INSTASHARE_LOGIN_MAX_FAILURES_PER_ACCOUNT",
         100,
         _int(1),
-        "failed logins for one account from all addresses per window; beyond them only "
-        "addresses it logged in from before may try",
+        "failed logins for one account (or wrong passwords for one share link) from all "
+        "addresses per window; beyond them its checks run one at a time, "
+        "`…_CAMPAIGN_INTERVAL_SECONDS` apart, except from addresses it let in before",
     )
     login_window_seconds: int = _setting(
         "INSTASHARE_LOGIN_WINDOW_SECONDS", 900, _int(1), "throttling window"
+    )
+    login_campaign_interval_seconds: float = _setting(
+        "INSTASHARE_LOGIN_CAMPAIGN_INTERVAL_SECONDS",
+        2.0,
+        _float(0.01),
+        "under a guessing campaign (beyond `…_PER_ACCOUNT`), the time between two password "
+        "checks of one account or link; requests wait their turn in order, up to 30 s",
     )
     job_lease_seconds: int = _setting(
         "INSTASHARE_JOB_LEASE_SECONDS",

@@ -13,6 +13,7 @@ from connexion.options import SwaggerUIOptions
 from connexion.validators import VALIDATOR_MAP
 
 from app.http import problems, security
+from app.http.attempts import PasswordAttempts
 from app.http.middleware import (
     JsonBodyLimit,
     PathGuard,
@@ -74,6 +75,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.add_middleware(
         JsonBodyLimit, position=MiddlewarePosition.BEFORE_VALIDATION, limit=settings.max_json_bytes
     )
+    # Password checks wait for their turn before a thread (or a streaming handler) takes
+    # them: added first, so it runs before StreamingOperations.
+    app.add_middleware(PasswordAttempts, position=MiddlewarePosition.BEFORE_CONTEXT, runtime=rt)
     app.add_middleware(StreamingOperations, position=MiddlewarePosition.BEFORE_CONTEXT, runtime=rt)
     # The root-level ops API must be added first: Connexion's spec-serving middleware
     # tries APIs in order, and a root base path added later is never reached. Its router

@@ -18,7 +18,7 @@ from app import observability
 from app.errors import AppError, Gone, NotFound, NotReady, TooManyRequests, Unauthorized
 from app.handlers import share_page
 from app.handlers.files import send_download
-from app.http import ranges
+from app.http import attempts, ranges
 from app.http.middleware import FORM
 from app.http.request import db, runtime
 from app.http.responses import empty, json_body
@@ -27,6 +27,7 @@ from app.http.streaming import Exchange
 from app.models import File, Share
 from app.runtime import Runtime
 from app.services import files, grants, shares
+from app.services.throttle import Subject
 
 PASSWORD_HEADER = "X-Share-Password"  # noqa: S105 - a header name, not a password
 # Anyone may hold the link, so its page must not leak it onward, nor its answers be kept by a
@@ -144,29 +145,35 @@ def presented_password(headers) -> str | None:
 
 def unlock(rt: Runtime, share: Share, password: str | None, address: str) -> None:
     """Let the request through a password link, or refuse it: 401, or 429 after too many
-    wrong guesses from this address for this link (other links and accounts unaffected)."""
+    wrong guesses (see app.services.throttle; other links and accounts unaffected)."""
     if share.password_hash is None:
         return
-    # The login throttle's counters, keyed by this link: a stranger guessing one link's
-    # password is slowed down on that link only, never on the owner's account or links.
-    key = f"share:{share.id}"
     try:
-        rt.throttle.check(key, address)
-    except TooManyRequests as exc:
-        observability.share_refused("throttled")
-        raise TooManyRequests(
-            "Too many wrong passwords for this link from your address; try again later.",
-            headers={**exc.headers, **PROTECTED_HEADERS},
-        ) from None
-    try:
-        shares.check_password(share, password)
-    except Unauthorized as exc:
-        if password is not None:
-            rt.throttle.failed(key, address)
+        if password is None:
+            shares.check_password(share, password)  # 401 asking for it; nothing to count
+        # Counted before it is verified, by the throttle's counters keyed by this link: a
+        # stranger guessing one link's password is slowed down on that link only.
+        attempt = attempts.current() or rt.throttle.begin(
+            shares.throttle_key(share.id), address, subject=Subject.LINK, may_wait=False
+        )
+        try:
+            attempt.admit()
+        except TooManyRequests:
+            observability.share_refused("throttled")
+            raise
+        try:
+            shares.check_password(share, password)
+        except Unauthorized:
+            attempt.failed()
             observability.share_refused("bad_password")
+            raise
+        attempt.succeeded()
+    except Unauthorized as exc:
         exc.headers.update({**CHALLENGE, **PROTECTED_HEADERS})
         raise
-    rt.throttle.succeeded(key, address)
+    except TooManyRequests as exc:
+        exc.headers.update(PROTECTED_HEADERS)
+        raise
 
 
 @contextlib.contextmanager
@@ -311,13 +318,16 @@ def page_for_error(
         )
     if isinstance(exc, TooManyRequests):
         retry = exc.headers.get("Retry-After", "60")
+        # The throttle's own sentence says whose guesses it was (this address's, or a
+        # campaign's against the link); the page words the wait for people.
+        why = exc.detail.partition(";")[0]
         return share_page.render(
             429,
             state="locked",
-            title="Too many wrong passwords",
+            title="Too many password attempts",
             root=root,
             token=token,
-            message=f"Too many wrong passwords from your network. Try again in {_wait(retry)}.",
+            message=f"{why}. Try again in {_wait(retry)}.",
             tone="error",
             password_form=True,
             headers=headers,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import flask
 
+from app.http import attempts
 from app.http.request import db, runtime
 from app.http.responses import json_body
 from app.http.security import account, presented_token
@@ -31,6 +32,7 @@ def login(body: dict):
         email=body["email"],
         password=body["password"],
         address=flask.request.remote_addr or "unknown",
+        attempt=attempts.current(),  # counted, and its turn waited for, before this thread
     )
     return _token_response(token, expires_in)
 

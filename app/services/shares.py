@@ -292,6 +292,11 @@ def resolve_id(
     return share, file
 
 
+def throttle_key(share_id: uuid.UUID) -> str:
+    """What password throttling counts a link as: its id, apart from every account."""
+    return f"share:{share_id}"
+
+
 def check_password(share: Share, password: str | None) -> None:
     """Unauthorized unless the link has no password or `password` is it (argon2id)."""
     if share.password_hash is None:

@@ -15,7 +15,7 @@ from app.db import utcnow
 from app.errors import Conflict, Forbidden, InvalidInput, Unauthorized
 from app.models import RevokedToken, User
 from app.services import tokens
-from app.services.throttle import LoginThrottle
+from app.services.throttle import Attempt, LoginThrottle, Subject
 from app.settings import Settings
 
 # The HTML living standard's e-mail grammar, with a dot required in the domain. Anchored.
@@ -74,6 +74,11 @@ def register(session: Session, email: str, password: str) -> User:
     return user
 
 
+def throttle_key(email: str) -> str:
+    """What login throttling counts an e-mail address as: the account, whatever its case."""
+    return email.strip().lower()
+
+
 def login(
     session: Session,
     settings: Settings,
@@ -82,14 +87,19 @@ def login(
     email: str,
     password: str,
     address: str,
+    attempt: Attempt | None = None,
 ) -> tuple[str, int]:
     """A fresh access token; one Unauthorized for an unknown address or a wrong password.
 
+    The attempt is counted before the password is verified (`attempt`, begun by the HTTP
+    edge, which waited for its turn; or begun here, refused rather than kept waiting).
     A password no account could have (too short, too long) is just a wrong one: the same
     401, the same time taken, and a failure counted.
     """
-    account = email.strip().lower()
-    throttle.check(account, address)
+    account = throttle_key(email)
+    if attempt is None:
+        attempt = throttle.begin(account, address, subject=Subject.ACCOUNT, may_wait=False)
+    attempt.admit()
     try:
         user = find_by_email(session, normalize_email(account))
     except InvalidInput:  # not an address, so no account (and nothing to send the database)
@@ -98,10 +108,10 @@ def login(
     # wrong, as no account has one that long): its time never depends on what was sent.
     matches = _matches(user.password_hash if user else None, password[: MAX_PASSWORD + 1])
     if not (matches and MIN_PASSWORD <= len(password) <= MAX_PASSWORD):
-        throttle.failed(account, address)
+        attempt.failed()
         raise Unauthorized("The e-mail address or the password is wrong.")
     assert user is not None
-    throttle.succeeded(account, address)
+    attempt.succeeded()
     if hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hasher.hash(password)
         session.commit()
@@ -215,12 +225,14 @@ def change_password(
     The current password is checked (and throttled) like a login's: a stolen token alone
     cannot take the account over. Forbidden when it is wrong.
     """
-    account = user.email.lower()
-    throttle.check(account, address)
+    attempt = throttle.begin(
+        throttle_key(user.email), address, subject=Subject.ACCOUNT, may_wait=False
+    )
+    attempt.admit()
     if not _matches(user.password_hash, current[: MAX_PASSWORD + 1]):
-        throttle.failed(account, address)
+        attempt.failed()
         raise Forbidden("The current password is wrong.")
-    throttle.succeeded(account, address)
+    attempt.succeeded()
     _check_new_password(new)
     # One statement moves the generation on, so two changes at once end in two generations.
     generation = session.execute(
