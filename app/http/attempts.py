@@ -115,7 +115,7 @@ async def _email_of(receive: Receive) -> tuple[Receive, str | None]:
     body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
     try:
         email = json.loads(body)["email"]
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, RecursionError):
         email = None
     pending = list(messages)
 
