@@ -65,6 +65,12 @@ SHARE_REFUSAL_REASONS = (
     "throttled",
     "not_ready",
 )
+PASSWORD_TURN_WAITS = Histogram(
+    "instashare_password_turn_wait_seconds",
+    "How long password checks (logins, share links) waited for their turn under a guessing "
+    "campaign (beyond the per-account or per-link cap)",
+    buckets=(0.5, 1, 2, 5, 10, 20, 30),
+)
 for _reason in SHARE_REFUSAL_REASONS:
     SHARE_REFUSALS.labels(_reason)  # every reason shows from the start, at 0
 

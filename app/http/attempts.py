@@ -21,6 +21,7 @@ import anyio.to_thread
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app import observability
 from app.errors import NotFound
 from app.runtime import Runtime
 from app.services import shares, users
@@ -86,6 +87,7 @@ class PasswordAttempts:
             return
         attempt = await anyio.to_thread.run_sync(begin)
         if attempt.refusal is None and attempt.wait > 0:
+            observability.PASSWORD_TURN_WAITS.observe(attempt.wait)
             await asyncio.sleep(attempt.wait)  # its turn: on the event loop, no thread held
         reset = _current.set(attempt)
         try:

@@ -9,7 +9,8 @@ too. Three limits, each for the throttling window:
 - per key (an account, a link) and client address: the `per_account_address`-th attempt
   makes that address wait before its next one, 1 minute at first and twice as long after
   each further one (up to the window). The count is forgotten once the longest wait and
-  then a whole window passed without an attempt. Nobody elsewhere is affected.
+  then a whole window passed without an attempt. Nobody elsewhere is affected. An address
+  the key let in before (in the last 30 days) is not held to it.
 - per client address: `per_address` attempts (at any keys) at most.
 - per key, from every address together: beyond `per_account` attempts (a guessing campaign
   spread over many addresses) nobody is refused, but the key's checks are slowed down:
@@ -433,6 +434,7 @@ class Attempt:
     refusal: TooManyRequests | None = None
     wait: float = 0.0
     _previous_wait: float = 0.0
+    _stepped: bool = True
     _open: bool = True
 
     @property
@@ -468,7 +470,8 @@ class Attempt:
         self._open = False
         store, keys = self.throttle.store, self.keys
         store.give_back(keys.address)
-        store.unstep(keys.pair, self._previous_wait)
+        if self._stepped:
+            store.unstep(keys.pair, self._previous_wait)
         store.give_back(keys.key)
 
 
@@ -532,14 +535,24 @@ class LoginThrottle:
         left = store.take(keys.address, self.per_address, self.window)
         if left:
             return Attempt(self, None, refusal=self._refusal(says[0], left))
-        wait, previous = store.step(
-            keys.pair, self.per_account_address, 2 * self.window, FIRST_DELAY_SECONDS, self.window
-        )
-        if wait > 0:
-            store.give_back(keys.address)
-            return Attempt(self, None, refusal=self._refusal(says[1], wait))
-        attempt = Attempt(self, keys, _previous_wait=previous)
-        if store.hit(keys.key, self.window) > self.per_account and not store.marked(keys.known):
+        # An address the key let in before knows its password: its attempts at it are not
+        # held to the pair's limit (a download manager's parallel requests, each with the
+        # password, would otherwise trip it), only to the address's own.
+        known = store.marked(keys.known)
+        previous = 0.0
+        if not known:
+            wait, previous = store.step(
+                keys.pair,
+                self.per_account_address,
+                2 * self.window,
+                FIRST_DELAY_SECONDS,
+                self.window,
+            )
+            if wait > 0:
+                store.give_back(keys.address)
+                return Attempt(self, None, refusal=self._refusal(says[1], wait))
+        attempt = Attempt(self, keys, _previous_wait=previous, _stepped=not known)
+        if store.hit(keys.key, self.window) > self.per_account and not known:
             max_wait = self.max_queue_seconds if may_wait else 0.0
             turn = store.reserve(keys.turns, self.interval, max_wait)
             if turn < 0:

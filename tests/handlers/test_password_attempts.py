@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 import shutil
 import subprocess
 import threading
@@ -252,6 +253,11 @@ def test_beyond_the_cap_a_link_is_checked_once_per_interval_whatever_the_address
             other_took = other.result()
     assert statuses == [401] * count
     assert took >= (count - 1) * settings.login_campaign_interval_seconds * 0.95, took
+    # Operators see the campaign: the waits are in /metrics.
+    with _from(target.base) as ops:
+        metrics = ops.get("/metrics").text
+    waits = re.search(r"^instashare_password_turn_wait_seconds_count (\S+)$", metrics, re.M)
+    assert waits is not None and float(waits.group(1)) >= count - 1, metrics
     # The waiting guesses hold none of the server's 10 handler threads: had they, this
     # request would have queued behind the 14 beyond them, for 7 s at least.
     assert other_took < 4, other_took

@@ -194,6 +194,19 @@ def test_parallel_attempts_are_counted_before_they_are_checked(kind, redis_url):
     assert len(verified) == 5
 
 
+def test_an_address_let_in_before_may_send_many_checks_at_once(clock):
+    """A download manager's parallel requests, each with the link's password."""
+    t = throttle(clock, per_address=50)
+    succeed(t, "share:1", OWNER)
+    in_flight = [attempt(t, "share:1", OWNER) for _ in range(20)]
+    assert all(a.refusal is None for a in in_flight)
+    for a in in_flight:
+        a.succeeded()
+    # A stranger's parallel requests are held to the limit (3 here) until one succeeds.
+    strangers = [attempt(t, "share:1", STRANGER) for _ in range(5)]
+    assert [a.refusal is None for a in strangers] == [True] * 3 + [False] * 2
+
+
 def test_a_right_password_or_no_check_gives_the_counts_back(clock):
     t = throttle(clock, per_address=3)
     for _ in range(5):  # started and never checked (the request ended first)
