@@ -175,6 +175,30 @@ def start_server(settings: Settings, workers: int = 1, log=subprocess.DEVNULL):
     return server, base
 
 
+class Dev:
+    """`instashare-server dev` as a person runs it: from some directory, Ctrl-C to stop."""
+
+    def __init__(self, *args: str, env: dict[str, str], cwd):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "app.server", "dev", "--port", str(self.port), *args],
+            env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            wait_until(lambda: answers(f"{self.base}/api/v1/health"), 60, 0.1, what="dev up")
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> tuple[int, str, str]:
+        """Ctrl-C at the terminal (the whole process group); exit status, stdout, stderr."""
+        os.killpg(self.proc.pid, signal.SIGINT)
+        out, err = self.proc.communicate(timeout=60)
+        return self.proc.returncode, out, err
+
+
 def answers(url: str) -> bool:
     """`url` answers 200 (a server that is up and has loaded the app)."""
     try:

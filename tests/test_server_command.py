@@ -14,7 +14,7 @@ from app.server import dev_banner
 from app.settings import Settings
 from tests.helpers import (
     ROOT,
-    answers,
+    Dev,
     free_port,
     make_settings,
     new_email,
@@ -199,30 +199,6 @@ def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy(
     # From a trusted proxy each request is its own client; otherwise they are all the
     # proxy's, and its limit of 3 failures is reached.
     assert statuses == ([401] * 4 if believed else [401, 401, 401, 429])
-
-
-class Dev:
-    """`instashare-server dev` as a person runs it: from some directory, Ctrl-C to stop."""
-
-    def __init__(self, *args: str, env: dict[str, str], cwd):
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app.server", "dev", "--port", str(self.port), *args],
-            env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            start_new_session=True,
-        )  # fmt: skip
-        try:
-            wait_until(lambda: answers(f"{self.base}/api/v1/health"), 60, 0.1, what="dev up")
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self) -> tuple[int, str, str]:
-        """Ctrl-C at the terminal (the whole process group); exit status, stdout, stderr."""
-        os.killpg(self.proc.pid, signal.SIGINT)
-        out, err = self.proc.communicate(timeout=60)
-        return self.proc.returncode, out, err
 
 
 def _dev_env(tmp_path) -> dict[str, str]:

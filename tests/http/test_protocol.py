@@ -1,13 +1,16 @@
-"""The HTTP protocol `dev` and `serve` run: uvicorn's httptools one, handing bodies on uncopied."""
+"""The HTTP protocol `dev` and `serve` run: uvicorn's httptools one, with limits on a
+request's head, handing bodies on uncopied."""
 
 from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 import os
 import socket
 import textwrap
 import threading
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -15,7 +18,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app.http import protocol
-from tests.helpers import free_port, wait_until
+from tests.helpers import Dev, free_port, start_server, wait_until
 
 # What BodyProtocol.on_body re-states of uvicorn's: when uvicorn changes it, look again.
 UVICORN_ON_BODY = """
@@ -112,3 +115,110 @@ def test_pipelined_requests_keep_their_own_bodies(server):
             assert chunk, answer
             answer += chunk
     assert answer.index(_expect(first).encode()) < answer.index(_expect(second).encode())
+
+
+# --- head limits, against real `serve` and `dev` processes ---------------------------------
+
+
+@pytest.fixture(scope="module", params=["serve", "dev"])
+def live(request, local_settings, tmp_path_factory) -> Iterator[int]:
+    """The port of a real `instashare-server serve` (gunicorn) or `dev` (uvicorn) process."""
+    if request.param == "serve":
+        server, base = start_server(local_settings)
+        try:
+            yield int(base.rsplit(":", 1)[1])
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+    else:
+        tmp = tmp_path_factory.mktemp("dev")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("INSTASHARE_")}
+        dev = Dev("--data-dir", str(tmp / "data"), env=env, cwd=tmp)
+        try:
+            yield dev.port
+        finally:
+            dev.stop()
+
+
+def _exchange(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send `request` whole on a new connection and read until the server closes it: the
+    status, the headers and the body of its answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        conn.sendall(request)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+def _get(target: str = "/api/v1/health", fields: list[bytes] = ()) -> bytes:
+    return (
+        f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode()
+        + b"".join(field + b"\r\n" for field in fields)
+        + b"Connection: close\r\n\r\n"
+    )
+
+
+def _refused(answer, status: int, detail: str) -> None:
+    code, headers, body = answer
+    assert code == status, (code, body[:300])
+    assert headers["content-type"] == "application/problem+json"
+    assert headers["connection"] == "close"
+    problem = json.loads(body)
+    assert problem["status"] == status
+    assert problem["detail"] == detail
+    assert problem["type"] == "/problems/" + "-".join(problem["title"].lower().split())
+
+
+def test_five_thousand_headers_are_refused_with_431(live):
+    fields = [b"X-Field-%d: %d" % (n, n) for n in range(5000)]
+    _refused(
+        _exchange(live, _get(fields=fields)),
+        431,
+        "A request may carry at most 100 header fields.",
+    )
+
+
+def test_a_one_megabyte_header_is_refused_with_431(live):
+    answer = _exchange(live, _get(fields=[b"X-Big: " + b"a" * 1_000_000]))
+    _refused(answer, 431, "A request's headers may total at most 32 KiB (32,768 bytes).")
+
+
+def test_one_header_field_over_8_kib_is_refused_with_431_naming_it_not_its_value(live):
+    answer = _exchange(live, _get(fields=[b"Authorization: Bearer " + b"s" * 8200]))
+    _refused(
+        answer,
+        431,
+        "A header field may be at most 8 KiB (8,192 bytes); Authorization is longer.",
+    )
+
+
+def test_headers_over_32_kib_in_total_are_refused_with_431(live):
+    fields = [b"X-Part-%d: %s" % (n, b"p" * 8000) for n in range(5)]
+    _refused(
+        _exchange(live, _get(fields=fields)),
+        431,
+        "A request's headers may total at most 32 KiB (32,768 bytes).",
+    )
+
+
+def test_a_target_over_8_kib_is_refused_with_414(live):
+    _refused(
+        _exchange(live, _get("/api/v1/health?pad=" + "q" * 8200)),
+        414,
+        "A request's path and query may be at most 8 KiB (8,192 bytes).",
+    )
+
+
+def test_a_request_at_the_limits_is_answered(live):
+    # 100 fields (Host and Connection among them), one of 8 KiB, a target of 8 KiB, and
+    # just under 32 KiB in all.
+    fields = [b"X-Large: " + b"l" * (8192 - 9)]
+    fields += [b"X-Field-%02d: %s" % (n, b"f" * 150) for n in range(97)]
+    request = _get("/api/v1/ui/?pad=" + "q" * (8192 - 16), fields)
+    assert 31 * 1024 < len(request) <= 32 * 1024
+    code, _, body = _exchange(live, request)
+    assert code == 200, body[:300]
