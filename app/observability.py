@@ -208,12 +208,14 @@ class RequestObserver:
 
 
 # Paths whose segment after the prefix opens a file to whoever holds it (a share link's
-# token, a download grant): the logs keep the prefix, not the credential.
-_SECRET_PATHS = re.compile(r"^(/s/|/api/v1/downloads/)(?!-/)[^/]+")
+# token, a download grant): the logs keep the prefix, not the credential. In any case and
+# with any run of slashes: a mistyped `/S/{token}` or `//s/{token}` answers 404, but the
+# token in it is the real one all the same.
+_SECRET_PATHS = re.compile(r"^(/+s/+|/+api/+v1/+downloads/+)(?!-/)[^/]+", re.IGNORECASE)
 
 
 def _redacted(path: str) -> str:
-    return _SECRET_PATHS.sub(r"\1…", path) if path.startswith(("/s/", "/api/v1/down")) else path
+    return _SECRET_PATHS.sub(r"\1…", path)
 
 
 # The labelled series, looked up once each (prometheus_client's `labels` takes a lock and

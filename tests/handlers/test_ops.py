@@ -123,6 +123,28 @@ def test_the_access_log_keeps_no_share_token_or_download_grant(local_client, cap
     assert not any(secret in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/S/{secret}",
+        "/S/{secret}/content",
+        "/s//{secret}",
+        "/API/v1/downloads/{secret}",
+        "/api/v1/Downloads/{secret}",
+    ],
+)
+def test_the_access_log_keeps_no_token_from_a_misspelled_path(local_client, caplog, path):
+    secret = "pCkPjpxJSZa0bPWcIz1-jSkvJAnMEnPFZp6YRCkig0k"
+    from app.observability import JsonFormatter
+
+    with caplog.at_level(logging.INFO, logger="instashare.access"):
+        assert local_client.get(path.format(secret=secret)).status_code == 404
+    (record,) = [r for r in caplog.records if r.name == "instashare.access"]
+    line = JsonFormatter().format(record)
+    assert secret not in line
+    assert json.loads(line)["path"] == path.format(secret="…")
+
+
 def test_metrics_count_requests_by_operation_and_status(local_client, make_account):
     account = make_account()
     upload(local_client, account, b"x" * 1000)
