@@ -62,6 +62,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         }
     )
     app = FlaskApp(__name__, specification_dir=str(SPEC_DIR), jsonifier=COMPACT_JSON)
+    # Werkzeug would answer `/app//x` with a redirect to `/app/x`, which reaches the client
+    # as a 308 with no `Location` (Connexion keeps only the status of Flask's errors). A
+    # path with an empty segment names nothing here: 404, like any other unknown path.
+    app.app.url_map.merge_slashes = False
     # Share links are for anyone, from any origin: their CORS goes around the API's own.
     app.add_middleware(PublicLinks, position=MiddlewarePosition.BEFORE_EXCEPTION)
     if settings.cors_origins:
