@@ -1,4 +1,7 @@
-"""Handlers for the web app: its page at `/` and its static files under `/app/`."""
+"""Handlers for the web app: its page at `/` and its static files under `/app/`.
+
+Their security headers (a strict `Content-Security-Policy`) are the HTTP edge's
+(app.http.middleware.WEBAPP_CSP)."""
 
 from __future__ import annotations
 
@@ -19,16 +22,6 @@ CONTENT_TYPES = {
     ".js": "text/javascript",
     ".css": "text/css",
     ".svg": "image/svg+xml",
-}
-SECURITY_HEADERS = {
-    # No inline script or style, no other origin: a file name that smuggles markup has
-    # nothing to run, and the app cannot be framed or send its data elsewhere.
-    "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
 }
 
 
@@ -56,7 +49,6 @@ def _send(path: Path) -> flask.Response:
     # No build step, so no hashed file names: a browser keeps the files but asks each
     # time whether they changed (a 304 when not), and never runs a stale script.
     response.headers["Cache-Control"] = "no-cache"
-    response.headers.update(SECURITY_HEADERS)
     # The server dates every response; werkzeug's conditional answer adds a second Date.
     response.headers.pop("Date", None)
     return response

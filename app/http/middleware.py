@@ -1,8 +1,10 @@
-"""ASGI middleware of the HTTP edge: JSON body limits, a path guard, the headers every
-response carries, and CORS for browsers."""
+"""ASGI middleware of the HTTP edge: JSON body limits, a path guard, the security headers
+every response carries, and CORS for browsers."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 
 from connexion import FlaskApp
@@ -155,12 +157,56 @@ class PathGuard:
         await self.app(scope, receive, send)
 
 
-class ResponseHeaders:
-    """What every response carries: `nosniff`, and no shared caching of private answers.
+# Every answer's security headers, applied in one place (`ResponseHeaders`). A handler that
+# serves a page of its own sets its own policy, which stands: the share page
+# (app.handlers.share_page.PAGE_CSP) and downloads (a sandbox: the bytes are a stranger's).
+#
+# JSON, problems, metrics: nothing to load, nothing to frame.
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+# The web app (`/` and `/app/`): no inline script or style, no other origin: a file name
+# that smuggles markup has nothing to run, and the app cannot send its data elsewhere.
+WEBAPP_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+# Swagger UI's page (Connexion's template): its scripts and styles from here, plus the one
+# inline script (its configuration) and style block the page holds, allowed by their
+# hashes (`{scripts}`, `{styles}`); its icons are `data:` images; "Try it out" calls us.
+SWAGGER_UI_CSP = (
+    "default-src 'none'; script-src 'self'{scripts}; style-src 'self'{styles}; "
+    "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    "form-action 'none'"
+)
+SWAGGER_UI_PREFIX = "/api/v1/ui/"
+# The largest Swagger UI page whose inline blocks are hashed (Connexion's is 1.5 KB).
+_MAX_UI_PAGE = 64 * 1024
+_INLINE = re.compile(rb"<(script|style)>(.*?)</\1>", re.DOTALL)
 
-    A response to a request with credentials is the caller's own: unless the handler said
-    otherwise, it is `Cache-Control: private` (a browser may keep it and revalidate by
-    ETag; a proxy or CDN must not).
+
+def _is_webapp(path: str) -> bool:
+    return path == "/" or path.startswith("/app/")
+
+
+def swagger_ui_csp(page: bytes) -> str:
+    """The policy for a Swagger UI page: its inline script and style allowed by hash."""
+    hashes: dict[bytes, list[str]] = {b"script": [], b"style": []}
+    for tag, content in _INLINE.findall(page):
+        digest = base64.b64encode(hashlib.sha256(content).digest()).decode()
+        hashes[tag].append(f" 'sha256-{digest}'")
+    return SWAGGER_UI_CSP.format(
+        scripts="".join(hashes[b"script"]), styles="".join(hashes[b"style"])
+    )
+
+
+class ResponseHeaders:
+    """What every response carries: the security headers above, and no shared caching of
+    private answers.
+
+    `nosniff`, `X-Frame-Options: DENY` (for browsers older than `frame-ancestors`),
+    `Referrer-Policy: no-referrer` and a `Content-Security-Policy` chosen by path, unless
+    the handler chose one. A response to a request with credentials is the caller's own:
+    unless the handler said otherwise, it is `Cache-Control: private` (a browser may keep
+    it and revalidate by ETag; a proxy or CDN must not).
     """
 
     def __init__(self, app: ASGIApp):
@@ -171,13 +217,38 @@ class ResponseHeaders:
             await self.app(scope, receive, send)
             return
         credentials = any(name == b"authorization" for name, _ in scope["headers"])
+        path = scope["path"]
+        csp = WEBAPP_CSP if _is_webapp(path) else API_CSP
+        held: list[Message] = []  # a Swagger UI page, until its body is whole
 
         async def send_(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 headers.setdefault("X-Content-Type-Options", "nosniff")
+                headers.setdefault("X-Frame-Options", "DENY")
+                headers.setdefault("Referrer-Policy", "no-referrer")
                 if credentials and "cache-control" not in headers:
                     headers["Cache-Control"] = "private"
+                if (
+                    path.startswith(SWAGGER_UI_PREFIX)
+                    and headers.get("content-type", "").startswith("text/html")
+                    and int(headers.get("content-length") or _MAX_UI_PAGE + 1) <= _MAX_UI_PAGE
+                ):
+                    held.append(message)
+                    return
+                headers.setdefault("Content-Security-Policy", csp)
+            elif held:
+                held.append(message)
+                if message.get("more_body", False):
+                    return
+                start, *bodies = held
+                page = b"".join(m.get("body", b"") for m in bodies)
+                MutableHeaders(scope=start)["Content-Security-Policy"] = swagger_ui_csp(page)
+                held.clear()
+                await send(start)
+                for body in bodies:
+                    await send(body)
+                return
             await send(message)
 
         await self.app(scope, receive, send_)
