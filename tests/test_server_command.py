@@ -1,10 +1,13 @@
 """The operator command, run as a real process."""
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -237,6 +240,81 @@ def test_dev_prints_one_short_block_and_keeps_its_data_per_user(tmp_path):
         assert httpx.post(f"{dev.base}/api/v1/users/login", json=account).status_code == 200
     finally:
         assert dev.stop()[0] == 0
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below `pid`, however deep (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(stat.parent.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` is a process still running (a zombie, waiting to be reaped, is not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("signalled", ["SIGTERM to dev alone", "Ctrl-C at the terminal"])
+def test_dev_stops_within_5_seconds_finishing_a_request_and_leaving_no_process(tmp_path, signalled):
+    data = tmp_path / "data"
+    dev = Dev("--data-dir", str(data), env=_dev_env(tmp_path), cwd=tmp_path)
+    try:
+        wait_until(lambda: " ready." in (data / "dev.log").read_text(), 60, what="worker up")
+        account = {"email": new_email(), "password": "correct horse battery"}
+        httpx.post(f"{dev.base}/api/v1/users/register", json=account, timeout=30)
+        token = httpx.post(f"{dev.base}/api/v1/users/login", json=account, timeout=30).json()
+        tree = _descendants(dev.proc.pid)
+        assert len(tree) >= 3, tree  # the worker, its pool's process and its beat
+        boundary = "x-boundary-x"
+        body = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.bin"'
+            f"\r\nContent-Type: application/octet-stream\r\n\r\n{'y' * 200_000}"
+            f"\r\n--{boundary}--\r\n"
+        ).encode()
+        head = (
+            f"POST /api/v1/upload_files HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {token['access_token']}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode()
+        with socket.create_connection(("127.0.0.1", dev.port), timeout=30) as upload:
+            upload.sendall(head + body[:1000])
+            spool = data / "spool"
+            wait_until(lambda: any(p.is_file() for p in spool.rglob("*")), 30, what="spooling")
+            started = time.monotonic()
+            if signalled == "SIGTERM to dev alone":  # as a container runtime does
+                os.kill(dev.proc.pid, signal.SIGTERM)
+            else:
+                os.killpg(dev.proc.pid, signal.SIGINT)
+            time.sleep(0.5)
+            # The request in flight gets a moment to finish, and is answered.
+            upload.sendall(body[1000:])
+            answer = b""
+            while chunk := upload.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 202"), answer[:300]
+        dev.proc.communicate(timeout=60)
+        took = time.monotonic() - started
+    finally:
+        if dev.proc.poll() is None:
+            os.killpg(dev.proc.pid, signal.SIGKILL)
+            dev.proc.wait()
+    assert dev.proc.returncode == 0
+    assert took < 5, f"dev took {took:.1f} s to stop"
+    assert [pid for pid in tree if _alive(pid)] == []
 
 
 def test_dev_takes_a_data_dir_and_logs_on_the_terminal_when_verbose(tmp_path):
