@@ -136,8 +136,8 @@ def dev_banner(settings: Settings, host: str, port: int, log_path: Path | None) 
 
 class WorkerStop:
     """Ends `dev`'s worker: SIGTERM (a warm shutdown), and whatever of its process group is
-    left at the deadline is killed. A job cut short this way keeps its lease, and the
-    worker's sweep sends it again after the next start."""
+    left at the deadline is killed. A job cut short this way is sent again by the worker's
+    sweep once its lease runs out, as after a crash."""
 
     def __init__(self, worker: subprocess.Popen):
         self.worker = worker
