@@ -100,8 +100,21 @@ def test_api_conforms_to_its_spec(case, local_app, token_headers):
     case.call_and_validate(headers=headers, excluded_checks=EXCLUDED_CHECKS)
 
 
-# The share links' own document (/s): what anyone with a link may call, with no token.
-share_schema = schemathesis.openapi.from_path(ROOT / "swagger" / "share.yaml", config=CONFIG)
+# The share links' own document (/s): what anyone with a link may call, with no token. The
+# app serves it at /s/-/openapi.json (checked below), as it serves the API's.
+SHARE_SPEC = ROOT / "swagger" / "share.yaml"
+share_schema = schemathesis.openapi.from_path(SHARE_SPEC, config=CONFIG)
+
+
+def test_the_app_serves_the_share_links_document(local_client):
+    served = local_client.get("/s/-/openapi.json")
+    assert served.status_code == 200
+    assert served.headers["content-type"] == "application/json"
+    assert served.headers["access-control-allow-origin"] == "*"  # for a client anywhere
+    document = served.json()
+    assert document["servers"] == [{"url": "/s"}]
+    assert _operations(document) == _operations(yaml.safe_load(SHARE_SPEC.read_text()))
+    assert ("/-/openapi.json", "get", "app.handlers.openapi.share_links") in _operations(document)
 
 
 @share_schema.parametrize()
