@@ -8,7 +8,10 @@ import re
 
 import pytest
 
-from app.http.middleware import API_CSP, WEBAPP_CSP
+from tests.handlers.test_webapp import CSP as WEBAPP_CSP
+
+# What an answer that is no page of ours may load and be framed by: nothing, nobody.
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
 
 
 def _directives(policy: str) -> dict[str, list[str]]:
@@ -62,6 +65,7 @@ def test_every_other_answer_loads_nothing_and_cannot_be_framed(local_client, pat
 
 def test_the_web_app_keeps_its_policy_and_a_share_page_its_own(local_client):
     assert local_client.get("/").headers["content-security-policy"] == WEBAPP_CSP
+    # Its 404s too, which no handler of its answers.
     assert local_client.get("/app/nothing.js").headers["content-security-policy"] == WEBAPP_CSP
     page = local_client.get("/s/unknown-token", headers={"Accept": "text/html"})
     assert page.status_code == 404
