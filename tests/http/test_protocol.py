@@ -32,9 +32,33 @@ def on_body(self, body: bytes) -> None:
 """
 
 
-def test_uvicorn_still_collects_bodies_the_way_the_override_assumes():
-    source = textwrap.dedent(inspect.getsource(HttpToolsProtocol.on_body))
-    assert source.strip() == UVICORN_ON_BODY.strip()
+# What HTTPProtocol.data_received re-states of uvicorn's, around its head limits.
+UVICORN_DATA_RECEIVED = """
+def data_received(self, data: bytes) -> None:
+    self._unset_keepalive_if_required()
+
+    try:
+        self.parser.feed_data(data)
+    except httptools.HttpParserError:
+        msg = "Invalid HTTP request received."
+        self.logger.warning(msg)
+        self.send_400_response(msg)
+        return
+    except httptools.HttpParserUpgrade:
+        if self._should_upgrade():
+            self.handle_websocket_upgrade()
+        else:
+            self._unsupported_upgrade_warning()
+"""
+
+
+@pytest.mark.parametrize(
+    ("method", "expected"),
+    [("on_body", UVICORN_ON_BODY), ("data_received", UVICORN_DATA_RECEIVED)],
+)
+def test_uvicorn_still_does_what_the_overrides_restate(method, expected):
+    source = textwrap.dedent(inspect.getsource(getattr(HttpToolsProtocol, method)))
+    assert source.strip() == expected.strip()
 
 
 async def _echo_digest(scope, receive, send):
