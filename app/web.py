@@ -34,6 +34,16 @@ from app.settings import Settings
 # `swagger/` at the top of the repository, shipped in the wheel as the package `app.spec`.
 SPEC_DIR = files("app.spec")
 _NO_UI = SwaggerUIOptions(swagger_ui=False, serve_spec=False)
+# The API docs (/api/v1/ui/) show the API's document, and the share links' (outside the
+# base path, served by share.yaml's own route) one pick away.
+_DOCS = SwaggerUIOptions(
+    swagger_ui_template_arguments={
+        "urls": [
+            {"name": "Instashare API (/api/v1)", "url": "/api/v1/openapi.json"},
+            {"name": "Share links (/s)", "url": "/s/-/openapi.json"},
+        ]
+    }
+)
 # Responses as compact JSON: Connexion's default (indented, through Flask's provider) takes
 # the json module's pure-Python encoder, the largest single cost of a small page.
 COMPACT_JSON = Jsonifier(json, separators=(",", ":"))
@@ -109,6 +119,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         strict_validation=True,
         validate_responses=settings.validate_responses,
         validator_map=validators,
+        swagger_ui_options=_DOCS,
     )
     problems.register(app)
     app.app.extensions[EXTENSION] = rt

@@ -32,3 +32,13 @@ def test_another_page_cannot_frame_the_api_docs(page, site):
     frame = page.frame_locator("iframe")
     page.wait_for_timeout(2000)  # time enough for the docs to render, were they allowed
     expect(frame.locator(".opblock")).to_have_count(0)
+
+
+def test_the_api_docs_show_the_share_links_document_one_pick_away(page):
+    page.add_init_script(REPORT_VIOLATIONS)
+    page.goto("/api/v1/ui/")
+    page.locator(".topbar select").select_option(label="Share links (/s)")
+    content = page.locator(".opblock").filter(has_text="/{token}/content")
+    expect(content.first).to_be_visible()
+    expect(page.locator(".opblock").filter(has_text="/-/openapi.json")).to_have_count(1)
+    assert page.evaluate("window.__violations") == []
