@@ -163,8 +163,9 @@ async def send_download(
     *,
     with_body: bool,
     extra_headers: Mapping[str, str] | None = None,
-) -> None:
-    """Answer with `result`'s bytes: ranges, conditional requests, HEAD."""
+) -> int:
+    """Answer with `result`'s bytes: ranges, conditional requests, HEAD; how many bytes of
+    the body were sent (fewer than asked when the client went away)."""
     headers = request.headers
     plan = ranges.answer(
         result.size,
@@ -184,6 +185,6 @@ async def send_download(
         response_headers["Content-Type"] = result.content_type
     if not with_body or plan.status == 304:
         await request.respond(plan.status, response_headers)
-        return
+        return 0
     await request.respond(plan.status, response_headers, more=True)
-    await request.send_chunks(result.chunks_from(plan.start, plan.length))
+    return await request.send_chunks(result.chunks_from(plan.start, plan.length))

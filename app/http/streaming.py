@@ -163,43 +163,52 @@ class Exchange:
         if not more:
             await self._send({"type": "http.response.body", "body": body})
 
-    async def send_chunks(self, chunks: Iterator[bytes]) -> None:
+    async def send_chunks(self, chunks: Iterator[bytes]) -> int:
         """Send every chunk of `chunks` (read on a worker thread, one read ahead), then end
-        the response. A client that reads nothing for the idle time is dropped."""
+        the response; how many bytes were handed to the server.
+
+        A client that reads nothing for the idle time is dropped. One that goes away is
+        noticed (its `http.disconnect`) and nothing more is read for it: uvicorn takes
+        what is sent after a disconnect without a word, so the count would be the whole
+        body, and the rest of the file would be read for no one.
+        """
         done = object()
 
         def next_chunk() -> Any:
             return next(chunks, done)
 
+        sent = 0
         upcoming: asyncio.Future[Any] | None = None
+        gone = asyncio.ensure_future(self._until_disconnect())
         try:
             with Idle(self.idle_seconds) as idle:
                 upcoming = asyncio.ensure_future(self.run(next_chunk))
-                while True:
+                while not gone.done():
                     chunk = await upcoming
                     if chunk is done:
+                        await idle.guard(self._send({"type": "http.response.body", "body": b""}))
                         break
                     upcoming = asyncio.ensure_future(self.run(next_chunk))
                     # In slices: the server buffers what a message holds until the client
                     # takes it, so a reader that stalls keeps one slice, not a whole chunk.
                     view = memoryview(chunk)
                     for start in range(0, len(view), SEND_SLICE):
+                        if gone.done():
+                            break
+                        piece = view[start : start + SEND_SLICE]
                         await idle.guard(
                             self._send(
-                                {
-                                    "type": "http.response.body",
-                                    "body": view[start : start + SEND_SLICE],
-                                    "more_body": True,
-                                }
+                                {"type": "http.response.body", "body": piece, "more_body": True}
                             )
                         )
-                await idle.guard(self._send({"type": "http.response.body", "body": b""}))
+                        sent += len(piece)
         except TimeoutError:
             log.info("download dropped: the client read nothing for %gs", self.idle_seconds)
         except Exception:
             # Too late for a problem response: the client sees the body end short.
             log.exception("download failed midway")
         finally:
+            gone.cancel()
             if upcoming is not None and not upcoming.done():
                 # The read ahead may still be inside the generator: closing it meanwhile
                 # would fail ("generator already executing") and leave it open.
@@ -208,6 +217,12 @@ class Exchange:
             close = getattr(chunks, "close", None)
             if close is not None:
                 await self.run(close)
+        return sent
+
+    async def _until_disconnect(self) -> None:
+        """Return when the client has gone away (whatever body it still sends is dropped)."""
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
 
 
 class Idle:
