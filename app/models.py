@@ -211,3 +211,21 @@ class Share(Base):
         Index("ix_shares_owner_id_created_at", "owner_id", "created_at", "id"),
         Index("ix_shares_file_id_created_at", "file_id", "created_at", "id"),
     )
+
+
+class ShareDownload(Base):
+    """A counted download of a link with a limit, and what its resumes have sent
+    (app.services.shares): its ticket (the ETag it answered with) resumes it for a while
+    after it began and for about one more copy of the file, counted here so that every API
+    process spends the same budget."""
+
+    __tablename__ = "share_downloads"
+
+    share_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("shares.id", ondelete="CASCADE"), primary_key=True
+    )
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)  # the link's 1st, 2nd, …
+    began_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Bytes reserved by resumes: a resume's range before it is sent, less what a cut one
+    # did not send.
+    resumed_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")

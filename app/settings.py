@@ -241,6 +241,13 @@ class Settings:
     share_allow_never: bool = _setting(
         "INSTASHARE_SHARE_ALLOW_NEVER", False, _bool, "let share links be made that never expire"
     )
+    share_resume_hours: int = _setting(
+        "INSTASHARE_SHARE_RESUME_HOURS",
+        24,
+        _int(1),
+        "how long after a download of a link with `max_downloads` began its `ETag` may resume "
+        "it without counting again (see What counts as one download)",
+    )
     download_grant_seconds: int = _setting(
         "INSTASHARE_DOWNLOAD_GRANT_SECONDS",
         300,

@@ -8,6 +8,7 @@ import base64
 import binascii
 import contextlib
 import dataclasses
+import datetime as dt
 import uuid
 from collections.abc import Iterator, Mapping
 
@@ -437,27 +438,49 @@ async def send_shared(
         result = files.download_of(
             request.runtime.storage, file, original=share.serves == "original"
         )
-        etag = await counted_etag(request, share, result, with_body=with_body)
-    await send_download(
-        request,
-        dataclasses.replace(result, etag=etag),
-        with_body=with_body,
-        extra_headers=extra_headers,
-    )
+        etag, resumed = await counted_etag(request, share, result, with_body=with_body)
+    sent = 0
+    try:
+        sent = await send_download(
+            request,
+            dataclasses.replace(result, etag=etag),
+            with_body=with_body,
+            extra_headers=extra_headers,
+        )
+    finally:
+        if resumed is not None and sent < resumed.length:
+            # Cut short: what was not sent goes back to the download's budget.
+            await request.lookup(shares.give_back, share.id, resumed.number, resumed.length - sent)
+
+
+@dataclasses.dataclass(frozen=True)
+class Resumed:
+    """A resume this request makes: of which download, and how many bytes it reserved."""
+
+    number: int
+    length: int
 
 
 async def counted_etag(
     request: Exchange, share: Share, result: files.Download, *, with_body: bool
-) -> str:
-    """Count the download this request makes, if it makes one; the ETag to answer with.
+) -> tuple[str, Resumed | None]:
+    """Count the download this request makes, if it makes one; the ETag to answer with, and
+    the resume it makes, if it makes one.
 
-    One download is a GET that sends the file from its first byte. A range request that
-    starts further on, presenting in `If-Range` the ETag of a counted download of this link
-    (a resume), is not counted again. On a link with a limit every other GET counts (a
-    range from the middle without that ETag is a new download), and each counted download
-    gets an ETag of its own to resume with. HEAD and 304 answers never count.
+    One download is a GET that sends the file from its first byte. On a link with a limit,
+    each counted download gets an ETag of its own (a ticket); a range request that starts
+    further on presenting it in `If-Range` resumes that download and is not counted again,
+    for `share_resume_hours` after the download began and for about one more copy of the
+    file in all (`shares.reserve_resume`). Every other GET counts: a range from the middle
+    without a ticket, or with one that is past its time or spent, is a new download (the
+    latter answered in full, 200, under a ticket of its own: its `If-Range` no longer
+    matches), or 410 once the limit is reached. On a link without a limit only a GET from
+    the first byte counts, and a range from further on never does: nothing is held back
+    by the count, and a download manager's parallel pieces are one download, not eight.
+    HEAD and 304 answers never count.
     """
-    secret = request.runtime.settings.secret_key
+    rt = request.runtime
+    secret = rt.settings.secret_key
     headers = request.headers
     limited = share.max_downloads is not None
     ticket = (
@@ -467,7 +490,7 @@ async def counted_etag(
         if limited
         else None
     )
-    etag = ticket or result.etag
+    etag = ticket.tag if ticket is not None else result.etag
     plan = ranges.answer(
         result.size,
         etag,
@@ -475,16 +498,34 @@ async def counted_etag(
         if_range=headers.get("If-Range"),
         if_none_match=headers.get("If-None-Match"),
     )
-    resumes = ticket is not None and (plan.status == 304 or plan.start > 0)
-    if shares.why_gone(share) == "exhausted" and not resumes:
+    bodiless = not with_body or plan.status == 304
+    if ticket is not None and (plan.status == 304 or plan.start > 0):
+        if bodiless:
+            return etag, None
+        window = dt.timedelta(hours=rt.settings.share_resume_hours)
+        if await request.lookup(
+            shares.reserve_resume,
+            share.id,
+            ticket.number,
+            plan.length,
+            size=result.size,
+            window=window,
+        ):
+            return etag, Resumed(ticket.number, plan.length)
+        # Past its time or its bytes: not a resume any more, but a new download.
+    if shares.why_gone(share) == "exhausted":
         raise shares.gone("exhausted")
-    if not with_body or plan.status == 304 or resumes:
-        return etag
+    if bodiless:
+        return etag, None
     if not limited and plan.start > 0:
-        return etag  # a resume of an unlimited link: nothing to keep exact
-    number = await request.lookup(shares.count_download, share.id)
+        return etag, None  # a range of a link without a limit: not a new download
+    number = await request.lookup(
+        shares.count_download,
+        share.id,
+        resume_window=dt.timedelta(hours=rt.settings.share_resume_hours) if limited else None,
+    )
     observability.SHARE_DOWNLOADS.inc()
-    return shares.resume_ticket(secret, share, number, result.etag) if limited else etag
+    return (shares.resume_ticket(secret, share, number, result.etag) if limited else etag), None
 
 
 # --- download grants ------------------------------------------------------------------------

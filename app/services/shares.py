@@ -7,8 +7,13 @@ secret) opens no link. Changing `INSTASHARE_SECRET_KEY` ends every link.
 
 A download is counted by one guarded UPDATE (`downloads < max_downloads`), so a limit holds
 exactly however many clients race for the last download. What counts as one download is
-decided by the HTTP edge (app.handlers.shares); a resume of a counted download presents its
-ticket (`resume_ticket`) and is not counted again.
+decided by the HTTP edge (app.handlers.shares); on a link with a limit, a resume of a
+counted download presents its ticket (`resume_ticket`) and is not counted again, within
+bounds kept in the database (a `ShareDownload` row per counted download): for
+`resume_window` after the download began, and for `resume_budget(size)` bytes in all,
+each resume reserving its range by one guarded UPDATE before a byte is sent
+(`reserve_resume`), so that replays racing through any number of API processes cannot
+spend more. A ticket past either bound is no resume: the request is a new download.
 """
 
 from __future__ import annotations
@@ -25,12 +30,12 @@ import uuid
 from dataclasses import dataclass
 
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Integer, bindparam, func, or_, select, tuple_, update
+from sqlalchemy import Integer, bindparam, delete, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from app.db import utcnow
+from app.db import rowcount, utcnow
 from app.errors import Gone, InvalidInput, NotFound, Unauthorized
-from app.models import File, Share
+from app.models import File, Share, ShareDownload
 from app.services import base64url, files
 from app.services.users import MAX_PASSWORD, hasher
 
@@ -39,6 +44,18 @@ MIN_PASSWORD = 4
 SERVES = ("zip", "original")
 _MAC_BYTES = 16
 _TOKEN_BYTES = 16 + _MAC_BYTES
+# What the resumes of one counted download may send in all, beyond one copy of the file: a
+# quarter more, for the bytes a cut connection had sent that never arrived and are asked
+# again (a few MB at most in a kernel's buffers each time, many cuts of a big file).
+RESUME_MARGIN = 4  # a 1/RESUME_MARGIN of the size
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """A resume ticket presented back: its ETag and the number of the download it resumes."""
+
+    tag: str
+    number: int
 
 
 @dataclass(frozen=True)
@@ -82,9 +99,11 @@ def resume_ticket(secret: str, share: Share, number: int, base_etag: str) -> str
     return f'"{inner}.d{number}.{mac[:8].hex()}"'
 
 
-def presented_ticket(secret: str, share: Share, base_etag: str, *values: str | None) -> str | None:
+def presented_ticket(
+    secret: str, share: Share, base_etag: str, *values: str | None
+) -> Ticket | None:
     """The first of `values` (If-Range, If-None-Match) that is a ticket of this link for the
-    file as it is now, if any."""
+    file as it is now, if any (genuine: whether it still resumes is `reserve_resume`'s)."""
     inner = base_etag.strip('"')
     for value in values:
         for candidate in (value or "").split(","):
@@ -96,8 +115,61 @@ def presented_ticket(secret: str, share: Share, base_etag: str, *values: str | N
             if number.isdigit() and hmac.compare_digest(
                 tag, resume_ticket(secret, share, int(number), base_etag)
             ):
-                return tag
+                return Ticket(tag, int(number))
     return None
+
+
+def resume_budget(size: int) -> int:
+    """The bytes the resumes of one counted download of `size` bytes may send in all: one
+    copy and a `RESUME_MARGIN`-th more (rounded up)."""
+    return size + -(-size // RESUME_MARGIN)
+
+
+def reserve_resume(
+    session: Session,
+    share_id: uuid.UUID,
+    number: int,
+    length: int,
+    *,
+    size: int,
+    window: dt.timedelta,
+) -> bool:
+    """Reserve `length` bytes for a resume of the `number`-th download of a link (of a file
+    of `size` bytes), before they are sent; False when that download began more than
+    `window` ago, or its resumes would send more than `resume_budget(size)` in all.
+
+    One guarded UPDATE: racing resumes (any API process) are decided by the database, each
+    seeing what the others reserved.
+    """
+    reserved = session.execute(
+        update(ShareDownload)
+        .where(
+            ShareDownload.share_id == share_id,
+            ShareDownload.number == number,
+            ShareDownload.began_at > utcnow() - window,
+            ShareDownload.resumed_bytes + length <= resume_budget(size),
+        )
+        .values(resumed_bytes=ShareDownload.resumed_bytes + length)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return rowcount(reserved) == 1
+
+
+def give_back(session: Session, share_id: uuid.UUID, number: int, unsent: int) -> None:
+    """Return to a download's budget the part of a reserved resume that was never sent (the
+    client went away): a resume of a resume costs only what it takes again."""
+    session.execute(
+        update(ShareDownload)
+        .where(
+            ShareDownload.share_id == share_id,
+            ShareDownload.number == number,
+            ShareDownload.resumed_bytes >= unsent,
+        )
+        .values(resumed_bytes=ShareDownload.resumed_bytes - unsent)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
 
 
 # --- the owner's side -----------------------------------------------------------------------
@@ -309,11 +381,15 @@ def check_password(share: Share, password: str | None) -> None:
         raise Unauthorized("The link's password is wrong.", password=True) from None
 
 
-def count_download(session: Session, share_id: uuid.UUID) -> int:
+def count_download(
+    session: Session, share_id: uuid.UUID, *, resume_window: dt.timedelta | None = None
+) -> int:
     """Count one download of a live link; its number (1, 2, …) or Gone when none is left.
 
     One UPDATE, guarded by the limit: when clients race for the last download, the database
-    lets exactly one of them through.
+    lets exactly one of them through. With `resume_window` (a link with a limit), the
+    download gets the row its resumes are counted in, and the link's rows past that window
+    (which resume nothing any more) go, in the same transaction.
     """
     now = utcnow()
     number = session.execute(
@@ -334,6 +410,16 @@ def count_download(session: Session, share_id: uuid.UUID) -> int:
         if share is None:  # its file was deleted meanwhile
             raise NotFound("There is no such link.")
         raise gone(why_gone(share) or "revoked")
+    if resume_window is not None:
+        session.execute(
+            delete(ShareDownload)
+            .where(
+                ShareDownload.share_id == share_id,
+                ShareDownload.began_at <= now - resume_window,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        session.add(ShareDownload(share_id=share_id, number=number, began_at=now))
     session.commit()
     return int(number)
 

@@ -13,7 +13,9 @@ import zipfile
 from urllib.parse import urljoin
 
 import pytest
+from sqlalchemy import select
 
+from app.models import ShareDownload
 from app.services import grants, shares
 from tests.helpers import Account, assert_problem, runtime, upload, upload_ready, wait_until
 
@@ -235,6 +237,34 @@ def test_a_link_grant_counts_toward_its_limit_and_resumes_free(local_client, ali
     assert tail.status_code == 206 and tail.content == CONTENT[299_000:]
     again = local_client.post(f"{link}/grants", headers={"X-Share-Password": "open sesame"})
     assert assert_problem(again, 410)["reason"] == "exhausted"
+
+
+def test_a_link_grant_bounds_resumes_as_the_link_does(local_client, local_app, alice, ready_file):
+    link = _share(local_client, alice, ready_file, max_downloads=2, serves="original")
+    path = _path(local_client.post(f"{link}/grants").json()["url"])
+    first = local_client.get(path)
+    assert first.status_code == 200 and first.content == CONTENT
+    ticket = first.headers["ETag"]
+    replay = {"Range": "bytes=1-", "If-Range": ticket}
+    # Replayed through the grant and through the link itself: one budget for both.
+    answers = [local_client.get(p, headers=replay) for p in [path, f"{link}/content"] * 10]
+    served = [a for a in answers if a.status_code == 206]
+    assert len(served) == 1 and len(served[0].content) == len(CONTENT) - 1
+    # Then the ticket is spent: the next is a new download (the second and last), in full.
+    assert [a.status_code for a in answers].count(200) == 1
+    assert {a.status_code for a in answers} == {200, 206, 410}
+    assert _downloads(local_client, alice) == 2
+
+    # The second download's own ticket resumes it, for its hours and no longer.
+    [second] = [a for a in answers if a.status_code == 200]
+    tail = {"Range": "bytes=299000-", "If-Range": second.headers["ETag"]}
+    assert local_client.get(path, headers=tail).status_code == 206
+    hours = runtime(local_app).settings.share_resume_hours
+    with runtime(local_app).sessions() as session:
+        for row in session.scalars(select(ShareDownload)):
+            row.began_at -= dt.timedelta(hours=hours)
+        session.commit()
+    assert assert_problem(local_client.get(path, headers=tail), 410)["reason"] == "exhausted"
 
 
 def test_a_revoked_link_stops_its_grants(local_client, alice, ready_file):

@@ -5,17 +5,29 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import io
+import os
 import uuid
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
-from app.models import Share
+from app.models import Share, ShareDownload
 from app.services import shares
-from tests.helpers import assert_problem, run_jobs, runtime, upload, upload_ready
+from tests.handlers.conftest import Live, serve_live
+from tests.helpers import (
+    Account,
+    assert_problem,
+    make_settings,
+    run_jobs,
+    runtime,
+    start_server,
+    upload,
+    upload_ready,
+    wait_until,
+)
 
 CONTENT = b"shared bytes " * 1000
 
@@ -251,11 +263,18 @@ def test_a_resume_presenting_its_etag_does_not_count(local_client, alice, ready_
     etag = first.headers["ETag"]
     rest = local_client.get(path, headers={"Range": "bytes=100-", "If-Range": etag})
     assert rest.status_code == 206 and rest.content == CONTENT[100:]
-    again = local_client.get(path, headers={"Range": "bytes=500-", "If-Range": etag})
-    assert again.status_code == 206  # resuming the counted download, however often
+    # Resuming again (a quarter of a copy more is allowed: what a cut connection had sent).
+    again = local_client.get(path, headers={"Range": "bytes=10000-", "If-Range": etag})
+    assert again.status_code == 206 and again.content == CONTENT[10000:]
 
-    # Any other request is a new download, and the limit of 1 is spent.
-    for headers in ({}, {"Range": "bytes=100-"}, {"Range": "bytes=100-", "If-Range": '"x"'}):
+    # Any other request is a new download, and the limit of 1 is spent; so is a resume
+    # that would send more than the resumes' budget.
+    for headers in (
+        {},
+        {"Range": "bytes=100-"},
+        {"Range": "bytes=100-", "If-Range": '"x"'},
+        {"Range": "bytes=100-", "If-Range": etag},
+    ):
         body = assert_problem(local_client.get(path, headers=headers), 410)
         assert body["reason"] == "exhausted"
     assert_problem(local_client.get(_path(share)), 410)
@@ -304,6 +323,215 @@ def test_the_limit_is_exact_under_concurrency(live):
     assert all(body == CONTENT for status, body in results if status == 200)
     listed = live.http.get("/api/v1/shares", headers=owner.headers).json()["items"][0]
     assert listed["downloads"] == 3
+
+
+# --- resumes are bounded: in time and in bytes ------------------------------------------------
+
+
+def _owner_sees(client, account) -> dict:
+    return client.get("/api/v1/shares", headers=account.headers).json()["items"][0]
+
+
+@pytest.mark.parametrize("replay", ["bytes=1-", "bytes=-4000"])
+def test_replaying_a_resume_gets_at_most_one_more_copy(local_client, alice, ready_file, replay):
+    share = _share(local_client, alice, ready_file, serves="original", max_downloads=1)
+    path = _path(share) + "/content"
+    first = local_client.get(path)
+    assert first.status_code == 200 and first.content == CONTENT
+    ticket = first.headers["ETag"]
+
+    replays = [
+        local_client.get(path, headers={"Range": replay, "If-Range": ticket}) for _ in range(20)
+    ]
+    served = [r for r in replays if r.status_code == 206]
+    assert served, "a genuine resume is served"
+    for refused in replays[len(served) :]:  # the budget spent, and no download left
+        assert assert_problem(refused, 410)["reason"] == "exhausted"
+    got = sum(len(r.content) for r in served)
+    # One more copy, at most (and a quarter of a copy for a resume's overlap, no more).
+    assert got <= shares.resume_budget(len(CONTENT))
+    if replay == "bytes=1-":
+        assert got <= len(CONTENT)
+    assert _owner_sees(local_client, alice)["downloads"] == 1
+
+
+def test_a_spent_ticket_makes_a_new_download_answered_in_full(local_client, alice, ready_file):
+    share = _share(local_client, alice, ready_file, serves="original", max_downloads=3)
+    path = _path(share) + "/content"
+    ticket = local_client.get(path).headers["ETag"]
+    resume = {"Range": "bytes=1-", "If-Range": ticket}
+    assert local_client.get(path, headers=resume).status_code == 206
+    # The budget spent: the same request is a new download, counted, the whole file under
+    # a ticket of its own (its If-Range names another download, so not a range of this one).
+    fresh = local_client.get(path, headers=resume)
+    assert fresh.status_code == 200 and fresh.content == CONTENT
+    assert fresh.headers["ETag"] not in (ticket, None)
+    assert _owner_sees(local_client, alice)["downloads"] == 2
+    assert local_client.get(path, headers=resume).status_code == 200
+    assert _owner_sees(local_client, alice)["downloads"] == 3
+    assert assert_problem(local_client.get(path, headers=resume), 410)["reason"] == "exhausted"
+
+
+def _age_downloads(app, share_id: str, hours: float) -> None:
+    """Make the link's counted downloads have begun `hours` earlier than they did."""
+    with runtime(app).sessions() as session:
+        rows = session.scalars(
+            select(ShareDownload).where(ShareDownload.share_id == uuid.UUID(share_id))
+        )
+        for row in rows:
+            row.began_at -= dt.timedelta(hours=hours)
+        session.commit()
+
+
+def test_a_ticket_resumes_for_its_hours_and_not_after(local_client, local_app, alice, ready_file):
+    hours = runtime(local_app).settings.share_resume_hours
+    share = _share(local_client, alice, ready_file, serves="original", max_downloads=2)
+    path = _path(share) + "/content"
+    ticket = local_client.get(path, headers={"Range": "bytes=0-999"}).headers["ETag"]
+    resume = {"Range": "bytes=1000-", "If-Range": ticket}
+
+    _age_downloads(local_app, share["id"], hours - 0.1)  # still within its time
+    within = local_client.get(path, headers=resume)
+    assert within.status_code == 206 and within.content == CONTENT[1000:]
+    assert _owner_sees(local_client, alice)["downloads"] == 1
+
+    _age_downloads(local_app, share["id"], 0.2)  # now past it: a new download
+    late = local_client.get(path, headers=resume)
+    assert late.status_code == 200 and late.content == CONTENT
+    assert _owner_sees(local_client, alice)["downloads"] == 2
+    _age_downloads(local_app, share["id"], hours + 1)
+    refused = local_client.get(path, headers={"Range": "bytes=1000-", "If-Range": ticket})
+    assert assert_problem(refused, 410)["reason"] == "exhausted"
+
+
+def _cut(url: str, headers: dict, keep: int) -> tuple[bytes, str, int]:
+    """A GET whose client goes away after `keep` bytes: (those bytes, the ETag, the status)."""
+    got = bytearray()
+    with httpx.stream("GET", url, headers=headers, timeout=60) as response:
+        for chunk in response.iter_raw(64 * 1024):
+            got += chunk
+            if len(got) >= keep:
+                break
+    return bytes(got[:keep]), response.headers["ETag"], response.status_code
+
+
+def _shared_original(live, data: bytes, **body) -> tuple[Account, str]:
+    owner = live.account()
+    created = live.http.post(
+        "/api/v1/upload_files",
+        headers=owner.headers,
+        files={"file": ("big.bin", data, "application/octet-stream")},
+    )
+    assert created.status_code == 202, created.text
+    run_jobs(live.app)
+    made = live.http.post(
+        f"/api/v1/files/{created.json()['id']}/shares",
+        headers=owner.headers,
+        json={"serves": "original", **body},
+    )
+    assert made.status_code == 201, made.text
+    return owner, _path(made.json()) + "/content"
+
+
+def test_a_download_cut_short_resumes_with_its_ticket_and_counts_once(live):
+    data = os.urandom(3_000_000)
+    owner, path = _shared_original(live, data, max_downloads=1)
+    url = live.url + path
+    have, ticket, status = _cut(url, {}, len(data) * 3 // 10)
+    assert status == 200
+    # Cut again, and again: a flaky connection resumes as often as it has to.
+    for stop in (len(data) * 6 // 10, len(data) * 9 // 10):
+        more, etag, status = _cut(
+            url, {"Range": f"bytes={len(have)}-", "If-Range": ticket}, stop - len(have)
+        )
+        assert (status, etag) == (206, ticket)
+        have += more
+    rest = httpx.get(url, headers={"Range": f"bytes={len(have)}-", "If-Range": ticket}, timeout=60)
+    assert rest.status_code == 206
+    assert have + rest.content == data
+    listed = live.http.get("/api/v1/shares", headers=owner.headers).json()["items"][0]
+    assert (listed["downloads"], listed["state"]) == (1, "exhausted")
+
+
+def test_a_cut_resume_costs_only_what_it_sent(live):
+    """A resume reserves its range before sending; what a client that went away was never
+    sent goes back to the download's budget, so a resume cut again and again completes."""
+    data = os.urandom(16_000_000)
+    owner, path = _shared_original(live, data, max_downloads=1)
+    url = live.url + path
+    _, ticket, _ = _cut(url, {}, 100_000)
+    resume = {"Range": "bytes=100000-", "If-Range": ticket}
+
+    def resumed() -> int:
+        with live.rt.sessions() as session:
+            return session.scalars(select(ShareDownload.resumed_bytes)).one()
+
+    # Each of these reserves the rest of the file (15.9 MB of a budget of 20 MB): without
+    # what the first did not send given back, the second would be refused.
+    for _ in range(2):
+        before = resumed()
+        _, etag, status = _cut(url, resume, 100_000)
+        assert (status, etag) == (206, ticket)
+        wait_until(
+            lambda before=before: resumed() < before + len(data) // 2,
+            what="the server giving back what it did not send",
+        )
+    whole = httpx.get(url, headers=resume, timeout=60)
+    assert whole.status_code == 206 and whole.content == data[100_000:]
+    listed = live.http.get("/api/v1/shares", headers=owner.headers).json()["items"][0]
+    assert listed["downloads"] == 1
+
+
+def test_the_resume_rule_holds_across_two_api_processes(engine, database_url, redis_url, tmp_path):
+    """Two `serve` processes on one database: a resume on the other process is still free,
+    and replays racing through both spend one budget."""
+    settings = make_settings(tmp_path, database_url)
+    data = os.urandom(1_000_000)
+    servers = []
+    with serve_live(engine, settings) as inline:  # where the upload's job runs
+        http = httpx.Client(base_url=inline.url, timeout=60)
+        live = Live(inline.url, http, inline.app, inline.counter, settings)
+        try:
+            owner, cut_path = _shared_original(live, data, max_downloads=1)
+            file_id = http.get("/api/v1/files", headers=owner.headers).json()["items"][0]["id"]
+            made = http.post(
+                f"/api/v1/files/{file_id}/shares",
+                headers=owner.headers,
+                json={"serves": "original", "max_downloads": 1},
+            )
+            replay_path = _path(made.json()) + "/content"
+            for _ in range(2):
+                servers.append(start_server(settings))
+            (_, a), (_, b) = servers
+
+            # Cut at 30 % on one process, resumed on the other.
+            have, ticket, status = _cut(a + cut_path, {}, len(data) * 3 // 10)
+            assert status == 200
+            resume = {"Range": f"bytes={len(have)}-", "If-Range": ticket}
+            rest = httpx.get(b + cut_path, headers=resume, timeout=60)
+            assert rest.status_code == 206 and have + rest.content == data
+
+            # One download on one process, then 20 replays racing through both.
+            first = httpx.get(a + replay_path, timeout=60)
+            assert first.status_code == 200
+            replay = {"Range": "bytes=1-", "If-Range": first.headers["ETag"]}
+
+            def fetch(base: str) -> tuple[int, int]:
+                got = httpx.get(base + replay_path, headers=replay, timeout=60)
+                return got.status_code, len(got.content) if got.status_code == 206 else 0
+
+            with ThreadPoolExecutor(max_workers=20) as pool:
+                results = list(pool.map(fetch, [a, b] * 10))
+            assert sorted(status for status, _ in results) == [206] + [410] * 19
+            assert sum(size for _, size in results) <= len(data)  # one more copy at most
+            links = http.get("/api/v1/shares", headers=owner.headers).json()["items"]
+            assert [link["downloads"] for link in links] == [1, 1]
+        finally:
+            for server, _ in servers:
+                server.terminate()
+                server.wait(timeout=30)
+            live.remove_accounts()
+            http.close()
 
 
 def test_cors_lets_any_page_fetch_a_shared_file(local_client, alice, ready_file):
