@@ -451,6 +451,9 @@ def test_a_download_cut_short_resumes_with_its_ticket_and_counts_once(live):
     assert have + rest.content == data
     listed = live.http.get("/api/v1/shares", headers=owner.headers).json()["items"][0]
     assert (listed["downloads"], listed["state"]) == (1, "exhausted")
+    # The download complete, its ticket gives no other copy: that would be a new download.
+    replay = httpx.get(url, headers={"Range": "bytes=1-", "If-Range": ticket}, timeout=60)
+    assert assert_problem(replay, 410)["reason"] == "exhausted"
 
 
 def test_a_cut_resume_costs_only_what_it_sent(live):
