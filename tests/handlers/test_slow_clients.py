@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import logging
 import os
 import socket
 import time
@@ -22,7 +23,7 @@ import httpx
 import pytest
 
 from tests.handlers.conftest import Live, serve_live
-from tests.helpers import Account, run_jobs, runtime, spooled_files
+from tests.helpers import Account, run_jobs, runtime, spooled_files, wait_until
 
 TUS = {"Tus-Resumable": "1.0.0"}
 SLOW = 25  # of each kind: more than the ten Flask threads and the 20 pooled connections
@@ -223,6 +224,27 @@ def test_a_download_nobody_reads_is_dropped(slow_live):
     assert status == 200
     assert int(headers["content-length"]) == size
     assert 0 < len(body) < size  # ended short: dropped, not finished
+
+
+def test_a_download_whose_client_went_away_stops_there(slow_live, caplog):
+    live = slow_live
+    owner = live.account()
+    size = 16 * 1024 * 1024
+    file_id = _ready_file(live, owner, size)
+    caplog.set_level(logging.INFO, logger="instashare.access")
+    url = f"{live.url}/api/v1/files/{file_id}/content?format=original"
+    with httpx.stream("GET", url, headers=owner.headers, timeout=30) as response:
+        assert response.status_code == 200
+        next(response.iter_raw(64 * 1024))  # then goes away
+
+    def logged() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.name == "instashare.access" and r.status == 200]
+
+    wait_until(lambda: logged(), 30, what="the download's access log line")
+    [record] = logged()
+    # What it sent before the client left (a few MiB of buffers at most), not the whole
+    # file handed to a closed connection and read from storage for no one.
+    assert record.bytes_out < size // 2
 
 
 def test_a_download_read_slowly_but_steadily_completes(slow_live):
