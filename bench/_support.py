@@ -178,8 +178,10 @@ class Client(asyncio.Protocol):
         counts: list[int],
         failures: list[bytes],
         latencies: list[float] | None = None,
+        ok: bytes = b"HTTP/1.1 200",
     ):
         self.request = request
+        self.ok = ok  # how an answer that is not a failure begins
         self.counts = counts
         self.failures = failures
         self.latencies = latencies
@@ -214,7 +216,7 @@ class Client(asyncio.Protocol):
                 return
             if self.latencies is not None:
                 self.latencies.append(time.perf_counter() - self.sent_at)
-            if not head.startswith(b"HTTP/1.1 200"):
+            if not head.startswith(self.ok):
                 self.failures.append(head.split(b"\r\n", 1)[0])
             self.buffer = self.buffer[end:]
             self.counts[0] += 1

@@ -21,6 +21,12 @@ limit). The worker is stopped then: it is not what is measured.
    the last answer arrives) ask `GET /s/{token}` for the link's metadata (JSON) for
    `--seconds` after a one-second warm-up; it prints requests per second and p50/p90/p99/
    max latency (time from a request's write to its answer's last byte).
+3. Resumes: the same load of 1 KiB range requests (`Range: bytes=1-1024` with `If-Range`)
+   on the link without a limit (its ETag: nothing is written) and on a second link with
+   `max_downloads: 1` after its one download (`bytes=0-0`), presenting that download's
+   ticket: each such resume reserves its bytes with one guarded UPDATE in the database
+   before it is sent. It prints both, and the resumes' requests/s as a share of the plain
+   ranges' (a figure, not a target).
 
 Exit status 1 when the throughput ratio is below the target, a download was short or not a
 200, or a metadata request failed. Everything it started is stopped by PID and the scratch
@@ -141,16 +147,29 @@ def curl_mib_s(url: str, headers: dict[str, str], expected: int) -> float:
 
 async def metadata_load(port: int, path: str, clients: int, seconds: float):
     """(requests per second, latencies in s, failures) of `clients` keep-alive connections."""
-    request = (
-        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: application/json\r\n\r\n"
-    ).encode()
+    return await load(port, f"GET {path}", {"Accept": "application/json"}, clients, seconds)
+
+
+async def load(
+    port: int,
+    request_line: str,
+    headers: dict[str, str],
+    clients: int,
+    seconds: float,
+    ok: bytes = b"HTTP/1.1 200",
+):
+    """(requests per second, latencies in s, failures) of `clients` keep-alive connections
+    sending `request_line` with `headers`; an answer not starting with `ok` is a failure."""
+    lines = [f"{request_line} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode()
     loop = asyncio.get_running_loop()
     counts, failures, warm_up = [0], [], []
     latencies: list[float] = []
     connections = []
     for _ in range(clients):
         _, client = await loop.create_connection(
-            lambda: Client(request, counts, failures, warm_up), "127.0.0.1", port
+            lambda: Client(request, counts, failures, warm_up, ok), "127.0.0.1", port
         )
         connections.append(client)
     await asyncio.sleep(1.0)
@@ -233,8 +252,50 @@ def run(args: argparse.Namespace, work: Path, procs: Processes, database_url: st
     )
     if failures:
         print(f"failed: {failures[0]!r} and {len(failures) - 1} more")
+    resumed_ok = resumes(base, port, auth, file_id, token, args)
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
-    return ok and not failures
+    return ok and not failures and resumed_ok
+
+
+def resumes(base: str, port: int, auth: dict[str, str], file_id: str, token: str, args) -> bool:
+    """Phase 3 (see the module doc): plain ranges against resumes that reserve their bytes."""
+    made = httpx.post(
+        f"{base}{API}/files/{file_id}/shares", headers=auth, json={"max_downloads": 1}, timeout=30
+    )
+    made.raise_for_status()
+    limited = made.json()["url"].rsplit("/s/", 1)[1]
+    first = httpx.get(f"{base}/s/{limited}/content", headers={"Range": "bytes=0-0"}, timeout=30)
+    plain = httpx.head(f"{base}/s/{token}/content", timeout=30)
+    if first.status_code != 206 or plain.status_code != 200:
+        raise SystemExit(
+            f"the first download answered {first.status_code}, HEAD {plain.status_code}"
+        )
+    print()
+    print(f"1 KiB range requests, {args.clients} keep-alive clients, {args.seconds:g} s each:")
+    rates = {}
+    failed = False
+    for label, link, etag in (
+        ("plain range (no limit)", token, plain.headers["ETag"]),
+        ("resume with its ticket", limited, first.headers["ETag"]),
+    ):
+        headers = {"Range": "bytes=1-1024", "If-Range": etag}
+        rps, latencies, failures = asyncio.run(
+            load(
+                port, f"GET /s/{link}/content", headers, args.clients, args.seconds, b"HTTP/1.1 206"
+            )
+        )
+        rates[label] = rps
+        ms = [v * 1000 for v in latencies]
+        print(
+            f"  {label:<24} {rps:7.0f} requests/s  p50 {percentile(ms, 50):.2f}  "
+            f"p99 {percentile(ms, 99):.2f} ms  {len(failures)} failed"
+        )
+        if failures:
+            print(f"  failed: {failures[0]!r} and {len(failures) - 1} more")
+            failed = True
+    share = rates["resume with its ticket"] / rates["plain range (no limit)"]
+    print(f"  resumes/plain ranges: {share:.2f}")
+    return not failed
 
 
 def main() -> int:
