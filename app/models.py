@@ -229,3 +229,6 @@ class ShareDownload(Base):
     # Bytes reserved by resumes: a resume's range before it is sent, less what a cut one
     # did not send.
     resumed_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+    # The worker's hourly sweep of rows past every ticket's hours (`forget_downloads`).
+    __table_args__ = (Index("ix_share_downloads_began_at", "began_at"),)

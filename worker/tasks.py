@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import uuid
 from collections.abc import Callable
@@ -15,9 +16,15 @@ from google.api_core import exceptions as gexc
 from requests import exceptions as rexc
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from app.queue import COMPRESS_UPLOAD, EXPIRE_UPLOADS, INDEX_ARCHIVE, SWEEP_JOBS
+from app.queue import (
+    COMPRESS_UPLOAD,
+    EXPIRE_UPLOADS,
+    FORGET_SHARE_DOWNLOADS,
+    INDEX_ARCHIVE,
+    SWEEP_JOBS,
+)
 from app.runtime import Runtime, build_runtime
-from app.services import archive_index, compress_job, leases, resumable_uploads
+from app.services import archive_index, compress_job, leases, resumable_uploads, shares
 from app.services.compression import ArchiveMismatch
 from app.storage import ObjectMissing
 
@@ -184,4 +191,16 @@ def expire_uploads(self) -> int:
         removed = resumable_uploads.expire(session, rt.storage)
     if removed:
         log.info("expired %d abandoned upload(s)", removed)
+    return removed
+
+
+@shared_task(bind=True, name=FORGET_SHARE_DOWNLOADS, ignore_result=True)
+def forget_share_downloads(self) -> int:
+    """Delete the rows of link downloads whose tickets resume nothing any more."""
+    rt = runtime(self.app)
+    window = dt.timedelta(hours=rt.settings.share_resume_hours)
+    with rt.sessions() as session:
+        removed = shares.forget_downloads(session, window)
+    if removed:
+        log.info("forgot %d link download(s) past their resume hours", removed)
     return removed

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from celery import Celery
 
-from app.queue import EXPIRE_UPLOADS, QUEUE, SWEEP_JOBS
+from app.queue import EXPIRE_UPLOADS, FORGET_SHARE_DOWNLOADS, QUEUE, SWEEP_JOBS
 from app.settings import Settings
 
 # Abandoned resumable uploads are removed this often (they expire after hours, not seconds).
 EXPIRE_UPLOADS_EVERY_SECONDS = 600.0
+FORGET_SHARE_DOWNLOADS_EVERY_SECONDS = 3600.0
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -65,6 +66,11 @@ def make_celery(settings: Settings) -> Celery:
                 "task": EXPIRE_UPLOADS,
                 "schedule": EXPIRE_UPLOADS_EVERY_SECONDS,
                 "options": {"expires": EXPIRE_UPLOADS_EVERY_SECONDS},
+            },
+            "forget-share-downloads": {
+                "task": FORGET_SHARE_DOWNLOADS,
+                "schedule": FORGET_SHARE_DOWNLOADS_EVERY_SECONDS,
+                "options": {"expires": FORGET_SHARE_DOWNLOADS_EVERY_SECONDS},
             },
         },
         # Only a worker loads these: the API sends jobs by name and never imports them.

@@ -424,6 +424,29 @@ def count_download(
     return int(number)
 
 
+def forget_downloads(session: Session, window: dt.timedelta, batch: int = 10_000) -> int:
+    """Delete the rows of counted downloads that began more than `window` ago (their tickets
+    resume nothing any more), `batch` at a time, each batch committed; how many went."""
+    stale = (
+        select(ShareDownload.share_id, ShareDownload.number)
+        .where(ShareDownload.began_at <= utcnow() - window)
+        .limit(batch)
+    )
+    removed = 0
+    while True:
+        keys = session.execute(stale).all()
+        if keys:
+            session.execute(
+                delete(ShareDownload)
+                .where(tuple_(ShareDownload.share_id, ShareDownload.number).in_(keys))
+                .execution_options(synchronize_session=False)
+            )
+        session.commit()
+        removed += len(keys)
+        if len(keys) < batch:
+            return removed
+
+
 def active_count(session: Session, owner_id: uuid.UUID) -> int:
     """How many of the owner's links still work."""
     now = utcnow()

@@ -166,6 +166,24 @@ def test_counting_makes_the_row_and_drops_the_links_rows_past_the_window(request
     assert _rows(committing, unlimited) == {}
 
 
+def test_the_sweep_forgets_downloads_past_their_hours_and_keeps_the_rest(request, committing):
+    share = _link(request, committing, max_downloads=10)
+    for _ in range(5):
+        _count(committing, share)
+    with committing() as session:
+        session.execute(
+            sa.update(ShareDownload)
+            .where(ShareDownload.share_id == share.id, ShareDownload.number <= 3)
+            .values(began_at=utcnow() - 25 * HOUR)
+        )
+        session.commit()
+        assert shares.forget_downloads(session, 24 * HOUR, batch=2) == 3  # in two batches
+    assert sorted(_rows(committing, share)) == [4, 5]
+    assert _reserve(committing, share, 5, 10)  # a live ticket still resumes
+    with committing() as session:
+        assert shares.forget_downloads(session, 24 * HOUR) == 0
+
+
 def test_the_last_download_is_counted_once_and_then_gone(request, committing):
     share = _link(request, committing, max_downloads=1)
     assert _count(committing, share) == 1

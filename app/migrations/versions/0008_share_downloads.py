@@ -41,6 +41,9 @@ def upgrade() -> None:
             sa.PrimaryKeyConstraint("share_id", "number", name=op.f("pk_share_downloads")),
             if_not_exists=True,  # a run cut short after it is run again
         )
+        op.create_index(
+            "ix_share_downloads_began_at", "share_downloads", ["began_at"], if_not_exists=True
+        )
         if postgresql:
             found = op.get_bind().execute(
                 sa.text("SELECT 1 FROM pg_constraint WHERE conname = :name"),
@@ -54,4 +57,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_share_downloads_began_at", table_name="share_downloads")
     op.drop_table("share_downloads")
