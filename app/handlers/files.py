@@ -17,7 +17,7 @@ from app.http.multipart import FORM_KEY, UPLOAD_KEY
 from app.http.request import db, runtime
 from app.http.responses import JSON, content_disposition, json_body
 from app.http.security import owner, owner_in, presented_token
-from app.http.streaming import Exchange
+from app.http.streaming import Allowance, Exchange
 from app.models import File
 from app.services import files
 
@@ -163,9 +163,11 @@ async def send_download(
     *,
     with_body: bool,
     extra_headers: Mapping[str, str] | None = None,
+    allowance: Allowance | None = None,
 ) -> int:
     """Answer with `result`'s bytes: ranges, conditional requests, HEAD; how many bytes of
-    the body were sent (fewer than asked when the client went away)."""
+    the body were sent (fewer than asked when the client went away, or `allowance` refused
+    to let more go: see `Exchange.send_chunks`)."""
     headers = request.headers
     plan = ranges.answer(
         result.size,
@@ -187,4 +189,4 @@ async def send_download(
         await request.respond(plan.status, response_headers)
         return 0
     await request.respond(plan.status, response_headers, more=True)
-    return await request.send_chunks(result.chunks_from(plan.start, plan.length))
+    return await request.send_chunks(result.chunks_from(plan.start, plan.length), allowance)

@@ -438,7 +438,7 @@ async def send_shared(
         result = files.download_of(
             request.runtime.storage, file, original=share.serves == "original"
         )
-        etag, resumed = await counted_etag(request, share, result, with_body=with_body)
+        etag, resume = await counted_etag(request, share, result, with_body=with_body)
     sent = 0
     try:
         sent = await send_download(
@@ -446,32 +446,76 @@ async def send_shared(
             dataclasses.replace(result, etag=etag),
             with_body=with_body,
             extra_headers=extra_headers,
+            allowance=resume.reserve if resume is not None else None,
         )
     finally:
-        if resumed is not None and sent < resumed.length:
-            # Cut short: what was not sent goes back to the download's budget.
-            await request.lookup(shares.give_back, share.id, resumed.number, resumed.length - sent)
+        if resume is not None:
+            await resume.settle(sent)
 
 
-@dataclasses.dataclass(frozen=True)
-class Resumed:
-    """A resume this request makes: of which download, and how many bytes it reserved."""
+class Resume:
+    """A resume this request makes: it reserves its bytes from its download's budget a
+    `shares.resume_step` ahead of what it sends, and gives back, once it ends, what it
+    reserved and did not send (its client went away)."""
 
-    number: int
-    length: int
+    def __init__(self, request: Exchange, share_id: uuid.UUID, number: int, length: int, size: int):
+        self.request = request
+        self.share_id = share_id
+        self.number = number
+        self.length = length
+        self.size = size
+        self.step = shares.resume_step(size)
+        self.reserved = 0
+
+    async def reserve(self, upto: int) -> bool:
+        """Whether the first `upto` bytes of this answer may be sent (reserving the next
+        step when they are not yet)."""
+        if upto <= self.reserved:
+            return True
+        more = min(self.length - self.reserved, max(upto - self.reserved, self.step))
+        granted = await self.request.lookup(
+            shares.reserve_resume, self.share_id, self.number, more, size=self.size, window=None
+        )
+        if granted:
+            self.reserved += more
+        return granted
+
+    async def start(self, window: dt.timedelta) -> bool:
+        """Whether the ticket resumes (within `window` of its download's start, with room
+        left in its budget for all this answer sends), reserving the first step if so."""
+        first = min(self.length, self.step)
+        granted = await self.request.lookup(
+            shares.reserve_resume,
+            self.share_id,
+            self.number,
+            first,
+            size=self.size,
+            window=window,
+            room=self.length,
+        )
+        if granted:
+            self.reserved = first
+        return granted
+
+    async def settle(self, sent: int) -> None:
+        if sent < self.reserved:
+            await self.request.lookup(
+                shares.give_back, self.share_id, self.number, self.reserved - sent
+            )
+            self.reserved = sent
 
 
 async def counted_etag(
     request: Exchange, share: Share, result: files.Download, *, with_body: bool
-) -> tuple[str, Resumed | None]:
+) -> tuple[str, Resume | None]:
     """Count the download this request makes, if it makes one; the ETag to answer with, and
-    the resume it makes, if it makes one.
+    the resume it makes, if it makes one (its first step reserved).
 
     One download is a GET that sends the file from its first byte. On a link with a limit,
     each counted download gets an ETag of its own (a ticket); a range request that starts
     further on presenting it in `If-Range` resumes that download and is not counted again,
     for `share_resume_hours` after the download began and for about one more copy of the
-    file in all (`shares.reserve_resume`). Every other GET counts: a range from the middle
+    file in all (`Resume`). Every other GET counts: a range from the middle
     without a ticket, or with one that is past its time or spent, is a new download (the
     latter answered in full, 200, under a ticket of its own: its `If-Range` no longer
     matches), or 410 once the limit is reached. On a link without a limit only a GET from
@@ -502,16 +546,9 @@ async def counted_etag(
     if ticket is not None and (plan.status == 304 or plan.start > 0):
         if bodiless:
             return etag, None
-        window = dt.timedelta(hours=rt.settings.share_resume_hours)
-        if await request.lookup(
-            shares.reserve_resume,
-            share.id,
-            ticket.number,
-            plan.length,
-            size=result.size,
-            window=window,
-        ):
-            return etag, Resumed(ticket.number, plan.length)
+        resume = Resume(request, share.id, ticket.number, plan.length, result.size)
+        if await resume.start(dt.timedelta(hours=rt.settings.share_resume_hours)):
+            return etag, resume
         # Past its time or its bytes: not a resume any more, but a new download.
     if shares.why_gone(share) == "exhausted":
         raise shares.gone("exhausted")

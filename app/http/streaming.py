@@ -37,6 +37,8 @@ BATCH_BYTES = 1024 * 1024
 SEND_SLICE = 256 * 1024
 T = TypeVar("T")
 Handler = Callable[["Exchange"], Awaitable[None]]
+# Whether a download may have sent this many bytes in all (see Exchange.send_chunks).
+Allowance = Callable[[int], Awaitable[bool]]
 
 
 class Disconnected(ClientDisconnect):
@@ -163,9 +165,13 @@ class Exchange:
         if not more:
             await self._send({"type": "http.response.body", "body": body})
 
-    async def send_chunks(self, chunks: Iterator[bytes]) -> int:
+    async def send_chunks(self, chunks: Iterator[bytes], allowance: Allowance | None = None) -> int:
         """Send every chunk of `chunks` (read on a worker thread, one read ahead), then end
         the response; how many bytes were handed to the server.
+
+        With `allowance`, each piece goes only once `allowance(bytes sent with it)` says
+        so; when it says no, the response ends short there (a link's resume whose budget
+        was spent meanwhile by another).
 
         A client that reads nothing for the idle time is dropped. One that goes away is
         noticed (its `http.disconnect`) and nothing more is read for it: uvicorn takes
@@ -196,6 +202,9 @@ class Exchange:
                         if gone.done():
                             break
                         piece = view[start : start + SEND_SLICE]
+                        if allowance is not None and not await allowance(sent + len(piece)):
+                            log.info("download ended short: no more bytes allowed")
+                            return sent
                         await idle.guard(
                             self._send(
                                 {"type": "http.response.body", "body": piece, "more_body": True}

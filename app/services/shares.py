@@ -11,9 +11,9 @@ decided by the HTTP edge (app.handlers.shares); on a link with a limit, a resume
 counted download presents its ticket (`resume_ticket`) and is not counted again, within
 bounds kept in the database (a `ShareDownload` row per counted download): for
 `resume_window` after the download began, and for `resume_budget(size)` bytes in all,
-each resume reserving its range by one guarded UPDATE before a byte is sent
-(`reserve_resume`), so that replays racing through any number of API processes cannot
-spend more. A ticket past either bound is no resume: the request is a new download.
+each resume reserving its bytes by a guarded UPDATE before they are sent (a
+`resume_step` ahead: `reserve_resume`), so that replays racing through any number of API
+processes cannot spend more. A ticket past either bound is no resume: the request is a new download.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ _TOKEN_BYTES = 16 + _MAC_BYTES
 # quarter more, for the bytes a cut connection had sent that never arrived and are asked
 # again (a few MB at most in a kernel's buffers each time, many cuts of a big file).
 RESUME_MARGIN = 4  # a 1/RESUME_MARGIN of the size
+RESUME_STEP_MIN = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,13 @@ def resume_budget(size: int) -> int:
     return size + -(-size // RESUME_MARGIN)
 
 
+def resume_step(size: int) -> int:
+    """How far ahead of what it has sent a resume reserves (a sixteenth of the budget, at
+    least 256 KiB): a resume whose client vanished without a word holds no more than this
+    unsent until the server notices, not the rest of the file."""
+    return max(RESUME_STEP_MIN, resume_budget(size) // 16)
+
+
 def reserve_resume(
     session: Session,
     share_id: uuid.UUID,
@@ -132,23 +140,28 @@ def reserve_resume(
     length: int,
     *,
     size: int,
-    window: dt.timedelta,
+    window: dt.timedelta | None,
+    room: int | None = None,
 ) -> bool:
     """Reserve `length` bytes for a resume of the `number`-th download of a link (of a file
     of `size` bytes), before they are sent; False when that download began more than
-    `window` ago, or its resumes would send more than `resume_budget(size)` in all.
+    `window` ago (None: a resume under way, which its hours do not cut), or its resumes
+    would send more than `resume_budget(size)` in all, or, with `room`, when fewer than
+    `room` bytes are left (a resume starts only with room for all it is to send).
 
     One guarded UPDATE: racing resumes (any API process) are decided by the database, each
     seeing what the others reserved.
     """
+    guards = [
+        ShareDownload.share_id == share_id,
+        ShareDownload.number == number,
+        ShareDownload.resumed_bytes + max(length, room or 0) <= resume_budget(size),
+    ]
+    if window is not None:
+        guards.append(ShareDownload.began_at > utcnow() - window)
     reserved = session.execute(
         update(ShareDownload)
-        .where(
-            ShareDownload.share_id == share_id,
-            ShareDownload.number == number,
-            ShareDownload.began_at > utcnow() - window,
-            ShareDownload.resumed_bytes + length <= resume_budget(size),
-        )
+        .where(*guards)
         .values(resumed_bytes=ShareDownload.resumed_bytes + length)
         .execution_options(synchronize_session=False)
     )

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import io
 import os
+import socket
+import time
 import uuid
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -483,6 +486,36 @@ def test_a_cut_resume_costs_only_what_it_sent(live):
     assert whole.status_code == 206 and whole.content == data[100_000:]
     listed = live.http.get("/api/v1/shares", headers=owner.headers).json()["items"][0]
     assert listed["downloads"] == 1
+
+
+def test_a_resume_left_hanging_holds_only_what_it_was_sent(live):
+    """A client that vanished without a word (its connection open, nothing read) holds what
+    was sent to it and one step more (a sixteenth of the budget), not the rest of the file
+    (11.2 MB of a budget of 20 MB, twice too much for a second resume): its next resume, on
+    a new connection, goes through while the first still hangs."""
+    data = os.urandom(16_000_000)
+    owner, path = _shared_original(live, data, max_downloads=1)
+    url = live.url + path
+    have, ticket, _ = _cut(url, {}, 4_800_000)  # 30 %
+    resume = {"Range": f"bytes={len(have)}-", "If-Range": ticket}
+
+    host, port = live.url.removeprefix("http://").split(":")
+    hanging = socket.socket()
+    hanging.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    hanging.connect((host, int(port)))
+    with contextlib.closing(hanging):
+        lines = [f"GET {path} HTTP/1.1", "Host: test", *(f"{k}: {v}" for k, v in resume.items())]
+        hanging.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        assert hanging.recv(12) == b"HTTP/1.1 206"
+        time.sleep(1.0)  # the server fills what the connection takes, then waits
+
+        rest = httpx.get(url, headers=resume, timeout=60)
+        assert rest.status_code == 206 and have + rest.content == data
+    listed = live.http.get("/api/v1/shares", headers=owner.headers).json()["items"][0]
+    assert listed["downloads"] == 1
+    # What the two sent is spent: a replay of the whole file gets nothing more.
+    replay = httpx.get(url, headers={"Range": "bytes=1-", "If-Range": ticket}, timeout=60)
+    assert assert_problem(replay, 410)["reason"] == "exhausted"
 
 
 def test_the_resume_rule_holds_across_two_api_processes(engine, database_url, redis_url, tmp_path):

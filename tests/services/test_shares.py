@@ -100,10 +100,12 @@ def select_downloads(share: Share):
     return sa.select(ShareDownload).where(ShareDownload.share_id == share.id)
 
 
-def test_the_budget_is_one_copy_and_a_quarter():
+def test_the_budget_is_one_copy_and_a_quarter_reserved_a_sixteenth_at_a_time():
     assert shares.resume_budget(1_000_000) == 1_250_000
     assert shares.resume_budget(13) == 13 + 4  # rounded up
     assert shares.resume_budget(0) == 0
+    assert shares.resume_step(1_000_000_000) == 1_250_000_000 // 16
+    assert shares.resume_step(1_000_000) == 256 * 1024  # at least
 
 
 def test_a_ticket_names_its_download_and_nothing_else_passes(request, committing):
@@ -128,7 +130,16 @@ def test_resumes_spend_the_budget_and_what_was_not_sent_comes_back(request, comm
     with committing() as session:
         shares.give_back(session, share.id, number, 600_000)  # a cut one sent the rest only
     assert _rows(committing, share) == {number: 650_000}
-    assert _reserve(committing, share, number, 600_000)
+    with committing() as session:
+        # A resume starts only with room for all it is to send, reserving a first step.
+        assert not shares.reserve_resume(
+            session, share.id, number, 1000, size=SIZE, window=24 * HOUR, room=600_001
+        )
+        assert shares.reserve_resume(
+            session, share.id, number, 1000, size=SIZE, window=24 * HOUR, room=600_000
+        )
+    assert _rows(committing, share) == {number: 651_000}
+    assert _reserve(committing, share, number, 599_000)
     assert not _reserve(committing, share, number + 1, 1)  # no such download: no resume
 
 
@@ -145,6 +156,8 @@ def test_a_ticket_resumes_only_within_its_window(request, committing):
         session.commit()
         assert not shares.reserve_resume(session, share.id, number, 10, size=SIZE, window=HOUR)
         assert shares.reserve_resume(session, share.id, number, 10, size=SIZE, window=2 * HOUR)
+        # A resume under way reserves its next steps without the hours: they do not cut it.
+        assert shares.reserve_resume(session, share.id, number, 10, size=SIZE, window=None)
 
 
 def test_counting_makes_the_row_and_drops_the_links_rows_past_the_window(request, committing):
