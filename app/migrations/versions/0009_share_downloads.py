@@ -1,7 +1,7 @@
 """share downloads: a row per counted download of a link with a limit, for its resumes
 
-Revision ID: 0008_share_downloads
-Revises: 0007_share_links
+Revision ID: 0009_share_downloads
+Revises: 0008_seek_index
 Create Date: 2026-12-07
 
 A new table with a foreign key to `shares`. On PostgreSQL the table comes first, with no
@@ -17,8 +17,8 @@ from alembic import op
 
 from app.migrations.locking import patiently
 
-revision = "0008_share_downloads"
-down_revision = "0007_share_links"
+revision = "0009_share_downloads"
+down_revision = "0008_seek_index"
 branch_labels = None
 depends_on = None
 
