@@ -23,10 +23,11 @@ limit). The worker is stopped then: it is not what is measured.
    max latency (time from a request's write to its answer's last byte).
 3. Resumes: the same load of 1 KiB range requests (`Range: bytes=1-1024` with `If-Range`)
    on the link without a limit (its ETag: nothing is written) and on a second link with
-   `max_downloads: 1` after its one download (`bytes=0-0`), presenting that download's
-   ticket: each such resume reserves its bytes with one guarded UPDATE in the database
-   before it is sent. It prints both, and the resumes' requests/s as a share of the plain
-   ranges' (a figure, not a target).
+   `max_downloads` = `--clients`, after as many downloads (`bytes=0-0`), each client
+   presenting the ticket of one of them (each download's row has one writer, as when a
+   client resumes its own): each such resume reserves its bytes with one guarded UPDATE
+   in the database before it is sent. It prints both, and the resumes' requests/s as a
+   share of the plain ranges' (a figure, not a target).
 
 Exit status 1 when the throughput ratio is below the target, a download was short or not a
 200, or a metadata request failed. Everything it started is stopped by PID and the scratch
@@ -153,23 +154,29 @@ async def metadata_load(port: int, path: str, clients: int, seconds: float):
 async def load(
     port: int,
     request_line: str,
-    headers: dict[str, str],
+    headers: dict[str, str] | list[dict[str, str]],
     clients: int,
     seconds: float,
     ok: bytes = b"HTTP/1.1 200",
 ):
     """(requests per second, latencies in s, failures) of `clients` keep-alive connections
-    sending `request_line` with `headers`; an answer not starting with `ok` is a failure."""
-    lines = [f"{request_line} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
-    lines += [f"{name}: {value}" for name, value in headers.items()]
-    request = ("\r\n".join(lines) + "\r\n\r\n").encode()
+    sending `request_line` with `headers` (or the n-th client the n-th of a list of them);
+    an answer not starting with `ok` is a failure."""
+    each = headers if isinstance(headers, list) else [headers] * clients
+    requests = []
+    for client_headers in each:
+        lines = [f"{request_line} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
+        lines += [f"{name}: {value}" for name, value in client_headers.items()]
+        requests.append(("\r\n".join(lines) + "\r\n\r\n").encode())
     loop = asyncio.get_running_loop()
     counts, failures, warm_up = [0], [], []
     latencies: list[float] = []
     connections = []
-    for _ in range(clients):
+    for request in requests[:clients]:
         _, client = await loop.create_connection(
-            lambda: Client(request, counts, failures, warm_up, ok), "127.0.0.1", port
+            lambda request=request: Client(request, counts, failures, warm_up, ok),
+            "127.0.0.1",
+            port,
         )
         connections.append(client)
     await asyncio.sleep(1.0)
@@ -260,25 +267,31 @@ def run(args: argparse.Namespace, work: Path, procs: Processes, database_url: st
 def resumes(base: str, port: int, auth: dict[str, str], file_id: str, token: str, args) -> bool:
     """Phase 3 (see the module doc): plain ranges against resumes that reserve their bytes."""
     made = httpx.post(
-        f"{base}{API}/files/{file_id}/shares", headers=auth, json={"max_downloads": 1}, timeout=30
+        f"{base}{API}/files/{file_id}/shares",
+        headers=auth,
+        json={"max_downloads": args.clients},
+        timeout=30,
     )
     made.raise_for_status()
     limited = made.json()["url"].rsplit("/s/", 1)[1]
-    first = httpx.get(f"{base}/s/{limited}/content", headers={"Range": "bytes=0-0"}, timeout=30)
+    tickets = []
+    for _ in range(args.clients):  # one download each, so no two clients share a row
+        first = httpx.get(f"{base}/s/{limited}/content", headers={"Range": "bytes=0-0"}, timeout=30)
+        if first.status_code != 206:
+            raise SystemExit(f"a first download answered {first.status_code}")
+        tickets.append(first.headers["ETag"])
     plain = httpx.head(f"{base}/s/{token}/content", timeout=30)
-    if first.status_code != 206 or plain.status_code != 200:
-        raise SystemExit(
-            f"the first download answered {first.status_code}, HEAD {plain.status_code}"
-        )
+    if plain.status_code != 200:
+        raise SystemExit(f"HEAD of the link answered {plain.status_code}")
     print()
     print(f"1 KiB range requests, {args.clients} keep-alive clients, {args.seconds:g} s each:")
     rates = {}
     failed = False
-    for label, link, etag in (
-        ("plain range (no limit)", token, plain.headers["ETag"]),
-        ("resume with its ticket", limited, first.headers["ETag"]),
+    for label, link, etags in (
+        ("plain range (no limit)", token, [plain.headers["ETag"]] * args.clients),
+        ("resume with its ticket", limited, tickets),
     ):
-        headers = {"Range": "bytes=1-1024", "If-Range": etag}
+        headers = [{"Range": "bytes=1-1024", "If-Range": etag} for etag in etags]
         rps, latencies, failures = asyncio.run(
             load(
                 port, f"GET /s/{link}/content", headers, args.clients, args.seconds, b"HTTP/1.1 206"
