@@ -31,6 +31,7 @@ from tests.helpers import (
     upload_ready,
     wait_until,
 )
+from tests.test_server_command import Dev
 
 CONTENT = b"shared bytes " * 1000
 
@@ -568,6 +569,48 @@ def test_the_resume_rule_holds_across_two_api_processes(engine, database_url, re
                 server.wait(timeout=30)
             live.remove_accounts()
             http.close()
+
+
+def test_the_embedded_default_keeps_the_rule_too(tmp_path):
+    """`instashare-server dev` (SQLite, no Redis, its own worker): a cut download resumes
+    free, and replays of its ticket get at most one more copy."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INSTASHARE_")}
+    env["XDG_DATA_HOME"] = str(tmp_path / "xdg")
+    dev = Dev(env=env, cwd=tmp_path)
+    try:
+        base = dev.base + "/api/v1"
+        account = {"email": "dee@example.com", "password": "correct horse battery"}
+        assert httpx.post(f"{base}/users/register", json=account).status_code == 201
+        login = httpx.post(f"{base}/users/login", json=account).json()
+        auth = {"Authorization": f"Bearer {login['access_token']}"}
+        data = os.urandom(1_000_000)
+        files = {"file": ("dee.bin", data, "application/octet-stream")}
+        file_id = httpx.post(f"{base}/upload_files", headers=auth, files=files).json()["id"]
+        wait_until(
+            lambda: httpx.get(f"{base}/files/{file_id}", headers=auth).json()["status"] == "ready",
+            90,
+            0.2,
+            what="the dev worker compressing",
+        )
+        made = httpx.post(
+            f"{base}/files/{file_id}/shares",
+            headers=auth,
+            json={"serves": "original", "max_downloads": 1},
+        )
+        url = dev.base + _path(made.json()) + "/content"
+
+        have, ticket, status = _cut(url, {}, len(data) * 3 // 10)
+        assert status == 200
+        resume = {"Range": f"bytes={len(have)}-", "If-Range": ticket}
+        rest = httpx.get(url, headers=resume, timeout=60)
+        assert rest.status_code == 206 and have + rest.content == data
+        replay = {"Range": "bytes=1-", "If-Range": ticket}
+        replays = [httpx.get(url, headers=replay, timeout=60) for _ in range(5)]
+        assert [r.status_code for r in replays] == [410] * 5  # the resume spent most of it
+        [link] = httpx.get(f"{base}/shares", headers=auth).json()["items"]
+        assert link["downloads"] == 1
+    finally:
+        dev.stop()
 
 
 def test_cors_lets_any_page_fetch_a_shared_file(local_client, alice, ready_file):
