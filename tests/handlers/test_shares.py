@@ -22,6 +22,7 @@ from app.services import shares
 from tests.handlers.conftest import Live, serve_live
 from tests.helpers import (
     Account,
+    Dev,
     assert_problem,
     make_settings,
     run_jobs,
@@ -31,7 +32,6 @@ from tests.helpers import (
     upload_ready,
     wait_until,
 )
-from tests.test_server_command import Dev
 
 CONTENT = b"shared bytes " * 1000
 
