@@ -23,6 +23,26 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, UTCDateTime, utcnow
 
+# Every object that is not yet (or no longer) part of a file lives under this one top-level
+# prefix: the parts of resumable uploads, compose intermediates and staged uploads waiting
+# for the worker. One lifecycle rule can target it (README, "Google Cloud Storage"). Files'
+# archives live in their owner's folder, `<owner_id>/<file_id>.zip`.
+TEMP_PREFIX = "tmp/"
+
+
+def staged_key(owner_id: uuid.UUID, upload_id: uuid.UUID) -> str:
+    """Where an upload's bytes wait for the worker (the file has the upload's id)."""
+    return f"{TEMP_PREFIX}{owner_id}/uploads/{upload_id}"
+
+
+def legacy_staged_key(owner_id: uuid.UUID, upload_id: uuid.UUID) -> str:
+    """The staged key before the temporary prefix: in the owner's folder.
+
+    Uploads and staged files of a deployment before it are still read and removed there;
+    `instashare-server reconcile` finds anything left behind under it.
+    """
+    return f"{owner_id}/uploads/{upload_id}"
+
 
 class User(Base):
     __tablename__ = "users"
@@ -121,8 +141,13 @@ class File(Base):
 
     @property
     def staged_key(self) -> str:
-        """Where the raw upload waits for the worker, in its owner's folder."""
-        return f"{self.owner_id}/uploads/{self.id}"
+        """Where the raw upload waits for the worker: under the temporary prefix."""
+        return staged_key(self.owner_id, self.id)
+
+    @property
+    def legacy_staged_key(self) -> str:
+        """Where an upload staged before the temporary prefix existed waits (read as fallback)."""
+        return legacy_staged_key(self.owner_id, self.id)
 
     @property
     def archive_key(self) -> str:
@@ -157,8 +182,13 @@ class Upload(Base):
 
     @property
     def parts_prefix(self) -> str:
-        """Where the part objects live; beside, never under, the staged key."""
-        return f"{self.owner_id}/uploads/{self.id}.parts/"
+        """Where the part objects (and compose intermediates) live; beside the staged key."""
+        return f"{staged_key(self.owner_id, self.id)}.parts/"
+
+    @property
+    def legacy_parts_prefix(self) -> str:
+        """Where an upload begun before the temporary prefix existed keeps its parts."""
+        return f"{legacy_staged_key(self.owner_id, self.id)}.parts/"
 
     @property
     def data_key(self) -> str:
@@ -166,9 +196,23 @@ class Upload(Base):
         return f"{self.parts_prefix}data"
 
     @property
+    def legacy_data_key(self) -> str:
+        return f"{self.legacy_parts_prefix}data"
+
+    @property
     def staged_key(self) -> str:
         """The concatenated upload: the staged key of the file it becomes (same id)."""
-        return f"{self.owner_id}/uploads/{self.id}"
+        return staged_key(self.owner_id, self.id)
+
+    @property
+    def temporary_keys(self) -> tuple[str, ...]:
+        """Everything an unfinished upload may have stored (prefixes end with `/`)."""
+        return (
+            self.parts_prefix,
+            self.staged_key,
+            self.legacy_parts_prefix,
+            legacy_staged_key(self.owner_id, self.id),
+        )
 
 
 class UploadPart(Base):
@@ -182,6 +226,21 @@ class UploadPart(Base):
     offset: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
     key: Mapped[str] = mapped_column(String(512))
+
+
+class PendingDeletion(Base):
+    """Objects to remove, written in the transaction that drops what they belonged to.
+
+    The row goes first, then its objects, then this record: a process that dies in between
+    leaves this record, and the worker's sweep (`finish_deletions`) removes the objects. A
+    key ending in `/` is a prefix: everything under it goes.
+    """
+
+    __tablename__ = "pending_deletions"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    key: Mapped[str] = mapped_column(String(1024))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
 class Share(Base):

@@ -417,5 +417,6 @@ def spooled_files(settings: Settings) -> list[Path]:
 
 
 def stored_keys(app, user_id: str) -> list[str]:
-    """Every storage key in the user's folder."""
-    return sorted(runtime(app).storage.list(f"{user_id}/"))
+    """Every storage key of the user: in its folder, and under the temporary prefix."""
+    storage = runtime(app).storage
+    return sorted([*storage.list(f"{user_id}/"), *storage.list(f"tmp/{user_id}/")])

@@ -19,12 +19,20 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from app.queue import (
     COMPRESS_UPLOAD,
     EXPIRE_UPLOADS,
+    FINISH_DELETIONS,
     FORGET_SHARE_DOWNLOADS,
     INDEX_ARCHIVE,
     SWEEP_JOBS,
 )
 from app.runtime import Runtime, build_runtime
-from app.services import archive_index, compress_job, leases, resumable_uploads, shares
+from app.services import (
+    archive_index,
+    compress_job,
+    deletions,
+    leases,
+    resumable_uploads,
+    shares,
+)
 from app.services.compression import ArchiveMismatch
 from app.storage import ObjectMissing
 
@@ -204,3 +212,14 @@ def forget_share_downloads(self) -> int:
     if removed:
         log.info("forgot %d link download(s) past their resume hours", removed)
     return removed
+
+
+@shared_task(bind=True, name=FINISH_DELETIONS, ignore_result=True)
+def finish_deletions(self) -> int:
+    """Remove the objects of deleted files and uploads that a crash or an outage left."""
+    rt = runtime(self.app)
+    with rt.sessions() as session:
+        finished = deletions.sweep(session, rt.storage)
+    if finished:
+        log.info("finished %d deletion(s) left half-done", finished)
+    return finished

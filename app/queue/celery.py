@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from celery import Celery
 
-from app.queue import EXPIRE_UPLOADS, FORGET_SHARE_DOWNLOADS, QUEUE, SWEEP_JOBS
+from app.queue import EXPIRE_UPLOADS, FINISH_DELETIONS, FORGET_SHARE_DOWNLOADS, QUEUE, SWEEP_JOBS
 from app.settings import Settings
 
 # Abandoned resumable uploads are removed this often (they expire after hours, not seconds).
 EXPIRE_UPLOADS_EVERY_SECONDS = 600.0
 FORGET_SHARE_DOWNLOADS_EVERY_SECONDS = 3600.0
+# Deletions a crash or a storage error left half-done are finished this often.
+FINISH_DELETIONS_EVERY_SECONDS = 60.0
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -71,6 +73,11 @@ def make_celery(settings: Settings) -> Celery:
                 "task": FORGET_SHARE_DOWNLOADS,
                 "schedule": FORGET_SHARE_DOWNLOADS_EVERY_SECONDS,
                 "options": {"expires": FORGET_SHARE_DOWNLOADS_EVERY_SECONDS},
+            },
+            "finish-deletions": {
+                "task": FINISH_DELETIONS,
+                "schedule": FINISH_DELETIONS_EVERY_SECONDS,
+                "options": {"expires": FINISH_DELETIONS_EVERY_SECONDS},
             },
         },
         # Only a worker loads these: the API sends jobs by name and never imports them.

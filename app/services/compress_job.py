@@ -12,8 +12,8 @@ from collections.abc import Callable
 from sqlalchemy.orm import Session
 
 from app.services import leases, names
-from app.services.compression import write_archive
-from app.storage import Storage
+from app.services.compression import ArchiveResult, write_archive
+from app.storage import ObjectMissing, Storage
 
 
 def compress(
@@ -44,35 +44,59 @@ def compress(
     if job.attempts > 1:
         # An earlier attempt died (its lease ran out); it may have left a partial archive.
         storage.discard_partial(job.archive_key)
+    staged = [job.staged_key, job.legacy_staged_key] if job.legacy_staged_key else [job.staged_key]
+    source = job.staged_key
     try:
-        result = write_archive(
-            storage,
-            source_key=job.staged_key,
-            archive_key=job.archive_key,
-            entry_name=names.archive_name(job.name),  # NFC, even for a row named before
-            size=job.size,
-            crc32=job.crc32,
-            sha256=job.sha256,
-            content_type=job.content_type,
-            modified_at=job.created_at,
-            heartbeat=heartbeat,
-            compression=compression,
-        )
+        try:
+            result = _write(storage, job, source, heartbeat, compression)
+        except ObjectMissing:
+            # Staged by a version before the temporary prefix: read it where it is.
+            if not job.legacy_staged_key or not storage.exists(job.legacy_staged_key):
+                raise
+            source = job.legacy_staged_key
+            result = _write(storage, job, source, heartbeat, compression)
     except Exception:
         # A file deleted meanwhile shows up as whatever broke first (a lost lease, its
         # staged bytes gone from under the reader): that is no failure, just nothing to do.
         session.rollback()
         if not leases.exists(session, job.file_id):
             storage.delete(job.archive_key)
-            storage.delete(job.staged_key)
+            _delete_all(storage, staged)
             return False
         raise
     if not leases.complete(session, job, result):
         if not leases.exists(session, job.file_id):
             # Deleted while we worked: the archive we just wrote must not outlive its row.
             storage.delete(job.archive_key)
-            storage.delete(job.staged_key)
+            _delete_all(storage, staged)
             return False
         raise leases.LeaseLost(str(job.file_id))
-    storage.delete(job.staged_key)
+    storage.delete(source)
     return True
+
+
+def _delete_all(storage: Storage, keys: list[str]) -> None:
+    for key in keys:
+        storage.delete(key)
+
+
+def _write(
+    storage: Storage,
+    job: leases.Claim,
+    source_key: str,
+    heartbeat: Callable[[], None],
+    compression: str,
+) -> ArchiveResult:
+    return write_archive(
+        storage,
+        source_key=source_key,
+        archive_key=job.archive_key,
+        entry_name=names.archive_name(job.name),  # NFC, even for a row named before
+        size=job.size,
+        crc32=job.crc32,
+        sha256=job.sha256,
+        content_type=job.content_type,
+        modified_at=job.created_at,
+        heartbeat=heartbeat,
+        compression=compression,
+    )

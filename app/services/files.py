@@ -32,7 +32,7 @@ from app.errors import (
 )
 from app.models import File, FileStatus, User
 from app.queue.jobs import JobQueue
-from app.services import admission, names, tokens, users
+from app.services import admission, deletions, names, tokens, users
 from app.services.spool import SpooledUpload
 from app.storage import Storage
 
@@ -370,9 +370,14 @@ def rename(
 
 
 def delete(session: Session, storage: Storage, owner_id: uuid.UUID, file_id: uuid.UUID) -> None:
-    """Remove a file's row and every object stored for it."""
+    """Remove a file's row, then every object stored for it.
+
+    The row goes with a record of its objects (`deletions`), in one commit; the objects
+    after it. A delete that does not commit leaves the file as it was, archive and all;
+    one that dies after its commit leaves the record, and the worker's sweep finishes it.
+    """
     file = _owned(session, owner_id, file_id)
-    keys = (file.archive_key, file.staged_key)
+    keys = (file.archive_key, file.staged_key, file.legacy_staged_key)
     # Not the ORM's delete, which checks the version it read: a worker claiming the file
     # meanwhile (a new version) must not turn this into a 500. The row goes whatever its
     # state, and that worker, its lease gone, removes what it wrote.
@@ -385,13 +390,9 @@ def delete(session: Session, storage: Storage, owner_id: uuid.UUID, file_id: uui
         raise NotFound(f"There is no file {file_id}.")
     admission.discharge_file(session, owner_id, file.size)
     session.expunge(file)
-    try:
-        for key in keys:
-            storage.delete(key)
-    except Exception as exc:
-        session.rollback()
-        raise StorageUnavailable(f"The file could not be deleted: {exc}") from exc
+    pending = deletions.schedule(session, keys)
     session.commit()
+    deletions.carry_out(session, storage, pending)
 
 
 def download(

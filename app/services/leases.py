@@ -40,6 +40,7 @@ class Claim:
     attempts: int
     staged_key: str
     archive_key: str
+    legacy_staged_key: str = ""  # where a file staged before the temporary prefix waits
 
 
 def _visible_change(**values) -> dict:
@@ -95,6 +96,7 @@ def claim(session: Session, file_id: uuid.UUID, lease_seconds: int) -> Claim | N
         attempts=file.attempts,
         staged_key=file.staged_key,
         archive_key=file.archive_key,
+        legacy_staged_key=file.legacy_staged_key,
     )
 
 

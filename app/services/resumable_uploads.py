@@ -1,20 +1,21 @@
 """Resumable uploads (tus 1.0): create, append, inspect, terminate and expire them.
 
 Any API process can take any request: progress lives in the `uploads` row, bytes in the
-storage backend, one part object per PATCH under `<user>/uploads/<id>.parts/`. A PATCH
+storage backend, one part object per PATCH under `tmp/<user>/uploads/<id>.parts/`. A PATCH
 streams its body straight into a storage writer (never whole in memory, never on local
 disk when the backend is GCS), then records the part with an UPDATE that also checks the
 offset, so two PATCHes racing for one upload cannot both land: the loser gets 409 and
 its part object is removed. When the last byte lands the parts are concatenated (a
 server-side compose on GCS) into the staged key of a new pending File with the same id,
-in the same transaction, and the compression job is sent after commit.
+in the same transaction, which also removes the upload's row and records its parts for
+removal (`deletions`); the parts go after the commit, and the compression job is sent.
+A finished upload is answered from its file: HEAD reports its full length.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import logging
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
@@ -39,11 +40,9 @@ from app.errors import (
 )
 from app.models import File, FileStatus, Upload, UploadPart
 from app.queue.jobs import JobQueue
-from app.services import admission, names
+from app.services import admission, deletions, names
 from app.storage import Busy, Storage
 from app.storage.base import Appending
-
-log = logging.getLogger(__name__)
 
 CHECKSUMS: dict[str, Callable[[], hashlib._Hash]] = {
     "sha1": lambda: hashlib.sha1(usedforsecurity=False),
@@ -78,10 +77,23 @@ def _progress(upload: Upload, file: File | None = None) -> Progress:
     return Progress(upload.id, upload.offset, upload.length, upload.expires_at, file)
 
 
+def _made_file(session: Session, owner_id: uuid.UUID, upload_id: uuid.UUID) -> File | None:
+    """The file a finished upload became (same id), if the owner still has it."""
+    file = session.get(File, upload_id)
+    return file if file is not None and file.owner_id == owner_id else None
+
+
+def _gone(session: Session, owner_id: uuid.UUID, upload_id: uuid.UUID) -> AppError:
+    """Why there is no upload row: it finished (409 to a write), or there never was one."""
+    if _made_file(session, owner_id, upload_id) is not None:
+        return Conflict(f"The upload {upload_id} is already complete.")
+    return NotFound(f"There is no upload {upload_id}.")
+
+
 def _owned(session: Session, owner_id: uuid.UUID, upload_id: uuid.UUID) -> Upload:
     upload = session.get(Upload, upload_id, populate_existing=True)
     if upload is None or upload.owner_id != owner_id:
-        raise NotFound(f"There is no upload {upload_id}.")
+        raise _gone(session, owner_id, upload_id)
     if upload.completed_at is None and upload.expires_at <= utcnow():
         raise NotFound(f"The upload {upload_id} has expired.")
     return upload
@@ -89,6 +101,11 @@ def _owned(session: Session, owner_id: uuid.UUID, upload_id: uuid.UUID) -> Uploa
 
 def get(session: Session, owner_id: uuid.UUID, upload_id: uuid.UUID) -> Progress:
     """Where one of the owner's uploads stands (a finished one reports its full length)."""
+    upload = session.get(Upload, upload_id, populate_existing=True)
+    file = _made_file(session, owner_id, upload_id) if upload is None else None
+    if file is not None:
+        session.commit()
+        return Progress(file.id, file.size, file.size, file.created_at, file)
     upload = _owned(session, owner_id, upload_id)
     session.commit()  # end the read transaction (objects are not expired on commit)
     return _progress(upload)
@@ -167,7 +184,7 @@ def begin_create(
 
     def remove_upload() -> None:
         session.rollback()
-        _remove(session, storage, upload.id, upload.parts_prefix, upload.staged_key)
+        _remove(session, storage, upload.id, upload.temporary_keys)
 
     try:
         part = begin_append(
@@ -233,8 +250,8 @@ def _start(
     session.flush()
     if length == 0:
         # Nothing to wait for: the empty file exists at once.
-        file = _finish(session, storage, upload, [], now)
-        _commit_finished(session, storage, jobs, upload, file)
+        file, leftovers = _finish(session, storage, upload, [], now)
+        _commit_finished(session, storage, jobs, upload, file, leftovers)
         return upload
     session.commit()
     return upload
@@ -343,14 +360,16 @@ class PartWriter:
         self.expiry_seconds = expiry_seconds
         self.on_refused: Callable[[], None] | None = None  # also undo what came before
         self._key: str | None = None
+        self._data_key: str | None = None
         self._ended = False  # finished or aborted: later calls do nothing
         self._opened = ExitStack()
         self._appender: Appending | None = None
         self._sink: Appending | BinaryIO
         try:
             if storage.appendable:
+                self._data_key = _data_key(storage, upload, offset)
                 self._appender = self._opened.enter_context(
-                    storage.appender(upload.data_key, offset, self._confirm)
+                    storage.appender(self._data_key, offset, self._confirm)
                 )
                 self._sink = self._appender
             else:
@@ -371,9 +390,12 @@ class PartWriter:
 
     def _confirm(self) -> None:
         current = self.session.get(Upload, self.upload.id, populate_existing=True)
+        gone = (
+            _gone(self.session, self.upload.owner_id, self.upload.id) if current is None else None
+        )
         self.session.commit()  # again, no transaction stays open while the body streams in
-        if current is None:  # terminated or expired since the first look
-            raise NotFound(f"There is no upload {self.upload.id}.")
+        if current is None:  # finished, terminated or expired since the first look
+            raise gone or NotFound(f"There is no upload {self.upload.id}.")
         _check_offset(current, self.offset)
 
     def write(self, pieces: Sequence[bytes]) -> None:
@@ -444,9 +466,10 @@ class PartWriter:
                 self.storage,
                 self.jobs,
                 self.upload,
-                self._key,
+                self._key or self._data_key,
                 self.stream,
                 self.expiry_seconds,
+                in_place=self._appender is not None,
             )
         except BaseException:
             self.session.rollback()
@@ -456,6 +479,18 @@ class PartWriter:
             raise
         finally:
             self._opened.close()  # in place: releases the lock
+
+
+def _data_key(storage: Storage, upload: Upload, offset: int) -> str:
+    """The object an in-place upload appends to; one begun before the temporary prefix
+    existed goes on where its bytes already are."""
+    if (
+        offset > 0
+        and not storage.exists(upload.data_key)
+        and storage.exists(upload.legacy_data_key)
+    ):
+        return upload.legacy_data_key
+    return upload.data_key
 
 
 class _Abandoned(Exception):
@@ -533,8 +568,11 @@ def _record_part(
     key: str | None,
     part: _PartStream,
     expiry_seconds: int,
+    *,
+    in_place: bool = False,
 ) -> Progress:
-    """Move the offset past a stored chunk; `key` names its part object (None: in place)."""
+    """Move the offset past a stored chunk; `key` names its part object (or, `in_place`,
+    the one object every chunk is appended to)."""
     now = utcnow()
     new_offset = upload.offset + part.size
     crc = isal_zlib.crc32_combine(upload.crc32, part.crc32, part.size) & 0xFFFFFFFF
@@ -559,7 +597,7 @@ def _record_part(
     )
     if rowcount(moved) != 1:
         raise Conflict("Another request wrote to this upload meanwhile; ask with HEAD and resume.")
-    if key is not None:
+    if key is not None and not in_place:
         session.add(UploadPart(upload_id=upload.id, offset=upload.offset, size=part.size, key=key))
         session.flush()
     for name, value in values.items():
@@ -567,8 +605,8 @@ def _record_part(
     if new_offset < upload.length:
         session.commit()
         return _progress(upload)
-    if key is None:
-        keys = [upload.data_key]
+    if in_place:
+        keys = [key or upload.data_key]
     else:
         keys = list(
             session.scalars(
@@ -577,27 +615,33 @@ def _record_part(
                 .order_by(UploadPart.offset)
             )
         )
-    file = _finish(session, storage, upload, keys, now)
-    _commit_finished(session, storage, jobs, upload, file)
+    file, leftovers = _finish(session, storage, upload, keys, now)
+    _commit_finished(session, storage, jobs, upload, file, leftovers)
     return _progress(upload, file)
 
 
 def _commit_finished(
-    session: Session, storage: Storage, jobs: JobQueue, upload: Upload, file: File
+    session: Session,
+    storage: Storage,
+    jobs: JobQueue,
+    upload: Upload,
+    file: File,
+    leftovers: list[uuid.UUID],
 ) -> None:
     try:
         session.commit()
     except BaseException:
         storage.delete(upload.staged_key)  # no object without its row
         raise
-    _delete_prefix(storage, upload.parts_prefix)
+    deletions.carry_out(session, storage, leftovers)  # the parts: the upload is the file now
     jobs.send_compression(session, file.id)
 
 
 def _finish(
     session: Session, storage: Storage, upload: Upload, keys: list[str], now: dt.datetime
-) -> File:
-    """Inside the caller's transaction: the pending File, its staged object, the upload done."""
+) -> tuple[File, list[uuid.UUID]]:
+    """Inside the caller's transaction: the pending File and its staged object; the upload's
+    row gone, its parts recorded for removal once this commits (their deletion ids)."""
     file = File(
         id=upload.id,
         owner_id=upload.owner_id,
@@ -611,82 +655,85 @@ def _finish(
     )
     session.add(file)
     admission.reservation_filled(session, upload.owner_id, upload.length)
-    upload.offset = upload.length
-    upload.completed_at = now
     session.execute(delete(UploadPart).where(UploadPart.upload_id == upload.id))
+    # The row goes with the upload: the file (same id) answers for it from now on.
+    session.execute(
+        delete(Upload).where(Upload.id == upload.id).execution_options(synchronize_session=False)
+    )
+    session.expunge(upload)
+    set_committed_value(upload, "offset", upload.length)
+    set_committed_value(upload, "completed_at", now)
+    leftovers = deletions.schedule(session, [upload.parts_prefix, upload.legacy_parts_prefix])
     try:
         session.flush()
     except IntegrityError:
         raise Conflict(f"You already have a file named {file.name!r}; retry.") from None
     try:
-        storage.concat(keys, file.staged_key, file.content_type)
+        # Intermediates go under the parts prefix: a crash mid-way leaves them where the
+        # upload's expiry (or, after the commit, the deletion above) removes them.
+        storage.concat(keys, file.staged_key, file.content_type, scratch=upload.parts_prefix)
     except Exception as exc:
         raise StorageUnavailable(f"The upload could not be assembled: {exc}") from exc
-    return file
-
-
-def _delete_prefix(storage: Storage, prefix: str) -> None:
-    """Best effort: a part left behind is only wasted space, never visible."""
-    try:
-        for key in list(storage.list(prefix)):
-            storage.delete(key)
-    except Exception as exc:
-        log.warning("could not remove the parts under %s: %s", prefix, exc)
+    return file, leftovers
 
 
 def terminate(session: Session, storage: Storage, owner_id: uuid.UUID, upload_id: uuid.UUID):
     """Cancel an upload and remove its parts (a finished upload's file stays)."""
     upload = session.get(Upload, upload_id)
     if upload is None or upload.owner_id != owner_id:
+        if _made_file(session, owner_id, upload_id) is not None:
+            session.commit()
+            return  # finished: nothing of the upload is left to cancel
         raise NotFound(f"There is no upload {upload_id}.")
-    _remove(session, storage, upload.id, upload.parts_prefix, upload.staged_key)
+    _remove(session, storage, upload.id, upload.temporary_keys)
 
 
 def _remove(
     session: Session,
     storage: Storage,
     upload_id: uuid.UUID,
-    parts_prefix: str,
-    staged_key: str,
+    keys: Sequence[str],
     *,
     expired_by: dt.datetime | None = None,
 ) -> bool:
-    """Delete the row, then its objects; False if it changed meanwhile (extended, gone)."""
+    """Delete the row, then its objects `keys`; False if it changed meanwhile (extended, gone).
+
+    The objects are recorded for removal in the row's transaction (`deletions`): a process
+    that dies after the commit leaves them to the worker's sweep, not to nobody.
+    """
     where = [Upload.id == upload_id]
     if expired_by is not None:
         # A PATCH may have extended the upload since it was selected.
         where.append(Upload.expires_at <= expired_by)
     # The conditions are re-checked under the row's lock: a finish racing with us either
-    # commits first (and we only drop the record) or waits for our delete (and then 409s).
+    # commits first (the row is gone, and so are we) or waits for our delete (and then 409s).
     options = {"synchronize_session": False}
-    unfinished = session.execute(
+    removed = session.execute(
         delete(Upload)
-        .where(*where, Upload.completed_at.is_(None))
-        .returning(Upload.owner_id, Upload.length)
+        .where(*where)
+        .returning(Upload.owner_id, Upload.length, Upload.completed_at)
         .execution_options(**options)
     ).first()
-    if unfinished is not None:
-        admission.release(session, unfinished.owner_id, unfinished.length)
+    if removed is None:
         session.commit()
-        _delete_prefix(storage, parts_prefix)
-        # A finish that died before its commit may have left the staged object behind.
-        storage.delete(staged_key)
-        return True
-    finished = session.execute(
-        delete(Upload).where(*where, Upload.completed_at.is_not(None)).execution_options(**options)
+        return False
+    if removed.completed_at is None:
+        admission.release(session, removed.owner_id, removed.length)
+    # A finished row (kept by a version before this one) is a record only: its file stays.
+    # Otherwise a finish that died before its commit may have left the staged object behind.
+    pending = deletions.schedule(
+        session, keys if removed.completed_at is None else [k for k in keys if k.endswith("/")]
     )
     session.commit()
-    if rowcount(finished) == 1:
-        _delete_prefix(storage, parts_prefix)
-        return True
-    return False
+    deletions.carry_out(session, storage, pending)
+    return True
 
 
 def expire(session: Session, storage: Storage, *, limit: int = 500) -> int:
     """Remove expired uploads and their parts (a finished one is just a record by then)."""
     now = utcnow()
     expired = [
-        (upload.id, upload.parts_prefix, upload.staged_key)
+        (upload.id, upload.temporary_keys)
         for upload in session.scalars(
             select(Upload).where(Upload.expires_at <= now).order_by(Upload.expires_at).limit(limit)
         )

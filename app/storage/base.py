@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import abc
+import datetime as dt
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -15,6 +17,15 @@ _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
 
 class ObjectMissing(KeyError):
     """The key names no object."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """One object as a listing shows it."""
+
+    key: str
+    size: int
+    updated: dt.datetime  # when it was last written (timezone-aware)
 
 
 class Busy(Exception):
@@ -76,15 +87,34 @@ class Storage(abc.ABC):
         """Every key under `prefix`."""
 
     @abc.abstractmethod
+    def scan(self, prefix: str) -> Iterator[StoredObject]:
+        """Every object under `prefix`, in lexicographic order of keys, as it goes.
+
+        Streams: memory does not grow with the number of objects (what reconciling a
+        bucket of millions against the database relies on).
+        """
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Remove every object under `prefix` (which ends with `/`), and the folder itself
+        where the backend has folders."""
+        for key in list(self.list(prefix)):
+            self.delete(key)
+
+    @abc.abstractmethod
     def ping(self) -> None:
         """Raise if the backend cannot be reached."""
 
-    def concat(self, keys: Sequence[str], dest_key: str, content_type: str) -> None:
+    def concat(
+        self, keys: Sequence[str], dest_key: str, content_type: str, *, scratch: str
+    ) -> None:
         """Store the objects at `keys`, in order, as one object at `dest_key`.
 
         The sources stay (the caller deletes them once the result is committed); a missing
-        one raises ObjectMissing and no destination appears. This fallback streams through
-        the process in chunks; backends override it with something cheaper.
+        one raises ObjectMissing and no destination appears. Anything made on the way
+        (GCS's intermediate composes) is named under the prefix `scratch`, which the caller
+        removes with the sources: a process that dies mid-way leaves nothing elsewhere.
+        This fallback streams through the process in chunks; backends override it with
+        something cheaper.
         """
         with self.writer(dest_key, content_type) as sink:
             for key in keys:

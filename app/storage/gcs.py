@@ -10,13 +10,20 @@ from typing import BinaryIO
 
 from google.api_core import exceptions as gexc
 from google.cloud import storage as gcs
+from google.cloud.storage.retry import DEFAULT_RETRY
 
-from app.storage.base import ObjectMissing, Storage, check_key
+from app.storage.base import ObjectMissing, Storage, StoredObject, check_key
 
 # The most source objects one compose request may name.
 MAX_COMPOSE_SOURCES = 32
 # A multiple of 256 KiB, as resumable uploads require; it is also the write buffer per upload.
 GCS_CHUNK_SIZE = 8 * 1024 * 1024
+# A compose names immutable sources (parts and intermediates are written once, under names
+# of their own) and writes a destination nothing else writes: sent twice it stores the same
+# bytes, so a 429, a 5xx or a dropped connection is retried, as the library would not by
+# itself (it retries composes only under a generation precondition). It runs while the
+# last PATCH of an upload waits for its answer: the retries end well before the client's.
+COMPOSE_RETRY = DEFAULT_RETRY.with_delay(initial=0.5, maximum=8.0).with_timeout(30.0)
 
 
 class GCSStorage(Storage):
@@ -95,8 +102,14 @@ class GCSStorage(Storage):
         for blob in self.client.list_blobs(self.bucket, prefix=prefix):
             yield blob.name
 
-    def concat(self, keys: Sequence[str], dest_key: str, content_type: str) -> None:
-        """Server-side compose, in rounds of at most 32 sources; no bytes pass through here."""
+    def concat(
+        self, keys: Sequence[str], dest_key: str, content_type: str, *, scratch: str
+    ) -> None:
+        """Server-side compose, in rounds of at most 32 sources; no bytes pass through here.
+
+        Intermediates are named under `scratch` (an upload's parts prefix): if this process
+        dies between rounds, they go with the parts when the upload is finished or expires.
+        """
         dest = self._blob(dest_key)
         dest.content_type = content_type
         if not keys:
@@ -113,19 +126,27 @@ class GCSStorage(Storage):
                     if len(group) == 1:
                         merged.append(group[0])
                         continue
-                    step = self._blob(f"{dest_key}.compose-{token}-{len(intermediates)}")
+                    step = self._blob(f"{scratch}compose-{token}-{len(intermediates)}")
                     step.content_type = content_type
                     intermediates.append(step)
-                    step.compose(group)
+                    step.compose(group, retry=COMPOSE_RETRY)
                     merged.append(step)
                 sources = merged
-            dest.compose(sources)
+            dest.compose(sources, retry=COMPOSE_RETRY)
         except gexc.NotFound:
             raise ObjectMissing(dest_key) from None
         finally:
+            # Best effort: whatever stays goes with `scratch`.
             for step in intermediates:
-                with contextlib.suppress(gexc.NotFound):
+                with contextlib.suppress(Exception):
                     step.delete()
+
+    def scan(self, prefix: str) -> Iterator[StoredObject]:
+        # The JSON API lists in lexicographic order, a page (1,000 objects) at a time.
+        for blob in self.client.list_blobs(
+            self.bucket, prefix=prefix, fields="items(name,size,updated),nextPageToken"
+        ):
+            yield StoredObject(blob.name, int(blob.size or 0), blob.updated)
 
     def ping(self) -> None:
         self.bucket.reload()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import fcntl
 import os
 import shutil
@@ -12,7 +13,7 @@ from glob import escape as glob_escape
 from pathlib import Path
 from typing import BinaryIO
 
-from app.storage.base import Busy, ObjectMissing, Storage, check_key
+from app.storage.base import Busy, ObjectMissing, Storage, StoredObject, check_key
 
 # macOS has no fdatasync (fsync does the same and more) and no posix_fadvise.
 _fdatasync = getattr(os, "fdatasync", os.fsync)
@@ -155,7 +156,26 @@ class LocalStorage(Storage):
                 if not name.startswith("."):
                     yield str((Path(dirpath) / name).relative_to(self.root))
 
-    def concat(self, keys: Sequence[str], dest_key: str, content_type: str) -> None:
+    def scan(self, prefix: str) -> Iterator[StoredObject]:
+        # A prefix may end inside a name (`a/b` matches `a/bc`): walk from its folder.
+        folder, _, _name = prefix.rpartition("/")
+        base = self.root / folder if folder else self.root
+        for key, stat in _walk_sorted(base, f"{folder}/" if folder else ""):
+            if key.startswith(prefix):
+                updated = dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC)
+                yield StoredObject(key, stat.st_size, updated)
+
+    def delete_prefix(self, prefix: str) -> None:
+        super().delete_prefix(prefix)
+        if prefix.endswith("/"):
+            # The folder goes too: nothing writes under an upload's parts once they are
+            # being removed (finished, cancelled or expired), so no writer can race this.
+            with contextlib.suppress(FileNotFoundError, OSError):
+                self._path(prefix.rstrip("/")).rmdir()
+
+    def concat(
+        self, keys: Sequence[str], dest_key: str, content_type: str, *, scratch: str
+    ) -> None:
         sources = [self._path(key) for key in keys]
         target = self._path(dest_key)
         temp = self._temp_beside(target)
@@ -221,6 +241,25 @@ class LocalStorage(Storage):
     def ping(self) -> None:
         if not os.access(self.root, os.W_OK):
             raise OSError(f"{self.root} is not writable")
+
+
+def _walk_sorted(folder: Path, key_prefix: str) -> Iterator[tuple[str, os.stat_result]]:
+    """(key, stat) of every file under `folder`, in lexicographic order of keys.
+
+    A folder's keys all start with `name/`, so siblings are ordered by `name/` for a folder
+    and `name` for a file; dot-prefixed names (writes in progress) are skipped.
+    """
+    try:
+        entries = [entry for entry in os.scandir(folder) if not entry.name.startswith(".")]
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    folders = {entry.name for entry in entries if entry.is_dir(follow_symlinks=False)}
+    for entry in sorted(entries, key=lambda e: e.name + "/" if e.name in folders else e.name):
+        if entry.name in folders:
+            yield from _walk_sorted(Path(entry.path), f"{key_prefix}{entry.name}/")
+        else:
+            with contextlib.suppress(FileNotFoundError):  # removed since the folder was read
+                yield f"{key_prefix}{entry.name}", entry.stat()
 
 
 def _copy_to_end(reader: BinaryIO, sink: BinaryIO) -> None:

@@ -172,7 +172,7 @@ def test_upload_refuses_a_name_already_taken(app, client, make_account):
     listing = _files(client, account)
     assert listing["total"] == 1
     assert listing["items"][0]["sha256"] == hashlib.sha256(b"one").hexdigest()
-    assert stored_keys(app, account.id) == [f"{account.id}/uploads/{first.json()['id']}"]
+    assert stored_keys(app, account.id) == [f"tmp/{account.id}/uploads/{first.json()['id']}"]
     assert spooled_files(_settings(app)) == []
 
 
@@ -519,7 +519,7 @@ def test_totals_follow_uploads_processing_failures_renames_and_deletes(
     assert _totals(local_client, account) == _counted(pending=4)
 
     # c's staged bytes vanish: its job fails; the others become ready.
-    runtime(local_app).storage.delete(f"{account.id}/uploads/{ids['c.txt']}")
+    runtime(local_app).storage.delete(f"tmp/{account.id}/uploads/{ids['c.txt']}")
     assert sorted(run_jobs(local_app)) == ["failed", "ready", "ready", "ready"]
     assert _totals(local_client, account) == _counted(ready=3, failed=1)
 

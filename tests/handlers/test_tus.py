@@ -93,7 +93,7 @@ def sha1_header(data: bytes) -> str:
 
 def parts_in_storage(storage, account: Account, url: str) -> list[str]:
     upload_id = url.rsplit("/", 1)[1]
-    return list(storage.list(f"{account.id}/uploads/{upload_id}.parts/"))
+    return list(storage.list(f"tmp/{account.id}/uploads/{upload_id}.parts/"))
 
 
 def tus_client(base_url: str, account: Account) -> TusClient:
@@ -269,7 +269,7 @@ def test_last_patch_makes_a_pending_file(client, alice, storage):
     assert body["name"] == "six.txt"
     assert body["size"] == 6
     assert parts_in_storage(storage, alice, url) == []
-    assert storage.exists(f"{alice.id}/uploads/{file_id}") or body["status"] != "pending"
+    assert storage.exists(f"tmp/{alice.id}/uploads/{file_id}") or body["status"] != "pending"
 
 
 def test_creation_with_upload(client, alice):
@@ -305,7 +305,7 @@ def test_creation_with_upload_partial_and_bad_checksum(client, alice, storage):
         client.get("/api/v1/users/me", headers=alice.headers).json()["usage"]["bytes_reserved"] == 0
     )
     assert created(client, alice, 100, "part.txt")
-    assert list(storage.list(f"{alice.id}/uploads/")) == []
+    assert list(storage.list(f"tmp/{alice.id}/uploads/")) == []
 
 
 def test_empty_upload_is_a_file_at_once(client, alice):

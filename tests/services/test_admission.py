@@ -155,7 +155,7 @@ def test_parallel_uploads_never_pass_the_quota(owner, mix):
     assert (usage.file_count, usage.bytes_stored, usage.bytes_reserved) == _rows(owner)
     assert owner.drift() == []
     # Every refused multipart upload took its staged bytes away again.
-    staged = list(owner.storage.list(f"{owner.id}/uploads/"))
+    staged = list(owner.storage.list(f"tmp/{owner.id}/uploads/"))
     assert len(staged) == admitted.count("multipart"), staged
 
 

@@ -32,7 +32,7 @@ def test_claim_takes_a_pending_file(session, factories):
         file.name,
         1,
     )
-    assert job.staged_key == f"{file.owner_id}/uploads/{file.id}"
+    assert job.staged_key == f"tmp/{file.owner_id}/uploads/{file.id}"
     assert job.archive_key == f"{file.owner_id}/{file.id}.zip"
     row = fresh(session, file)
     assert row.status == FileStatus.PROCESSING

@@ -25,21 +25,23 @@ def test_concat_joins_in_order_and_keeps_the_sources(storage, prefix, count):
     keys = [f"{prefix}/p{i:03d}" for i in range(count)]
     for key, data in zip(keys, parts, strict=True):
         _put(storage, key, data)
-    storage.concat(keys, f"{prefix}/joined", "text/plain")
+    storage.concat(keys, f"{prefix}/joined", "text/plain", scratch=f"{prefix}/scratch/")
     assert _read(storage, f"{prefix}/joined") == b"".join(parts)
     # Sources stay for the caller to delete; no intermediate objects are left behind.
     assert sorted(storage.list(prefix)) == sorted([*keys, f"{prefix}/joined"])
 
 
 def test_concat_of_nothing_is_an_empty_object(storage, prefix):
-    storage.concat([], f"{prefix}/empty", "application/octet-stream")
+    storage.concat([], f"{prefix}/empty", "application/octet-stream", scratch=f"{prefix}/s/")
     assert storage.size(f"{prefix}/empty") == 0
 
 
 def test_concat_with_a_missing_source_creates_nothing(storage, prefix):
     _put(storage, f"{prefix}/a", b"aaa")
     with pytest.raises(ObjectMissing):
-        storage.concat([f"{prefix}/a", f"{prefix}/missing"], f"{prefix}/joined", "text/plain")
+        storage.concat(
+            [f"{prefix}/a", f"{prefix}/missing"], f"{prefix}/joined", "text/plain", scratch=prefix
+        )
     assert not storage.exists(f"{prefix}/joined")
     assert list(storage.list(prefix)) == [f"{prefix}/a"]
 

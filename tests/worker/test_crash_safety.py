@@ -292,7 +292,8 @@ def test_duplicate_delivery_while_a_job_holds_the_lease_is_harmless(
         with crash_sessions() as session:
             row = session.get(File, fid)
             assert (row.lease_token, row.attempts) == (job.token, 1)
-        assert sorted(storage.list(f"{account.id}/")) == [f"{account.id}/uploads/{file_id}"]
+        assert sorted(storage.list(f"{account.id}/")) == []
+        assert list(storage.list(f"tmp/{account.id}/")) == [f"tmp/{account.id}/uploads/{file_id}"]
 
         # The holder finishes; a duplicate arriving afterwards changes nothing either.
         with crash_sessions() as session:

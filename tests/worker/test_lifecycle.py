@@ -185,7 +185,7 @@ def test_zip_round_trip(app, client, alice, storage, tmp_path):
 
     # The staged upload is gone; the archive sits in the owner's folder.
     assert objects(storage, alice) == [f"{alice.id}/{file_id}.zip"]
-    assert not storage.exists(f"{alice.id}/uploads/{file_id}")
+    assert not storage.exists(f"tmp/{alice.id}/uploads/{file_id}")
 
 
 @pytest.mark.parametrize("name", ["notes.txt", "measurements 2024.log"])  # typed and untyped
@@ -246,7 +246,7 @@ def test_missing_staged_upload_fails_readably(app, client, alice, storage):
     created = upload(client, alice, text_log(100_000), filename="lost.log")
     assert created.status_code == 202, created.text
     file_id = created.json()["id"]
-    staged_key = f"{alice.id}/uploads/{file_id}"
+    staged_key = f"tmp/{alice.id}/uploads/{file_id}"
     assert storage.exists(staged_key)
     storage.delete(staged_key)  # before the job runs
     assert run_jobs(app) == ["failed"]

@@ -1,0 +1,93 @@
+"""Removing objects after the rows they belonged to: commit a tombstone, delete, sweep.
+
+A row goes (a file deleted, an upload finished, cancelled or expired) in a transaction that
+also records its objects in `pending_deletions`. Only after that commit are the objects
+removed, and then their record. A process that dies in between, or a storage error, leaves
+the record, and the worker's sweep (`sweep`) removes the objects later. So no row ever
+points at objects already gone (a delete that does not commit leaves the file whole), and
+no object outlives its row for longer than a sweep.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Iterable
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from app.db import utcnow
+from app.models import PendingDeletion
+from app.storage import Storage
+
+log = logging.getLogger(__name__)
+
+# The sweep leaves a record this young alone: the request that wrote it is usually
+# removing its objects at that moment.
+SWEEP_AFTER_SECONDS = 60
+
+
+def schedule(session: Session, keys: Iterable[str]) -> list[uuid.UUID]:
+    """Record `keys` (a key ending in `/` is a prefix) for removal, in the caller's
+    transaction; the ids to hand to `carry_out` once it has committed."""
+    now = utcnow()
+    rows = [PendingDeletion(id=uuid.uuid4(), key=key, created_at=now) for key in keys]
+    session.add_all(rows)
+    return [row.id for row in rows]
+
+
+def _remove(storage: Storage, key: str) -> None:
+    if key.endswith("/"):
+        storage.delete_prefix(key)
+    else:
+        storage.delete(key)
+
+
+def carry_out(session: Session, storage: Storage, ids: list[uuid.UUID]) -> int:
+    """After the commit: remove the objects recorded under `ids`, then the records.
+
+    Never raises for a storage error: what is not removed now is the sweep's. How many
+    records were carried out.
+    """
+    if not ids:
+        return 0
+    done: list[uuid.UUID] = []
+    try:
+        for row in session.scalars(select(PendingDeletion).where(PendingDeletion.id.in_(ids))):
+            _remove(storage, row.key)
+            done.append(row.id)
+    except Exception as exc:
+        log.warning("objects left for the deletion sweep: %s", exc)
+    finally:
+        session.rollback()  # end the read before the write below
+    if done:
+        session.execute(delete(PendingDeletion).where(PendingDeletion.id.in_(done)))
+        session.commit()
+    return len(done)
+
+
+def sweep(session: Session, storage: Storage, *, limit: int = 500) -> int:
+    """Remove the objects of deletions a crash or a storage error left half-done.
+
+    Takes the oldest records (older than SWEEP_AFTER_SECONDS) first; how many it finished.
+    """
+    before = utcnow() - dt.timedelta(seconds=SWEEP_AFTER_SECONDS)
+    ids = list(
+        session.scalars(
+            select(PendingDeletion.id)
+            .where(PendingDeletion.created_at <= before)
+            .order_by(PendingDeletion.created_at)
+            .limit(limit)
+        )
+    )
+    session.rollback()
+    finished = 0
+    for start in range(0, len(ids), 50):
+        batch = ids[start : start + 50]
+        done = carry_out(session, storage, batch)
+        finished += done
+        if done < len(batch):
+            break  # storage is failing: the next sweep tries again
+    return finished
