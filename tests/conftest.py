@@ -30,7 +30,10 @@ from app.http import security
 from app.runtime import build_runtime
 from app.services import tokens
 from app.settings import Settings
+from app.storage.gcs import GCSStorage
+from tests import faultproxy
 from tests.factories import FACTORIES, UserFactory
+from tests.faultproxy import FaultProxy
 from tests.helpers import (
     ADMIN_DB_URL,
     GCS_BUCKET,
@@ -41,6 +44,7 @@ from tests.helpers import (
     listening,
     make_settings,
     new_email,
+    proxied_gcs,
     runtime,
 )
 
@@ -175,6 +179,30 @@ def gcs_emulator(tmp_path_factory) -> Iterator[str]:
             yield host
         finally:
             os.environ.pop("STORAGE_EMULATOR_HOST", None)
+
+
+@pytest.fixture(scope="session")
+def _fault_proxy(gcs_emulator) -> Iterator[FaultProxy]:
+    with faultproxy.running(gcs_emulator) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def fault_proxy(_fault_proxy) -> Iterator[FaultProxy]:
+    """The fault-injecting proxy in front of the emulator (tests/faultproxy.py), unscripted.
+
+    Clients reach it with `STORAGE_EMULATOR_HOST=fault_proxy.url` (see `proxied_storage`,
+    `proxied_env`); what a test scripts and records is forgotten when it ends.
+    """
+    _fault_proxy.clear()
+    yield _fault_proxy
+    _fault_proxy.clear()
+
+
+@pytest.fixture
+def proxied_storage(fault_proxy) -> GCSStorage:
+    """A GCS backend on the test bucket whose every request passes through `fault_proxy`."""
+    return proxied_gcs(fault_proxy)
 
 
 # --- settings and the app ------------------------------------------------------------------

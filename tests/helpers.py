@@ -27,7 +27,9 @@ from app.queue.jobs import JobQueue
 from app.runtime import Runtime
 from app.services import tokens
 from app.settings import Settings
+from app.storage.gcs import GCSStorage
 from tests.factories import PASSWORD, UserFactory
+from tests.faultproxy import FaultProxy
 
 ADMIN_DB_URL = os.environ.get(
     "INSTASHARE_TEST_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
@@ -153,14 +155,38 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def start_server(settings: Settings, workers: int = 1, log=subprocess.DEVNULL):
+def proxied_env(proxy: FaultProxy) -> dict[str, str]:
+    """Environment for a subprocess whose GCS client talks through the fault proxy."""
+    return {"STORAGE_EMULATOR_HOST": proxy.url}
+
+
+def proxied_gcs(proxy: FaultProxy) -> GCSStorage:
+    """A GCS backend on the test bucket whose every request passes through `proxy`."""
+    # The client reads STORAGE_EMULATOR_HOST once, when it is made.
+    saved = os.environ.get("STORAGE_EMULATOR_HOST")
+    os.environ["STORAGE_EMULATOR_HOST"] = proxy.url
+    try:
+        return GCSStorage(GCS_BUCKET)
+    finally:
+        if saved is None:
+            os.environ.pop("STORAGE_EMULATOR_HOST", None)
+        else:
+            os.environ["STORAGE_EMULATOR_HOST"] = saved
+
+
+def start_server(
+    settings: Settings,
+    workers: int = 1,
+    log=subprocess.DEVNULL,
+    extra_env: dict[str, str] | None = None,
+):
     """`instashare-server serve` on a free loopback port, answering; (process, base URL)."""
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "app.server", "serve", "--workers", str(workers),
          "--host", "127.0.0.1", "--port", str(port)],
-        env=settings_env(settings), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True,
+        env=settings_env(settings) | (extra_env or {}), cwd=ROOT, stdout=log,
+        stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
@@ -210,10 +236,17 @@ def answers(url: str) -> bool:
 class WorkerProcess:
     """A real `instashare-server worker --beat` process (Celery, prefork) for tests."""
 
-    def __init__(self, settings: Settings, log_path: Path, concurrency: int = 2):
+    def __init__(
+        self,
+        settings: Settings,
+        log_path: Path,
+        concurrency: int = 2,
+        extra_env: dict[str, str] | None = None,
+    ):
         self.settings = settings
         self.log_path = log_path
         self.concurrency = concurrency
+        self.extra_env = extra_env or {}
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> WorkerProcess:
@@ -221,7 +254,7 @@ class WorkerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "app.server", "worker", "--beat",
              "--concurrency", str(self.concurrency)],
-            env=settings_env(self.settings),
+            env=settings_env(self.settings) | self.extra_env,
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
