@@ -416,6 +416,69 @@ def index_archives() -> None:
 
 
 @main.command()
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="delete orphan objects; requeue or fail files whose objects are gone",
+)
+@click.option(
+    "--grace-seconds",
+    type=click.FloatRange(min=0),
+    default=3600,
+    show_default=True,
+    help="objects written more recently are not judged (an upload may be finishing)",
+)
+def reconcile(repair: bool, grace_seconds: float) -> None:
+    """Check storage against the database: objects without rows, rows without objects.
+
+    Streams the bucket (or the storage directory) once, in key order, beside the files
+    table. Prints each finding; exit status 1 if there were any and --repair was not given.
+    Example: instashare-server reconcile --repair
+    """
+    from app.db import make_engine, make_session_factory
+    from app.services import reconcile as service
+    from app.storage import make_storage
+
+    settings = load_settings()
+    storage = make_storage(settings)
+    drift = 0
+    with (
+        database_errors(settings),
+        make_session_factory(make_engine(settings.database_url))() as session,
+    ):
+        for finding in service.reconcile(
+            session, storage, repair=repair, grace_seconds=grace_seconds
+        ):
+            click.echo(describe_finding(finding))
+            drift += not isinstance(finding, service.Foreign)
+    if not drift:
+        click.echo("storage and database agree: every object has its row and every row its objects")
+    sys.exit(1 if drift and not repair else 0)
+
+
+def describe_finding(finding) -> str:
+    """One line per finding of `reconcile`, as a person reads it."""
+    from app.services import reconcile as service
+
+    if isinstance(finding, service.Missing):
+        done, would = {
+            "requeue": ("queued to be compressed again", "queue it to be compressed again"),
+            "fail": ("marked failed", "mark it failed"),
+        }[finding.remedy]
+        return (
+            f"missing {finding.file_id} (owner {finding.owner_id}, {finding.status.value}): "
+            f"{finding.reason}; " + (done if finding.repaired else f"--repair would {would}")
+        )
+    obj = finding.object
+    seen = f"{obj.key} ({obj.size} bytes, written {obj.updated:%Y-%m-%d %H:%M:%S} UTC)"
+    if isinstance(finding, service.Foreign):
+        return f"foreign {seen}: not a key Instashare writes; left alone"
+    return f"orphan  {seen}: {finding.reason}; " + (
+        "deleted" if finding.repaired else "--repair would delete it"
+    )
+
+
+@main.command()
 def check() -> None:
     """Print the effective settings (secrets masked) and test each dependency."""
     from app.db import make_engine, make_session_factory
