@@ -57,6 +57,7 @@ ARCHIVE_GONE_FAILED = (
     "The archive is missing from storage and the upload is gone; upload the file again."
 )
 UPLOAD_GONE_FAILED = "The uploaded bytes are missing from storage; upload the file again."
+LEFT_OVER = "the file is ready: its staged upload is left over"
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,7 @@ def reconcile(
                 yield from _judge_uploads(session, storage, batch, repair)
                 batch = []
         elif _OURS.match(obj.key):
-            yield _orphan(session, storage, obj, "not a key Instashare writes", repair)
+            yield _orphan(session, storage, obj, "no kind of object kept in this folder", repair)
         else:
             yield Foreign(obj)
     yield from _judge_uploads(session, storage, batch, repair)
@@ -261,6 +262,8 @@ def _judge_uploads(
         )
         if reason is None and str(owners.get(upload_id)) != match["owner"]:
             reason = "it is in another owner's folder"
+        if reason == LEFT_OVER and not storage.exists(f"{match['owner']}/{upload_id}.zip"):
+            reason = None  # the only copy of a ready file whose archive is gone: keep it
         if reason is not None:
             yield _orphan(session, storage, obj, reason, repair, recheck=False)
 
@@ -274,7 +277,7 @@ def _upload_object_orphaned(
         if status in (FileStatus.PENDING, FileStatus.PROCESSING, FileStatus.FAILED):
             return None
         if status == FileStatus.READY:
-            return "the file is ready: its staged upload is left over"
+            return LEFT_OVER
         return None if unfinished else "no file or upload needs this staged upload"
     if rest.startswith(".parts/"):
         return None if has_upload else "no upload has these parts"
