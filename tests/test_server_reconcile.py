@@ -55,8 +55,9 @@ def deployment(tmp_path, backend, redis_url, request) -> Iterator[Deployment]:
     if backend == "gcs":
         request.getfixturevalue("gcs_emulator")
     with fresh_database() as url:
+        broker = redis_db(RECONCILE_BROKER_DB)
         settings = make_settings(
-            tmp_path / "data", url, backend, gcs_bucket=bucket, broker_url=redis_db(RECONCILE_BROKER_DB)
+            tmp_path / "data", url, backend, gcs_bucket=bucket, broker_url=broker
         )
         storage = make_storage(settings)
         if backend == "gcs":
@@ -148,9 +149,7 @@ def test_reconcile_lists_and_repairs_both_kinds_of_drift(deployment, tmp_path):
         str(requeue.id), str(lost.id), str(unstaged.id),
     }, listed.stdout  # fmt: skip
     assert by_subject[orphan_archive].startswith(f"orphan  {orphan_archive} (11 bytes, written ")
-    assert by_subject[orphan_archive].endswith(
-        "no file has this archive; --repair would delete it"
-    )
+    assert by_subject[orphan_archive].endswith("no file has this archive; --repair would delete it")
     assert "the file is ready: its staged upload is left over" in by_subject[leftover]
     assert by_subject["README.txt"].endswith("not a key Instashare writes; left alone")
     assert by_subject[str(requeue.id)] == (

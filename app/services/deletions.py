@@ -68,12 +68,18 @@ def carry_out(session: Session, storage: Storage, ids: list[uuid.UUID]) -> int:
     return len(done)
 
 
-def sweep(session: Session, storage: Storage, *, limit: int = 500) -> int:
+def sweep(
+    session: Session,
+    storage: Storage,
+    *,
+    limit: int = 500,
+    after_seconds: float = SWEEP_AFTER_SECONDS,
+) -> int:
     """Remove the objects of deletions a crash or a storage error left half-done.
 
-    Takes the oldest records (older than SWEEP_AFTER_SECONDS) first; how many it finished.
+    Takes the oldest records (older than `after_seconds`) first; how many it finished.
     """
-    before = utcnow() - dt.timedelta(seconds=SWEEP_AFTER_SECONDS)
+    before = utcnow() - dt.timedelta(seconds=after_seconds)
     ids = list(
         session.scalars(
             select(PendingDeletion.id)

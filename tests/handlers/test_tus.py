@@ -272,6 +272,30 @@ def test_last_patch_makes_a_pending_file(client, alice, storage):
     assert storage.exists(f"tmp/{alice.id}/uploads/{file_id}") or body["status"] != "pending"
 
 
+def test_a_finished_upload_leaves_no_parts_folder_and_no_upload_row(client, alice, app, storage):
+    url = created(client, alice, 6, "done.txt")
+    assert patch(client, alice, url, 0, b"abc").status_code == 204
+    assert patch(client, alice, url, 3, b"def").status_code == 204
+    upload_id = uuid.UUID(url.rsplit("/", 1)[1])
+    with runtime(app).sessions() as session:
+        assert session.get(Upload, upload_id) is None
+        assert session.get(File, upload_id) is not None
+    # Nothing of the upload is left: no part object, and on disk no empty folder either.
+    assert list(storage.list(f"tmp/{alice.id}/uploads/{upload_id}.parts/")) == []
+    settings = runtime(app).settings
+    if settings.storage_backend == "local":
+        folder = settings.storage_root / "tmp" / alice.id / "uploads"
+        assert sorted(p.name for p in folder.iterdir()) == [str(upload_id)]  # the staged file
+    # It still answers as a finished upload: HEAD at full length, PATCH 409, DELETE a no-op.
+    done = head(client, alice, url)
+    assert done.status_code == 200
+    assert done.headers["Upload-Offset"] == done.headers["Upload-Length"] == "6"
+    assert "Upload-Expires" not in done.headers
+    assert patch(client, alice, url, 6, b"x").status_code == 409
+    assert client.delete(url, headers={**alice.headers, **TUS}).status_code == 204
+    assert client.get(f"/api/v1/files/{upload_id}", headers=alice.headers).status_code == 200
+
+
 def test_creation_with_upload(client, alice):
     data = b"all at once"
     response = client.post(
