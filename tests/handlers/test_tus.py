@@ -296,6 +296,43 @@ def test_a_finished_upload_leaves_no_parts_folder_and_no_upload_row(client, alic
     assert client.get(f"/api/v1/files/{upload_id}", headers=alice.headers).status_code == 200
 
 
+def test_the_final_compose_is_retried_after_a_503_and_a_429(
+    make_app, gcs_settings, alice, proxied_storage, fault_proxy
+):
+    app = make_app(gcs_settings)
+    rt = runtime(app)
+    direct, rt.storage = rt.storage, proxied_storage  # this app's GCS requests, proxied
+    try:
+        with app.test_client() as client:
+            parts = [payload(3000, seed=i) for i in range(70)]  # three intermediates, then one
+            url = created(client, alice, sum(map(len, parts)), "seventy.log")
+            offset = 0
+            for part in parts[:-1]:
+                assert patch(client, alice, url, offset, part).status_code == 204
+                offset += len(part)
+            # The first intermediate's compose gets a 503; the final one a 429 (the second
+            # rule counts the requests the first let through: the retry, two more, the final).
+            fault_proxy.fail("POST", r"/compose", status=503, nth=1)
+            fault_proxy.fail("POST", r"/compose", status=429, nth=4)
+            last = patch(client, alice, url, offset, parts[-1])
+            assert last.status_code == 204, last.text
+            assert last.headers["Upload-Offset"] == str(offset + len(parts[-1]))
+            # 4 composes, 2 of them sent twice; the intermediates were under the parts.
+            upload_id = url.rsplit("/", 1)[1]
+            staged = f"tmp/{alice.id}/uploads/{upload_id}"
+            targets = [c.path for c in fault_proxy.requests("POST", r"/compose")]
+            assert len(targets) == 6
+            assert [t.startswith("/storage/v1/b/") for t in targets] == [True] * 6
+            steps = [t.split("/o/", 1)[1].removesuffix("/compose") for t in targets]
+            assert steps[0] == steps[1] and steps[4] == steps[5] == staged, steps
+            assert all(s.startswith(f"{staged}.parts/compose-") for s in steps[:4]), steps
+            assert list(direct.list(f"tmp/{alice.id}/uploads/{upload_id}.parts/")) == []
+            rt.storage = direct
+            assert original_bytes(app, client, alice, url) == b"".join(parts)
+    finally:
+        rt.storage = direct
+
+
 def test_creation_with_upload(client, alice):
     data = b"all at once"
     response = client.post(

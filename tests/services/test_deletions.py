@@ -1,0 +1,94 @@
+"""Deleting a file: the row's removal commits first, the objects go after it.
+
+On a database of the test's own, where commits are real: a PostgreSQL trigger deferred to
+commit time refuses the commit of a delete, as a database that fails at that instant would.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+import zipfile
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from app.models import PendingDeletion
+from tests.helpers import (
+    account_in,
+    assert_problem,
+    committing_app,
+    fresh_database,
+    make_settings,
+    runtime,
+    stored_keys,
+    upload,
+)
+from worker.tasks import compress_file
+
+REFUSE_DELETES = """
+CREATE FUNCTION refuse_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'the database refused the commit';
+END $$;
+CREATE CONSTRAINT TRIGGER refuse_file_deletes AFTER DELETE ON files
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_commit();
+"""
+ALLOW_DELETES = "DROP TRIGGER refuse_file_deletes ON files; DROP FUNCTION refuse_commit();"
+
+
+@pytest.fixture
+def app(tmp_path, backend, redis_url, request) -> Iterator:
+    """The app as deployed (it commits), on a database of its own."""
+    if backend == "gcs":
+        request.getfixturevalue("gcs_emulator")
+    with fresh_database() as url, committing_app(make_settings(tmp_path, url, backend)) as app:
+        yield app
+
+
+def _sql(app, statements: str) -> None:
+    with runtime(app).sessions() as session:
+        session.execute(sa.text(statements))
+        session.commit()
+
+
+def _pending(app) -> list[str]:
+    with runtime(app).sessions() as session:
+        return list(session.scalars(sa.select(PendingDeletion.key)))
+
+
+def test_a_delete_whose_commit_fails_leaves_the_file_whole(app):
+    account = account_in(app)
+    content = b"the file must survive a failed delete\n" * 500
+    with app.test_client() as client:
+        created = upload(client, account, content, "kept.log")
+        assert created.status_code == 202, created.text
+        file_id = created.json()["id"]
+
+        def retry(exc: Exception):
+            raise exc
+
+        assert compress_file(runtime(app), uuid.UUID(file_id), retry) == "ready"
+        archive = f"{account.id}/{file_id}.zip"
+        assert stored_keys(app, account.id) == [archive]
+
+        _sql(app, REFUSE_DELETES)
+        refused = client.delete(f"/api/v1/files/{file_id}", headers=account.headers)
+        assert_problem(refused, 500)
+        # Nothing happened: the file is ready, its archive is there and downloads whole.
+        body = client.get(f"/api/v1/files/{file_id}", headers=account.headers).json()
+        assert body["status"] == "ready", body
+        assert stored_keys(app, account.id) == [archive]
+        zipped = client.get(f"/api/v1/files/{file_id}/content", headers=account.headers)
+        assert zipped.status_code == 200
+        with zipfile.ZipFile(io.BytesIO(zipped.content)) as archived:
+            assert archived.read("kept.log") == content
+        assert _pending(app) == []
+
+        _sql(app, ALLOW_DELETES)
+        deleted = client.delete(f"/api/v1/files/{file_id}", headers=account.headers)
+        assert deleted.status_code == 204
+        assert client.get(f"/api/v1/files/{file_id}", headers=account.headers).status_code == 404
+        assert stored_keys(app, account.id) == []
+        assert _pending(app) == []
