@@ -377,7 +377,9 @@ def delete(session: Session, storage: Storage, owner_id: uuid.UUID, file_id: uui
     one that dies after its commit leaves the record, and the worker's sweep finishes it.
     """
     file = _owned(session, owner_id, file_id)
-    keys = (file.archive_key, file.staged_key, file.legacy_staged_key)
+    keys = [file.archive_key, file.staged_key]
+    if file.status != FileStatus.READY:
+        keys.append(file.legacy_staged_key)  # staged before `tmp/`, and not yet compressed
     # Not the ORM's delete, which checks the version it read: a worker claiming the file
     # meanwhile (a new version) must not turn this into a 500. The row goes whatever its
     # state, and that worker, its lease gone, removes what it wrote.

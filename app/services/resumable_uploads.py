@@ -663,7 +663,10 @@ def _finish(
     session.expunge(upload)
     set_committed_value(upload, "offset", upload.length)
     set_committed_value(upload, "completed_at", now)
-    leftovers = deletions.schedule(session, [upload.parts_prefix, upload.legacy_parts_prefix])
+    # Parts written before `tmp/` existed are where they were: that folder goes too.
+    legacy = any(not key.startswith(upload.parts_prefix) for key in keys)
+    folders = [upload.parts_prefix, *([upload.legacy_parts_prefix] if legacy else [])]
+    leftovers = deletions.schedule(session, folders)
     try:
         session.flush()
     except IntegrityError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -26,8 +27,16 @@ GCS_CHUNK_SIZE = 8 * 1024 * 1024
 COMPOSE_RETRY = DEFAULT_RETRY.with_delay(initial=0.5, maximum=8.0).with_timeout(30.0)
 
 
+# google-cloud-storage (3.x) fetches each bucket's metadata in a background thread on first
+# use, and checks again that the bucket exists after every 404, only to label OpenTelemetry
+# spans (which this service does not export): a `storage.buckets.get` that the documented
+# role (roles/storage.objectUser) may not make, and a request more per 404. Off.
+BUCKET_METADATA_SWITCH = "DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA"
+
+
 class GCSStorage(Storage):
     def __init__(self, bucket: str, project: str | None = None):
+        os.environ.setdefault(BUCKET_METADATA_SWITCH, "true")
         # With STORAGE_EMULATOR_HOST set the client talks to the emulator, anonymously.
         self.client = gcs.Client(project=project)
         self.bucket = self.client.bucket(bucket)
