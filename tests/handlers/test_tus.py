@@ -32,6 +32,7 @@ from tests.helpers import (
     Account,
     run_jobs,
     runtime,
+    stored_keys,
     upload,
     wait_until,
 )
@@ -331,6 +332,24 @@ def test_the_final_compose_is_retried_after_a_503_and_a_429(
             assert original_bytes(app, client, alice, url) == b"".join(parts)
     finally:
         rt.storage = direct
+
+
+def test_an_upload_begun_before_the_temporary_prefix_finishes_and_leaves_nothing(
+    local_client, local_app, alice
+):
+    url = created(local_client, alice, 6, "old.txt")
+    assert patch(local_client, alice, url, 0, b"abc").status_code == 204
+    # As the version before `tmp/` left it: the bytes so far in the owner's folder.
+    root = runtime(local_app).settings.storage_root
+    upload_id = url.rsplit("/", 1)[1]
+    old = root / alice.id / "uploads" / f"{upload_id}.parts"
+    old.mkdir(parents=True)
+    (root / "tmp" / alice.id / "uploads" / f"{upload_id}.parts" / "data").rename(old / "data")
+    assert patch(local_client, alice, url, 3, b"def").status_code == 204
+    assert original_bytes(local_app, local_client, alice, url) == b"abcdef"
+    # Only the archive is left, and no folder of the upload's.
+    assert stored_keys(local_app, alice.id) == [f"{alice.id}/{upload_id}.zip"]
+    assert not old.exists()
 
 
 def test_creation_with_upload(client, alice):

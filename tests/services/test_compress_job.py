@@ -178,3 +178,17 @@ def test_run_that_lost_its_lease_mid_write_publishes_nothing(session, store, sta
         compress_job.compress(session, store, job, lease_seconds=lease, on_progress=lose_lease)
     assert on_disk(store) == {file.staged_key}  # the new holder still needs it
     assert fresh(session, file).status == FileStatus.PROCESSING
+
+
+def test_an_upload_staged_before_the_temporary_prefix_is_compressed_where_it_is(
+    session, store, factories
+):
+    # Staged by the version before `tmp/` existed, in the owner's folder, and still pending.
+    data = text(300_000)
+    file = FileFactory(size=len(data), crc32=zlib.crc32(data))
+    with store.writer(file.legacy_staged_key, "text/plain") as sink:
+        sink.write(data)
+    job = leases.claim(session, file.id, LEASE)
+    assert compress_job.compress(session, store, job, lease_seconds=LEASE)
+    assert fresh(session, file).status == FileStatus.READY
+    assert on_disk(store) == {file.archive_key}  # the old staged object went too
