@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
-from app.services import leases, names
+from app.services import deletions, leases, names
 from app.services.compression import ArchiveResult, write_archive
 from app.storage import ObjectMissing, Storage
 
@@ -60,24 +60,25 @@ def compress(
         # staged bytes gone from under the reader): that is no failure, just nothing to do.
         session.rollback()
         if not leases.exists(session, job.file_id):
-            storage.delete(job.archive_key)
-            _delete_all(storage, staged)
+            _remove(session, storage, [job.archive_key, *staged])
             return False
         raise
     if not leases.complete(session, job, result):
         if not leases.exists(session, job.file_id):
             # Deleted while we worked: the archive we just wrote must not outlive its row.
-            storage.delete(job.archive_key)
-            _delete_all(storage, staged)
+            _remove(session, storage, [job.archive_key, *staged])
             return False
         raise leases.LeaseLost(str(job.file_id))
     storage.delete(source)
     return True
 
 
-def _delete_all(storage: Storage, keys: list[str]) -> None:
-    for key in keys:
-        storage.delete(key)
+def _remove(session: Session, storage: Storage, keys: list[str]) -> None:
+    """What this job wrote for a file deleted meanwhile: recorded first, so that a worker
+    dying before it is removed leaves it to the deletion sweep, then removed."""
+    pending = deletions.schedule(session, keys)
+    session.commit()
+    deletions.carry_out(session, storage, pending)
 
 
 def _write(

@@ -580,9 +580,11 @@ def test_expiry_task_is_scheduled(backend, tmp_path):
     celery = make_celery(settings)
     schedule = {entry["task"] for entry in celery.conf.beat_schedule.values()}
     assert "worker.tasks.expire_uploads" in schedule
+    assert "worker.tasks.finish_deletions" in schedule
     import worker.tasks
 
     assert worker.tasks.expire_uploads.name == "worker.tasks.expire_uploads"
+    assert worker.tasks.finish_deletions.name == "worker.tasks.finish_deletions"
 
 
 def original_bytes(app, client, account: Account, url: str) -> bytes:
