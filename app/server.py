@@ -464,6 +464,7 @@ def describe_finding(finding) -> str:
         done, would = {
             "requeue": ("queued to be compressed again", "queue it to be compressed again"),
             "fail": ("marked failed", "mark it failed"),
+            "none": ("it changed meanwhile: left as it is", "leave it"),
         }[finding.remedy]
         return (
             f"missing {finding.file_id} (owner {finding.owner_id}, {finding.status.value}): "

@@ -23,6 +23,7 @@ not yet ready whose upload is gone, with an error the owner can read.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 import uuid
@@ -77,7 +78,7 @@ class Missing:
     owner_id: uuid.UUID
     status: FileStatus
     reason: str
-    remedy: str  # "requeue" or "fail"
+    remedy: str  # "requeue" or "fail"; "none" when it had moved on by the time of repair
     repaired: bool = False
 
 
@@ -196,13 +197,15 @@ def _repair_missing(session: Session, storage: Storage, found: Missing) -> Missi
         select(File).where(File.id == found.file_id).with_for_update()
     ).one_or_none()
     archive_key = f"{found.owner_id}/{found.file_id}.zip"
-    if file is None or file.status != found.status or storage.exists(archive_key):
-        session.rollback()
-        return found  # it moved on meanwhile: nothing to repair
     staged = _staged_exists(storage, found.owner_id, found.file_id)
-    if found.status != FileStatus.READY and staged:
+    if (
+        file is None
+        or file.status != found.status
+        or storage.exists(archive_key)
+        or (found.status != FileStatus.READY and staged)
+    ):
         session.rollback()
-        return found
+        return dataclasses.replace(found, remedy="none", repaired=True)  # moved on meanwhile
     if found.status == FileStatus.READY and staged:
         values: dict = {
             "status": FileStatus.PENDING,

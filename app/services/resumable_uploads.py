@@ -90,23 +90,29 @@ def _gone(session: Session, owner_id: uuid.UUID, upload_id: uuid.UUID) -> AppErr
     return NotFound(f"There is no upload {upload_id}.")
 
 
+def _unexpired(upload: Upload) -> Upload:
+    if upload.completed_at is None and upload.expires_at <= utcnow():
+        raise NotFound(f"The upload {upload.id} has expired.")
+    return upload
+
+
 def _owned(session: Session, owner_id: uuid.UUID, upload_id: uuid.UUID) -> Upload:
     upload = session.get(Upload, upload_id, populate_existing=True)
     if upload is None or upload.owner_id != owner_id:
         raise _gone(session, owner_id, upload_id)
-    if upload.completed_at is None and upload.expires_at <= utcnow():
-        raise NotFound(f"The upload {upload_id} has expired.")
-    return upload
+    return _unexpired(upload)
 
 
 def get(session: Session, owner_id: uuid.UUID, upload_id: uuid.UUID) -> Progress:
     """Where one of the owner's uploads stands (a finished one reports its full length)."""
     upload = session.get(Upload, upload_id, populate_existing=True)
-    file = _made_file(session, owner_id, upload_id) if upload is None else None
-    if file is not None:
+    if upload is None or upload.owner_id != owner_id:
+        file = _made_file(session, owner_id, upload_id)
         session.commit()
+        if file is None:
+            raise NotFound(f"There is no upload {upload_id}.")
         return Progress(file.id, file.size, file.size, file.created_at, file)
-    upload = _owned(session, owner_id, upload_id)
+    _unexpired(upload)
     session.commit()  # end the read transaction (objects are not expired on commit)
     return _progress(upload)
 
