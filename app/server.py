@@ -435,6 +435,8 @@ def reconcile(repair: bool, grace_seconds: float) -> None:
     table. Prints each finding; exit status 1 if there were any and --repair was not given.
     Example: instashare-server reconcile --repair
     """
+    from google.api_core.exceptions import GoogleAPIError
+
     from app.db import make_engine, make_session_factory
     from app.services import reconcile as service
     from app.storage import make_storage
@@ -446,11 +448,16 @@ def reconcile(repair: bool, grace_seconds: float) -> None:
         database_errors(settings),
         make_session_factory(make_engine(settings.database_url))() as session,
     ):
-        for finding in service.reconcile(
-            session, storage, repair=repair, grace_seconds=grace_seconds
-        ):
-            click.echo(describe_finding(finding))
-            drift += not isinstance(finding, service.Foreign)
+        try:
+            for finding in service.reconcile(
+                session, storage, repair=repair, grace_seconds=grace_seconds
+            ):
+                click.echo(describe_finding(finding))
+                drift += not isinstance(finding, service.Foreign)
+        except (OSError, GoogleAPIError) as exc:
+            # Findings so far are printed (and, with --repair, repaired): run it again later.
+            click.echo(f"instashare-server: storage did not answer: {exc}; try again", err=True)
+            sys.exit(1)
     if not drift:
         click.echo("storage and database agree: every object has its row and every row its objects")
     sys.exit(1 if drift and not repair else 0)
