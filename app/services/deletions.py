@@ -55,7 +55,12 @@ def carry_out(session: Session, storage: Storage, ids: list[uuid.UUID]) -> int:
         return 0
     done: list[uuid.UUID] = []
     try:
-        for row in session.scalars(select(PendingDeletion).where(PendingDeletion.id.in_(ids))):
+        # In key order: a file's archive (`<owner>/…`) before anything under `tmp/`; the
+        # first failure leaves the rest to the sweep (storage is failing: no use trying on).
+        rows = session.scalars(
+            select(PendingDeletion).where(PendingDeletion.id.in_(ids)).order_by(PendingDeletion.key)
+        )
+        for row in rows:
             _remove(storage, row.key)
             done.append(row.id)
     except Exception as exc:

@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.models import PendingDeletion
+from app.services import deletions
 from tests.helpers import (
     account_in,
     assert_problem,
@@ -44,6 +45,13 @@ def app(tmp_path, backend, redis_url, request) -> Iterator:
     if backend == "gcs":
         request.getfixturevalue("gcs_emulator")
     with fresh_database() as url, committing_app(make_settings(tmp_path, url, backend)) as app:
+        yield app
+
+
+@pytest.fixture
+def local_app(tmp_path, redis_url) -> Iterator:
+    """`app` on the local backend only (its storage can be made to refuse on disk)."""
+    with fresh_database() as url, committing_app(make_settings(tmp_path, url, "local")) as app:
         yield app
 
 
@@ -91,4 +99,36 @@ def test_a_delete_whose_commit_fails_leaves_the_file_whole(app):
         assert deleted.status_code == 204
         assert client.get(f"/api/v1/files/{file_id}", headers=account.headers).status_code == 404
         assert stored_keys(app, account.id) == []
+        assert _pending(app) == []
+
+
+def test_objects_a_delete_could_not_remove_are_removed_by_the_sweep(local_app):
+    # (On GCS, a delete cut short by a crash: tests/storage/test_gcs_crashes.py.)
+    app = local_app
+    account = account_in(app)
+    with app.test_client() as client:
+        created = upload(client, account, b"refused at first\n" * 100, "stuck.log")
+        file_id = created.json()["id"]
+
+        def retry(exc: Exception):
+            raise exc
+
+        assert compress_file(runtime(app), uuid.UUID(file_id), retry) == "ready"
+        archive = runtime(app).settings.storage_root / account.id / f"{file_id}.zip"
+        # The archive's name is, for now, a folder with something in it: unlink(2) refuses.
+        archive.unlink()
+        (archive / "in-the-way").mkdir(parents=True)
+        deleted = client.delete(f"/api/v1/files/{file_id}", headers=account.headers)
+        # The owner's delete succeeds: the file is gone for them, whatever storage says.
+        assert deleted.status_code == 204
+        assert client.get(f"/api/v1/files/{file_id}", headers=account.headers).status_code == 404
+        left = {f"{account.id}/{file_id}.zip", f"tmp/{account.id}/uploads/{file_id}"}
+        assert set(_pending(app)) == left
+
+        (archive / "in-the-way").rmdir()
+        archive.rmdir()
+        archive.write_bytes(b"the archive, back")
+        with runtime(app).sessions() as session:
+            assert deletions.sweep(session, runtime(app).storage, after_seconds=0) == len(left)
+        assert not archive.exists()
         assert _pending(app) == []
