@@ -86,13 +86,13 @@ class Storage(abc.ABC):
     def list(self, prefix: str) -> Iterator[str]:
         """Every key under `prefix`."""
 
-    @abc.abstractmethod
     def scan(self, prefix: str) -> Iterator[StoredObject]:
         """Every object under `prefix`, in lexicographic order of keys, as it goes.
 
         Streams: memory does not grow with the number of objects (what reconciling a
-        bucket of millions against the database relies on).
+        bucket of millions against the database relies on). Both backends have it.
         """
+        raise NotImplementedError(f"{type(self).__name__} cannot list objects in key order")
 
     def delete_prefix(self, prefix: str) -> None:
         """Remove every object under `prefix` (which ends with `/`), and the folder itself
