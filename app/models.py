@@ -170,7 +170,7 @@ class Upload(Base):
     crc32: Mapped[int] = mapped_column(BigInteger, default=0)
     parts: Mapped[int] = mapped_column(Integer, default=0)
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    # Set, by versions before migration 0009, when the last byte landed and the upload became
+    # Set, by versions before migration 0010, when the last byte landed and the upload became
     # the file with the same id; the row now goes in that transaction. Expiry removes such
     # rows (without touching their files).
     completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

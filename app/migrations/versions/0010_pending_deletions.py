@@ -1,7 +1,7 @@
 """pending deletions: objects to remove after the rows they belonged to are gone
 
-Revision ID: 0009_pending_deletions
-Revises: 0008_seek_index
+Revision ID: 0010_pending_deletions
+Revises: 0009_share_downloads
 Create Date: 2026-12-11
 
 Deleting a file (or finishing, cancelling or expiring a resumable upload) commits the row's
@@ -13,8 +13,8 @@ worker's sweep finishes the job. A new, empty table: nothing else is locked.
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009_pending_deletions"
-down_revision = "0008_seek_index"
+revision = "0010_pending_deletions"
+down_revision = "0009_share_downloads"
 branch_labels = None
 depends_on = None
 
