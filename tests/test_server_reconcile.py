@@ -197,10 +197,11 @@ def test_reconcile_lists_and_repairs_both_kinds_of_drift(deployment, tmp_path):
                 return session.get(File, requeue.id).status == FileStatus.READY
 
         wait_until(compressed, 90, 0.2, what="the re-queued file ready")
+        # Marked ready, then its staged upload deleted: a moment apart.
+        wait_until(lambda: not storage.exists(requeue.staged_key), 30, 0.1, what="staged gone")
     finally:
         worker.kill()
     assert storage.exists(requeue.archive_key)
-    assert not storage.exists(requeue.staged_key)
 
     again = deployment.cli("--grace-seconds", "0")
     assert again.returncode == 0, again.stdout
