@@ -15,7 +15,7 @@ from alembic import command
 from alembic.script import ScriptDirectory
 
 from app.migrate import alembic_config, upgrade
-from tests.helpers import ROOT, fresh_database
+from tests.helpers import ROOT, fresh_database, wait_until
 
 
 def test_upgrade_downgrade_upgrade_on_a_fresh_database(tmp_path):
@@ -115,6 +115,16 @@ def _add_file(conn, owner: uuid.UUID, status: str) -> uuid.UUID:
     row.update(content_type="text/plain", attempts=0, version=1, created_at=now, updated_at=now)
     conn.execute(FILES.insert().values(id=file_id, **row))
     return file_id
+
+
+def _waits_for_a_lock_of(engine: sa.Engine, holder: int) -> bool:
+    """Some backend asks for a lock that backend `holder` holds (not granted, in pg_locks)."""
+    query = sa.text(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted"
+        " AND CAST(:holder AS integer) = ANY(pg_blocking_pids(pid)))"
+    )
+    with engine.connect() as conn:
+        return conn.execute(query, {"holder": holder}).scalar_one()
 
 
 def _counters(conn, owner: uuid.UUID) -> tuple[int, ...]:
@@ -231,8 +241,15 @@ def test_writes_do_not_queue_long_behind_a_migration_waiting_for_a_lock():
             worked_on, owner = _add_user(conn), _add_user(conn)
         with engine.connect() as long_running, ThreadPoolExecutor(1) as pool:
             _add_file(long_running, worked_on, "pending")  # its transaction stays open
+            holder = long_running.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
             migration = pool.submit(upgrade, url)
-            time.sleep(1.0)  # the migration is waiting for the lock by now
+            wait_until(
+                lambda: migration.done() or _waits_for_a_lock_of(engine, holder),
+                timeout=60,
+                interval=0.02,
+                what="the migration waiting for the lock the long transaction holds",
+            )
+            assert not migration.done(), f"the migration never waited: {migration.result()}"
             started = time.monotonic()
             with engine.begin() as conn:
                 # An upload as the service writes it (counters, then the row), with a
