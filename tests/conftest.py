@@ -49,6 +49,27 @@ from tests.helpers import (
 )
 
 STOP_KEY = "instashare_stop"
+# Fixtures that start a process or a server: a live server (uvicorn in a thread, or
+# gunicorn), a Celery worker, a private redis-server, Chromium, the wheel build, the CLI. A
+# test that uses one, directly or through other fixtures, is marked `slow`; a test that
+# starts one itself says so with `@pytest.mark.slow`. The run's own PostgreSQL database,
+# redis-server and GCS emulator start once per run and are not counted: nearly every test
+# needs them. Only fixtures that start processes may be named here, whichever module
+# defines them (tests/test_markers.py checks what `-m "not slow"` keeps).
+PROCESS_FIXTURES = frozenset(
+    {
+        "live_server",  # tests/client (gunicorn + a worker), tests/handlers (uvicorn)
+        "live",  # tests/handlers (on live_server), tests/worker/test_lifecycle (a worker)
+        "impatient",  # tests/handlers/test_slow_clients: a live server of its own
+        "server",  # tests/http/test_protocol (uvicorn), tests/worker/test_crash_safety
+        "broker",  # tests/worker/test_crash_safety: a redis-server to stop and start
+        "private_redis",  # tests/handlers/test_ops
+        "offline_cli",  # tests/client: the CLI as a process
+        "site",  # tests/browser: the app on a port, with a worker
+        "browser",  # tests/browser: Chromium
+        "wheel",  # tests/deploy/test_wheel: pip builds the wheel
+    }
+)
 
 
 def _stop(config: pytest.Config, reason: str) -> None:
@@ -59,6 +80,13 @@ def _stop(config: pytest.Config, reason: str) -> None:
     if workeroutput is not None:
         workeroutput[STOP_KEY] = message
     pytest.exit(message, returncode=3)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `slow` every test that starts processes through its fixtures (PROCESS_FIXTURES)."""
+    for item in items:
+        if PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 def pytest_testnodedown(node, error) -> None:

@@ -201,6 +201,7 @@ def test_an_index_build_that_was_interrupted_is_built_again():
         engine.dispose()
 
 
+@pytest.mark.slow  # three `instashare-server migrate`
 def test_replicas_that_migrate_at_once_all_succeed():
     # The index builds commit as they go: the lock that makes replicas take turns is held
     # for the whole run, and a waiting replica holds no snapshot the builds would wait on.

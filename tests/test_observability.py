@@ -6,9 +6,12 @@ import subprocess
 import sys
 
 import httpx
+import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from tests.helpers import ROOT, free_port, make_settings, start_server
+
+pytestmark = pytest.mark.slow  # every test here starts a server, or pytest itself
 
 MAX_REQUESTS = 400
 HEALTH_200 = re.compile(

@@ -20,6 +20,8 @@ import pytest
 
 from tests.helpers import ROOT, answers, free_port, wait_until
 
+pytestmark = pytest.mark.slow  # every test here starts `instashare-server dev` and the CLI
+
 README = (ROOT / "README.md").read_text()
 README_HOST = "127.0.0.1:8000"  # where the README's sessions expect `instashare-server dev`
 BIN = Path(sys.executable).parent  # the virtualenv's scripts: instashare, instashare-server

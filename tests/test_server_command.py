@@ -26,6 +26,8 @@ from tests.helpers import (
     wait_until,
 )
 
+pytestmark = pytest.mark.slow  # every test here starts `instashare-server`
+
 
 def run_cli(*args, env):
     return subprocess.run(

@@ -5,6 +5,8 @@ import os
 import signal
 import socket
 
+import pytest
+
 from app.db import make_session_factory
 from tests.helpers import (
     WorkerProcess,
@@ -20,6 +22,8 @@ from tests.helpers import (
     wait_for_status,
     wait_until,
 )
+
+pytestmark = pytest.mark.slow  # every test here starts a server or a worker, to stop it
 
 # The broker of the worker below; no other test's worker consumes this database.
 SHUTDOWN_BROKER_DB = 11

@@ -167,6 +167,7 @@ def test_a_taken_email_exits_1_with_the_servers_detail(user):
     )
 
 
+@pytest.mark.slow  # the CLI
 def test_a_server_that_is_down_exits_5_with_one_line(tmp_path):
     down = f"http://127.0.0.1:{free_port()}"
     cli = Cli(down, tmp_path)
@@ -193,6 +194,7 @@ def test_help_documents_exit_statuses_and_every_command_has_an_example(offline_c
         assert "instashare " in text.split("Example", 1)[1], command
 
 
+@pytest.mark.slow  # the CLI
 def test_the_console_script_is_installed():
     script = Path(sys.executable).with_name("instashare")
     result = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)

@@ -220,6 +220,7 @@ def server_commands() -> list[list[str]]:
 # --- schemas and linters ---------------------------------------------------------------------
 
 
+@pytest.mark.slow  # check-jsonschema
 def test_compose_file_matches_the_compose_spec() -> None:
     result = run(
         tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", "docker-compose.yml"
@@ -227,6 +228,7 @@ def test_compose_file_matches_the_compose_spec() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow  # check-jsonschema
 def test_workflows_match_the_github_workflow_schema() -> None:
     result = run(
         tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *WORKFLOWS
@@ -234,6 +236,7 @@ def test_workflows_match_the_github_workflow_schema() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow  # zizmor
 def test_zizmor_finds_nothing_of_high_severity() -> None:
     # Offline: no token may reach it (a GH_TOKEN would conflict with --offline).
     env = {
@@ -398,6 +401,7 @@ def test_images_install_the_project_and_run_its_entry_point(dockerfile: str) -> 
     assert "ARG PYTHON_IMAGE=python:3.11-slim" in source
 
 
+@pytest.mark.slow  # `serve`
 def test_the_api_healthcheck_follows_the_port_serve_listens_on(tmp_path: Path) -> None:
     # `serve` on another port, set the one way the image knows (INSTASHARE_PORT): the
     # image's own health check command finds it there.

@@ -164,6 +164,7 @@ def test_metrics_count_requests_by_operation_and_status(local_client, make_accou
     assert "instashare_queue_depth" in text
 
 
+@pytest.mark.slow  # a worker
 def test_request_id_reaches_the_worker_log(settings, tmp_path):
     # A real worker, and an API that publishes to it, on a database and a broker of their
     # own: a worker with --beat sweeps its whole database.

@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import zipfile
 
+import pytest
+
 from app.runtime import build_runtime
 from app.services.compression import CHUNK_SIZE, DEFLATERS
 from app.web import create_app
@@ -20,6 +22,8 @@ from tests.helpers import (
     wait_for_status,
 )
 from tests.worker.support import unzip_test
+
+pytestmark = pytest.mark.slow  # every test here starts a worker
 
 
 def log_text(size: int) -> bytes:

@@ -27,6 +27,8 @@ from app.storage.local import LocalStorage
 from tests.archive.test_reader import text_log
 from tests.helpers import ROOT, wait_until
 
+pytestmark = pytest.mark.slow  # every test here starts the command and a worker
+
 
 def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
