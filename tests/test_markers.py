@@ -23,6 +23,7 @@ SLOW = [
     "tests/client/test_resume.py",
     "tests/client/test_shares.py",
     "tests/deploy/test_wheel.py",
+    "tests/handlers/test_password_attempts.py",
     "tests/handlers/test_slow_clients.py",
     "tests/test_observability.py",
     "tests/test_readme_sessions.py",

@@ -39,6 +39,8 @@ from tests.helpers import (
     wait_until,
 )
 
+pytestmark = pytest.mark.slow  # every test here starts a live server (or `serve`)
+
 PASSWORD = "correct horse"
 LIMIT = 5  # login_max_failures in the tests' settings
 
