@@ -31,6 +31,7 @@ SLOW = [
     "tests/test_shutdown.py",
     "tests/worker/test_compression_setting.py",
     "tests/worker/test_crash_safety.py",
+    "tests/worker/test_forget_share_downloads.py",
     "tests/worker/test_index_archives.py",
 ]
 # Some tests of these start processes: those named first; the others (some named) do not.
@@ -44,15 +45,20 @@ MIXED = {
         {"test_ready_names_redis_when_it_is_stopped", "test_request_id_reaches_the_worker_log"},
         {"test_health_touches_nothing", "test_request_id_is_echoed_or_generated"},
     ),
-    "tests/handlers/test_shares.py": ({"test_the_limit_is_exact_under_concurrency"}, set()),
+    "tests/handlers/test_shares.py": (
+        {"test_the_limit_is_exact_under_concurrency",
+         "test_the_embedded_default_keeps_the_rule_too",
+         "test_the_resume_rule_holds_across_two_api_processes"},
+        set(),
+    ),
     "tests/handlers/test_tus.py": (
         {"test_tuspy_round_trip_becomes_a_ready_file",
          "test_body_cut_off_midway_keeps_what_arrived"},
         set(),
     ),
     "tests/http/test_protocol.py": (
-        {"test_bodies_of_every_size_arrive_whole", "test_pipelined_requests_keep_their_own_bodies"},
-        {"test_uvicorn_still_collects_bodies_the_way_the_override_assumes"},
+        {"test_bodies_of_every_size_arrive_whole", "test_a_target_over_8_kib_is_refused_with_414"},
+        {"test_uvicorn_still_does_what_the_overrides_restate"},
     ),
     "tests/test_migrations.py": (
         {"test_replicas_that_migrate_at_once_all_succeed"},
@@ -80,7 +86,7 @@ PURE = [
 # not counted).
 STARTS = re.compile(
     r"subprocess\.(?:run|Popen)\((?!\[\"unzip\")|WorkerProcess\(|start_server\(|serve_live\("
-    r"|uvicorn\.Server\(|sync_playwright\("
+    r"|uvicorn\.Server\(|sync_playwright\(|\bDev\("
 )
 
 

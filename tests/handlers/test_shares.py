@@ -519,6 +519,7 @@ def test_a_resume_left_hanging_holds_only_what_it_was_sent(live):
     assert assert_problem(replay, 410)["reason"] == "exhausted"
 
 
+@pytest.mark.slow  # two `serve` processes
 def test_the_resume_rule_holds_across_two_api_processes(engine, database_url, redis_url, tmp_path):
     """Two `serve` processes on one database: a resume on the other process is still free,
     and replays racing through both spend one budget."""
@@ -571,6 +572,7 @@ def test_the_resume_rule_holds_across_two_api_processes(engine, database_url, re
             http.close()
 
 
+@pytest.mark.slow  # `instashare-server dev`
 def test_the_embedded_default_keeps_the_rule_too(tmp_path):
     """`instashare-server dev` (SQLite, no Redis, its own worker): a cut download resumes
     free, and replays of its ticket get at most one more copy."""

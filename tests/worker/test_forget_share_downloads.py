@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+import pytest
 import sqlalchemy as sa
 
 from app.db import make_session_factory, utcnow
@@ -16,6 +17,7 @@ from tests.factories import PASSWORD_HASH
 from tests.helpers import WorkerProcess, make_settings, wait_until
 
 
+@pytest.mark.slow  # a worker
 def test_the_worker_forgets_link_downloads_past_their_hours(
     tmp_path, engine, database_url, redis_url
 ):
