@@ -35,6 +35,8 @@ from tests.helpers import (
 from tests.test_server_command import run_cli
 
 # A broker database of its own: no other test's worker takes these jobs.
+pytestmark = pytest.mark.slow  # every test here starts a worker (and the command)
+
 RECONCILE_BROKER_DB = 7
 
 

@@ -43,6 +43,8 @@ from tests.helpers import (
 )
 from worker.tasks import compress_file
 
+pytestmark = pytest.mark.slow  # every test here starts `serve`, to crash it
+
 TUS = {"Tus-Resumable": "1.0.0"}
 # A broker database of its own: the server sends jobs there and no worker takes them.
 BROKER_DB = 8
