@@ -25,6 +25,7 @@ import functools
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -49,6 +50,9 @@ _TOKEN_BYTES = 16 + _MAC_BYTES
 # again (a few MB at most in a kernel's buffers each time, many cuts of a big file).
 RESUME_MARGIN = 4  # a 1/RESUME_MARGIN of the size
 RESUME_STEP_MIN = 256 * 1024
+# A download's number as a ticket spells it: ASCII digits (str.isdigit() also takes "²",
+# which int() refuses), few enough for int() (which refuses over 4,300 of them).
+_TICKET_NUMBER = re.compile(r"[0-9]{1,18}")
 
 
 @dataclass(frozen=True)
@@ -113,7 +117,7 @@ def presented_ticket(
             if not (tag.startswith(prefix) and tag.endswith('"')):
                 continue
             number, _, _mac_hex = tag[len(prefix) : -1].partition(".")
-            if number.isdigit() and hmac.compare_digest(
+            if _TICKET_NUMBER.fullmatch(number) and hmac.compare_digest(
                 tag, resume_ticket(secret, share, int(number), base_etag)
             ):
                 return Ticket(tag, int(number))

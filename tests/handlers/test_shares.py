@@ -437,6 +437,22 @@ def _shared_original(live, data: bytes, **body) -> tuple[Account, str]:
     return owner, _path(made.json()) + "/content"
 
 
+def test_a_forged_ticket_with_a_digit_that_is_not_ascii_is_no_ticket(live):
+    # Header bytes are read as Latin-1: "\xb2" is "²", a digit to str.isdigit() that int()
+    # refuses. Such a ticket names no download: the request is a new one, never a 500.
+    data = os.urandom(10_000)
+    owner, path = _shared_original(live, data, max_downloads=2)
+    url = live.url + path
+    inner = httpx.head(url, timeout=30).headers["ETag"].strip('"')
+    for forged in (f'"{inner}.d\xb2.00"', f'"{inner}.d1\xb9.00"'):
+        for name in ("If-Range", "If-None-Match"):
+            headers = {"Range": "bytes=1-", name: forged.encode("latin-1")}
+            got = httpx.get(url, headers=headers, timeout=30)
+            assert got.status_code in (200, 206, 410), got.text
+    listed = live.http.get("/api/v1/shares", headers=owner.headers).json()["items"][0]
+    assert listed["downloads"] == 2
+
+
 def test_a_download_cut_short_resumes_with_its_ticket_and_counts_once(live):
     data = os.urandom(3_000_000)
     owner, path = _shared_original(live, data, max_downloads=1)
