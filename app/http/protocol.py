@@ -21,6 +21,7 @@ Both `dev` and `serve` (through `Worker`) use it. It needs httptools (part of
 
 from __future__ import annotations
 
+import asyncio
 import json
 from http import HTTPStatus
 
@@ -39,6 +40,11 @@ MAX_HEADER_FIELDS = 100
 MAX_HEADER_FIELD_BYTES = 8 * 1024
 # The largest request head: request line and every header field with its line end.
 MAX_HEAD_BYTES = 32 * 1024
+# How long a request's head may take to arrive, from the connection's opening or its first
+# byte: a client trickling a head (or opening a connection and sending nothing) would
+# otherwise hold a connection, and a file descriptor, for ever ("slowloris"). Apache's
+# mod_reqtimeout allows 20-40 s, nginx 60 s.
+HEAD_SECONDS = 30.0
 # After refusing a head: how long, and how much more of the request, to read and drop.
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 4 * 1024 * 1024
@@ -46,6 +52,7 @@ LINGER_BYTES = 4 * 1024 * 1024
 
 TOO_LARGE = (HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Request Header Fields Too Large")
 TOO_LONG = (HTTPStatus.REQUEST_URI_TOO_LONG, "URI Too Long")  # RFC 9110's name for 414
+TOO_SLOW = (HTTPStatus.REQUEST_TIMEOUT, "Request Timeout")
 
 
 def _kib(size: int) -> str:
@@ -75,6 +82,42 @@ class HTTPProtocol(HttpToolsProtocol):
     # After a refusal: what the client still sends is read and dropped, for a while.
     _lingering = False
     _discarded = 0
+    # Closes the connection when a head takes longer than HEAD_SECONDS to arrive.
+    _head_timer: asyncio.TimerHandle | None = None
+    _head_begun = False
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_timer()
+        super().connection_lost(exc)
+
+    def _arm_head_timer(self) -> None:
+        self._disarm_head_timer()
+        self._head_timer = self.loop.call_later(HEAD_SECONDS, self._head_timed_out)
+
+    def _disarm_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing() or self._lingering:
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            # A pipelined head behind an answer still being sent: its time starts once
+            # that answer is done (the connection is busy, not idle).
+            self._arm_head_timer()
+            return
+        if not self._head_begun:
+            self.transport.close()  # nothing asked: close, as an idle keep-alive is
+            return
+        self._refuse(
+            HeadRefused(TOO_SLOW, f"A request's head must arrive within {HEAD_SECONDS:g} seconds.")
+        )
 
     def data_received(self, data: bytes) -> None:
         if self._lingering:
@@ -141,6 +184,8 @@ class HTTPProtocol(HttpToolsProtocol):
         self._in_head = True
         self._head_bytes = 0
         self._target_bytes = 0
+        self._head_begun = True
+        self._arm_head_timer()
 
     def on_url(self, url: bytes) -> None:
         self._target_bytes += len(url)
@@ -173,6 +218,8 @@ class HTTPProtocol(HttpToolsProtocol):
         if size > MAX_HEAD_BYTES:
             raise HeadRefused(TOO_LARGE, _TOTAL)
         self._in_head = False
+        self._head_begun = False
+        self._disarm_head_timer()
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:

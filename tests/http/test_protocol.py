@@ -3,6 +3,7 @@ request's head, handing bodies on uncopied."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import json
@@ -10,6 +11,7 @@ import os
 import socket
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -244,3 +246,58 @@ def test_a_target_over_8_kib_is_refused_with_414(live):
         414,
         "A request's path and query may be at most 8 KiB (8,192 bytes).",
     )
+
+
+# --- heads that take too long (slowloris) ---------------------------------------------------
+
+
+def _until_closed(conn: socket.socket) -> bytes:
+    answer = b""
+    while chunk := conn.recv(65536):
+        answer += chunk
+    return answer
+
+
+def test_a_head_trickled_for_longer_than_its_time_gets_408_and_the_connection_closes(
+    server, monkeypatch
+):
+    monkeypatch.setattr(protocol, "HEAD_SECONDS", 1.0, raising=False)
+    _, port = server
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        conn.settimeout(0.2)
+        answer, sent = b"", 0
+        while not answer and sent < 100:  # a field every 0.2 s, for up to 20 s
+            try:
+                conn.sendall(b"X-%d: y\r\n" % sent)
+            except OSError:
+                break
+            sent += 1
+            try:
+                answer = conn.recv(65536)
+            except TimeoutError:
+                continue
+        conn.settimeout(30)
+        with contextlib.suppress(ConnectionResetError):
+            answer += _until_closed(conn)
+    assert sent < 60, "the server kept reading the head for 12 s"
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 "), answer[:300]
+    assert json.loads(body)["detail"] == "A request's head must arrive within 1 seconds."
+
+
+def test_a_connection_that_asks_nothing_is_closed_and_one_that_asks_goes_on(server, monkeypatch):
+    monkeypatch.setattr(protocol, "HEAD_SECONDS", 1.0, raising=False)
+    _, port = server
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as idle:
+        assert _until_closed(idle) == b""  # closed, without a word (nothing was asked)
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        for _ in range(2):  # the time is a head's, not the connection's
+            conn.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+            answer = b""
+            while _expect(b"").encode() not in answer:
+                chunk = conn.recv(65536)
+                assert chunk, answer
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200 ")
+            time.sleep(0.6)
