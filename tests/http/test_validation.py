@@ -68,6 +68,20 @@ def test_a_body_that_is_not_json_says_so_plainly(local_client):
     assert assert_problem(response, 400)["detail"] == "The request body is not valid JSON."
 
 
+def test_a_number_too_long_to_read_is_a_400_not_a_500(local_client, alice, ready_file):
+    # Python refuses to turn more than 4,300 digits into an int (a guard against slow
+    # conversions), and says so with a ValueError the JSON parser lets through.
+    digits = "9" * 5_000
+    for path, headers, body in [
+        (LOGIN, {}, '{"email": "a@example.com", "password": ' + digits + "}"),
+        ("/api/v1/users/register", {}, "[" + digits + "]"),
+        (f"/api/v1/files/{ready_file}/shares", alice.headers, '{"max_downloads": ' + digits + "}"),
+    ]:
+        response = local_client.post(path, headers={**headers, **JSON}, content=body)
+        problem = assert_problem(response, 400)
+        assert problem["detail"] == "The request body holds a number too long to read.", path
+
+
 # --- form fields --------------------------------------------------------------------------------
 
 
