@@ -120,6 +120,12 @@ class File(Base):
     # A worker holds the job until then and renews it while it works.
     lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     lease_token: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    # Which delivery holds the lease (app.services.leases.Delivery), so that the same
+    # message redelivered after its worker process died may take it over at once. It
+    # means something only while the file is `processing` (the last holder stays after).
+    lease_holder: Mapped[str | None] = mapped_column(String(255))
+    # The request that uploaded the file: a job sent again by the sweep carries its id.
+    request_id: Mapped[str | None] = mapped_column(String(128))
     processed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -102,3 +102,29 @@ def test_sigterm_lets_an_inflight_job_finish(tmp_path, redis_url):
                 assert body["status"] == "ready", (body, worker.log()[-2000:])
         finally:
             worker.stop(signal.SIGKILL)
+
+
+def test_sigterm_to_the_process_group_lets_an_inflight_job_finish(tmp_path, redis_url):
+    # As systemd (KillMode=control-group) and some supervisors do: SIGTERM to the worker's
+    # main process and its pool processes at once. The job must not die with its pool
+    # process (WorkerLostError); the warm shutdown finishes it.
+    with fresh_database() as url:
+        settings = make_settings(tmp_path, url, broker_url=redis_db(SHUTDOWN_BROKER_DB))
+        worker = WorkerProcess(settings, tmp_path / "worker.log", concurrency=1).start()
+        try:
+            with committing_app(settings) as app, app.test_client() as api:
+                account = account_in(app)
+                big = b"".join(
+                    b"%08d some log text that compresses well\n" % i for i in range(3_000_000)
+                )
+                created = upload(api, account, big, filename="big.log")
+                assert created.status_code == 202
+                file_id = created.json()["id"]
+                wait_for_status(api, account, file_id, {"processing", "ready"})
+                os.killpg(worker.proc.pid, signal.SIGTERM)
+                assert worker.proc.wait(timeout=120) == 0, worker.log()[-2000:]
+                body = api.get(f"/api/v1/files/{file_id}", headers=account.headers).json()
+                assert body["status"] == "ready", (body, worker.log()[-2000:])
+                assert "WorkerLostError" not in worker.log()
+        finally:
+            worker.stop(signal.SIGKILL)

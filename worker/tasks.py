@@ -14,7 +14,7 @@ from celery.exceptions import MaxRetriesExceededError, SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 from google.api_core import exceptions as gexc
 from requests import exceptions as rexc
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from app.queue import (
     COMPRESS_UPLOAD,
@@ -84,18 +84,36 @@ def compress_upload(self, file_id: str) -> str:
     def retry(exc: Exception) -> NoReturn:
         raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
 
-    return compress_file(runtime(self.app), uuid.UUID(file_id), retry)
+    delivery = leases.Delivery.here(self.request.id, self.request.retries)
+    return compress_file(runtime(self.app), uuid.UUID(file_id), retry, delivery)
 
 
-def compress_file(rt: Runtime, fid: uuid.UUID, retry: Callable[[Exception], NoReturn]) -> str:
+def compress_file(
+    rt: Runtime,
+    fid: uuid.UUID,
+    retry: Callable[[Exception], NoReturn],
+    delivery: leases.Delivery | None = None,
+) -> str:
     """The compression job, outside Celery: the outcome (ready, failed, skipped, ...).
 
     After a transient error the lease is released and `retry` raises (Celery's retry, or
-    MaxRetriesExceededError once the retries are spent, which fails the file).
+    MaxRetriesExceededError once the retries are spent, which fails the file). The retry,
+    or this message redelivered after its process died, takes over the lease it held.
     """
     lease = rt.settings.job_lease_seconds
     with rt.sessions() as session:
-        job = leases.claim(session, fid, lease)
+        try:
+            job = leases.claim(session, fid, lease, delivery)
+        except DBAPIError as exc:
+            # A dropped connection (a database restart, a failover): try again shortly
+            # rather than leave the file to the sweep, a lease's length later.
+            session.rollback()
+            log.warning("compress %s: the database failed, will retry: %s", fid, exc)
+            try:
+                retry(exc)
+            except MaxRetriesExceededError:
+                log.warning("compress %s: gave up for now; the sweep sends it again", fid)
+                return "skipped"
         if job is None:
             log.info("compress %s: nothing to do (done, gone, or held by another job)", fid)
             return "skipped"
@@ -135,7 +153,7 @@ def compress_file(rt: Runtime, fid: uuid.UUID, retry: Callable[[Exception], NoRe
             reason = f"{type(exc).__name__}: {exc}"
             log.warning("compress %s: transient failure, will retry: %s", fid, reason)
             # If even this fails, the lease expires and the sweep sends the job again.
-            with contextlib.suppress(OperationalError):
+            with contextlib.suppress(SQLAlchemyError):
                 leases.release(session, job, f"Retrying after a transient error: {reason}")
             try:
                 retry(exc)

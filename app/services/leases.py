@@ -4,12 +4,19 @@ The database, not the broker, says who works on a file. A job claims a file by m
 to `processing` with a fresh lease token; only the holder of that token can finish it.
 A worker that dies stops renewing its lease, and the periodic sweep hands the file to a
 new job once the lease runs out. Delivering a job twice is therefore harmless.
+
+The lease also names the delivery that holds it (`Delivery`): the broker hands a message
+back at once when the worker process running it dies (or the job asks for a retry), and
+that same message may then take the lease over without waiting for it to run out. A
+different message for the same file (a duplicate, or the sweep's) never does.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import socket
 import uuid
 from dataclasses import dataclass
 
@@ -24,6 +31,59 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
 MAX_ERROR = 2000
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One delivery of a job's message: its task id, which retry it is, and who runs it."""
+
+    task_id: str
+    retries: int
+    host: str
+    pid: int
+
+    @classmethod
+    def here(cls, task_id: str, retries: int) -> Delivery:
+        """This delivery, run by this process."""
+        return cls(task_id, retries, socket.gethostname(), os.getpid())
+
+    def encode(self) -> str:
+        return f"{self.task_id} {self.retries} {self.pid} {self.host}"[:255]
+
+    @classmethod
+    def decode(cls, value: str | None) -> Delivery | None:
+        try:
+            task_id, retries, pid, host = (value or "").split(" ", 3)
+            return cls(task_id, int(retries), host, int(pid))
+        except ValueError:
+            return None
+
+    def supersedes(self, holder: Delivery) -> bool:
+        """Whether `holder` (a live lease's) is over for sure, so this delivery may take it.
+
+        Only the same message qualifies: a later retry of it (a job asks for its retry
+        only once it has stopped), or its redelivery after the process that ran it died
+        (on this host, where that can be seen). Otherwise two live jobs could both write.
+        """
+        if holder.task_id != self.task_id:
+            return False
+        if self.retries > holder.retries:
+            return True
+        if holder.host != self.host:
+            return False
+        if holder.pid == self.pid:
+            return True  # a pool process runs one job at a time: that one has ended
+        return not _alive(holder.pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
 
 
 @dataclass(frozen=True)
@@ -56,20 +116,38 @@ def _unclaimed(now: dt.datetime):
     )
 
 
-def claim(session: Session, file_id: uuid.UUID, lease_seconds: int) -> Claim | None:
-    """Take the file for processing, or None if it is done, gone or held by a live lease."""
+def claim(
+    session: Session, file_id: uuid.UUID, lease_seconds: int, delivery: Delivery | None = None
+) -> Claim | None:
+    """Take the file for processing, or None if it is done, gone or held by a live lease.
+
+    A live lease is taken over when `delivery` supersedes its holder (see `Delivery`).
+    """
     now = utcnow()
     token = uuid.uuid4()
+    claimable = _unclaimed(now)
+    if delivery is not None:
+        held = session.execute(
+            select(File.lease_token, File.lease_holder).where(
+                File.id == file_id, File.status == FileStatus.PROCESSING
+            )
+        ).first()
+        holder = Delivery.decode(held.lease_holder) if held else None
+        if held and holder and delivery.supersedes(holder):
+            log.info("compress %s: taking over the lease of %s", file_id, held.lease_holder)
+            # Only that very lease: if another job took it meanwhile, this claim fails.
+            claimable = or_(claimable, File.lease_token == held.lease_token)
     result = session.execute(
         update(File)
         .where(
             File.id == file_id,
-            _unclaimed(now),
+            claimable,
         )
         .values(
             **_visible_change(
                 status=FileStatus.PROCESSING,
                 lease_token=token,
+                lease_holder=delivery.encode() if delivery else None,
                 lease_expires_at=now + dt.timedelta(seconds=lease_seconds),
                 attempts=File.attempts + 1,
                 error=None,

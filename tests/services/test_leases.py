@@ -237,3 +237,70 @@ def test_fail_exhausted(session, factories):
     assert fresh(session, ready).status == FileStatus.READY
     assert fresh(session, fresh_pending).status == FileStatus.PENDING
     assert leases.fail_exhausted(session) == 0
+
+
+# Taking over a live lease: only the same message, once the job that held it is over.
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended."""
+    import subprocess
+
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_redelivery_after_its_process_died_takes_the_lease_over(session, factories):
+    file = FileFactory()
+    here = leases.Delivery.here("task-1", 0)
+    dead = leases.Delivery("task-1", 0, here.host, dead_pid())
+    first = leases.claim(session, file.id, LEASE, dead)
+    assert first is not None
+    second = leases.claim(session, file.id, LEASE, here)
+    assert second is not None
+    assert second.attempts == 2
+    row = fresh(session, file)
+    assert (row.lease_token, row.lease_holder) == (second.token, here.encode())
+    assert not leases.renew(session, first, LEASE)  # the dead job's lease is gone
+
+
+def test_a_retry_of_the_same_message_takes_the_lease_over(session, factories):
+    file = FileFactory()
+    # The first run asked for its retry from another pool process, which lives on.
+    first = leases.claim(session, file.id, LEASE, leases.Delivery("task-1", 0, "elsewhere", 1))
+    assert first is not None
+    retry = leases.Delivery("task-1", 1, "other-host", 2)
+    assert leases.claim(session, file.id, LEASE, retry) is not None
+
+
+HOST = leases.Delivery.here("-", 0).host
+
+
+@pytest.mark.parametrize(
+    ("holder", "asking"),
+    [
+        # Another message for the same file (a duplicate, or the sweep's): never.
+        (("task-2", 0, HOST, "dead"), ("task-1", 5, HOST, "own")),
+        # The same message, held by a process that lives (pid 1 always does).
+        (("task-1", 0, HOST, 1), ("task-1", 0, HOST, "own")),
+        # The same message held on another host, where nobody can see whether it lives.
+        (("task-1", 0, "other-host", "dead"), ("task-1", 0, HOST, "own")),
+    ],
+    ids=["another-message", "holder-alive", "holder-elsewhere"],
+)
+def test_a_live_holder_keeps_its_lease(session, factories, holder, asking):
+    import os
+
+    pids = {"dead": dead_pid(), "own": os.getpid()}
+
+    def delivery(task_id, retries, host, pid) -> leases.Delivery:
+        return leases.Delivery(task_id, retries, host, pids.get(pid, pid))
+
+    file = FileFactory()
+    job = leases.claim(session, file.id, LEASE, delivery(*holder))
+    assert job is not None
+    version = fresh(session, file).version
+    assert leases.claim(session, file.id, LEASE, delivery(*asking)) is None
+    row = fresh(session, file)
+    assert (row.lease_token, row.attempts, row.version) == (job.token, 1, version)

@@ -312,3 +312,139 @@ def test_duplicate_delivery_while_a_job_holds_the_lease_is_harmless(
         unzip_test(tmp_path / "twice.zip")
         with zipfile.ZipFile(tmp_path / "twice.zip") as zf:
             assert zf.read("twice.log") == content
+
+
+# A job cut off mid-way is taken up again at once, not a lease's length later.
+
+LONG_LEASE = 300  # far longer than these tests wait: only an immediate takeover passes
+
+
+def descendants(pid: int) -> set[int]:
+    """The processes below `pid` (its children, theirs, and so on)."""
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                for child in (task / "children").read_text().split():
+                    if int(child) not in found:
+                        found.add(int(child))
+                        todo.append(int(child))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has ended; only its parent has not reaped it
+
+
+def test_a_job_whose_pool_process_was_killed_is_redone_at_once(
+    tmp_path, crash_db_url, broker, workers, crash_sessions, redis_url
+):
+    settings = make_settings(
+        tmp_path / "data",
+        crash_db_url,
+        "local",
+        broker_url=broker.url,
+        job_lease_seconds=LONG_LEASE,
+        sweep_interval_seconds=SWEEP_SECONDS,
+    )
+    source = tmp_path / "big.log"
+    size = 192 * MIB
+    crc, _ = write_text_file(source, size)
+    worker = start_worker(settings, workers, tmp_path / "worker.log")
+    with committing_app(settings) as app, app.test_client() as client:
+        account = committed_account(crash_sessions, settings)
+        with open(source, "rb") as body:
+            created = client.post(
+                "/api/v1/upload_files",
+                headers=account.headers,
+                files={"file": ("big.log", body, "text/plain")},
+            )
+        assert created.status_code == 202, created.text
+        fid = uuid.UUID(created.json()["id"])
+
+        user_dir = settings.storage_root / account.id
+
+        def writer() -> int | None:
+            """The process writing the archive (a pool process of the worker)."""
+            for pid in descendants(worker.proc.pid):
+                with contextlib.suppress(OSError):
+                    for fd in Path(f"/proc/{pid}/fd").iterdir():
+                        target = os.readlink(fd)
+                        if target.startswith(str(user_dir)) and target.endswith(".part"):
+                            return pid
+            return None
+
+        pid = wait_until(writer, 60, 0.01, what=f"the job writing (see {worker.log_path})")
+        os.kill(pid, signal.SIGKILL)  # the pool process dies; the worker lives on
+
+        body = wait_for_status(client, account, str(fid), {"ready", "failed"}, timeout=90)
+        assert body["status"] == "ready", (body, worker.log()[-3000:])
+        with crash_sessions() as session:
+            assert session.get(File, fid).attempts == 2  # the redelivery, not the sweep's
+        archive = settings.storage_root / account.id / f"{fid}.zip"
+        unzip_test(archive)
+        with zipfile.ZipFile(archive) as zf:
+            (entry,) = zf.infolist()
+            assert (entry.file_size, entry.CRC) == (size, crc)
+        assert every_file(settings.storage_root) == {f"{account.id}/{fid}.zip"}
+
+
+def test_kill_9_of_the_worker_leaves_no_beat_behind(crash_settings, workers, tmp_path):
+    # Its embedded beat reparented to PID 1 would go on sending the sweeps, and the
+    # restarted worker's own beat beside it: two schedulers, where there must be one.
+    worker = start_worker(crash_settings, workers, tmp_path / "worker.log")
+    wait_until(lambda: "beat: Starting" in worker.log(), 60, what="the embedded beat started")
+    wait_until(lambda: len(descendants(worker.proc.pid)) >= 2, 30, what="pool and beat up")
+    below = descendants(worker.proc.pid)
+    os.kill(worker.proc.pid, signal.SIGKILL)  # the main process only
+    worker.proc.wait(timeout=10)
+    try:
+        wait_until(
+            lambda: not any(alive(p) for p in below),
+            20,
+            what=f"processes {sorted(p for p in below if alive(p))} ending with their worker",
+        )
+    finally:
+        for pid in below:  # whatever outlived its worker: this test started it
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_a_dropped_database_connection_is_retried_at_once(
+    tmp_path, crash_db_url, broker, workers, crash_sessions, redis_url
+):
+    settings = make_settings(
+        tmp_path / "data",
+        crash_db_url,
+        "local",
+        broker_url=broker.url,
+        job_lease_seconds=LONG_LEASE,
+        sweep_interval_seconds=3600,  # no sweep resends the job within this test
+    )
+    worker = start_worker(settings, workers, tmp_path / "worker.log")
+    with committing_app(settings) as app, app.test_client() as client:
+        account = committed_account(crash_sessions, settings)
+        first = upload(client, account, b"warms the pool's connection\n" * 100, filename="a.txt")
+        body = wait_for_status(client, account, first.json()["id"], {"ready", "failed"})
+        assert body["status"] == "ready", body
+
+        # The database drops every connection (a restart, a failover, an operator).
+        admin = make_engine(crash_db_url)
+        with admin.connect() as conn:
+            conn.exec_driver_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        admin.dispose()
+        runtime(app).sessions.kw["bind"].dispose()  # this test's own are gone too
+
+        second = upload(client, account, b"sent after the drop\n" * 100, filename="b.txt")
+        assert second.status_code == 202, second.text
+        body = wait_for_status(client, account, second.json()["id"], {"ready", "failed"}, 60)
+        assert body["status"] == "ready", (body, worker.log()[-3000:])

@@ -1,0 +1,42 @@
+"""jobs that know who holds them and which request sent them
+
+Revision ID: 0008_job_delivery
+Revises: 0007_share_links
+Create Date: 2026-12-12
+
+`files.lease_holder` names the delivery that holds a file's lease (the message's task id,
+its retry, and the worker process): a redelivery of the same message after its worker
+process died takes the lease over at once instead of waiting for it to run out.
+`files.request_id` keeps the id of the request that uploaded the file, so a job the sweep
+sends again carries it too. Both are nullable columns with no default: on PostgreSQL
+adding one changes only the catalogue.
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+from app.migrations.locking import patiently
+
+revision = "0008_job_delivery"
+down_revision = "0007_share_links"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    if op.get_bind().dialect.name != "postgresql":
+        # Plain ADD COLUMN (see 0003): on SQLite a batch would rebuild `files`.
+        op.add_column("files", sa.Column("lease_holder", sa.String(length=255), nullable=True))
+        op.add_column("files", sa.Column("request_id", sa.String(length=128), nullable=True))
+        return
+    with op.get_context().autocommit_block():
+        patiently(
+            "ALTER TABLE files "
+            "ADD COLUMN IF NOT EXISTS lease_holder varchar(255), "
+            "ADD COLUMN IF NOT EXISTS request_id varchar(128)"
+        )
+
+
+def downgrade() -> None:
+    op.drop_column("files", "request_id")
+    op.drop_column("files", "lease_holder")
