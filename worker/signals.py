@@ -103,6 +103,7 @@ def _leave_sigterm_to_the_main_process(**_kwargs) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         return
     worker = os.getppid()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # when it is let through, it ends us
     # Blocked in this (the only) thread, and so in every thread started from now on:
     # SIGTERM then waits for the thread below instead of ending the process.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
@@ -111,7 +112,7 @@ def _leave_sigterm_to_the_main_process(**_kwargs) -> None:
         while True:
             info = signal.sigwaitinfo({signal.SIGTERM})
             if info.si_pid == worker:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                # Sent again, to the one thread that now lets it through.
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
                 os.kill(os.getpid(), signal.SIGTERM)
                 return
