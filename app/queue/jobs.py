@@ -28,17 +28,24 @@ class JobQueue:
         self._send = send
         self.queue_depth = depth
 
-    def send_compression(self, session: Session, file_id: uuid.UUID) -> bool:
+    def send_compression(
+        self, session: Session, file_id: uuid.UUID, request_id: str | None = None
+    ) -> bool:
         """Publish the job for a committed file; False (and a log line) if the broker is down.
 
         A file whose job was not sent keeps `enqueued_at` empty and the periodic sweep sends
-        it once the broker answers again, so an upload never waits on the broker.
+        it once the broker answers again, so an upload never waits on the broker. The job
+        carries `request_id` (the sweep's: the upload's), else the current request's id.
         """
+        token = REQUEST_ID.set(request_id) if request_id else None
         try:
             self._send(COMPRESS_UPLOAD, [str(file_id)])
         except Exception as exc:  # any broker failure: the sweep will deliver it later
             log.warning("could not enqueue compression of %s: %s", file_id, exc)
             return False
+        finally:
+            if token is not None:
+                REQUEST_ID.reset(token)
         # Bookkeeping only: a Core UPDATE, so the file's version (its ETag) does not move,
         # and `updated_at` is kept as it is (its column default would bump it).
         session.execute(

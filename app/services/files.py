@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from app.archive.reader import ArchiveReader
+from app.context import REQUEST_ID
 from app.db import rowcount
 from app.errors import (
     Conflict,
@@ -165,6 +166,7 @@ def create(
         crc32=upload.crc32,
         content_type=admission.content_type_for(name, upload.content_type),
         attempts=0,
+        request_id=REQUEST_ID.get(),  # a job the sweep sends again carries it too
     )
     try:
         storage.put_file(file.staged_key, upload.path, file.content_type)

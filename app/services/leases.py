@@ -273,12 +273,20 @@ class LeaseLost(Exception):
     """Another job now owns the file, or the file was deleted."""
 
 
-def due_for_delivery(session: Session, *, lease_seconds: int, limit: int = 500) -> list[uuid.UUID]:
+@dataclass(frozen=True)
+class Due:
+    """A file whose job must be sent, and the id of the request that uploaded it."""
+
+    file_id: uuid.UUID
+    request_id: str | None
+
+
+def due_for_delivery(session: Session, *, lease_seconds: int, limit: int = 500) -> list[Due]:
     """Files whose job must be (re)sent: never sent, sent long ago, or whose lease expired."""
     now = utcnow()
     resend_before = now - dt.timedelta(seconds=lease_seconds)
-    rows = session.scalars(
-        select(File.id)
+    rows = session.execute(
+        select(File.id, File.request_id)
         .where(
             or_(
                 and_(
@@ -291,7 +299,7 @@ def due_for_delivery(session: Session, *, lease_seconds: int, limit: int = 500) 
         .order_by(File.created_at)
         .limit(limit)
     )
-    return list(rows)
+    return [Due(file_id, request_id) for file_id, request_id in rows]
 
 
 def fail_exhausted(session: Session) -> int:

@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from app.context import REQUEST_ID
 from app.db import rowcount, utcnow
 from app.errors import (
     AppError,
@@ -658,6 +659,7 @@ def _finish(
         crc32=upload.crc32,
         content_type=upload.content_type,
         attempts=0,
+        request_id=REQUEST_ID.get(),  # a job the sweep sends again carries it too
     )
     session.add(file)
     admission.reservation_filled(session, upload.owner_id, upload.length)

@@ -197,14 +197,14 @@ def test_due_for_delivery(session, factories):
     )
     ready = FileFactory(status=FileStatus.READY, enqueued_at=None)
     failed = FileFactory(status=FileStatus.FAILED, enqueued_at=None)
-    due = leases.due_for_delivery(session, lease_seconds=lease, limit=10_000)
+    due = [d.file_id for d in leases.due_for_delivery(session, lease_seconds=lease, limit=10_000)]
     assert {unsent.id, sent_long_ago.id, expired.id} <= set(due)
     assert not {just_sent.id, held.id, ready.id, failed.id} & set(due)
 
 
 def test_due_for_delivery_oldest_first_and_limited(session, factories):
     files = [FileFactory() for _ in range(3)]
-    ours = leases.due_for_delivery(session, lease_seconds=LEASE, limit=10_000)
+    ours = [d.file_id for d in leases.due_for_delivery(session, lease_seconds=LEASE, limit=10_000)]
     positions = [ours.index(f.id) for f in files]
     assert positions == sorted(positions)
     assert len(leases.due_for_delivery(session, lease_seconds=LEASE, limit=2)) == 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -236,7 +237,11 @@ def test_upload_while_the_broker_is_down_is_delivered_by_the_sweep(
 
         broker.stop()
         started = time.monotonic()
-        created = upload(client, account, b"during the outage\n" * 1000, filename="during.txt")
+        created = client.post(
+            "/api/v1/upload_files",
+            headers={**account.headers, "X-Request-ID": "outage-upload-7"},
+            files={"file": ("during.txt", b"during the outage\n" * 1000, "text/plain")},
+        )
         took = time.monotonic() - started
         assert created.status_code == 202, created.text
         assert took < 5, f"the upload waited {took:.1f}s for a dead broker"
@@ -263,6 +268,16 @@ def test_upload_while_the_broker_is_down_is_delivered_by_the_sweep(
             row = session.get(File, uuid.UUID(file_id))
             assert row.enqueued_at is not None
             assert row.attempts == 1
+        # The sweep sent the job with the upload's request id, and its outcome carries it.
+        (succeeded,) = wait_until(lambda: job_outcomes(worker, file_id), 30, what="the outcome")
+        assert succeeded["request_id"] == "outage-upload-7", succeeded
+
+
+def job_outcomes(worker: WorkerProcess, file_id: str) -> list[dict]:
+    """The worker's "succeeded" log records of the jobs of `file_id`."""
+    records = [json.loads(line) for line in worker.log().splitlines() if line.startswith("{")]
+    ids = {r["data"]["id"] for r in records if file_id in str(r.get("data", {}).get("args", ""))}
+    return [r for r in records if r["msg"].endswith("'ready'") and r["data"]["id"] in ids]
 
 
 def test_duplicate_delivery_while_a_job_holds_the_lease_is_harmless(
