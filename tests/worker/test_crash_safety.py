@@ -459,7 +459,16 @@ def test_a_dropped_database_connection_is_retried_at_once(
         admin.dispose()
         runtime(app).sessions.kw["bind"].dispose()  # this test's own are gone too
 
-        second = upload(client, account, b"sent after the drop\n" * 100, filename="b.txt")
+        second = client.post(
+            "/api/v1/upload_files",
+            headers={**account.headers, "X-Request-ID": "after-the-drop-3"},
+            files={"file": ("b.txt", b"sent after the drop\n" * 100, "text/plain")},
+        )
         assert second.status_code == 202, second.text
-        body = wait_for_status(client, account, second.json()["id"], {"ready", "failed"}, 60)
+        file_id = second.json()["id"]
+        body = wait_for_status(client, account, file_id, {"ready", "failed"}, 60)
         assert body["status"] == "ready", (body, worker.log()[-3000:])
+        # Its retry carried the request id as the first delivery did.
+        assert "will retry" in worker.log()
+        (succeeded,) = wait_until(lambda: job_outcomes(worker, file_id), 30, what="the outcome")
+        assert succeeded["request_id"] == "after-the-drop-3", succeeded
