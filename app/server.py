@@ -297,13 +297,30 @@ def _celery():
     return settings, make_celery(settings)
 
 
+def _end_with_this_process() -> None:
+    """In a child, before it runs: Linux ends it (SIGTERM) when its parent dies."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+
+
 @main.command()
 @click.option("--concurrency", default=2, show_default=True, type=int)
 @click.option("--beat", is_flag=True, help="also run the periodic sweeps in this process")
-def worker(concurrency: int, beat: bool) -> None:
+@click.option(
+    "--small-lane/--no-small-lane",
+    default=True,
+    show_default=True,
+    help="also run a one-slot worker for small files, so they never wait behind large ones",
+)
+@click.option("--lane", type=click.Choice(["small"]), hidden=True)  # that worker itself
+def worker(concurrency: int, beat: bool, small_lane: bool, lane: str | None) -> None:
     """The compression worker (Celery). Example: instashare-server worker --concurrency 4"""
+    from app.queue import QUEUE, SMALL_QUEUE
+
     settings = load_settings()
-    use_metrics_dir(settings, "worker")
+    use_metrics_dir(settings, "worker")  # the small lane shares its parent's (inherited)
     from celery import signals
 
     from app.observability import configure_logging
@@ -312,7 +329,7 @@ def worker(concurrency: int, beat: bool) -> None:
     def _json_logs(**_kwargs) -> None:
         configure_logging(settings.log_level)
 
-    if settings.worker_metrics_port:
+    if settings.worker_metrics_port and lane is None:
         from prometheus_client import CollectorRegistry, multiprocess, start_http_server
 
         registry = CollectorRegistry()
@@ -320,10 +337,27 @@ def worker(concurrency: int, beat: bool) -> None:
         start_http_server(settings.worker_metrics_port, registry=registry)
     settings, celery = _celery()
     argv = ["worker", "--loglevel", settings.log_level, "--concurrency", str(concurrency)]
+    if lane == "small":
+        argv += ["--queues", SMALL_QUEUE, "--hostname", "small@%h"]
+        celery.worker_main(argv)
+        return
+    # Small files first when a slot frees; the lane below keeps one slot for them alone.
+    argv += ["--queues", f"{SMALL_QUEUE},{QUEUE}"]
     if beat:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         argv += ["--beat", "--schedule", str(settings.data_dir / "celerybeat-schedule")]
-    celery.worker_main(argv)
+    small = None
+    if small_lane:
+        small = subprocess.Popen(
+            [sys.executable, "-m", "app.server", "worker", "--lane", "small", "--concurrency", "1"],
+            preexec_fn=_end_with_this_process,
+        )
+    try:
+        celery.worker_main(argv)
+    finally:
+        if small is not None and small.poll() is None:
+            small.send_signal(signal.SIGTERM)  # a warm shutdown: its job finishes first
+            small.wait()
 
 
 @main.command()

@@ -299,7 +299,7 @@ class InlineJobs(JobQueue):
     def __init__(self) -> None:
         self.waiting: list[str] = []
         super().__init__(
-            lambda _task, args: self.waiting.append(args[0]), lambda: len(self.waiting)
+            lambda _task, args, _queue: self.waiting.append(args[0]), lambda: len(self.waiting)
         )
 
     def run(self, rt: Runtime) -> list[str]:

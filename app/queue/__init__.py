@@ -11,3 +11,8 @@ INDEX_ARCHIVE = "worker.tasks.index_archive"
 FORGET_SHARE_DOWNLOADS = "worker.tasks.forget_share_downloads"
 FINISH_DELETIONS = "worker.tasks.finish_deletions"
 QUEUE = "instashare"
+# Files up to this size are compressed from a lane of their own, which a slot of every
+# worker keeps free for them: behind another account's backlog of large files, a small
+# file waits for no large one (`instashare-server worker`, `bench/fairness.py`).
+SMALL_QUEUE = "instashare.small"
+SMALL_JOB_BYTES = 4 * 1024 * 1024

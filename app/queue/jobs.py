@@ -6,23 +6,26 @@ import logging
 import uuid
 from collections.abc import Callable
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.context import REQUEST_ID
 from app.db import utcnow
 from app.models import File
-from app.queue import COMPRESS_UPLOAD, INDEX_ARCHIVE, QUEUE
+from app.queue import COMPRESS_UPLOAD, INDEX_ARCHIVE, QUEUE, SMALL_JOB_BYTES, SMALL_QUEUE
 
 log = logging.getLogger(__name__)
 
 
 class JobQueue:
-    """Sends jobs by task name, so the API need not import the worker's code."""
+    """Sends jobs by task name, so the API need not import the worker's code.
+
+    `send(task, args, queue)` publishes one message on one of the queues.
+    """
 
     def __init__(
         self,
-        send: Callable[[str, list[str]], object],
+        send: Callable[[str, list[str], str], object],
         depth: Callable[[], int | None] = lambda: None,
     ):
         self._send = send
@@ -37,9 +40,11 @@ class JobQueue:
         it once the broker answers again, so an upload never waits on the broker. The job
         carries `request_id` (the sweep's: the upload's), else the current request's id.
         """
+        size = session.scalar(select(File.size).where(File.id == file_id))
+        queue = SMALL_QUEUE if size is not None and size <= SMALL_JOB_BYTES else QUEUE
         token = REQUEST_ID.set(request_id) if request_id else None
         try:
-            self._send(COMPRESS_UPLOAD, [str(file_id)])
+            self._send(COMPRESS_UPLOAD, [str(file_id)], queue)
         except Exception as exc:  # any broker failure: the sweep will deliver it later
             log.warning("could not enqueue compression of %s: %s", file_id, exc)
             return False
@@ -62,25 +67,27 @@ class JobQueue:
         Raises when the broker is down: the command that sends these says so and can be run
         again (the jobs are idempotent, and an archive without an index still serves).
         """
-        self._send(INDEX_ARCHIVE, [str(file_id)])
+        self._send(INDEX_ARCHIVE, [str(file_id)], QUEUE)  # whole archives: the bulk lane
 
 
-def celery_sender(celery_app) -> Callable[[str, list[str]], object]:
+def celery_sender(celery_app) -> Callable[[str, list[str], str], object]:
     """Publish through a Celery app without retrying: a dead broker must not stall a request.
 
     The current request id travels in the message headers, so the worker's log lines for
     the job carry it.
     """
 
-    def send(task: str, args: list[str]) -> object:
+    def send(task: str, args: list[str], queue: str) -> object:
         headers = {"x_request_id": request_id} if (request_id := REQUEST_ID.get()) else {}
-        return celery_app.send_task(task, args=args, retry=False, headers=headers)
+        return celery_app.send_task(task, args=args, queue=queue, retry=False, headers=headers)
 
     return send
 
 
-def redis_queue_depth(broker_url: str, queue: str = QUEUE) -> Callable[[], int | None]:
-    """How many jobs wait in a Redis broker's queue (None when it cannot be read)."""
+def redis_queue_depth(
+    broker_url: str, queues: tuple[str, ...] = (QUEUE, SMALL_QUEUE)
+) -> Callable[[], int | None]:
+    """How many jobs wait in a Redis broker's queues (None when they cannot be read)."""
     if not broker_url.startswith(("redis://", "rediss://")):
         return lambda: None
     import redis
@@ -89,7 +96,7 @@ def redis_queue_depth(broker_url: str, queue: str = QUEUE) -> Callable[[], int |
 
     def depth() -> int | None:
         try:
-            return int(client.llen(queue))
+            return sum(int(client.llen(queue)) for queue in queues)
         except redis.RedisError:
             return None
 

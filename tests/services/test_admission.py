@@ -32,7 +32,7 @@ from tests.factories import UserFactory
 QUOTA = 20_000
 SIZE = 3_000  # so exactly six fit
 RACERS = 30
-NOWHERE = JobQueue(lambda _task, _args: None)  # the jobs are not what these tests are about
+NOWHERE = JobQueue(lambda _task, _args, _queue: None)  # the jobs are not what these tests are about
 
 
 @dataclass

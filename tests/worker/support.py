@@ -13,7 +13,7 @@ from pathlib import Path
 
 import redis
 
-from app.queue import COMPRESS_UPLOAD, QUEUE
+from app.queue import COMPRESS_UPLOAD, QUEUE, SMALL_QUEUE
 from tests.helpers import WorkerProcess, wait_until
 
 RESULT = re.compile(r"compress_upload\[[0-9a-f-]+\] succeeded in \S+s: '([a-z-]+)'")
@@ -28,7 +28,8 @@ def queued_compressions(broker_url: str) -> int:
     """Compression jobs a Redis broker still holds: waiting, or delivered and not acked."""
     client = redis.Redis.from_url(broker_url)
     try:
-        messages = client.lrange(QUEUE, 0, -1) + client.hvals("unacked")
+        waiting = [m for q in (QUEUE, SMALL_QUEUE) for m in client.lrange(q, 0, -1)]
+        messages = waiting + client.hvals("unacked")
     finally:
         client.close()
     count = 0

@@ -391,7 +391,7 @@ def test_delete_racing_the_workers_claim(make_committed, local_settings):
             file = files.create(
                 api_session,
                 rt.storage,
-                JobQueue(lambda task, args: None),
+                JobQueue(lambda task, args, queue: None),
                 owner_id=uuid.UUID(account.id),
                 upload=spooled(committed.app, b"racing\n"),
                 name="race.txt",
@@ -417,7 +417,7 @@ def test_rename_racing_the_workers_claim(make_committed, local_settings, with_if
             file = files.create(
                 api_session,
                 rt.storage,
-                JobQueue(lambda task, args: None),  # its own job must not get there first
+                JobQueue(lambda task, args, queue: None),  # its own job must not get there first
                 owner_id=uuid.UUID(account.id),
                 upload=spooled(committed.app, b"racing\n"),
                 name="before.txt",
