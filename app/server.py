@@ -297,6 +297,11 @@ def _celery():
     return settings, make_celery(settings)
 
 
+# How much lower the CPU priority of the pool compressing large files is than the small
+# lane's: behind a backlog, a small file's job and the API get the cores first.
+BULK_NICENESS = 10
+
+
 def _end_with_this_process() -> None:
     """In a child, before it runs: Linux ends it (SIGTERM) when its parent dies."""
     if sys.platform.startswith("linux"):
@@ -341,8 +346,15 @@ def worker(concurrency: int, beat: bool, small_lane: bool, lane: str | None) -> 
         argv += ["--queues", SMALL_QUEUE, "--hostname", "small@%h"]
         celery.worker_main(argv)
         return
-    # Small files first when a slot frees; the lane below keeps one slot for them alone.
+    # Small files first when a slot frees; the lane below keeps one slot for them alone,
+    # and gets the CPU first: large files are compressed at a lower priority (nice).
     argv += ["--queues", f"{SMALL_QUEUE},{QUEUE}"]
+    if small_lane:
+
+        @signals.worker_process_init.connect(weak=False)
+        def _lower_priority(**_kwargs) -> None:
+            os.nice(BULK_NICENESS)
+
     if beat:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         argv += ["--beat", "--schedule", str(settings.data_dir / "celerybeat-schedule")]
