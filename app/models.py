@@ -85,6 +85,16 @@ class RevokedToken(Base):
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
 
 
+class SchedulerLock(Base):
+    """Who sends the periodic sweeps: one scheduler holds the row, renewing it as it ticks."""
+
+    __tablename__ = "scheduler_locks"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
 class FileStatus(enum.StrEnum):
     PENDING = "pending"
     PROCESSING = "processing"

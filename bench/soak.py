@@ -18,8 +18,9 @@ It prints each operation's p50/p99 latency and failure count in calm and fault w
 (a fault window runs from the fault until 10 s after it was repaired), then the end-state
 checks, once every file has settled: every file ready and byte-identical, nothing lost or
 extra, usage counters exact (`instashare-server recount`), storage and rows matching, the
-worker processes gone after each `kill -9`, and every job's outcome logged with its
-request id. Exit status 0 when every end-state check holds. Everything it started is
+worker processes gone after each `kill -9`, every job's outcome logged with its request
+id, and the worker never stopping on its own (should it, the soak starts it again, as a
+supervisor would, and says so). Exit status 0 when every end-state check holds. Everything it started is
 stopped by PID; the scratch database and temp dir are removed (`--keep` keeps the dir).
 """
 
@@ -223,8 +224,10 @@ class Services:
         self.cli = [sys.executable, "-m", "app.server"]
         subprocess.run([*self.cli, "migrate"], env=self.env, check=True, capture_output=True)
         self.workers = 0
+        self.worker_lock = threading.Lock()  # a fault and the supervisor, one at a time
         self.worker = self.start_worker()
         self.orphans: list[int] = []
+        self.exits: list[int] = []  # exit statuses of workers that stopped on their own
         _, self.port = start_serve(procs, self.env, work, "api", workers=2)
 
     def start_redis(self) -> None:
@@ -247,15 +250,27 @@ class Services:
 
     def kill_worker(self) -> None:
         """kill -9 of the worker's main process; a new worker 5 s later."""
-        below = descendants(self.worker.pid)
-        os.kill(self.worker.pid, signal.SIGKILL)
-        self.worker.wait()
-        time.sleep(5)
-        self.orphans += [pid for pid in below if alive(pid)]
-        for pid in below:  # whatever outlived it: this soak started it
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
-        self.worker = self.start_worker()
+        with self.worker_lock:
+            below = descendants(self.worker.pid)
+            os.kill(self.worker.pid, signal.SIGKILL)
+            self.worker.wait()
+            time.sleep(5)
+            self.orphans += [pid for pid in below if alive(pid)]
+            for pid in below:  # whatever outlived it: this soak started it
+                if alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+            self.worker = self.start_worker()
+
+    def supervise(self, until: float) -> None:
+        """Start the worker again when it exits on its own, as systemd or Docker would."""
+        while time.monotonic() < until:
+            with self.worker_lock:
+                status = self.worker.poll()
+                if status is not None:
+                    self.exits.append(status)
+                    print(f"  the worker exited on its own (status {status}); restarted")
+                    self.worker = self.start_worker()
+            time.sleep(1)
 
     def stop_redis(self) -> None:
         assert self.redis is not None
@@ -431,6 +446,10 @@ def end_state(soak: Soak, services: Services, users: list[User]) -> bool:
         f"every job outcome logged with its request id ({outcomes} outcomes)", without == 0,
         f"{without} without",
     ))  # fmt: skip
+    checks.append((
+        "the worker never exited on its own", not services.exits,
+        f"it did {len(services.exits)} time(s), status {services.exits} (see the worker logs)",
+    ))  # fmt: skip
 
     print()
     for name, ok, detail in checks:
@@ -456,6 +475,11 @@ def main() -> int:
               f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; faults:")  # fmt: skip
         threads = [threading.Thread(target=u.run, daemon=True) for u in users]
         faults = threading.Thread(target=inject_faults, args=(soak, services), daemon=True)
+        # Until the end-state checks are done: files still settling need a worker.
+        supervisor = threading.Thread(
+            target=services.supervise, args=(soak.deadline + 600,), daemon=True
+        )
+        supervisor.start()
         for thread in [*threads, faults]:
             thread.start()
         for thread in [*threads, faults]:

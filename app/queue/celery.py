@@ -58,6 +58,8 @@ def make_celery(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         worker_send_task_events=True,
         task_send_sent_event=True,
+        # Only one scheduler sends the sweeps, however many run (app.queue.scheduler).
+        beat_scheduler="app.queue.scheduler:LockedScheduler",
         beat_schedule={
             "sweep-jobs": {
                 "task": SWEEP_JOBS,

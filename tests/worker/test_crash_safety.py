@@ -472,3 +472,25 @@ def test_a_dropped_database_connection_is_retried_at_once(
         assert "will retry" in worker.log()
         (succeeded,) = wait_until(lambda: job_outcomes(worker, file_id), 30, what="the outcome")
         assert succeeded["request_id"] == "after-the-drop-3", succeeded
+
+
+SENT_SWEEP = "Sending due task sweep-jobs"
+
+
+def test_two_schedulers_send_the_sweeps_from_one_only(crash_settings, workers, tmp_path):
+    # Two `worker --beat` on one deployment (started twice by mistake): one sends the
+    # sweeps, the other waits; when the first dies, the second takes over.
+    first = start_worker(crash_settings, workers, tmp_path / "worker1.log")
+    wait_until(lambda: SENT_SWEEP in first.log(), 60, what=f"sweeps sent ({first.log_path})")
+    second = start_worker(crash_settings, workers, tmp_path / "worker2.log")
+    wait_until(lambda: "beat: Starting" in second.log(), 60, what="the second beat started")
+    sent = first.log().count(SENT_SWEEP)
+    wait_until(
+        lambda: first.log().count(SENT_SWEEP) >= sent + 10, 60, what="ten more sweeps sent"
+    )  # each 0.5 s: the second beat had as many chances to send them as well
+    assert SENT_SWEEP not in second.log()
+
+    first.kill()  # the holder dies without letting go: the lock lapses, then moves
+    wait_until(
+        lambda: SENT_SWEEP in second.log(), 60, what=f"the second sending ({second.log_path})"
+    )
