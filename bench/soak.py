@@ -20,8 +20,9 @@ checks, once every file has settled: every file ready and byte-identical, nothin
 extra, usage counters exact (`instashare-server recount`), storage and rows matching, the
 worker processes gone after each `kill -9`, every job's outcome logged with its request
 id, and the worker never stopping on its own (should it, the soak starts it again, as a
-supervisor would, and says so). Exit status 0 when every end-state check holds. Everything it started is
-stopped by PID; the scratch database and temp dir are removed (`--keep` keeps the dir).
+supervisor would, and says so). Exit status 0 when every end-state check holds.
+Everything it started is stopped by PID; the scratch database and temp dir are removed
+(`--keep` keeps the dir).
 """
 
 from __future__ import annotations
@@ -228,6 +229,7 @@ class Services:
         self.worker = self.start_worker()
         self.orphans: list[int] = []
         self.exits: list[int] = []  # exit statuses of workers that stopped on their own
+        self.done = threading.Event()  # set before the processes are stopped
         _, self.port = start_serve(procs, self.env, work, "api", workers=2)
 
     def start_redis(self) -> None:
@@ -261,16 +263,15 @@ class Services:
                     os.kill(pid, signal.SIGKILL)
             self.worker = self.start_worker()
 
-    def supervise(self, until: float) -> None:
+    def supervise(self) -> None:
         """Start the worker again when it exits on its own, as systemd or Docker would."""
-        while time.monotonic() < until:
+        while not self.done.wait(1):
             with self.worker_lock:
                 status = self.worker.poll()
                 if status is not None:
                     self.exits.append(status)
                     print(f"  the worker exited on its own (status {status}); restarted")
                     self.worker = self.start_worker()
-            time.sleep(1)
 
     def stop_redis(self) -> None:
         assert self.redis is not None
@@ -476,9 +477,7 @@ def main() -> int:
         threads = [threading.Thread(target=u.run, daemon=True) for u in users]
         faults = threading.Thread(target=inject_faults, args=(soak, services), daemon=True)
         # Until the end-state checks are done: files still settling need a worker.
-        supervisor = threading.Thread(
-            target=services.supervise, args=(soak.deadline + 600,), daemon=True
-        )
+        supervisor = threading.Thread(target=services.supervise, daemon=True)
         supervisor.start()
         for thread in [*threads, faults]:
             thread.start()
@@ -486,7 +485,11 @@ def main() -> int:
             thread.join()
         print(f"{len(soak.records)} requests; load average {os.getloadavg()[0]:.1f}")
         report_latency(soak)
-        return end_state(soak, services, users)
+        try:
+            return end_state(soak, services, users)
+        finally:
+            services.done.set()  # before the processes are stopped: no restart then
+            supervisor.join()
 
     return run_in_scratch("soak", args.keep, run)
 
