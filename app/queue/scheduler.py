@@ -16,8 +16,10 @@ from app.services import scheduler_lock
 log = logging.getLogger(__name__)
 
 LOCK = "beat"
-# A holder that stopped renewing (killed with its host) is replaced after this long at least.
+# A holder that stopped renewing (killed with its host) is replaced after three sweep
+# intervals, within these bounds; it renews three times as often.
 MIN_LOCK_SECONDS = 10.0
+MAX_LOCK_SECONDS = 60.0
 
 
 class LockedScheduler(PersistentScheduler):
@@ -26,7 +28,9 @@ class LockedScheduler(PersistentScheduler):
     def setup_schedule(self) -> None:
         super().setup_schedule()
         settings = self.app.conf.instashare_settings
-        self.lock_seconds = max(3 * settings.sweep_interval_seconds, MIN_LOCK_SECONDS)
+        self.lock_seconds = min(
+            max(3 * settings.sweep_interval_seconds, MIN_LOCK_SECONDS), MAX_LOCK_SECONDS
+        )
         self.holder = f"{socket.gethostname()} {os.getpid()} {uuid.uuid4().hex[:8]}"
         self.engine = make_engine(settings.database_url)
         self.sessions = make_session_factory(self.engine)

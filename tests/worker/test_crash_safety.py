@@ -22,9 +22,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from app.db import make_engine, make_session_factory
-from app.models import File, FileStatus
+from app.models import File, FileStatus, SchedulerLock
 from app.services import compress_job, leases
 from tests.helpers import (
     WorkerProcess,
@@ -89,6 +90,14 @@ class RedisServer:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(timeout=20)
+
+
+@pytest.fixture(autouse=True)
+def no_scheduler_holds_the_lock(crash_sessions) -> None:
+    """Each test's scheduler starts free: one an earlier test killed held it until it lapsed."""
+    with crash_sessions() as session:
+        session.execute(sa.delete(SchedulerLock))
+        session.commit()
 
 
 @pytest.fixture
@@ -221,6 +230,7 @@ def test_worker_killed_mid_job_is_replaced_and_leaves_one_archive(
 
 
 UNSENT_SWEEP = "Couldn't apply scheduled task sweep-jobs"
+SENT_SWEEP = "Sending due task sweep-jobs"
 
 
 def test_upload_while_the_broker_is_down_is_delivered_by_the_sweep(
@@ -235,6 +245,9 @@ def test_upload_while_the_broker_is_down_is_delivered_by_the_sweep(
             == "ready"
         )
 
+        # This worker's scheduler sends the sweeps (the one lock may still be held, for a
+        # few seconds, by the scheduler of a worker an earlier test killed).
+        wait_until(lambda: SENT_SWEEP in worker.log(), 60, what="this worker's sweeps")
         broker.stop()
         started = time.monotonic()
         created = client.post(
@@ -458,6 +471,7 @@ def test_a_dropped_database_connection_is_retried_at_once(
             )
         admin.dispose()
         runtime(app).sessions.kw["bind"].dispose()  # this test's own are gone too
+        crash_sessions.kw["bind"].dispose()
 
         second = client.post(
             "/api/v1/upload_files",
@@ -472,9 +486,6 @@ def test_a_dropped_database_connection_is_retried_at_once(
         assert "will retry" in worker.log()
         (succeeded,) = wait_until(lambda: job_outcomes(worker, file_id), 30, what="the outcome")
         assert succeeded["request_id"] == "after-the-drop-3", succeeded
-
-
-SENT_SWEEP = "Sending due task sweep-jobs"
 
 
 def test_two_schedulers_send_the_sweeps_from_one_only(crash_settings, workers, tmp_path):
