@@ -375,6 +375,7 @@ def end_state(soak: Soak, services: Services, users: list[User]) -> bool:
         settled = settle(http, users, 300)
         checks.append(("every file settled within 5 min", settled, ""))
         lost = extra = not_ready = differ = 0
+        why: list[str] = []  # what the files not ready say
         for user in users:
             listed: dict[str, dict] = {}
             cursor = None
@@ -392,7 +393,9 @@ def end_state(soak: Soak, services: Services, users: list[User]) -> bool:
             lost += len(set(user.files) - set(listed))
             extra += len(set(listed) - set(user.files))
             for file_id, item in listed.items():
-                not_ready += item["status"] != "ready"
+                if item["status"] != "ready":
+                    not_ready += 1
+                    why.append(f"{item['status']}: {item['error']}")
                 if file_id not in user.files:
                     continue
                 got = http.get(
@@ -406,7 +409,9 @@ def end_state(soak: Soak, services: Services, users: list[User]) -> bool:
                 )
             differ += len(user.mismatches)
         files = sum(len(u.files) for u in users)
-        checks.append((f"every file ready ({files} files)", not_ready == 0, f"{not_ready} not"))
+        checks.append(
+            (f"every file ready ({files} files)", not_ready == 0, f"{not_ready} not {why[:3]}")
+        )
         checks.append(
             ("no file lost, none extra", lost == extra == 0, f"{lost} lost, {extra} extra")
         )
