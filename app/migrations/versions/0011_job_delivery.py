@@ -1,7 +1,7 @@
 """jobs that know who holds them and which request sent them; one scheduler at a time
 
-Revision ID: 0010_job_delivery
-Revises: 0009_share_downloads
+Revision ID: 0011_job_delivery
+Revises: 0010_pending_deletions
 Create Date: 2026-12-12
 
 `files.lease_holder` names the delivery that holds a file's lease (the message's task id,
@@ -18,8 +18,8 @@ from alembic import op
 
 from app.migrations.locking import patiently
 
-revision = "0010_job_delivery"
-down_revision = "0009_share_downloads"
+revision = "0011_job_delivery"
+down_revision = "0010_pending_deletions"
 branch_labels = None
 depends_on = None
 
