@@ -33,8 +33,10 @@ SLOW = [
     "tests/test_shutdown.py",
     "tests/worker/test_compression_setting.py",
     "tests/worker/test_crash_safety.py",
+    "tests/worker/test_fairness.py",
     "tests/worker/test_forget_share_downloads.py",
     "tests/worker/test_index_archives.py",
+    "tests/worker/test_signals.py",
 ]
 # Some tests of these start processes: those named first; the others (some named) do not.
 MIXED = {
@@ -61,6 +63,10 @@ MIXED = {
     "tests/http/test_protocol.py": (
         {"test_bodies_of_every_size_arrive_whole", "test_a_target_over_8_kib_is_refused_with_414"},
         {"test_uvicorn_still_does_what_the_overrides_restate"},
+    ),
+    "tests/services/test_leases.py": (
+        set(),
+        {"test_redelivery_after_its_process_died_takes_the_lease_over"},  # `true`, milliseconds
     ),
     "tests/test_migrations.py": (
         {"test_replicas_that_migrate_at_once_all_succeed"},

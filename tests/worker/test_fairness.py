@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import signal
 
+import pytest
+
 from tests.helpers import (
     WorkerProcess,
     account_in,
@@ -18,6 +20,8 @@ from tests.helpers import (
     wait_until,
 )
 from tests.worker.test_lifecycle import text_log
+
+pytestmark = pytest.mark.slow  # starts a worker process
 
 MIB = 1024 * 1024
 BACKLOG = 8

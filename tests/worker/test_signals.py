@@ -8,11 +8,16 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.helpers import wait_until
+
+pytestmark = pytest.mark.slow  # starts a Python process of its own
 
 CHILD = """
 import time
 from worker.signals import _leave_sigterm_to_the_main_process
+
 _leave_sigterm_to_the_main_process()
 print("ready", flush=True)
 time.sleep(60)
