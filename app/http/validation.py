@@ -145,6 +145,8 @@ class SecretSafeJSONBodyValidator(JSONRequestBodyValidator):
             raise too_deep() from None
         except BadRequestProblem:  # the parser's own words ("Expecting value: line 1…")
             raise InvalidInput("The request body is not valid JSON.") from None
+        except UnicodeDecodeError:  # a ValueError too, but the client's bytes, not a number
+            raise InvalidInput("The request body is not valid UTF-8.") from None
         except ValueError:  # int() refuses over 4,300 digits (sys.get_int_max_str_digits)
             raise InvalidInput("The request body holds a number too long to read.") from None
         if json_depth(body) > MAX_JSON_DEPTH:
