@@ -147,6 +147,20 @@ class Settings:
     gcs_project: str = _setting(
         "INSTASHARE_GCS_PROJECT", "", str, "project for the GCS client; empty means from ADC"
     )
+    gcs_deadline_seconds: float = _setting(
+        "INSTASHARE_GCS_DEADLINE_SECONDS",
+        20.0,
+        _float(1.0),
+        "how long one GCS call keeps retrying (503, 429, timeouts) before it gives up: a "
+        "download not yet begun answers 503 with `Retry-After`, a compression job is tried "
+        "again later; with the timeout, keep it under `INSTASHARE_BODY_IDLE_SECONDS`",
+    )
+    gcs_timeout_seconds: float = _setting(
+        "INSTASHARE_GCS_TIMEOUT_SECONDS",
+        10.0,
+        _float(0.5),
+        "how long one GCS request may wait to connect or for its next bytes",
+    )
     spool_dir: Path | None = _setting(
         "INSTASHARE_SPOOL_DIR",
         None,

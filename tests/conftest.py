@@ -294,6 +294,15 @@ def local_app(make_app, local_settings):
 
 
 @pytest.fixture
+def proxied_app(make_app, gcs_settings, fault_proxy, monkeypatch):
+    """The gcs app, its storage talking through `fault_proxy`, giving up after 3 s."""
+    app = make_app(gcs_settings)
+    storage = proxied_gcs(fault_proxy, deadline=3.0, timeout=1.0)
+    monkeypatch.setattr(runtime(app), "storage", storage)
+    return app
+
+
+@pytest.fixture
 def client(app):
     with app.test_client() as test_client:
         yield test_client

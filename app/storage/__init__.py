@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.settings import Settings
-from app.storage.base import Busy, ObjectMissing, Storage
+from app.storage.base import BackendUnavailable, Busy, ObjectExists, ObjectMissing, Storage
 
 
 def make_storage(settings: Settings) -> Storage:
@@ -11,10 +11,22 @@ def make_storage(settings: Settings) -> Storage:
     if settings.storage_backend == "gcs":
         from app.storage.gcs import GCSStorage
 
-        return GCSStorage(settings.gcs_bucket, project=settings.gcs_project or None)
+        return GCSStorage(
+            settings.gcs_bucket,
+            project=settings.gcs_project or None,
+            deadline=settings.gcs_deadline_seconds,
+            timeout=settings.gcs_timeout_seconds,
+        )
     from app.storage.local import LocalStorage
 
     return LocalStorage(settings.storage_root)
 
 
-__all__ = ["Busy", "ObjectMissing", "Storage", "make_storage"]
+__all__ = [
+    "BackendUnavailable",
+    "Busy",
+    "ObjectExists",
+    "ObjectMissing",
+    "Storage",
+    "make_storage",
+]

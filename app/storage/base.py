@@ -32,6 +32,18 @@ class Busy(Exception):
     """Another writer holds the object (see `Storage.appender`)."""
 
 
+class ObjectExists(Exception):
+    """A create-only write found its key taken (see `Storage.writer`)."""
+
+
+class BackendUnavailable(Exception):
+    """The backend did not answer in time, or answered that it cannot now (503, 429).
+
+    Raised once the backend's own retries are spent: the caller may try again later (a job
+    with backoff; a request answers 503 with `Retry-After`).
+    """
+
+
 class Appending(Protocol):
     """An append in progress: see `Storage.appender`."""
 
@@ -62,17 +74,33 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def writer(
-        self, key: str, content_type: str, *, durable: bool = True
+        self, key: str, content_type: str, *, durable: bool = True, create_only: bool = False
     ) -> AbstractContextManager[BinaryIO]:
         """A binary sink; the object appears only if the block exits cleanly.
 
         `durable=False` lets a backend skip forcing the bytes to disk (fsync) for objects
         that are checked later anyway, such as the parts of a resumable upload.
+        `create_only=True`: if an object already exists under `key` (even one that appeared
+        while this one was written), nothing is replaced and ObjectExists is raised.
         """
 
     @abc.abstractmethod
-    def open(self, key: str) -> BinaryIO:
-        """A seekable binary reader; raises ObjectMissing."""
+    def open(self, key: str, *, generation: int | None = None) -> BinaryIO:
+        """A seekable binary reader; raises ObjectMissing.
+
+        `generation` (see `generation()`): read that version of the object, or raise
+        ObjectMissing if it is no longer the one stored; a backend without generations
+        ignores it.
+        """
+
+    def generation(self, key: str) -> int | None:
+        """The version of the object now under `key`, where the backend keeps versions.
+
+        None where it does not (the local backend: an object there never changes once
+        written under a key, see `writer(create_only=True)`). Raises ObjectMissing.
+        """
+        self.size(key)
+        return None
 
     @abc.abstractmethod
     def size(self, key: str) -> int:
@@ -152,9 +180,19 @@ class Storage(abc.ABC):
             return False
         return True
 
-    def iter_chunks(self, key: str, start: int = 0, length: int | None = None) -> Iterator[bytes]:
-        """The object's bytes from `start`, `length` of them (all by default), in chunks."""
-        with self.open(key) as reader:
+    def iter_chunks(
+        self,
+        key: str,
+        start: int = 0,
+        length: int | None = None,
+        *,
+        generation: int | None = None,
+    ) -> Iterator[bytes]:
+        """The object's bytes from `start`, `length` of them (all by default), in chunks.
+
+        `generation`: as for `open`, so that no two chunks come from different versions.
+        """
+        with self.open(key, generation=generation) as reader:
             reader.seek(start)
             remaining = length
             while remaining is None or remaining > 0:

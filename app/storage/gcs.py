@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import http
 import os
 import uuid
 from collections.abc import Iterator, Sequence
@@ -10,10 +11,21 @@ from pathlib import Path
 from typing import BinaryIO
 
 from google.api_core import exceptions as gexc
+from google.auth.exceptions import TransportError
 from google.cloud import storage as gcs
+from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
+from google.cloud.storage.fileio import BlobReader
 from google.cloud.storage.retry import DEFAULT_RETRY
+from requests import exceptions as rexc
 
-from app.storage.base import ObjectMissing, Storage, StoredObject, check_key
+from app.storage.base import (
+    BackendUnavailable,
+    ObjectExists,
+    ObjectMissing,
+    Storage,
+    StoredObject,
+    check_key,
+)
 
 # The most source objects one compose request may name.
 MAX_COMPOSE_SOURCES = 32
@@ -33,62 +45,177 @@ COMPOSE_RETRY = DEFAULT_RETRY.with_delay(initial=0.5, maximum=8.0).with_timeout(
 # role (roles/storage.objectUser) may not make, and a request more per 404. Off.
 BUCKET_METADATA_SWITCH = "DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA"
 
+# The readiness probe: one object listing under a prefix that holds nothing (keys begin with
+# a user id), one attempt, a short timeout. Object-level, so `roles/storage.objectUser`
+# (which has no `storage.buckets.get`) is enough.
+PROBE_PREFIX = "instashare-ready-probe/"
+PROBE_TIMEOUT_SECONDS = 2.0
+
+# What the library raises once its retries are spent on a storage that does not answer
+# as it should (5xx, 429, timeouts, dropped connections, a checksum that did not match).
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    gexc.ServerError,
+    gexc.TooManyRequests,
+    gexc.RetryError,
+    DataCorruption,
+    TransportError,
+    rexc.ConnectionError,
+    rexc.Timeout,
+    rexc.ChunkedEncodingError,
+    ConnectionError,
+    TimeoutError,
+)
+_RETRYABLE_STATUS = {408, 429} | set(range(500, 600))
+
+
+def _precondition_failed(exc: BaseException) -> bool:
+    if isinstance(exc, gexc.PreconditionFailed):
+        return True
+    response = getattr(exc, "response", None)
+    return isinstance(exc, InvalidResponse) and (
+        getattr(response, "status_code", None) == http.HTTPStatus.PRECONDITION_FAILED
+    )
+
+
+def _unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, InvalidResponse):
+        return getattr(exc.response, "status_code", None) in _RETRYABLE_STATUS
+    return isinstance(exc, _UNAVAILABLE)
+
+
+@contextlib.contextmanager
+def _translated(key: str) -> Iterator[None]:
+    """The library's errors for a storage that is down, as BackendUnavailable."""
+    try:
+        yield
+    except gexc.NotFound:
+        raise ObjectMissing(key) from None
+    except Exception as exc:
+        if _unavailable(exc):
+            raise BackendUnavailable(f"{key}: {type(exc).__name__}: {exc}") from exc
+        raise
+
+
+class _Reader(BlobReader):
+    """The library's reader, raising ObjectMissing and BackendUnavailable as the rest do."""
+
+    def __init__(self, blob: gcs.Blob, **kwargs):
+        super().__init__(blob, **kwargs)
+        self._key = blob.name
+
+    def read(self, size: int | None = -1) -> bytes:
+        with _translated(self._key):
+            return super().read(-1 if size is None else size)
+
+    def read1(self, size: int = -1) -> bytes:
+        with _translated(self._key):
+            return super().read1(size)
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        with _translated(self._key):
+            return super().seek(pos, whence)
+
 
 class GCSStorage(Storage):
-    def __init__(self, bucket: str, project: str | None = None):
+    """`deadline`: how long one call keeps retrying (503, 429, timeouts) before it raises
+    BackendUnavailable; `timeout`: how long one HTTP request may wait for a connection or
+    for its next bytes. The library's own 120 s deadline outlasts any client's patience."""
+
+    def __init__(
+        self,
+        bucket: str,
+        project: str | None = None,
+        *,
+        deadline: float = 20.0,
+        timeout: float = 10.0,
+    ):
         os.environ.setdefault(BUCKET_METADATA_SWITCH, "true")
         # With STORAGE_EMULATOR_HOST set the client talks to the emulator, anonymously.
         self.client = gcs.Client(project=project)
         self.bucket = self.client.bucket(bucket)
+        self.retry = DEFAULT_RETRY.with_timeout(deadline)
+        self.timeout = timeout
 
-    def _blob(self, key: str) -> gcs.Blob:
-        return self.bucket.blob(check_key(key), chunk_size=GCS_CHUNK_SIZE)
+    def _blob(self, key: str, generation: int | None = None) -> gcs.Blob:
+        return self.bucket.blob(check_key(key), chunk_size=GCS_CHUNK_SIZE, generation=generation)
 
     def put_file(self, key: str, path: Path, content_type: str) -> None:
-        self._blob(key).upload_from_filename(str(path), content_type=content_type)
+        with _translated(key):
+            self._blob(key).upload_from_filename(
+                str(path), content_type=content_type, retry=self.retry, timeout=self.timeout
+            )
         path.unlink()
 
     @contextlib.contextmanager
-    def writer(self, key: str, content_type: str, *, durable: bool = True) -> Iterator[BinaryIO]:
+    def writer(
+        self, key: str, content_type: str, *, durable: bool = True, create_only: bool = False
+    ) -> Iterator[BinaryIO]:
         # Every finalised GCS object is durable; `durable` only matters to local disks.
-        sink = self._blob(key).open("wb", content_type=content_type, ignore_flush=True)
+        # create_only: `ifGenerationMatch=0`, which GCS checks when the object is finalised.
+        precondition = {"if_generation_match": 0} if create_only else {}
+        sink = self._blob(key).open(
+            "wb",
+            content_type=content_type,
+            ignore_flush=True,
+            retry=self.retry,
+            timeout=self.timeout,
+            **precondition,
+        )
         try:
-            yield sink
-        except BaseException:
-            # Cancel the resumable session. A writer merely dropped would be finalised by
-            # its close() when garbage-collected: the half-written object would appear.
-            with contextlib.suppress(Exception):
-                sink.terminate()
-            if not sink.closed:
-                sink._buffer.close()  # terminate() failed early; close() must not upload now
+            try:
+                yield sink
+            except BaseException:
+                # Cancel the resumable session. A writer merely dropped would be finalised by
+                # its close() when garbage-collected: the half-written object would appear.
+                with contextlib.suppress(Exception):
+                    sink.terminate()
+                if not sink.closed:
+                    sink._buffer.close()  # terminate() failed early; close() must not upload
+                raise
+            sink.close()
+        except Exception as exc:
+            # The library's errors, from the block's writes (which upload full chunks) or
+            # from close(), in the terms of the Storage interface.
+            if create_only and _precondition_failed(exc):
+                raise ObjectExists(key) from exc
+            if _unavailable(exc):
+                raise BackendUnavailable(f"{key}: {type(exc).__name__}: {exc}") from exc
             raise
-        sink.close()
 
-    def open(self, key: str) -> BinaryIO:
-        blob = self._blob(key)
-        try:
-            blob.reload()
-        except gexc.NotFound:
-            raise ObjectMissing(key) from None
-        return blob.open("rb", chunk_size=GCS_CHUNK_SIZE)
+    def open(self, key: str, *, generation: int | None = None) -> BinaryIO:
+        blob = self._blob(key, generation)
+        with _translated(key):
+            blob.reload(retry=self.retry, timeout=self.timeout)
+        return _Reader(blob, chunk_size=GCS_CHUNK_SIZE, retry=self.retry, timeout=self.timeout)
 
-    def iter_chunks(self, key: str, start: int = 0, length: int | None = None) -> Iterator[bytes]:
+    def iter_chunks(
+        self,
+        key: str,
+        start: int = 0,
+        length: int | None = None,
+        *,
+        generation: int | None = None,
+    ) -> Iterator[bytes]:
         """Ranged GETs of at most GCS_CHUNK_SIZE, each for no more than is asked.
 
         `open()`'s reader always fetches a whole chunk: a 10-byte Range request (or a ZIP
-        header) would pull 8 MiB out of the bucket.
+        header) would pull 8 MiB out of the bucket. With `generation` every GET names it,
+        so the chunks cannot mix two versions of the object.
         """
-        blob = self._blob(key)
+        blob = self._blob(key, generation)
         end = None if length is None else start + length  # exclusive
         position = start
         while end is None or position < end:
             want = GCS_CHUNK_SIZE if end is None else min(GCS_CHUNK_SIZE, end - position)
             try:
-                chunk = blob.download_as_bytes(
-                    start=position, end=position + want - 1, checksum=None
-                )
-            except gexc.NotFound:
-                raise ObjectMissing(key) from None
+                with _translated(key):
+                    chunk = blob.download_as_bytes(
+                        start=position,
+                        end=position + want - 1,
+                        checksum=None,
+                        retry=self.retry,
+                        timeout=self.timeout,
+                    )
             except gexc.RequestRangeNotSatisfiable:
                 return  # at or past the end
             if chunk:
@@ -97,19 +224,29 @@ class GCSStorage(Storage):
             if len(chunk) < want:
                 return  # the object ended
 
-    def size(self, key: str) -> int:
-        blob = self.bucket.get_blob(check_key(key))
+    def _stat(self, key: str) -> gcs.Blob:
+        with _translated(key):
+            blob = self.bucket.get_blob(check_key(key), retry=self.retry, timeout=self.timeout)
         if blob is None:
             raise ObjectMissing(key)
-        return int(blob.size or 0)
+        return blob
+
+    def size(self, key: str) -> int:
+        return int(self._stat(key).size or 0)
+
+    def generation(self, key: str) -> int | None:
+        return self._stat(key).generation
 
     def delete(self, key: str) -> None:
-        with contextlib.suppress(gexc.NotFound):
-            self._blob(key).delete()
+        with contextlib.suppress(ObjectMissing), _translated(key):
+            self._blob(key).delete(retry=self.retry, timeout=self.timeout)
 
     def list(self, prefix: str) -> Iterator[str]:
-        for blob in self.client.list_blobs(self.bucket, prefix=prefix):
-            yield blob.name
+        with _translated(prefix):
+            for blob in self.client.list_blobs(
+                self.bucket, prefix=prefix, retry=self.retry, timeout=self.timeout
+            ):
+                yield blob.name
 
     def concat(
         self, keys: Sequence[str], dest_key: str, content_type: str, *, scratch: str
@@ -158,4 +295,12 @@ class GCSStorage(Storage):
             yield StoredObject(blob.name, int(blob.size or 0), blob.updated)
 
     def ping(self) -> None:
-        self.bucket.reload()
+        """One object listing, one attempt, a short timeout (see PROBE_PREFIX)."""
+        listing = self.client.list_blobs(
+            self.bucket,
+            prefix=PROBE_PREFIX,
+            max_results=1,
+            retry=None,
+            timeout=PROBE_TIMEOUT_SECONDS,
+        )
+        next(iter(listing.pages), None)

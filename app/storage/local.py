@@ -13,7 +13,7 @@ from glob import escape as glob_escape
 from pathlib import Path
 from typing import BinaryIO
 
-from app.storage.base import Busy, ObjectMissing, Storage, StoredObject, check_key
+from app.storage.base import Busy, ObjectExists, ObjectMissing, Storage, StoredObject, check_key
 
 # macOS has no fdatasync (fsync does the same and more) and no posix_fadvise.
 _fdatasync = getattr(os, "fdatasync", os.fsync)
@@ -117,7 +117,9 @@ class LocalStorage(Storage):
         os.replace(temp, target)
 
     @contextlib.contextmanager
-    def writer(self, key: str, content_type: str, *, durable: bool = True) -> Iterator[BinaryIO]:
+    def writer(
+        self, key: str, content_type: str, *, durable: bool = True, create_only: bool = False
+    ) -> Iterator[BinaryIO]:
         target = self._path(key)
         temp = self._temp_beside(target)
         try:
@@ -126,12 +128,25 @@ class LocalStorage(Storage):
                 if durable:
                     sink.flush()
                     os.fsync(sink.fileno())
-            os.replace(temp, target)
+            if create_only:
+                # link(2) never replaces: of two writers of one key, exactly one wins, and
+                # the object that is there is never half of one and half of the other.
+                try:
+                    os.link(temp, target)
+                except FileExistsError:
+                    raise ObjectExists(key) from None
+                except OSError:
+                    # No hard links on this filesystem: a check, then the rename.
+                    if target.exists():
+                        raise ObjectExists(key) from None
+                    os.replace(temp, target)
+            else:
+                os.replace(temp, target)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
 
-    def open(self, key: str) -> BinaryIO:
+    def open(self, key: str, *, generation: int | None = None) -> BinaryIO:
         try:
             return open(self._path(key), "rb")
         except FileNotFoundError:

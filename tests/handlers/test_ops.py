@@ -6,12 +6,14 @@ import logging
 import shutil
 import signal
 import subprocess
+import time
 
 import pytest
 
 from tests.helpers import (
     WorkerProcess,
     account_in,
+    assert_problem,
     committing_app,
     free_port,
     fresh_database,
@@ -196,3 +198,56 @@ def test_request_id_reaches_the_worker_log(settings, tmp_path):
             # Killed outright: nothing of this worker (its database, its queue directory)
             # outlives the test, and a filesystem broker's warm shutdown can be slow.
             worker.stop(signal.SIGKILL)
+
+
+def test_ready_needs_only_object_permissions(proxied_app, fault_proxy, gcs_settings):
+    """The documented role (`roles/storage.objectAdmin`) has no `storage.buckets.get`."""
+    bucket = gcs_settings.gcs_bucket
+    # What IAM answers a service account without bucket permissions.
+    fault_proxy.fail("GET", rf"^/storage/v1/b/{bucket}(\?|$)", status=403, times=None)
+    with proxied_app.test_client() as client:
+        # The library fetches the bucket's metadata once per client in the background, for
+        # its telemetry, and keeps going after a 403: let it happen, then watch the probe.
+        client.get("/api/v1/ready")
+        wait_until(lambda: fault_proxy.requests("GET", rf"^/storage/v1/b/{bucket}\?"), 10)
+        time.sleep(0.2)
+        fault_proxy.clear()
+        fault_proxy.fail("GET", rf"^/storage/v1/b/{bucket}(\?|$)", status=403, times=None)
+
+        answer = client.get("/api/v1/ready")
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["checks"]["storage"] == "ok"
+    calls = fault_proxy.requests()
+    assert calls, "the probe made no storage request"
+    # Object-level calls only: objects.list (or get) under the bucket, never the bucket.
+    assert all(c.path.startswith(f"/storage/v1/b/{bucket}/o") for c in calls), calls
+    assert len(calls) == 1, calls
+    assert calls[0].param("maxResults") == "1"
+
+
+def test_ready_answers_within_seconds_when_storage_stalls(proxied_app, fault_proxy):
+    with proxied_app.test_client() as client:
+        fault_proxy.stall(None, "", seconds=60, times=None)
+        started = time.monotonic()
+        answer = client.get("/api/v1/ready")
+        took = time.monotonic() - started
+        fault_proxy.release()
+
+    body = assert_problem(answer, 503)
+    assert body["checks"]["storage"] == "unavailable"
+    assert body["checks"]["database"] == "ok"
+    assert took < 10, f"/ready took {took:.1f}s"
+
+
+def test_ready_says_storage_is_down_when_it_answers_503(proxied_app, fault_proxy):
+    with proxied_app.test_client() as client:
+        fault_proxy.fail(None, "", status=503, times=None)
+        started = time.monotonic()
+        answer = client.get("/api/v1/ready")
+        took = time.monotonic() - started
+
+    assert assert_problem(answer, 503)["checks"]["storage"] == "unavailable"
+    # One attempt, no retries: the library's default would retry for 120 s.
+    assert took < 10, f"/ready took {took:.1f}s"
+    assert len(fault_proxy.requests("GET", "/o")) == 1
