@@ -62,7 +62,7 @@ class Recorded:
         return values[0] if values else None
 
 
-@dataclass
+@dataclass(eq=False)
 class Rule:
     method: str | None
     pattern: re.Pattern[str]
@@ -192,6 +192,11 @@ class FaultProxy:
         return self._add(
             method, pattern, "reset", during=during, after_bytes=after_bytes, nth=nth, times=times
         )
+
+    def remove(self, rule: Rule) -> None:
+        """Stop applying `rule` (the requests stay recorded)."""
+        with self._lock:
+            self._rules[:] = [r for r in self._rules if r is not rule]
 
     def release(self) -> None:
         """End every stall now (and any that begin until `clear()`)."""

@@ -13,6 +13,8 @@ from celery import shared_task
 from celery.exceptions import MaxRetriesExceededError, SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 from google.api_core import exceptions as gexc
+from google.auth.exceptions import TransportError
+from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 from requests import exceptions as rexc
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
@@ -34,15 +36,22 @@ from app.services import (
     shares,
 )
 from app.services.compression import ArchiveMismatch
-from app.storage import ObjectMissing
+from app.storage import BackendUnavailable, ObjectMissing
 
 log = logging.getLogger(__name__)
 
 # Errors worth retrying with backoff: the database or the storage may come back.
 TRANSIENT = (
     OperationalError,
+    # Storage that stayed down past the backend's own retries (its deadline): the GCS
+    # backend says BackendUnavailable; the library's own types in case one slips through.
+    BackendUnavailable,
     gexc.ServerError,
     gexc.TooManyRequests,
+    gexc.RetryError,
+    InvalidResponse,
+    DataCorruption,
+    TransportError,
     rexc.ConnectionError,
     rexc.Timeout,
     ConnectionError,
@@ -65,6 +74,13 @@ def runtime(celery_app) -> Runtime:
 @worker_process_init.connect
 def _fresh_connections_after_fork(**_kwargs) -> None:
     _runtimes.clear()
+
+
+def _unavailable(exc: Exception) -> str:
+    """What a transient error means to the file's owner (the details go to the log)."""
+    if isinstance(exc, (OperationalError, DBAPIError)):
+        return "The database did not answer."
+    return "The storage did not answer."
 
 
 def _backoff(retries: int) -> int:
@@ -154,11 +170,11 @@ def compress_file(
             log.warning("compress %s: transient failure, will retry: %s", fid, reason)
             # If even this fails, the lease expires and the sweep sends the job again.
             with contextlib.suppress(SQLAlchemyError):
-                leases.release(session, job, f"Retrying after a transient error: {reason}")
+                leases.release(session, job, f"{_unavailable(exc)} It will be tried again shortly.")
             try:
                 retry(exc)
             except MaxRetriesExceededError:
-                leases.fail(session, fid, f"Gave up after repeated errors: {reason}")
+                leases.fail(session, fid, f"{_unavailable(exc)} Processing was given up.")
                 return "failed"
         except Exception as exc:
             log.exception("compress %s failed", fid)
