@@ -160,13 +160,16 @@ def proxied_env(proxy: FaultProxy) -> dict[str, str]:
     return {"STORAGE_EMULATOR_HOST": proxy.url}
 
 
-def proxied_gcs(proxy: FaultProxy) -> GCSStorage:
-    """A GCS backend on the test bucket whose every request passes through `proxy`."""
+def proxied_gcs(proxy: FaultProxy, **options) -> GCSStorage:
+    """A GCS backend on the test bucket whose every request passes through `proxy`.
+
+    `options`: GCSStorage's (`deadline`, `timeout`).
+    """
     # The client reads STORAGE_EMULATOR_HOST once, when it is made.
     saved = os.environ.get("STORAGE_EMULATOR_HOST")
     os.environ["STORAGE_EMULATOR_HOST"] = proxy.url
     try:
-        return GCSStorage(GCS_BUCKET)
+        return GCSStorage(GCS_BUCKET, **options)
     finally:
         if saved is None:
             os.environ.pop("STORAGE_EMULATOR_HOST", None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import flask
 from sqlalchemy.orm import Session
@@ -188,5 +188,15 @@ async def send_download(
     if not with_body or plan.status == 304:
         await request.respond(plan.status, response_headers)
         return 0
+    chunks = result.chunks_from(plan.start, plan.length)
+    # The first chunk before the status line: storage that does not answer is then a 503
+    # with Retry-After (see app.http.problems), not a 200 that ends short.
+    first = await request.run(next, chunks, b"")
     await request.respond(plan.status, response_headers, more=True)
-    return await request.send_chunks(result.chunks_from(plan.start, plan.length), allowance)
+    return await request.send_chunks(_beginning_with(first, chunks), allowance)
+
+
+def _beginning_with(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    if first:
+        yield first
+    yield from rest

@@ -18,7 +18,8 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from app.errors import AppError, InvalidInput, problem_type
+from app.errors import AppError, InvalidInput, StorageUnavailable, problem_type
+from app.storage import BackendUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,21 @@ def database_unavailable(_request: ConnexionRequest, exc: Exception) -> Connexio
     )
 
 
+# How soon a client may try again after storage failed to answer; the backend already
+# retried for its deadline (INSTASHARE_GCS_DEADLINE_SECONDS) before giving up.
+STORAGE_RETRY_AFTER_SECONDS = 30
+
+
+def storage_unavailable(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    log.error("storage unavailable: %s", exc)
+    return _problem(
+        503,
+        StorageUnavailable.title,
+        "The storage did not answer; retry in a moment.",
+        headers={"Retry-After": str(STORAGE_RETRY_AFTER_SECONDS)},
+    )
+
+
 def client_disconnected(_request: ConnexionRequest, _exc: Exception) -> ConnexionResponse:
     # Nobody is listening any more; the status only shows up in the access log.
     return _problem(400, "Client Disconnected", "The client went away mid-request.")
@@ -113,6 +129,7 @@ def register(app) -> None:
     app.add_error_handler(ProblemException, connexion_problem)
     app.add_error_handler(AppError, app_error)
     app.add_error_handler(OperationalError, database_unavailable)
+    app.add_error_handler(BackendUnavailable, storage_unavailable)
     app.add_error_handler(ClientDisconnect, client_disconnected)
     app.add_error_handler(UnicodeDecodeError, undecodable_body)
     app.add_error_handler(UnicodeEncodeError, unencodable_text)
