@@ -102,6 +102,19 @@ class FileStatus(enum.StrEnum):
     FAILED = "failed"
 
 
+def archive_key_for(owner_id: uuid.UUID, file_id: uuid.UUID, attempt: int) -> str:
+    """The key a compression job's `attempt` writes its archive to, create-only.
+
+    One key per attempt: a job whose lease ran out while it wrote cannot replace (or mix
+    its bytes into) the archive its successor verified and recorded; it removes its own
+    when it finds the lease gone. The first attempt, by far the common case, keeps the
+    name archives always had.
+    """
+    if attempt <= 1:
+        return f"{owner_id}/{file_id}.zip"
+    return f"{owner_id}/{file_id}.{attempt}.zip"
+
+
 class File(Base):
     __tablename__ = "files"
 
@@ -137,6 +150,11 @@ class File(Base):
     # The request that uploaded the file: a job sent again by the sweep carries its id.
     request_id: Mapped[str | None] = mapped_column(String(128))
     processed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The archive the job that completed verified: its key (see `archive_key_for`; None
+    # for rows from before, whose archive is the first attempt's) and, on GCS, its
+    # generation, which every read names.
+    archive_object: Mapped[str | None] = mapped_column(String(300))
+    archive_generation: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     # Bumped on every UPDATE; the ETag, and SQLAlchemy's optimistic lock.
@@ -168,7 +186,7 @@ class File(Base):
     @property
     def archive_key(self) -> str:
         """Where the ZIP lives, in its owner's folder."""
-        return f"{self.owner_id}/{self.id}.zip"
+        return self.archive_object or archive_key_for(self.owner_id, self.id, 1)
 
 
 class Upload(Base):

@@ -243,6 +243,13 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
     def _any(self) -> None:
+        try:
+            self._proxy()
+        except (BrokenPipeError, ConnectionResetError):
+            # The client gave up (its timeout, a test that is over): nothing to answer.
+            self.close_connection = True
+
+    def _proxy(self) -> None:
         proxy = self.owner
         split = urlsplit(self.path)
         recorded = Recorded(

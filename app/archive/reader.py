@@ -64,7 +64,8 @@ class View:
 
 class ArchiveReader:
     """One file's stored archive: `key`, its length (None: ask storage), its entry's size
-    and CRC-32 (None: unchecked), and the entry's seek index (None when it has none)."""
+    and CRC-32 (None: unchecked), the entry's seek index (None when it has none), and the
+    archive's generation, which every read names (None: whatever is stored now)."""
 
     def __init__(
         self,
@@ -75,8 +76,10 @@ class ArchiveReader:
         entry_crc32: int | None = None,
         archive_size: int | None = None,
         seek_index: bytes | None = None,
+        generation: int | None = None,
     ) -> None:
         self._storage = storage
+        self._generation = generation
         self._key = key
         self._entry_size = entry_size
         self._entry_crc32 = entry_crc32
@@ -84,7 +87,7 @@ class ArchiveReader:
         self._seek_index = seek_index
 
     def _read(self, start: int, length: int | None) -> Iterator[bytes]:
-        return self._storage.iter_chunks(self._key, start, length)
+        return self._storage.iter_chunks(self._key, start, length, generation=self._generation)
 
     def _bytes(self, start: int, length: int) -> bytes:
         return b"".join(self._read(start, length))

@@ -6,14 +6,18 @@ lease as it reads, and leaves nothing behind when the file is deleted meanwhile.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
+from app.models import archive_key_for
 from app.services import deletions, leases, names
 from app.services.compression import ArchiveResult, write_archive
-from app.storage import ObjectMissing, Storage
+from app.storage import BackendUnavailable, ObjectMissing, Storage
+
+log = logging.getLogger(__name__)
 
 
 def compress(
@@ -41,9 +45,9 @@ def compress(
                 raise leases.LeaseLost(str(job.file_id))
             last_renewal = time.monotonic()
 
-    if job.attempts > 1:
-        # An earlier attempt died (its lease ran out); it may have left a partial archive.
-        storage.discard_partial(job.archive_key)
+    # Earlier attempts' keys: a killed writer's leftovers (a local temp file) go.
+    for attempt in range(1, job.attempts):
+        storage.discard_partial(archive_key_for(job.owner_id, job.file_id, attempt))
     staged = [job.staged_key, job.legacy_staged_key] if job.legacy_staged_key else [job.staged_key]
     source = job.staged_key
     try:
@@ -55,6 +59,7 @@ def compress(
                 raise
             source = job.legacy_staged_key
             result = _write(storage, job, source, heartbeat, compression)
+        generation = storage.generation(job.archive_key)
     except Exception:
         # A file deleted meanwhile shows up as whatever broke first (a lost lease, its
         # staged bytes gone from under the reader): that is no failure, just nothing to do.
@@ -62,14 +67,22 @@ def compress(
         if not leases.exists(session, job.file_id):
             _remove(session, storage, [job.archive_key, *staged])
             return False
+        # The archive of this attempt is this attempt's alone: a retry writes its own.
+        _discard(storage, job.archive_key)
         raise
-    if not leases.complete(session, job, result):
+    if not leases.complete(session, job, result, generation=generation):
         if not leases.exists(session, job.file_id):
             # Deleted while we worked: the archive we just wrote must not outlive its row.
             _remove(session, storage, [job.archive_key, *staged])
             return False
+        # Taken over by a later attempt (our lease ran out): its archive is the file's, and
+        # ours, under a key nothing records, goes.
+        _discard(storage, job.archive_key)
         raise leases.LeaseLost(str(job.file_id))
     storage.delete(source)
+    # What earlier attempts finished writing before they lost the lease and died.
+    for attempt in range(1, job.attempts):
+        _discard(storage, archive_key_for(job.owner_id, job.file_id, attempt))
     return True
 
 
@@ -101,3 +114,11 @@ def _write(
         heartbeat=heartbeat,
         compression=compression,
     )
+
+
+def _discard(storage: Storage, key: str) -> None:
+    """Remove an archive no row records (if storage is down, it stays for reconciliation)."""
+    try:
+        storage.delete(key)
+    except BackendUnavailable:
+        log.warning("could not remove the unrecorded archive %s", key)

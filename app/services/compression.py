@@ -414,7 +414,8 @@ def write_archive(
         # stream-zip asks for a zlib compressor; both of ours have the same two methods.
         compressor: Any = parallel if parallel is not None else indexed
         get_compressobj: Callable[[], Any] = lambda: compressor  # noqa: E731
-        with storage.writer(archive_key, "application/zip") as sink:
+        # Create-only: nothing replaces an archive once written (each attempt has its key).
+        with storage.writer(archive_key, "application/zip", create_only=True) as sink:
             # Raising inside the writer means the archive is never published.
             try:
                 for block in stream_zip(

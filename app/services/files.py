@@ -441,6 +441,9 @@ def download_of(storage: Storage, file: File, *, original: bool = False) -> Down
         archive_size=file.compressed_size,
         # Read now, in the request's session: the bytes are read after it has ended.
         seek_index=file.seek_index if original else None,
+        # The archive the job recorded, by its generation where storage keeps them: every
+        # read of one download names it, so no response mixes two versions of the object.
+        generation=file.archive_generation,
     )
     if original:
         return Download(

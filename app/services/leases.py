@@ -24,7 +24,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.db import rowcount, utcnow
-from app.models import File, FileStatus
+from app.models import File, FileStatus, archive_key_for
 from app.services.compression import ArchiveResult
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ class Claim:
     created_at: dt.datetime
     attempts: int
     staged_key: str
-    archive_key: str
+    archive_key: str  # this attempt's own (app.models.archive_key_for)
     legacy_staged_key: str = ""  # where a file staged before the temporary prefix waits
 
 
@@ -173,7 +173,7 @@ def claim(
         created_at=file.created_at,
         attempts=file.attempts,
         staged_key=file.staged_key,
-        archive_key=file.archive_key,
+        archive_key=archive_key_for(file.owner_id, file.id, file.attempts),
         legacy_staged_key=file.legacy_staged_key,
     )
 
@@ -202,14 +202,19 @@ def renew(session: Session, job: Claim, lease_seconds: int) -> bool:
     return rowcount(result) == 1
 
 
-def complete(session: Session, job: Claim, result: ArchiveResult) -> bool:
-    """Mark the file ready with its archive's size; False if the lease was lost."""
+def complete(
+    session: Session, job: Claim, result: ArchiveResult, *, generation: int | None = None
+) -> bool:
+    """Mark the file ready with its archive (this attempt's key, its size and `generation`);
+    False if the lease was lost."""
     updated = session.execute(
         update(File)
         .where(_held(job))
         .values(
             **_visible_change(
                 status=FileStatus.READY,
+                archive_object=job.archive_key,
+                archive_generation=generation,
                 compressed_size=result.compressed_size,
                 compression=result.method,
                 seek_index=result.seek_index,

@@ -9,8 +9,9 @@ import uuid
 
 import pytest
 
-from app.storage import ObjectMissing
+from app.storage import ObjectExists, ObjectMissing
 from app.storage.base import check_key
+from tests.helpers import runtime
 
 
 @pytest.fixture
@@ -77,3 +78,42 @@ def test_list_is_per_prefix(storage):
 def test_keys_cannot_escape_the_root(bad):
     with pytest.raises(ValueError, match="invalid storage key"):
         check_key(bad)
+
+
+def test_create_only_never_replaces_what_is_there(local_app, key):
+    storage = runtime(local_app).storage
+    with storage.writer(key, "application/zip", create_only=True) as sink:
+        sink.write(b"first archive")
+    with (
+        pytest.raises(ObjectExists),
+        storage.writer(key, "application/zip", create_only=True) as sink,
+    ):
+        sink.write(b"a second, different archive")
+    assert b"".join(storage.iter_chunks(key)) == b"first archive"
+    # Nothing half-written is left beside it either.
+    assert list(storage.list(key.split("/")[0] + "/")) == [key]
+    storage.delete(key)
+
+
+def test_of_two_create_only_writers_the_first_to_finish_wins_whole(local_app, key):
+    storage = runtime(local_app).storage
+    with (
+        pytest.raises(ObjectExists),
+        storage.writer(key, "application/zip", create_only=True) as slow,
+    ):
+        slow.write(b"S" * 200_000)
+        with storage.writer(key, "application/zip", create_only=True) as fast:
+            fast.write(b"F" * 100_000)
+        slow.write(b"S" * 200_000)
+    assert b"".join(storage.iter_chunks(key)) == b"F" * 100_000
+    assert list(storage.list(key.split("/")[0] + "/")) == [key]
+    storage.delete(key)
+
+
+def test_create_only_on_gcs_sends_the_precondition(proxied_storage, fault_proxy, key):
+    """GCS refuses the second writer itself (the emulator ignores preconditions)."""
+    with proxied_storage.writer(key, "application/zip", create_only=True) as sink:
+        sink.write(b"an archive")
+    (started,) = fault_proxy.requests("POST", r"uploadType=resumable")
+    assert started.param("ifGenerationMatch") == "0"
+    proxied_storage.delete(key)

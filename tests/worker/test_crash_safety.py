@@ -216,7 +216,7 @@ def test_worker_killed_mid_job_is_replaced_and_leaves_one_archive(
         assert row.attempts == 2
         assert row.lease_token is None
 
-    archive = user_dir / f"{file_id}.zip"
+    archive = user_dir / f"{file_id}.2.zip"  # the second attempt's own key
     assert body["compressed_size"] == archive.stat().st_size < size / 3
     unzip_test(archive)
     with zipfile.ZipFile(archive) as zf:
@@ -226,7 +226,7 @@ def test_worker_killed_mid_job_is_replaced_and_leaves_one_archive(
     assert not (user_dir / "uploads" / file_id).exists()
     assert every_file(crash_settings.spool_root) == set()
     # Nothing else, not even the killed writer's hidden temp file.
-    assert every_file(crash_settings.storage_root) == {f"{user_id}/{file_id}.zip"}
+    assert every_file(crash_settings.storage_root) == {f"{user_id}/{file_id}.2.zip"}
 
 
 UNSENT_SWEEP = "Couldn't apply scheduled task sweep-jobs"
