@@ -69,6 +69,10 @@ def compress(
             return False
         # The archive of this attempt is this attempt's alone: a retry writes its own.
         _discard(storage, job.archive_key)
+        if not leases.renew(session, job, lease_seconds):
+            # Whatever broke (the successor removing what we wrote, say), the file is
+            # another job's now: our lease ran out while we worked.
+            raise leases.LeaseLost(str(job.file_id)) from None
         raise
     if not leases.complete(session, job, result, generation=generation):
         if not leases.exists(session, job.file_id):

@@ -156,7 +156,8 @@ def test_a_writer_whose_lease_ran_out_leaves_the_archive_its_successor_recorded(
 
         # The first worker's write goes through now, long after its lease ran out.
         fault_proxy.release()
-        assert wait_for_results(first, 1, 60) == ["lease-lost"]
+        # (Then, maybe, the job the sweep sent again while it was held: nothing to do.)
+        assert wait_for_results(first, 1, 60)[0] == "lease-lost"
 
         fault_proxy.clear()
         zipped = client.get(f"/api/v1/files/{file_id}/content", headers=account.headers)
