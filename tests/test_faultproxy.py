@@ -79,3 +79,15 @@ def test_a_stall_holds_the_request_until_released(proxied_storage, fault_proxy):
     assert time.monotonic() - started < 10
     fault_proxy.release()
     assert requests.get(url, timeout=10).status_code == 404
+
+
+def test_a_reset_mid_request_is_retried_by_the_client(proxied_storage, fault_proxy):
+    # The first chunk's PUT is cut off after 1 MiB of its body, before the emulator saw it.
+    cut = fault_proxy.reset("PUT", r"upload_id=", during="request", after_bytes=1024 * 1024)
+    with proxied_storage.writer("proxy-tests/resent.bin", "application/octet-stream") as sink:
+        sink.write(BIG)
+
+    assert cut.acted == 1
+    assert b"".join(proxied_storage.iter_chunks("proxy-tests/resent.bin")) == BIG
+    # The cut chunk was sent again (the library may first ask the session where it stood).
+    assert len(fault_proxy.requests("PUT", r"upload_id=")) >= 3
