@@ -75,8 +75,18 @@ class TooManyRequests(AppError):
     status, title = 429, "Too Many Requests"
 
 
+# The end of every StorageUnavailable sentence (what failed is said before it).
+STORAGE_DOWN = "the storage failed or did not answer; retry in a moment."
+
+
 class StorageUnavailable(AppError):
+    """Storage failed or did not answer in time: the client may try again shortly."""
+
     status, title = 503, "Storage Unavailable"
+    RETRY_AFTER_SECONDS = 30
+
+    def __init__(self, detail: str, **extra):
+        super().__init__(detail, headers={"Retry-After": str(self.RETRY_AFTER_SECONDS)}, **extra)
 
 
 class RangeNotSatisfiable(AppError):

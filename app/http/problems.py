@@ -60,6 +60,9 @@ def http_exception(_request: ConnexionRequest, exc: Exception) -> ConnexionRespo
 
 def app_error(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
     assert isinstance(exc, AppError)
+    if exc.status >= 500 and exc.__cause__ is not None:
+        # The client reads a plain sentence; the operator needs what caused it.
+        log.error("%s %s: %r", exc.status, exc.detail, exc.__cause__)
     return problem(
         exc.status, exc.title, exc.detail, type=exc.type, headers=exc.headers, ext=exc.extra
     )
@@ -76,19 +79,10 @@ def database_unavailable(_request: ConnexionRequest, exc: Exception) -> Connexio
     )
 
 
-# How soon a client may try again after storage failed to answer; the backend already
-# retried for its deadline (INSTASHARE_GCS_DEADLINE_SECONDS) before giving up.
-STORAGE_RETRY_AFTER_SECONDS = 30
-
-
-def storage_unavailable(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+def storage_unavailable(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    # The backend already retried for its deadline (INSTASHARE_GCS_DEADLINE_SECONDS).
     log.error("storage unavailable: %s", exc)
-    return _problem(
-        503,
-        StorageUnavailable.title,
-        "The storage did not answer; retry in a moment.",
-        headers={"Retry-After": str(STORAGE_RETRY_AFTER_SECONDS)},
-    )
+    return app_error(request, StorageUnavailable("The storage did not answer; retry in a moment."))
 
 
 def client_disconnected(_request: ConnexionRequest, _exc: Exception) -> ConnexionResponse:

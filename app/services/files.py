@@ -23,6 +23,7 @@ from app.archive.reader import ArchiveReader
 from app.context import REQUEST_ID
 from app.db import rowcount
 from app.errors import (
+    STORAGE_DOWN,
     Conflict,
     InvalidInput,
     NotFound,
@@ -171,7 +172,7 @@ def create(
     try:
         storage.put_file(file.staged_key, upload.path, file.content_type)
     except Exception as exc:
-        raise StorageUnavailable(f"The upload could not be stored: {exc}") from exc
+        raise StorageUnavailable(f"The upload could not be stored: {STORAGE_DOWN}") from exc
     try:
         admission.charge_file(session, quota_bytes, owner_id, file.size)
         session.add(file)

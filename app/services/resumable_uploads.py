@@ -31,6 +31,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from app.context import REQUEST_ID
 from app.db import rowcount, utcnow
 from app.errors import (
+    STORAGE_DOWN,
     AppError,
     ChecksumMismatch,
     Conflict,
@@ -512,7 +513,7 @@ def _reraise(exc: BaseException) -> NoReturn:
         ) from None
     if isinstance(exc, (AppError, SQLAlchemyError)) or not isinstance(exc, Exception):
         raise exc
-    raise StorageUnavailable(f"The chunk could not be stored: {exc}") from exc
+    raise StorageUnavailable(f"The chunk could not be stored: {STORAGE_DOWN}") from exc
 
 
 def _check_offset(upload: Upload, offset: int) -> None:
@@ -684,7 +685,7 @@ def _finish(
         # upload's expiry (or, after the commit, the deletion above) removes them.
         storage.concat(keys, file.staged_key, file.content_type, scratch=upload.parts_prefix)
     except Exception as exc:
-        raise StorageUnavailable(f"The upload could not be assembled: {exc}") from exc
+        raise StorageUnavailable(f"The upload could not be assembled: {STORAGE_DOWN}") from exc
     return file, leftovers
 
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.helpers import assert_problem, upload_ready
+from tests.helpers import assert_problem, upload, upload_ready
 
 CONTENT = b"a line of text that the download will not get to\n" * 2000
 DEADLINE = 3.0  # proxied_app's
@@ -64,3 +64,19 @@ def test_storage_back_again_serves_the_download(proxied_app, fault_proxy, alice)
 
     assert answer.status_code == 200
     assert answer.content == CONTENT
+
+
+def test_an_upload_while_storage_is_down_is_a_plain_503_with_retry_after(
+    proxied_app, fault_proxy, alice
+):
+    fault_proxy.fail("POST", r"/upload/", status=503, times=None)
+    with proxied_app.test_client() as client:
+        answer = upload(client, alice, CONTENT, "notes.txt")
+        listed = client.get("/api/v1/files", headers=alice.headers).json()
+
+    body = assert_problem(answer, 503)
+    assert body["detail"] == (
+        "The upload could not be stored: the storage failed or did not answer; retry in a moment."
+    )
+    assert int(answer.headers["Retry-After"]) > 0
+    assert listed["items"] == []
