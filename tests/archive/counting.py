@@ -57,14 +57,18 @@ class CountingStorage(Storage):
 
         return counted()
 
-    def open(self, key: str) -> BinaryIO:
-        return io.BufferedReader(_CountedReader(self.inner.open(key), self), 64 * 1024)  # type: ignore[return-value]
+    def open(self, key: str, *, generation: int | None = None) -> BinaryIO:
+        inner = self.inner.open(key, generation=generation)
+        return io.BufferedReader(_CountedReader(inner, self), 64 * 1024)  # type: ignore[return-value]
 
     def put_file(self, key, path, content_type):
         return self.inner.put_file(key, path, content_type)
 
-    def writer(self, key, content_type, *, durable=True):
-        return self.inner.writer(key, content_type, durable=durable)
+    def writer(self, key, content_type, *, durable=True, create_only=False):
+        return self.inner.writer(key, content_type, durable=durable, create_only=create_only)
+
+    def generation(self, key):
+        return self.inner.generation(key)
 
     def size(self, key):
         return self.inner.size(key)
