@@ -7,6 +7,7 @@ than the API's 60 s idle cut-off, and the download would end as a 200 cut short.
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -80,3 +81,26 @@ def test_an_upload_while_storage_is_down_is_a_plain_503_with_retry_after(
     )
     assert int(answer.headers["Retry-After"]) > 0
     assert listed["items"] == []
+
+
+def test_a_stall_after_the_first_bytes_ends_the_download_short_within_the_deadline(
+    proxied_app, fault_proxy, alice
+):
+    """Too late for a 503: the body ends short (its Content-Length says so), and soon."""
+    content = os.urandom(9 * 1024 * 1024)  # an archive of two 8 MiB reads
+    with proxied_app.test_client() as client:
+        file_id = upload_ready(client, proxied_app, alice, content, "big.bin")
+        fault_proxy.clear()
+        # The header's read and the first 8 MiB pass; the second read of the body stalls.
+        fault_proxy.stall("GET", r"alt=media", seconds=120, nth=3, times=None)
+        started = time.monotonic()
+        try:
+            answer = client.get(f"/api/v1/files/{file_id}/content", headers=alice.headers)
+        finally:
+            took = time.monotonic() - started
+            fault_proxy.release()
+
+    assert answer.status_code == 200
+    assert 0 < len(answer.content) < int(answer.headers["Content-Length"])
+    # Not the library's 120 s, nor the 60 s idle cut-off: the deadline, and a margin.
+    assert took < DEADLINE + 10, f"the download took {took:.1f}s to end"
