@@ -97,10 +97,10 @@ def test_a_multipart_upload_its_job_downloads_and_delete(
     # The job: the staged upload's metadata and ranged reads (8 MiB each, plus the sample
     # and the reader's look-aheads), the archive written through a session (one PUT per
     # 8 MiB of ZIP; both ZIPs here are under 8 MiB), its size, its entry read back to
-    # verify it, and the staged upload deleted.
+    # verify it, its generation (recorded with the lease), and the staged upload deleted.
     for size, reads in ((1 * MiB, 3 + 3), (20 * MiB, 8 + 3)):
         assert seen["job"][size] == {
-            "objects.get (metadata)": 3,
+            "objects.get (metadata)": 4,
             "objects.get (media)": reads,
             "objects.insert (resumable session)": 1,
             "session PUT": 1,
