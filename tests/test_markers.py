@@ -37,6 +37,7 @@ SLOW = [
     "tests/worker/test_forget_share_downloads.py",
     "tests/worker/test_index_archives.py",
     "tests/worker/test_signals.py",
+    "tests/worker/test_storage_faults.py",
 ]
 # Some tests of these start processes: those named first; the others (some named) do not.
 MIXED = {

@@ -33,6 +33,8 @@ from tests.helpers import (
 )
 from tests.worker.support import wait_for_results
 
+pytestmark = pytest.mark.slow  # real workers and a redis-server of each test's own
+
 MIB = 1024 * 1024
 LEASE_SECONDS = 5
 
