@@ -34,7 +34,15 @@ from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
-from app.models import TEMP_PREFIX, File, FileStatus, Upload, legacy_staged_key, staged_key
+from app.models import (
+    TEMP_PREFIX,
+    File,
+    FileStatus,
+    Upload,
+    archive_key_for,
+    legacy_staged_key,
+    staged_key,
+)
 from app.storage import Storage
 from app.storage.base import StoredObject
 
@@ -42,7 +50,8 @@ DEFAULT_GRACE_SECONDS = 3600
 PAGE = 1000
 
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-_ARCHIVE = re.compile(rf"(?P<owner>{_UUID})/(?P<id>{_UUID})\.zip")
+# `<id>.zip`, or a later attempt's `<id>.<attempt>.zip` (app.models.archive_key_for).
+_ARCHIVE = re.compile(rf"(?P<owner>{_UUID})/(?P<id>{_UUID})(?:\.[0-9]+)?\.zip")
 # An upload's objects, in the owner's folder (before `tmp/`) or under `tmp/`: the staged
 # upload, its parts and intermediates (`.parts/…`), or an old compose intermediate.
 _UPLOAD = re.compile(
@@ -97,6 +106,7 @@ class _Row:
     id: uuid.UUID
     owner_id: uuid.UUID
     status: FileStatus
+    archive_key: str = ""  # the one archive object this row keeps (recorded, or in progress)
 
     @property
     def order(self) -> tuple[str, str]:
@@ -123,8 +133,12 @@ def reconcile(
             while row is not None and row.order < at:
                 yield from _without_archive(session, storage, row, repair)
                 row = next(rows, None)
-            if row is not None and row.order == at:
+            if row is not None and row.order == at and obj.key == row.archive_key:
                 row = next(rows, None)
+            elif row is not None and row.order == at:
+                # Another attempt's archive, which no row records (its job lost the lease).
+                if obj.updated <= cutoff:
+                    yield _orphan(session, storage, obj, "no file records this archive", repair)
             elif obj.updated <= cutoff:
                 yield _orphan(session, storage, obj, "no file has this archive", repair)
             continue
@@ -154,13 +168,18 @@ def _files_in_order(session: Session) -> Iterator[_Row]:
     """
     after: tuple[uuid.UUID, uuid.UUID] | None = None
     while True:
-        query = select(File.owner_id, File.id, File.status)
+        query = select(File.owner_id, File.id, File.status, File.attempts, File.archive_object)
         if after is not None:
             query = query.where(tuple_(File.owner_id, File.id) > tuple_(*after))
         page = session.execute(query.order_by(File.owner_id, File.id).limit(PAGE)).all()
         session.commit()  # no transaction stays open while storage is listed
-        for owner_id, file_id, status in page:
-            yield _Row(file_id, owner_id, status)
+        for owner_id, file_id, status, attempts, recorded in page:
+            # A ready file's archive is the one its job recorded; an unfinished file's, the
+            # one its current attempt writes.
+            key = recorded if status == FileStatus.READY and recorded else None
+            attempt = 1 if status == FileStatus.READY else attempts
+            key = key or archive_key_for(owner_id, file_id, attempt)
+            yield _Row(file_id, owner_id, status, key)
         if len(page) < PAGE:
             return
         after = (page[-1].owner_id, page[-1].id)
@@ -196,7 +215,7 @@ def _repair_missing(session: Session, storage: Storage, found: Missing) -> Missi
     file = session.scalars(
         select(File).where(File.id == found.file_id).with_for_update()
     ).one_or_none()
-    archive_key = f"{found.owner_id}/{found.file_id}.zip"
+    archive_key = file.archive_key if file is not None else ""
     staged = _staged_exists(storage, found.owner_id, found.file_id)
     if (
         file is None
