@@ -39,7 +39,7 @@ def test_rows_from_before_without_a_recorded_archive_still_download(
     with proxied_app.test_client() as client:
         file_id = upload_ready(client, proxied_app, alice, CONTENT, "notes.txt")
         row = session.get(File, uuid.UUID(file_id))
-        # As migration 0011 leaves a row that was ready before it.
+        # As migration 0012 leaves a row that was ready before it.
         row.archive_object = None
         row.archive_generation = None
         session.commit()

@@ -1,7 +1,7 @@
 """archives per attempt: the key and the generation of the archive a job verified
 
-Revision ID: 0011_archive_per_attempt
-Revises: 0010_pending_deletions
+Revision ID: 0012_archive_per_attempt
+Revises: 0011_job_delivery
 Create Date: 2026-12-07
 
 Two nullable columns on `files`, no default: PostgreSQL adds them without rewriting the
@@ -15,8 +15,8 @@ from alembic import op
 
 from app.migrations.locking import patiently
 
-revision = "0011_archive_per_attempt"
-down_revision = "0010_pending_deletions"
+revision = "0012_archive_per_attempt"
+down_revision = "0011_job_delivery"
 branch_labels = None
 depends_on = None
 
