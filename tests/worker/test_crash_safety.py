@@ -415,12 +415,12 @@ def test_a_job_whose_pool_process_was_killed_is_redone_at_once(
         assert body["status"] == "ready", (body, worker.log()[-3000:])
         with crash_sessions() as session:
             assert session.get(File, fid).attempts == 2  # the redelivery, not the sweep's
-        archive = settings.storage_root / account.id / f"{fid}.zip"
+        archive = settings.storage_root / account.id / f"{fid}.2.zip"  # the second attempt's
         unzip_test(archive)
         with zipfile.ZipFile(archive) as zf:
             (entry,) = zf.infolist()
             assert (entry.file_size, entry.CRC) == (size, crc)
-        assert every_file(settings.storage_root) == {f"{account.id}/{fid}.zip"}
+        assert every_file(settings.storage_root) == {f"{account.id}/{fid}.2.zip"}
 
 
 def test_kill_9_of_the_worker_leaves_no_beat_behind(crash_settings, workers, tmp_path):
