@@ -430,8 +430,10 @@ def end_state(soak: Soak, services: Services, users: list[User]) -> bool:
 
     engine = sa.create_engine(services.database_url)
     with engine.connect() as conn:
-        rows = {f"{owner}/{fid}.zip" for owner, fid in conn.execute(sa.text(
-            "SELECT owner_id, id FROM files"))}  # fmt: skip
+        # A file's archive is the object its row records (a job that took over a dead
+        # one's lease writes `<id>.<attempt>.zip`), else `<owner>/<id>.zip` as before.
+        rows = {key or f"{owner}/{fid}.zip" for owner, fid, key in conn.execute(sa.text(
+            "SELECT owner_id, id, archive_object FROM files"))}  # fmt: skip
     engine.dispose()
     root = services.work / "data" / "storage"
     stored = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
