@@ -109,7 +109,10 @@ def site(redis_url, tmp_path_factory) -> Iterator[Site]:
             worker.stop(signal.SIGKILL)
 
 
-@pytest.fixture(scope="session")
+# Per module, not per run: while Playwright's sync API is open it keeps an event loop
+# running on the main thread, and a later test in the same xdist process that calls
+# `asyncio.run` would fail ("cannot be called from a running event loop").
+@pytest.fixture(scope="module")
 def browser(site) -> Iterator:
     """Debian's Chromium (Playwright cannot download its own build here)."""
     if CHROMIUM is None:
