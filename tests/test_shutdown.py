@@ -78,36 +78,20 @@ def test_sigterm_lets_an_inflight_upload_finish(tmp_path, database_url, engine, 
             server.wait()
 
 
-def test_sigterm_lets_an_inflight_job_finish(tmp_path, redis_url):
-    # A database of its own: the worker's --beat sweeps the whole database it is given.
-    with fresh_database() as url:
-        settings = make_settings(tmp_path, url, broker_url=redis_db(SHUTDOWN_BROKER_DB))
-        worker = WorkerProcess(settings, tmp_path / "worker.log", concurrency=1).start()
-        try:
-            with committing_app(settings) as app, app.test_client() as api:
-                account = account_in(app)
-                big = b"".join(
-                    b"%08d some log text that compresses well\n" % i for i in range(3_000_000)
-                )
-                created = upload(api, account, big, filename="big.log")
-                assert created.status_code == 202
-                wait_for_status(api, account, created.json()["id"], {"processing", "ready"})
-                # As a container runtime does: SIGTERM to the main process only. Celery's
-                # warm shutdown waits for the running job.
-                os.kill(worker.proc.pid, signal.SIGTERM)
-                assert worker.proc.wait(timeout=120) == 0, worker.log()[-2000:]
-                body = api.get(
-                    f"/api/v1/files/{created.json()['id']}", headers=account.headers
-                ).json()
-                assert body["status"] == "ready", (body, worker.log()[-2000:])
-        finally:
-            worker.stop(signal.SIGKILL)
-
-
-def test_sigterm_to_the_process_group_lets_an_inflight_job_finish(tmp_path, redis_url):
-    # As systemd (KillMode=control-group) and some supervisors do: SIGTERM to the worker's
-    # main process and its pool processes at once. The job must not die with its pool
-    # process (WorkerLostError); the warm shutdown finishes it.
+@pytest.mark.parametrize(
+    "send",
+    [
+        # As a container runtime does: SIGTERM to the main process only.
+        pytest.param(os.kill, id="main-process"),
+        # As systemd (KillMode=control-group) and some supervisors do: to the main process
+        # and its pool processes at once. The job must not die with its pool process
+        # (WorkerLostError).
+        pytest.param(os.killpg, id="process-group"),
+    ],
+)
+def test_sigterm_lets_an_inflight_job_finish(tmp_path, redis_url, send):
+    # Celery's warm shutdown waits for the running job. A database of its own: the
+    # worker's --beat sweeps the whole database it is given.
     with fresh_database() as url:
         settings = make_settings(tmp_path, url, broker_url=redis_db(SHUTDOWN_BROKER_DB))
         worker = WorkerProcess(settings, tmp_path / "worker.log", concurrency=1).start()
@@ -121,7 +105,7 @@ def test_sigterm_to_the_process_group_lets_an_inflight_job_finish(tmp_path, redi
                 assert created.status_code == 202
                 file_id = created.json()["id"]
                 wait_for_status(api, account, file_id, {"processing", "ready"})
-                os.killpg(worker.proc.pid, signal.SIGTERM)
+                send(worker.proc.pid, signal.SIGTERM)
                 assert worker.proc.wait(timeout=120) == 0, worker.log()[-2000:]
                 body = api.get(f"/api/v1/files/{file_id}", headers=account.headers).json()
                 assert body["status"] == "ready", (body, worker.log()[-2000:])
