@@ -43,6 +43,10 @@ def _remove(storage: Storage, key: str) -> None:
         storage.delete_prefix(key)
     else:
         storage.delete(key)
+        # A writer killed mid-write left its temporary object (the local backend's): the
+        # row is gone, so no live writer can still want it (one that is alive fails to
+        # finish its write, finds its lease gone and stops).
+        storage.discard_partial(key)
 
 
 def carry_out(session: Session, storage: Storage, ids: list[uuid.UUID]) -> int:

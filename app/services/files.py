@@ -32,7 +32,7 @@ from app.errors import (
     StorageUnavailable,
     Unauthorized,
 )
-from app.models import File, FileStatus, User
+from app.models import File, FileStatus, User, archive_key_for
 from app.queue.jobs import JobQueue
 from app.services import admission, deletions, names, tokens, users
 from app.services.spool import SpooledUpload
@@ -383,6 +383,8 @@ def delete(session: Session, storage: Storage, owner_id: uuid.UUID, file_id: uui
     keys = [file.archive_key, file.staged_key]
     if file.status != FileStatus.READY:
         keys.append(file.legacy_staged_key)  # staged before `tmp/`, and not yet compressed
+        # Each attempt so far wrote (or began) an archive of its own: a killed one's too.
+        keys += [archive_key_for(owner_id, file_id, n) for n in range(1, file.attempts + 1)]
     # Not the ORM's delete, which checks the version it read: a worker claiming the file
     # meanwhile (a new version) must not turn this into a 500. The row goes whatever its
     # state, and that worker, its lease gone, removes what it wrote.
@@ -395,7 +397,7 @@ def delete(session: Session, storage: Storage, owner_id: uuid.UUID, file_id: uui
         raise NotFound(f"There is no file {file_id}.")
     admission.discharge_file(session, owner_id, file.size)
     session.expunge(file)
-    pending = deletions.schedule(session, keys)
+    pending = deletions.schedule(session, dict.fromkeys(keys))
     session.commit()
     deletions.carry_out(session, storage, pending)
 

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.models import PendingDeletion
-from app.services import deletions
+from app.services import deletions, leases
 from tests.helpers import (
     account_in,
     assert_problem,
@@ -132,3 +132,30 @@ def test_objects_a_delete_could_not_remove_are_removed_by_the_sweep(local_app):
             assert deletions.sweep(session, runtime(app).storage, after_seconds=0) == len(left)
         assert not archive.exists()
         assert _pending(app) == []
+
+
+def test_deleting_a_file_whose_writers_were_killed_leaves_nothing_on_disk(local_app):
+    # Two attempts at the archive, each cut off mid-write as by `kill -9` of the worker:
+    # the local backend's temporary files stay beside the keys the attempts wrote to.
+    app = local_app
+    account = account_in(app)
+    rt = runtime(app)
+    with app.test_client() as client:
+        created = upload(client, account, b"never compressed\n" * 100, "cut.log")
+        file_id = uuid.UUID(created.json()["id"])
+        cut_off = []  # held, so that no `finally` of theirs ever runs
+        for _ in range(2):
+            with rt.sessions() as session:
+                claim = leases.claim(session, file_id, lease_seconds=-1)  # run out at once
+                assert claim is not None
+            # Entered and never left: the writer's process died with its temp file open.
+            cut_off.append(rt.storage.writer(claim.archive_key, "application/zip"))
+            cut_off[-1].__enter__().write(b"PK\x03\x04 half an archive")
+        on_disk = [p for p in rt.settings.storage_root.rglob("*") if p.is_file()]
+        assert sum(p.name.endswith(".part") for p in on_disk) == 2
+
+        deleted = client.delete(f"/api/v1/files/{file_id}", headers=account.headers)
+        assert deleted.status_code == 204
+    left = [p for p in rt.settings.storage_root.rglob("*") if p.is_file()]
+    assert left == []
+    assert _pending(app) == []
