@@ -302,14 +302,6 @@ def _celery():
 BULK_NICENESS = 10
 
 
-def _end_with_this_process() -> None:
-    """In a child, before it runs: Linux ends it (SIGTERM) when its parent dies."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-
-
 @main.command()
 @click.option("--concurrency", default=2, show_default=True, type=int)
 @click.option("--beat", is_flag=True, help="also run the periodic sweeps in this process")
@@ -323,6 +315,7 @@ def _end_with_this_process() -> None:
 def worker(concurrency: int, beat: bool, small_lane: bool, lane: str | None) -> None:
     """The compression worker (Celery). Example: instashare-server worker --concurrency 4"""
     from app.queue import QUEUE, SMALL_QUEUE
+    from app.queue.supervision import LaneWatch, end_with_this_process, run_celery
 
     settings = load_settings()
     use_metrics_dir(settings, "worker")  # the small lane shares its parent's (inherited)
@@ -344,7 +337,7 @@ def worker(concurrency: int, beat: bool, small_lane: bool, lane: str | None) -> 
     argv = ["worker", "--loglevel", settings.log_level, "--concurrency", str(concurrency)]
     if lane == "small":
         argv += ["--queues", SMALL_QUEUE, "--hostname", "small@%h"]
-        celery.worker_main(argv)
+        run_celery(celery, argv)
         return
     # Small files first when a slot frees; the lane below keeps one slot for them alone,
     # and gets the CPU first: large files are compressed at a lower priority (nice).
@@ -358,28 +351,33 @@ def worker(concurrency: int, beat: bool, small_lane: bool, lane: str | None) -> 
     if beat:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         argv += ["--beat", "--schedule", str(settings.data_dir / "celerybeat-schedule")]
-    small = None
-    if small_lane:
-        small = subprocess.Popen(
-            [sys.executable, "-m", "app.server", "worker", "--lane", "small", "--concurrency", "1"],
-            preexec_fn=_end_with_this_process,
-        )
+    if not small_lane:
+        run_celery(celery, argv)
+        return
+    small = subprocess.Popen(
+        [sys.executable, "-m", "app.server", "worker", "--lane", "small", "--concurrency", "1"],
+        preexec_fn=end_with_this_process,
+    )
+    watch = LaneWatch(small)
     try:
-        celery.worker_main(argv)
+        run_celery(celery, argv)
     finally:
-        if small is not None and small.poll() is None:
-            small.send_signal(signal.SIGTERM)  # a warm shutdown: its job finishes first
-            small.wait()
+        watch.stop()
+    if watch.failed:
+        sys.exit(1)
 
 
 @main.command()
 def scheduler() -> None:
     """The periodic sweeps alone (Celery beat), for a separate container."""
+    from app.queue.supervision import run_celery
+
     settings, celery = _celery()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    celery.start(
+    run_celery(
+        celery,
         ["beat", "--loglevel", settings.log_level, "--schedule",
-         str(settings.data_dir / "celerybeat-schedule")]
+         str(settings.data_dir / "celerybeat-schedule")],
     )  # fmt: skip
 
 

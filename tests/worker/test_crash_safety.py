@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import uuid
 import zipfile
@@ -28,6 +29,7 @@ from app.db import make_engine, make_session_factory
 from app.models import File, FileStatus, SchedulerLock
 from app.services import compress_job, leases
 from tests.helpers import (
+    ROOT,
     WorkerProcess,
     committed_account,
     committing_app,
@@ -442,6 +444,53 @@ def test_kill_9_of_the_worker_leaves_no_beat_behind(crash_settings, workers, tmp
         for pid in below:  # whatever outlived its worker: this test started it
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def _small_lane(pid: int) -> int | None:
+    """The worker's small-file lane: its child started with `--lane small`."""
+    for child in descendants(pid):
+        with contextlib.suppress(OSError):
+            if b"--lane" in Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0"):
+                return child
+    return None
+
+
+def test_the_worker_stops_with_status_1_when_its_small_lane_dies(crash_settings, workers, tmp_path):
+    # Left alone, the worker would go on without its lane, and small files would wait
+    # behind large ones again with nobody told. It stops instead, with a status that a
+    # supervisor restarting on failure acts on, and starts both again.
+    worker = start_worker(crash_settings, workers, tmp_path / "worker.log")
+    wait_until(lambda: _small_lane(worker.proc.pid), 60, what="the small lane started")
+    wait_until(lambda: "small@" in worker.log() and "ready." in worker.log(), 60, what="ready")
+    os.kill(_small_lane(worker.proc.pid), signal.SIGKILL)
+    assert worker.proc.wait(timeout=60) == 1, worker.log()[-3000:]
+    assert "The small-file lane exited on its own (status -9)" in worker.log()
+
+
+# A worker whose start-up step fails, run as `instashare-server worker` runs Celery.
+UNRECOVERABLE = """
+from celery import Celery, bootsteps
+from app.queue.supervision import run_celery
+
+class Broken(bootsteps.StartStopStep):
+    def start(self, worker):
+        raise RuntimeError("a step that cannot start")
+
+app = Celery("broken", broker="memory://", set_as_current=False)
+app.steps["worker"].add(Broken)
+run_celery(app, ["worker", "--pool", "solo", "--without-mingle", "--without-gossip"])
+"""
+
+
+def test_a_worker_ending_on_an_unrecoverable_error_exits_with_status_1(tmp_path):
+    # Celery itself would exit 0 here (its entry points drop the worker's status), and a
+    # supervisor that restarts on failure would take that for a clean stop.
+    done = subprocess.run(
+        [sys.executable, "-c", UNRECOVERABLE], cwd=ROOT, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert "Unrecoverable error: RuntimeError('a step that cannot start')" in done.stderr
+    assert done.returncode == 1
 
 
 def test_a_dropped_database_connection_is_retried_at_once(
