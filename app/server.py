@@ -335,6 +335,10 @@ def worker(concurrency: int, beat: bool, small_lane: bool, lane: str | None) -> 
         start_http_server(settings.worker_metrics_port, registry=registry)
     settings, celery = _celery()
     argv = ["worker", "--loglevel", settings.log_level, "--concurrency", str(concurrency)]
+    # Workers never talk to each other (no remote control, no clock sync is used): mingle
+    # only delays each start, and gossip's broadcast channel, torn down after Redis went
+    # away, is where kombu raised AttributeError while the worker reconnected.
+    argv += ["--without-mingle", "--without-gossip"]
     if lane == "small":
         argv += ["--queues", SMALL_QUEUE, "--hostname", "small@%h"]
         run_celery(celery, argv)

@@ -245,18 +245,20 @@ class WorkerProcess:
         log_path: Path,
         concurrency: int = 2,
         extra_env: dict[str, str] | None = None,
+        extra_args: tuple[str, ...] = (),
     ):
         self.settings = settings
         self.log_path = log_path
         self.concurrency = concurrency
         self.extra_env = extra_env or {}
+        self.extra_args = extra_args
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> WorkerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the process's life
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "app.server", "worker", "--beat",
-             "--concurrency", str(self.concurrency)],
+             "--concurrency", str(self.concurrency), *self.extra_args],
             env=settings_env(self.settings) | self.extra_env,
             stdout=log,
             stderr=subprocess.STDOUT,

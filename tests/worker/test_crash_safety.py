@@ -130,8 +130,10 @@ def workers() -> Iterator[list[WorkerProcess]]:
         worker.kill()
 
 
-def start_worker(settings, started: list[WorkerProcess], log: Path, concurrency: int = 1):
-    worker = WorkerProcess(settings, log, concurrency=concurrency).start()
+def start_worker(
+    settings, started: list[WorkerProcess], log: Path, concurrency: int = 1, *args: str
+) -> WorkerProcess:
+    worker = WorkerProcess(settings, log, concurrency=concurrency, extra_args=args).start()
     started.append(worker)
     return worker
 
@@ -504,7 +506,9 @@ def test_a_dropped_database_connection_is_retried_at_once(
         job_lease_seconds=LONG_LEASE,
         sweep_interval_seconds=3600,  # no sweep resends the job within this test
     )
-    worker = start_worker(settings, workers, tmp_path / "worker.log")
+    # One pool process, no small lane: the second job runs where the first warmed a
+    # connection (with the lane, either process could take either job).
+    worker = start_worker(settings, workers, tmp_path / "worker.log", 1, "--no-small-lane")
     with committing_app(settings) as app, app.test_client() as client:
         account = committed_account(crash_sessions, settings)
         first = upload(client, account, b"warms the pool's connection\n" * 100, filename="a.txt")
