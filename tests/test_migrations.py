@@ -269,3 +269,42 @@ def test_writes_do_not_queue_long_behind_a_migration_waiting_for_a_lock():
             )
             assert {"fk_shares_file_id_files", "fk_shares_owner_id_users"} <= set(keys.scalars())
         engine.dispose()
+
+
+# --- 0013: the counters move once per statement -------------------------------------------
+
+BULK_FILES = 100_000
+# Generous for a loaded machine; with the row triggers of 0006 this took hours, not seconds.
+BULK_STATEMENT_TIMEOUT = "60s"
+
+
+def test_one_statement_over_100000_files_of_one_account_takes_seconds_and_counts_exactly():
+    # A folder deleted, an account imported: one statement over many rows of one owner.
+    with fresh_database("instashare_bulk") as url:
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            alice, bob = _add_user(conn), _add_user(conn)
+            _add_file(conn, bob, "ready")
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"SET LOCAL statement_timeout = '{BULK_STATEMENT_TIMEOUT}'"))
+            conn.execute(
+                sa.text(
+                    "INSERT INTO files (id, owner_id, name, status, size, crc32, content_type,"
+                    " attempts, version, created_at, updated_at)"
+                    " SELECT gen_random_uuid(), :owner, 'f' || n, CASE WHEN n % 4 = 0"
+                    " THEN 'ready'::file_status ELSE 'pending'::file_status END, 1, 0,"
+                    " 'text/plain', 0, 1, now(), now() FROM generate_series(1, :count) AS n"
+                ),
+                {"owner": alice, "count": BULK_FILES},
+            )
+            assert _counters(conn, alice) == (75_000, 0, 25_000, 0)
+            conn.execute(
+                FILES.update()
+                .where(FILES.c.owner_id == alice, FILES.c.status == "pending")
+                .values(status="processing")
+            )
+            assert _counters(conn, alice) == (0, 75_000, 25_000, 0)
+            conn.execute(FILES.delete().where(FILES.c.owner_id == alice))
+            assert _counters(conn, alice) == (0, 0, 0, 0)
+            assert _counters(conn, bob) == (0, 0, 1, 0)
+        engine.dispose()
