@@ -22,7 +22,6 @@ The scratch database is dropped at the end.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import logging
 import statistics
@@ -31,31 +30,23 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
+from support.processes import ROOT
+from support.report import percentile, word
+from support.stack import arguments, scratch_database
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.db import make_engine, make_session_factory, utcnow  # noqa: E402
-from app.errors import Unauthorized  # noqa: E402
-from app.migrate import upgrade  # noqa: E402
-from app.models import RevokedToken, User  # noqa: E402
-from app.services import tokens, users  # noqa: E402
-from app.settings import Settings  # noqa: E402
+from app.db import make_engine, make_session_factory, utcnow
+from app.errors import Unauthorized
+from app.migrate import upgrade
+from app.models import RevokedToken, User
+from app.services import tokens, users
+from app.settings import Settings
 
-ADMIN_DB_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 TARGET_MS = 0.5
 TARGET_RATIO = 0.10
-
-
-def percentile(values: list[float], p: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    rank = max(1, round(p / 100 * len(ordered) + 0.4999))
-    return ordered[min(rank, len(ordered)) - 1]
 
 
 def without_revocation(session, claims: tokens.Claims) -> User:
@@ -64,23 +55,6 @@ def without_revocation(session, claims: tokens.Claims) -> User:
     if user is None:
         raise Unauthorized("The account for this token no longer exists.")
     return user
-
-
-def scratch_database() -> str:
-    name = f"instashare_bench_auth_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(ADMIN_DB_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return make_url(ADMIN_DB_URL).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_database(url: str) -> None:
-    name = make_url(url).database
-    admin = sa.create_engine(ADMIN_DB_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def seed(url: str, revoked: int) -> User:
@@ -215,29 +189,25 @@ def measure(url: str, settings: Settings, user: User, requests: int) -> bool:
     print(
         f"overhead per request (median of paired differences): {overhead:+.3f} ms "
         f"({ratio:+.1%} of the p50); target at most {TARGET_MS} ms or {TARGET_RATIO:.0%}: "
-        f"{'PASS' if passed else 'FAIL'}"
+        f"{word(passed)}"
     )
     return passed
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = arguments(__doc__, keep=False)
     parser.add_argument("--requests", type=int, default=3000, help="per variant")
     parser.add_argument("--revoked", type=int, default=100_000, help="revoked tokens stored")
     args = parser.parse_args()
     logging.disable(logging.INFO)  # one access line per request is not what is measured
-    url = scratch_database()
-    try:
+    with scratch_database("instashare_bench_auth") as url, tempfile.TemporaryDirectory() as data:
         upgrade(url)
         user = seed(url, args.revoked)
         print(f"PostgreSQL scratch database with {args.revoked} revoked tokens")
-        with tempfile.TemporaryDirectory() as data:
-            settings = Settings.from_env(
-                {}, database_url=url, data_dir=data, secret_key="b" * 40, validate_responses=False
-            )
-            return 0 if measure(url, settings, user, args.requests) else 1
-    finally:
-        drop_database(url)
+        settings = Settings.from_env(
+            {}, database_url=url, data_dir=data, secret_key="b" * 40, validate_responses=False
+        )
+        return 0 if measure(url, settings, user, args.requests) else 1
 
 
 if __name__ == "__main__":

@@ -18,24 +18,25 @@ write_archive. See bench/README.md.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
-import random
 import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from support.data import Input, log_segment, tiled, write_input
+from support.processes import ROOT, Processes, children, status_kib, stop
+from support.report import Verdicts, load_average
+from support.stack import CLI, dev_env
+
 sys.path.insert(0, str(ROOT))
 
-from app.services.compression import PARALLEL_THRESHOLD  # noqa: E402
+from app.services.compression import PARALLEL_THRESHOLD
 
 MIB = 1024 * 1024
 # Targets, against zip -6 on the text log, for each setting (issues 3 and 12): `fast` at
@@ -46,108 +47,7 @@ TARGETS = {"fast": (6.0, 1.15), "small": (2.0, 1.0)}  # setting: (speed-up >=, s
 PARALLEL_SPEEDUP_TARGET = 1.5
 RANDOM_OVERHEAD_TARGET = 0.1  # percent
 RSS_TARGET_MIB = 128
-
-LEVELS = ["INFO"] * 70 + ["DEBUG"] * 15 + ["WARN"] * 10 + ["ERROR"] * 5
-METHODS = ["GET"] * 6 + ["POST"] * 2 + ["PUT", "DELETE", "PATCH"]
-PATHS = [
-    "/api/v1/files",
-    "/api/v1/files/{id}",
-    "/api/v1/files/{id}/content",
-    "/api/v1/upload_files",
-    "/api/v1/users/login",
-    "/api/v1/users/me",
-    "/api/v1/uploads/{id}",
-    "/health",
-    "/metrics",
-]
-AGENTS = [
-    "curl/8.5.0",
-    "python-httpx/0.28.1",
-    "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
-    "instashare-cli/0.1.0",
-    "tusd-client/2.1",
-]
-MESSAGES = [
-    "request completed",
-    "upload stored",
-    "compression queued",
-    "token issued",
-    "cache miss",
-    "slow query",
-    "retrying after a transient error",
-    "lease renewed",
-]
-STATUSES = [200] * 12 + [201, 202, 204, 206, 304, 400, 401, 404, 409, 413, 500, 503]
-
-
-def log_segment(size: int, seed: int = 2024) -> bytes:
-    """`size` bytes of an access/application log: no two lines alike."""
-    rnd = random.Random(seed)
-    clock = 1_715_900_000.0
-    parts: list[bytes] = []
-    total = 0
-    while total < size:
-        clock += rnd.expovariate(200)
-        t = time.gmtime(clock)
-        path = rnd.choice(PATHS).replace("{id}", str(uuid4(rnd)))
-        line = (
-            f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:"
-            f"{t.tm_sec:02d}.{int(clock % 1 * 1000):03d}Z {rnd.choice(LEVELS):<5} "
-            f"[worker-{rnd.randrange(8)}] req={rnd.getrandbits(64):016x} "
-            f"{rnd.choice(METHODS)} {path} status={rnd.choice(STATUSES)} "
-            f"bytes={int(rnd.lognormvariate(8, 2))} dur_ms={rnd.lognormvariate(2, 1):.1f} "
-            f'ua="{rnd.choice(AGENTS)}" msg="{rnd.choice(MESSAGES)}"\n'
-        ).encode()
-        parts.append(line)
-        total += len(line)
-    return b"".join(parts)[:size]
-
-
-def uuid4(rnd: random.Random) -> str:
-    h = f"{rnd.getrandbits(128):032x}"
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{h[16:20]}-{h[20:]}"
-
-
-@dataclass
-class Input:
-    path: Path
-    size: int
-    crc32: int
-    sha256: str
-
-
-def write_input(path: Path, size: int, block_source, digest: bool = True) -> Input:
-    """Write `size` bytes, block by block, measuring them as an upload would."""
-    crc, sha, written = 0, hashlib.sha256(), 0
-    with open(path, "wb") as sink:
-        while written < size:
-            block = block_source(min(size - written, 8 * MIB))
-            sink.write(block)
-            crc = zlib.crc32(block, crc)
-            if digest:
-                sha.update(block)
-            written += len(block)
-    return Input(path, size, crc, sha.hexdigest())
-
-
-def tiled(segment: bytes):
-    """Blocks cut from `segment` repeated: a long log from a unique part of it.
-
-    The unique part (32 MiB by default) is far longer than deflate's 32 KiB window, so
-    neither compressor can tell the repetition.
-    """
-    offset = 0
-
-    def take(n: int) -> bytes:
-        nonlocal offset
-        out = bytearray()
-        while len(out) < n:
-            piece = segment[offset : offset + n - len(out)]
-            out += piece
-            offset = (offset + len(piece)) % len(segment)
-        return bytes(out)
-
-    return take
+verdict = Verdicts()  # any target missed: the script exits 1
 
 
 OURS_CHILD = """
@@ -241,19 +141,6 @@ def unzip_test(path: Path) -> str:
     return "OK" if done.returncode == 0 else f"FAILED: {done.stdout.strip()} {done.stderr.strip()}"
 
 
-FAILED: list[bool] = []  # any target missed: the script exits 1
-
-
-def load_average() -> str:
-    """The 1, 5 and 15 minute load averages: how busy the machine was (it has two cores)."""
-    return " ".join(f"{load:.2f}" for load in os.getloadavg())
-
-
-def verdict(ok: bool) -> str:
-    FAILED.append(not ok)
-    return "PASS" if ok else "FAIL"
-
-
 # Peak memory
 
 
@@ -292,23 +179,6 @@ def bare_child_peak_mib(work: Path, source: Input) -> float:
     return peak_kib / 1024
 
 
-def _status_kib(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
-
-
-def _children(pid: int) -> list[int]:
-    kids: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            kids += [int(k) for k in (task / "children").read_text().split()]
-        except FileNotFoundError:
-            continue  # the thread ended between the listing and the read
-    return kids
-
-
 def worker_peak_mib(work: Path, source: Input) -> tuple[float, float, float]:
     """A real `instashare-server worker` compresses `source` as an upload's job.
 
@@ -323,34 +193,21 @@ def worker_peak_mib(work: Path, source: Input) -> tuple[float, float, float]:
     from app.services.spool import SpooledUpload
     from app.settings import Settings
 
-    data = work / "worker"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INSTASHARE_")}
-    env.update(
-        INSTASHARE_DATA_DIR=str(data),
-        INSTASHARE_DATABASE_URL=f"sqlite:///{data}/instashare.db",
-        INSTASHARE_LOG_LEVEL="WARNING",
-    )
+    env = dev_env(work / "worker")
     settings = Settings.from_env(env)
     upgrade(settings.database_url)
     rt = build_runtime(settings)
-    log = open(work / "worker.log", "wb")  # noqa: SIM115 - closed when the worker is stopped
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app.server", "worker", "--concurrency", "1"],
-        env=env,
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    procs = Processes()
+    proc = procs.start("worker", [*CLI, "worker", "--concurrency", "1"], env, work / "worker.log")
     try:
         deadline = time.monotonic() + 60
-        while not (kids := _children(proc.pid)):
+        while not (kids := children(proc.pid)):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"the worker did not start:\n{(work / 'worker.log').read_text()}")
             time.sleep(0.1)
         pool = kids[0]
         time.sleep(2)  # let it finish starting up
-        idle = _status_kib(pool, "VmRSS") / 1024
+        idle = status_kib(pool, "VmRSS") / 1024
 
         with rt.sessions() as session:
             user = User(email="bench@example.com", password_hash="-")  # noqa: S106 - no login
@@ -382,11 +239,9 @@ def worker_peak_mib(work: Path, source: Input) -> tuple[float, float, float]:
             took = time.monotonic() - started
             if status != FileStatus.READY:
                 raise SystemExit(f"the job failed: {session.get(File, file.id).error}")
-        peak = _status_kib(pool, "VmHWM") / 1024
+        peak = status_kib(pool, "VmHWM") / 1024
     finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=30)
-        log.close()
+        stop(proc)
     return idle, peak, took
 
 
@@ -496,4 +351,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-    sys.exit(1 if any(FAILED) else 0)
+    sys.exit(0 if verdict.ok else 1)

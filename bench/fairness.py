@@ -19,7 +19,6 @@ Everything it started is stopped by PID, and the scratch database and temp dir r
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import os
 import statistics
@@ -28,16 +27,15 @@ import time
 from pathlib import Path
 
 import httpx
-from _support import (
-    API,
-    Processes,
-    account,
-    free_port,
-    private_redis,
-    production_env,
+from support.client import API, account
+from support.processes import Processes, free_port, wait_for_port
+from support.report import word
+from support.stack import (
+    CLI,
+    arguments,
+    clean_env,
     run_in_scratch,
-    start_serve,
-    wait_for_port,
+    start_service,
 )
 
 MIB = 1024 * 1024
@@ -83,7 +81,7 @@ def waiting(http: httpx.Client, auth: dict) -> int:
     return total() - total(status="ready")
 
 
-def measure(base: str, args: argparse.Namespace) -> tuple[float, float, int, float]:
+def measure(base: str, args) -> tuple[float, float, int, float]:
     """(alone s, behind the backlog s, large files still waiting then, backlog drained s)."""
     with httpx.Client(base_url=base, timeout=120) as http:
         owner, other = account(base), account(base)
@@ -115,17 +113,11 @@ def measure(base: str, args: argparse.Namespace) -> tuple[float, float, int, flo
     return alone, behind, behind_backlog, drained
 
 
-def run_dev(work: Path, procs: Processes, args: argparse.Namespace) -> tuple:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INSTASHARE_")}
-    env["INSTASHARE_LOGIN_MAX_FAILURES_PER_IP"] = "1000"
+def run_dev(work: Path, procs: Processes, args) -> tuple:
+    env = clean_env(INSTASHARE_LOGIN_MAX_FAILURES_PER_IP="1000")
     port = free_port()
-    procs.start(
-        "dev",
-        [sys.executable, "-m", "app.server", "dev", "--port", str(port),
-         "--data-dir", str(work / "dev")],
-        env,
-        work / "dev.out",
-    )  # fmt: skip
+    argv = [*CLI, "dev", "--port", str(port), "--data-dir", str(work / "dev")]
+    procs.start("dev", argv, env, work / "dev.out")
     wait_for_port(port, timeout=60)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -145,27 +137,23 @@ def _read(path: Path) -> str:
         return ""
 
 
-def run_serve(work: Path, procs: Processes, database_url: str, args: argparse.Namespace):
-    redis_base = private_redis(procs, work)
-    env = production_env(
-        database_url, redis_base, work, INSTASHARE_LOGIN_MAX_FAILURES_PER_IP="1000"
+def run_serve(work: Path, procs: Processes, database_url: str, args):
+    service = start_service(
+        procs,
+        work,
+        database_url,
+        worker=("--concurrency", "2", "--beat"),
+        INSTASHARE_LOGIN_MAX_FAILURES_PER_IP="1000",
     )
-    cli = [sys.executable, "-m", "app.server"]
-    import subprocess
-
-    subprocess.run([*cli, "migrate"], env=env, check=True, capture_output=True)
-    procs.start("worker", [*cli, "worker", "--concurrency", "2", "--beat"], env, work / "w.log")
-    _, port = start_serve(procs, env, work, "api", workers=2)
-    return measure(f"http://127.0.0.1:{port}", args)
+    return measure(service.base, args)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = arguments(__doc__)
     parser.add_argument("--mode", choices=["dev", "serve", "both"], default="both")
     parser.add_argument("--backlog", type=int, default=60, help="large uploads queued first")
     parser.add_argument("--size-mib", type=int, default=30, help="each large upload's size")
     parser.add_argument("--alone", type=int, default=7, help="small uploads timed alone")
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
     args = parser.parse_args()
     modes = ["dev", "serve"] if args.mode == "both" else [args.mode]
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
@@ -184,10 +172,9 @@ def main() -> int:
             )
             alone, behind, queued, drained = got
             ratio = behind / alone
-            verdict = "PASS" if ratio <= 2 else "FAIL"
             print(
                 f"{mode:<6} {alone * 1000:>9.0f} {behind * 1000:>10.0f} {ratio:>6.2f} "
-                f"{queued:>7} {drained:>10.1f}  {verdict}",
+                f"{queued:>7} {drained:>10.1f}  {word(ratio <= 2)}",
                 flush=True,
             )
             return ratio <= 2

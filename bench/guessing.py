@@ -28,9 +28,7 @@ scratch database dropped.
 
 from __future__ import annotations
 
-import argparse
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -40,23 +38,20 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-from _support import (
-    API,
-    ROOT,
-    Processes,
-    free_port,
-    production_env,
-    register,
-    run_in_scratch,
-    start_serve,
-    wait_for_port,
+from support.client import API, register
+from support.processes import Processes, group_cpu_seconds
+from support.report import machine, word
+from support.stack import (
+    PrivateRedis,
+    arguments,
+    scratch_main,
+    start_service,
 )
 
 PASSWORD = "correct horse battery"  # noqa: S105 - the bench link's password
 LIMIT = 5
 CAP = 100
 INTERVAL = 2.0
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def _address() -> str:
@@ -71,21 +66,6 @@ def _client(base: str, address: str | None = None) -> httpx.Client:
         timeout=120,
         limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
     )
-
-
-def _group_cpu_seconds(pgid: int) -> float:
-    """CPU seconds (user + system) of every live process in the process group `pgid`."""
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid:  # fields after the name: state, ppid, pgrp, ...
-            total += int(fields[11]) + int(fields[12])
-    return total / TICKS
 
 
 def _at_once(count: int, send: Callable[[], httpx.Response]) -> list[int]:
@@ -120,7 +100,7 @@ def parallel(base: str, link: str, email: str) -> bool:
         ok &= good
         print(
             f"   {label:<20} checked {checked:>2} ({_tally(statuses)})   "
-            f"target <= {LIMIT}: {'PASS' if good else 'FAIL'}"
+            f"target <= {LIMIT}: {word(good)}"
         )
     return ok
 
@@ -139,12 +119,12 @@ def campaign(
                 with lock:
                     answered.append((time.monotonic(), status))
 
-    cpu = _group_cpu_seconds(pgid)
+    cpu = group_cpu_seconds(pgid)
     started = time.monotonic()
     with ThreadPoolExecutor(addresses) as pool:
         list(pool.map(five, range(addresses)))
     took = time.monotonic() - started
-    cpu = _group_cpu_seconds(pgid) - cpu
+    cpu = group_cpu_seconds(pgid) - cpu
     statuses = [s for _, s in answered]
     checked = sorted(t for t, s in answered if s == 401)
     beyond = checked[CAP:]
@@ -158,7 +138,7 @@ def campaign(
     )
     print(
         f"   checks beyond the cap of {CAP}: {len(beyond)}, {rate:.2f}/s   "
-        f"target <= {1 / INTERVAL:.2f}/s (+20 %): {'PASS' if rate_ok else 'FAIL'}"
+        f"target <= {1 / INTERVAL:.2f}/s (+20 %): {word(rate_ok)}"
     )
     with _client(base) as visitor:
         started = time.monotonic()
@@ -167,14 +147,14 @@ def campaign(
     let_in = status == 200 and waited <= 5
     print(
         f"   the right password from a new address: {status} after {waited:.2f} s   "
-        f"target 200 within 5 s: {'PASS' if let_in else 'FAIL'}"
+        f"target 200 within 5 s: {word(let_in)}"
     )
     return rate_ok and let_in and 500 not in statuses
 
 
-def redis_away(base: str, link: str, email: str, password: str, redis: Callable) -> bool:
+def redis_away(base: str, link: str, email: str, password: str, redis: PrivateRedis) -> bool:
     print("3. Redis killed")
-    redis("stop")
+    redis.kill()
     right, wrong = {"X-Share-Password": PASSWORD}, {"X-Share-Password": "a wrong guess"}
     statuses: list[int] = []
     with _client(base) as client:
@@ -187,9 +167,9 @@ def redis_away(base: str, link: str, email: str, password: str, redis: Callable)
     print(
         f"   40 requests at the link (right, none, wrong in turn): {_tally(statuses)}; "
         f"the right password {opened}, a login {login.status_code}   "
-        f"target no 5xx: {'PASS' if ok else 'FAIL'}"
+        f"target no 5xx: {word(ok)}"
     )
-    redis("start")
+    redis.start()
     time.sleep(6)  # the throttle asks Redis again 5 s after it last failed
     with _client(base) as client:
         back = client.get(link, headers=right).status_code
@@ -197,26 +177,9 @@ def redis_away(base: str, link: str, email: str, password: str, redis: Callable)
     return ok and back == 200
 
 
-def run(args: argparse.Namespace, work: Path, procs: Processes, database_url: str) -> bool:
-    redis_port = free_port()
-    redis_argv = ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
-                  "--save", "", "--appendonly", "no", "--dir", str(work)]  # fmt: skip
-    held: dict[str, subprocess.Popen] = {}
-
-    def redis(action: str) -> None:
-        if action == "start":
-            held["redis"] = procs.start("redis", redis_argv, dict(os.environ), work / "redis.log")
-            wait_for_port(redis_port)
-        else:
-            held["redis"].kill()
-            held["redis"].wait(timeout=10)
-
-    redis("start")
-    env = production_env(database_url, f"redis://127.0.0.1:{redis_port}", work)
-    cli = [sys.executable, "-m", "app.server"]
-    subprocess.run([*cli, "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
-    server, port = start_serve(procs, env, work, "guessing", workers=2)
-    base = f"http://127.0.0.1:{port}"
+def run(args, work: Path, procs: Processes, database_url: str) -> bool:
+    service = start_service(procs, work, database_url)
+    server, base = service.server, service.base
     email, password, token = register(base)
     auth = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=base, timeout=60) as http:
@@ -231,7 +194,7 @@ def run(args: argparse.Namespace, work: Path, procs: Processes, database_url: st
     link = "/s/" + share.json()["url"].rsplit("/s/", 1)[1]
     print(
         f"serve --workers 2 (gunicorn {server.pid}), production mode, PostgreSQL, Redis; "
-        f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
+        f"{machine()}"
     )
     ok = parallel(base, link, email)
     print("2. a campaign from many addresses")
@@ -248,17 +211,15 @@ def run(args: argparse.Namespace, work: Path, procs: Processes, database_url: st
         lambda c: c.post(f"{API}/users/login", json={"email": email, "password": password}),
         server.pid,
     )  # fmt: skip
-    ok &= redis_away(base, link, email, password, redis)
+    ok &= redis_away(base, link, email, password, service.redis)
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
     return ok
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = arguments(__doc__)
     parser.add_argument("--addresses", type=int, default=22, help="guessing addresses")
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
-    args = parser.parse_args()
-    return run_in_scratch("guessing", args.keep, lambda *held: run(args, *held))
+    return scratch_main("guessing", parser, run)
 
 
 if __name__ == "__main__":

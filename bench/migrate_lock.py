@@ -19,30 +19,28 @@ afterwards; it exits 1 when a write took over a second, failed, or a counter is 
 
 from __future__ import annotations
 
-import argparse
-import os
 import random
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
-from scale import OTHER_USERS, insert_files, insert_user
-from sqlalchemy.engine import make_url
-
-ROOT = Path(__file__).resolve().parent.parent
-ADMIN_DB_URL = os.environ.get(
-    "INSTASHARE_BENCH_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+from support.data import analyze, insert_files, insert_others, insert_user, set_counters
+from support.processes import ROOT
+from support.report import word
+from support.stack import (
+    arguments,
+    clean_env,
+    scratch_database,
+    scratch_dir,
+    server_command,
 )
+
 BEFORE = "0004_token_revocation"
-# `instashare-server migrate`, with a target revision.
-UPGRADE = "import sys; from app.migrate import upgrade; upgrade(sys.argv[1], sys.argv[2])"
 MAX_WRITE_SECONDS = 1.0
 
 
@@ -53,21 +51,10 @@ def load(url: str, n_files: int) -> uuid.UUID:
     with engine.begin() as conn:
         conn.execute(sa.text("SET synchronous_commit = off"))
         big = insert_user(conn, "big@bench.example.com")
-        for i in range(OTHER_USERS):
-            insert_user(conn, f"other-{i:03d}@bench.example.com")
-        insert_files(conn, None, n_files // 10)
+        insert_others(conn, n_files // 10)
         insert_files(conn, big, n_files)
-        conn.execute(
-            sa.text(
-                "UPDATE users SET file_count = c.n, bytes_stored = c.size FROM "
-                "(SELECT owner_id, count(*) AS n, sum(size) AS size FROM files GROUP BY owner_id)"
-                " AS c WHERE users.id = c.owner_id"
-            )
-        )
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(sa.text("VACUUM ANALYZE files"))
-        conn.execute(sa.text("VACUUM ANALYZE users"))
-        total = conn.scalar(sa.text("SELECT count(*) FROM files"))
+        set_counters(conn, by_status=False)  # the files-by-status counters come with 0006
+    total = analyze(engine)
     engine.dispose()
     print(f"loaded {total:,} files in {time.monotonic() - started:.1f} s (with VACUUM ANALYZE)")
     return big
@@ -167,11 +154,8 @@ class Writers:
             )
 
 
-def run(args: argparse.Namespace, work: Path) -> bool:
-    url = args.database_url
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INSTASHARE_")}
-    env.update(INSTASHARE_DATABASE_URL=url, INSTASHARE_DATA_DIR=str(work))
-    cli = [sys.executable, "-m", "app.server"]
+def run(args, work: Path, url: str) -> bool:
+    env = clean_env(INSTASHARE_DATABASE_URL=url, INSTASHARE_DATA_DIR=str(work))
     sys.path.insert(0, str(ROOT))
     from app.migrate import upgrade
 
@@ -180,8 +164,10 @@ def run(args: argparse.Namespace, work: Path) -> bool:
     with Writers(url, big, args.writers) as writers:
         time.sleep(2.0)  # writes in full flow before the migration starts
         started = time.monotonic()
+        # `instashare-server migrate`, with a target revision.
+        upgrade_to = "import sys; from app.migrate import upgrade; upgrade(*sys.argv[1:])"
         migrated = subprocess.run(
-            [sys.executable, "-c", UPGRADE, url, args.to], env=env, cwd=ROOT, capture_output=True
+            [sys.executable, "-c", upgrade_to, url, args.to], env=env, cwd=ROOT, capture_output=True
         )
         finished = time.monotonic()
         time.sleep(1.0)
@@ -190,7 +176,7 @@ def run(args: argparse.Namespace, work: Path) -> bool:
     during = [(s, d, k) for s, d, k in writers.latencies if started <= s <= finished]
     seconds = [d for _, d, _ in during]
     worst = max(during, key=lambda w: w[1])
-    recount = subprocess.run([*cli, "recount"], env=env, cwd=ROOT, capture_output=True, text=True)
+    recount = server_command(env, "recount")
     print(f"migration {BEFORE} -> {args.to} (indexes built concurrently, counters started "
           f"from the rows): {finished - started:.1f} s")  # fmt: skip
     rate = len(during) / (finished - started)
@@ -205,37 +191,20 @@ def run(args: argparse.Namespace, work: Path) -> bool:
     ok_counts = recount.returncode == 0
     if writers.errors:
         print(f"{len(writers.errors)} writes failed, e.g. {writers.errors[0]}")
-    print(
-        f"target: no write waits over {MAX_WRITE_SECONDS:g} s: {'PASS' if ok_latency else 'FAIL'}"
-    )
+    print(f"target: no write waits over {MAX_WRITE_SECONDS:g} s: {word(ok_latency)}")
     print(f"recount after the migration: {recount.stdout.strip().splitlines()[-1]}: "
-          f"{'PASS' if ok_counts else 'FAIL'}")  # fmt: skip
+          f"{word(ok_counts)}")  # fmt: skip
     return ok_latency and ok_counts
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = arguments(__doc__, keep=False)
     parser.add_argument("--files", type=int, default=1_000_000, help="the big user's files")
     parser.add_argument("--writers", type=int, default=4, help="writing threads")
     parser.add_argument("--to", default="head", help="the revision to migrate to")
-    parser.add_argument("--admin-db-url", default=ADMIN_DB_URL)
     args = parser.parse_args()
-
-    name = f"instashare_migrate_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = sa.create_engine(args.admin_db_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    args.database_url = (
-        make_url(args.admin_db_url).set(database=name).render_as_string(hide_password=False)
-    )
-    work = Path(tempfile.mkdtemp(prefix="instashare-migrate-"))
-    try:
-        return 0 if run(args, work) else 1
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-        shutil.rmtree(work, ignore_errors=True)
+    with scratch_dir("migrate") as work, scratch_database("instashare_migrate") as url:
+        return 0 if run(args, work, url) else 1
 
 
 if __name__ == "__main__":

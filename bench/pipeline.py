@@ -17,136 +17,47 @@ existing server's databases 9 (throttling) and 10 (broker) instead, flushing bot
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as dt
-import os
-import secrets
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import httpx
-import redis
-import sqlalchemy as sa
-from sqlalchemy.engine import make_url
+from support.client import API, account
+from support.processes import Processes
+from support.report import percentile, word
+from support.stack import (
+    arguments,
+    scratch_main,
+    shared_redis,
+    start_service,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-ADMIN_DB_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 P50_TARGET_MS = 100
 P99_TARGET_MS = 500
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            return
-        time.sleep(0.05)
-    raise SystemExit(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
-
-
-def percentile(values: list[float], p: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    rank = max(1, round(p / 100 * len(ordered) + 0.4999))
-    return ordered[min(rank, len(ordered)) - 1]
-
-
-class Processes:
-    """Child processes in their own sessions, stopped (by PID) in reverse order."""
-
-    def __init__(self) -> None:
-        self.started: list[tuple[str, subprocess.Popen]] = []
-
-    def start(self, name: str, argv: list[str], env: dict[str, str], log: Path):
-        out = open(log, "wb")  # noqa: SIM115 - the child writes to it for its whole life
-        proc = subprocess.Popen(
-            argv, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+def run(args, work: Path, procs: Processes, database_url: str) -> bool:
+    with contextlib.ExitStack() as held:
+        redis_base = args.redis_url and held.enter_context(shared_redis((9, 10), args.redis_url))
+        service = start_service(
+            procs,
+            work,
+            database_url,
+            worker=("--concurrency", "2", "--beat"),
+            redis_base=redis_base,
+            dbs=(9, 10),
+            # One bench user sends everything: the per-address login limit is not under test.
+            INSTASHARE_LOGIN_MAX_FAILURES_PER_IP="1000",
         )
-        self.started.append((name, proc))
-        return proc
-
-    def stop_all(self) -> None:
-        for _name, proc in reversed(self.started):
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-        for _name, proc in reversed(self.started):
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        return measure(args, f"{service.base}{API}")
 
 
-def run(args: argparse.Namespace, work: Path, procs: Processes) -> bool:
-    if args.redis_url:
-        redis_base = args.redis_url.rstrip("/")
-    else:
-        port = free_port()
-        procs.start(
-            "redis",
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(work)],
-            dict(os.environ),
-            work / "redis.log",
-        )  # fmt: skip
-        wait_for_port(port)
-        redis_base = f"redis://127.0.0.1:{port}"
-    for db in (9, 10):
-        redis.Redis.from_url(f"{redis_base}/{db}").flushdb()
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INSTASHARE_")}
-    env.update(
-        INSTASHARE_ENV="production",
-        INSTASHARE_SECRET_KEY=secrets.token_urlsafe(48),
-        INSTASHARE_DATABASE_URL=args.database_url,
-        INSTASHARE_REDIS_URL=f"{redis_base}/9",
-        INSTASHARE_BROKER_URL=f"{redis_base}/10",
-        INSTASHARE_DATA_DIR=str(work / "data"),
-        INSTASHARE_STORAGE_BACKEND="local",
-        INSTASHARE_LOG_LEVEL="WARNING",
-        # One bench user sends everything: the per-address login limit is not under test.
-        INSTASHARE_LOGIN_MAX_FAILURES_PER_IP="1000",
-    )
-    cli = [sys.executable, "-m", "app.server"]
-    subprocess.run([*cli, "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
-
-    port = free_port()
-    procs.start(
-        "server",
-        [*cli, "serve", "--workers", "2", "--host", "127.0.0.1", "--port", str(port)],
-        env,
-        work / "server.log",
-    )
-    procs.start(
-        "worker", [*cli, "worker", "--concurrency", "2", "--beat"], env, work / "worker.log"
-    )
-    wait_for_port(port)
-    base = f"http://127.0.0.1:{port}/api/v1"
-
+def measure(args, base: str) -> bool:
     with httpx.Client(base_url=base, timeout=30) as http:
-        email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
-        password = secrets.token_urlsafe(16)
-        http.post("/users/register", json={"email": email, "password": password})
-        login = http.post("/users/login", json={"email": email, "password": password})
-        login.raise_for_status()
-        auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        auth = account(base.removesuffix(API))
 
         # Warm-up: the first jobs pay for imports and connections in each pool process.
         content = CONTENT[: min(args.size_kib, 128) * 1024]
@@ -178,9 +89,9 @@ def run(args: argparse.Namespace, work: Path, procs: Processes) -> bool:
     p50, p99 = percentile(observed, 50), percentile(observed, 99)
     print()
     print(f"target p50 <= {P50_TARGET_MS} ms (observed): {p50:.1f} ms  "
-          f"{'PASS' if p50 <= P50_TARGET_MS else 'FAIL'}")  # fmt: skip
+          f"{word(p50 <= P50_TARGET_MS)}")  # fmt: skip
     print(f"target p99 <= {P99_TARGET_MS} ms (observed): {p99:.1f} ms  "
-          f"{'PASS' if p99 <= P99_TARGET_MS else 'FAIL'}")  # fmt: skip
+          f"{word(p99 <= P99_TARGET_MS)}")  # fmt: skip
     return p50 <= P50_TARGET_MS and p99 <= P99_TARGET_MS
 
 
@@ -216,36 +127,13 @@ def once(
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = arguments(__doc__)
     parser.add_argument("--uploads", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--size-kib", type=int, default=4, help="each upload's size (<= 128)")
     parser.add_argument("--poll-ms", type=float, default=2.0, help="pause between two GETs")
     parser.add_argument("--redis-url", default="", help="use this Redis (dbs 9 and 10)")
-    parser.add_argument("--admin-db-url", default=ADMIN_DB_URL)
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
-    args = parser.parse_args()
-
-    name = f"instashare_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = sa.create_engine(args.admin_db_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    args.database_url = (
-        make_url(args.admin_db_url).set(database=name).render_as_string(hide_password=False)
-    )
-    work = Path(tempfile.mkdtemp(prefix="instashare-pipeline-"))
-    procs = Processes()
-    try:
-        return 0 if run(args, work, procs) else 1
-    finally:
-        procs.stop_all()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-        if args.keep:
-            print(f"logs kept in {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+    return scratch_main("pipeline", parser, run)
 
 
 if __name__ == "__main__":

@@ -27,10 +27,8 @@ On this 2-core machine the figures move with whatever else runs: it prints the l
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -39,19 +37,15 @@ import time
 from pathlib import Path
 
 import httpx
-from _support import (
-    API,
-    ROOT,
-    Processes,
-    account,
-    private_redis,
-    production_env,
-    run_in_scratch,
-    start_serve,
-    stop,
+from support.client import API, account, curl_mib_s, tus_upload, wait_for_file
+from support.data import log_segment, tiled, write_input
+from support.processes import ROOT, Processes, children, read_bytes, stop
+from support.report import Verdicts
+from support.stack import (
+    arguments,
+    scratch_main,
+    start_service,
 )
-from compress import log_segment, tiled, write_input
-from share import curl_mib_s, upload, wait_until_ready
 
 sys.path.insert(0, str(ROOT))
 
@@ -60,12 +54,7 @@ KIB = 1024
 LATENCY_RATIO_TARGET = 5.0  # last KiB / first KiB
 READ_TARGET = 4 * MIB  # bytes the server reads for the last KiB
 THROUGHPUT_TARGET = 0.5  # full original / ZIP
-FAILED: list[bool] = []
-
-
-def verdict(ok: bool) -> str:
-    FAILED.append(not ok)
-    return "PASS" if ok else "FAIL"
+verdict = Verdicts()
 
 
 def size_cost(log: Path, size: int) -> None:
@@ -113,18 +102,10 @@ def size_cost(log: Path, size: int) -> None:
 
 def server_rchar(server: subprocess.Popen) -> int:
     """Bytes read (read(2) and friends) by gunicorn's master and every worker of it."""
-    total = 0
-    pids = [server.pid]
-    for task in Path(f"/proc/{server.pid}/task").iterdir():
-        pids += [int(p) for p in (task / "children").read_text().split()]
-    for pid in pids:
-        for line in Path(f"/proc/{pid}/io").read_text().splitlines():
-            if line.startswith("rchar:"):
-                total += int(line.split()[1])
-    return total
+    return sum(read_bytes(pid) for pid in [server.pid, *children(server.pid)])
 
 
-def run(args: argparse.Namespace, work: Path, procs: Processes, database_url: str) -> bool:
+def run(args, work: Path, procs: Processes, database_url: str) -> bool:
     size = args.size_mib * MIB
     print(
         f"generating a {args.size_mib} MiB server log ... (load average {os.getloadavg()[0]:.2f})"
@@ -133,16 +114,12 @@ def run(args: argparse.Namespace, work: Path, procs: Processes, database_url: st
     print("\n1. archive size with and without the seek index's points")
     size_cost(log.path, size)
 
-    env = production_env(database_url, private_redis(procs, work), work)
-    cli = [sys.executable, "-m", "app.server"]
-    subprocess.run([*cli, "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
-    server, port = start_serve(procs, env, work, "ranges", workers=2)
-    worker = procs.start("worker", [*cli, "worker", "--concurrency", "1"], env, work / "worker.log")
-    base = f"http://127.0.0.1:{port}"
+    service = start_service(procs, work, database_url, worker=("--concurrency", "1"))
+    server, base = service.server, service.base
     auth = account(base)
-    file_id = upload(base, auth, log.path)
-    file = wait_until_ready(base, auth, file_id, timeout=120 + args.size_mib / 4)
-    stop(worker)
+    file_id = tus_upload(base, auth, log.path, 64 * MIB)
+    file = wait_for_file(base, auth, file_id, timeout=120 + args.size_mib / 4)
+    stop(service.worker)
     log.path.unlink()
     print(
         f"\n2. Range requests of the original over HTTP: serve --workers 2, production mode, "
@@ -207,18 +184,14 @@ def run(args: argparse.Namespace, work: Path, procs: Processes, database_url: st
         f"{verdict(ratio >= THROUGHPUT_TARGET)}"
     )
     print(f"\nload average at the end {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
-    return not any(FAILED)
+    return verdict.ok
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = arguments(__doc__)
     parser.add_argument("--size-mib", type=int, default=512, help="the log's size")
     parser.add_argument("--rounds", type=int, default=5, help="requests and downloads of each")
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
-    args = parser.parse_args()
-    if shutil.which("curl") is None:
-        raise SystemExit("bench/ranges.py needs curl")
-    return run_in_scratch("ranges", args.keep, lambda *held: run(args, *held))
+    return scratch_main("ranges", parser, run, needs=("curl",))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,10 @@ import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from support.processes import ROOT, status_kib
+from support.report import word
+from support.stack import arguments
+
 sys.path.insert(0, str(ROOT))
 
 PER_OWNER = 1000
@@ -102,16 +105,12 @@ def child(url: str, storage_root: str) -> None:
             else:
                 counts["other"] += 1
     seconds = time.perf_counter() - started
-    hwm = next(
-        int(line.split()[1])
-        for line in Path("/proc/self/status").read_text().splitlines()
-        if line.startswith("VmHWM:")
-    )
+    hwm = status_kib("self", "VmHWM")
     print(json.dumps({**counts, "seconds": seconds, "vmhwm_kib": hwm}))
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__, keep=False)
     parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 200_000])
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -147,9 +146,9 @@ def main() -> int:
     growth = (results[-1] - results[0]) / 1024
     flat = growth <= RSS_SLACK_MIB
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
-    print(f"{'PASS' if ok else 'FAIL'}: every finding is the drift laid out, and only it")
+    print(f"{word(ok)}: every finding is the drift laid out, and only it")
     print(
-        f"{'PASS' if flat else 'FAIL'}: peak RSS grew {growth:.1f} MiB from "
+        f"{word(flat)}: peak RSS grew {growth:.1f} MiB from "
         f"{min(args.sizes):,} to {max(args.sizes):,} files (target ≤ {RSS_SLACK_MIB} MiB)"
     )
     return 0 if ok and flat else 1

@@ -22,41 +22,40 @@ package, by step and by function.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import cProfile
 import os
 import pstats
-import shutil
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import sqlalchemy as sa
 import uvloop
-from _support import Client, private_redis, production_env
-from pipeline import Processes, free_port, wait_for_port
-from sqlalchemy.engine import make_url
-
-ROOT = Path(__file__).resolve().parent.parent
-BENCH = Path(__file__).resolve().parent
-ADMIN_DB_URL = os.environ.get(
-    "INSTASHARE_BENCH_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+from support.client import API, account, keep_alive, request_head
+from support.processes import ROOT, Processes, children, cpu_of, cpu_since, free_port, wait_for_port
+from support.report import load_average, word
+from support.stack import (
+    CLI,
+    PrivateRedis,
+    arguments,
+    backend_pids,
+    migrate,
+    production_env,
+    run_in_scratch,
 )
+
+BENCH = Path(__file__).resolve().parent
 RATIO_TARGET = 0.5
-PASSWORD = "bench-password-1234"  # noqa: S105 - a scratch account in a scratch database
-FILES_PATH = "/api/v1/files?limit=20"
+FILES_PATH = f"{API}/files?limit=20"
 
 
 # --- load ------------------------------------------------------------------------------------
@@ -69,21 +68,6 @@ class Turn:
     database_ms: float  # the PostgreSQL backends' part of it
 
 
-def cpu_seconds(pids: list[int]) -> dict[int, float]:
-    """utime + stime of each of `pids` (those still there)."""
-    found = {}
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            found[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return found
-
-
-def cpu_since(start: dict[int, float], pids: list[int]) -> float:
-    """CPU seconds `pids` used since `start` (a process not there at the start: all of it)."""
-    return sum(cpu - start.get(pid, 0.0) for pid, cpu in cpu_seconds(pids).items())
-
-
 async def drive(
     port: int,
     request: bytes,
@@ -92,56 +76,26 @@ async def drive(
     pids: Callable[[], tuple[list[int], list[int]]],
 ) -> Turn:
     """Requests per second over `seconds`, after a one-second warm-up, and CPU per request."""
-    loop = asyncio.get_running_loop()
-    counts = [0]
-    failures: list[bytes] = []
-    clients = []
-    for _ in range(connections):
-        _, client = await loop.create_connection(
-            lambda: Client(request, counts, failures), "127.0.0.1", port
-        )
-        clients.append(client)
-    await asyncio.sleep(1.0)
+    load = await keep_alive(port, [request] * connections)
     server, database = pids()
-    start_count, started = counts[0], time.perf_counter()
-    start_server, start_database = cpu_seconds(server), cpu_seconds(database)
+    start_server, start_database = cpu_of(server), cpu_of(database)
+    load.mark()
     await asyncio.sleep(seconds)
-    done, elapsed = counts[0] - start_count, time.perf_counter() - started
+    rps, done = load.rate(), len(load.latencies)
     server, database = pids()
     database_cpu = cpu_since(start_database, database)
     cpu = cpu_since(start_server, server) + database_cpu
-    for client in clients:
-        client.stopped = True
-    await asyncio.sleep(0.2)
-    if failures:
-        raise SystemExit(f"{len(failures)} failed requests, e.g. {failures[0]!r}")
-    return Turn(done / elapsed, cpu / done * 1000, database_cpu / done * 1000)
+    await load.close()
+    if load.failures:
+        raise SystemExit(f"{len(load.failures)} failed requests, e.g. {load.failures[0]!r}")
+    return Turn(rps, cpu / done * 1000, database_cpu / done * 1000)
 
 
 def server_pids(
     server: subprocess.Popen, database_url: str
 ) -> Callable[[], tuple[list[int], list[int]]]:
     """(the gunicorn master and its workers, the PostgreSQL backends of the bench database)."""
-    database = make_url(database_url).database
-
-    def pids() -> tuple[list[int], list[int]]:
-        engine = sa.create_engine(ADMIN_DB_URL)
-        with engine.connect() as conn:
-            backends = conn.scalars(
-                sa.text("SELECT pid FROM pg_stat_activity WHERE datname = :d"), {"d": database}
-            ).all()
-        engine.dispose()
-        return [server.pid, *children(server.pid)], list(backends)
-
-    return pids
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        with contextlib.suppress(OSError):
-            found += [int(c) for c in (task / "children").read_text().split()]
-    return found
+    return lambda: ([server.pid, *children(server.pid)], backend_pids(database_url))
 
 
 def ready(port: int, request: bytes, timeout: float = 60.0) -> None:
@@ -157,17 +111,6 @@ def ready(port: int, request: bytes, timeout: float = 60.0) -> None:
                 answered = answered + 1 if sock.recv(12).endswith(b"200") else 0
         except OSError:
             time.sleep(0.1)
-
-
-def load_average() -> str:
-    """The 1, 5 and 15 minute load averages: how busy the machine was."""
-    return " ".join(f"{load:.2f}" for load in os.getloadavg())
-
-
-def http_get(path: str, headers: dict[str, str] | None = None) -> bytes:
-    lines = [f"GET {path} HTTP/1.1", "Host: 127.0.0.1"]
-    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
 # --- servers ---------------------------------------------------------------------------------
@@ -186,33 +129,20 @@ def gunicorn(app: str, port: int, workers: int, chdir: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def stop(procs: Processes, name: str) -> None:
-    for label, proc in procs.started:
-        if label == name and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, 15)
-            proc.wait(timeout=30)
-
-
-def prepare(env: dict[str, str], port: int) -> str:
-    """A user with five files, through the API; its bearer token."""
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=30) as http:
-        email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
-        http.post("/users/register", json={"email": email, "password": PASSWORD})
-        login = http.post("/users/login", json={"email": email, "password": PASSWORD})
-        login.raise_for_status()
-        auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
+def prepare(port: int) -> str:
+    """A user with five files, through the API; its Authorization header."""
+    base = f"http://127.0.0.1:{port}"
+    auth = account(base)
+    with httpx.Client(base_url=f"{base}{API}", headers=auth, timeout=30) as http:
         for i in range(5):
             created = http.post(
-                "/upload_files",
-                headers=auth,
-                files={"file": (f"file-{i}.txt", b"hello %d\n" % i, "text/plain")},
+                "/upload_files", files={"file": (f"file-{i}.txt", b"hello %d\n" % i, "text/plain")}
             )
             created.raise_for_status()
-        page = http.get("/files?limit=20", headers=auth)
+        page = http.get("/files?limit=20")
         page.raise_for_status()
         assert len(page.json()["items"]) == 5
-        return auth["Authorization"]
+    return auth["Authorization"]
 
 
 # --- the in-process profile ------------------------------------------------------------------
@@ -413,28 +343,27 @@ def profile(env: dict[str, str], token: str, n: int, concurrency: int) -> None:
 # --- the run ---------------------------------------------------------------------------------
 
 
-def run(args: argparse.Namespace, work: Path, procs: Processes) -> bool:
-    redis_base = private_redis(procs, work)
+def run(args, work: Path, procs: Processes, database_url: str) -> bool:
     # At the server's default log level: its access line is part of what a request costs.
-    env = production_env(args.database_url, redis_base, work, INSTASHARE_LOG_LEVEL="INFO")
-    cli = [sys.executable, "-m", "app.server"]
-    subprocess.run([*cli, "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
+    redis_base = PrivateRedis(procs, work).url
+    env = production_env(database_url, redis_base, work, INSTASHARE_LOG_LEVEL="INFO")
+    migrate(env)
 
     instashare_port = free_port()
-    serve = [*cli, "serve", "--workers", str(args.workers), "--host", "127.0.0.1"]
+    serve = [*CLI, "serve", "--workers", str(args.workers), "--host", "127.0.0.1"]
     procs.start("instashare", [*serve, "--port", str(instashare_port)], env, work / "app.log")
     wait_for_port(instashare_port)
-    token = prepare(env, instashare_port)
-    stop(procs, "instashare")
+    token = prepare(instashare_port)
+    procs.stop("instashare")
 
     targets = {
         "instashare": (
             lambda port: [*serve, "--port", str(port)],
-            http_get(FILES_PATH, {"Authorization": token}),
+            request_head("GET", FILES_PATH, {"Authorization": token}),
         ),
         "one-route Connexion app": (
             lambda port: gunicorn("one_route:app", port, args.workers, BENCH),
-            http_get("/hello"),
+            request_head("GET", "/hello"),
         ),
     }
     best: dict[str, Turn] = {}
@@ -448,14 +377,14 @@ def run(args: argparse.Namespace, work: Path, procs: Processes) -> bool:
             server = procs.start(name, argv(port), env, work / f"{name.split()[0]}-{turn}.log")
             wait_for_port(port)
             ready(port, request)
-            pids = server_pids(server, args.database_url)
+            pids = server_pids(server, database_url)
             result = loop.run_until_complete(
                 drive(port, request, args.connections, args.seconds, pids)
             )
             if name not in best or result.rps > best[name].rps:
                 best[name] = result
             turns[-1][name] = result
-            stop(procs, name)
+            procs.stop(name)
             print(f"  turn {turn + 1}: {name:<26} {result.rps:>8.0f} req/s, "
                   f"{result.cpu_ms:.2f} ms CPU per request "
                   f"({result.database_ms:.2f} of it PostgreSQL's)")  # fmt: skip
@@ -477,8 +406,8 @@ def run(args: argparse.Namespace, work: Path, procs: Processes) -> bool:
     print("ratios, Instashare / the one-route app (the median of the turns' ratios):")
     print(f"  by CPU per request: {cpu_ratio:.2f}   (turns: "
           f"{', '.join(f'{b.cpu_ms / a.cpu_ms:.2f}' for a, b in pairs)})")  # fmt: skip
-    verdict = "PASS" if ratio >= RATIO_TARGET else "FAIL"
-    print(f"  by req/s: {ratio:.2f} (target >= {RATIO_TARGET}): {verdict}   (turns: "
+    print(f"  by req/s: {ratio:.2f} (target >= {RATIO_TARGET}): "
+          f"{word(ratio >= RATIO_TARGET)}   (turns: "
           f"{', '.join(f'{a.rps / b.rps:.2f}' for a, b in pairs)})")  # fmt: skip
     print(f"load average at the end: {load_average()}")
     if args.profile:
@@ -487,36 +416,14 @@ def run(args: argparse.Namespace, work: Path, procs: Processes) -> bool:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = arguments(__doc__)
     parser.add_argument("--seconds", type=float, default=8.0, help="per turn")
     parser.add_argument("--turns", type=int, default=3, help="runs of each server, in turn")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="profile N requests")
-    parser.add_argument("--admin-db-url", default=ADMIN_DB_URL)
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
     args = parser.parse_args()
-
-    name = f"instashare_reqpath_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = sa.create_engine(args.admin_db_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    args.database_url = (
-        make_url(args.admin_db_url).set(database=name).render_as_string(hide_password=False)
-    )
-    work = Path(tempfile.mkdtemp(prefix="instashare-reqpath-"))
-    procs = Processes()
-    try:
-        return 0 if run(args, work, procs) else 1
-    finally:
-        procs.stop_all()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-        if args.keep:
-            print(f"logs kept in {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+    return run_in_scratch("reqpath", args.keep, lambda *held: run(args, *held))
 
 
 if __name__ == "__main__":

@@ -24,14 +24,8 @@ ratios of the back-to-back pairs. It prints the table, and exits 1 when a ratio 
 
 from __future__ import annotations
 
-import argparse
-import base64
-import os
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -40,68 +34,33 @@ from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
-from _support import private_redis, production_env
-from pipeline import Processes, free_port, wait_for_port
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
+from support.client import API, TUS, register, tus_metadata
+from support.data import analyze, insert_files, insert_others, set_counters
+from support.processes import ROOT, Processes
+from support.report import word
+from support.stack import (
+    PrivateRedis,
+    arguments,
+    migrate,
+    production_env,
+    run_in_scratch,
+    scratch_database,
+    start_serve,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.models import File  # noqa: E402 - after the repository is on the path
-from app.services import files as file_service  # noqa: E402
+from app.models import File
+from app.services import files as file_service
 
-ADMIN_DB_URL = os.environ.get(
-    "INSTASHARE_BENCH_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
-)
 RATIO_TARGET = 1.2
 SMALL_FILES = 100
-OTHER_USERS = 100
 SORTS = ("created_at", "-created_at", "name", "-name")
 PASSWORD = "bench-password-1234"  # noqa: S105 - a scratch account in a scratch database
 
 
 # --- the data set ---------------------------------------------------------------------------
-
-
-def insert_user(conn: sa.Connection, email: str) -> uuid.UUID:
-    user_id = uuid.uuid4()
-    conn.execute(
-        sa.text(
-            "INSERT INTO users (id, email, password_hash, created_at, updated_at) "
-            "VALUES (:id, :email, '-', now(), now())"
-        ),
-        {"id": user_id, "email": email},
-    )
-    return user_id
-
-
-def insert_files(conn: sa.Connection, owner: uuid.UUID | None, n: int) -> None:
-    """`n` ready files for `owner`; with no owner, files in every status for the others."""
-    if owner is None:
-        status = "(ARRAY['pending','processing','ready','failed']::file_status[])[1 + i % 4]"
-        owner_sql = f"(others.ids)[1 + i % {OTHER_USERS}]"
-        others = ", (SELECT array_agg(id) AS ids FROM users WHERE email LIKE 'other-%') AS others"
-    else:
-        status, owner_sql, others = "'ready'::file_status", ":owner", ""
-    conn.execute(
-        sa.text(
-            f"""
-            INSERT INTO files (id, owner_id, name, status, size, sha256, crc32, content_type,
-                compressed_size, compression, attempts, processed_at, created_at, updated_at,
-                version)
-            SELECT gen_random_uuid(), {owner_sql},
-                -- md5 first: the order by name has nothing to do with the order by date
-                substr(md5(i::text), 1, 12) || '-' || i || '.txt',
-                {status}, 1000 + i % 5000, md5(i::text) || md5(i::text), 0, 'text/plain',
-                500 + i % 2500, 'deflate', 1,
-                now() - make_interval(secs => i), now() - make_interval(secs => i),
-                now() - make_interval(secs => i), 2
-            FROM generate_series(1, :n) AS i {others}
-            """  # noqa: S608 - the script's own constants, no input
-        ),
-        {"owner": owner, "n": n},
-    )
 
 
 def build(database_url: str, n_files: int, emails: dict[str, str]) -> None:
@@ -113,35 +72,15 @@ def build(database_url: str, n_files: int, emails: dict[str, str]) -> None:
         # foreign-key checks, no waiting for the WAL to reach the disk.
         conn.execute(sa.text("SET session_replication_role = replica"))
         conn.execute(sa.text("SET synchronous_commit = off"))
-        for i in range(OTHER_USERS):
-            insert_user(conn, f"other-{i:03d}@bench.example.com")
-        insert_files(conn, None, n_files // 10)
+        insert_others(conn, n_files // 10)
         for who, n in (("big", n_files), ("small", SMALL_FILES)):
             owner = conn.scalar(
                 sa.text("SELECT id FROM users WHERE email = :e"), {"e": emails[who]}
             )
             insert_files(conn, owner, n)
-        conn.execute(
-            sa.text(
-                """
-                UPDATE users SET file_count = c.n, bytes_stored = c.size,
-                    files_pending = c.pending, files_processing = c.processing,
-                    files_ready = c.ready, files_failed = c.failed
-                FROM (SELECT owner_id, count(*) AS n, sum(size) AS size,
-                        count(*) FILTER (WHERE status = 'pending') AS pending,
-                        count(*) FILTER (WHERE status = 'processing') AS processing,
-                        count(*) FILTER (WHERE status = 'ready') AS ready,
-                        count(*) FILTER (WHERE status = 'failed') AS failed
-                      FROM files GROUP BY owner_id) AS c
-                WHERE users.id = c.owner_id
-                """
-            )
-        )
+        set_counters(conn)
     loaded = time.monotonic()
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(sa.text("VACUUM ANALYZE files"))
-        conn.execute(sa.text("VACUUM ANALYZE users"))
-        total = conn.scalar(sa.text("SELECT count(*) FROM files"))
+    total = analyze(engine)
     print(
         f"data set: {total:,} files in {loaded - started:.1f} s, "
         f"VACUUM ANALYZE {time.monotonic() - loaded:.1f} s"
@@ -192,12 +131,11 @@ class Users:
 
     def __init__(self, http: httpx.Client, emails: dict[str, str]):
         self.http = http
-        self.auth = {}
-        for who, email in emails.items():
-            http.post("/users/register", json={"email": email, "password": PASSWORD})
-            login = http.post("/users/login", json={"email": email, "password": PASSWORD})
-            login.raise_for_status()
-            self.auth[who] = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        base = str(http.base_url).removesuffix(f"{API}/")
+        self.auth = {
+            who: {"Authorization": f"Bearer {register(base, email, PASSWORD)[2]}"}
+            for who, email in emails.items()
+        }
 
     def get(self, who: str, path: str, **params) -> Request:
         return lambda: self.http.get(path, headers=self.auth[who], params=params)
@@ -214,15 +152,11 @@ class Users:
         """A new 75-byte resumable upload, created but not sent."""
 
         def request() -> httpx.Response:
-            name = base64.b64encode(f"tus-{uuid.uuid4().hex}.bin".encode()).decode()
+            metadata = tus_metadata(f"tus-{uuid.uuid4().hex}.bin")
             return self.http.post(
                 "/uploads",
-                headers={
-                    **self.auth[who],
-                    **TUS,
-                    "Upload-Length": "75",
-                    "Upload-Metadata": f"filename {name}",
-                },
+                headers={**self.auth[who], **TUS, "Upload-Length": "75"}
+                | {"Upload-Metadata": metadata},
             )
 
         return request
@@ -235,9 +169,6 @@ class Users:
             self.http.delete(path, headers={**self.auth[who], **TUS}).raise_for_status()
 
         return cleanup
-
-
-TUS = {"Tus-Resumable": "1.0.0"}
 
 
 @dataclass
@@ -291,11 +222,10 @@ def quota_cases(users: Users) -> list[Case]:
     ]
 
 
-def run(args: argparse.Namespace, work: Path, procs: Processes) -> bool:
-    redis_base = private_redis(procs, work)
+def run(args, work: Path, procs: Processes, database_url: str) -> bool:
     # At the server's default log level: its access line is part of what a request costs.
-    env = production_env(args.database_url, redis_base, work, INSTASHARE_LOG_LEVEL="INFO")
-    cli = [sys.executable, "-m", "app.server"]
+    redis_base = PrivateRedis(procs, work).url
+    env = production_env(database_url, redis_base, work, INSTASHARE_LOG_LEVEL="INFO")
 
     def serve(name: str, database_url: str) -> str:
         """`instashare-server serve` on `database_url` (migrated first); its base URL."""
@@ -304,20 +234,34 @@ def run(args: argparse.Namespace, work: Path, procs: Processes) -> bool:
             "INSTASHARE_DATABASE_URL": database_url,
             "INSTASHARE_DATA_DIR": str(work / name),
         }
-        subprocess.run([*cli, "migrate"], env=server_env, cwd=ROOT, check=True, capture_output=True)
-        port = free_port()
-        procs.start(
-            name,
-            [*cli, "serve", "--workers", "2", "--host", "127.0.0.1", "--port", str(port)],
-            server_env,
-            work / f"{name}.log",
-        )
-        wait_for_port(port)
+        migrate(server_env)
+        _, port = start_serve(procs, server_env, work, name, workers=2)
         return f"http://127.0.0.1:{port}"
 
     # The service under test, and the same on a database that stays empty: /metrics is
     # compared between the two, side by side.
-    base, empty_base = serve("server", args.database_url), serve("empty", args.empty_url)
+    with scratch_database("instashare_scale_empty") as empty_url:
+        base, empty_base = serve("server", database_url), serve("empty", empty_url)
+        try:
+            results, total = measure(args, database_url, base, empty_base)
+        finally:
+            procs.stop_all()  # before the empty database goes
+
+    print(f"big: {total:,} files; small: {SMALL_FILES}; median of {args.rounds} each")
+    print()
+    print(f"{'request':<52} {'big ms':>8} {'small ms':>9} {'ratio':>6}  (median of pair ratios)")
+    ok = True
+    for label, big_ms, small_ms, ratio in results:
+        passed = ratio <= RATIO_TARGET
+        ok &= passed
+        print(f"{label:<52} {big_ms:>8.2f} {small_ms:>9.2f} {ratio:>6.2f}  {word(passed)}")
+    print()
+    print(f"target: every ratio <= {RATIO_TARGET}: {word(ok)}")
+    return ok
+
+
+def measure(args, database_url: str, base: str, empty_base: str):
+    """(label, big ms, small ms, ratio) of every case, and the big user's files."""
     emails = {"big": "big@bench.example.com", "small": "small@bench.example.com"}
     with (
         httpx.Client(base_url=f"{base}/api/v1", timeout=60) as http,
@@ -337,7 +281,7 @@ def run(args: argparse.Namespace, work: Path, procs: Processes) -> bool:
             lambda: ops.get(f"{empty_base}/metrics"),
         )
 
-        build(args.database_url, args.files, emails)
+        build(database_url, args.files, emails)
         depth = args.files * 9 // 10
         listings = []
         for status in (None, "ready"):
@@ -346,7 +290,7 @@ def run(args: argparse.Namespace, work: Path, procs: Processes) -> bool:
                 where = f"sort={sort}" + (f"&status={status}" if status else "")
                 first = [users.get(who, "/files", **params) for who in ("big", "small")]
                 listings.append(Case(f"GET /files?{where}, first page", *first))
-                cursor = deep_cursor(args.database_url, emails["big"], sort, depth, status)
+                cursor = deep_cursor(database_url, emails["big"], sort, depth, status)
                 deep = users.get("big", "/files", **params, cursor=cursor)
                 listings.append(Case(f"GET /files?{where}, {depth:,} deep", deep, first[1]))
         listings.append(
@@ -357,57 +301,17 @@ def run(args: argparse.Namespace, work: Path, procs: Processes) -> bool:
         )
         results = measured([*listings, *cases, metrics], args.rounds)
         sanity = users.get("big", "/files", limit=1)().json()
-
-    print(f"big: {sanity['total']:,} files; small: {SMALL_FILES}; median of {args.rounds} each")
-    print()
-    print(f"{'request':<52} {'big ms':>8} {'small ms':>9} {'ratio':>6}  (median of pair ratios)")
-    ok = True
-    for label, big_ms, small_ms, ratio in results:
-        passed = ratio <= RATIO_TARGET
-        ok &= passed
-        print(
-            f"{label:<52} {big_ms:>8.2f} {small_ms:>9.2f} {ratio:>6.2f}"
-            f"  {'PASS' if passed else 'FAIL'}"
-        )
-    print()
-    print(f"target: every ratio <= {RATIO_TARGET}: {'PASS' if ok else 'FAIL'}")
-    return ok
+    return results, sanity["total"]
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = arguments(__doc__)
     parser.add_argument("--files", type=int, default=1_000_000, help="the big user's files")
     parser.add_argument("--rounds", type=int, default=100, help="requests per figure")
-    parser.add_argument("--admin-db-url", default=ADMIN_DB_URL)
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
     args = parser.parse_args()
     if args.files < 1000:
         parser.error("--files must be at least 1000")
-
-    name = f"instashare_scale_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    names = (name, f"{name}_empty")
-    admin = sa.create_engine(args.admin_db_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        for database in names:
-            conn.execute(sa.text(f'CREATE DATABASE "{database}"'))
-    args.database_url, args.empty_url = (
-        make_url(args.admin_db_url).set(database=database).render_as_string(hide_password=False)
-        for database in names
-    )
-    work = Path(tempfile.mkdtemp(prefix="instashare-scale-"))
-    procs = Processes()
-    try:
-        return 0 if run(args, work, procs) else 1
-    finally:
-        procs.stop_all()
-        with admin.connect() as conn:
-            for database in names:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
-        admin.dispose()
-        if args.keep:
-            print(f"logs kept in {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+    return run_in_scratch("scale", args.keep, lambda *held: run(args, *held))
 
 
 if __name__ == "__main__":

@@ -38,39 +38,49 @@ PID, Redis flushed, the scratch database dropped.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import base64
 import contextlib
 import fcntl
 import os
 import random
-import secrets
-import shutil
 import socket
 import struct
-import subprocess
 import sys
-import tempfile
 import termios
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
-import redis
-import sqlalchemy as sa
-from _support import account, start_serve, stop
-from pipeline import Processes, percentile
-from sqlalchemy.engine import make_url
-
-ROOT = Path(__file__).resolve().parent.parent
-ADMIN_DB_URL = os.environ.get(
-    "INSTASHARE_BENCH_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+from support.client import (
+    API,
+    TUS,
+    Answer,
+    account,
+    exchange,
+    multipart_request,
+    parse_head,
+    read_answer,
+    request_head,
+    tus_create,
+    tus_patch_head,
+    wait_for_file,
 )
-REDIS = os.environ.get("INSTASHARE_BENCH_REDIS", "redis://127.0.0.1:6379")
+from support.processes import Processes, ProcStat, children, established, proc_stat, stop
+from support.report import percentile, word
+from support.stack import (
+    arguments,
+    database_connections,
+    migrate,
+    production_env,
+    run_in_scratch,
+    shared_redis,
+    start_serve,
+    start_worker,
+)
+
 REDIS_DBS = (13, 14)
 P99_TARGET_S = 1.0
 PROBE_RATE = 20  # requests a second, per probe
@@ -78,87 +88,11 @@ PROBE_TIMEOUT_S = 5.0
 RCVBUF = 4096
 LONGEST_AT_DEFAULT_IDLE_S = 40  # probing time that ends before the default 60 s idle cutoff
 MIB = 1024 * 1024
-API = "/api/v1"
-TUS = {"Tus-Resumable": "1.0.0"}
 
 
-# --- raw HTTP/1.1 on asyncio streams ---------------------------------------------------------
-
-
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-
-def request_head(method: str, path: str, headers: dict[str, str]) -> bytes:
-    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1"]
-    lines += [f"{k}: {v}" for k, v in headers.items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-
-async def read_answer(reader: asyncio.StreamReader, *, head_only: bool = False) -> Answer:
-    head = await reader.readuntil(b"\r\n\r\n")
-    status_line, *lines = head.decode("latin-1").rstrip("\r\n").split("\r\n")
-    headers = {}
-    for line in lines:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    length = int(headers.get("content-length", 0))
-    body = b"" if head_only or not length else await reader.readexactly(length)
-    return Answer(int(status_line.split()[1]), headers, body)
-
-
-async def exchange(port: int, method: str, path: str, headers: dict[str, str]) -> Answer:
-    """One bodiless request on a fresh connection, and its whole answer."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(request_head(method, path, {**headers, "Content-Length": "0"}))
-        await writer.drain()
-        return await read_answer(reader, head_only=method == "HEAD")
-    finally:
-        writer.close()
-
-
-async def create_tus_upload(port: int, auth: dict[str, str], name: str, length: int) -> str:
-    """A new tus upload's URL."""
-    meta = "filename " + base64.b64encode(name.encode()).decode()
-    headers = {**auth, **TUS, "Upload-Length": str(length), "Upload-Metadata": meta}
-    answer = await exchange(port, "POST", f"{API}/uploads", headers)
-    if answer.status != 201:
-        raise SystemExit(f"tus creation answered {answer.status}: {answer.body!r}")
-    return answer.headers["location"]
-
-
-def tus_patch_head(auth: dict[str, str], url: str, length: int) -> bytes:
-    headers = {
-        **auth,
-        **TUS,
-        "Upload-Offset": "0",
-        "Content-Length": str(length),
-        "Content-Type": "application/offset+octet-stream",
-    }
-    return request_head("PATCH", url, headers)
-
-
-def multipart_request(auth: dict[str, str], name: str, content: bytes) -> tuple[bytes, bytes]:
-    """The head and body of a POST /upload_files of `content`."""
-    boundary = uuid.uuid4().hex
-    body = (
-        (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
-            "Content-Type: text/plain\r\n\r\n"
-        ).encode()
-        + content
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    headers = {
-        **auth,
-        "Content-Type": f"multipart/form-data; boundary={boundary}",
-        "Content-Length": str(len(body)),
-    }
-    return request_head("POST", f"{API}/upload_files", headers), body
+def tus_path(port: int, auth: dict[str, str], length: int, name: str) -> str:
+    """A new tus upload's path (what a raw request names)."""
+    return urlsplit(tus_create(f"http://127.0.0.1:{port}{API}/uploads", auth, length, name)).path
 
 
 # --- the held clients ------------------------------------------------------------------------
@@ -263,12 +197,8 @@ async def read_to_end(d: Download) -> None:
             return
         data += chunk
     head, _, rest = data.partition(b"\r\n\r\n")
-    status_line, *lines = head.decode("latin-1").split("\r\n")
-    d.status = int(status_line.split()[1])
-    for line in lines:
-        name, _, value = line.partition(":")
-        if name.strip().lower() == "content-length":
-            d.length = int(value)
+    d.status, headers = parse_head(head)
+    d.length = int(headers.get("content-length", 0))
     d.received = len(rest)
     while d.received < d.length:
         chunk = await loop.sock_recv(d.sock, MIB)
@@ -283,15 +213,6 @@ async def read_all(downloads: list[Download], timeout: float) -> None:
             await asyncio.gather(*(read_to_end(d) for d in downloads), return_exceptions=True)
     for d in downloads:
         d.sock.close()
-
-
-def server_connections(port: int) -> int:
-    """Established TCP connections whose local port is `port` (the server's ends)."""
-    count = 0
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        local, state = line.split()[1], line.split()[3]
-        count += int(local.rsplit(":", 1)[1], 16) == port and state == "01"
-    return count
 
 
 # --- the probes --------------------------------------------------------------------------------
@@ -350,45 +271,6 @@ async def loop_lag(stop: asyncio.Event, lags: list[float]) -> None:
         lags.append(time.perf_counter() - started - 0.01)
 
 
-# --- the server's processes --------------------------------------------------------------------
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        with contextlib.suppress(OSError):
-            found += [int(c) for c in (task / "children").read_text().split()]
-    return found
-
-
-@dataclass
-class ProcStat:
-    cpu_s: float
-    threads: int
-    rss_mib: float
-
-
-def proc_stat(pid: int) -> ProcStat:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    status = dict(
-        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-    )
-    return ProcStat(cpu, int(status["Threads"]), int(status["VmRSS"].split()[0]) / 1024)
-
-
-def db_connections(admin: sa.Engine, name: str) -> str:
-    with admin.connect() as conn:
-        rows = conn.execute(
-            sa.text(
-                "SELECT coalesce(state, '?'), count(*) FROM pg_stat_activity "
-                "WHERE datname = :n GROUP BY 1 ORDER BY 1"
-            ),
-            {"n": name},
-        ).all()
-    return ", ".join(f"{n} {state}" for state, n in rows) or "none"
-
-
 # --- setup -------------------------------------------------------------------------------------
 
 
@@ -402,12 +284,8 @@ def ready_files(base: str, auth: dict[str, str], count: int, size: int) -> list[
             if sent.status_code != 202:
                 raise SystemExit(f"setup upload answered {sent.status_code}: {sent.text}")
             ids.append(sent.json()["id"])
-        deadline = time.monotonic() + 120
-        for file_id in ids:
-            while (status := http.get(f"{API}/files/{file_id}").json()["status"]) != "ready":
-                if status == "failed" or time.monotonic() > deadline:
-                    raise SystemExit(f"setup file {file_id} is {status}, not ready")
-                time.sleep(0.2)
+    for file_id in ids:
+        wait_for_file(base, auth, file_id, poll=0.2)
     return ids
 
 
@@ -437,9 +315,7 @@ async def phase_load(args, port: int, auth: dict[str, str], file_ids: list[str],
     n_tus = args.slow // 2
     drip_bytes = max(100, int(args.seconds) + 60)  # outlasts the setup and the measurement
 
-    urls = await asyncio.gather(
-        *(create_tus_upload(port, auth, f"slow-{i}.bin", drip_bytes) for i in range(n_tus))
-    )
+    urls = [tus_path(port, auth, drip_bytes, f"slow-{i}.bin") for i in range(n_tus)]
     held: list[Held] = []
     drips = []
     for url in urls:
@@ -471,8 +347,8 @@ async def phase_load(args, port: int, auth: dict[str, str], file_ids: list[str],
     load.elapsed = time.monotonic() - started
     load.after = {pid: proc_stat(pid) for pid in children(server_pid)}
     load.load_after = os.getloadavg()
-    load.server_connections = server_connections(port)
-    load.db = db_connections(args.admin, args.db_name)
+    load.server_connections = established(port)
+    load.db = database_connections(args.database_url)
     for d in downloads:
         d.started = d.started or queued_bytes(d.sock) > 0
     lag_stop.set()
@@ -502,7 +378,7 @@ def report_load(args, load: Load) -> bool:
         good = p.p(99) < P99_TARGET_S and not p.errors
         ok &= good
         print(
-            f"{'PASS' if good else 'FAIL'} {p.name}: p99 {p.p(99) * 1000:.0f} ms (target < "
+            f"{word(good)} {p.name}: p99 {p.p(99) * 1000:.0f} ms (target < "
             f"{P99_TARGET_S * 1000:.0f} ms), {p.errors.total()} failed (target 0)"
         )
 
@@ -528,7 +404,7 @@ def report_load(args, load: Load) -> bool:
         + ")"
     )
     held_ok &= started == len(downloads) and all(d.complete for d in downloads)
-    print(f"{'PASS' if held_ok else 'FAIL'} every slow client was held for the whole measurement")
+    print(f"{word(held_ok)} every slow client was held for the whole measurement")
     ok &= held_ok
 
     print("\nserver at the end of the measurement:")
@@ -592,15 +468,15 @@ async def idle_downloads(port: int, auth: dict[str, str], file_id: str, idle: fl
     path = f"{API}/files/{file_id}/content"
     downloads = [await open_unread_download(port, path, auth) for _ in range(n)]
     await wait_started(downloads, timeout=10)
-    during = server_connections(port)
+    during = established(port)
     await asyncio.sleep(idle + 5)
-    after = server_connections(port)
+    after = established(port)
     await read_all(downloads, timeout=30)
     return during, after, downloads
 
 
 async def phase_idle(port: int, auth: dict[str, str], file_id: str, idle: float) -> bool:
-    url = await create_tus_upload(port, auth, "idle.bin", 100)
+    url = tus_path(port, auth, 100, "idle.bin")
     mp_head, mp_body = multipart_request(auth, "idle.txt", b"x" * 100)
     preamble = mp_body.index(b"\r\n\r\n") + 4
     wait = idle + 30
@@ -631,8 +507,8 @@ async def phase_idle(port: int, auth: dict[str, str], file_id: str, idle: float)
         f"{downloads[0].length / MIB:.2f} each on average, "
         f"{sum(d.complete for d in downloads)} complete"
     )
-    print(f"{'PASS' if tus_ok else 'FAIL'} idle tus PATCH: 408, then HEAD says offset 3")
-    print(f"{'PASS' if mp_ok else 'FAIL'} idle multipart upload: 408")
+    print(f"{word(tus_ok)} idle tus PATCH: 408, then HEAD says offset 3")
+    print(f"{word(mp_ok)} idle multipart upload: 408")
     # Not a target: the app stops sending and ends the response, but uvicorn's close waits
     # to flush what it buffered, so the socket lingers until the client reads or goes.
     print(
@@ -645,24 +521,15 @@ async def phase_idle(port: int, auth: dict[str, str], file_id: str, idle: float)
 # --- main --------------------------------------------------------------------------------------
 
 
-def run(args, work: Path, procs: Processes) -> bool:
-    for db in REDIS_DBS:
-        redis.Redis.from_url(f"{REDIS}/{db}").flushdb()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INSTASHARE_")}
-    env.update(
-        INSTASHARE_ENV="production",
-        INSTASHARE_SECRET_KEY=secrets.token_urlsafe(48),
-        INSTASHARE_DATABASE_URL=args.database_url,
-        INSTASHARE_REDIS_URL=f"{REDIS}/{REDIS_DBS[0]}",
-        INSTASHARE_BROKER_URL=f"{REDIS}/{REDIS_DBS[1]}",
-        INSTASHARE_DATA_DIR=str(work / "data"),
-        INSTASHARE_STORAGE_BACKEND="local",
-        INSTASHARE_LOG_LEVEL="WARNING",
-        INSTASHARE_WORKER_METRICS_PORT="0",
-    )
-    cli = [sys.executable, "-m", "app.server"]
-    subprocess.run([*cli, "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
+def run(args, work: Path, procs: Processes, database_url: str) -> bool:
+    with shared_redis(REDIS_DBS) as redis_base:
+        env = production_env(database_url, redis_base, work, REDIS_DBS)
+        migrate(env)
+        args.database_url = database_url
+        return phases(args, work, procs, env)
 
+
+def phases(args, work: Path, procs: Processes, env: dict[str, str]) -> bool:
     if args.seconds > LONGEST_AT_DEFAULT_IDLE_S:
         # The unread downloads would meet the default idle cutoff before the probing ends.
         env["INSTASHARE_BODY_IDLE_SECONDS"] = f"{args.seconds + 60:g}"
@@ -672,7 +539,7 @@ def run(args, work: Path, procs: Processes) -> bool:
     server, port = start_serve(procs, env, work, "load")
     base = f"http://127.0.0.1:{port}"
     auth = account(base)
-    worker = procs.start("worker", [*cli, "worker", "--concurrency", "2"], env, work / "worker.log")
+    worker = start_worker(procs, env, work)
     file_ids = ready_files(base, auth, args.files, args.file_mib * MIB)
     stop(worker)  # idle from here on, and not what is measured
     print(
@@ -693,41 +560,18 @@ def run(args, work: Path, procs: Processes) -> bool:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = arguments(__doc__)
     parser.add_argument("--slow", type=int, default=200, help="slow uploaders (half of them tus)")
     parser.add_argument("--downloads", type=int, default=200, help="unread downloads")
     parser.add_argument("--seconds", type=float, default=30.0, help="how long to probe")
     parser.add_argument("--quick", action="store_true", help="probe 10 s; idle time 3 s")
     parser.add_argument("--files", type=int, default=4, help="distinct files downloaded")
     parser.add_argument("--file-mib", type=int, default=4, help="size of each")
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir (server logs)")
     args = parser.parse_args()
     args.idle = 5.0
     if args.quick:
         args.seconds, args.idle = min(args.seconds, 10.0), 3.0
-
-    args.db_name = f"instashare_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    args.admin = sa.create_engine(ADMIN_DB_URL, isolation_level="AUTOCOMMIT")
-    with args.admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{args.db_name}"'))
-    args.database_url = (
-        make_url(ADMIN_DB_URL).set(database=args.db_name).render_as_string(hide_password=False)
-    )
-    work = Path(tempfile.mkdtemp(prefix="instashare-slow-"))
-    procs = Processes()
-    try:
-        return 0 if run(args, work, procs) else 1
-    finally:
-        procs.stop_all()
-        for db in REDIS_DBS:
-            redis.Redis.from_url(f"{REDIS}/{db}").flushdb()
-        with args.admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{args.db_name}" WITH (FORCE)'))
-        args.admin.dispose()
-        if args.keep:
-            print(f"logs kept in {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+    return run_in_scratch("slow", args.keep, lambda *held: run(args, *held))
 
 
 if __name__ == "__main__":

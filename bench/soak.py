@@ -27,7 +27,6 @@ Everything it started is stopped by PID; the scratch database and temp dir are r
 
 from __future__ import annotations
 
-import argparse
 import collections
 import hashlib
 import json
@@ -45,17 +44,18 @@ from urllib.parse import urlparse
 
 import httpx
 import sqlalchemy as sa
-from _support import (
-    API,
-    Processes,
-    account,
-    free_port,
-    percentile,
+from support.client import API, account
+from support.processes import Processes, alive, descendants, stop
+from support.report import percentile, word
+from support.stack import (
+    PrivateRedis,
+    arguments,
+    migrate,
     production_env,
     run_in_scratch,
+    server_command,
     start_serve,
-    stop,
-    wait_for_port,
+    start_worker,
 )
 
 KIB, MIB = 1024, 1024 * 1024
@@ -210,20 +210,17 @@ class Services:
 
     def __init__(self, work: Path, procs: Processes, database_url: str):
         self.work, self.procs, self.database_url = work, procs, database_url
-        self.redis_port = free_port()
-        self.redis: subprocess.Popen | None = None
-        self.start_redis()
+        self.redis = PrivateRedis(procs, work)
         self.env = production_env(
             database_url,
-            f"redis://127.0.0.1:{self.redis_port}",
+            self.redis.url,
             work,
             INSTASHARE_LOGIN_MAX_FAILURES_PER_IP="1000",
             INSTASHARE_JOB_LEASE_SECONDS="60",
             INSTASHARE_SWEEP_INTERVAL_SECONDS="10",
         )
         self.worker_env = {**self.env, "INSTASHARE_LOG_LEVEL": "INFO"}
-        self.cli = [sys.executable, "-m", "app.server"]
-        subprocess.run([*self.cli, "migrate"], env=self.env, check=True, capture_output=True)
+        migrate(self.env)
         self.workers = 0
         self.worker_lock = threading.Lock()  # a fault and the supervisor, one at a time
         self.worker = self.start_worker()
@@ -232,20 +229,11 @@ class Services:
         self.done = threading.Event()  # set before the processes are stopped
         _, self.port = start_serve(procs, self.env, work, "api", workers=2)
 
-    def start_redis(self) -> None:
-        self.redis = self.procs.start(
-            "redis",
-            ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(self.work)],
-            dict(os.environ),
-            self.work / "redis.log",
-        )  # fmt: skip
-        wait_for_port(self.redis_port)
-
     def start_worker(self) -> subprocess.Popen:
         self.workers += 1
-        argv = [*self.cli, "worker", "--concurrency", "2", "--beat"]
-        return self.procs.start("worker", argv, self.worker_env, self.worker_log(self.workers))
+        log = self.worker_log(self.workers).name
+        argv = ("--concurrency", "2", "--beat")
+        return start_worker(self.procs, self.worker_env, self.work, *argv, log=log)
 
     def worker_log(self, n: int) -> Path:
         return self.work / f"worker-{n}.log"
@@ -274,10 +262,9 @@ class Services:
                     self.worker = self.start_worker()
 
     def stop_redis(self) -> None:
-        assert self.redis is not None
-        stop(self.redis)
+        stop(self.redis.proc)
         time.sleep(8)
-        self.start_redis()
+        self.redis.start()
 
     def drop_connections(self) -> None:
         admin = sa.create_engine(self.database_url, isolation_level="AUTOCOMMIT")
@@ -289,29 +276,6 @@ class Services:
                 )
             time.sleep(2)
         admin.dispose()
-
-
-def descendants(pid: int) -> set[int]:
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        for task in Path(f"/proc/{todo.pop()}/task").glob("*"):
-            try:
-                children = (task / "children").read_text().split()
-            except OSError:
-                continue
-            for child in map(int, children):
-                if child not in found:
-                    found.add(child)
-                    todo.append(child)
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def inject_faults(soak: Soak, services: Services) -> None:
@@ -421,9 +385,7 @@ def end_state(soak: Soak, services: Services, users: list[User]) -> bool:
         )
         checks.append(("every download byte-identical", differ == 0, f"{differ} differ"))
 
-    recount = subprocess.run(
-        [*services.cli, "recount"], env=services.env, capture_output=True, text=True
-    )
+    recount = server_command(services.env, "recount")
     checks.append(
         ("usage counters exact (recount)", recount.returncode == 0, recount.stdout[-300:])
     )
@@ -465,15 +427,14 @@ def end_state(soak: Soak, services: Services, users: list[User]) -> bool:
 
     print()
     for name, ok, detail in checks:
-        print(f"{'PASS' if ok else 'FAIL'}  {name}{'' if ok else ': ' + detail.strip()}")
+        print(f"{word(ok)}  {name}{'' if ok else ': ' + detail.strip()}")
     return all(ok for _, ok, _ in checks)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = arguments(__doc__)
     parser.add_argument("--minutes", type=float, default=3.0, help="how long the users work")
     parser.add_argument("--users", type=int, default=8)
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
     args = parser.parse_args()
 
     def run(work: Path, procs: Processes, database_url: str) -> bool:

@@ -11,8 +11,8 @@ Side by side, in one run, three servers on loopback, storing on the same disk (a
   - Node: `@tus/server` 2.4.5 with `@tus/file-store` 2.1.1 (the release built on the same
     `@tus/utils`), installed with `npm install --prefix` into the temp dir and started by a
     five-line script written there;
-  - sink: a raw ASGI app (below) that speaks just enough tus and streams each body to disk,
-    hashing it: the ceiling.
+  - sink: a raw ASGI app (bench/tus_sink.py) that speaks just enough tus and streams each
+    body to disk, hashing it: the ceiling.
 Three cases, each run against each server in turn, `--rounds` times:
   (a) one `curl -T` PATCH of the whole file (the upload created by a POST first, not timed);
   (b) tuspy (tusclient) in `--chunk-mib` chunks, the creation included;
@@ -38,39 +38,45 @@ status 1 when a target is missed.
 
 from __future__ import annotations
 
-import argparse
-import base64
-import contextlib
-import hashlib
 import json
 import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urljoin
 
-from pipeline import Processes, free_port, wait_for_port
-
-ROOT = Path(__file__).resolve().parent.parent
-ADMIN_DB_URL = os.environ.get(
-    "INSTASHARE_BENCH_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+from support.client import (
+    API,
+    TUS,
+    Http11,
+    account,
+    delete_file,
+    tus_create,
+    tus_metadata,
+    wait_for_file,
 )
-REDIS = os.environ.get("INSTASHARE_BENCH_REDIS", "redis://127.0.0.1:6379")
+from support.data import write_random_file
+from support.processes import Processes, RssSampler, free_port, wait_for_port
+from support.report import load_average, word
+from support.stack import (
+    arguments,
+    dev_env,
+    scratch_database,
+    scratch_dir,
+    shared_redis,
+    start_service,
+)
+
+BENCH = Path(__file__).resolve().parent
 MIB = 1024 * 1024
 NODE_PACKAGES = ("@tus/server@2.4.5", "@tus/file-store@2.1.1")
 OURS_VS_NODE_TARGET = 1.0
 THROUGHPUT_TARGET = 0.7  # of the sink's, for `serve`
 RSS_TARGET_MIB = 64
-TUS = {"Tus-Resumable": "1.0.0"}
 
 NODE_SERVER = """\
 import {Server} from '@tus/server'
@@ -79,157 +85,6 @@ const [directory, port] = process.argv.slice(2)
 const server = new Server({path: '/files', datastore: new FileStore({directory})})
 server.listen({host: '127.0.0.1', port: Number(port)})
 """
-
-
-# --- the ceiling: a raw ASGI app that takes tus uploads, writing and hashing each body ----
-
-
-def sink_app(directory: str):
-    """POST /files creates an upload; PATCH /files/{id} appends its body; nothing is kept.
-
-    Each body is written to disk as it arrives and hashed (SHA-256), as a server that checks
-    what it receives would; an upload's file is removed once its last byte arrived.
-    """
-    uploads: dict[str, list[int]] = {}  # id -> [length, offset]
-
-    async def respond(send, status: int, headers: dict[str, str]) -> None:
-        if status != 204:
-            headers = {**headers, "Content-Length": "0"}
-        raw = [(k.encode(), v.encode()) for k, v in {**TUS, **headers}.items()]
-        await send({"type": "http.response.start", "status": status, "headers": raw})
-        await send({"type": "http.response.body", "body": b""})
-
-    async def app(scope, receive, send):
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                else:
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-        upload_id = scope["path"].removeprefix("/files/")
-        if scope["method"] == "POST" and scope["path"] == "/files":
-            upload_id = uuid.uuid4().hex
-            uploads[upload_id] = [int(headers["upload-length"]), 0]
-            await respond(send, 201, {"Location": f"/files/{upload_id}", "Upload-Offset": "0"})
-            return
-        if scope["method"] != "PATCH" or upload_id not in uploads:
-            await respond(send, 404, {})
-            return
-        length, offset = uploads[upload_id]
-        if int(headers["upload-offset"]) != offset:
-            await respond(send, 409, {})
-            return
-        path = os.path.join(directory, upload_id)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        digest = hashlib.sha256()
-        try:
-            more = True
-            while more:
-                message = await receive()
-                body = message.get("body", b"")
-                digest.update(body)
-                offset += len(body)
-                view = memoryview(body)
-                while view:
-                    view = view[os.write(fd, view) :]
-                more = message.get("more_body", False)
-        finally:
-            os.close(fd)
-        uploads[upload_id][1] = offset
-        if offset >= length:
-            os.unlink(path)
-            del uploads[upload_id]
-        await respond(send, 204, {"Upload-Offset": str(offset)})
-
-    return app
-
-
-# --- measuring -------------------------------------------------------------------------------
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        with contextlib.suppress(OSError):
-            found += [int(c) for c in (task / "children").read_text().split()]
-    return found
-
-
-def rss_kib(pid: int) -> int:
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def cpu_ticks(pid: int) -> int:
-    """User plus system time of a process (all its threads) so far, in clock ticks."""
-    with contextlib.suppress(OSError):
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        return int(fields[11]) + int(fields[12])
-    return 0
-
-
-class RssSampler:
-    """Peak of the summed VmRSS of a process (and its children), sampled every 20 ms, and
-    the CPU time they used meanwhile."""
-
-    def __init__(self, root_pid: int, with_children: bool = True):
-        self.root_pid = root_pid
-        self.with_children = with_children
-        self.baseline = self.peak = 0
-        self.cpu_seconds = 0.0
-        self._ticks: dict[int, int] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def total(self) -> int:
-        return sum(rss_kib(p) for p in self.pids())
-
-    def pids(self) -> list[int]:
-        return [self.root_pid, *(children(self.root_pid) if self.with_children else [])]
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.total())
-            time.sleep(0.02)
-
-    def __enter__(self) -> RssSampler:
-        self.baseline = self.peak = self.total()
-        self._ticks = {p: cpu_ticks(p) for p in self.pids()}
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.total())
-        used = sum(cpu_ticks(p) - self._ticks.get(p, 0) for p in self.pids())
-        self.cpu_seconds = used / os.sysconf("SC_CLK_TCK")
-
-    @property
-    def growth_mib(self) -> float:
-        return (self.peak - self.baseline) / 1024
-
-
-def make_file(path: Path, size: int) -> None:
-    """`size` bytes of incompressible data, written in 16 MiB blocks."""
-    block = os.urandom(16 * MIB)
-    with open(path, "wb") as out:
-        written = 0
-        while written < size:
-            n = min(len(block), size - written)
-            out.write(block[:n])
-            written += n
-
-
-def load_average() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 # --- the servers side by side ----------------------------------------------------------------
@@ -272,7 +127,7 @@ def start_node(work: Path, procs: Processes) -> TusServer:
         import httpx
 
         for url in urls:
-            assert httpx.delete(url, headers=TUS, timeout=60).status_code == 204
+            assert httpx.delete(url, headers=TUS, timeout=60).status_code == 204, url
 
     name = f"Node (@tus/server 2.4.5, node {version.strip()})"
     return TusServer(name, node.pid, f"http://127.0.0.1:{port}/files", remove=remove)
@@ -282,13 +137,8 @@ def start_dev(work: Path, procs: Processes, size: int) -> TusServer:
     """`instashare-server dev` with its data (SQLite, storage, queue) in a temp dir."""
     data = work / "dev"
     data.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INSTASHARE_")}
-    env.update(
-        INSTASHARE_DATA_DIR=str(data),
-        INSTASHARE_DATABASE_URL=f"sqlite:///{data / 'instashare.db'}",
-        INSTASHARE_MAX_UPLOAD_BYTES=str(2 * size),
-        INSTASHARE_QUOTA_BYTES=str(64 * size),
-        INSTASHARE_LOG_LEVEL="WARNING",
+    env = dev_env(
+        data, INSTASHARE_MAX_UPLOAD_BYTES=str(2 * size), INSTASHARE_QUOTA_BYTES=str(64 * size)
     )
     port = free_port()
     dev = procs.start(
@@ -299,19 +149,18 @@ def start_dev(work: Path, procs: Processes, size: int) -> TusServer:
     )
     wait_for_port(port)
     base = f"http://127.0.0.1:{port}"
-    token = account(base)
-    auth = {"Authorization": f"Bearer {token}"}
+    auth = account(base)
 
     def remove(urls: list[str]) -> None:
         for url in urls:
             file_id = url.rsplit("/", 1)[1]
-            wait_processed(base, token, file_id)
-            delete_file(base, token, file_id)
+            wait_for_file(base, auth, file_id, 1800, settled=("ready", "failed"))
+            delete_file(base, auth, file_id)
 
     return TusServer(
         "ours (instashare-server dev)",
         dev.pid,
-        f"{base}/api/v1/uploads",
+        f"{base}{API}/uploads",
         auth,
         rss_with_children=False,  # the API process, not the worker it starts
         remove=remove,
@@ -323,28 +172,17 @@ def start_sink(work: Path, procs: Processes) -> TusServer:
     port = free_port()
     sink = procs.start(
         "sink",
-        [sys.executable, __file__, "--sink", str(work / "sink"), "--port", str(port)],
+        [
+            sys.executable,
+            str(Path(__file__).with_name("tus_sink.py")),
+            str(work / "sink"),
+            str(port),
+        ],
         dict(os.environ),
         work / "sink.log",
     )
     wait_for_port(port)
     return TusServer("sink (raw ASGI, uvicorn)", sink.pid, f"http://127.0.0.1:{port}/files")
-
-
-def create_upload(server: TusServer, size: int) -> str:
-    """A new upload of `size` bytes (tus creation): its URL."""
-    import httpx
-
-    name = f"bench-{uuid.uuid4().hex[:12]}.bin"
-    headers = {
-        **server.headers,
-        **TUS,
-        "Upload-Length": str(size),
-        "Upload-Metadata": "filename " + base64.b64encode(name.encode()).decode(),
-    }
-    response = httpx.post(server.endpoint, headers=headers, timeout=60)
-    assert response.status_code == 201, response.text
-    return urljoin(server.endpoint, response.headers["location"])
 
 
 def curl_patch(server: TusServer, url: str, path: Path) -> list[str]:
@@ -369,7 +207,7 @@ def check_offset(response_head: bytes, size: int) -> None:
 def one_patch(server: TusServer, path: Path) -> tuple[float, list[str]]:
     """Case (a): seconds for one `curl -T` PATCH of the whole file; the upload's URL."""
     size = path.stat().st_size
-    url = create_upload(server, size)
+    url = tus_create(server.endpoint, server.headers, size)
     started = time.perf_counter()
     out = subprocess.run(curl_patch(server, url, path), check=True, capture_output=True)
     elapsed = time.perf_counter() - started
@@ -394,7 +232,7 @@ def tuspy_upload(server: TusServer, path: Path, chunk: int) -> tuple[float, list
 def parallel_patches(server: TusServer, path: Path, clients: int) -> tuple[float, list[str]]:
     """Case (c): seconds until `clients` simultaneous `curl -T` PATCHes all ended."""
     size = path.stat().st_size
-    urls = [create_upload(server, size) for _ in range(clients)]
+    urls = [tus_create(server.endpoint, server.headers, size) for _ in range(clients)]
     started = time.perf_counter()
     pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
     running = [subprocess.Popen(curl_patch(server, url, path), **pipes) for url in urls]
@@ -421,21 +259,6 @@ def durable_write(source: Path, work: Path) -> float:
     size = target.stat().st_size
     target.unlink()
     return size / MIB / seconds
-
-
-def wait_processed(base: str, token: str, file_id: str, timeout: float = 1800) -> None:
-    """Until the worker has processed the file (ready or failed)."""
-    import httpx
-
-    headers = {"Authorization": f"Bearer {token}"}
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        response = httpx.get(f"{base}/api/v1/files/{file_id}", headers=headers, timeout=60)
-        response.raise_for_status()
-        if response.json()["status"] in ("ready", "failed"):
-            return
-        time.sleep(0.5)
-    raise TimeoutError(f"file {file_id} still not processed after {timeout}s")
 
 
 @dataclass
@@ -534,11 +357,10 @@ def side_by_side(args, source: Path, work: Path, procs: Processes, settle) -> tu
         ok_rss = case.rss(ours) <= RSS_TARGET_MIB
         ok &= ok_rate and ok_rss
         verdicts.append(
-            f"{'PASS' if ok_rate else 'FAIL'} {case.name}: ours/Node {ratio:.2f} "
-            f"(target >= {OURS_VS_NODE_TARGET})"
+            f"{word(ok_rate)} {case.name}: ours/Node {ratio:.2f} (target >= {OURS_VS_NODE_TARGET})"
         )
         verdicts.append(
-            f"{'PASS' if ok_rss else 'FAIL'} {case.name}: our RSS growth "
+            f"{word(ok_rss)} {case.name}: our RSS growth "
             f"{case.rss(ours):.1f} MiB (target <= {RSS_TARGET_MIB} MiB)"
         )
     print("\n".join(verdicts))
@@ -554,108 +376,31 @@ def side_by_side(args, source: Path, work: Path, procs: Processes, settle) -> tu
 # --- `serve`: multipart and tus (sendfile) in production mode -------------------------------
 
 
-@contextlib.contextmanager
-def scratch_database() -> Iterator[str]:
-    import sqlalchemy as sa
-    from sqlalchemy.engine import make_url
-
-    from app.migrate import upgrade
-
-    name = f"instashare_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = sa.create_engine(ADMIN_DB_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = make_url(ADMIN_DB_URL).set(database=name).render_as_string(hide_password=False)
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(
-                sa.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"
-                ),
-                {"n": name},
-            )
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
-
-
-def upload_multipart(base: str, token: str, path: Path) -> tuple[float, str]:
+def upload_multipart(base: str, auth: dict[str, str], path: Path) -> tuple[float, str]:
     """Seconds taken, and the new file's id."""
     started = time.perf_counter()
     out = subprocess.run(
-        ["curl", "-sS", "--fail-with-body", "-H", "Expect:", "-H", f"Authorization: Bearer {token}",
-         "-F", f"file=@{path};type=application/octet-stream", f"{base}/api/v1/upload_files"],
+        ["curl", "-sS", "--fail-with-body", "-H", "Expect:", "-H",
+         f"Authorization: {auth['Authorization']}",
+         "-F", f"file=@{path};type=application/octet-stream", f"{base}{API}/upload_files"],
         check=True, capture_output=True,
     )  # fmt: skip
     elapsed = time.perf_counter() - started
     return elapsed, json.loads(out.stdout)["id"]
 
 
-def delete_file(base: str, token: str, file_id: str) -> None:
-    """Remove an upload's file, so that every run starts with the same free memory."""
-    import httpx
-
-    headers = {"Authorization": f"Bearer {token}"}
-    response = httpx.delete(f"{base}/api/v1/files/{file_id}", headers=headers, timeout=60)
-    assert response.status_code == 204, response.text
-
-
-class Http11:
-    """A minimal keep-alive HTTP/1.1 client that sends bodies with sendfile(2).
-
-    httpx tops out near 170 MiB/s here even against the raw sink (it is the bottleneck,
-    not the server), so the tus PATCHes go out like curl's: straight from the page cache.
-    """
-
-    def __init__(self, port: int):
-        self.sock = socket.create_connection(("127.0.0.1", port))
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.pending = b""
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def request(self, method, path, headers, source=None, offset=0, count=0):
-        lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {count}"]
-        lines += [f"{k}: {v}" for k, v in headers.items()]
-        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-        if count:
-            self.sock.sendfile(source, offset, count)
-        while b"\r\n\r\n" not in self.pending:
-            self.pending += self._recv()
-        head, _, rest = self.pending.partition(b"\r\n\r\n")
-        status_line, *header_lines = head.decode("latin-1").split("\r\n")
-        answer = {}
-        for line in header_lines:
-            name, _, value = line.partition(":")
-            answer[name.strip().lower()] = value.strip()
-        length = int(answer.get("content-length", 0))
-        while len(rest) < length:
-            rest += self._recv()
-        self.pending = rest[length:]
-        return int(status_line.split()[1]), answer, rest[:length]
-
-    def _recv(self) -> bytes:
-        data = self.sock.recv(65536)
-        if not data:
-            raise ConnectionError("the server closed the connection")
-        return data
-
-
-def upload_tus(port: int, token: str, path: Path, chunk: int) -> tuple[float, str]:
+def upload_tus(port: int, auth: dict[str, str], path: Path, chunk: int) -> tuple[float, str]:
     """Seconds taken, and the new file's id."""
     size = path.stat().st_size
-    auth = {"Authorization": f"Bearer {token}", **TUS}
-    meta = "filename " + base64.b64encode(b"bench-tus.bin").decode()
+    auth = {**auth, **TUS}
+    meta = tus_metadata("bench-tus.bin")
     http = Http11(port)
     try:
         with open(path, "rb") as source:
             started = time.perf_counter()
             status, headers, body = http.request(
                 "POST",
-                "/api/v1/uploads",
+                f"{API}/uploads",
                 {**auth, "Upload-Length": str(size), "Upload-Metadata": meta},
             )
             assert status == 201, body
@@ -686,63 +431,38 @@ def upload_tus(port: int, token: str, path: Path, chunk: int) -> tuple[float, st
     return elapsed, url.rsplit("/", 1)[1]
 
 
-def account(base: str) -> str:
-    import httpx
-
-    email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
-    password = uuid.uuid4().hex
-    with httpx.Client(base_url=base, timeout=30) as http:
-        http.post("/api/v1/users/register", json={"email": email, "password": password})
-        login = http.post("/api/v1/users/login", json={"email": email, "password": password})
-        login.raise_for_status()
-        return login.json()["access_token"]
-
-
 def serve_section(args, source: Path, work: Path, procs: Processes, settle, ceiling: float) -> bool:
     """Multipart and tus (sendfile) against `serve`: whether every target held."""
-    import redis
-
     size = args.size_mib * MIB
-    for db in (8, 9):
-        redis.Redis.from_url(f"{REDIS}/{db}").flushdb()
-    with scratch_database() as database_url:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("INSTASHARE_")}
-        env.update(
-            INSTASHARE_ENV="production",
-            INSTASHARE_SECRET_KEY=base64.b64encode(os.urandom(33)).decode(),
-            INSTASHARE_DATABASE_URL=database_url,
-            INSTASHARE_REDIS_URL=f"{REDIS}/8",
-            INSTASHARE_BROKER_URL=f"{REDIS}/9",
-            INSTASHARE_DATA_DIR=str(work / "serve"),
-            INSTASHARE_STORAGE_BACKEND="local",
+    with (
+        scratch_database("instashare_bench_upload") as database_url,
+        shared_redis((8, 9)) as redis_base,
+    ):
+        service = start_service(
+            procs,
+            work,
+            database_url,
+            workers=1,
+            redis_base=redis_base,
+            dbs=(8, 9),
+            tag="serve",
             INSTASHARE_MAX_UPLOAD_BYTES=str(2 * size),
-            INSTASHARE_LOG_LEVEL="WARNING",
         )
-        port = free_port()
-        server = procs.start(
-            "serve",
-            [sys.executable, "-m", "app.server", "serve", "--workers", "1",
-             "--host", "127.0.0.1", "--port", str(port)],
-            env,
-            work / "serve.log",
-        )  # fmt: skip
-        wait_for_port(port)
-        base = f"http://127.0.0.1:{port}"
-        token = account(base)
-        time.sleep(1.0)  # let the worker settle before the baselines
+        server, port, base = service.server, service.port, service.base
+        auth = account(base)
         runs: dict[str, list[tuple[float, float]]] = {}
         tus_name = f"tus, {args.chunk_mib} MiB PATCHes"
         for _ in range(args.rounds):
             settle()
             with RssSampler(server.pid) as rss:
-                seconds, file_id = upload_multipart(base, token, source)
+                seconds, file_id = upload_multipart(base, auth, source)
             runs.setdefault("multipart POST /upload_files", []).append((seconds, rss.growth_mib))
-            delete_file(base, token, file_id)
+            delete_file(base, auth, file_id)
             settle()
             with RssSampler(server.pid) as rss:
-                seconds, file_id = upload_tus(port, token, source, args.chunk_mib * MIB)
+                seconds, file_id = upload_tus(port, auth, source, args.chunk_mib * MIB)
             runs.setdefault(tus_name, []).append((seconds, rss.growth_mib))
-            delete_file(base, token, file_id)
+            delete_file(base, auth, file_id)
         # No worker runs here: nothing is left to compress, and the database goes next.
     print(
         f"\nserve: {args.size_mib} MiB upload, gunicorn --workers 1, PostgreSQL, local storage; "
@@ -764,11 +484,11 @@ def serve_section(args, source: Path, work: Path, procs: Processes, settle, ceil
         ok_rss = growth <= RSS_TARGET_MIB
         ok &= ok_rate and ok_rss
         verdicts.append(
-            f"{'PASS' if ok_rate else 'FAIL'} serve {name}: throughput {rate / ceiling:.2f}x "
+            f"{word(ok_rate)} serve {name}: throughput {rate / ceiling:.2f}x "
             f"sink (target >= {THROUGHPUT_TARGET}x)"
         )
         verdicts.append(
-            f"{'PASS' if ok_rss else 'FAIL'} serve {name}: RSS growth {growth:.1f} MiB "
+            f"{word(ok_rss)} serve {name}: RSS growth {growth:.1f} MiB "
             f"(target <= {RSS_TARGET_MIB} MiB)"
         )
     print("\n".join(verdicts))
@@ -776,7 +496,7 @@ def serve_section(args, source: Path, work: Path, procs: Processes, settle, ceil
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = arguments(__doc__, keep=False)
     parser.add_argument("--size-mib", type=int, default=1024, help="per client")
     parser.add_argument("--chunk-mib", type=int, default=8, help="tus chunk (tuspy, serve)")
     parser.add_argument("--clients", type=int, default=4, help="at once, in case (c)")
@@ -784,14 +504,7 @@ def main() -> int:
     parser.add_argument("--settle", type=float, default=8.0, help="seconds of pause before a run")
     parser.add_argument("--quick", action="store_true", help="256 MiB, 1 round, 3 s pauses")
     parser.add_argument("--no-serve", action="store_true", help="skip the `serve` section")
-    parser.add_argument("--sink", metavar="DIR", help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.sink:
-        import uvicorn
-
-        uvicorn.run(sink_app(args.sink), host="127.0.0.1", port=args.port, log_level="warning")
-        return 0
     if args.quick:
         args.size_mib, args.rounds, args.settle = 256, 1, 3.0
 
@@ -804,19 +517,18 @@ def main() -> int:
         time.sleep(args.settle)
 
     print(f"load average at the start: {load_average()}")
-    work = Path(tempfile.mkdtemp(prefix="instashare-bench-"))
     procs = Processes()
-    try:
-        source = work / "upload.bin"
-        make_file(source, args.size_mib * MIB)
-        ok, ceiling = side_by_side(args, source, work, procs, settle)
-        if not args.no_serve:
-            ok &= serve_section(args, source, work, procs, settle, ceiling)
-        print(f"load average at the end: {load_average()}")
-        return 0 if ok else 1
-    finally:
-        procs.stop_all()
-        shutil.rmtree(work, ignore_errors=True)
+    with scratch_dir("upload") as work:
+        try:
+            source = work / "upload.bin"
+            write_random_file(source, args.size_mib * MIB)
+            ok, ceiling = side_by_side(args, source, work, procs, settle)
+            if not args.no_serve:
+                ok &= serve_section(args, source, work, procs, settle, ceiling)
+            print(f"load average at the end: {load_average()}")
+            return 0 if ok else 1
+        finally:
+            procs.stop_all()
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ is stopped by PID and the scratch database dropped. `--size-mib 256` is a quick 
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import os
 import re
@@ -43,29 +42,22 @@ import time
 from pathlib import Path
 
 import httpx
-from _support import (
-    API,
-    ROOT,
-    Processes,
-    private_redis,
-    production_env,
-    register,
-    run_in_scratch,
-    start_serve,
-)
 from playwright.sync_api import sync_playwright
+from support.client import API, register
+from support.data import write_random_file
+from support.processes import ROOT, Processes
+from support.report import machine, word
+from support.stack import (
+    arguments,
+    clean_env,
+    scratch_main,
+    start_service,
+)
 
 MIB = 1024 * 1024
 RATIO_TARGET = 0.8
 IMPORT = re.compile(r"""^import\s[^;]*?from\s+"(\./[^"]+)";""", re.MULTILINE)
 ASSET = re.compile(r"""(?:src|href)="(/app/[^"]+)\"""")
-
-
-def write_random_file(path: Path, size: int) -> None:
-    with path.open("wb") as f:
-        for _ in range(size // MIB):
-            f.write(os.urandom(MIB))
-        f.write(os.urandom(size % MIB))
 
 
 def first_load(base: str) -> list[tuple[str, int, int]]:
@@ -121,8 +113,7 @@ def browser_upload_s(browser, base: str, token: str, path: Path) -> float:
 
 
 def cli_upload_s(base: str, email: str, password: str, path: Path, home: Path) -> float:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INSTASHARE_")}
-    env.update(
+    env = clean_env(
         XDG_CONFIG_HOME=str(home),
         INSTASHARE_URL=base,
         INSTASHARE_EMAIL=email,
@@ -136,15 +127,12 @@ def cli_upload_s(base: str, email: str, password: str, path: Path, home: Path) -
     return time.monotonic() - started
 
 
-def run(args: argparse.Namespace, work: Path, procs: Processes, database_url: str) -> bool:
-    env = production_env(database_url, private_redis(procs, work), work)
-    cli = [sys.executable, "-m", "app.server"]
-    subprocess.run([*cli, "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
-    server, port = start_serve(procs, env, work, "web", workers=args.workers)
-    base = f"http://127.0.0.1:{port}"
+def run(args, work: Path, procs: Processes, database_url: str) -> bool:
+    service = start_service(procs, work, database_url, workers=args.workers)
+    server, base = service.server, service.base
     print(
         f"serve --workers {args.workers} (gunicorn {server.pid}), production mode, PostgreSQL, "
-        f"Redis, local storage; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
+        f"Redis, local storage; {machine()}"
     )
 
     files = first_load(base)
@@ -204,7 +192,7 @@ def run(args: argparse.Namespace, work: Path, procs: Processes, database_url: st
         print(f"  {who:<8} {statistics.median(speeds[who]):8.1f}   {fmt(speeds[who])}")
     ratio = statistics.median(speeds["browser"]) / statistics.median(speeds["cli"])
     ok = ratio >= RATIO_TARGET
-    print(f"target browser/CLI >= {RATIO_TARGET}: {ratio:.3f}  {'PASS' if ok else 'FAIL'}")
+    print(f"target browser/CLI >= {RATIO_TARGET}: {ratio:.3f}  {word(ok)}")
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
     return ok
 
@@ -214,16 +202,13 @@ def fmt(values: list[float]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = arguments(__doc__)
     parser.add_argument("--size-mib", type=int, default=1024, help="the uploaded file's size")
     parser.add_argument("--rounds", type=int, default=1, help="uploads each way (medians)")
     parser.add_argument("--files", type=int, default=50, help="files in the listed account")
     parser.add_argument("--loads", type=int, default=5, help="page loads, cold and warm each")
     parser.add_argument("--workers", type=int, default=2, help="serve's workers")
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
-    args = parser.parse_args()
-
-    return run_in_scratch("web", args.keep, lambda *held: run(args, *held))
+    return scratch_main("web", parser, run)
 
 
 if __name__ == "__main__":
