@@ -28,13 +28,13 @@ from pathlib import Path
 
 import httpx
 from support.client import API, account
-from support.processes import Processes, free_port, wait_for_port
+from support.processes import Processes
 from support.report import word
 from support.stack import (
-    CLI,
     arguments,
     clean_env,
     run_in_scratch,
+    start_dev,
     start_service,
 )
 
@@ -115,10 +115,7 @@ def measure(base: str, args) -> tuple[float, float, int, float]:
 
 def run_dev(work: Path, procs: Processes, args) -> tuple:
     env = clean_env(INSTASHARE_LOGIN_MAX_FAILURES_PER_IP="1000")
-    port = free_port()
-    argv = [*CLI, "dev", "--port", str(port), "--data-dir", str(work / "dev")]
-    procs.start("dev", argv, env, work / "dev.out")
-    wait_for_port(port, timeout=60)
+    _, port = start_dev(procs, env, work, "--data-dir", str(work / "dev"))
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while "celery@" not in _read(work / "dev" / "dev.log") or " ready." not in _read(

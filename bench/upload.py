@@ -68,6 +68,7 @@ from support.stack import (
     scratch_database,
     scratch_dir,
     shared_redis,
+    start_dev,
     start_service,
 )
 
@@ -133,21 +134,14 @@ def start_node(work: Path, procs: Processes) -> TusServer:
     return TusServer(name, node.pid, f"http://127.0.0.1:{port}/files", remove=remove)
 
 
-def start_dev(work: Path, procs: Processes, size: int) -> TusServer:
+def start_ours(work: Path, procs: Processes, size: int) -> TusServer:
     """`instashare-server dev` with its data (SQLite, storage, queue) in a temp dir."""
     data = work / "dev"
     data.mkdir()
     env = dev_env(
         data, INSTASHARE_MAX_UPLOAD_BYTES=str(2 * size), INSTASHARE_QUOTA_BYTES=str(64 * size)
     )
-    port = free_port()
-    dev = procs.start(
-        "dev",
-        [sys.executable, "-m", "app.server", "dev", "--host", "127.0.0.1", "--port", str(port)],
-        env,
-        work / "dev.log",
-    )
-    wait_for_port(port)
+    dev, port = start_dev(procs, env, work)
     base = f"http://127.0.0.1:{port}"
     auth = account(base)
 
@@ -285,7 +279,7 @@ def side_by_side(args, source: Path, work: Path, procs: Processes, settle) -> tu
     size = args.size_mib * MIB
     sink = start_sink(work, procs)
     node = start_node(work, procs)
-    ours = start_dev(work, procs, size)
+    ours = start_ours(work, procs, size)
     servers = [ours, node, sink]
     chunk = args.chunk_mib * MIB
     cases = [

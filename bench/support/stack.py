@@ -238,6 +238,15 @@ def start_worker(
     return procs.start("worker", [*CLI, "worker", *argv], env, work / log)
 
 
+def start_dev(procs: Processes, env: dict[str, str], work: Path, *argv: str):
+    """`instashare-server dev *argv` on a free port, once it listens: (process, port)."""
+    port = free_port()
+    argv = ("dev", "--host", "127.0.0.1", "--port", str(port), *argv)
+    proc = procs.start("dev", [*CLI, *argv], env, work / "dev.out")
+    wait_for_port(port, timeout=60)
+    return proc, port
+
+
 def start_serve(
     procs: Processes, env: dict[str, str], work: Path, tag: str, workers: int | None = None
 ):
