@@ -21,7 +21,9 @@ import time
 import uuid
 
 import sqlalchemy as sa
-from _support import ROOT, scratch_database
+from support.processes import ROOT
+from support.report import word
+from support.stack import scratch_database
 
 sys.path.insert(0, str(ROOT))
 from app.migrate import upgrade
@@ -104,9 +106,9 @@ def main() -> int:
     ratio = per_row[largest] / per_row[smallest]
     linear = ratio <= 2.0
     print()
-    print(f"{'PASS' if linear else 'FAIL'}  per-row cost at {largest:,} files is {ratio:.2f}x "
+    print(f"{word(linear)}  per-row cost at {largest:,} files is {ratio:.2f}x "
           f"that at {smallest:,} (target <= 2x)")  # fmt: skip
-    print(f"{'PASS' if all_exact else 'FAIL'}  the counters are exact after every statement")
+    print(f"{word(all_exact)}  the counters are exact after every statement")
     return 0 if linear and all_exact else 1
 
 
