@@ -12,7 +12,7 @@ from app.http.responses import empty
 from app.http.security import owner, owner_in
 from app.http.streaming import Disconnected, Exchange
 from app.services import resumable_uploads
-from app.services.resumable_uploads import PartWriter, Progress
+from app.services.resumable_uploads import Chunk, Context, Limits, PartWriter, Progress
 
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -46,18 +46,11 @@ async def create(request: Exchange) -> None:
     with_body = request.has_body()
     if with_body:
         tus.check_content_type(headers.get("Content-Type"))
-    settings = request.runtime.settings
+    length = int(headers["Upload-Length"])
+    metadata = tus.parse_metadata(headers.get("Upload-Metadata"))
+    first = tus.parse_chunk(headers, 0, request.content_length)
     progress, part = await request.run(
-        _begin_create,
-        request,
-        length=int(headers["Upload-Length"]),
-        metadata=tus.parse_metadata(headers.get("Upload-Metadata")),
-        max_file_bytes=settings.max_upload_bytes,
-        quota_bytes=settings.quota_bytes,
-        expiry_seconds=settings.upload_expiry_seconds,
-        with_body=with_body,
-        content_length=request.content_length,
-        checksum=tus.parse_checksum(headers.get("Upload-Checksum")),
+        _begin_create, request, length=length, metadata=metadata, first=first if with_body else None
     )
     if part is not None:
         progress = await _receive_part(request, part)
@@ -66,12 +59,14 @@ async def create(request: Exchange) -> None:
     )
 
 
-def _begin_create(request: Exchange, **kwargs):
+def _context(request: Exchange) -> Context:
     rt = request.runtime
+    return Context(request.session, rt.storage, rt.jobs, Limits.of(rt.settings))
+
+
+def _begin_create(request: Exchange, **kwargs):
     owner_id = owner_in(request.session, request.user)
-    return resumable_uploads.begin_create(
-        request.session, rt.storage, rt.jobs, owner_id=owner_id, **kwargs
-    )
+    return resumable_uploads.begin_create(_context(request), owner_id, **kwargs)
 
 
 async def _receive_part(request: Exchange, part: PartWriter) -> Progress:
@@ -107,22 +102,16 @@ async def patch(request: Exchange) -> None:
     part = await request.run(
         _begin_append,
         request,
-        upload_id=uuid.UUID(request.path_params["upload_id"]),
-        offset=int(headers["Upload-Offset"]),
-        content_length=request.content_length,
-        checksum=tus.parse_checksum(headers.get("Upload-Checksum")),
-        expiry_seconds=request.runtime.settings.upload_expiry_seconds,
+        uuid.UUID(request.path_params["upload_id"]),
+        tus.parse_chunk(headers, int(headers["Upload-Offset"]), request.content_length),
     )
     progress = await _receive_part(request, part)
     await request.respond(204, _progress_headers(progress))
 
 
-def _begin_append(request: Exchange, **kwargs) -> PartWriter:
-    rt = request.runtime
+def _begin_append(request: Exchange, upload_id: uuid.UUID, chunk: Chunk) -> PartWriter:
     owner_id = owner_in(request.session, request.user)
-    return resumable_uploads.begin_append(
-        request.session, rt.storage, rt.jobs, owner_id=owner_id, **kwargs
-    )
+    return resumable_uploads.begin_append(_context(request), owner_id, upload_id, chunk)
 
 
 def terminate(user: str, upload_id: str):

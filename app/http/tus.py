@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from connexion.validators import AbstractRequestBodyValidator
@@ -24,7 +25,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import InvalidInput, UnsupportedMediaType
-from app.services.resumable_uploads import CHECKSUMS, Checksum
+from app.services.resumable_uploads import CHECKSUMS, Checksum, Chunk
 
 VERSION = "1.0.0"
 EXTENSIONS = ("creation", "creation-with-upload", "termination", "checksum", "expiration")
@@ -102,6 +103,12 @@ class TusBodyValidator(AbstractRequestBodyValidator):
 
     async def wrap_receive(self, receive: Receive, *, scope: Scope) -> tuple[Receive, Scope]:
         return receive, scope
+
+
+def parse_chunk(headers: Mapping[str, str], offset: int, content_length: int | None) -> Chunk:
+    """What a request's headers say of the bytes it brings from `offset` (400 for a bad
+    `Upload-Checksum`)."""
+    return Chunk(offset, content_length, parse_checksum(headers.get("Upload-Checksum")))
 
 
 def parse_checksum(header: str | None) -> Checksum | None:

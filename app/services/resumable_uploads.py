@@ -1,15 +1,16 @@
 """Resumable uploads (tus 1.0): create, append, inspect, terminate and expire them.
 
 Any API process can take any request: progress lives in the `uploads` row, bytes in the
-storage backend, one part object per PATCH under `tmp/<user>/uploads/<id>.parts/`. A PATCH
-streams its body straight into a storage writer (never whole in memory, never on local
-disk when the backend is GCS), then records the part with an UPDATE that also checks the
-offset, so two PATCHes racing for one upload cannot both land: the loser gets 409 and
-its part object is removed. When the last byte lands the parts are concatenated (a
-server-side compose on GCS) into the staged key of a new pending File with the same id,
-in the same transaction, which also removes the upload's row and records its parts for
-removal (`deletions`); the parts go after the commit, and the compression job is sent.
-A finished upload is answered from its file: HEAD reports its full length.
+storage backend under `tmp/<user>/uploads/<id>.parts/`, as the backend keeps them
+(`Storage.upload_chunk`: appended in place to one object, or a part object per PATCH). A
+PATCH streams its body straight into storage (never whole in memory, never on local disk
+when the backend is GCS), then moves the offset with an UPDATE that also checks it, so two
+PATCHes racing for one upload cannot both land: the loser gets 409 and its part object is
+removed. When the last byte lands the parts are concatenated (a server-side compose on
+GCS) into the staged key of a new pending File with the same id, in the same transaction,
+which also removes the upload's row and records its parts for removal (`deletions`); the
+parts go after the commit, and the compression job is sent. A finished upload is answered
+from its file: HEAD reports its full length.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import BinaryIO, NoReturn, Protocol
+from typing import NoReturn
 
 from isal import isal_zlib
 from sqlalchemy import delete, select, update
@@ -43,25 +44,53 @@ from app.errors import (
 from app.models import File, FileStatus, Upload, UploadPart
 from app.queue.jobs import JobQueue
 from app.services import admission, deletions, names
+from app.settings import Settings
 from app.storage import Busy, Storage
-from app.storage.base import Appending
+from app.storage.base import UploadChunk
 
 CHECKSUMS: dict[str, Callable[[], hashlib._Hash]] = {
     "sha1": lambda: hashlib.sha1(usedforsecurity=False),
     "md5": lambda: hashlib.md5(usedforsecurity=False),
     "sha256": hashlib.sha256,
 }
-READ_SIZE = 1024 * 1024
-
-
-class Body(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
 
 
 @dataclass(frozen=True)
 class Checksum:
     algorithm: str
     digest: bytes
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the settings allow an upload: its size, the owner's quota, its idle lifetime."""
+
+    max_file_bytes: int
+    quota_bytes: int
+    expiry_seconds: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        return cls(settings.max_upload_bytes, settings.quota_bytes, settings.upload_expiry_seconds)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every step of writing an upload works with (one request's)."""
+
+    session: Session
+    storage: Storage
+    jobs: JobQueue
+    limits: Limits
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """What a request says of the bytes it brings: where they go, how many, their digest."""
+
+    offset: int = 0
+    content_length: int | None = None  # None: the client did not say (chunked)
+    checksum: Checksum | None = None
 
 
 @dataclass(frozen=True)
@@ -119,93 +148,30 @@ def get(session: Session, owner_id: uuid.UUID, upload_id: uuid.UUID) -> Progress
     return _progress(upload)
 
 
-def create(
-    session: Session,
-    storage: Storage,
-    jobs: JobQueue,
-    *,
-    owner_id: uuid.UUID,
-    length: int,
-    metadata: dict[str, str | None],
-    max_file_bytes: int,
-    quota_bytes: int,
-    expiry_seconds: int,
-    body: Body | None = None,
-    content_length: int | None = None,
-    checksum: Checksum | None = None,
-) -> Progress:
-    """Start an upload of `length` bytes, with its first bytes when `body` is given.
-
-    413 over the file size or the quota, 409 when the name is taken. If the first bytes
-    are refused (checksum, length), the new upload is removed again: nothing half-made.
-    """
-    progress, part = begin_create(
-        session,
-        storage,
-        jobs,
-        owner_id=owner_id,
-        length=length,
-        metadata=metadata,
-        max_file_bytes=max_file_bytes,
-        quota_bytes=quota_bytes,
-        expiry_seconds=expiry_seconds,
-        with_body=body is not None,
-        content_length=content_length,
-        checksum=checksum,
-    )
-    return progress if part is None or body is None else part.pump(body)
-
-
 def begin_create(
-    session: Session,
-    storage: Storage,
-    jobs: JobQueue,
-    *,
+    ctx: Context,
     owner_id: uuid.UUID,
+    *,
     length: int,
     metadata: dict[str, str | None],
-    max_file_bytes: int,
-    quota_bytes: int,
-    expiry_seconds: int,
-    with_body: bool,
-    content_length: int | None = None,
-    checksum: Checksum | None = None,
+    first: Chunk | None = None,
 ) -> tuple[Progress, PartWriter | None]:
-    """`create`, with its first bytes (when `with_body`) left to the caller to write.
+    """Start an upload of `length` bytes; with a writer for its `first` bytes, if any.
 
-    The writer, if any, takes the new upload with it when it is aborted or its bytes are
-    refused.
+    413 over the file size or the quota, 409 when the name is taken. The writer takes the
+    new upload with it when it is aborted or its bytes are refused (checksum, length):
+    nothing half-made.
     """
-    upload = _start(
-        session,
-        storage,
-        jobs,
-        owner_id=owner_id,
-        length=length,
-        metadata=metadata,
-        max_file_bytes=max_file_bytes,
-        quota_bytes=quota_bytes,
-        expiry_seconds=expiry_seconds,
-    )
-    if not with_body or upload.completed_at is not None:
+    upload = _start(ctx, owner_id, length, metadata)
+    if first is None or upload.completed_at is not None:
         return _progress(upload), None
 
     def remove_upload() -> None:
-        session.rollback()
-        _remove(session, storage, upload.id, upload.temporary_keys)
+        ctx.session.rollback()
+        _remove(ctx.session, ctx.storage, upload.id, upload.temporary_keys)
 
     try:
-        part = begin_append(
-            session,
-            storage,
-            jobs,
-            owner_id=owner_id,
-            upload_id=upload.id,
-            offset=0,
-            content_length=content_length,
-            checksum=checksum,
-            expiry_seconds=expiry_seconds,
-        )
+        part = begin_append(ctx, owner_id, upload.id, first)
     except BaseException:
         remove_upload()
         raise
@@ -214,26 +180,19 @@ def begin_create(
 
 
 def _start(
-    session: Session,
-    storage: Storage,
-    jobs: JobQueue,
-    *,
-    owner_id: uuid.UUID,
-    length: int,
-    metadata: dict[str, str | None],
-    max_file_bytes: int,
-    quota_bytes: int,
-    expiry_seconds: int,
+    ctx: Context, owner_id: uuid.UUID, length: int, metadata: dict[str, str | None]
 ) -> Upload:
-    if length > max_file_bytes:
+    session, limits = ctx.session, ctx.limits
+    if length > limits.max_file_bytes:
         raise TooLarge(
-            f"A file may be at most {max_file_bytes} bytes; this one is {length}.", limit="file"
+            f"A file may be at most {limits.max_file_bytes} bytes; this one is {length}.",
+            limit="file",
         )
     filename = metadata.get("filename") or metadata.get("name")
     if not filename:
         raise InvalidInput("Upload-Metadata must carry the file's name as `filename`.")
     name = names.from_client_filename(filename)
-    admission.check_new_file(session, quota_bytes, owner_id, name, length)
+    admission.check_new_file(session, limits.quota_bytes, owner_id, name, length)
     session.rollback()  # end the read: the reservation starts a transaction of its own
     now = utcnow()
     upload = Upload(
@@ -247,154 +206,82 @@ def _start(
         offset=0,
         crc32=0,
         parts=0,
-        expires_at=now + dt.timedelta(seconds=expiry_seconds),
+        expires_at=now + dt.timedelta(seconds=limits.expiry_seconds),
         created_at=now,
         updated_at=now,
     )
     # The whole length is held until the upload finishes or goes: parallel uploads cannot
     # overrun the quota between them.
-    admission.reserve(session, quota_bytes, owner_id, length)
+    admission.reserve(session, limits.quota_bytes, owner_id, length)
     session.add(upload)
     session.flush()
     if length == 0:
         # Nothing to wait for: the empty file exists at once.
-        file, leftovers = _finish(session, storage, upload, [], now)
-        _commit_finished(session, storage, jobs, upload, file, leftovers)
+        _finish(ctx, upload, [], now)
         return upload
     session.commit()
     return upload
 
 
-def append(
-    session: Session,
-    storage: Storage,
-    jobs: JobQueue,
-    *,
-    owner_id: uuid.UUID,
-    upload_id: uuid.UUID,
-    offset: int,
-    body: Body,
-    content_length: int | None,
-    checksum: Checksum | None,
-    expiry_seconds: int,
-) -> Progress:
-    """Store one PATCH body at `offset` as a part; finish the upload when it is complete.
-
-    409 when `offset` is not the upload's, 413 when the body runs past its length, 460
-    (and nothing stored) when the checksum does not match. A body cut short by the client
-    is kept as far as it got, as tus asks, unless it came with a checksum.
-    """
-    part = begin_append(
-        session,
-        storage,
-        jobs,
-        owner_id=owner_id,
-        upload_id=upload_id,
-        offset=offset,
-        content_length=content_length,
-        checksum=checksum,
-        expiry_seconds=expiry_seconds,
-    )
-    return part.pump(body)
-
-
 def begin_append(
-    session: Session,
-    storage: Storage,
-    jobs: JobQueue,
-    *,
-    owner_id: uuid.UUID,
-    upload_id: uuid.UUID,
-    offset: int,
-    content_length: int | None,
-    checksum: Checksum | None,
-    expiry_seconds: int,
+    ctx: Context, owner_id: uuid.UUID, upload_id: uuid.UUID, chunk: Chunk
 ) -> PartWriter:
-    """`append` in steps, for a caller that receives the body itself (on an event loop).
+    """The writer for one PATCH body at `chunk.offset`, for a caller that receives the body
+    itself (on an event loop): it `write`s each piece as it arrives, then `finish`es (which
+    finishes the upload when it is complete), or `abort`s.
 
-    The checks come first (404, 409, 413), then the writer is open: the caller `write`s
-    each chunk as it arrives and then `finish`es, or `abort`s. No transaction stays open
-    in between, however slowly the body comes.
+    The checks come first: 404, 409 when the offset is not the upload's, 413 when the body
+    runs past its length. No transaction stays open in between, however slowly the body
+    comes.
     """
-    upload = _owned(session, owner_id, upload_id)
-    session.commit()  # no transaction stays open while the body streams in
-    _check_offset(upload, offset)
-    remaining = upload.length - offset
-    if content_length is not None and content_length > remaining:
+    upload = _owned(ctx.session, owner_id, upload_id)
+    ctx.session.commit()  # no transaction stays open while the body streams in
+    _check_offset(upload, chunk.offset)
+    remaining = upload.length - chunk.offset
+    if chunk.content_length is not None and chunk.content_length > remaining:
         raise TooLarge(
-            f"The body of {content_length} bytes runs past the upload's length "
+            f"The body of {chunk.content_length} bytes runs past the upload's length "
             f"({remaining} bytes remain).",
             limit="file",
         )
-    return PartWriter(
-        session,
-        storage,
-        jobs,
-        upload,
-        offset,
-        _PartStream(remaining, checksum, content_length),
-        expiry_seconds,
-    )
+    return PartWriter(ctx, upload, chunk)
 
 
 class PartWriter:
-    """One request body on its way into an upload: `write` chunks, then `finish` or `abort`.
+    """One request body on its way into an upload: `write` pieces, then `finish` or `abort`.
 
-    On a backend that appends in place, every PATCH extends one data object, under the
-    backend's lock: a PATCH that finds another one writing gets 409 at once, and the
-    offset is re-read under the lock. No assembly at the end (the finished upload is the
-    data object, renamed), so the last PATCH costs what the others do. Elsewhere each
-    PATCH stores a part object of its own.
+    Where they go is the storage's choice (see `Storage.upload_chunk`): appended in place,
+    under a hold that makes a PATCH finding another one writing get 409 at once, or into a
+    part object of its own, recorded when the offset moves.
+    A body cut short by the client is kept as far as it got, as tus asks, unless it came
+    with a checksum; 460 (and nothing kept) when the checksum does not match.
 
     The calls may come from different threads, one at a time.
     """
 
-    def __init__(
-        self,
-        session: Session,
-        storage: Storage,
-        jobs: JobQueue,
-        upload: Upload,
-        offset: int,
-        stream: _PartStream,
-        expiry_seconds: int,
-    ):
-        self.session = session
-        self.storage = storage
-        self.jobs = jobs
+    def __init__(self, ctx: Context, upload: Upload, chunk: Chunk):
+        self.ctx = ctx
+        self.session = ctx.session
         self.upload = upload
-        self.offset = offset
-        self.stream = stream
-        self.expiry_seconds = expiry_seconds
+        self.offset = chunk.offset
+        self.stream = _PartStream(upload.length - chunk.offset, chunk)
         self.on_refused: Callable[[], None] | None = None  # also undo what came before
-        self._key: str | None = None
-        self._data_key: str | None = None
         self._ended = False  # finished or aborted: later calls do nothing
         self._opened = ExitStack()
-        self._appender: Appending | None = None
-        self._sink: Appending | BinaryIO
         try:
-            if storage.appendable:
-                self._data_key = _data_key(storage, upload, offset)
-                self._appender = self._opened.enter_context(
-                    storage.appender(self._data_key, offset, self._confirm)
+            # An upload begun before the temporary prefix existed goes on where it is.
+            self._sink: UploadChunk = self._opened.enter_context(
+                ctx.storage.upload_chunk(
+                    upload.parts_prefix,
+                    self.offset,
+                    self._confirm,
+                    earlier=upload.legacy_parts_prefix,
                 )
-                self._sink = self._appender
-            else:
-                self._key = f"{upload.parts_prefix}{offset:015d}-{uuid.uuid4().hex[:12]}"
-                # Not fsynced: the worker checks the assembled bytes against size and CRC-32.
-                self._sink = self._opened.enter_context(
-                    storage.writer(self._key, "application/octet-stream", durable=False)
-                )
+            )
         except BaseException as exc:
             self._opened.close()
-            session.rollback()
+            ctx.session.rollback()
             _reraise(exc)
-
-    @property
-    def size(self) -> int:
-        """The bytes written so far."""
-        return self.stream.size
 
     def _confirm(self) -> None:
         current = self.session.get(Upload, self.upload.id, populate_existing=True)
@@ -418,12 +305,6 @@ class PartWriter:
             self.abort(exc)
             _reraise(exc)
 
-    def pump(self, body: Body) -> Progress:
-        """Write all of `body` (read until it ends), then `finish`."""
-        while chunk := body.read(READ_SIZE):
-            self.write((chunk,))
-        return self.finish()
-
     def abort(self, exc: BaseException | None = None) -> None:
         """Keep nothing of this body (the caller is raising `exc`, or giving up)."""
         if self._ended:
@@ -436,8 +317,7 @@ class PartWriter:
 
     def _discard(self, exc: BaseException | None) -> None:
         try:
-            if self._appender is not None:
-                self._appender.discard()
+            self._sink.discard()
             error = exc or _Abandoned()
             self._opened.__exit__(type(error), error, error.__traceback__)
         finally:
@@ -455,10 +335,7 @@ class PartWriter:
         self._ended = True
         try:
             self.stream.check(self.offset)
-            if self._appender is not None:
-                self._appender.persist()  # on disk before the new offset is recorded and reported
-            else:
-                self._opened.close()  # the part object is stored
+            self._sink.keep()  # stored (on disk, in place) before the new offset is recorded
         except _NothingToKeep:
             self._discard(None)
             return _progress(self.upload)
@@ -469,36 +346,67 @@ class PartWriter:
         try:
             # In place, from here the bytes stay even if recording fails: the next PATCH
             # cuts the object back to the recorded offset before it writes.
-            return _record_part(
-                self.session,
-                self.storage,
-                self.jobs,
-                self.upload,
-                self._key or self._data_key,
-                self.stream,
-                self.expiry_seconds,
-                in_place=self._appender is not None,
-            )
+            return self._record()
         except BaseException:
             self.session.rollback()
-            if self._key is not None:
-                self.storage.delete(self._key)
+            if self._sink.is_part:
+                self.ctx.storage.delete(self._sink.key)
             self._refused()
             raise
         finally:
-            self._opened.close()  # in place: releases the lock
+            self._opened.close()  # in place: releases the hold
 
-
-def _data_key(storage: Storage, upload: Upload, offset: int) -> str:
-    """The object an in-place upload appends to; one begun before the temporary prefix
-    existed goes on where its bytes already are."""
-    if (
-        offset > 0
-        and not storage.exists(upload.data_key)
-        and storage.exists(upload.legacy_data_key)
-    ):
-        return upload.legacy_data_key
-    return upload.data_key
+    def _record(self) -> Progress:
+        """Move the offset past the stored chunk (its part recorded, if it is one); finish
+        the upload when that was its last byte."""
+        session, upload, part, sink = self.session, self.upload, self.stream, self._sink
+        now = utcnow()
+        new_offset = upload.offset + part.size
+        crc = isal_zlib.crc32_combine(upload.crc32, part.crc32, part.size) & 0xFFFFFFFF
+        values = {
+            "offset": new_offset,
+            "crc32": crc,
+            "parts": upload.parts + 1,
+            "updated_at": now,
+            "expires_at": now + dt.timedelta(seconds=self.ctx.limits.expiry_seconds),
+        }
+        # The WHERE on the offset is the lock: a concurrent PATCH that landed first moved it
+        # (and on PostgreSQL this UPDATE waits for that PATCH's transaction to end).
+        moved = session.execute(
+            update(Upload)
+            .where(
+                Upload.id == upload.id,
+                Upload.offset == upload.offset,
+                Upload.completed_at.is_(None),
+            )
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if rowcount(moved) != 1:
+            raise Conflict(
+                "Another request wrote to this upload meanwhile; ask with HEAD and resume."
+            )
+        if sink.is_part:
+            session.add(
+                UploadPart(upload_id=upload.id, offset=upload.offset, size=part.size, key=sink.key)
+            )
+            session.flush()
+        for name, value in values.items():
+            set_committed_value(upload, name, value)  # what the UPDATE wrote, without a SELECT
+        if new_offset < upload.length:
+            session.commit()
+            return _progress(upload)
+        keys = [sink.key]  # in place: the one object every chunk went to
+        if sink.is_part:
+            keys = list(
+                session.scalars(
+                    select(UploadPart.key)
+                    .where(UploadPart.upload_id == upload.id)
+                    .order_by(UploadPart.offset)
+                )
+            )
+        file = _finish(self.ctx, upload, keys, now)
+        return _progress(upload, file)
 
 
 class _Abandoned(Exception):
@@ -533,13 +441,12 @@ class _NothingToKeep(Exception):
 class _PartStream:
     """Measures a body as it passes: its size, CRC-32 and the requested checksum."""
 
-    def __init__(self, limit: int, checksum: Checksum | None, content_length: int | None):
+    def __init__(self, limit: int, chunk: Chunk):
         self.limit = limit
-        self.checksum = checksum
-        self.content_length = content_length
+        self.checksum, self.content_length = chunk.checksum, chunk.content_length
         self.size = 0
         self.crc32 = 0
-        self._hash = CHECKSUMS[checksum.algorithm]() if checksum else None
+        self._hash = CHECKSUMS[chunk.checksum.algorithm]() if chunk.checksum else None
 
     def feed(self, chunk: bytes) -> None:
         if self.size + len(chunk) > self.limit:
@@ -568,88 +475,10 @@ class _PartStream:
             )
 
 
-def _record_part(
-    session: Session,
-    storage: Storage,
-    jobs: JobQueue,
-    upload: Upload,
-    key: str | None,
-    part: _PartStream,
-    expiry_seconds: int,
-    *,
-    in_place: bool = False,
-) -> Progress:
-    """Move the offset past a stored chunk; `key` names its part object (or, `in_place`,
-    the one object every chunk is appended to)."""
-    now = utcnow()
-    new_offset = upload.offset + part.size
-    crc = isal_zlib.crc32_combine(upload.crc32, part.crc32, part.size) & 0xFFFFFFFF
-    values = {
-        "offset": new_offset,
-        "crc32": crc,
-        "parts": upload.parts + 1,
-        "updated_at": now,
-        "expires_at": now + dt.timedelta(seconds=expiry_seconds),
-    }
-    # The WHERE on the offset is the lock: a concurrent PATCH that landed first moved it
-    # (and on PostgreSQL this UPDATE waits for that PATCH's transaction to end).
-    moved = session.execute(
-        update(Upload)
-        .where(
-            Upload.id == upload.id,
-            Upload.offset == upload.offset,
-            Upload.completed_at.is_(None),
-        )
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    if rowcount(moved) != 1:
-        raise Conflict("Another request wrote to this upload meanwhile; ask with HEAD and resume.")
-    if key is not None and not in_place:
-        session.add(UploadPart(upload_id=upload.id, offset=upload.offset, size=part.size, key=key))
-        session.flush()
-    for name, value in values.items():
-        set_committed_value(upload, name, value)  # what the UPDATE wrote, without a SELECT
-    if new_offset < upload.length:
-        session.commit()
-        return _progress(upload)
-    if in_place:
-        keys = [key or upload.data_key]
-    else:
-        keys = list(
-            session.scalars(
-                select(UploadPart.key)
-                .where(UploadPart.upload_id == upload.id)
-                .order_by(UploadPart.offset)
-            )
-        )
-    file, leftovers = _finish(session, storage, upload, keys, now)
-    _commit_finished(session, storage, jobs, upload, file, leftovers)
-    return _progress(upload, file)
-
-
-def _commit_finished(
-    session: Session,
-    storage: Storage,
-    jobs: JobQueue,
-    upload: Upload,
-    file: File,
-    leftovers: list[uuid.UUID],
-) -> None:
-    try:
-        session.commit()
-    except BaseException:
-        storage.delete(upload.staged_key)  # no object without its row
-        raise
-    deletions.carry_out(session, storage, leftovers)  # the parts: the upload is the file now
-    jobs.send_compression(session, file.id)
-
-
-def _finish(
-    session: Session, storage: Storage, upload: Upload, keys: list[str], now: dt.datetime
-) -> tuple[File, list[uuid.UUID]]:
-    """Inside the caller's transaction: the pending File and its staged object; the upload's
-    row gone, its parts recorded for removal once this commits (their deletion ids)."""
+def _finish(ctx: Context, upload: Upload, keys: list[str], now: dt.datetime) -> File:
+    """The upload, its objects `keys` concatenated, becomes a pending File (same id) in the
+    caller's transaction, which this commits; then its parts go and the job is sent."""
+    session, storage = ctx.session, ctx.storage
     file = File(
         id=upload.id,
         owner_id=upload.owner_id,
@@ -686,7 +515,14 @@ def _finish(
         storage.concat(keys, file.staged_key, file.content_type, scratch=upload.parts_prefix)
     except Exception as exc:
         raise StorageUnavailable(f"The upload could not be assembled: {STORAGE_DOWN}") from exc
-    return file, leftovers
+    try:
+        session.commit()
+    except BaseException:
+        storage.delete(upload.staged_key)  # no object without its row
+        raise
+    deletions.carry_out(session, storage, leftovers)  # the parts: the upload is the file now
+    ctx.jobs.send_compression(session, file.id)
+    return file
 
 
 def terminate(session: Session, storage: Storage, owner_id: uuid.UUID, upload_id: uuid.UUID):
@@ -719,12 +555,11 @@ def _remove(
         where.append(Upload.expires_at <= expired_by)
     # The conditions are re-checked under the row's lock: a finish racing with us either
     # commits first (the row is gone, and so are we) or waits for our delete (and then 409s).
-    options = {"synchronize_session": False}
     removed = session.execute(
         delete(Upload)
         .where(*where)
         .returning(Upload.owner_id, Upload.length, Upload.completed_at)
-        .execution_options(**options)
+        .execution_options(synchronize_session=False)
     ).first()
     if removed is None:
         session.commit()

@@ -5,10 +5,12 @@ from __future__ import annotations
 import abc
 import datetime as dt
 import re
+import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import BinaryIO, Protocol
 
 CHUNK_SIZE = 1024 * 1024
@@ -29,7 +31,7 @@ class StoredObject:
 
 
 class Busy(Exception):
-    """Another writer holds the object (see `Storage.appender`)."""
+    """Another writer holds the object (see `Storage.upload_chunk`)."""
 
 
 class ObjectExists(Exception):
@@ -44,18 +46,20 @@ class BackendUnavailable(Exception):
     """
 
 
-class Appending(Protocol):
-    """An append in progress: see `Storage.appender`."""
+class UploadChunk(Protocol):
+    """One request's bytes on their way into a resumable upload: see `Storage.upload_chunk`."""
 
-    def write(self, data: bytes, /) -> int: ...
+    key: str  # the object written to
+    is_part: bool  # an object of its own, to be recorded and concatenated at the end
 
     def writelines(self, pieces: Sequence[bytes], /) -> None: ...
 
-    def persist(self) -> None:
-        """Force what this append wrote to stable storage (before anyone is told of it)."""
+    def keep(self) -> None:
+        """Store what was written, on stable storage where the object is appended to in
+        place (before anyone is told of the new offset)."""
 
     def discard(self) -> None:
-        """Cut the object back to where this append started (remove it if that was 0)."""
+        """Keep nothing of this chunk (cut an appended object back to where it started)."""
 
 
 def check_key(key: str) -> str:
@@ -63,6 +67,41 @@ def check_key(key: str) -> str:
     if not _KEY.match(key) or ".." in key.split("/"):
         raise ValueError(f"invalid storage key {key!r}")
     return key
+
+
+class _Discarded(Exception):
+    """Why a part's writer is left unstored when nobody raised."""
+
+
+class _Part:
+    """A chunk stored as an object of its own (see `Storage.upload_chunk`)."""
+
+    is_part = True
+
+    def __init__(self, storage: Storage, key: str):
+        self.key = key
+        self._open = ExitStack()
+        self._sink = self._open.enter_context(
+            storage.writer(key, "application/octet-stream", durable=False)
+        )
+
+    def writelines(self, pieces: Sequence[bytes], /) -> None:
+        self._sink.writelines(pieces)
+
+    def keep(self) -> None:
+        self._open.close()
+
+    def discard(self, exc: BaseException | None = None) -> None:
+        error = exc or _Discarded()
+        self._open.__exit__(type(error), error, error.__traceback__)
+
+    def __enter__(self) -> _Part:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.discard(exc)  # not kept: nothing is stored
 
 
 class Storage(abc.ABC):
@@ -149,21 +188,25 @@ class Storage(abc.ABC):
                 for chunk in self.iter_chunks(key):
                     sink.write(chunk)
 
-    # Backends that can append to an object in place, safely across processes and nodes.
-    appendable = False
+    def upload_chunk(
+        self, folder: str, offset: int, confirm: Callable[[], None], *, earlier: str = ""
+    ) -> AbstractContextManager[UploadChunk]:
+        """The next bytes, from `offset`, of a resumable upload whose objects live in `folder`.
 
-    def appender(
-        self, key: str, offset: int, confirm: Callable[[], None]
-    ) -> AbstractContextManager[Appending]:
-        """Exclusive access to append to `key` (created if missing) from byte `offset`.
+        Here, as on GCS: a part object of its own, `<folder><offset>-<random>`, written
+        without fsync (the upload is checked against its size and CRC-32 later) and stored
+        by `keep`; the caller records it, checks the offset as it does, and `concat`s the
+        recorded parts at the end. `confirm` is not called.
 
-        Raises Busy at once when another writer holds the object. Under the hold,
-        `confirm()` runs first (it raises if `offset` is not the caller's recorded end),
-        then anything past `offset` (bytes a crashed writer never recorded) is cut off.
-        The bytes written stay when the block exits, by an exception too, unless
-        `discard()` was called. Only where `appendable`.
+        A backend that can append in place safely across processes and nodes overrides
+        this (see LocalStorage): every chunk extends the one object `<folder>data` under an
+        exclusive hold (Busy at once if another writer holds it), `confirm()` runs under
+        the hold (it raises if `offset` is not the caller's recorded end), and what lies
+        past `offset` (bytes a crashed writer never recorded) is cut off first. An upload
+        begun in the folder `earlier` (ending with `/`) goes on there. Bytes appended stay
+        when the block exits, unless discarded.
         """
-        raise NotImplementedError(f"{type(self).__name__} cannot append in place")
+        return _Part(self, f"{folder}{offset:015d}-{uuid.uuid4().hex[:12]}")
 
     def discard_partial(self, key: str) -> None:
         """Remove what a killed writer of `key` left behind; only when no writer can be alive.

@@ -24,25 +24,28 @@ _IOV_MAX = max(16, os.sysconf("SC_IOV_MAX")) if hasattr(os, "sysconf") else 16
 
 
 class _Append:
-    """An append to one file under an exclusive flock(2); see Storage.appender."""
+    """An append to one file under an exclusive flock(2): an `UploadChunk` in place."""
 
-    # Start writing back every this many bytes, so that `persist` finds little left to do.
+    is_part = False
+
+    # Start writing back every this many bytes, so that `keep` finds little left to do.
     WRITEBACK_BYTES = 2 * 1024 * 1024
     # Pages this far behind the end are dropped once written back: an append keeps about
     # this much page cache, not the whole body. Writing into pages the kernel just freed is
     # cheap; into page cache this VM has not touched lately it costs a host page fault per
-    # page. With the whole body kept until `persist`, four 1 GiB PATCHes at once spent 1.4
+    # page. With the whole body kept until `keep`, four 1 GiB PATCHes at once spent 1.4
     # CPU s/GiB in that copy alone (perf: copy_folio_from_iter_atomic), seven times what one
     # PATCH did; dropped behind, 0.15.
     DROP_BEHIND_BYTES = 32 * 1024 * 1024
 
-    def __init__(self, path: Path, fd: int, offset: int):
+    def __init__(self, key: str, path: Path, fd: int, offset: int):
+        self.key = key
         self.path = path
         self.fd = fd
         self.offset = offset
         self.end = offset
         self._unflushed_from = offset
-        self._kept_from = offset  # pages before this were dropped already (or left to persist)
+        self._kept_from = offset  # pages before this were dropped already (or are left to `keep`)
 
     def write(self, data: bytes, /) -> int:
         view = memoryview(data)
@@ -72,7 +75,7 @@ class _Append:
                 pending[0] = pending[0][written:]
         self._wrote(size)
 
-    def persist(self) -> None:
+    def keep(self) -> None:
         _fdatasync(self.fd)
         if _FADVISE:
             # Written back, so these pages can go now: the next PATCH reuses them rather than
@@ -84,7 +87,7 @@ class _Append:
     def discard(self) -> None:
         if self.offset == 0:
             # Still held, so no other writer can be using this name; a later one sees a new
-            # inode under it (see `appender`) rather than this unlinked one.
+            # inode under it (see `LocalStorage.appender`) rather than this unlinked one.
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
         else:
@@ -92,9 +95,6 @@ class _Append:
 
 
 class LocalStorage(Storage):
-    # flock(2) works across the nodes of an NFSv4 or CephFS mount too.
-    appendable = True
-
     def __init__(self, root: Path):
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
@@ -230,8 +230,21 @@ class LocalStorage(Storage):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
 
+    def upload_chunk(
+        self, folder: str, offset: int, confirm: Callable[[], None], *, earlier: str = ""
+    ) -> contextlib.AbstractContextManager[_Append]:
+        # In place: flock(2) works across the nodes of an NFSv4 or CephFS mount too. No
+        # assembly at the end (the finished upload is this object), so the last PATCH
+        # costs what the others do.
+        key = f"{folder}data"
+        if offset > 0 and earlier and not self.exists(key) and self.exists(f"{earlier}data"):
+            key = f"{earlier}data"
+        return self.appender(key, offset, confirm)
+
     @contextlib.contextmanager
     def appender(self, key: str, offset: int, confirm: Callable[[], None]) -> Iterator[_Append]:
+        """Exclusive access to append to `key` (created if missing) from byte `offset`; see
+        `Storage.upload_chunk` for `confirm`, Busy and what is cut off."""
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -257,7 +270,7 @@ class LocalStorage(Storage):
                 raise ObjectMissing(key)
             os.ftruncate(fd, offset)
             os.lseek(fd, offset, os.SEEK_SET)
-            yield _Append(path, fd, offset)
+            yield _Append(key, path, fd, offset)
         finally:
             os.close(fd)  # releases the lock
 

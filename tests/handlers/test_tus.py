@@ -27,6 +27,7 @@ from app.models import File, Upload, UploadPart
 from app.queue.celery import make_celery
 from app.services import resumable_uploads
 from app.settings import Settings
+from app.storage.local import LocalStorage
 from tests.helpers import (
     GCS_BUCKET,
     Account,
@@ -90,6 +91,17 @@ def head(client, account: Account, url: str):
 
 def sha1_header(data: bytes) -> str:
     return "sha1 " + base64.b64encode(hashlib.sha1(data, usedforsecurity=False).digest()).decode()
+
+
+def writing(rt, session, storage=None) -> resumable_uploads.Context:
+    """What a handler gives the service to write with, on `rt` (another `storage` if given)."""
+    limits = resumable_uploads.Limits.of(rt.settings)
+    return resumable_uploads.Context(session, storage or rt.storage, rt.jobs, limits)
+
+
+def in_place(storage) -> bool:
+    """Whether the backend appends every PATCH to one object (local) rather than storing parts."""
+    return isinstance(storage, LocalStorage)
 
 
 def parts_in_storage(storage, account: Account, url: str) -> list[str]:
@@ -611,43 +623,34 @@ def test_racing_patch_loses_with_409_and_leaves_no_part(live, carol):
     upload_id = uuid.UUID(url.rsplit("/", 1)[1])
     rt = runtime(live.app)
 
-    def append(session, body, length):
-        return resumable_uploads.append(
-            session, rt.storage, rt.jobs, owner_id=uuid.UUID(carol.id), upload_id=upload_id,
-            offset=0, body=body, content_length=length, checksum=None, expiry_seconds=60,
-        )  # fmt: skip
-
-    class RacedBody:
-        """Streams b"ab"; meanwhile another writer tries offset 0."""
-
-        def __init__(self):
-            self.chunks = [b"ab"]
-
-        def read(self, _size=-1):
-            if self.chunks:
-                with rt.sessions() as other:
-                    if live.storage.appendable:
-                        with pytest.raises(Conflict, match="Another request is writing"):
-                            append(other, io.BytesIO(b"x"), 1)
-                    else:
-                        other.execute(
-                            Upload.__table__.update()
-                            .where(Upload.id == upload_id)
-                            .values(offset=Upload.offset + 1)
-                        )
-                        other.commit()
-                return self.chunks.pop()
-            return b""
+    def begin_append(session, length):
+        chunk = resumable_uploads.Chunk(0, length)
+        return resumable_uploads.begin_append(
+            writing(rt, session), uuid.UUID(carol.id), upload_id, chunk
+        )
 
     with rt.sessions() as session:
-        if live.storage.appendable:
-            assert append(session, RacedBody(), 2).offset == 2
+        part = begin_append(session, 2)  # streams b"ab"; meanwhile another writer tries offset 0
+        with rt.sessions() as other:
+            if in_place(live.storage):
+                with pytest.raises(Conflict, match="Another request is writing"):
+                    begin_append(other, 1)
+            else:
+                other.execute(
+                    Upload.__table__.update()
+                    .where(Upload.id == upload_id)
+                    .values(offset=Upload.offset + 1)
+                )
+                other.commit()
+        part.write([b"ab"])
+        if in_place(live.storage):
+            assert part.finish().offset == 2
             assert head(live.http, carol, url).headers["Upload-Offset"] == "2"
             assert patch(live.http, carol, url, 2, b"cd").status_code == 204
             assert original_bytes(live.app, live.http, carol, url) == b"abcd"
         else:
             with pytest.raises(Conflict):
-                append(session, RacedBody(), 2)
+                part.finish()
             assert parts_in_storage(live.storage, carol, url) == []
             assert head(live.http, carol, url).headers["Upload-Offset"] == "1"
 
@@ -656,7 +659,7 @@ def test_bytes_a_crashed_patch_never_recorded_are_cut_off(client, alice, app, st
     """A PATCH that died after writing but before recording leaves bytes past the offset."""
     url = created(client, alice, 6, "crash.txt")
     assert patch(client, alice, url, 0, b"abc").status_code == 204
-    if storage.appendable:
+    if in_place(storage):
         upload_id = uuid.UUID(url.rsplit("/", 1)[1])
         with runtime(app).sessions() as session:
             key = session.get(Upload, upload_id).data_key
@@ -674,31 +677,25 @@ def test_a_patch_that_finds_its_upload_terminated_is_404_and_leaves_nothing(live
     rt = runtime(live.app)
 
     class TerminatedMeanwhile:
-        """The real storage, but a termination happens just before an append or a write."""
-
-        appendable = live.storage.appendable
+        """The real storage, but a termination happens just before a chunk is opened."""
 
         def __getattr__(self, name):
             return getattr(live.storage, name)
 
-        def _terminate(self):
+        def upload_chunk(self, *args, **kwargs):
             with rt.sessions() as other:
                 resumable_uploads.terminate(other, live.storage, uuid.UUID(carol.id), upload_id)
-
-        def appender(self, *args):
-            self._terminate()
-            return live.storage.appender(*args)
-
-        def writer(self, *args, **kwargs):
-            self._terminate()
-            return live.storage.writer(*args, **kwargs)
+            return live.storage.upload_chunk(*args, **kwargs)
 
     with rt.sessions() as session, pytest.raises(AppError) as raised:
-        resumable_uploads.append(
-            session, TerminatedMeanwhile(), rt.jobs, owner_id=uuid.UUID(carol.id),
-            upload_id=upload_id, offset=0, body=io.BytesIO(b"abc"), content_length=3,
-            checksum=None, expiry_seconds=60,
-        )  # fmt: skip
+        ctx = resumable_uploads.Context(
+            session, TerminatedMeanwhile(), rt.jobs, resumable_uploads.Limits.of(rt.settings)
+        )
+        part = resumable_uploads.begin_append(
+            ctx, uuid.UUID(carol.id), upload_id, resumable_uploads.Chunk(0, 3)
+        )
+        part.write([b"abc"])
+        part.finish()
     assert raised.value.status in {404, 409}
     assert head(live.http, carol, url).status_code == 404
     assert parts_in_storage(live.storage, carol, url) == []

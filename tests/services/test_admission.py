@@ -96,16 +96,11 @@ def _multipart(owner: Owner, n: int) -> str:
 
 def _resumable(owner: Owner, n: int) -> str:
     with owner.sessions() as session:
-        resumable_uploads.create(
-            session,
-            owner.storage,
-            NOWHERE,
-            owner_id=owner.id,
-            length=SIZE,
-            metadata={"filename": f"resumable-{n}.bin"},
-            max_file_bytes=QUOTA,
-            quota_bytes=QUOTA,
-            expiry_seconds=3600,
+        ctx = resumable_uploads.Context(
+            session, owner.storage, NOWHERE, resumable_uploads.Limits(QUOTA, QUOTA, 3600)
+        )
+        resumable_uploads.begin_create(
+            ctx, owner.id, length=SIZE, metadata={"filename": f"resumable-{n}.bin"}
         )
     return "resumable"
 

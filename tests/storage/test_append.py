@@ -26,12 +26,25 @@ def read(storage, key) -> bytes:
     return b"".join(storage.iter_chunks(key))
 
 
-def test_appends_extend_the_object(local, key):
-    assert local.appendable
+def test_an_uploads_chunks_extend_its_one_object(local, key):
+    folder = key.removesuffix("data")
     for offset, data in ((0, b"abc"), (3, b"def"), (6, b"g")):
-        with local.appender(key, offset, ok) as sink:
-            sink.write(data)
+        with local.upload_chunk(folder, offset, ok) as chunk:
+            assert (chunk.key, chunk.is_part) == (key, False)
+            chunk.writelines([data])
+            chunk.keep()
     assert read(local, key) == b"abcdefg"
+
+
+def test_an_upload_begun_in_an_earlier_folder_goes_on_there(local, key):
+    earlier = key.removesuffix("data")
+    with local.upload_chunk(earlier, 0, ok) as chunk:
+        chunk.writelines([b"abc"])
+    folder = f"tmp/{earlier}"
+    with local.upload_chunk(folder, 3, ok, earlier=earlier) as chunk:
+        chunk.writelines([b"def"])
+    assert read(local, key) == b"abcdef"
+    assert not local.exists(f"{folder}data")
 
 
 def test_pieces_land_in_order_whatever_their_number_and_sizes(local, key):
