@@ -51,7 +51,7 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(254))
     password_hash: Mapped[str] = mapped_column(String(255))
     # Usage, kept exact by the same transactions that add and remove files and uploads
-    # (app.services.admission); `instashare-server recount` rebuilds them from the rows.
+    # (app.services.quota); `instashare-server recount` rebuilds them from the rows.
     file_count: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     bytes_stored: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     bytes_reserved: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")

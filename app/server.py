@@ -405,14 +405,14 @@ def recount(repair: bool) -> None:
     not given. Example: instashare-server recount --repair
     """
     from app.db import make_engine, make_session_factory
-    from app.services import admission
+    from app.services import quota
 
     settings = load_settings()
     with (
         database_errors(settings),
         make_session_factory(make_engine(settings.database_url))() as session,
     ):
-        drifts = admission.recount(session, repair=repair)
+        drifts = quota.recount(session, repair=repair)
     for drift in drifts:
         counted, actual = drift.counted, drift.actual
         click.echo(

@@ -34,7 +34,7 @@ from app.errors import (
 )
 from app.models import File, FileStatus, User, archive_key_for
 from app.queue.jobs import JobQueue
-from app.services import admission, deletions, names, tokens, users
+from app.services import deletions, names, quota, tokens, users
 from app.services.spool import SpooledUpload
 from app.storage import Storage
 
@@ -155,7 +155,7 @@ def create(
     name = (
         names.check_name(name) if name is not None else names.from_client_filename(upload.filename)
     )
-    admission.check_new_file(session, quota_bytes, owner_id, name, upload.size)
+    quota.check_new_file(session, quota_bytes, owner_id, name, upload.size)
     session.rollback()  # end the read: the charge below starts a transaction of its own
     file = File(
         id=uuid.uuid4(),
@@ -165,7 +165,7 @@ def create(
         size=upload.size,
         sha256=upload.sha256,
         crc32=upload.crc32,
-        content_type=admission.content_type_for(name, upload.content_type),
+        content_type=names.content_type_for(name, upload.content_type),
         attempts=0,
         request_id=REQUEST_ID.get(),  # a job the sweep sends again carries it too
     )
@@ -174,7 +174,7 @@ def create(
     except Exception as exc:
         raise StorageUnavailable(f"The upload could not be stored: {STORAGE_DOWN}") from exc
     try:
-        admission.charge_file(session, quota_bytes, owner_id, file.size)
+        quota.charge_file(session, quota_bytes, owner_id, file.size)
         session.add(file)
         session.flush()
         session.commit()
@@ -352,7 +352,7 @@ def rename(
         new_name = names.check_name(new_name)
         if new_name == file.name:
             return file
-        if admission.name_taken(session, owner_id, new_name):
+        if quota.name_taken(session, owner_id, new_name):
             raise Conflict(f"You already have a file (or an upload) named {new_name!r}.")
         file.name = new_name
         try:
@@ -395,7 +395,7 @@ def delete(session: Session, storage: Storage, owner_id: uuid.UUID, file_id: uui
     )
     if rowcount(deleted) != 1:
         raise NotFound(f"There is no file {file_id}.")
-    admission.discharge_file(session, owner_id, file.size)
+    quota.discharge_file(session, owner_id, file.size)
     session.expunge(file)
     pending = deletions.schedule(session, dict.fromkeys(keys))
     session.commit()

@@ -10,11 +10,14 @@ separators; a trailing dot or space, which Windows drops on extraction; a `C:` d
 prefix. Those are refused with a reason, never stripped in silence: the uploader learns
 that the name is not what it looks like. A client's *filename* (multipart, tus) is still
 cleaned of what file systems and clients put there by accident: directories, a drive,
-control characters, surrounding spaces and trailing dots.
+control characters, surrounding spaces and trailing dots. Beside the name, the rule for
+its media type (`content_type_for`): the client's, when it is a plain one, else a guess
+from the name.
 """
 
 from __future__ import annotations
 
+import mimetypes
 import re
 import unicodedata
 
@@ -23,6 +26,9 @@ from app.errors import InvalidInput
 MAX_NAME = 255
 FORBIDDEN = {"/", "\\", "\x00"}
 FALLBACK_NAME = "upload"
+GENERIC_TYPES = {"", "application/octet-stream", "binary/octet-stream"}
+# A media type as RFC 9110 spells one (type "/" subtype, each a token), at most 255 long.
+MEDIA_TYPE = re.compile(r"[a-z0-9!#$%&'*+.^_`|~-]{1,127}/[a-z0-9!#$%&'*+.^_`|~-]{1,127}")
 
 # Unicode's Bidi_Control characters: each changes the order in which a name is shown.
 BIDI_CONTROLS = frozenset(
@@ -202,3 +208,15 @@ def archive_name(name: str) -> str:
         cleaned = cleaned[: found[0]] + cleaned[found[0] + 1 :]
     cleaned = _shorten(_strip_path(cleaned))
     return cleaned if cleaned not in {"", ".", ".."} else FALLBACK_NAME
+
+
+def content_type_for(name: str, declared: str | None) -> str:
+    """The client's type unless it is missing, generic or not a media type; else a guess.
+
+    What the client declares is stored and sent back in a header: anything that is not a
+    plain `type/subtype` (control characters, non-ASCII, a whole paragraph) is ignored.
+    """
+    declared = (declared or "").split(";", 1)[0].strip().lower()
+    if declared not in GENERIC_TYPES and MEDIA_TYPE.fullmatch(declared):
+        return declared
+    return mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"

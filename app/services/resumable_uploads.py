@@ -43,7 +43,7 @@ from app.errors import (
 )
 from app.models import File, FileStatus, Upload, UploadPart
 from app.queue.jobs import JobQueue
-from app.services import admission, deletions, names
+from app.services import deletions, names, quota
 from app.settings import Settings
 from app.storage import Busy, Storage
 from app.storage.base import UploadChunk
@@ -192,14 +192,14 @@ def _start(
     if not filename:
         raise InvalidInput("Upload-Metadata must carry the file's name as `filename`.")
     name = names.from_client_filename(filename)
-    admission.check_new_file(session, limits.quota_bytes, owner_id, name, length)
+    quota.check_new_file(session, limits.quota_bytes, owner_id, name, length)
     session.rollback()  # end the read: the reservation starts a transaction of its own
     now = utcnow()
     upload = Upload(
         id=uuid.uuid4(),
         owner_id=owner_id,
         name=name,
-        content_type=admission.content_type_for(
+        content_type=names.content_type_for(
             name, metadata.get("filetype") or metadata.get("content_type")
         ),
         length=length,
@@ -212,7 +212,7 @@ def _start(
     )
     # The whole length is held until the upload finishes or goes: parallel uploads cannot
     # overrun the quota between them.
-    admission.reserve(session, limits.quota_bytes, owner_id, length)
+    quota.reserve(session, limits.quota_bytes, owner_id, length)
     session.add(upload)
     session.flush()
     if length == 0:
@@ -482,7 +482,7 @@ def _finish(ctx: Context, upload: Upload, keys: list[str], now: dt.datetime) -> 
     file = File(
         id=upload.id,
         owner_id=upload.owner_id,
-        name=admission.free_name(session, upload.owner_id, upload.name),
+        name=quota.free_name(session, upload.owner_id, upload.name),
         status=FileStatus.PENDING,
         size=upload.length,
         sha256=None,  # the worker computes it while compressing
@@ -492,7 +492,7 @@ def _finish(ctx: Context, upload: Upload, keys: list[str], now: dt.datetime) -> 
         request_id=REQUEST_ID.get(),  # a job the sweep sends again carries it too
     )
     session.add(file)
-    admission.reservation_filled(session, upload.owner_id, upload.length)
+    quota.reservation_filled(session, upload.owner_id, upload.length)
     session.execute(delete(UploadPart).where(UploadPart.upload_id == upload.id))
     # The row goes with the upload: the file (same id) answers for it from now on.
     session.execute(
@@ -565,7 +565,7 @@ def _remove(
         session.commit()
         return False
     if removed.completed_at is None:
-        admission.release(session, removed.owner_id, removed.length)
+        quota.release(session, removed.owner_id, removed.length)
     # A finished row (kept by a version before this one) is a record only: its file stays.
     # Otherwise a finish that died before its commit may have left the staged object behind.
     pending = deletions.schedule(

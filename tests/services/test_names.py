@@ -1,4 +1,5 @@
-"""File names: which ones `check_name` accepts, and how client filenames are cleaned."""
+"""File names: which ones `check_name` accepts, how client filenames are cleaned, and the
+media type a name's bytes are given."""
 
 import unicodedata
 
@@ -12,6 +13,7 @@ from app.services.names import (
     MAX_NAME,
     archive_name,
     check_name,
+    content_type_for,
     from_client_filename,
 )
 
@@ -218,3 +220,19 @@ def test_check_name_gives_nfc_or_refuses(raw):
 )
 def test_archive_name_cleans_names_stored_before_these_rules(stored, entry):
     assert archive_name(stored) == entry
+
+
+@pytest.mark.parametrize(
+    ("name", "declared", "stored"),
+    [
+        ("photo.png", "Image/PNG; charset=x", "image/png"),  # the client's, plain
+        ("notes.md", "text/markdown", "text/markdown"),
+        ("notes.txt", None, "text/plain"),  # missing: a guess from the name
+        ("notes.txt", "application/octet-stream", "text/plain"),  # generic: a guess
+        ("notes.txt", "text/plain\r\nX-Evil: 1", "text/plain"),  # no media type: a guess
+        ("caf\u00e9.txt", "t\u00e9xt/plain", "text/plain"),
+        ("data", "", "application/octet-stream"),  # nothing to guess from
+    ],
+)
+def test_content_type_is_the_clients_plain_one_else_a_guess(name, declared, stored):
+    assert content_type_for(name, declared) == stored

@@ -23,7 +23,7 @@ from app.errors import TooLarge
 from app.migrate import upgrade
 from app.models import File, FileStatus, Upload, User
 from app.queue.jobs import JobQueue
-from app.services import admission, files, leases, resumable_uploads
+from app.services import files, leases, quota, resumable_uploads
 from app.services.compression import ArchiveResult
 from app.services.spool import SpooledUpload
 from app.storage.local import LocalStorage
@@ -42,13 +42,13 @@ class Owner:
     spool: Path
     id: uuid.UUID
 
-    def usage(self) -> admission.Usage:
+    def usage(self) -> quota.Usage:
         with self.sessions() as session:
-            return admission.usage(session, self.id)
+            return quota.usage(session, self.id)
 
-    def drift(self) -> list[admission.Drift]:
+    def drift(self) -> list[quota.Drift]:
         with self.sessions() as session:
-            return [d for d in admission.recount(session, repair=False) if d.owner_id == self.id]
+            return [d for d in quota.recount(session, repair=False) if d.owner_id == self.id]
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
@@ -161,7 +161,7 @@ def test_counters_follow_deletes_and_cancelled_uploads(owner):
         [upload] = session.scalars(sa.select(Upload.id).where(Upload.owner_id == owner.id)).all()
         files.delete(session, owner.storage, owner.id, first)
         resumable_uploads.terminate(session, owner.storage, owner.id, upload)
-    assert owner.usage() == admission.Usage(file_count=1, bytes_stored=SIZE, bytes_reserved=0)
+    assert owner.usage() == quota.Usage(file_count=1, bytes_stored=SIZE, bytes_reserved=0)
     assert owner.drift() == []
 
 
@@ -173,11 +173,11 @@ def test_recount_reports_drift_and_repairs_it(owner):
         )
         session.commit()
     [drift] = owner.drift()
-    assert drift.counted == admission.Usage(7, SIZE, 0)
-    assert drift.actual == admission.Usage(1, SIZE, SIZE)
+    assert drift.counted == quota.Usage(7, SIZE, 0)
+    assert drift.actual == quota.Usage(1, SIZE, SIZE)
     with owner.sessions() as session:
-        assert [d.owner_id for d in admission.recount(session, repair=True)] == [owner.id]
-    assert owner.usage() == admission.Usage(1, SIZE, SIZE)
+        assert [d.owner_id for d in quota.recount(session, repair=True)] == [owner.id]
+    assert owner.usage() == quota.Usage(1, SIZE, SIZE)
     assert owner.drift() == []
 
 
@@ -187,7 +187,7 @@ def test_recount_reports_drift_and_repairs_it(owner):
 def _by_status(owner: Owner) -> tuple[int, ...]:
     with owner.sessions() as session:
         return tuple(
-            session.execute(sa.select(*admission.STATUS_COUNTERS).where(User.id == owner.id)).one()
+            session.execute(sa.select(*quota.STATUS_COUNTERS).where(User.id == owner.id)).one()
         )
 
 
@@ -246,7 +246,7 @@ def test_recount_reports_and_repairs_drifted_status_counters(owner):
     assert drift.counted == drift.actual  # usage itself is right
     assert (drift.counted_by_status, drift.actual_by_status) == ((2, 0, 5, 0), (2, 0, 0, 0))
     with owner.sessions() as session:
-        [repaired] = admission.recount(session, repair=True)
+        [repaired] = quota.recount(session, repair=True)
     assert repaired.owner_id == owner.id
     assert _by_status(owner) == (2, 0, 0, 0)
     assert owner.drift() == []

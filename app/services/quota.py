@@ -1,4 +1,5 @@
-"""What a new file must pass to be let in, by either upload path: the quota and a free name.
+"""The quota: what each owner stores and reserves, and what a new file must pass to be let
+in by either upload path (room under the quota, and a name no file or upload holds).
 
 Usage is kept as counters on the owner's row (`file_count`, `bytes_stored`,
 `bytes_reserved`), changed by the same transaction that adds or removes a file or an
@@ -10,8 +11,6 @@ SQLite alike. Reading usage costs one row, however many files there are.
 
 from __future__ import annotations
 
-import mimetypes
-import re
 import uuid
 from dataclasses import dataclass
 
@@ -22,10 +21,6 @@ from app.db import rowcount, utcnow
 from app.errors import Conflict, TooLarge
 from app.models import File, FileStatus, Upload, User
 from app.services import names
-
-GENERIC_TYPES = {"", "application/octet-stream", "binary/octet-stream"}
-# A media type as RFC 9110 spells one (type "/" subtype, each a token), at most 255 long.
-MEDIA_TYPE = re.compile(r"[a-z0-9!#$%&'*+.^_`|~-]{1,127}/[a-z0-9!#$%&'*+.^_`|~-]{1,127}")
 
 
 @dataclass(frozen=True)
@@ -258,15 +253,3 @@ def free_name(session: Session, owner_id: uuid.UUID, name: str) -> str:
         suffix = f" ({n}){dot}{ext}"
         candidate = stem[: names.MAX_NAME - len(suffix)] + suffix
     return candidate
-
-
-def content_type_for(name: str, declared: str | None) -> str:
-    """The client's type unless it is missing, generic or not a media type; else a guess.
-
-    What the client declares is stored and sent back in a header: anything that is not a
-    plain `type/subtype` (control characters, non-ASCII, a whole paragraph) is ignored.
-    """
-    declared = (declared or "").split(";", 1)[0].strip().lower()
-    if declared not in GENERIC_TYPES and MEDIA_TYPE.fullmatch(declared):
-        return declared
-    return mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
