@@ -22,12 +22,13 @@ from app.http.middleware import (
     add_cors,
 )
 from app.http.multipart import StreamingMultipartValidator
-from app.http.parameters import CompiledParameterValidator
 from app.http.request import EXTENSION, close_session
 from app.http.streaming import StreamingOperations
 from app.http.tus import TusBodyValidator, TusProtocol
 from app.http.validation import SafeFormValidator, SecretSafeJSONBodyValidator
 from app.observability import RequestObserver
+from app.overrides import check_versions
+from app.overrides.connexion import CompiledParameterValidator
 from app.runtime import Runtime, build_runtime
 from app.settings import Settings
 
@@ -52,8 +53,11 @@ COMPACT_JSON = Jsonifier(json, separators=(",", ":"))
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FlaskApp:
     """The Connexion app for `settings` (default: from the environment).
 
-    `runtime` replaces the one built from the settings (the tests bring their own).
+    `runtime` replaces the one built from the settings (the tests bring their own). Raises
+    UnsupportedVersion first if a library app.overrides reaches into is not a version it
+    was written for.
     """
+    check_versions()
     settings = settings or Settings.from_env()
     security.configure(settings)
     rt = runtime or build_runtime(settings)

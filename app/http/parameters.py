@@ -2,10 +2,10 @@
 
 Connexion's ParameterValidator (made anew for every request) deep-copies a parameter's
 schema and builds a JSON Schema validator for it each time it checks a value: the larger
-part of the work for a request with a query string. This one builds each parameter's
-validator the first time, keeps it, and checks the same way; what it finds wrong it says
-as app.http.validation says it (Connexion's own text holds the value and the schema: a
-whole `X-Share-Password`).
+part of the work for a request with a query string. `check_parameter` builds each
+parameter's validator the first time, keeps it, and checks the same way; what it finds
+wrong it says as app.http.validation says it (Connexion's own text holds the value and the
+schema: a whole `X-Share-Password`). `app.overrides.connexion` puts it in Connexion's place.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 
 from connexion.utils import is_null, is_nullable
-from connexion.validators import ParameterValidator
 from jsonschema import Draft4Validator, ValidationError
 
 from app.http.validation import describe
@@ -34,23 +33,19 @@ def _validator(param: dict) -> Draft4Validator:
     return entry[1]
 
 
-class CompiledParameterValidator(ParameterValidator):
-    """Connexion's parameter checks, with every parameter's validator built once."""
-
-    @staticmethod
-    def validate_parameter(parameter_type, value, param, param_name=None):
-        """None when `value` passes `param`'s schema; else what is wrong with it."""
-        if is_nullable(param) and is_null(value):
-            return None
-        if value is not None:
-            try:
-                _validator(param).validate(value)
-            except ValidationError as exception:
-                return describe(exception, place(parameter_type, param["name"]))
-            return None
-        if param.get("required"):
-            return f"{place(parameter_type, param['name'])} is required."
+def check_parameter(parameter_type, value, param, param_name=None):
+    """None when `value` passes `param`'s schema; else what is wrong with it."""
+    if is_nullable(param) and is_null(value):
         return None
+    if value is not None:
+        try:
+            _validator(param).validate(value)
+        except ValidationError as exception:
+            return describe(exception, place(parameter_type, param["name"]))
+        return None
+    if param.get("required"):
+        return f"{place(parameter_type, param['name'])} is required."
+    return None
 
 
 def place(parameter_type: str, name: str) -> str:

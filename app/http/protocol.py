@@ -9,11 +9,8 @@ those of Apache, gunicorn and nginx (8 KiB a line, 100 fields; nginx keeps 32 Ki
 whole head), far above anything this API's clients send (a bearer token, tus metadata of
 one file name).
 
-Bodies: uvicorn appends every piece of a request body to a bytearray and hands the app
-`bytes()` of it: each byte of an upload copied twice on the event loop, the thread every
-upload shares. A piece that arrives while none is waiting is kept here as the bytes object
-httptools made (whose `bytes()` is itself), and only pieces that pile up between two reads
-of the app are joined.
+Bodies: uvicorn copies each byte of an upload twice on the event loop; the protocol this
+one builds on, `app.overrides.uvicorn.UncopiedBodies`, hands body pieces on as they came.
 
 Both `dev` and `serve` (through `Worker`) use it. It needs httptools (part of
 `connexion[uvicorn]`): uvicorn's own fallback, h11, would serve without these limits.
@@ -26,11 +23,10 @@ import json
 from http import HTTPStatus
 
 import httptools
-from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn_worker import UvicornWorker
 
 from app.errors import problem_type
+from app.overrides.uvicorn import UncopiedBodies
 
 # The largest request target (path and query), in bytes.
 MAX_TARGET_BYTES = 8 * 1024
@@ -71,7 +67,7 @@ class HeadRefused(Exception):
         self.detail = detail
 
 
-class HTTPProtocol(HttpToolsProtocol):
+class HTTPProtocol(UncopiedBodies):
     """uvicorn's httptools protocol, with head limits, handing body pieces on as they came."""
 
     # Where the parser is: reading a head (or waiting for one), or past it (in a body).
@@ -227,18 +223,6 @@ class HTTPProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._completed = True
         super().on_message_complete()
-
-    def on_body(self, body: bytes) -> None:
-        cycle = self.cycle
-        if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
-            return
-        if cycle.body:
-            cycle.body += body  # pieces that piled up: joined, as uvicorn does
-        else:
-            cycle.body = body  # type: ignore[assignment] # read with bytes(): no copy
-        if len(cycle.body) > HIGH_WATER_LIMIT:
-            self.flow.pause_reading()
-        cycle.message_event.set()
 
 
 HTTP = HTTPProtocol

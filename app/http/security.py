@@ -15,7 +15,6 @@ context) and the streaming operations' worker threads alike.
 
 from __future__ import annotations
 
-import inspect
 import uuid
 from contextvars import ContextVar
 
@@ -25,6 +24,7 @@ from sqlalchemy.orm import Session
 from app.errors import Unauthorized
 from app.http.request import db
 from app.models import User
+from app.overrides.connexion import signature_kept
 from app.services import tokens, users
 from app.settings import Settings
 
@@ -38,17 +38,14 @@ def configure(settings: Settings) -> None:
     _settings = settings
 
 
+# Connexion asks which keywords this takes on every request (app.overrides.connexion).
+@signature_kept
 def bearer_info(token: str) -> dict[str, str]:
     """Token info for a valid token; raises Unauthorized (401) for anything else."""
     assert _settings is not None, "create_app() configures security first"
     claims = tokens.verify(_settings, token)
     _presented.set(claims)
     return {"sub": str(claims.user_id)}
-
-
-# Connexion asks `inspect.signature` which keywords this takes, twice per request; with the
-# answer stored on the function that costs a lookup instead of a fresh introspection.
-bearer_info.__signature__ = inspect.signature(bearer_info)  # type: ignore[attr-defined]
 
 
 def presented_token(user: str) -> tokens.Claims:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import Celery
 
+from app.overrides import check_versions
 from app.queue import EXPIRE_UPLOADS, FINISH_DELETIONS, FORGET_SHARE_DOWNLOADS, QUEUE, SWEEP_JOBS
 from app.settings import Settings
 
@@ -15,7 +16,12 @@ FINISH_DELETIONS_EVERY_SECONDS = 60.0
 
 
 def make_celery(settings: Settings) -> Celery:
-    """A Celery app for `settings` (used by the worker to consume and the API to publish)."""
+    """A Celery app for `settings` (used by the worker to consume and the API to publish).
+
+    Raises UnsupportedVersion first if a library whose internals app.overrides replaces is
+    not a version it was written for: the worker does not start.
+    """
+    check_versions()
     celery = Celery("instashare", set_as_current=False)
     transport_options: dict = {}
     transport = None
@@ -30,7 +36,7 @@ def make_celery(settings: Settings) -> Celery:
             "store_processed": False,
             "polling_interval": 0.1,
         }
-        transport = "app.queue.filesystem_broker:Transport"  # kombu's, publishing atomically
+        transport = "app.overrides.kombu:Transport"  # kombu's, publishing atomically
     else:
         transport_options = {
             # Unacked jobs come back after this long if their worker vanished; the lease

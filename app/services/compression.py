@@ -20,15 +20,13 @@ import hashlib
 import io
 import os
 import zipfile
-import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from types import ModuleType, SimpleNamespace
+from types import ModuleType
 from typing import Any, BinaryIO
 
-import stream_zip as stream_zip_module
 from isal import isal_zlib
 from stream_zip import (
     NO_COMPRESSION_32,
@@ -37,26 +35,17 @@ from stream_zip import (
     ZIP_64,
     CRC32IntegrityError,
     UncompressedSizeIntegrityError,
-    stream_zip,
 )
 from zlib_ng import zlib_ng
 
 from app.archive import seek_index
 from app.archive.layout import ArchiveMismatch
 from app.archive.seek_index import IndexedDeflate, Recorder, SeekIndex
+from app.overrides.stream_zip import stream_zip
 from app.storage import Storage
 from app.storage.base import CHUNK_SIZE
 
 __all__ = ["ArchiveMismatch", "ArchiveResult", "verify_archive", "write_archive"]
-
-# stream-zip takes the CRC-32 of every chunk it deflates, with the standard library's zlib,
-# on the thread that runs it: a tenth of what `fast` costs in all, and in the parallel path
-# a third of what that one thread (which nothing else can relieve) does. It is given
-# ISA-L's CRC-32 instead (the same polynomial, six times the speed); the rest of what it
-# takes from `zlib` is zlib's own.
-stream_zip_module.zlib = SimpleNamespace(  # type: ignore[assignment]
-    crc32=isal_zlib.crc32, compressobj=zlib.compressobj, MAX_WBITS=zlib.MAX_WBITS
-)
 
 SAMPLE_BYTES = 256 * 1024
 # Store, don't deflate, when a sample deflates to more than this fraction of its size.

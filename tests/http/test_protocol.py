@@ -22,7 +22,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from app.http import protocol
 from tests.helpers import Dev, free_port, start_server, wait_until
 
-# What BodyProtocol.on_body re-states of uvicorn's: when uvicorn changes it, look again.
+# What app.overrides.uvicorn's on_body re-states of uvicorn's: when uvicorn changes it, look again.
 UVICORN_ON_BODY = """
 def on_body(self, body: bytes) -> None:
     if (self.parser.should_upgrade() and self._should_upgrade()) or self.cycle.response_complete:

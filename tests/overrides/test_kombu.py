@@ -7,7 +7,7 @@ import multiprocessing
 from kombu import Connection
 from kombu.transport import filesystem
 
-from app.queue.filesystem_broker import Transport
+from app.overrides.kombu import Transport
 
 MESSAGES = 3000
 

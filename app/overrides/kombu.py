@@ -5,6 +5,8 @@ moved and read it: an empty payload, a JSONDecodeError, and the whole worker sto
 ("Unrecoverable error"). Seen under `instashare-server dev` when the API and the beat
 scheduler published while the worker polled. Here a message is written under a name no
 consumer looks at (it does not end in `.<queue>.msg`) and renamed into place, whole.
+`app.queue.celery` names this Transport for a `filesystem://` broker. Guarded in
+app.overrides (`check_versions`).
 """
 
 from __future__ import annotations
