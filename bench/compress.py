@@ -5,7 +5,7 @@ Run from the repository root:  python bench/compress.py [--size-mib 256] [--rss-
 A quick run:                    python bench/compress.py --size-mib 32 --rss-gib 0.25
 
 It generates, in a temp dir, a text log with varied lines and the same amount of random
-bytes. On the log it times `app.services.compression.write_archive` (LocalStorage, so the
+bytes. On the log it times `app.archive.writer.write_archive` (LocalStorage, so the
 archive is fsynced and verified as in production) with each INSTASHARE_COMPRESSION
 setting, in a child process allowed two cores (the parallel path) and one allowed a
 single core, and `zip -6` on the same file; the best of `--rounds` each. On the random
@@ -36,7 +36,7 @@ from support.stack import CLI, dev_env
 
 sys.path.insert(0, str(ROOT))
 
-from app.services.compression import PARALLEL_THRESHOLD
+from app.archive.writer import PARALLEL_THRESHOLD
 
 MIB = 1024 * 1024
 # Targets, against zip -6 on the text log, for each setting (issues 3 and 12): `fast` at
@@ -53,7 +53,8 @@ verdict = Verdicts()  # any target missed: the script exits 1
 OURS_CHILD = """
 import datetime as dt, json, os, sys, time
 os.sched_setaffinity(0, {int(c) for c in sys.argv[6].split(",")})
-from app.services.compression import usable_cores, write_archive
+from app.archive.deflate import usable_cores
+from app.archive.writer import write_archive
 from app.storage.local import LocalStorage
 root, name, size, crc, sha256, _, compression, content_type = sys.argv[1:9]
 started, cpu = time.perf_counter(), time.process_time()
@@ -146,7 +147,7 @@ def unzip_test(path: Path) -> str:
 
 BARE_CHILD = """
 import datetime as dt, sys
-from app.services.compression import write_archive
+from app.archive.writer import write_archive
 from app.storage.local import LocalStorage
 root, size, crc = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 write_archive(LocalStorage(root), source_key="bench/uploads/big.log",

@@ -63,7 +63,7 @@ def size_cost(log: Path, size: int) -> None:
 
     from app.archive import seek_index
     from app.archive.seek_index import SeekIndex
-    from app.services.compression import write_archive
+    from app.archive.writer import write_archive
     from app.storage.local import LocalStorage
 
     with open(log, "rb") as source:

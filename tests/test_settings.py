@@ -56,7 +56,7 @@ def test_a_bad_value_names_its_setting(name, value):
 
 
 def test_compression_is_fast_unless_set_to_small():
-    from app.services.compression import DEFLATERS
+    from app.archive.deflate import DEFLATERS
 
     assert Settings.from_env({}).compression == "fast"
     for setting in DEFLATERS:  # every setting the worker knows is a value it accepts

@@ -18,6 +18,7 @@ from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 from requests import exceptions as rexc
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
+from app.archive import ArchiveMismatch
 from app.queue import (
     COMPRESS_UPLOAD,
     EXPIRE_UPLOADS,
@@ -35,7 +36,6 @@ from app.services import (
     resumable_uploads,
     shares,
 )
-from app.services.compression import ArchiveMismatch
 from app.storage import BackendUnavailable, ObjectMissing
 
 log = logging.getLogger(__name__)

@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
+from app.archive.writer import ArchiveResult, write_archive
 from app.models import archive_key_for
 from app.services import deletions, leases, names
-from app.services.compression import ArchiveResult, write_archive
 from app.storage import BackendUnavailable, ObjectMissing, Storage
 
 log = logging.getLogger(__name__)

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
+from app.archive.writer import ArchiveResult
 from app.db import rowcount, utcnow
 from app.models import File, FileStatus, archive_key_for
-from app.services.compression import ArchiveResult
 
 log = logging.getLogger(__name__)
 

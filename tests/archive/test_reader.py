@@ -22,10 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from stream_zip import NO_COMPRESSION_32, NO_COMPRESSION_64, ZIP_32, ZIP_64, stream_zip
 
-from app.archive import ArchiveMismatch, seek_index
+from app.archive import ArchiveMismatch, deflate, seek_index, writer
 from app.archive.reader import ArchiveReader
 from app.archive.seek_index import SeekIndex
-from app.services import compress_job, compression, files, leases
+from app.services import compress_job, files, leases
 from app.storage.local import LocalStorage
 from tests.archive.counting import CountingStorage, counted_backend
 from tests.factories import FileFactory
@@ -64,7 +64,7 @@ def counted(request, tmp_path) -> CountingStorage:
 @pytest.fixture(params=[1, 2], ids=["one-core", "two-cores"])
 def cores(request, monkeypatch) -> int:
     """Compress on one core (a full flush every 4 MiB) or two (the parallel deflate)."""
-    monkeypatch.setattr(compression, "usable_cores", lambda: request.param)
+    monkeypatch.setattr(writer, "usable_cores", lambda: request.param)
     return request.param
 
 
@@ -136,7 +136,7 @@ def test_a_range_of_a_stored_original_reads_just_that_range(session, factories, 
 def _archive(storage: LocalStorage, key: str, data: bytes, *, name: str, threads: int, **kw):
     with storage.writer(f"{key}.up", "application/octet-stream") as sink:
         sink.write(data)
-    return compression.write_archive(
+    return writer.write_archive(
         storage,
         source_key=f"{key}.up",
         archive_key=key,
@@ -159,8 +159,8 @@ def small_spans(tmp_path_factory):
     made = {}
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(seek_index, "SPAN", 64 * KIB)
-        patch.setattr(compression, "BLOCK_SIZE", 16 * KIB)
-        patch.setattr(compression, "PARALLEL_THRESHOLD", 64 * KIB)
+        patch.setattr(deflate, "BLOCK_SIZE", 16 * KIB)
+        patch.setattr(writer, "PARALLEL_THRESHOLD", 64 * KIB)
         for kind, payload, threads, content_type in (
             ("one-core", data, 1, "text/plain"),
             ("parallel", data, 2, "text/plain"),
@@ -169,7 +169,7 @@ def small_spans(tmp_path_factory):
             ("stored64", noise, 2, "application/octet-stream"),
         ):
             # ZIP64 as a file over 4 GB is written: its local header has a ZIP64 extra field.
-            patch.setattr(compression, "ZIP32_LIMIT", 1 if kind.endswith("64") else 4_000_000_000)
+            patch.setattr(writer, "ZIP32_LIMIT", 1 if kind.endswith("64") else 4_000_000_000)
             result = _archive(
                 storage, f"u/{kind}.zip", payload, name=f"{kind}.txt", threads=threads,
                 content_type=content_type,

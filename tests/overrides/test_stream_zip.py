@@ -12,8 +12,8 @@ import stream_zip as stream_zip_module
 from isal import isal_zlib
 from stream_zip import NO_COMPRESSION_32, ZIP_32
 
+from app.archive import writer
 from app.overrides.stream_zip import stream_zip
-from app.services import compression
 
 MODIFIED = dt.datetime(2024, 5, 17, 12, 30, 10)
 
@@ -21,7 +21,7 @@ MODIFIED = dt.datetime(2024, 5, 17, 12, 30, 10)
 def test_stream_zip_takes_isals_crc32_and_zlibs_compressor():
     assert stream_zip_module.zlib.crc32 is isal_zlib.crc32
     assert stream_zip_module.zlib.compressobj is zlib.compressobj
-    assert compression.stream_zip is stream_zip  # the archive writer's is the one overridden
+    assert writer.stream_zip is stream_zip  # the archive writer's is the one overridden
 
 
 def test_its_archives_carry_the_right_crcs():

@@ -7,9 +7,9 @@ import datetime as dt
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from app.archive.writer import ArchiveResult
 from app.db import utcnow
 from app.models import File
-from app.services.compression import ArchiveResult
 
 LEASE = 30
 RESULT = ArchiveResult(method="deflate", compressed_size=7, crc32=0, size=11, sha256="ab" * 32)

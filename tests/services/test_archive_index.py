@@ -13,10 +13,10 @@ import zlib
 import pytest
 from sqlalchemy import update
 
-from app.archive import ArchiveMismatch, seek_index
+from app.archive import ArchiveMismatch, seek_index, writer
 from app.archive.seek_index import SeekIndex
 from app.models import File
-from app.services import archive_index, compression, files
+from app.services import archive_index, files
 from tests.archive.counting import CountingStorage, counted_backend
 from tests.archive.test_reader import (
     BIG,
@@ -39,7 +39,7 @@ def counted(request, tmp_path) -> CountingStorage:
 def old_archive(request, monkeypatch, session, factories, counted):
     """A ready 64 MiB log whose archive has no points and whose row has no index."""
     with monkeypatch.context() as patch:
-        patch.setattr(compression, "usable_cores", lambda: request.param)
+        patch.setattr(writer, "usable_cores", lambda: request.param)
         patch.setattr(seek_index, "SPAN", 1 << 50)
         file = compressed_file(session, counted, big_log(), "old.log", "text/plain")
     session.execute(update(File).where(File.id == file.id).values(seek_index=None))

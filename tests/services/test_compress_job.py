@@ -15,8 +15,10 @@ import zlib
 import pytest
 from sqlalchemy import delete
 
+from app.archive.deflate import DEFLATERS
 from app.models import File, FileStatus
-from app.services import compress_job, compression, leases
+from app.services import compress_job, leases
+from app.storage.base import CHUNK_SIZE
 from app.storage.local import LocalStorage
 from tests.factories import FileFactory
 from tests.services.lease_rows import LEASE, expire_lease, fresh
@@ -113,8 +115,8 @@ def test_the_compression_setting_decides_the_archive(session, store, staged):
         with zipfile.ZipFile(store.root / file.archive_key) as archive:
             assert archive.read(_entry(store, file)) == data
         # The same bytes in the same chunks, deflated by that setting's library and level:
-        reference = compression.DEFLATERS[setting].compressobj()
-        chunk = compression.CHUNK_SIZE
+        reference = DEFLATERS[setting].compressobj()
+        chunk = CHUNK_SIZE
         deflated = b"".join(
             reference.compress(data[at : at + chunk]) for at in range(0, len(data), chunk)
         )

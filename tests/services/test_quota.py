@@ -18,13 +18,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 
+from app.archive.writer import ArchiveResult
 from app.db import make_engine, make_session_factory
 from app.errors import TooLarge
 from app.migrate import upgrade
 from app.models import File, FileStatus, Upload, User
 from app.queue.jobs import JobQueue
 from app.services import files, leases, quota, resumable_uploads
-from app.services.compression import ArchiveResult
 from app.services.spool import SpooledUpload
 from app.storage.local import LocalStorage
 from tests.factories import UserFactory

@@ -11,8 +11,9 @@ import zipfile
 
 import pytest
 
+from app.archive.deflate import DEFLATERS
 from app.runtime import build_runtime
-from app.services.compression import CHUNK_SIZE, DEFLATERS
+from app.storage.base import CHUNK_SIZE
 from app.web import create_app
 from tests.helpers import (
     WorkerProcess,

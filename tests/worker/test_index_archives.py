@@ -19,10 +19,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from app.archive import seek_index
+from app.archive import seek_index, writer
 from app.archive.seek_index import SeekIndex
 from app.models import File, FileStatus, User
-from app.services import compression
 from app.storage.local import LocalStorage
 from tests.archive.test_reader import text_log
 from tests.helpers import ROOT, wait_until
@@ -60,7 +59,7 @@ def test_index_archives_sends_the_jobs_and_a_worker_makes_the_indexes(tmp_path, 
         with storage.writer(file.staged_key, "text/plain") as sink:
             sink.write(data)
         monkeypatch.setattr(seek_index, "SPAN", 1 << 50)  # as archives were written before
-        result = compression.write_archive(
+        result = writer.write_archive(
             storage, source_key=file.staged_key, archive_key=file.archive_key,
             entry_name="old.log", size=len(data), crc32=file.crc32, content_type="text/plain",
             modified_at=dt.datetime.now(dt.UTC), threads=1,

@@ -1,4 +1,4 @@
-"""write_archive and friends against a real LocalStorage in a temp dir (no worker)."""
+"""write_archive and verify_archive against a real LocalStorage in a temp dir (no worker)."""
 
 from __future__ import annotations
 
@@ -13,17 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from app.services import compression
-from app.services.compression import (
-    DEFLATERS,
+from app.archive import deflate, writer
+from app.archive.writer import (
     ArchiveMismatch,
-    ParallelDeflate,
     looks_compressed,
     sample_shrinks,
     verify_archive,
     write_archive,
 )
 from app.storage import ObjectMissing
+from app.storage.base import CHUNK_SIZE
 from app.storage.local import LocalStorage
 
 MODIFIED = dt.datetime(2024, 5, 17, 12, 30, 10, tzinfo=dt.UTC)
@@ -162,8 +161,8 @@ def test_empty_source_must_still_be_empty(store):
 @pytest.fixture
 def small_blocks(monkeypatch):
     """The parallel path for any file over 64 KiB, in 64 KiB blocks: many blocks, little data."""
-    monkeypatch.setattr(compression, "PARALLEL_THRESHOLD", 64 * 1024)
-    monkeypatch.setattr(compression, "BLOCK_SIZE", 64 * 1024)
+    monkeypatch.setattr(writer, "PARALLEL_THRESHOLD", 64 * 1024)
+    monkeypatch.setattr(deflate, "BLOCK_SIZE", 64 * 1024)
 
 
 def _round_trips(store: LocalStorage, data: bytes, name: str) -> zipfile.ZipInfo:
@@ -228,51 +227,6 @@ def test_the_parallel_path_still_catches_changed_bytes(store, small_blocks):
     assert every_file(store) == {SOURCE}
 
 
-def test_parallel_deflate_is_one_deflate_stream_and_bounded(monkeypatch):
-    monkeypatch.setattr(compression, "BLOCK_SIZE", 4096)
-    data = text_log(200_000)
-    out, most_in_flight = [], 0
-    with ParallelDeflate(DEFLATERS["small"], threads=3) as deflate:
-        for at in range(0, len(data), 10_000):
-            out.append(deflate.compress(data[at : at + 10_000]))
-            most_in_flight = max(most_in_flight, len(deflate._pending))
-        out.append(deflate.flush())
-    assert most_in_flight <= 2 * 3
-    inflate = zlib.decompressobj(-15)
-    assert inflate.decompress(b"".join(out)) == data
-    assert inflate.eof  # finished once, at the end
-    assert (deflate.size, deflate.crc32) == (len(data), zlib.crc32(data))
-
-
-@pytest.mark.parametrize(
-    "pieces",
-    [
-        [4096] * 5,  # block-sized, as the reader's chunks are: each block is one of them
-        [10_000, 1, 0, 8192, 3, 3 * 4096 + 7],  # blocks cut across pieces, and within them
-        [4095, 4097, 4096 * 2],  # a block that ends one byte into the next piece
-    ],
-)
-def test_parallel_deflate_takes_pieces_of_any_size(monkeypatch, pieces):
-    monkeypatch.setattr(compression, "BLOCK_SIZE", 4096)
-    data = text_log(sum(pieces))
-    out, at = [], 0
-    with ParallelDeflate(DEFLATERS["fast"], threads=2) as deflate:
-        for n, length in enumerate(pieces):
-            piece = data[at : at + length]
-            out.append(deflate.compress(bytearray(piece) if n % 2 else piece))
-            at += length
-        out.append(deflate.flush())
-    assert zlib.decompress(b"".join(out), -15) == data
-    assert (deflate.size, deflate.crc32) == (len(data), zlib.crc32(data))
-
-
-def test_parallel_deflate_of_nothing_is_an_empty_stream():
-    with ParallelDeflate(DEFLATERS["fast"], threads=2) as deflate:
-        stream = deflate.compress(b"") + deflate.flush()
-    assert zlib.decompress(stream, -15) == b""
-    assert (deflate.size, deflate.crc32) == (0, 0)
-
-
 def test_unicode_entry_name(store):
     archive(store, b"hola\n" * 100, "informe año 2024 ✓.txt")
     assert only_entry(store).filename == "informe año 2024 ✓.txt"
@@ -283,7 +237,7 @@ def test_heartbeat_runs_once_per_chunk(store):
     beats = []
     data = text_log(5 * 1024 * 1024 // 2)
     archive(store, data, heartbeat=lambda: beats.append(1))
-    assert len(beats) == -(-len(data) // compression.CHUNK_SIZE)
+    assert len(beats) == -(-len(data) // CHUNK_SIZE)
 
 
 def _has_zip64_extra(extra: bytes) -> bool:
@@ -300,7 +254,7 @@ def _has_zip64_extra(extra: bytes) -> bool:
 @pytest.mark.parametrize("limit", [None, 1000])
 def test_zip64_is_chosen_above_the_zip32_limit(store, monkeypatch, name, method, limit):
     if limit is not None:
-        monkeypatch.setattr(compression, "ZIP32_LIMIT", limit)
+        monkeypatch.setattr(writer, "ZIP32_LIMIT", limit)
     data = text_log(200_000)
     result = archive(store, data, name)
     assert result.method == method
@@ -316,7 +270,7 @@ def test_zip64_is_chosen_above_the_zip32_limit(store, monkeypatch, name, method,
 def test_zip32_limit_leaves_room_for_deflate_growth():
     # Deflate may grow input that slipped past sampling; a ZIP32 entry must still fit.
     worst_growth = 1.001
-    assert compression.ZIP32_LIMIT * worst_growth < 2**32 - 1
+    assert writer.ZIP32_LIMIT * worst_growth < 2**32 - 1
 
 
 @pytest.mark.parametrize("name", ["log.txt", "noise.bin"])
@@ -456,19 +410,19 @@ def test_looks_compressed():
 
 def test_sample_shrinks():
     assert sample_shrinks(b"")
-    assert sample_shrinks(text_log(compression.SAMPLE_BYTES))
+    assert sample_shrinks(text_log(writer.SAMPLE_BYTES))
     assert sample_shrinks(b"\0" * 1000)
-    assert not sample_shrinks(os.urandom(compression.SAMPLE_BYTES))
+    assert not sample_shrinks(os.urandom(writer.SAMPLE_BYTES))
     # Mostly random with a little text still does not pay for deflating.
     assert not sample_shrinks(os.urandom(240_000) + text_log(6_000))
 
 
 def test_choose_method_rewinds_the_reader():
-    data = os.urandom(compression.SAMPLE_BYTES * 2)
+    data = os.urandom(writer.SAMPLE_BYTES * 2)
     reader = io.BytesIO(data)
-    assert compression.choose_method(reader, "application/octet-stream", "x.bin") == "stored"
+    assert writer.choose_method(reader, "application/octet-stream", "x.bin") == "stored"
     assert reader.tell() == 0
-    reader = io.BytesIO(text_log(compression.SAMPLE_BYTES) + os.urandom(1024 * 1024))
+    reader = io.BytesIO(text_log(writer.SAMPLE_BYTES) + os.urandom(1024 * 1024))
     # Only the sample is looked at: a text head decides for the whole file.
-    assert compression.choose_method(reader, "text/plain", "x.log") == "deflate"
+    assert writer.choose_method(reader, "text/plain", "x.log") == "deflate"
     assert reader.tell() == 0
