@@ -17,6 +17,7 @@ from google.auth.exceptions import TransportError
 from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 from requests import exceptions as rexc
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from app.archive import ArchiveMismatch
 from app.queue import (
@@ -87,13 +88,17 @@ def _backoff(retries: int) -> int:
     return min(2 ** (retries + 1), 60)
 
 
-@shared_task(
-    bind=True,
-    name=COMPRESS_UPLOAD,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    max_retries=leases.MAX_ATTEMPTS,
-)
+# A job on one file: acknowledged once it is done, handed back when its worker dies,
+# retried at most as often as a file gets attempts.
+FILE_JOB = {
+    "bind": True,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "max_retries": leases.MAX_ATTEMPTS,
+}
+
+
+@shared_task(name=COMPRESS_UPLOAD, **FILE_JOB)
 def compress_upload(self, file_id: str) -> str:
     """Compress one uploaded file into its ZIP archive (idempotent)."""
 
@@ -184,14 +189,7 @@ def compress_file(
     return "ready" if done else "deleted"
 
 
-@shared_task(
-    bind=True,
-    name=INDEX_ARCHIVE,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    ignore_result=True,
-    max_retries=leases.MAX_ATTEMPTS,
-)
+@shared_task(name=INDEX_ARCHIVE, ignore_result=True, **FILE_JOB)
 def index_archive(self, file_id: str) -> str:
     """Make the seek index of an archive written before there were any (idempotent)."""
     fid = uuid.UUID(file_id)
@@ -212,6 +210,16 @@ def index_archive(self, file_id: str) -> str:
     return "indexed" if done else "skipped"
 
 
+def _sweep(celery_app, sweep: Callable[[Runtime, Session], int], done: str) -> int:
+    """Run `sweep` in a session of this process's runtime; log `done` % its count, if any."""
+    rt = runtime(celery_app)
+    with rt.sessions() as session:
+        count = sweep(rt, session)
+    if count:
+        log.info(done, count)
+    return count
+
+
 @shared_task(bind=True, name=SWEEP_JOBS, ignore_result=True)
 def sweep_jobs(self) -> int:
     """Send the jobs of files that are unsent, lost with a dead worker, or stuck."""
@@ -228,32 +236,30 @@ def sweep_jobs(self) -> int:
 @shared_task(bind=True, name=EXPIRE_UPLOADS, ignore_result=True)
 def expire_uploads(self) -> int:
     """Remove resumable uploads past their expiry, with their part objects."""
-    rt = runtime(self.app)
-    with rt.sessions() as session:
-        removed = resumable_uploads.expire(session, rt.storage)
-    if removed:
-        log.info("expired %d abandoned upload(s)", removed)
-    return removed
+    return _sweep(
+        self.app,
+        lambda rt, session: resumable_uploads.expire(session, rt.storage),
+        "expired %d abandoned upload(s)",
+    )
 
 
 @shared_task(bind=True, name=FORGET_SHARE_DOWNLOADS, ignore_result=True)
 def forget_share_downloads(self) -> int:
     """Delete the rows of link downloads whose tickets resume nothing any more."""
-    rt = runtime(self.app)
-    window = dt.timedelta(hours=rt.settings.share_resume_hours)
-    with rt.sessions() as session:
-        removed = shares.forget_downloads(session, window)
-    if removed:
-        log.info("forgot %d link download(s) past their resume hours", removed)
-    return removed
+    return _sweep(
+        self.app,
+        lambda rt, session: shares.forget_downloads(
+            session, dt.timedelta(hours=rt.settings.share_resume_hours)
+        ),
+        "forgot %d link download(s) past their resume hours",
+    )
 
 
 @shared_task(bind=True, name=FINISH_DELETIONS, ignore_result=True)
 def finish_deletions(self) -> int:
     """Remove the objects of deleted files and uploads that a crash or an outage left."""
-    rt = runtime(self.app)
-    with rt.sessions() as session:
-        finished = deletions.sweep(session, rt.storage)
-    if finished:
-        log.info("finished %d deletion(s) left half-done", finished)
-    return finished
+    return _sweep(
+        self.app,
+        lambda rt, session: deletions.sweep(session, rt.storage),
+        "finished %d deletion(s) left half-done",
+    )

@@ -18,9 +18,10 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.archive.writer import ArchiveResult
@@ -108,6 +109,15 @@ def _visible_change(**values) -> dict:
     return {**values, "version": File.version + 1, "updated_at": utcnow()}
 
 
+def _update(session: Session, where: Sequence[ColumnElement[bool]], values: dict) -> int:
+    """Set `values` on the files `where` selects and commit; how many rows changed."""
+    result = session.execute(
+        update(File).where(*where).values(**values).execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return rowcount(result)
+
+
 def _unclaimed(now: dt.datetime):
     """Waiting for a job: pending, or processing under a lease that ran out."""
     return or_(
@@ -137,26 +147,19 @@ def claim(
             log.info("compress %s: taking over the lease of %s", file_id, held.lease_holder)
             # Only that very lease: if another job took it meanwhile, this claim fails.
             claimable = or_(claimable, File.lease_token == held.lease_token)
-    result = session.execute(
-        update(File)
-        .where(
-            File.id == file_id,
-            claimable,
-        )
-        .values(
-            **_visible_change(
-                status=FileStatus.PROCESSING,
-                lease_token=token,
-                lease_holder=delivery.encode() if delivery else None,
-                lease_expires_at=now + dt.timedelta(seconds=lease_seconds),
-                attempts=File.attempts + 1,
-                error=None,
-            )
-        )
-        .execution_options(synchronize_session=False)
+    taken = _update(
+        session,
+        [File.id == file_id, claimable],
+        _visible_change(
+            status=FileStatus.PROCESSING,
+            lease_token=token,
+            lease_holder=delivery.encode() if delivery else None,
+            lease_expires_at=now + dt.timedelta(seconds=lease_seconds),
+            attempts=File.attempts + 1,
+            error=None,
+        ),
     )
-    session.commit()
-    if rowcount(result) != 1:
+    if taken != 1:
         return None
     file = session.scalars(
         select(File).where(File.id == file_id).execution_options(populate_existing=True)
@@ -188,18 +191,12 @@ def _held(job: Claim):
 
 def renew(session: Session, job: Claim, lease_seconds: int) -> bool:
     """Extend the lease; False when it was lost (expired and taken, or the file deleted)."""
-    result = session.execute(
-        update(File)
-        .where(_held(job))
-        .values(
-            lease_expires_at=utcnow() + dt.timedelta(seconds=lease_seconds),
-            # Bookkeeping: keep `updated_at` (its column default would bump it) unchanged.
-            updated_at=File.updated_at,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
-    return rowcount(result) == 1
+    values = {
+        "lease_expires_at": utcnow() + dt.timedelta(seconds=lease_seconds),
+        # Bookkeeping: keep `updated_at` (its column default would bump it) unchanged.
+        "updated_at": File.updated_at,
+    }
+    return _update(session, [_held(job)], values) == 1
 
 
 def complete(
@@ -207,67 +204,42 @@ def complete(
 ) -> bool:
     """Mark the file ready with its archive (this attempt's key, its size and `generation`);
     False if the lease was lost."""
-    updated = session.execute(
-        update(File)
-        .where(_held(job))
-        .values(
-            **_visible_change(
-                status=FileStatus.READY,
-                archive_object=job.archive_key,
-                archive_generation=generation,
-                compressed_size=result.compressed_size,
-                compression=result.method,
-                seek_index=result.seek_index,
-                # Resumable uploads arrive in parts: their digest is first known here.
-                sha256=result.sha256,
-                processed_at=utcnow(),
-                lease_token=None,
-                lease_expires_at=None,
-                error=None,
-            )
-        )
-        .execution_options(synchronize_session=False)
+    ready = _visible_change(
+        status=FileStatus.READY,
+        archive_object=job.archive_key,
+        archive_generation=generation,
+        compressed_size=result.compressed_size,
+        compression=result.method,
+        seek_index=result.seek_index,
+        # Resumable uploads arrive in parts: their digest is first known here.
+        sha256=result.sha256,
+        processed_at=utcnow(),
+        lease_token=None,
+        lease_expires_at=None,
+        error=None,
     )
-    session.commit()
-    return rowcount(updated) == 1
+    return _update(session, [_held(job)], ready) == 1
 
 
 def release(session: Session, job: Claim, error: str) -> None:
     """Give the file back (pending) after a transient error, so a retry can claim it."""
-    session.execute(
-        update(File)
-        .where(_held(job))
-        .values(
-            **_visible_change(
-                status=FileStatus.PENDING,
-                lease_token=None,
-                lease_expires_at=None,
-                error=error[:MAX_ERROR],
-            )
-        )
-        .execution_options(synchronize_session=False)
+    pending = _visible_change(
+        status=FileStatus.PENDING, lease_token=None, lease_expires_at=None, error=error[:MAX_ERROR]
     )
-    session.commit()
+    _update(session, [_held(job)], pending)
 
 
 def fail(session: Session, file_id: uuid.UUID, error: str, job: Claim | None = None) -> None:
     """Mark the file failed with a readable reason (if it is not already ready)."""
     where = _held(job) if job else and_(File.id == file_id, File.status != FileStatus.READY)
-    session.execute(
-        update(File)
-        .where(where)
-        .values(
-            **_visible_change(
-                status=FileStatus.FAILED,
-                lease_token=None,
-                lease_expires_at=None,
-                error=error[:MAX_ERROR],
-                processed_at=utcnow(),
-            )
-        )
-        .execution_options(synchronize_session=False)
+    failed = _visible_change(
+        status=FileStatus.FAILED,
+        lease_token=None,
+        lease_expires_at=None,
+        error=error[:MAX_ERROR],
+        processed_at=utcnow(),
     )
-    session.commit()
+    _update(session, [where], failed)
 
 
 def exists(session: Session, file_id: uuid.UUID) -> bool:
@@ -310,22 +282,11 @@ def due_for_delivery(session: Session, *, lease_seconds: int, limit: int = 500) 
 def fail_exhausted(session: Session) -> int:
     """Mark failed the files that used up their attempts (a job that kept dying)."""
     now = utcnow()
-    result = session.execute(
-        update(File)
-        .where(
-            File.attempts >= MAX_ATTEMPTS,
-            _unclaimed(now),
-        )
-        .values(
-            **_visible_change(
-                status=FileStatus.FAILED,
-                lease_token=None,
-                lease_expires_at=None,
-                error=f"Compression did not finish after {MAX_ATTEMPTS} attempts.",
-                processed_at=now,
-            )
-        )
-        .execution_options(synchronize_session=False)
+    failed = _visible_change(
+        status=FileStatus.FAILED,
+        lease_token=None,
+        lease_expires_at=None,
+        error=f"Compression did not finish after {MAX_ATTEMPTS} attempts.",
+        processed_at=now,
     )
-    session.commit()
-    return rowcount(result)
+    return _update(session, [File.attempts >= MAX_ATTEMPTS, _unclaimed(now)], failed)
