@@ -454,48 +454,42 @@ class Attempt:
 
     def succeeded(self) -> None:
         """The password was right: the counts go back, and the address is known from now."""
-        if not self._open or self.keys is None:
-            return
-        self._open = False
-        store, keys = self.throttle.store, self.keys
-        store.give_back(keys.address)
-        store.give_back(keys.key)
-        store.clear(keys.pair)
-        store.mark(keys.known, KNOWN_ADDRESS_SECONDS)
+        if keys := self._settle():
+            store = self.throttle.store
+            store.give_back(keys.address)
+            store.give_back(keys.key)
+            store.clear(keys.pair)
+            store.mark(keys.known, KNOWN_ADDRESS_SECONDS)
 
     def abandon(self) -> None:
         """No password was verified (the request ended first): give the counts back."""
-        if not self._open or self.keys is None:
-            return
+        if keys := self._settle():
+            store = self.throttle.store
+            store.give_back(keys.address)
+            if self._stepped:
+                store.unstep(keys.pair, self._previous_wait)
+            store.give_back(keys.key)
+
+    def _settle(self) -> _Keys | None:
+        """Its counters' keys, the first time it is settled; None after (or if uncounted)."""
+        if not self.open:
+            return None
         self._open = False
-        store, keys = self.throttle.store, self.keys
-        store.give_back(keys.address)
-        if self._stepped:
-            store.unstep(keys.pair, self._previous_wait)
-        store.give_back(keys.key)
+        return self.keys
 
 
+@dataclasses.dataclass(eq=False)
 class LoginThrottle:
     """Counts password attempts and decides their fate; see the module docstring."""
 
-    def __init__(
-        self,
-        store: CounterStore,
-        *,
-        per_account_address: int,
-        per_address: int,
-        per_account: int,
-        window: int,
-        interval: float = 2.0,
-        max_queue_seconds: float = MAX_QUEUE_SECONDS,
-    ):
-        self.store = store
-        self.per_account_address = per_account_address
-        self.per_address = per_address
-        self.per_account = per_account
-        self.window = window
-        self.interval = interval
-        self.max_queue_seconds = max_queue_seconds
+    store: CounterStore
+    _: dataclasses.KW_ONLY
+    per_account_address: int
+    per_address: int
+    per_account: int
+    window: int
+    interval: float = 2.0
+    max_queue_seconds: float = MAX_QUEUE_SECONDS
 
     @staticmethod
     def _keys(key: str, address: str) -> _Keys:
