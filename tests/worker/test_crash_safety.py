@@ -484,6 +484,7 @@ run_celery(app, ["worker", "--pool", "solo", "--without-mingle", "--without-goss
 """
 
 
+@pytest.mark.slow  # starts a Celery worker of its own
 def test_a_worker_ending_on_an_unrecoverable_error_exits_with_status_1(tmp_path):
     # Celery itself would exit 0 here (its entry points drop the worker's status), and a
     # supervisor that restarts on failure would take that for a clean stop.
