@@ -2,131 +2,150 @@
 // it, see the file's links with their download counts, revoke one.
 
 import { call } from "./api.js";
-import { $, announce, el, formatDate } from "./ui.js";
+import { announce, el, field, formatDate } from "./ui.js";
 
-let current = null;
+export function shareDialog() {
+  let current = null; // the file whose links are shown
+  let opener = null; // what had the focus before: it gets it back on close
 
-export function initShare() {
-  const dialog = $("share-dialog");
-  $("share-close").addEventListener("click", () => dialog.close());
-  $("share-form").addEventListener("submit", create);
-  $("share-copy").addEventListener("click", () => copy($("share-url").value, $("share-copy")));
-  dialog.addEventListener("close", () => {
+  const close = el("button", { type: "button", class: "secondary", "aria-label": "Close", text: "Close" });
+  const fileName = el("p", { id: "share-file", class: "share-file" });
+  const serves = el(
+    "select",
+    { id: "share-serves" },
+    el("option", { value: "zip", text: "The ZIP archive" }),
+    el("option", { value: "original", text: "The original file" }),
+  );
+  const days = el("input", { id: "share-days", type: "number", min: 1, value: 7, inputmode: "numeric" });
+  const password = el("input", { id: "share-password", type: "password", autocomplete: "new-password", minlength: 4, maxlength: 1024 });
+  const max = el("input", { id: "share-max", type: "number", min: 1, max: 1000000, inputmode: "numeric" });
+  const error = el("p", { id: "share-error", class: "error", role: "alert" });
+  const submit = el("button", { type: "submit", text: "Create link" });
+  const form = el(
+    "form",
+    { class: "share-form", novalidate: true, onsubmit: create },
+    field("Recipients get", serves),
+    field("Expires after (days)", days),
+    field("Password (optional)", password),
+    field("Download limit (optional)", max),
+    error,
+    submit,
+  );
+  const url = el("input", { id: "share-url", type: "text", readonly: true });
+  const copyNew = el("button", { type: "button", text: "Copy", onclick: () => copy(url.value, copyNew, url) });
+  const fresh = el("div", { class: "share-new", hidden: true }, el("label", { for: "share-url", text: "New link" }), el("div", { class: "copy-row" }, url, copyNew));
+  const list = el("ul", { id: "share-list", class: "share-list", "aria-label": "Links to this file" });
+  const none = el("p", { class: "muted", hidden: true, text: "No links yet." });
+  const root = el(
+    "dialog",
+    { class: "dialog", "aria-labelledby": "share-title" },
+    el("div", { class: "dialog-head" }, el("h2", { id: "share-title", text: "Share" }), close),
+    fileName,
+    form,
+    fresh,
+    el("h3", { text: "Links to this file" }),
+    list,
+    none,
+  );
+  close.addEventListener("click", () => root.close());
+  root.addEventListener("close", () => {
     current = null;
     opener?.focus();
   });
-}
 
-let opener = null;
-
-export function openShare(file) {
-  current = file;
-  opener = document.activeElement;
-  $("share-file").textContent = file.name;
-  $("share-form").reset();
-  $("share-error").textContent = "";
-  $("share-new").hidden = true;
-  $("share-list").replaceChildren();
-  $("share-dialog").showModal();
-  $("share-serves").focus();
-  listLinks();
-}
-
-async function create(event) {
-  event.preventDefault();
-  const body = { serves: $("share-serves").value };
-  const days = $("share-days").value.trim();
-  const password = $("share-password").value;
-  const max = $("share-max").value.trim();
-  if (days) body.expires_in_days = Number(days);
-  if (password) body.password = password;
-  if (max) body.max_downloads = Number(max);
-  const button = $("share-create");
-  button.disabled = true;
-  try {
-    const share = await call("POST", `/files/${current.id}/shares`, { body });
-    $("share-error").textContent = "";
-    $("share-url").value = share.url;
-    $("share-new").hidden = false;
-    $("share-password").value = "";
-    $("share-copy").focus();
-    announce("Link created");
+  function open(file) {
+    current = file;
+    opener = document.activeElement;
+    fileName.textContent = file.name;
+    form.reset();
+    error.textContent = "";
+    fresh.hidden = true;
+    list.replaceChildren();
+    root.showModal();
+    serves.focus();
     listLinks();
-  } catch (error) {
-    $("share-error").textContent = `The link could not be made: ${error.message}`;
-  } finally {
-    button.disabled = false;
   }
+
+  async function create(event) {
+    event.preventDefault();
+    const body = { serves: serves.value };
+    if (days.value.trim()) body.expires_in_days = Number(days.value.trim());
+    if (password.value) body.password = password.value;
+    if (max.value.trim()) body.max_downloads = Number(max.value.trim());
+    submit.disabled = true;
+    try {
+      const share = await call("POST", `/files/${current.id}/shares`, { body });
+      error.textContent = "";
+      url.value = share.url;
+      fresh.hidden = false;
+      password.value = "";
+      copyNew.focus();
+      announce("Link created");
+      listLinks();
+    } catch (failure) {
+      error.textContent = `The link could not be made: ${failure.message}`;
+    } finally {
+      submit.disabled = false;
+    }
+  }
+
+  async function listLinks() {
+    const file = current;
+    try {
+      const page = await call("GET", `/files/${file.id}/shares?limit=100`);
+      if (file !== current) return;
+      list.replaceChildren(...page.items.map(linkItem));
+      none.hidden = page.items.length > 0;
+    } catch (failure) {
+      list.replaceChildren(el("li", { class: "error", text: `The links could not be listed: ${failure.message}` }));
+    }
+  }
+
+  function linkItem(share) {
+    const plural = (n) => (n === 1 ? "download" : "downloads");
+    const downloads =
+      share.max_downloads === null
+        ? `${share.downloads} ${plural(share.downloads)}`
+        : `${share.downloads} of ${share.max_downloads} ${plural(share.max_downloads)}`;
+    const facts = [
+      share.serves === "zip" ? "ZIP" : "Original",
+      share.has_password ? "password" : "no password",
+      downloads,
+      share.expires_at ? `expires ${formatDate(share.expires_at)}` : "never expires",
+    ];
+    const link = el("input", { type: "text", readonly: true, value: share.url, "aria-label": `Link created ${formatDate(share.created_at)}` });
+    const copyButton = el("button", { type: "button", class: "small secondary", text: "Copy", onclick: () => copy(share.url, copyButton, link) });
+    const revoke = async () => {
+      try {
+        await call("DELETE", `/shares/${share.id}`);
+        announce("Link revoked");
+        listLinks();
+      } catch (failure) {
+        error.textContent = `The link could not be revoked: ${failure.message}`;
+      }
+    };
+    return el(
+      "li",
+      { class: `share ${share.state}` },
+      el("div", { class: "copy-row" }, link, copyButton),
+      el("p", { class: "share-facts" }, el("span", { class: `badge ${share.state}`, text: share.state }), ` ${facts.join(" · ")}`),
+      share.state === "active" && el("button", { type: "button", class: "small danger", text: "Revoke", onclick: revoke }),
+    );
+  }
+
+  return { root, open };
 }
 
-async function copy(text, button) {
+async function copy(text, button, input) {
   try {
     await navigator.clipboard.writeText(text);
     button.textContent = "Copied";
     announce("Link copied");
   } catch {
-    // No clipboard permission: select it, so Ctrl+C does the rest.
-    const field = button.previousElementSibling;
-    if (field instanceof HTMLInputElement) field.select();
+    input.select(); // no clipboard permission: Ctrl+C does the rest
     announce("Select the link and copy it");
   }
   setTimeout(() => {
     button.textContent = "Copy";
   }, 2000);
-}
-
-async function listLinks() {
-  const file = current;
-  const list = $("share-list");
-  try {
-    const page = await call("GET", `/files/${file.id}/shares?limit=100`);
-    if (file !== current) return;
-    list.replaceChildren(...page.items.map(linkItem));
-    $("share-none").hidden = page.items.length > 0;
-  } catch (error) {
-    list.replaceChildren(el("li", { class: "error", text: `The links could not be listed: ${error.message}` }));
-  }
-}
-
-function linkItem(share) {
-  const plural = (n) => (n === 1 ? "download" : "downloads");
-  const downloads =
-    share.max_downloads === null
-      ? `${share.downloads} ${plural(share.downloads)}`
-      : `${share.downloads} of ${share.max_downloads} ${plural(share.max_downloads)}`;
-  const facts = [
-    share.serves === "zip" ? "ZIP" : "Original",
-    share.has_password ? "password" : "no password",
-    downloads,
-    share.expires_at ? `expires ${formatDate(share.expires_at)}` : "never expires",
-  ];
-  const active = share.state === "active";
-  const item = el(
-    "li",
-    { class: `share ${share.state}` },
-    el("div", { class: "copy-row" },
-      el("input", { type: "text", readonly: true, value: share.url, "aria-label": `Link created ${formatDate(share.created_at)}` }),
-      el("button", { type: "button", class: "small secondary", text: "Copy", onclick: (event) => copy(share.url, event.currentTarget) }),
-    ),
-    el("p", { class: "share-facts" }, el("span", { class: `badge ${share.state}`, text: share.state }), ` ${facts.join(" · ")}`),
-  );
-  if (active) {
-    item.append(
-      el("button", {
-        type: "button",
-        class: "small danger",
-        text: "Revoke",
-        onclick: async () => {
-          try {
-            await call("DELETE", `/shares/${share.id}`);
-            announce("Link revoked");
-            listLinks();
-          } catch (error) {
-            $("share-error").textContent = `The link could not be revoked: ${error.message}`;
-          }
-        },
-      }),
-    );
-  }
-  return item;
 }

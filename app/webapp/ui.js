@@ -17,8 +17,10 @@ export function el(tag, attributes = {}, ...children) {
   return node;
 }
 
-export function $(id) {
-  return document.getElementById(id);
+// A form field as the app lays them out: its label (tied to the control's id), the control,
+// then anything else (a hint).
+export function field(label, control, ...more) {
+  return el("div", { class: "field" }, el("label", { for: control.id, text: label }), control, ...more);
 }
 
 const UNITS = ["B", "KB", "MB", "GB", "TB"];
@@ -49,13 +51,11 @@ export function formatDate(iso) {
   return iso ? dateFormat.format(new Date(iso)) : "—";
 }
 
-let lastAnnouncement = "";
+// One polite live region for status changes, put on the page by main.js: screen readers hear
+// "report.pdf is ready" without the page moving focus.
+export const announcer = el("div", { id: "announcer", class: "visually-hidden", role: "status", "aria-live": "polite" });
 
-// One polite live region for status changes: screen readers hear "report.pdf is ready"
-// without the page moving focus.
 export function announce(text) {
-  const region = $("announcer");
   // The same text twice in a row is not re-read unless the region changes.
-  region.textContent = text === lastAnnouncement ? `${text}\u00a0` : text;
-  lastAnnouncement = region.textContent;
+  announcer.textContent = text === announcer.textContent ? `${text}\u00a0` : text;
 }

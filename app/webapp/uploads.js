@@ -14,17 +14,53 @@ import { announce, el, formatBytes, formatDuration } from "./ui.js";
 const CHUNK_SIZE = 24 * 1024 * 1024;
 const SPEED_WINDOW_MS = 3000;
 
-const active = new Set();
+// The upload card: a drop zone (or a file picker) and the uploads under way.
+// `onCreated()` once an upload reserves its size, `onFinished(fileId)` once it is uploaded.
+export function uploadPanel({ onCreated, onFinished }) {
+  const active = new Set(); // the tus uploads under way
+  const picker = el("input", { id: "picker", type: "file", multiple: true, hidden: true });
+  const zone = el(
+    "div",
+    { id: "dropzone", class: "dropzone" },
+    el("p", { text: "Drop files here, or" }),
+    el("button", { id: "choose", type: "button", text: "Choose files…", onclick: () => picker.click() }),
+    picker,
+    el("p", { class: "hint", text: "Big files are fine: an upload cut short resumes when you choose the same file again." }),
+  );
+  const list = el("ul", { id: "uploads", class: "uploads", "aria-label": "Uploads" });
+  const root = el("section", { class: "card", "aria-labelledby": "upload-title" }, el("h2", { id: "upload-title", text: "Upload" }), zone, list);
 
-export function uploading() {
-  return active.size > 0;
+  const start = (files) => {
+    for (const file of files) list.prepend(startUpload(file, active, { onCreated, onFinished }));
+  };
+  picker.addEventListener("change", () => {
+    start([...picker.files]);
+    picker.value = "";
+  });
+  for (const type of ["dragenter", "dragover"]) {
+    zone.addEventListener(type, (event) => {
+      event.preventDefault();
+      zone.classList.add("over");
+    });
+  }
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("over");
+    start([...event.dataTransfer.files]);
+  });
+  // A file dropped beside the zone must not replace the app with the file.
+  window.addEventListener("dragover", (event) => event.preventDefault());
+  window.addEventListener("drop", (event) => event.preventDefault());
+  window.addEventListener("beforeunload", (event) => {
+    if (active.size > 0) event.preventDefault();
+  });
+
+  return { root };
 }
 
-export function startUploads(files, { list, onCreated, onFinished }) {
-  for (const file of files) startUpload(file, list, onCreated, onFinished);
-}
-
-function startUpload(file, list, onCreated, onFinished) {
+// One upload: its list item, which removes itself once done (or dismissed).
+function startUpload(file, active, { onCreated, onFinished }) {
   const bar = el("progress", { max: file.size || 1, value: 0, "aria-label": `Upload of ${file.name}` });
   const detail = el("span", { class: "upload-detail", text: "Starting…" });
   const cancel = el("button", { type: "button", class: "secondary small", text: "Cancel", "aria-label": `Cancel upload of ${file.name}` });
@@ -35,7 +71,6 @@ function startUpload(file, list, onCreated, onFinished) {
     bar,
     detail,
   );
-  list.prepend(item);
 
   const samples = [];
   let finished = false;
@@ -117,4 +152,5 @@ function startUpload(file, list, onCreated, onFinished) {
     }
     upload.start();
   });
+  return item;
 }

@@ -1,0 +1,92 @@
+// Signing up and in (one form, two modes), and the account bar at the top once signed in.
+
+import { ApiError, call, session } from "./api.js";
+import { el, field } from "./ui.js";
+
+export function authForm({ onSignedIn }) {
+  let mode = "login";
+
+  const title = el("h1", { id: "auth-title" });
+  const email = el("input", { id: "email", name: "email", type: "email", autocomplete: "username", required: true, maxlength: 320 });
+  const password = el("input", { id: "password", name: "password", type: "password", required: true, maxlength: 1024, "aria-describedby": "password-hint" });
+  const hint = el("p", { id: "password-hint", class: "hint", text: "At least 10 characters." });
+  const error = el("p", { id: "auth-error", class: "error", role: "alert" });
+  const submit = el("button", { type: "submit" });
+  const switchText = el("span");
+  const switchButton = el("button", { type: "button", class: "link", onclick: () => setMode(mode === "login" ? "signup" : "login") });
+  const root = el(
+    "section",
+    { class: "card auth", "aria-labelledby": "auth-title", hidden: true },
+    title,
+    el("p", { class: "muted", text: "Upload files of any size, get them back as ZIP archives, share them with a link." }),
+    el("form", { novalidate: true, onsubmit: submitForm }, field("E-mail", email), field("Password", password, hint), error, submit),
+    el("p", { class: "switch" }, switchText, " ", switchButton),
+  );
+
+  function setMode(next) {
+    mode = next;
+    const signup = mode === "signup";
+    title.textContent = signup ? "Create an account" : "Log in";
+    submit.textContent = signup ? "Sign up" : "Log in";
+    switchText.textContent = signup ? "Have an account?" : "No account yet?";
+    switchButton.textContent = signup ? "Log in" : "Sign up";
+    password.autocomplete = signup ? "new-password" : "current-password";
+    hint.hidden = !signup;
+    error.textContent = "";
+  }
+
+  async function submitForm(event) {
+    event.preventDefault();
+    const address = email.value.trim();
+    if (!address || !password.value) {
+      error.textContent = "Enter your e-mail address and a password.";
+      return;
+    }
+    if (mode === "signup" && password.value.length < 10) {
+      error.textContent = "Choose a password of at least 10 characters.";
+      password.focus();
+      return;
+    }
+    const body = { email: address, password: password.value };
+    submit.disabled = true;
+    try {
+      if (mode === "signup") await call("POST", "/users/register", { body });
+      const token = await call("POST", "/users/login", { body });
+      session.token = token.access_token;
+      password.value = "";
+      await onSignedIn();
+    } catch (failure) {
+      if (failure instanceof ApiError && failure.status === 401) error.textContent = "That e-mail address and password do not match an account.";
+      else if (failure instanceof ApiError && failure.status === 409) error.textContent = "An account with this e-mail address exists already. Log in instead.";
+      else error.textContent = failure.message;
+    } finally {
+      submit.disabled = false;
+    }
+  }
+
+  // Shown in log-in mode, with a message (why the session ended) or none.
+  function show(message) {
+    setMode("login");
+    error.textContent = message;
+    root.hidden = false;
+  }
+
+  setMode("login");
+  return { root, show };
+}
+
+export function accountBar({ onLogout }) {
+  const whoami = el("span", { id: "whoami", class: "whoami" });
+  const root = el(
+    "div",
+    { class: "account", hidden: true },
+    whoami,
+    el("button", { type: "button", class: "secondary", text: "Log out", onclick: onLogout }),
+  );
+  return {
+    root,
+    show(address) {
+      whoami.textContent = address;
+    },
+  };
+}
