@@ -33,7 +33,12 @@ export function fileList({ onShare, onChange, onListed }) {
     el(
       "thead",
       {},
-      el("tr", {}, th("Name"), th("Status"), th("Size", "num"), th("Compressed", "num"), th("Created"), el("th", { scope: "col" }, el("span", { class: "visually-hidden", text: "Actions" }))),
+      el(
+        "tr",
+        {},
+        [th("Name"), th("Status"), th("Size", "num"), th("Compressed", "num"), th("Created")],
+        el("th", { scope: "col" }, el("span", { class: "visually-hidden", text: "Actions" })),
+      ),
     ),
     body,
   );

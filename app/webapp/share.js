@@ -8,7 +8,7 @@ export function shareDialog() {
   let current = null; // the file whose links are shown
   let opener = null; // what had the focus before: it gets it back on close
 
-  const close = el("button", { type: "button", class: "secondary", "aria-label": "Close", text: "Close" });
+  const close = el("button", { type: "button", class: "secondary", "aria-label": "Close", text: "Close", onclick: () => root.close() });
   const fileName = el("p", { id: "share-file", class: "share-file" });
   const serves = el(
     "select",
@@ -33,7 +33,12 @@ export function shareDialog() {
   );
   const url = el("input", { id: "share-url", type: "text", readonly: true });
   const copyNew = el("button", { type: "button", text: "Copy", onclick: () => copy(url.value, copyNew, url) });
-  const fresh = el("div", { class: "share-new", hidden: true }, el("label", { for: "share-url", text: "New link" }), el("div", { class: "copy-row" }, url, copyNew));
+  const fresh = el(
+    "div",
+    { class: "share-new", hidden: true },
+    el("label", { for: "share-url", text: "New link" }),
+    el("div", { class: "copy-row" }, url, copyNew),
+  );
   const list = el("ul", { id: "share-list", class: "share-list", "aria-label": "Links to this file" });
   const none = el("p", { class: "muted", hidden: true, text: "No links yet." });
   const root = el(
@@ -47,7 +52,6 @@ export function shareDialog() {
     list,
     none,
   );
-  close.addEventListener("click", () => root.close());
   root.addEventListener("close", () => {
     current = null;
     opener?.focus();
