@@ -27,7 +27,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.context import REQUEST_ID
+from app.queue.jobs import REQUEST_ID
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -148,7 +148,7 @@ class RequestObserver:
         sent = [v for k, v in scope["headers"] if k == b"x-request-id"]
         rid = request_id_from(sent[0].decode("latin-1") if len(sent) == 1 else None)
         if sent != [rid.encode()]:
-            # Downstream (Flask handlers, the job sender) sees the id the client will see.
+            # Downstream (handlers, the job sender) sees the id the client will see.
             scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"x-request-id"] + [
                 (b"x-request-id", rid.encode())
             ]

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from importlib.resources import files
 
-from connexion import FlaskApp
+from connexion import AsyncApp
 from connexion.datastructures import MediaTypeDict
-from connexion.jsonifier import Jsonifier
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 from connexion.validators import VALIDATOR_MAP
@@ -22,8 +20,7 @@ from app.http.middleware import (
     add_cors,
 )
 from app.http.multipart import StreamingMultipartValidator
-from app.http.request import EXTENSION, close_session
-from app.http.streaming import StreamingOperations
+from app.http.streaming import COMPACT_JSON, StreamingOperations
 from app.http.tus import TusBodyValidator, TusProtocol
 from app.http.validation import SafeFormValidator, SecretSafeJSONBodyValidator
 from app.observability import RequestObserver
@@ -45,12 +42,9 @@ _DOCS = SwaggerUIOptions(
         ]
     }
 )
-# Responses as compact JSON: Connexion's default (indented, through Flask's provider) takes
-# the json module's pure-Python encoder, the largest single cost of a small page.
-COMPACT_JSON = Jsonifier(json, separators=(",", ":"))
 
 
-def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FlaskApp:
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> AsyncApp:
     """The Connexion app for `settings` (default: from the environment).
 
     `runtime` replaces the one built from the settings (the tests bring their own). Raises
@@ -59,7 +53,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     """
     check_versions()
     settings = settings or Settings.from_env()
-    security.configure(settings)
     rt = runtime or build_runtime(settings)
 
     validators = dict(VALIDATOR_MAP)
@@ -75,11 +68,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             "application/offset+octet-stream": TusBodyValidator,
         }
     )
-    app = FlaskApp(__name__, specification_dir=str(SPEC_DIR), jsonifier=COMPACT_JSON)
-    # Werkzeug would answer `/app//x` with a redirect to `/app/x`, which reaches the client
-    # as a 308 with no `Location` (Connexion keeps only the status of Flask's errors). A
-    # path with an empty segment names nothing here: 404, like any other unknown path.
-    app.app.url_map.merge_slashes = False
+    app = AsyncApp(__name__, specification_dir=str(SPEC_DIR), jsonifier=COMPACT_JSON)
     # Share links are for anyone, from any origin: their CORS goes around the API's own.
     app.add_middleware(PublicLinks, position=MiddlewarePosition.BEFORE_EXCEPTION)
     if settings.cors_origins:
@@ -106,8 +95,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         "ops.yaml", strict_validation=True, swagger_ui_options=_NO_UI, validator_map=validators
     )
     # The web app shares the root base path: the router tries it when ops.yaml has no
-    # route for a path. It needs a blueprint name of its own: Flask names a blueprint after
-    # its base path, and refuses a second one by the same name.
+    # route for a path. It needs a name of its own: Connexion names an API after its base
+    # path, which ops.yaml's has already.
     app.add_api(
         "web.yaml",
         name="webapp",
@@ -126,6 +115,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         swagger_ui_options=_DOCS,
     )
     problems.register(app)
-    app.app.extensions[EXTENSION] = rt
-    app.app.teardown_appcontext(close_session)
+    # The app's state, where everything that serves it finds it (scope["app"] is this
+    # middleware): no module global outlives the app, or is another app's.
+    setattr(app.middleware, security.RUNTIME, rt)
     return app
+
+
+def runtime_of(app: AsyncApp) -> Runtime:
+    """The Runtime `app` was built with."""
+    return getattr(app.middleware, security.RUNTIME)

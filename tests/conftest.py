@@ -26,7 +26,6 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import make_engine
-from app.http import security
 from app.runtime import build_runtime
 from app.services import tokens
 from app.settings import Settings
@@ -277,7 +276,6 @@ def make_app(_apps, sessions):
         rt = runtime(app)
         rt.sessions = sessions
         rt.jobs.waiting.clear()
-        security.configure(settings)  # the token rules of this app, not the last one built
         return app
 
     return make

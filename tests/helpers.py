@@ -322,7 +322,9 @@ class InlineJobs(JobQueue):
 
 def runtime(app) -> Runtime:
     """The Runtime a Connexion app was built with."""
-    return app.app.extensions["instashare"]
+    from app.web import runtime_of
+
+    return runtime_of(app)
 
 
 def run_jobs(app) -> list[str]:

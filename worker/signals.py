@@ -12,9 +12,9 @@ import time
 
 from celery import signals
 
-from app.context import REQUEST_ID
 from app.observability import JOB_DURATION, JOB_FAILURES, JOB_RETRIES
 from app.queue import COMPRESS_UPLOAD
+from app.queue.jobs import REQUEST_ID
 
 log = logging.getLogger(__name__)
 

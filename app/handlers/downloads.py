@@ -4,15 +4,11 @@ a link's are asked at /s/{token}/grants), and anyone holding it downloads with n
 
 from __future__ import annotations
 
-import uuid
-
 from sqlalchemy.orm import Session
 
-from app.handlers import shares as links
-from app.handlers.files import send_download
-from app.http.request import db, runtime
-from app.http.security import owner, presented_token
-from app.http.streaming import Exchange
+from app.http.downloads import send_download, send_shared
+from app.http.links import body_fields, grant_created, refusals_counted
+from app.http.streaming import Exchange, Reply
 from app.models import File, Share
 from app.services import files, grants
 from app.storage import Storage
@@ -26,18 +22,22 @@ GRANT_HEADERS = {
 }
 
 
-def create(user: str, file_id: str, body: dict | bytes | None = None):
+async def create(request: Exchange) -> None:
     """A short-lived URL that downloads one of your files with no header (for a browser)."""
-    rt = runtime()
-    owner(user)  # 401 once the token's session has ended
+    original = body_fields(await request.json()).get("format", "zip") == "original"
+    await request.reply(await request.lookup(_create, request, original))
+
+
+def _create(session: Session, request: Exchange, original: bool) -> Reply:
+    request.owner()  # 401 once the token's session has ended
     made = grants.for_file(
-        db(),
-        presented_token(user),
-        uuid.UUID(file_id),
-        original=links.body_fields(body).get("format", "zip") == "original",
-        lifetime=rt.settings.download_grant_seconds,
+        session,
+        request.token(),
+        request.uuid("file_id"),
+        original=original,
+        lifetime=request.runtime.settings.download_grant_seconds,
     )
-    return links.grant_created(rt, made)
+    return grant_created(request, made)
 
 
 async def download(request: Exchange) -> None:
@@ -55,11 +55,9 @@ async def _download(request: Exchange, *, with_body: bool) -> None:
     # Checked when the request starts: a download under way outlives the grant's expiry.
     grant = grants.decode(rt.settings.secret_key, request.path_params["grant"])
     if grant.kind == "share":
-        with links.refusals_counted():
+        with refusals_counted():
             share, file = await request.lookup(_find_share, grant)
-        await links.send_shared(
-            request, share, file, with_body=with_body, extra_headers=GRANT_HEADERS
-        )
+        await send_shared(request, share, file, with_body=with_body, extra_headers=GRANT_HEADERS)
         return
     result = await request.lookup(_find_file, rt.storage, grant)
     await send_download(request, result, with_body=with_body, extra_headers=GRANT_HEADERS)

@@ -5,19 +5,15 @@ from __future__ import annotations
 import functools
 import json
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 
-import flask
 from sqlalchemy.orm import Session
 
-from app.db import without_transaction
 from app.errors import InvalidInput
-from app.http import ranges
+from app.http.downloads import send_download
 from app.http.multipart import FORM_KEY, UPLOAD_KEY
-from app.http.request import db, runtime
-from app.http.responses import JSON, content_disposition, json_body
-from app.http.security import owner, owner_in, presented_token
-from app.http.streaming import Allowance, Exchange
+from app.http.responses import JSON, NO_CONTENT, json_body
+from app.http.streaming import Exchange, Reply
 from app.models import File
 from app.services import files
 
@@ -41,30 +37,35 @@ def file_json(file: files.Listed) -> dict:
     }
 
 
-def _file_response(file: File, status: int = 200, **headers: str):
+def _file_response(file: File, status: int = 200, **headers: str) -> Reply:
     return json_body(file_json(file), status, ETag=files.etag(file), **headers)
 
 
-def upload_multipart(user: str):
+async def upload_multipart(request: Exchange) -> None:
     """Upload a file as a multipart form; it is compressed in the background."""
-    scope = flask.request.environ["asgi.scope"]
-    spooled = scope["extensions"].get(UPLOAD_KEY)
-    form = scope["extensions"].get(FORM_KEY, {})
+    extensions = request.scope["extensions"]
+    spooled = extensions.get(UPLOAD_KEY)
+    form = extensions.get(FORM_KEY, {})
     if spooled is None:
         raise InvalidInput("The form has no 'file' part.")
     try:
-        rt = runtime()
-        file = files.create(
-            db(),
-            rt.storage,
-            rt.jobs,
-            owner_id=owner(user),
-            upload=spooled,
-            name=form.get("name"),
-            quota_bytes=rt.settings.quota_bytes,
-        )
+        reply = await request.lookup(_create, request, spooled, form.get("name"))
     finally:
-        spooled.discard()
+        await request.run(spooled.discard)
+    await request.reply(reply)
+
+
+def _create(session: Session, request: Exchange, spooled, name: str | None) -> Reply:
+    rt = request.runtime
+    file = files.create(
+        session,
+        rt.storage,
+        rt.jobs,
+        owner_id=request.owner(),
+        upload=spooled,
+        name=name,
+        quota_bytes=rt.settings.quota_bytes,
+    )
     return _file_response(file, 202, Location=f"/api/v1/files/{file.id}")
 
 
@@ -75,10 +76,8 @@ LIST_DEFAULTS = {"limit": "20", "sort": "-created_at"}
 async def list_files(request: Exchange) -> None:
     """Your files, a page at a time.
 
-    The most frequent request of all, so it skips Flask as the streaming operations do
-    (app.http.streaming): Connexion has routed, authenticated and validated it by now,
-    and what is left is one trip to a worker thread for its one query (two for an empty
-    page).
+    The most frequent request of all: one trip to a worker thread for its one query (two
+    for an empty page), which checks the token's session too.
     """
     query = request.query
     listing = functools.partial(
@@ -88,42 +87,53 @@ async def list_files(request: Exchange) -> None:
         status=query.get("status"),
         sort=query.get("sort", LIST_DEFAULTS["sort"]),
     )
-    body = await request.run(_page_body, request, listing)
+    body = await request.read(_page_body, request, listing)
     await request.respond(200, JSON, body)
 
 
-def _page_body(request: Exchange, listing: Callable[..., files.Page]) -> bytes:
-    token = presented_token(request.user)
-    with request.runtime.sessions() as session:
-        without_transaction(session)
-        # The page's statement checks the token's session too (no trip of its own for it).
-        page = listing(session, token.user_id, token=token)
-        items = [file_json(f) for f in page.items]
+def _page_body(session: Session, request: Exchange, listing: Callable[..., files.Page]) -> bytes:
+    token = request.token()
+    # The page's statement checks the token's session too (no trip of its own for it).
+    page = listing(session, token.user_id, token=token)
+    items = [file_json(f) for f in page.items]
     body = {"items": items, "next_cursor": page.next_cursor, "total": page.total}
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def get_file(user: str, file_id: str):
+async def get_file(request: Exchange) -> None:
     """One file."""
-    return _file_response(files.get(db(), owner(user), uuid.UUID(file_id)))
+    await request.reply(await request.read(_get_file, request))
 
 
-def rename(user: str, file_id: str, body: dict):
+def _get_file(session: Session, request: Exchange) -> Reply:
+    return _file_response(files.get(session, request.owner(), request.uuid("file_id")))
+
+
+async def rename(request: Exchange) -> None:
     """Rename a file."""
+    body = await request.json()
+    await request.reply(await request.lookup(_rename, request, body["name"]))
+
+
+def _rename(session: Session, request: Exchange, name: str) -> Reply:
     file = files.rename(
-        db(),
-        owner(user),
-        uuid.UUID(file_id),
-        body["name"],
-        if_match=flask.request.headers.get("If-Match"),
+        session,
+        request.owner(),
+        request.uuid("file_id"),
+        name,
+        if_match=request.headers.get("If-Match"),
     )
     return _file_response(file)
 
 
-def delete(user: str, file_id: str):
+async def delete(request: Exchange) -> None:
     """Delete a file and its stored objects."""
-    files.delete(db(), runtime().storage, owner(user), uuid.UUID(file_id))
-    return None, 204
+    await request.lookup(_delete, request)
+    await request.reply(NO_CONTENT)
+
+
+def _delete(session: Session, request: Exchange) -> None:
+    files.delete(session, request.runtime.storage, request.owner(), request.uuid("file_id"))
 
 
 async def download(request: Exchange) -> None:
@@ -153,50 +163,6 @@ async def _download(request: Exchange, *, with_body: bool) -> None:
 def _find_download(
     session: Session, request: Exchange, file_id: uuid.UUID, *, original: bool
 ) -> files.Download:
-    owner_id = owner_in(session, request.user)
-    return files.download(session, request.runtime.storage, owner_id, file_id, original=original)
-
-
-async def send_download(
-    request: Exchange,
-    result: files.Download,
-    *,
-    with_body: bool,
-    extra_headers: Mapping[str, str] | None = None,
-    allowance: Allowance | None = None,
-) -> int:
-    """Answer with `result`'s bytes: ranges, conditional requests, HEAD; how many bytes of
-    the body were sent (fewer than asked when the client went away, or `allowance` refused
-    to let more go: see `Exchange.send_chunks`)."""
-    headers = request.headers
-    plan = ranges.answer(
-        result.size,
-        result.etag,
-        range_header=headers.get("Range"),
-        if_range=headers.get("If-Range"),
-        if_none_match=headers.get("If-None-Match"),
+    return files.download(
+        session, request.runtime.storage, request.owner(), file_id, original=original
     )
-    response_headers = {
-        **plan.headers,
-        "Content-Disposition": content_disposition(result.filename),
-        # The bytes are whatever the uploader sent: never a page of ours that runs.
-        "Content-Security-Policy": DOWNLOAD_CSP,
-        **(extra_headers or {}),
-    }
-    if plan.status != 304:
-        response_headers["Content-Type"] = result.content_type
-    if not with_body or plan.status == 304:
-        await request.respond(plan.status, response_headers)
-        return 0
-    chunks = result.chunks_from(plan.start, plan.length)
-    # The first chunk before the status line: storage that does not answer is then a 503
-    # with Retry-After (see app.http.problems), not a 200 that ends short.
-    first = await request.run(next, chunks, b"")
-    await request.respond(plan.status, response_headers, more=True)
-    return await request.send_chunks(_beginning_with(first, chunks), allowance)
-
-
-def _beginning_with(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
-    if first:
-        yield first
-    yield from rest

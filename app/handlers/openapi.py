@@ -8,6 +8,7 @@ from importlib.resources import files
 import yaml
 
 from app.http.responses import json_body
+from app.http.streaming import Exchange
 
 
 @functools.cache
@@ -15,6 +16,6 @@ def _share_links() -> dict:
     return yaml.safe_load(files("app.spec").joinpath("share.yaml").read_text(encoding="utf-8"))
 
 
-def share_links():
+async def share_links(request: Exchange) -> None:
     """The share links' OpenAPI document, as JSON, for REST clients."""
-    return json_body(_share_links())
+    await request.reply(json_body(_share_links()))

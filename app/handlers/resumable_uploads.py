@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from email.utils import format_datetime
 
+from sqlalchemy.orm import Session
+
 from app.errors import RequestTimeout
 from app.http import tus
-from app.http.request import db, runtime
 from app.http.responses import empty
-from app.http.security import owner, owner_in
 from app.http.streaming import Disconnected, Exchange
 from app.services import resumable_uploads
 from app.services.resumable_uploads import Chunk, Context, Limits, PartWriter, Progress
@@ -24,16 +24,18 @@ def _progress_headers(progress: Progress) -> dict[str, str]:
     return headers
 
 
-def options():
+async def options(request: Exchange) -> None:
     """What this tus server supports (tus 1.0 discovery; also a CORS preflight)."""
-    return empty(
-        204,
-        {
-            "Tus-Version": tus.VERSION,
-            "Tus-Extension": ",".join(tus.EXTENSIONS),
-            "Tus-Max-Size": str(runtime().settings.max_upload_bytes),
-            "Tus-Checksum-Algorithm": ",".join(resumable_uploads.CHECKSUMS),
-        },
+    await request.reply(
+        empty(
+            204,
+            {
+                "Tus-Version": tus.VERSION,
+                "Tus-Extension": ",".join(tus.EXTENSIONS),
+                "Tus-Max-Size": str(request.runtime.settings.max_upload_bytes),
+                "Tus-Checksum-Algorithm": ",".join(resumable_uploads.CHECKSUMS),
+            },
+        )
     )
 
 
@@ -65,8 +67,7 @@ def _context(request: Exchange) -> Context:
 
 
 def _begin_create(request: Exchange, **kwargs):
-    owner_id = owner_in(request.session, request.user)
-    return resumable_uploads.begin_create(_context(request), owner_id, **kwargs)
+    return resumable_uploads.begin_create(_context(request), request.owner(), **kwargs)
 
 
 async def _receive_part(request: Exchange, part: PartWriter) -> Progress:
@@ -87,12 +88,19 @@ async def _receive_part(request: Exchange, part: PartWriter) -> Progress:
     return await request.run(part.finish)
 
 
-def head(user: str, upload_id: str):
+async def head(request: Exchange) -> None:
     """How far a resumable upload got."""
-    progress = resumable_uploads.get(db(), owner(user), uuid.UUID(upload_id))
-    return empty(
-        200, {**_progress_headers(progress), "Upload-Length": str(progress.length), **NO_STORE}
+    progress = await request.read(_progress, request)
+    await request.reply(
+        empty(
+            200,
+            {**_progress_headers(progress), "Upload-Length": str(progress.length), **NO_STORE},
+        )
     )
+
+
+def _progress(session: Session, request: Exchange) -> Progress:
+    return resumable_uploads.get(session, request.owner(), request.uuid("upload_id"))
 
 
 async def patch(request: Exchange) -> None:
@@ -110,11 +118,16 @@ async def patch(request: Exchange) -> None:
 
 
 def _begin_append(request: Exchange, upload_id: uuid.UUID, chunk: Chunk) -> PartWriter:
-    owner_id = owner_in(request.session, request.user)
-    return resumable_uploads.begin_append(_context(request), owner_id, upload_id, chunk)
+    return resumable_uploads.begin_append(_context(request), request.owner(), upload_id, chunk)
 
 
-def terminate(user: str, upload_id: str):
+async def terminate(request: Exchange) -> None:
     """Cancel a resumable upload and remove its bytes (tus termination)."""
-    resumable_uploads.terminate(db(), runtime().storage, owner(user), uuid.UUID(upload_id))
-    return empty(204, {})
+    await request.lookup(_terminate, request)
+    await request.reply(empty(204, {}))
+
+
+def _terminate(session: Session, request: Exchange) -> None:
+    resumable_uploads.terminate(
+        session, request.runtime.storage, request.owner(), request.uuid("upload_id")
+    )

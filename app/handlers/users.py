@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import flask
+from sqlalchemy.orm import Session
 
 from app.http import attempts
-from app.http.request import db, runtime
-from app.http.responses import json_body
-from app.http.security import account, presented_token
+from app.http.responses import NO_CONTENT, json_body
+from app.http.streaming import Exchange, Reply
 from app.models import User
 from app.services import shares, users
 
@@ -16,28 +15,34 @@ def _user_json(user: User) -> dict:
     return {"id": str(user.id), "email": user.email, "created_at": user.created_at.isoformat()}
 
 
-def register(body: dict):
+async def register(request: Exchange) -> None:
     """Create an account."""
-    user = users.register(db(), body["email"], body["password"])
+    body = await request.json()
+    await request.reply(await request.lookup(_register, body["email"], body["password"]))
+
+
+def _register(session: Session, email: str, password: str) -> Reply:
+    user = users.register(session, email, password)
     return json_body(_user_json(user), 201, Location="/api/v1/users/me")
 
 
-def login(body: dict):
+async def login(request: Exchange) -> None:
     """Exchange an e-mail and password for an access token."""
-    rt = runtime()
-    token, expires_in = users.login(
-        db(),
+    body = await request.json()
+    rt = request.runtime
+    token, expires_in = await request.lookup(
+        users.login,
         rt.settings,
         rt.throttle,
         email=body["email"],
         password=body["password"],
-        address=flask.request.remote_addr or "unknown",
+        address=request.address,
         attempt=attempts.current(),  # counted, and its turn waited for, before this thread
     )
-    return _token_response(token, expires_in)
+    await request.reply(_token_response(token, expires_in))
 
 
-def _token_response(token: str, expires_in: int):
+def _token_response(token: str, expires_in: int) -> Reply:
     return json_body(
         {"access_token": token, "token_type": "Bearer", "expires_in": expires_in},
         200,
@@ -45,40 +50,57 @@ def _token_response(token: str, expires_in: int):
     )
 
 
-def logout(user: str):
+async def logout(request: Exchange) -> None:
     """End the session of the token this request presents."""
-    account(user)  # a token whose session already ended gets 401
-    users.logout(db(), presented_token(user))
-    return None, 204
+    await request.lookup(_logout, request)
+    await request.reply(NO_CONTENT)
 
 
-def change_password(user: str, body: dict):
+def _logout(session: Session, request: Exchange) -> None:
+    request.account()  # a token whose session already ended gets 401
+    users.logout(session, request.token())
+
+
+async def change_password(request: Exchange) -> None:
     """Change your password; every earlier session ends, and a token for a new one comes back."""
-    rt = runtime()
-    token, expires_in = users.change_password(
-        db(),
+    body = await request.json()
+    token, expires_in = await request.lookup(
+        _change_password, request, body["current_password"], body["new_password"]
+    )
+    await request.reply(_token_response(token, expires_in))
+
+
+def _change_password(
+    session: Session, request: Exchange, current: str, new: str
+) -> tuple[str, int]:
+    rt = request.runtime
+    return users.change_password(
+        session,
         rt.settings,
         rt.throttle,
-        account(user),
-        current=body["current_password"],
-        new=body["new_password"],
-        address=flask.request.remote_addr or "unknown",
+        request.account(),
+        current=current,
+        new=new,
+        address=request.address,
     )
-    return _token_response(token, expires_in)
 
 
-def me(user: str):
+async def me(request: Exchange) -> None:
     """Your profile, storage usage and how many of your share links still work."""
-    caller = account(user)  # its usage counters come with it
+    await request.reply(await request.read(_me, request))
+
+
+def _me(session: Session, request: Exchange) -> Reply:
+    caller = request.account()  # its usage counters come with it
     return json_body(
         {
             **_user_json(caller),
-            "active_shares": shares.active_count(db(), caller.id),
+            "active_shares": shares.active_count(session, caller.id),
             "usage": {
                 "file_count": caller.file_count,
                 "bytes_stored": caller.bytes_stored,
                 "bytes_reserved": caller.bytes_reserved,
-                "quota_bytes": runtime().settings.quota_bytes,
+                "quota_bytes": request.runtime.settings.quota_bytes,
             },
         }
     )

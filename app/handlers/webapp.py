@@ -9,10 +9,11 @@ import functools
 import hashlib
 from pathlib import Path
 
-import flask
 from werkzeug.security import safe_join
+from werkzeug.utils import send_file
 
 from app.errors import NotFound
+from app.http.streaming import Exchange, Reply
 
 # Shipped in the package (pyproject's package-data), so an installed wheel serves it too.
 WEBAPP_DIR = Path(__file__).resolve().parent.parent / "webapp"
@@ -25,23 +26,29 @@ CONTENT_TYPES = {
 }
 
 
-def index():
+async def index(request: Exchange) -> None:
     """The web app."""
-    return _send(WEBAPP_DIR / "index.html")
+    await request.reply(await request.run(_send, request, WEBAPP_DIR / "index.html"))
 
 
-def asset(path: str):
+async def asset(request: Exchange) -> None:
     """One of the app's files (scripts, styles, images)."""
-    found = safe_join(str(WEBAPP_DIR), path)
+    found = safe_join(str(WEBAPP_DIR), request.path_params["path"])
     if found is None or Path(found).suffix not in CONTENT_TYPES or not Path(found).is_file():
         raise NotFound("The web app has no such file.")
-    return _send(Path(found))
+    await request.reply(await request.run(_send, request, Path(found)))
 
 
-def _send(path: Path) -> flask.Response:
+def _send(request: Exchange, path: Path) -> Reply:
+    """The file, with werkzeug's conditional answers (ETag, Last-Modified, Range)."""
     stat = path.stat()
-    response = flask.send_file(
+    environ = {"REQUEST_METHOD": request.method}
+    for name in ("range", "if-range", "if-none-match", "if-modified-since"):
+        if name in request.headers:
+            environ["HTTP_" + name.upper().replace("-", "_")] = request.headers[name]
+    response = send_file(
         path,
+        environ,
         mimetype=CONTENT_TYPES[path.suffix],
         etag=_digest(str(path), stat.st_mtime_ns, stat.st_size),
         conditional=True,
@@ -51,7 +58,11 @@ def _send(path: Path) -> flask.Response:
     response.headers["Cache-Control"] = "no-cache"
     # The server dates every response; werkzeug's conditional answer adds a second Date.
     response.headers.pop("Date", None)
-    return response
+    # As a WSGI server would take it: a 304 loses its body and the headers of one.
+    app_iter, status, headers = response.get_wsgi_response(environ)
+    with response:
+        body = b"".join(app_iter)
+    return body, int(status.split()[0]), dict(headers)
 
 
 @functools.lru_cache(maxsize=256)

@@ -3,8 +3,8 @@
 A login or a share link's password check is counted by the throttle before the password
 is verified (app.services.throttle). Under a guessing campaign a key's checks are run one
 at a time, and a request must wait for its turn: that wait happens here, on the event loop,
-after routing, security and validation and before the request reaches a Flask thread or a
-streaming handler, so waiting requests hold no thread. The attempt travels on with the
+after routing, security and validation and before the request reaches its handler
+(app.http.streaming), so waiting requests hold no thread. The attempt travels on with the
 request (`current()`); the handler verifies the password and settles it, and an attempt
 left unsettled (the request ended before any password was verified) gives its counts back.
 """

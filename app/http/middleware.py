@@ -7,7 +7,7 @@ import base64
 import hashlib
 import re
 
-from connexion import FlaskApp
+from connexion import AsyncApp
 from connexion.middleware import MiddlewarePosition
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware.cors import CORSMiddleware
@@ -52,7 +52,7 @@ CORS_EXPOSE_HEADERS = [
 ]
 
 
-def add_cors(app: FlaskApp, origins: tuple[str, ...]) -> None:
+def add_cors(app: AsyncApp, origins: tuple[str, ...]) -> None:
     """Let pages from `origins` call the API, tus and downloads included."""
     # Outermost, so preflights are answered before anything else and error responses
     # carry the CORS headers too (a browser hides a response without them).
@@ -142,8 +142,8 @@ class JsonBodyLimit:
 class PathGuard:
     """404 for a path holding control characters, before routing sees it.
 
-    Connexion's router does not match such a path (`/files/abc%0A`), passes it on unrouted,
-    and Flask's own routing then calls the handler outside any operation: a 500.
+    Connexion's router does not match such a path (`/files/abc%0A`) and passes it on
+    unrouted, to be routed again behind it outside any operation: a 500.
     """
 
     _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

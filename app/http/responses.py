@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from urllib.parse import quote
-
-import flask
 
 JSON = {"Content-Type": "application/json"}
 
 
 def json_body(body: dict, status: int = 200, **headers: str) -> tuple[dict, int, dict[str, str]]:
-    """A JSON answer; the spec declares several media types, so the type is named."""
+    """A JSON answer (`Exchange.reply` writes it); the type is always named."""
     return body, status, {**JSON, **headers}
 
 
-def empty(status: int, headers: dict[str, str]) -> flask.Response:
-    """A response without a body, and so without a guessed media type."""
-    response = flask.Response(status=status, headers=headers)
-    del response.headers["Content-Type"]
-    return response
+def empty(status: int, headers: Mapping[str, str]) -> tuple[None, int, Mapping[str, str]]:
+    """A response without a body, and so without a media type."""
+    return None, status, headers
+
+
+# A 204 of an operation whose only declared media type is a problem's: Connexion named that
+# type on it, and the answer stays as it was.
+NO_CONTENT = (None, 204, {"Content-Type": "application/problem+json"})
 
 
 def content_disposition(filename: str) -> str:

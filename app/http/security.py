@@ -1,16 +1,16 @@
 """The spec's bearer scheme, and the caller's account for handlers.
 
-Connexion runs `bearer_info` on the event loop, outside any app context: it only checks
-the token's signature and expiry (CPU only). The account it names is looked up once per
-request, on first use, by `owner` (or `account`), and the same query tells whether the
-token's session has ended (logout, password change): `users.session_account`, or for
-the many requests that need only the account's id, the lighter `users.session_owner`.
-The files page, the most frequent request, asks it inside its own statement instead
+Connexion runs `bearer_info` on the event loop, outside any handler: it only checks the
+token's signature and expiry (CPU only), by the rules of the app serving the request
+(`runtime_of`). The account it names is looked up once per request, on first use, by
+`Exchange.owner` (or `Exchange.account`), and the same query tells whether the token's
+session has ended (logout, password change): `users.session_account`, or for the many
+requests that need only the account's id, the lighter `users.session_owner`. The files
+page, the most frequent request, asks it inside its own statement instead
 (`files.list_files` with the presented token).
 
 `bearer_info` runs in the request's own task, so the token's claims it keeps in a context
-variable are seen by everything after it: the Flask handler's thread (a2wsgi copies the
-context) and the streaming operations' worker threads alike.
+variable are seen by everything after it, the handler's worker threads included.
 """
 
 from __future__ import annotations
@@ -18,32 +18,32 @@ from __future__ import annotations
 import uuid
 from contextvars import ContextVar
 
-import flask
+from connexion.lifecycle import ConnexionRequest
 from sqlalchemy.orm import Session
+from starlette.types import Scope
 
 from app.errors import Unauthorized
-from app.http.request import db
 from app.models import User
 from app.overrides.connexion import signature_kept
+from app.runtime import Runtime
 from app.services import tokens, users
-from app.settings import Settings
 
-_settings: Settings | None = None
+# The attribute of the app's Connexion middleware (which every request's scope names as
+# its `app`) that holds the Runtime the factory built it with.
+RUNTIME = "instashare_runtime"
 _presented: ContextVar[tokens.Claims | None] = ContextVar("presented_token", default=None)
 
 
-def configure(settings: Settings) -> None:
-    """Called by create_app: Connexion's security handlers run outside any app context."""
-    global _settings
-    _settings = settings
+def runtime_of(scope: Scope) -> Runtime:
+    """The Runtime of the app serving the request of `scope` (see app.web.create_app)."""
+    return getattr(scope["app"], RUNTIME)
 
 
 # Connexion asks which keywords this takes on every request (app.overrides.connexion).
 @signature_kept
-def bearer_info(token: str) -> dict[str, str]:
+def bearer_info(token: str, request: ConnexionRequest) -> dict[str, str]:
     """Token info for a valid token; raises Unauthorized (401) for anything else."""
-    assert _settings is not None, "create_app() configures security first"
-    claims = tokens.verify(_settings, token)
+    claims = tokens.verify(runtime_of(request.scope).settings, token)
     _presented.set(claims)
     return {"sub": str(claims.user_id)}
 
@@ -56,26 +56,11 @@ def presented_token(user: str) -> tokens.Claims:
     return claims
 
 
-def account(user: str) -> User:
-    """The caller's account; 401 when its token's session ended. Once per request."""
-    if "account" not in flask.g:
-        flask.g.account = account_in(db(), user)
-    return flask.g.account
-
-
-def owner(user: str) -> uuid.UUID:
-    """The id of the caller's account; 401 when the token outlived it. Once per request."""
-    if "owner" not in flask.g:
-        loaded = flask.g.get("account")
-        flask.g.owner = loaded.id if loaded is not None else owner_in(db(), user)
-    return flask.g.owner
-
-
 def account_in(session: Session, user: str) -> User:
-    """`account` for a request served outside Flask (app.http.streaming), in `session`."""
+    """The caller's account, in `session`; 401 when its token's session ended."""
     return users.session_account(session, presented_token(user))
 
 
 def owner_in(session: Session, user: str) -> uuid.UUID:
-    """`owner` for a request served outside Flask (app.http.streaming), in `session`."""
+    """The id of the caller's account, in `session`; 401 when the token outlived it."""
     return users.session_owner(session, presented_token(user))

@@ -1,14 +1,14 @@
-"""Operations that stream their bodies on the event loop, not through a WSGI thread.
+"""Every operation's handler runs here: `async def h(request: Exchange)`, on the event loop.
 
-Flask handlers run on a small pool of threads (a2wsgi's), and a request holds its thread
-for as long as its body takes to arrive or its response to be read: ten clients on slow
-links were enough to stall every other request. An operation whose handler in the spec is
-a coroutine function (`async def`) is run here instead, on the event loop, after routing,
-security and validation: it waits for the network without a thread, and only the short
-steps that touch the database or storage go to a worker thread (`Exchange.run`). Bodies
-move in batches of about `BATCH_BYTES`; the write of one batch (in a thread) overlaps the
-reading of the next. A body or a download that moves no byte for the configured idle time
-is cut off.
+A handler a thread serves (Flask's, through a2wsgi) holds that thread for as long as its
+body takes to arrive or its response to be read: ten clients on slow links were enough to
+stall every other request. So every handler the spec names is a coroutine function taking
+one `Exchange`, run here after routing, security and validation: it waits for the network
+without a thread, and only the short steps that touch the database or storage go to a
+worker thread (`Exchange.run`, `Exchange.lookup`). The request's session, its caller and
+the runtime are the Exchange's. Bodies move in batches of about `BATCH_BYTES`; the write
+of one batch (in a thread) overlaps the reading of the next. A body or a download that
+moves no byte for the configured idle time is cut off.
 """
 
 from __future__ import annotations
@@ -17,18 +17,27 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import json
 import logging
 import pkgutil
+import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl
 
 import anyio.to_thread
+from connexion.jsonifier import Jsonifier
 from sqlalchemy.orm import Session
 from starlette.datastructures import Headers, QueryParams
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from werkzeug.http import parse_options_header
+from werkzeug.sansio.utils import get_host
 
+from app.db import without_transaction
 from app.errors import RequestTimeout
+from app.http import security
+from app.models import User
 from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -39,6 +48,13 @@ T = TypeVar("T")
 Handler = Callable[["Exchange"], Awaitable[None]]
 # Whether a download may have sent this many bytes in all (see Exchange.send_chunks).
 Allowance = Callable[[int], Awaitable[bool]]
+# What a handler answers with (`Exchange.reply`): a body (a dict is JSON), status, headers.
+Reply = tuple[dict | bytes | str | None, int, Mapping[str, str]]
+# Responses as compact JSON, a line each (Connexion's own answers: the json module's C
+# encoder; its default indents, through the pure-Python one, the largest cost of a page).
+COMPACT_JSON = Jsonifier(json, separators=(",", ":"))
+# Requests that only read (the spec's GET and HEAD operations).
+READS = frozenset({"GET", "HEAD"})
 
 
 class Disconnected(ClientDisconnect):
@@ -58,8 +74,11 @@ class Exchange:
         self.path_params: Mapping[str, Any] = scope.get("path_params", {})
         context = scope.get("extensions", {}).get("connexion_context", {})
         self.user: str = context.get("user", "")
+        self.method: str = scope.get("method", "GET")
         self.idle_seconds = runtime.settings.body_idle_seconds
         self._session: Session | None = None
+        self._owner: uuid.UUID | None = None
+        self._account: User | None = None
         self.started = False
 
     # -- the blocking steps, on a worker thread ----------------------------------------
@@ -69,28 +88,111 @@ class Exchange:
         return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
 
     async def lookup(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """`fn(session, *args, **kwargs)` on a worker thread, in a session of its own that is
-        closed before this returns: nothing holds a database connection while the response
-        waits on the network."""
+        """`fn(session, *args, **kwargs)` on a worker thread, in this request's session,
+        whose connection goes back to the pool before this returns: nothing holds one while
+        the response waits on the network. What `fn` loaded stays readable, detached."""
+        return await anyio.to_thread.run_sync(self._in_session, fn, args, kwargs, False)
 
-        def in_session() -> T:
-            with self.runtime.sessions() as session:
-                return fn(session, *args, **kwargs)
+    async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """`lookup` for `fn` that only reads: each of its statements stands alone, with no
+        transaction around them (app.db.without_transaction), and the BEGIN and ROLLBACK
+        round trips are saved. A GET that writes (a link's counted download) uses `lookup`."""
+        return await anyio.to_thread.run_sync(self._in_session, fn, args, kwargs, True)
 
-        return await anyio.to_thread.run_sync(in_session)
+    def _in_session(self, fn: Callable[..., T], args: tuple, kwargs: dict, alone: bool) -> T:
+        try:
+            if alone:
+                without_transaction(self.session)
+            return fn(self.session, *args, **kwargs)
+        finally:
+            self.release()
 
     @property
     def session(self) -> Session:
-        """This request's database session (used by one thread at a time; a service that
-        keeps it across steps ends its transactions before the body streams)."""
+        """This request's database session (on a worker thread, one at a time). `lookup` and
+        `read` hand it to their function; a service that keeps it across steps (a tus
+        body's) ends its transactions before the body streams."""
         if self._session is None:
             self._session = self.runtime.sessions()
         return self._session
+
+    def release(self) -> None:
+        """Close the session's transaction and hand its connection back (blocking); the
+        session opens another on its next use."""
+        if self._session is not None:
+            self._session.close()
 
     async def aclose(self) -> None:
         if self._session is not None:
             await self.run(self._session.close)
             self._session = None
+
+    # -- the caller --------------------------------------------------------------------
+
+    def owner(self) -> uuid.UUID:
+        """The id of the caller's account; 401 when its token's session ended (blocking,
+        in the request's session). Asked once per request."""
+        if self._owner is None:
+            if self._account is not None:
+                self._owner = self._account.id
+            else:
+                self._owner = security.owner_in(self.session, self.user)
+        return self._owner
+
+    def account(self) -> User:
+        """The caller's account; 401 when its token's session ended (blocking, as `owner`)."""
+        if self._account is None:
+            self._account = security.account_in(self.session, self.user)
+        return self._account
+
+    def token(self) -> Any:
+        """The claims of the token this request presented (app.services.tokens.Claims)."""
+        return security.presented_token(self.user)
+
+    # -- what the request says ---------------------------------------------------------
+
+    def uuid(self, name: str) -> uuid.UUID:
+        """A path parameter the spec declares a UUID (validated by now)."""
+        return uuid.UUID(self.path_params[name])
+
+    @property
+    def address(self) -> str:
+        """The client's address (as the server says, after any trusted proxy's header)."""
+        client = self.scope.get("client")
+        return client[0] if client else "unknown"
+
+    @property
+    def mimetype(self) -> str:
+        """The body's media type, without its parameters."""
+        return parse_options_header(self.headers.get("content-type", ""))[0].lower()
+
+    @property
+    def host_url(self) -> str:
+        """`scheme://host/` as the request names them (its `Host`, else the server's)."""
+        scheme = self.scope.get("scheme", "http")
+        server = self.scope.get("server")
+        host = get_host(scheme, self.headers.get("host"), tuple(server) if server else None)
+        return f"{scheme}://{host}/"
+
+    async def content(self) -> bytes:
+        """The whole request body (a small one: the spec's JSON and form bodies)."""
+        chunks = []
+        async for batch in self.body():
+            chunks.extend(batch)
+        return b"".join(chunks)
+
+    async def json(self) -> Any:
+        """The JSON body (validated by now), or None when there is none."""
+        raw = await self.content()
+        return COMPACT_JSON.loads(raw) if raw else None
+
+    async def form(self) -> dict[str, str]:
+        """A form body's fields (validated by now); of a repeated field, its last value."""
+        raw = await self.content()
+        return {
+            k.decode("utf-8", "replace"): v.decode("utf-8", "replace")
+            for k, v in parse_qsl(raw, keep_blank_values=True)
+        }
 
     # -- the request body --------------------------------------------------------------
 
@@ -151,6 +253,18 @@ class Exchange:
                 await pending
 
     # -- the response ------------------------------------------------------------------
+
+    async def reply(self, reply: Reply) -> None:
+        """Answer with `(body, status, headers)`: a dict as a line of compact JSON, text as
+        UTF-8, None as no body."""
+        body, status, headers = reply
+        if isinstance(body, dict):
+            raw = COMPACT_JSON.dumps(body).encode()
+        elif isinstance(body, str):
+            raw = body.encode()
+        else:
+            raw = body or b""
+        await self.respond(status, headers, raw)
 
     async def respond(
         self, status: int, headers: Mapping[str, str], body: bytes = b"", *, more: bool = False

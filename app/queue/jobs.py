@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import uuid
 from collections.abc import Callable
@@ -9,12 +10,14 @@ from collections.abc import Callable
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.context import REQUEST_ID
 from app.db import utcnow
 from app.models import File
 from app.queue import COMPRESS_UPLOAD, INDEX_ARCHIVE, QUEUE, SMALL_JOB_BYTES, SMALL_QUEUE
 
 log = logging.getLogger(__name__)
+# The id of the request (or job) being handled: set by the HTTP edge for a request and by the
+# worker for a job, carried into the headers of the jobs it sends, and into every log line.
+REQUEST_ID = contextvars.ContextVar[str | None]("request_id", default=None)
 
 
 class JobQueue:

@@ -1,1 +1,1 @@
-"""Domain logic. Services take a session explicitly and import neither Flask nor Connexion."""
+"""Domain logic. Services take a session explicitly and import neither Connexion nor app.http."""

@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from app.archive.reader import ArchiveReader
-from app.context import REQUEST_ID
 from app.db import rowcount
 from app.errors import (
     STORAGE_DOWN,
@@ -33,7 +32,7 @@ from app.errors import (
     Unauthorized,
 )
 from app.models import File, FileStatus, User, archive_key_for
-from app.queue.jobs import JobQueue
+from app.queue.jobs import REQUEST_ID, JobQueue
 from app.services import deletions, names, quota, tokens, users
 from app.services.spool import SpooledUpload
 from app.storage import Storage

@@ -29,7 +29,6 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from app.context import REQUEST_ID
 from app.db import rowcount, utcnow
 from app.errors import (
     STORAGE_DOWN,
@@ -42,7 +41,7 @@ from app.errors import (
     TooLarge,
 )
 from app.models import File, FileStatus, Upload, UploadPart
-from app.queue.jobs import JobQueue
+from app.queue.jobs import REQUEST_ID, JobQueue
 from app.services import deletions, names, quota
 from app.settings import Settings
 from app.storage import Busy, Storage

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import enum
 import functools
 import hashlib
 import hmac
@@ -353,6 +354,47 @@ _GONE = {
 
 def gone(reason: str) -> Gone:
     return Gone(_GONE[reason], reason=reason)
+
+
+class Count(enum.Enum):
+    """What a GET of a link's file does to its count of downloads."""
+
+    NONE = "none"  # nothing (a HEAD, a 304, a range of a link without a limit)
+    RESUME = "resume"  # resumes the download of its ticket, if its time and bytes allow
+    NEW = "new"  # is a new download, counted
+
+
+def download_counts(
+    share: Share, ticket: Ticket | None, *, bodiless: bool, not_modified: bool, starts_at: int
+) -> Count:
+    """Whether a request for a link's file counts as a download (`ticket`: the one its
+    `If-Range` or `If-None-Match` presents, on a link with a limit; `starts_at`: the first
+    byte its answer sends; `bodiless`: a HEAD or a 304).
+
+    One download is a GET that sends the file from its first byte. On a link with a limit,
+    each counted download gets an ETag of its own (a ticket); a range request that starts
+    further on presenting it in `If-Range` resumes that download and is not counted again,
+    for `share_resume_hours` after the download began and for about one more copy of the
+    file in all (the HTTP edge reserves its bytes as they go). Every other GET counts: a
+    range from the middle without a ticket, or with one that is past its time or spent, is
+    a new download (`new_download`), or 410 once the limit is reached. On a link without a
+    limit only a GET from the first byte counts, and a range from further on never does:
+    nothing is held back by the count, and a download manager's parallel pieces are one
+    download, not eight. HEAD and 304 answers never count.
+    """
+    if ticket is not None and (not_modified or starts_at > 0):
+        return Count.NONE if bodiless else Count.RESUME
+    return new_download(share, bodiless=bodiless, starts_at=starts_at)
+
+
+def new_download(share: Share, *, bodiless: bool, starts_at: int) -> Count:
+    """A request that resumes nothing: NEW when it counts, NONE when not; 410 once the
+    link's downloads are used up (a HEAD too)."""
+    if why_gone(share) == "exhausted":
+        raise gone("exhausted")
+    if bodiless or (share.max_downloads is None and starts_at > 0):
+        return Count.NONE
+    return Count.NEW
 
 
 def resolve(

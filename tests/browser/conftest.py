@@ -25,7 +25,6 @@ import pytest
 import uvicorn
 from playwright.sync_api import sync_playwright
 
-from app.http import security
 from app.runtime import build_runtime
 from app.settings import Settings
 from app.web import create_app
@@ -90,7 +89,6 @@ def site(redis_url, tmp_path_factory) -> Iterator[Site]:
     with fresh_database("instashare_browser") as url:
         settings = make_settings(tmp, url, "local", broker_url=redis_db(BROKER_DB))
         worker = WorkerProcess(settings, tmp / "worker.log").start()
-        security.configure(settings)
         counter = BodyCounter(create_app(settings, runtime=build_runtime(settings)))
         link = SlowLink(counter)
         port = free_port()

@@ -14,7 +14,7 @@ import uvicorn
 from sqlalchemy import delete
 
 from app.db import make_session_factory
-from app.http import protocol, security
+from app.http import protocol
 from app.models import User
 from app.runtime import build_runtime
 from app.settings import Settings
@@ -120,7 +120,6 @@ class Live:
 
 @pytest.fixture
 def live(live_server, settings) -> Iterator[Live]:
-    security.configure(settings)  # the token rules of this app, not of the last one built
     runtime(live_server.app).jobs.waiting.clear()
     with httpx.Client(base_url=live_server.url, timeout=30) as http:
         view = Live(live_server.url, http, live_server.app, live_server.counter, settings)

@@ -12,7 +12,7 @@ from sqlalchemy import update
 
 from app.models import File
 from tests.handlers.test_tus import create as tus_create
-from tests.helpers import assert_problem, run_jobs, spooled_files, stored_keys, upload
+from tests.helpers import assert_problem, run_jobs, runtime, spooled_files, stored_keys, upload
 
 FILES = "/api/v1/files"
 NFC = "caf\u00e9.txt"
@@ -62,7 +62,7 @@ def test_a_disguised_explicit_name_is_refused_with_the_reason(
     assert why in detail(response)
     assert names_of(local_client, alice) == []
     assert stored_keys(local_app, alice.id) == []
-    assert spooled_files(local_app.app.extensions["instashare"].settings) == []
+    assert spooled_files(runtime(local_app).settings) == []
 
 
 @pytest.mark.parametrize(("name", "why"), DISGUISED)

@@ -13,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
-from app.handlers.share_page import PAGE_CSP
+from app.http.share_page import PAGE_CSP
 from app.models import Share
 from tests.helpers import assert_problem, run_jobs, runtime, upload
 

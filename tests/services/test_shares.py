@@ -215,3 +215,79 @@ def test_racing_replays_get_one_copy_between_them(request, committing):
         results = list(pool.map(lambda _: _reserve(committing, share, number, SIZE - 1), range(20)))
     assert results.count(True) == 1
     assert _rows(committing, share) == {number: SIZE - 1}
+
+
+# --- what counts as a download (no database: the rule alone) ---------------------------------
+
+
+def _unsaved(max_downloads: int | None = None, downloads: int = 0) -> Share:
+    return Share(
+        id=uuid.uuid4(),
+        file_id=uuid.uuid4(),
+        max_downloads=max_downloads,
+        downloads=downloads,
+        serves="zip",
+    )
+
+
+TICKET = shares.Ticket('"abc.d1.0011223344556677"', 1)
+Count = shares.Count
+
+
+@pytest.mark.parametrize(
+    ("max_downloads", "bodiless", "starts_at", "counts"),
+    [
+        (None, False, 0, Count.NEW),  # a GET from the first byte
+        (None, False, 10, Count.NONE),  # a range of a link without a limit: one download
+        (None, True, 0, Count.NONE),  # HEAD or 304
+        (3, False, 0, Count.NEW),
+        (3, False, 10, Count.NEW),  # a range without a ticket on a limited link counts
+        (3, True, 0, Count.NONE),
+    ],
+)
+def test_without_a_ticket_a_get_from_the_first_byte_counts(
+    max_downloads, bodiless, starts_at, counts
+):
+    share = _unsaved(max_downloads)
+    got = shares.download_counts(
+        share, None, bodiless=bodiless, not_modified=False, starts_at=starts_at
+    )
+    assert got is counts
+
+
+def test_a_ticket_resumes_a_range_from_further_on_and_a_head_of_it_is_not_counted():
+    share = _unsaved(3, downloads=3)  # used up: a resume still answers
+    resume = shares.download_counts(share, TICKET, bodiless=False, not_modified=False, starts_at=5)
+    assert resume is Count.RESUME
+    head = shares.download_counts(share, TICKET, bodiless=True, not_modified=False, starts_at=5)
+    assert head is Count.NONE
+    cached = shares.download_counts(share, TICKET, bodiless=True, not_modified=True, starts_at=0)
+    assert cached is Count.NONE
+
+
+def test_a_ticket_from_the_first_byte_is_a_new_download():
+    share = _unsaved(3, downloads=1)
+    got = shares.download_counts(share, TICKET, bodiless=False, not_modified=False, starts_at=0)
+    assert got is Count.NEW
+
+
+def test_a_used_up_link_refuses_a_new_download_even_a_head():
+    share = _unsaved(2, downloads=2)
+    for bodiless in (False, True):
+        with pytest.raises(Gone) as refused:
+            shares.download_counts(share, None, bodiless=bodiless, not_modified=False, starts_at=0)
+        assert refused.value.extra["reason"] == "exhausted"
+    # A resume whose time or bytes ran out becomes a new download: refused as well.
+    with pytest.raises(Gone):
+        shares.new_download(share, bodiless=False, starts_at=5)
+
+
+def test_a_ticket_is_for_one_link_and_one_download():
+    link, other = _unsaved(3), _unsaved(3)
+    base = '"abc123"'
+    ticket = shares.resume_ticket(SECRET, link, 4, base)
+    assert shares.presented_ticket(SECRET, link, base, "junk", f"{ticket}, *") == shares.Ticket(
+        ticket, 4
+    )
+    assert shares.presented_ticket(SECRET, other, base, ticket) is None
+    assert shares.resume_ticket(SECRET, link, 5, base) != ticket

@@ -25,7 +25,6 @@ import pytest
 
 from app.db import make_session_factory
 from app.errors import PreconditionFailed
-from app.http import security
 from app.queue.jobs import JobQueue
 from app.runtime import build_runtime
 from app.services import compress_job, files, leases
@@ -310,7 +309,6 @@ def make_committed(_committing_apps, engine) -> Iterator:
             app = _committing_apps[settings] = create_app(settings, runtime=rt)
         rt = runtime(app)
         rt.jobs.waiting.clear()
-        security.configure(settings)  # another test's app may have set other token rules
         made.append(Committed(app, committed_account(rt.sessions, settings)))
         return made[-1]
 

@@ -1,0 +1,252 @@
+"""The share page: what a browser sees at a link's URL (HTML, chosen by `Accept`). No script
+at all; every value is escaped by the template engine."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import jinja2
+
+from app.errors import AppError, Gone, NotFound, NotReady, TooManyRequests, Unauthorized
+from app.http.links import PUBLIC_HEADERS, downloads_left, headers_for
+from app.http.streaming import Reply
+from app.models import File, Share
+
+# Nothing but our own stylesheet loads; the form posts only to us; no page may frame it.
+PAGE_CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "base-uri 'none'; frame-ancestors 'none'"
+)
+PAGE_HEADERS = {
+    "Content-Security-Policy": PAGE_CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Vary": "Accept",
+}
+# What a 401 page asks for: the page's form, not the browser's own Basic prompt (which a
+# `Basic` challenge would open over the page).
+FORM_CHALLENGE = {"WWW-Authenticate": 'Form realm="share link"'}
+_STATUS_TEXT = {
+    "ready": "Ready to download",
+    "pending": "Waiting to be prepared",
+    "processing": "Being prepared",
+    "failed": "Could not be prepared",
+}
+
+
+@dataclass(frozen=True)
+class SharedFile:
+    """What the page shows of a shared file."""
+
+    name: str
+    size: int
+    download_size: int | None
+    serves: str
+    status: str
+    expires_at: str | None
+    downloads_left: int | None
+
+    @property
+    def status_text(self) -> str:
+        return _STATUS_TEXT.get(self.status, self.status)
+
+
+def when(value: dt.datetime | None) -> str | None:
+    """A moment as the page says it (UTC)."""
+    if value is None:
+        return None
+    value = value.astimezone(dt.UTC)
+    return f"{value.day} {value:%b %Y, %H:%M} UTC"
+
+
+def size(count: int | None) -> str:
+    """A byte count for people (1000-based, as file managers show it)."""
+    if count is None:
+        return "unknown"
+    if count < 1000:
+        return f"{count} bytes" if count != 1 else "1 byte"
+    value = float(count)
+    for unit in ("kB", "MB", "GB", "TB"):
+        value /= 1000
+        if value < 1000 or unit == "TB":
+            return f"{value:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("app", "templates"),
+        autoescape=True,  # every value, file names first, is text on the page
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters["size"] = size
+    return environment
+
+
+def render(
+    status: int,
+    *,
+    state: str,
+    title: str,
+    root: str,
+    token: str = "",
+    file: SharedFile | None = None,
+    message: str = "",
+    tone: str = "",
+    password_form: bool = False,
+    headers: Mapping[str, str] | None = None,
+) -> Reply:
+    """The page for one state of a link: `ready`, `locked`, `not_ready` or `gone`.
+
+    `root` is the way from the page's URL to `/s/` (`""` at `/s/{token}`, `"../"` at
+    `/s/{token}/grants`): relative, so the page works behind a proxy that adds a prefix.
+    """
+    html = (
+        _environment()
+        .get_template("share.html")
+        .render(
+            state=state,
+            title=title,
+            root=root,
+            token=token,
+            file=file,
+            message=message,
+            tone=tone,
+            password_form=password_form,
+        )
+    )
+    body = html.encode()
+    return (
+        body,
+        status,
+        {
+            "Content-Type": "text/html; charset=utf-8",
+            "Content-Length": str(len(body)),
+            **(headers or {}),
+            **PAGE_HEADERS,
+        },
+    )
+
+
+_GONE_PAGE = {
+    "expired": ("This link has expired", "Ask the person who sent it to you for a new one."),
+    "revoked": ("This link was turned off", "Its owner revoked it; ask them for a new one."),
+    "exhausted": (
+        "This link has been used up",
+        "It has given all the downloads it allowed; ask its owner for a new one.",
+    ),
+}
+
+
+def shared_file(share: Share, file: File) -> SharedFile:
+    return SharedFile(
+        name=file.name if share.serves == "original" else f"{file.name}.zip",
+        size=file.size,
+        download_size=file.compressed_size,
+        serves=share.serves,
+        status=file.status.value,
+        expires_at=when(share.expires_at),
+        downloads_left=downloads_left(share),
+    )
+
+
+def page_for_error(
+    exc: AppError,
+    *,
+    root: str,
+    token: str,
+    share: Share | None = None,
+    file: File | None = None,
+    password_given: bool = False,
+) -> Reply:
+    """The page that says why a link refused (instead of a problem+json); `token` as
+    `page_token` gives it."""
+    headers = {k: v for k, v in exc.headers.items() if k != "WWW-Authenticate"}
+    if share is not None:
+        headers.update(headers_for(share))
+    else:
+        headers.update(PUBLIC_HEADERS)
+    if isinstance(exc, Gone):
+        title, message = _GONE_PAGE[str(exc.extra.get("reason"))]
+        return render(
+            410,
+            state="gone",
+            title=title,
+            root=root,
+            message=message,
+            tone="error",
+            headers=headers,
+        )
+    if isinstance(exc, NotFound):
+        return render(
+            404,
+            state="gone",
+            title="There is no such link",
+            root=root,
+            message="Check that you copied the whole link, or ask for a new one.",
+            tone="error",
+            headers=headers,
+        )
+    locked = share is not None and share.password_hash is not None
+    if isinstance(exc, Unauthorized):
+        wrong = "That password is not right; try again." if password_given else ""
+        return render(
+            401,
+            state="locked",
+            title="A password is needed",
+            root=root,
+            token=token,
+            message=wrong,
+            tone="error",
+            password_form=True,
+            headers={**headers, **FORM_CHALLENGE},
+        )
+    if isinstance(exc, TooManyRequests):
+        retry = exc.headers.get("Retry-After", "60")
+        # The throttle's own sentence says whose guesses it was (this address's, or a
+        # campaign's against the link); the page words the wait for people.
+        why = exc.detail.partition(";")[0]
+        return render(
+            429,
+            state="locked",
+            title="Too many password attempts",
+            root=root,
+            token=token,
+            message=f"{why}. Try again in {_wait(retry)}.",
+            tone="error",
+            password_form=True,
+            headers=headers,
+        )
+    if isinstance(exc, NotReady) and share is not None and file is not None:
+        if "Retry-After" in exc.headers:
+            title, message = (
+                "Not ready yet",
+                "The file is still being prepared. Try again in a minute.",
+            )
+        else:  # it failed: no point in waiting
+            title, message = "Cannot be downloaded", "The file could not be prepared."
+        return render(
+            409,
+            state="not_ready",
+            title=title,
+            root=root,
+            token=token,
+            file=shared_file(share, file),
+            message=message,
+            password_form=locked,
+            headers=headers,
+        )
+    raise exc
+
+
+def _wait(retry_after: str) -> str:
+    seconds = int(retry_after) if retry_after.isdigit() else 60
+    if seconds < 90:
+        return f"{seconds} seconds" if seconds != 1 else "1 second"
+    return f"{round(seconds / 60)} minutes"
