@@ -1,4 +1,5 @@
-"""Request ids, one JSON log line per request, and Prometheus metrics.
+"""Logging as JSON lines (with the request id), and Prometheus metrics (the HTTP edge's
+request ids, access lines and request metrics are app.http.observer's).
 
 With several gunicorn workers, `instashare-server serve` points PROMETHEUS_MULTIPROC_DIR at
 a fresh directory before the workers start, and /metrics aggregates every process.
@@ -6,13 +7,10 @@ a fresh directory before the workers start, and /metrics aggregates every proces
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
-import re
 import time
-import uuid
 from collections.abc import Callable
 from typing import TextIO
 
@@ -25,11 +23,8 @@ from prometheus_client import (
     multiprocess,
 )
 from prometheus_client.core import GaugeMetricFamily
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.queue.jobs import REQUEST_ID
-
-_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 REQUESTS = Counter(
     "instashare_http_requests_total", "HTTP requests", ["operation", "method", "status"]
@@ -81,9 +76,6 @@ def share_refused(reason: str) -> None:
         SHARE_REFUSALS.labels(reason).inc()
 
 
-access_log = logging.getLogger("instashare.access")
-
-
 class JsonFormatter(logging.Formatter):
     """One JSON object per line; extra fields given to the logger are kept."""
 
@@ -126,108 +118,6 @@ def configure_logging(level: str, stream: TextIO | None = None) -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True
-
-
-def request_id_from(value: str | None) -> str:
-    """The client's X-Request-ID when it is sane, else a fresh one."""
-    if value and _VALID_REQUEST_ID.match(value):
-        return value
-    return uuid.uuid4().hex
-
-
-class RequestObserver:
-    """ASGI middleware: request id in and out, a JSON access line, request metrics."""
-
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        sent = [v for k, v in scope["headers"] if k == b"x-request-id"]
-        rid = request_id_from(sent[0].decode("latin-1") if len(sent) == 1 else None)
-        if sent != [rid.encode()]:
-            # Downstream (handlers, the job sender) sees the id the client will see.
-            scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"x-request-id"] + [
-                (b"x-request-id", rid.encode())
-            ]
-        # Connexion records the operation and the user in scope["extensions"], on shallow
-        # copies of this scope: an extensions dict made here is the one they share with us.
-        scope.setdefault("extensions", {})
-        token = REQUEST_ID.set(rid)
-        start = time.perf_counter()
-        state = {"status": 500, "in": 0, "out": 0}
-
-        async def receive_() -> Message:
-            message = await receive()
-            state["in"] += len(message.get("body", b""))
-            return message
-
-        async def send_(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                state["status"] = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
-            elif message["type"] == "http.response.body":
-                state["out"] += len(message.get("body", b""))
-            await send(message)
-
-        try:
-            await self.app(scope, receive_, send_)
-        finally:
-            REQUEST_ID.reset(token)
-            self._record(scope, rid, state, time.perf_counter() - start)
-
-    @staticmethod
-    def _record(scope: Scope, rid: str, state: dict, seconds: float) -> None:
-        extensions = scope.get("extensions", {})
-        operation = extensions.get("connexion_routing", {}).get("operation_id") or "unrouted"
-        user = (extensions.get("connexion_context") or {}).get("user")
-        _requests(operation, scope["method"], state["status"]).inc()
-        _latency(operation).observe(seconds)
-        BYTES_IN.inc(state["in"])
-        BYTES_OUT.inc(state["out"])
-        path = _redacted(scope["path"])
-        access_log.info(
-            "%s %s %s",
-            scope["method"],
-            path,
-            state["status"],
-            extra={
-                "request_id": rid,
-                "user_id": user,
-                "operation": operation,
-                "method": scope["method"],
-                "path": path,
-                "status": state["status"],
-                "bytes_in": state["in"],
-                "bytes_out": state["out"],
-                "duration_ms": round(seconds * 1000, 2),
-            },
-        )
-
-
-# Paths whose segment after the prefix opens a file to whoever holds it (a share link's
-# token, a download grant): the logs keep the prefix, not the credential. In any case and
-# with any run of slashes: a mistyped `/S/{token}` or `//s/{token}` answers 404, but the
-# token in it is the real one all the same.
-_SECRET_PATHS = re.compile(r"^(/+s/+|/+api/+v1/+downloads/+)(?!-/)[^/]+", re.IGNORECASE)
-
-
-def _redacted(path: str) -> str:
-    return _SECRET_PATHS.sub(r"\1…", path)
-
-
-# The labelled series, looked up once each (prometheus_client's `labels` takes a lock and
-# builds its key on every call). Operations, methods and statuses are few.
-@functools.lru_cache(maxsize=1024)
-def _requests(operation: str, method: str, status: int):
-    return REQUESTS.labels(operation, method, str(status))
-
-
-@functools.lru_cache(maxsize=1024)
-def _latency(operation: str):
-    return LATENCY.labels(operation)
 
 
 class StateCollector:

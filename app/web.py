@@ -20,10 +20,10 @@ from app.http.middleware import (
     add_cors,
 )
 from app.http.multipart import StreamingMultipartValidator
+from app.http.observer import RequestObserver
 from app.http.streaming import COMPACT_JSON, StreamingOperations
 from app.http.tus import TusBodyValidator, TusProtocol
 from app.http.validation import SafeFormValidator, SecretSafeJSONBodyValidator
-from app.observability import RequestObserver
 from app.overrides import check_versions
 from app.overrides.connexion import CompiledParameterValidator
 from app.runtime import Runtime, build_runtime

@@ -33,7 +33,12 @@ async def index(request: Exchange) -> None:
 
 async def asset(request: Exchange) -> None:
     """One of the app's files (scripts, styles, images)."""
-    found = safe_join(str(WEBAPP_DIR), request.path_params["path"])
+    path = request.path_params["path"]
+    if path.startswith("/"):
+        # `/app//x`: a path with an empty segment names nothing here, like any unknown path
+        # (and is no redirect to `/x`, which could leave the site).
+        raise NotFound("No resource has this path.")
+    found = safe_join(str(WEBAPP_DIR), path)
     if found is None or Path(found).suffix not in CONTENT_TYPES or not Path(found).is_file():
         raise NotFound("The web app has no such file.")
     await request.reply(await request.run(_send, request, Path(found)))

@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import observability
 from app.errors import NotFound
+from app.http.middleware import HttpMiddleware
 from app.runtime import Runtime
 from app.services import shares, users
 from app.services.throttle import Attempt, Subject
@@ -54,17 +55,14 @@ def _presents_password(headers: Headers) -> bool:
     return "x-share-password" in headers or authorization.lower().startswith("basic")
 
 
-class PasswordAttempts:
+class PasswordAttempts(HttpMiddleware):
     """ASGI middleware: begins each password check's attempt and waits for its turn."""
 
     def __init__(self, app: ASGIApp, runtime: Runtime):
-        self.app = app
+        super().__init__(app)
         self.runtime = runtime
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         routing = scope.get("extensions", {}).get("connexion_routing", {})
         operation = routing.get("operation_id")
         begin: Callable[[], Attempt] | None = None

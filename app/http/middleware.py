@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from collections.abc import Callable
 
 from connexion import AsyncApp
 from connexion.middleware import MiddlewarePosition
@@ -52,6 +53,34 @@ CORS_EXPOSE_HEADERS = [
 ]
 
 
+class HttpMiddleware:
+    """ASGI middleware for HTTP requests: `http` takes each one; anything else (lifespan)
+    passes through."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self.http(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+def rewriting_start(send: Send, rewrite: Callable[[MutableHeaders], None]) -> Send:
+    """`send`, with `rewrite` given the headers of the response's start to change."""
+
+    async def send_(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            rewrite(MutableHeaders(scope=message))
+        await send(message)
+
+    return send_
+
+
 def add_cors(app: AsyncApp, origins: tuple[str, ...]) -> None:
     """Let pages from `origins` call the API, tus and downloads included."""
     # Outermost, so preflights are answered before anything else and error responses
@@ -67,7 +96,7 @@ def add_cors(app: AsyncApp, origins: tuple[str, ...]) -> None:
     )
 
 
-class JsonBodyLimit:
+class JsonBodyLimit(HttpMiddleware):
     """413 for JSON bodies over the limit, before Connexion's validator buffers them.
 
     A JSON body sent without Content-Length (chunked) is read here, up to the limit, and
@@ -76,26 +105,25 @@ class JsonBodyLimit:
     """
 
     def __init__(self, app: ASGIApp, limit: int):
-        self.app = app
+        super().__init__(app)
         self.limit = limit
 
     def _too_large(self) -> TooLarge:
         return TooLarge(f"A JSON or form body may be at most {self.limit} bytes.", limit="body")
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            headers = Headers(scope=scope)
-            # Media types are case-insensitive: `Application/JSON` is parsed whole all the same.
-            content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-            # A urlencoded form (the share page's password form) is parsed whole in memory too.
-            if "json" in content_type or content_type == FORM:
-                declared = headers.get("content-length")
-                if declared is None and "chunked" in headers.get("transfer-encoding", ""):
-                    scope, receive = await self._buffered(scope, receive)
-                elif declared is not None and declared.isdigit() and int(declared) > self.limit:
-                    raise self._too_large()
-                else:
-                    receive = self._counting(receive)
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = Headers(scope=scope)
+        # Media types are case-insensitive: `Application/JSON` is parsed whole all the same.
+        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        # A urlencoded form (the share page's password form) is parsed whole in memory too.
+        if "json" in content_type or content_type == FORM:
+            declared = headers.get("content-length")
+            if declared is None and "chunked" in headers.get("transfer-encoding", ""):
+                scope, receive = await self._buffered(scope, receive)
+            elif declared is not None and declared.isdigit() and int(declared) > self.limit:
+                raise self._too_large()
+            else:
+                receive = self._counting(receive)
         await self.app(scope, receive, send)
 
     async def _buffered(self, scope: Scope, receive: Receive) -> tuple[Scope, Receive]:
@@ -139,7 +167,7 @@ class JsonBodyLimit:
         return receive_
 
 
-class PathGuard:
+class PathGuard(HttpMiddleware):
     """404 for a path holding control characters, before routing sees it.
 
     Connexion's router does not match such a path (`/files/abc%0A`) and passes it on
@@ -148,11 +176,8 @@ class PathGuard:
 
     _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self._CONTROL.search(scope["path"]):
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._CONTROL.search(scope["path"]):
             raise NotFound("No resource has this path.")
         await self.app(scope, receive, send)
 
@@ -198,7 +223,7 @@ def swagger_ui_csp(page: bytes) -> str:
     )
 
 
-class ResponseHeaders:
+class ResponseHeaders(HttpMiddleware):
     """What every response carries: the security headers above, and no shared caching of
     private answers.
 
@@ -209,13 +234,7 @@ class ResponseHeaders:
     it and revalidate by ETag; a proxy or CDN must not).
     """
 
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         credentials = any(name == b"authorization" for name, _ in scope["headers"])
         path = scope["path"]
         csp = WEBAPP_CSP if _is_webapp(path) else API_CSP
@@ -254,7 +273,7 @@ class ResponseHeaders:
         await self.app(scope, receive, send_)
 
 
-class PublicLinks:
+class PublicLinks(HttpMiddleware):
     """What every answer under `/s/` (share links, app.handlers.shares) carries: CORS for any
     origin without credentials, so a page anywhere can fetch a shared file, and
     `Referrer-Policy: no-referrer`, so a link's page never leaks its URL onward.
@@ -269,11 +288,8 @@ class PublicLinks:
         "ETag, Content-Range, Content-Disposition, Content-Length, Accept-Ranges, Retry-After"
     )
 
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(self.PREFIX):
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not scope["path"].startswith(self.PREFIX):
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
@@ -296,20 +312,15 @@ class PublicLinks:
             await send({"type": "http.response.body", "body": b""})
             return
 
-        async def send_(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                out = MutableHeaders(scope=message)
-                out["Access-Control-Allow-Origin"] = "*"
-                out["Access-Control-Expose-Headers"] = self.EXPOSE_HEADERS
-                out.setdefault("Referrer-Policy", "no-referrer")
-                if "vary" in out:
-                    # "*" answers the same to every origin; the page still varies by Accept.
-                    kept = [
-                        v.strip() for v in out["vary"].split(",") if v.strip().lower() != "origin"
-                    ]
-                    del out["vary"]
-                    if kept:
-                        out["Vary"] = ", ".join(kept)
-            await send(message)
+        await self.app(scope, receive, rewriting_start(send, self._public))
 
-        await self.app(scope, receive, send_)
+    def _public(self, out: MutableHeaders) -> None:
+        out["Access-Control-Allow-Origin"] = "*"
+        out["Access-Control-Expose-Headers"] = self.EXPOSE_HEADERS
+        out.setdefault("Referrer-Policy", "no-referrer")
+        if "vary" in out:
+            # "*" answers the same to every origin; the page still varies by Accept.
+            kept = [v.strip() for v in out["vary"].split(",") if v.strip().lower() != "origin"]
+            del out["vary"]
+            if kept:
+                out["Vary"] = ", ".join(kept)

@@ -37,6 +37,7 @@ from werkzeug.sansio.utils import get_host
 from app.db import without_transaction
 from app.errors import RequestTimeout
 from app.http import security
+from app.http.middleware import HttpMiddleware
 from app.models import User
 from app.runtime import Runtime
 
@@ -429,22 +430,21 @@ def _resolve(operation_id: str) -> Handler | None:
     return fn if inspect.iscoroutinefunction(fn) else None
 
 
-class StreamingOperations:
+class StreamingOperations(HttpMiddleware):
     """ASGI middleware after validation: runs streaming operations (see the module doc)."""
 
     def __init__(self, app: ASGIApp, runtime: Runtime):
-        self.app = app
+        super().__init__(app)
         self.runtime = runtime
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            routing = scope.get("extensions", {}).get("connexion_routing", {})
-            handler = streaming_handler(routing.get("operation_id"))
-            if handler is not None:
-                exchange = Exchange(scope, receive, send, self.runtime)
-                try:
-                    await handler(exchange)
-                finally:
-                    await exchange.aclose()
-                return
-        await self.app(scope, receive, send)
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        routing = scope.get("extensions", {}).get("connexion_routing", {})
+        handler = streaming_handler(routing.get("operation_id"))
+        if handler is None:
+            await self.app(scope, receive, send)  # no operation: Connexion's own answer
+            return
+        exchange = Exchange(scope, receive, send, self.runtime)
+        try:
+            await handler(exchange)
+        finally:
+            await exchange.aclose()

@@ -22,9 +22,10 @@ from typing import Any
 
 from connexion.validators import AbstractRequestBodyValidator
 from starlette.datastructures import Headers, MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.errors import InvalidInput, UnsupportedMediaType
+from app.http.middleware import HttpMiddleware, rewriting_start
 from app.services.resumable_uploads import CHECKSUMS, Checksum, Chunk
 
 VERSION = "1.0.0"
@@ -37,18 +38,18 @@ OVERRIDABLE = {"HEAD", "PATCH", "DELETE", "POST", "OPTIONS", "GET"}
 VERSIONED = {"HEAD", "PATCH", "DELETE", "POST"}
 
 
-class TusProtocol:
+class TusProtocol(HttpMiddleware):
     """Protocol-level rules for every request under `prefix`; see the module docstring."""
 
     def __init__(self, app: ASGIApp, prefix: str):
-        self.app = app
+        super().__init__(app)
         self.prefix = prefix.rstrip("/")
 
     def _applies(self, path: str) -> bool:
         return path == self.prefix or path.startswith(self.prefix + "/")
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self._applies(scope["path"]):
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self._applies(scope["path"]):
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
@@ -59,12 +60,7 @@ class TusProtocol:
             await self._version_mismatch(headers.get("tus-resumable"), send)
             return
 
-        async def send_(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                MutableHeaders(scope=message)["Tus-Resumable"] = VERSION
-            await send(message)
-
-        await self.app(scope, receive, send_)
+        await self.app(scope, receive, rewriting_start(send, _versioned))
 
     async def _version_mismatch(self, offered: str | None, send: Send) -> None:
         detail = (
@@ -159,3 +155,7 @@ def check_content_type(header: str | None) -> None:
     """PATCH bodies must say they are `application/offset+octet-stream` (415 otherwise)."""
     if (header or "").split(";", 1)[0].strip().lower() != CONTENT_TYPE:
         raise UnsupportedMediaType(f"A tus PATCH body must be sent as {CONTENT_TYPE}.")
+
+
+def _versioned(headers: MutableHeaders) -> None:
+    headers["Tus-Resumable"] = VERSION
