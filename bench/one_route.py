@@ -1,11 +1,12 @@
-"""The yardstick of bench/request_path.py: a Connexion app with one route and nothing else.
+"""The yardstick of bench/request_path.py: a Connexion app (AsyncApp, as ours) with one route
+and nothing else.
 
 `gunicorn -k uvicorn_worker.UvicornWorker one_route:app` (from bench/) serves it.
 """
 
 from __future__ import annotations
 
-from connexion import FlaskApp
+from connexion import AsyncApp
 
 SPEC = {
     "openapi": "3.0.3",
@@ -31,5 +32,5 @@ def hello():
     return {"hello": "world"}
 
 
-app = FlaskApp(__name__)
+app = AsyncApp(__name__)
 app.add_api(SPEC)
