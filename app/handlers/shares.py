@@ -127,13 +127,17 @@ async def metadata(request: Exchange) -> None:
     await request.reply(await request.read(_metadata, request))
 
 
+def _resolve(session: Session, request: Exchange, **options: bool) -> tuple[Share, File]:
+    """The link the path's token names and its file; its refusals counted."""
+    with refusals_counted():
+        secret = request.runtime.settings.secret_key
+        return shares.resolve(session, secret, request.path_params["token"], **options)
+
+
 def _metadata(session: Session, request: Exchange) -> Reply:
     rt = request.runtime
     try:
-        with refusals_counted():
-            share, file = shares.resolve(
-                session, rt.settings.secret_key, request.path_params["token"]
-            )
+        share, file = _resolve(session, request)
         unlock(rt, share, presented_password(request.headers), request.address)
     except AppError as exc:
         exc.headers["Vary"] = "Accept"  # the same URL answers a browser with the page
@@ -170,11 +174,9 @@ def _page_html(session: Session, request: Exchange) -> Reply:
     file: File | None = None
     password = presented_password(request.headers)
     try:
+        share, file = _resolve(session, request)
+        unlock(rt, share, password, request.address)
         with refusals_counted():
-            share, file = shares.resolve(
-                session, rt.settings.secret_key, request.path_params["token"]
-            )
-            unlock(rt, share, password, request.address)
             files.ensure_ready(file)
     except AppError as exc:
         return share_page.page_for_error(
@@ -213,17 +215,14 @@ async def content_head(request: Exchange) -> None:
 
 def _find(session: Session, request: Exchange) -> tuple[Share, File]:
     # An exhausted link still answers a resume of one of its counted downloads.
-    secret = request.runtime.settings.secret_key
-    token = request.path_params["token"]
-    share, file = shares.resolve(session, secret, token, exhausted_ok=True)
+    share, file = _resolve(session, request, exhausted_ok=True)
     session.expunge_all()
     return share, file
 
 
 async def _content(request: Exchange, *, with_body: bool) -> None:
     rt = request.runtime
-    with refusals_counted():
-        share, file = await request.lookup(_find, request)
+    share, file = await request.lookup(_find, request)
     await request.run(unlock, rt, share, presented_password(request.headers), request.address)
     await send_shared(request, share, file, with_body=with_body, extra_headers=headers_for(share))
 
@@ -249,11 +248,9 @@ def _grant(session: Session, request: Exchange, form: bool, password: str | None
     share: Share | None = None
     file: File | None = None
     try:
+        share, file = _resolve(session, request)
+        unlock(rt, share, password, request.address)
         with refusals_counted():
-            share, file = shares.resolve(
-                session, rt.settings.secret_key, request.path_params["token"]
-            )
-            unlock(rt, share, password, request.address)
             made = grants.for_share(share, file, lifetime=rt.settings.download_grant_seconds)
     except AppError as exc:
         if not form:
