@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 import anyio.to_thread
+import werkzeug.urls  # noqa: F401 - registers the "werkzeug.url_quote" error handler
 from connexion.jsonifier import Jsonifier
 from sqlalchemy.orm import Session
 from starlette.datastructures import Headers, QueryParams
@@ -188,12 +189,14 @@ class Exchange:
         return COMPACT_JSON.loads(raw) if raw else None
 
     async def form(self) -> dict[str, str]:
-        """A form body's fields (validated by now); of a repeated field, its last value."""
-        raw = await self.content()
-        return {
-            k.decode("utf-8", "replace"): v.decode("utf-8", "replace")
-            for k, v in parse_qsl(raw, keep_blank_values=True)
-        }
+        """A form body's fields (validated by now); of a repeated field, its last value. As
+        werkzeug reads one: a body that is not UTF-8 holds no field, and an escape that
+        is not is kept as it was spelled."""
+        try:
+            text = (await self.content()).decode()
+        except UnicodeDecodeError:
+            return {}
+        return dict(parse_qsl(text, keep_blank_values=True, errors="werkzeug.url_quote"))
 
     # -- the request body --------------------------------------------------------------
 

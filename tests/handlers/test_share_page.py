@@ -135,6 +135,23 @@ def test_the_form_posts_to_a_download_and_refusals_are_pages(local_client, local
     assert f'action="../{token}/grants"' in wrong.text
 
 
+def test_a_form_password_is_read_as_a_browser_sends_it(local_client, local_app, alice):
+    link = _share(local_client, alice, _ready(local_client, local_app, alice), password="pässwörd")
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    escaped = local_client.post(
+        f"{link}/grants", content=b"password=p%C3%A4ssw%C3%B6rd", headers=form,
+        follow_redirects=False,
+    )  # fmt: skip
+    assert escaped.status_code == 303
+    raw = local_client.post(
+        f"{link}/grants", content="password=pässwörd".encode(), headers=form,
+        follow_redirects=False,
+    )  # fmt: skip
+    assert raw.status_code == 303  # unescaped UTF-8 bytes, as some clients send them
+    latin = local_client.post(f"{link}/grants", content=b"password=p\xe4ss", headers=form)
+    assert latin.status_code == 401 and "password" in latin.text  # not UTF-8: no password
+
+
 def test_wrong_passwords_are_throttled_with_a_page_saying_when(local_client, local_app, alice):
     link = _share(local_client, alice, _ready(local_client, local_app, alice), password="sesame")
     for _ in range(runtime(local_app).settings.login_max_failures):
