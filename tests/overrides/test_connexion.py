@@ -49,8 +49,8 @@ def test_bearer_info_keeps_its_signature_for_connexions_question_on_every_reques
     local_client, alice, monkeypatch
 ):
     kept = security.bearer_info.__signature__
-    assert list(kept.parameters) == ["token"]
-    assert inspect_function_arguments(security.bearer_info) == (["token"], False)
+    assert list(kept.parameters) == ["token", "request"]
+    assert inspect_function_arguments(security.bearer_info) == (["token", "request"], False)
     answers = []
     signature = inspect.signature
 
