@@ -39,6 +39,7 @@ from tests.helpers import (
     REDIS_ENV,
     Account,
     InlineJobs,
+    drop_template,
     fresh_database,
     listening,
     make_settings,
@@ -107,6 +108,14 @@ def data_home(tmp_path_factory) -> Iterator[Path]:
         os.environ.pop("XDG_DATA_HOME", None)
     else:
         os.environ["XDG_DATA_HOME"] = saved
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _database_template() -> Iterator[None]:
+    """The migrated template `fresh_database` copies is dropped when the run ends."""
+    # Autouse and first: torn down after every fixture that made a database from it.
+    yield
+    drop_template()
 
 
 # --- services ------------------------------------------------------------------------------
