@@ -107,24 +107,31 @@ def _login(client: httpx.Client, email: str, password: str) -> httpx.Response:
 # --- counted before they are checked ----------------------------------------------------------
 
 
-@pytest.fixture(params=["embedded", "serve"])
-def server(request, engine, local_settings, tmp_path) -> Iterator[Target]:
+@pytest.fixture(scope="module", params=["embedded", "serve"])
+def serving(request, engine, local_settings, tmp_path_factory) -> Iterator[tuple[str, Settings]]:
     """`embedded`: the default without Redis (one process, counters in it); `serve`: two
-    gunicorn workers sharing their counters in Redis."""
+    gunicorn workers sharing their counters in Redis. Once per module: each test guesses
+    from addresses of its own at an account and a link of its own (`server`)."""
     if request.param == "embedded":
         settings = dataclasses.replace(local_settings, redis_url="")
-        with serve_live(engine, settings) as live, _target(live.url, engine, settings) as target:
-            yield target
+        with serve_live(engine, settings) as live:
+            yield live.url, settings
         return
-    log = (tmp_path / "server.log").open("wb")
+    log = (tmp_path_factory.mktemp("serve") / "server.log").open("wb")
     process, base = start_server(local_settings, workers=2, log=log)
     try:
-        with _target(base, engine, local_settings) as target:
-            yield target
+        yield base, local_settings
     finally:
         process.terminate()
         process.wait(timeout=30)
         log.close()
+
+
+@pytest.fixture
+def server(serving, engine) -> Iterator[Target]:
+    base, settings = serving
+    with _target(base, engine, settings) as target:
+        yield target
 
 
 @pytest.mark.parametrize("route", ["", "/content", "login"])
@@ -150,16 +157,24 @@ def test_forty_parallel_wrong_guesses_from_one_address_verify_only_the_limit(ser
 # --- no lock-out ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def campaign_server(engine, local_settings) -> Iterator[tuple[Target, Settings]]:
+@pytest.fixture(scope="module")
+def campaign_live(engine, local_settings) -> Iterator[tuple[object, Settings]]:
     """A server whose links and accounts reach their cap after 10 wrong guesses, checked
-    then one every 0.5 s."""
+    then one every 0.5 s. Once per module: the caps are per link and per account, and each
+    test has its own (`campaign_server`)."""
     settings = dataclasses.replace(
         local_settings,
         login_max_failures_per_account=10,
         login_campaign_interval_seconds=0.5,
     )
-    with serve_live(engine, settings) as live, _target(live.url, engine, settings) as target:
+    with serve_live(engine, settings) as live:
+        yield live, settings
+
+
+@pytest.fixture
+def campaign_server(campaign_live, engine) -> Iterator[tuple[Target, Settings]]:
+    live, settings = campaign_live
+    with _target(live.url, engine, settings) as target:
         run_jobs(live.app)  # the file is ready: the link downloads
         yield target, settings
 
@@ -225,7 +240,16 @@ def test_beyond_the_cap_a_link_is_checked_once_per_interval_whatever_the_address
     def guess(bot: httpx.Client) -> httpx.Response:
         return bot.get(target.link, headers={"X-Share-Password": "a wrong guess"})
 
+    def turn_waits() -> float:
+        """How many guesses this server has made wait for their turn, from /metrics."""
+        with _from(target.base) as ops:
+            metrics = ops.get("/metrics").text
+        waits = re.search(r"^instashare_password_turn_wait_seconds_count (\S+)$", metrics, re.M)
+        assert waits is not None, metrics
+        return float(waits.group(1))
+
     _campaign(target.base, guess)  # the cap is reached
+    waited_before = turn_waits()  # the server is the module's: other tests' guesses waited too
     # 24 more guesses at once, each from an address of its own: none is refused, and they
     # are checked one at a time, an interval apart (so they take at least 23 of them).
     count = 24
@@ -256,10 +280,7 @@ def test_beyond_the_cap_a_link_is_checked_once_per_interval_whatever_the_address
     assert statuses == [401] * count
     assert took >= (count - 1) * settings.login_campaign_interval_seconds * 0.95, took
     # Operators see the campaign: the waits are in /metrics.
-    with _from(target.base) as ops:
-        metrics = ops.get("/metrics").text
-    waits = re.search(r"^instashare_password_turn_wait_seconds_count (\S+)$", metrics, re.M)
-    assert waits is not None and float(waits.group(1)) >= count - 1, metrics
+    assert turn_waits() - waited_before >= count - 1
     # The waiting guesses hold none of the server's 10 handler threads: had they, this
     # request would have queued behind the 14 beyond them, for 7 s at least.
     assert other_took < 4, other_took
