@@ -82,11 +82,21 @@ def _stop(config: pytest.Config, reason: str) -> None:
     pytest.exit(message, returncode=3)
 
 
+@pytest.hookimpl(trylast=True)  # after pytest has grouped the tests by their fixtures
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark `slow` every test that starts processes through its fixtures (PROCESS_FIXTURES)."""
+    """Mark `slow` every test that starts processes through its fixtures (PROCESS_FIXTURES),
+    and run the modules that have such tests first.
+
+    pytest-xdist hands out tests in this order: with the long ones first, the run ends on
+    tests of milliseconds, and no process waits long for another to finish its last test
+    (the worker tests, last by name, left one process alone for minutes). Each module's
+    tests keep their order, and stay together.
+    """
     for item in items:
         if PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+    slow_modules = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_modules)  # stable
 
 
 def pytest_testnodedown(node, error) -> None:
