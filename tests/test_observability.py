@@ -66,8 +66,10 @@ def test_the_suite_stops_at_once_when_postgresql_is_missing(tmp_path):
         "INSTASHARE_TEST_DATABASE_URL": f"postgresql+psycopg2://postgres@127.0.0.1:{free_port()}/x",
     }
     # A test that needs the database: the pure ones (tests/test_readme.py) need no server.
+    # One xdist process, not the run's four: a worker's stop reaches the controller the same
+    # way, and the three others would only start up to find nothing to run.
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", "1",
          "tests/test_migrations.py::test_postgres_schema_is_at_head"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
