@@ -82,21 +82,31 @@ def _stop(config: pytest.Config, reason: str) -> None:
     pytest.exit(message, returncode=3)
 
 
-@pytest.hookimpl(trylast=True)  # after pytest has grouped the tests by their fixtures
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark `slow` every test that starts processes through its fixtures (PROCESS_FIXTURES),
-    and run the modules that have such tests first.
+    """Mark `slow` every test that starts processes through its fixtures (PROCESS_FIXTURES)."""
+    # Before `-m "not slow"` deselects (conftest hooks run before pytest's own).
+    for item in items:
+        if PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+class SlowModulesFirst:
+    """Run the modules that have `slow` tests first.
 
     pytest-xdist hands out tests in this order: with the long ones first, the run ends on
     tests of milliseconds, and no process waits long for another to finish its last test
     (the worker tests, last by name, left one process alone for minutes). Each module's
     tests keep their order, and stay together.
     """
-    for item in items:
-        if PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.slow)
-    slow_modules = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow_modules)  # stable
+
+    @pytest.hookimpl(trylast=True)  # after the marks, and pytest's grouping by fixtures
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        slow_modules = {item.path for item in items if item.get_closest_marker("slow")}
+        items.sort(key=lambda item: item.path not in slow_modules)  # stable
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(SlowModulesFirst(), "instashare-slow-modules-first")
 
 
 def pytest_testnodedown(node, error) -> None:
