@@ -56,3 +56,24 @@ def test_the_api_does_not_start_on_an_unexpected_version(unexpected_kombu, local
 def test_the_worker_does_not_start_on_an_unexpected_version(unexpected_kombu, local_settings):
     with pytest.raises(UnsupportedVersion, match=rf"^kombu {re.escape(version('kombu'))} is "):
         make_celery(local_settings)
+
+
+def test_the_project_installs_only_versions_a_guard_supports():
+    # A fresh install (CI's, a container's) resolves the ranges in pyproject.toml: a release
+    # they admitted but no guard knows would stop the API and the worker from starting.
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    declared = {
+        (req := Requirement(line)).name: req.specifier
+        for line in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    }
+    for guard in overrides.GUARDS:
+        specifier = declared[guard.library]
+        newest = max(Version(v) for v in guard.supported)
+        beyond = [Version(f"{newest.major}.{newest.minor}.{newest.micro + 1}"),
+                  Version(f"{newest.major}.{newest.minor + 1}.0")]  # fmt: skip
+        assert all(specifier.contains(v) for v in guard.supported), guard
+        assert not any(specifier.contains(v) for v in beyond), (guard.library, str(specifier))
