@@ -163,6 +163,25 @@ def page_token(request: Exchange, share: Share | None) -> str:
     return shares.token(secret, share.id) if share is not None else ""
 
 
+def _error_page(
+    exc: AppError,
+    root: str,
+    request: Exchange,
+    share: Share | None,
+    file: File | None,
+    password: str | None,
+) -> Reply:
+    """The share page saying why not (`root`: the way back up to the page's own URL)."""
+    return share_page.page_for_error(
+        exc,
+        root=root,
+        token=page_token(request, share),
+        share=share,
+        file=file,
+        password_given=password is not None,
+    )
+
+
 async def page(request: Exchange) -> None:
     """The share page: the file and a download button, a password form, or why not."""
     await request.reply(await request.read(_page_html, request))
@@ -179,14 +198,7 @@ def _page_html(session: Session, request: Exchange) -> Reply:
         with refusals_counted():
             files.ensure_ready(file)
     except AppError as exc:
-        return share_page.page_for_error(
-            exc,
-            root="",
-            token=page_token(request, share),
-            share=share,
-            file=file,
-            password_given=password is not None,
-        )
+        return _error_page(exc, "", request, share, file, password)
     shown = share_page.shared_file(share, file)
     return share_page.render(
         200,
@@ -255,14 +267,7 @@ def _grant(session: Session, request: Exchange, form: bool, password: str | None
     except AppError as exc:
         if not form:
             raise
-        return share_page.page_for_error(
-            exc,
-            root="../",
-            token=page_token(request, share),
-            share=share,
-            file=file,
-            password_given=password is not None,
-        )
+        return _error_page(exc, "../", request, share, file, password)
     if form:
         # Relative to /s/{token}/grants, as the page's own links are: the browser goes on at
         # the host it came to, not at one the request's Host header named.

@@ -66,25 +66,30 @@ def _kind(expected: Any) -> str:
     return " or ".join(_TYPES.get(str(kind), str(kind)) for kind in kinds)
 
 
+# The rules whose sentence needs only the limit the schema sets.
+_RULES = {
+    "minLength": "{place} must be at least {expected} characters long.",
+    "maxLength": "{place} must be at most {expected} characters long.",
+    "minimum": "{place} must be at least {expected}.",
+    "maximum": "{place} must be at most {expected}.",
+    "exclusiveMinimum": "{place} is out of range.",
+    "exclusiveMaximum": "{place} is out of range.",
+    "minItems": "{place} must have at least {expected} items.",
+    "maxItems": "{place} must have at most {expected} items.",
+}
+
+
 def describe(error: ValidationError, place: str) -> str:
     """The 400's detail for `error` at `place` ("The password", "The Range header"): the
     rule the value broke, in words, without the value."""
     rule, expected = error.validator, error.validator_value
     instance = error.instance
-    if rule == "minLength":
-        return f"{place} must be at least {expected} characters long."
-    if rule == "maxLength":
-        return f"{place} must be at most {expected} characters long."
+    if rule in _RULES:
+        return _RULES[rule].format(place=place, expected=expected)
     if rule == "type":
         return f"{place} must be {_kind(expected)}."
     if rule == "enum":
         return f"{place} must be one of: {_listed(expected)}."
-    if rule == "minimum":
-        return f"{place} must be at least {expected}."
-    if rule == "maximum":
-        return f"{place} must be at most {expected}."
-    if rule == "exclusiveMinimum" or rule == "exclusiveMaximum":
-        return f"{place} is out of range."
     if rule == "required" and isinstance(instance, dict):
         missing = [name for name in expected if name not in instance]
         return f"{place} needs the field {_listed(missing)}."
@@ -92,10 +97,6 @@ def describe(error: ValidationError, place: str) -> str:
         known = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
         extra = sorted(str(name) for name in instance if name not in known)
         return f"{place} has fields this API does not know: {_listed(extra)}."
-    if rule == "minItems":
-        return f"{place} must have at least {expected} items."
-    if rule == "maxItems":
-        return f"{place} must have at most {expected} items."
     if (rule == "format" and expected == "uuid") or (rule == "pattern" and _is_uuid(error)):
         return f"{place} must be a UUID (like 123e4567-e89b-12d3-a456-426614174000)."
     if rule == "format":
