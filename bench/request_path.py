@@ -34,7 +34,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,7 +177,7 @@ STEPS = (
     ("  the page's one statement (and its rows)", "app/services/files.py", "list_files"),
     ("  the items as JSON", "app/handlers/files.py", "file_json"),
     ("  session: connection back to the pool", "sqlalchemy/orm/session.py", "__exit__"),
-    ("the access log line and metrics", "app/observability.py", "_record"),
+    ("the access log line and metrics", "app/http/observer.py", "_record"),
 )  # fmt: skip
 
 
@@ -208,9 +207,8 @@ def profile(env: dict[str, str], token: str, n: int, concurrency: int) -> None:
     logging.getLogger().handlers[0].stream = open(os.devnull, "w")  # noqa: SIM115
     app = create_app(settings)
 
-    # Flask handlers run on a2wsgi's thread pool: each of its threads gets a profile of its
-    # own, on while a task runs and profiling is on. Every profile counts its own thread's
-    # CPU time, not time spent waiting (on PostgreSQL, say).
+    # Each worker thread gets a profile of its own, on while a task runs and profiling is
+    # on. Every profile counts its own thread's CPU time, not time spent waiting.
     thread_profiles: list[cProfile.Profile] = []
     profiling = threading.Event()
     local = threading.local()
@@ -228,21 +226,16 @@ def profile(env: dict[str, str], token: str, n: int, concurrency: int) -> None:
         finally:
             thread_profile.disable()
 
-    class ProfiledExecutor(ThreadPoolExecutor):
-        def submit(self, fn, /, *args, **kwargs):
-            return super().submit(run_profiled, fn, *args, **kwargs)
+    # Handlers run on the event loop (app.http.streaming); their blocking steps go to
+    # anyio's worker threads, each profiled while it runs one.
+    import anyio.to_thread
 
-    app._middleware_app.asgi_app.executor = ProfiledExecutor(concurrency)
-    # Operations served without Flask (app.http.streaming) run their blocking steps on
-    # anyio's worker threads: profiled the same way.
-    from app.http import streaming
+    unprofiled_run_sync = anyio.to_thread.run_sync
 
-    unprofiled_run = streaming.Exchange.run
+    async def profiled_run_sync(fn, *args, **kwargs):
+        return await unprofiled_run_sync(run_profiled, fn, *args, **kwargs)
 
-    async def profiled_run(self, fn, *args, **kwargs):
-        return await unprofiled_run(self, run_profiled, fn, *args, **kwargs)
-
-    streaming.Exchange.run = profiled_run  # type: ignore[method-assign]
+    anyio.to_thread.run_sync = profiled_run_sync  # type: ignore[assignment]
 
     path, _, query = FILES_PATH.partition("?")
     scope = {
