@@ -159,3 +159,35 @@ def test_deleting_a_file_whose_writers_were_killed_leaves_nothing_on_disk(local_
     left = [p for p in rt.settings.storage_root.rglob("*") if p.is_file()]
     assert left == []
     assert _pending(app) == []
+
+
+REFUSE_RECORD_DELETES = """
+CREATE FUNCTION refuse_record_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'the database went away';
+END $$;
+CREATE TRIGGER refuse_record_deletes BEFORE DELETE ON pending_deletions
+    FOR EACH ROW EXECUTE FUNCTION refuse_record_delete();
+"""
+
+
+def test_a_delete_whose_bookkeeping_fails_after_its_commit_still_answers_204(local_app):
+    # The file's removal committed and its objects are gone; only dropping their records
+    # fails (the database went away at that instant). The owner's delete happened: 204,
+    # and the sweep finds the records with nothing left to remove.
+    app = local_app
+    account = account_in(app)
+    with app.test_client() as client:
+        created = upload(client, account, b"gone for good\n" * 100, "gone.log")
+        file_id = created.json()["id"]
+        _sql(app, REFUSE_RECORD_DELETES)
+        deleted = client.delete(f"/api/v1/files/{file_id}", headers=account.headers)
+        assert deleted.status_code == 204, deleted.text
+        assert client.get(f"/api/v1/files/{file_id}", headers=account.headers).status_code == 404
+        assert stored_keys(app, account.id) == []
+        assert _pending(app)  # the records wait for the sweep
+
+        _sql(app, "DROP TRIGGER refuse_record_deletes ON pending_deletions")
+        with runtime(app).sessions() as session:
+            deletions.sweep(session, runtime(app).storage, after_seconds=0)
+        assert _pending(app) == []
