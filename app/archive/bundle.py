@@ -23,14 +23,24 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-from app.archive.layout import DEFLATED, END, LOCAL, STORED, UTF8, ZIP64_END, ZIP64_LOCATOR
+from app.archive.layout import (
+    CENTRAL,
+    DEFLATED,
+    END,
+    END_SIGNATURE,
+    LOCAL,
+    LOCAL_SIGNATURE,
+    NO_VALUE,
+    STORED,
+    UTF8,
+    ZIP64_END,
+    ZIP64_LOCATOR,
+)
 
-CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")
-LOCAL_SIGNATURE, CENTRAL_SIGNATURE = 0x04034B50, 0x02014B50
-ZIP64_END_SIGNATURE, ZIP64_LOCATOR_SIGNATURE, END_SIGNATURE = 0x06064B50, 0x07064B50, 0x06054B50
+CENTRAL_SIGNATURE, ZIP64_END_SIGNATURE, ZIP64_LOCATOR_SIGNATURE = 0x02014B50, 0x06064B50, 0x07064B50
 ZIP64_EXTRA = struct.Struct("<HHQQ")  # id 1: sizes (local header)
 ZIP64_CENTRAL_EXTRA = struct.Struct("<HHQQQ")  # id 1: sizes and the local header's offset
-NO_VALUE, NO_COUNT = 0xFFFFFFFF, 0xFFFF
+NO_COUNT = 0xFFFF
 # Made by: UNIX (3), version 4.5; needed: 2.0, or 4.5 with ZIP64.
 MADE_BY = (3 << 8) | 45
 FILE_MODE, FOLDER_MODE = 0o100644 << 16, (0o040755 << 16) | 0x10
@@ -162,10 +172,9 @@ class Bundle:
         index = bisect.bisect_right(self._local, at) - 1
         while at < end and index < len(self.members):
             header_at = self._local[index]
-            header = self.local_header(index)
-            data_at = header_at + len(header)
-            if at < data_at:
-                yield header[at - header_at : min(end, data_at) - header_at]
+            data_at = header_at + self._local_size(self._names[index])
+            if at < data_at:  # the header is made only when some of it is read
+                yield self.local_header(index)[at - header_at : min(end, data_at) - header_at]
                 at = min(end, data_at)
             data_end = self._local[index + 1]
             read = self.members[index].read
