@@ -109,25 +109,18 @@ def broker(tmp_path) -> Iterator[RedisServer]:
     server.stop()
 
 
-@pytest.fixture
-def crash_settings(tmp_path, crash_db_url, broker, redis_url):
+def settings_for(tmp_path, crash_db_url, broker, **overrides):
+    """Settings of this module's workers: its database, its broker, local storage, a short
+    lease and a fast sweep (or `overrides`)."""
+    values = dict(job_lease_seconds=LEASE_SECONDS, sweep_interval_seconds=SWEEP_SECONDS)
     return make_settings(
-        tmp_path / "data",
-        crash_db_url,
-        "local",
-        broker_url=broker.url,
-        job_lease_seconds=LEASE_SECONDS,
-        sweep_interval_seconds=SWEEP_SECONDS,
+        tmp_path / "data", crash_db_url, "local", broker_url=broker.url, **{**values, **overrides}
     )
 
 
 @pytest.fixture
-def workers() -> Iterator[list[WorkerProcess]]:
-    """The workers a test started (see start_worker); all are killed at its end."""
-    started: list[WorkerProcess] = []
-    yield started
-    for worker in started:
-        worker.kill()
+def crash_settings(tmp_path, crash_db_url, broker, redis_url):
+    return settings_for(tmp_path, crash_db_url, broker)
 
 
 def start_worker(
@@ -383,14 +376,7 @@ def alive(pid: int) -> bool:
 def test_a_job_whose_pool_process_was_killed_is_redone_at_once(
     tmp_path, crash_db_url, broker, workers, crash_sessions, redis_url
 ):
-    settings = make_settings(
-        tmp_path / "data",
-        crash_db_url,
-        "local",
-        broker_url=broker.url,
-        job_lease_seconds=LONG_LEASE,
-        sweep_interval_seconds=SWEEP_SECONDS,
-    )
+    settings = settings_for(tmp_path, crash_db_url, broker, job_lease_seconds=LONG_LEASE)
     source = tmp_path / "big.log"
     size = 192 * MIB
     crc, _ = write_text_file(source, size)
@@ -505,13 +491,9 @@ def test_a_worker_ending_on_an_unrecoverable_error_exits_with_status_1(tmp_path)
 def test_a_dropped_database_connection_is_retried_at_once(
     tmp_path, crash_db_url, broker, workers, crash_sessions, redis_url
 ):
-    settings = make_settings(
-        tmp_path / "data",
-        crash_db_url,
-        "local",
-        broker_url=broker.url,
-        job_lease_seconds=LONG_LEASE,
-        sweep_interval_seconds=3600,  # no sweep resends the job within this test
+    # No sweep resends the job within this test.
+    settings = settings_for(
+        tmp_path, crash_db_url, broker, job_lease_seconds=LONG_LEASE, sweep_interval_seconds=3600
     )
     # One pool process, no small lane: the second job runs where the first warmed a
     # connection (with the lane, either process could take either job).

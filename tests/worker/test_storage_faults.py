@@ -73,14 +73,6 @@ def fault_settings(tmp_path, faults_db_url, broker_url, redis_url, gcs_emulator)
     )
 
 
-@pytest.fixture
-def workers() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for worker in started:
-        worker.kill()
-
-
 def test_a_storage_outage_while_the_archive_is_written_is_retried_not_failed(
     fault_settings, fault_proxy, workers, tmp_path
 ):
