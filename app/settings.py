@@ -188,6 +188,19 @@ class Settings:
         _int(60),
         "a resumable upload not written to for this long expires and its parts are removed",
     )
+    password_hash_memory_kib: int = _setting(
+        "INSTASHARE_PASSWORD_HASH_MEMORY_KIB",
+        64 * 1024,
+        _int(32),
+        "memory of one argon2id password hash, in KiB (production: at least 19456, 19 MiB); "
+        "logins rehash passwords made at another cost",
+    )
+    password_hash_time_cost: int = _setting(
+        "INSTASHARE_PASSWORD_HASH_TIME_COST",
+        3,
+        _int(1),
+        "passes of one argon2id password hash (production: at least 2)",
+    )
     login_max_failures: int = _setting(
         "INSTASHARE_LOGIN_MAX_FAILURES",
         5,
@@ -361,6 +374,11 @@ class Settings:
             )
         if self.database_url.startswith("sqlite"):
             raise SettingsError("INSTASHARE_DATABASE_URL must name PostgreSQL in production")
+        if self.password_hash_memory_kib < 19 * 1024 or self.password_hash_time_cost < 2:
+            raise SettingsError(
+                "INSTASHARE_PASSWORD_HASH_MEMORY_KIB must be at least 19456 (19 MiB) and "
+                "INSTASHARE_PASSWORD_HASH_TIME_COST at least 2 in production"
+            )
         if not self.redis_url:
             raise SettingsError("INSTASHARE_REDIS_URL is required in production (throttling)")
         if self.broker_url.startswith("filesystem"):

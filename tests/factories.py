@@ -15,12 +15,19 @@ from hypothesis import strategies as st
 from app.db import utcnow
 from app.errors import InvalidInput
 from app.models import File, FileStatus, Upload, User
+from app.services import passwords
 from app.services.names import BIDI_CONTROLS, MAX_NAME, check_name
-from app.services.users import hasher
 
 PASSWORD = "correct horse battery staple"
-# One argon2 hash for every factory-made account: hashing takes tens of milliseconds.
-PASSWORD_HASH = hasher.hash(PASSWORD)
+# Real argon2id at a fraction of the production cost (0.15 s a hash): the suite registers,
+# logs in and checks link passwords thousands of times. tests/services/test_passwords.py
+# checks the production profile and that a login moves an old hash to the current cost.
+TEST_PASSWORD_COST = {"password_hash_memory_kib": 256, "password_hash_time_cost": 1}
+# One argon2 hash for every factory-made account, at the tests' cost.
+_COST = TEST_PASSWORD_COST
+PASSWORD_HASH = passwords.at_cost(
+    _COST["password_hash_memory_kib"], _COST["password_hash_time_cost"]
+).hash(PASSWORD)
 
 
 class _Base(factory.alchemy.SQLAlchemyModelFactory):

@@ -28,7 +28,7 @@ from app.runtime import Runtime
 from app.services import tokens
 from app.settings import Settings
 from app.storage.gcs import GCSStorage
-from tests.factories import PASSWORD, UserFactory
+from tests.factories import PASSWORD, TEST_PASSWORD_COST, UserFactory
 from tests.faultproxy import FaultProxy
 
 ADMIN_DB_URL = os.environ.get(
@@ -173,6 +173,7 @@ def make_settings(tmp: Path, database_url: str, backend: str = "local", **overri
         login_max_failures=5,
         login_max_failures_per_ip=1000,
         worker_metrics_port=0,  # several test workers run at once; a fixed port would clash
+        **TEST_PASSWORD_COST,
     )
     values.update(overrides)
     return Settings.from_env({}, **values)

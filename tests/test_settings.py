@@ -93,6 +93,8 @@ def test_production_accepts_a_complete_configuration():
         ("INSTASHARE_DATABASE_URL", "sqlite:///var/x.db"),
         ("INSTASHARE_REDIS_URL", None),
         ("INSTASHARE_BROKER_URL", "filesystem://"),
+        ("INSTASHARE_PASSWORD_HASH_MEMORY_KIB", "19455"),
+        ("INSTASHARE_PASSWORD_HASH_TIME_COST", "1"),
     ],
 )
 def test_production_refuses_unsafe_settings(name, value):

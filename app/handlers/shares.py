@@ -23,7 +23,7 @@ from app.http.middleware import FORM
 from app.http.responses import NO_CONTENT, empty, json_body
 from app.http.streaming import Exchange, Reply
 from app.models import File, Share
-from app.services import files, grants, shares
+from app.services import files, grants, passwords, shares
 
 
 def share_json(share: Share, base_url: str, secret: str) -> dict:
@@ -70,6 +70,7 @@ def _create(session: Session, request: Exchange, body: dict) -> Reply:
         serves=body.get("serves", "zip"),
         max_days=rt.settings.share_max_days,
         allow_never=rt.settings.share_allow_never,
+        hashes=passwords.for_settings(rt.settings),
     )
     shown = share_json(share, public_base(request), rt.settings.secret_key)
     return json_body(shown, 201, Location=f"/api/v1/shares/{share.id}")

@@ -9,6 +9,7 @@ from app.http.responses import NO_CONTENT, json_body
 from app.http.streaming import Exchange, Reply
 from app.models import User
 from app.services import shares, users
+from app.settings import Settings
 
 
 def _user_json(user: User) -> dict:
@@ -18,11 +19,12 @@ def _user_json(user: User) -> dict:
 async def register(request: Exchange) -> None:
     """Create an account."""
     body = await request.json()
-    await request.reply(await request.lookup(_register, body["email"], body["password"]))
+    settings = request.runtime.settings
+    await request.reply(await request.lookup(_register, settings, body["email"], body["password"]))
 
 
-def _register(session: Session, email: str, password: str) -> Reply:
-    user = users.register(session, email, password)
+def _register(session: Session, settings: Settings, email: str, password: str) -> Reply:
+    user = users.register(session, settings, email, password)
     return json_body(_user_json(user), 201, Location="/api/v1/users/me")
 
 

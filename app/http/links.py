@@ -19,7 +19,7 @@ from app.http.responses import json_body
 from app.http.streaming import Exchange, Reply
 from app.models import Share
 from app.runtime import Runtime
-from app.services import grants, shares
+from app.services import grants, passwords, shares
 from app.services.throttle import Subject
 
 PASSWORD_HEADER = "X-Share-Password"  # noqa: S105 - a header name, not a password
@@ -77,9 +77,10 @@ def unlock(rt: Runtime, share: Share, password: str | None, address: str) -> Non
     wrong guesses (see app.services.throttle; other links and accounts unaffected)."""
     if share.password_hash is None:
         return
+    hashes = passwords.for_settings(rt.settings)
     try:
-        if password is None:
-            shares.check_password(share, password)  # 401 asking for it; nothing to count
+        if password is None:  # 401 asking for it; nothing to count
+            shares.check_password(share, password, hashes)
         # Counted before it is verified, by the throttle's counters keyed by this link: a
         # stranger guessing one link's password is slowed down on that link only.
         attempt = attempts.current() or rt.throttle.begin(
@@ -91,7 +92,7 @@ def unlock(rt: Runtime, share: Share, password: str | None, address: str) -> Non
             observability.share_refused("throttled")
             raise
         try:
-            shares.check_password(share, password)
+            shares.check_password(share, password, hashes)
         except Unauthorized:
             attempt.failed()
             observability.share_refused("bad_password")

@@ -31,7 +31,6 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Integer, bindparam, delete, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
@@ -39,7 +38,8 @@ from app.db import rowcount, utcnow
 from app.errors import Gone, InvalidInput, NotFound, Unauthorized
 from app.models import File, Share, ShareDownload
 from app.services import base64url, files
-from app.services.users import MAX_PASSWORD, hasher
+from app.services.passwords import Passwords
+from app.services.users import MAX_PASSWORD
 
 DEFAULT_DAYS = 7
 MIN_PASSWORD = 4
@@ -210,6 +210,7 @@ def create(
     serves: str = "zip",
     max_days: int,
     allow_never: bool,
+    hashes: Passwords,
 ) -> Share:
     """A new link to one of the owner's files (ready or not yet)."""
     _owned_file(session, owner_id, file_id)
@@ -240,7 +241,7 @@ def create(
         file_id=file_id,
         owner_id=owner_id,
         serves=serves,
-        password_hash=hasher.hash(password) if password is not None else None,
+        password_hash=hashes.hash(password) if password is not None else None,
         max_downloads=max_downloads,
         downloads=0,
         expires_at=expires_at,
@@ -428,16 +429,14 @@ def throttle_key(share_id: uuid.UUID) -> str:
     return f"share:{share_id}"
 
 
-def check_password(share: Share, password: str | None) -> None:
+def check_password(share: Share, password: str | None, hashes: Passwords) -> None:
     """Unauthorized unless the link has no password or `password` is it (argon2id)."""
     if share.password_hash is None:
         return
     if password is None:
         raise Unauthorized("This link needs its password (X-Share-Password).", password=True)
-    try:
-        hasher.verify(share.password_hash, password)
-    except (VerificationError, InvalidHashError):
-        raise Unauthorized("The link's password is wrong.", password=True) from None
+    if not hashes.matches(share.password_hash, password):
+        raise Unauthorized("The link's password is wrong.", password=True)
 
 
 def count_download(

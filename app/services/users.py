@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 import uuid
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -14,7 +12,7 @@ from sqlalchemy.orm import Session
 from app.db import utcnow
 from app.errors import Conflict, Forbidden, InvalidInput, Unauthorized
 from app.models import RevokedToken, User
-from app.services import tokens
+from app.services import passwords, tokens
 from app.services.throttle import Attempt, LoginThrottle, Subject
 from app.settings import Settings
 
@@ -26,10 +24,6 @@ EMAIL = re.compile(
 )
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024
-
-hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile
-# Verified against when the e-mail is unknown, so both failures take the same time.
-_DUMMY_HASH = hasher.hash("not a real password, only for timing")
 
 
 def normalize_email(raw: str) -> str:
@@ -49,22 +43,13 @@ def _check_new_password(password: str) -> None:
         raise InvalidInput(f"The password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters.")
 
 
-def _matches(password_hash: str | None, password: str) -> bool:
-    """Whether `password` is the one hashed; as slow for no account (None) as for one."""
-    try:
-        hasher.verify(password_hash or _DUMMY_HASH, password)
-    except (VerificationError, InvalidHashError):
-        return False
-    return password_hash is not None
-
-
-def register(session: Session, email: str, password: str) -> User:
+def register(session: Session, settings: Settings, email: str, password: str) -> User:
     """Create an account; Conflict when the address (in any case) already has one."""
     email = normalize_email(email)
     _check_new_password(password)
     if find_by_email(session, email) is not None:
         raise Conflict("An account with this e-mail address already exists.")
-    user = User(email=email, password_hash=hasher.hash(password))
+    user = User(email=email, password_hash=passwords.for_settings(settings).hash(password))
     session.add(user)
     try:
         session.commit()
@@ -106,14 +91,15 @@ def login(
         user = None
     # A password over the limit is checked by its first MAX_PASSWORD + 1 characters (still
     # wrong, as no account has one that long): its time never depends on what was sent.
-    matches = _matches(user.password_hash if user else None, password[: MAX_PASSWORD + 1])
+    hashes = passwords.for_settings(settings)
+    matches = hashes.matches(user.password_hash if user else None, password[: MAX_PASSWORD + 1])
     if not (matches and MIN_PASSWORD <= len(password) <= MAX_PASSWORD):
         attempt.failed()
         raise Unauthorized("The e-mail address or the password is wrong.")
     assert user is not None
     attempt.succeeded()
-    if hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = hasher.hash(password)
+    if hashes.needs_rehash(user.password_hash):
+        user.password_hash = hashes.hash(password)
         session.commit()
     return tokens.issue(settings, user.id, user.token_generation)
 
@@ -229,7 +215,8 @@ def change_password(
         throttle_key(user.email), address, subject=Subject.ACCOUNT, may_wait=False
     )
     attempt.admit()
-    if not _matches(user.password_hash, current[: MAX_PASSWORD + 1]):
+    hashes = passwords.for_settings(settings)
+    if not hashes.matches(user.password_hash, current[: MAX_PASSWORD + 1]):
         attempt.failed()
         raise Forbidden("The current password is wrong.")
     attempt.succeeded()
@@ -238,7 +225,7 @@ def change_password(
     generation = session.execute(
         update(User)
         .where(User.id == user.id)
-        .values(password_hash=hasher.hash(new), token_generation=User.token_generation + 1)
+        .values(password_hash=hashes.hash(new), token_generation=User.token_generation + 1)
         .returning(User.token_generation)
     ).scalar_one()
     session.commit()
