@@ -18,9 +18,9 @@ def empty(status: int, headers: Mapping[str, str]) -> tuple[None, int, Mapping[s
     return None, status, headers
 
 
-# A 204 of an operation whose only declared media type is a problem's: Connexion named that
-# type on it, and the answer stays as it was.
-NO_CONTENT = (None, 204, {"Content-Type": "application/problem+json"})
+# A 204 has no body, so it names no media type (it used to carry the problem type Connexion
+# gave operations whose only declared body is an error's).
+NO_CONTENT = (None, 204, {})
 
 
 def content_disposition(filename: str) -> str:

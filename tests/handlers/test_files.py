@@ -824,6 +824,7 @@ def test_delete_removes_the_file_and_its_stored_objects(app, client, make_accoun
     response = client.delete(f"{FILES}/{first}", headers=account.headers)
     assert response.status_code == 204
     assert response.content == b""
+    assert "Content-Type" not in response.headers  # no body, so no media type
     assert_problem(client.get(f"{FILES}/{first}", headers=account.headers), 404)
     assert not any(first in key for key in stored_keys(app, account.id))
     # The other file is untouched.

@@ -176,6 +176,7 @@ def test_a_revoked_link_is_gone_at_once(local_client, alice, ready_file):
     share = _share(local_client, alice, ready_file)
     revoked = local_client.delete(f"/api/v1/shares/{share['id']}", headers=alice.headers)
     assert revoked.status_code == 204
+    assert "Content-Type" not in revoked.headers
     for path in (_path(share), _path(share) + "/content"):
         assert assert_problem(local_client.get(path), 410)["reason"] == "revoked"
     listed = local_client.get("/api/v1/shares", headers=alice.headers).json()["items"]
