@@ -20,7 +20,7 @@ def empty(status: int, headers: Mapping[str, str]) -> tuple[None, int, Mapping[s
 
 # A 204 has no body, so it names no media type (it used to carry the problem type Connexion
 # gave operations whose only declared body is an error's).
-NO_CONTENT = (None, 204, {})
+NO_CONTENT: tuple[None, int, dict[str, str]] = (None, 204, {})
 
 
 def content_disposition(filename: str) -> str:
