@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     Uuid,
     func,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -115,11 +116,59 @@ def archive_key_for(owner_id: uuid.UUID, file_id: uuid.UUID, attempt: int) -> st
     return f"{owner_id}/{file_id}.{attempt}.zip"
 
 
+class Folder(Base):
+    """A folder of an account's files (app.services.folders); `parent_id` None: the root.
+
+    Names are unique within a folder, across its files and folders together (migration
+    0014; the file-against-folder half is checked under the owner's row lock). A move
+    changes `parent_id` alone: nothing under the folder is rewritten.
+    """
+
+    __tablename__ = "folders"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    parent_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("folders.id", ondelete="CASCADE")
+    )
+    name: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    __mapper_args__ = {"version_id_col": version}
+    __table_args__ = (
+        Index(
+            "uq_folders_root_name",
+            "owner_id",
+            "name",
+            unique=True,
+            postgresql_where=text("parent_id IS NULL"),
+            sqlite_where=text("parent_id IS NULL"),
+        ),
+        Index(
+            "uq_folders_parent_name",
+            "parent_id",
+            "name",
+            unique=True,
+            postgresql_where=text("parent_id IS NOT NULL"),
+            sqlite_where=text("parent_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_folders_owner_id_parent_id_created_at", "owner_id", "parent_id", "created_at", "id"
+        ),
+    )
+
+
 class File(Base):
     __tablename__ = "files"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # The folder it is in; None: the root (migration 0014).
+    folder_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("folders.id", ondelete="CASCADE")
+    )
     name: Mapped[str] = mapped_column(String(255))
     status: Mapped[FileStatus] = mapped_column(
         Enum(FileStatus, name="file_status", values_callable=lambda e: [m.value for m in e]),
@@ -164,12 +213,34 @@ class File(Base):
 
     __mapper_args__ = {"version_id_col": version}
     __table_args__ = (
-        Index("uq_files_owner_id_name", "owner_id", "name", unique=True),
-        # One index per keyset order of `GET /files` (app.services.files.list_files); names
-        # are unique per owner, so the unique index above is the order by name.
+        # Names are unique within a folder (migration 0014): by owner at the root, whose
+        # folder is NULL, by folder elsewhere.
+        Index(
+            "uq_files_root_name",
+            "owner_id",
+            "name",
+            unique=True,
+            postgresql_where=text("folder_id IS NULL"),
+            sqlite_where=text("folder_id IS NULL"),
+        ),
+        Index(
+            "uq_files_folder_name",
+            "folder_id",
+            "name",
+            unique=True,
+            postgresql_where=text("folder_id IS NOT NULL"),
+            sqlite_where=text("folder_id IS NOT NULL"),
+        ),
+        # One index per keyset order of `GET /files` (app.services.files.list_files), and
+        # of a folder's listing (app.services.folders); a name repeats across folders, so
+        # the name orders carry the id.
         Index("ix_files_owner_id_created_at", "owner_id", "created_at", "id"),
+        Index("ix_files_owner_id_name_id", "owner_id", "name", "id"),
         Index("ix_files_owner_id_status_created_at", "owner_id", "status", "created_at", "id"),
-        Index("ix_files_owner_id_status_name", "owner_id", "status", "name"),
+        Index("ix_files_owner_id_status_name_id", "owner_id", "status", "name", "id"),
+        Index(
+            "ix_files_owner_id_folder_id_created_at", "owner_id", "folder_id", "created_at", "id"
+        ),
         Index("ix_files_status_updated_at", "status", "updated_at"),
     )
 
@@ -197,6 +268,13 @@ class Upload(Base):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(255))
+    # Where the file goes: the base folder (None: the root), and the folders under it to
+    # make when the last byte lands ("photos/2024", from tus `relativePath`), if any.
+    # Deleting the base folder deletes the upload (app.services.folders).
+    folder_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("folders.id", ondelete="CASCADE")
+    )
+    relative_dir: Mapped[str | None] = mapped_column(Text)
     content_type: Mapped[str] = mapped_column(String(255))
     length: Mapped[int] = mapped_column(BigInteger)
     offset: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -214,6 +292,7 @@ class Upload(Base):
     __table_args__ = (
         Index("ix_uploads_owner_id_name", "owner_id", "name"),
         Index("ix_uploads_expires_at", "expires_at"),
+        Index("ix_uploads_folder_id", "folder_id"),
     )
 
     @property

@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FILE_FIELDS = {
     "id",
     "name",
+    "folder_id",
     "status",
     "size",
     "compressed_size",

@@ -185,20 +185,46 @@ def test_an_index_build_that_was_interrupted_is_built_again():
                 "UPDATE pg_index SET indisvalid = false WHERE indexrelid = CAST(:index AS regclass)"
             )
             conn.execute(sa.text(invalidate), {"index": "ix_files_owner_id_status_name"})
+        upgrade(url, "0005_list_indexes")
+        assert _file_indexes(engine) == {
+            "ix_files_owner_id_created_at": True,
+            "ix_files_owner_id_status_created_at": True,
+            "ix_files_owner_id_status_name": True,
+        }
+        # 0014 leaves an invalid index of its own too: it is built again.
+        upgrade(url, "0013_status_counts_per_statement")
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE INDEX ix_files_owner_id_name_id ON files (owner_id)"))
+            conn.execute(sa.text(invalidate), {"index": "ix_files_owner_id_name_id"})
         upgrade(url)
+        assert _file_indexes(engine) == {
+            "ix_files_owner_id_created_at": True,
+            "ix_files_owner_id_status_created_at": True,
+            "ix_files_owner_id_name_id": True,
+            "ix_files_owner_id_status_name_id": True,
+            "ix_files_owner_id_folder_id_created_at": True,
+        }
         with engine.connect() as conn:
-            valid = conn.execute(
+            columns = conn.execute(
                 sa.text(
-                    "SELECT c.relname, i.indisvalid FROM pg_index i "
-                    "JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname LIKE 'ix_files_owner%'"
+                    "SELECT a.attname FROM pg_index i JOIN pg_attribute a "
+                    "ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
+                    "WHERE i.indexrelid = CAST('ix_files_owner_id_name_id' AS regclass)"
                 )
             )
-            assert dict(valid.all()) == {
-                "ix_files_owner_id_created_at": True,
-                "ix_files_owner_id_status_created_at": True,
-                "ix_files_owner_id_status_name": True,
-            }
+            assert set(columns.scalars()) == {"owner_id", "name", "id"}
         engine.dispose()
+
+
+def _file_indexes(engine: sa.Engine) -> dict[str, bool]:
+    with engine.connect() as conn:
+        valid = conn.execute(
+            sa.text(
+                "SELECT c.relname, i.indisvalid FROM pg_index i "
+                "JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname LIKE 'ix_files_owner%'"
+            )
+        )
+        return dict(valid.all())
 
 
 @pytest.mark.slow  # three `instashare-server migrate`

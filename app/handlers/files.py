@@ -25,6 +25,7 @@ def file_json(file: files.Listed) -> dict:
     return {
         "id": str(file.id),
         "name": file.name,
+        "folder_id": str(file.folder_id) if file.folder_id is not None else None,
         "status": file.status.value,
         "size": file.size,
         "compressed_size": file.compressed_size,

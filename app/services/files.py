@@ -61,6 +61,8 @@ class Listed(Protocol):
     @property
     def name(self) -> str: ...
     @property
+    def folder_id(self) -> uuid.UUID | None: ...
+    @property
     def status(self) -> FileStatus: ...
     @property
     def size(self) -> int: ...
@@ -84,6 +86,7 @@ class Listed(Protocol):
 LISTED = (
     File.id,
     File.name,
+    File.folder_id,
     File.status,
     File.size,
     File.compressed_size,
@@ -269,8 +272,8 @@ def _page_statements(sort: str, status: FileStatus | None, after: bool, checked:
     Each order walks an index from the cursor on, whatever the depth: the keyset condition
     is a row-value comparison, `(created_at, id) < (:after, :after_id)`, which PostgreSQL
     takes as an index bound (an `a < v OR (a = v AND id < x)` is a filter applied to every
-    row the walk passes). Names are unique per owner, so a name alone is the key for that
-    order. The total is the owner's counter, read in the same statement, not a count; so is
+    row the walk passes). Names repeat across folders, so the id breaks their ties too.
+    The total is the owner's counter, read in the same statement, not a count; so is
     whether the token's session holds when `checked` (else a constant true).
     Building (and hashing, for SQLAlchemy's cache) a statement costs more than running it:
     the parameters (`owner_id`, `after`, `after_id`, `limit`) are bound at execution.
@@ -279,15 +282,12 @@ def _page_statements(sort: str, status: FileStatus | None, after: bool, checked:
     where = [File.owner_id == bindparam("owner_id", type_=File.owner_id.type)]
     if status is not None:
         where.append(File.status == status)
-    keys: tuple = (column,) if column is File.name else (column, File.id)
+    keys = (column, File.id)
     if after:
         value = bindparam("after", type_=column.type)
-        if len(keys) == 1:
-            where.append(column < value if descending else column > value)
-        else:
-            row = tuple_(*keys)
-            bound = tuple_(value, bindparam("after_id", type_=File.id.type))
-            where.append(row < bound if descending else row > bound)
+        row = tuple_(*keys)
+        bound = tuple_(value, bindparam("after_id", type_=File.id.type))
+        where.append(row < bound if descending else row > bound)
     owner = User.id == bindparam("owner_id", type_=User.id.type)
     total = _total_counter(status)
     holds = (users.SESSION_HOLDS if checked else true()).label("holds")

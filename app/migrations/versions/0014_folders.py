@@ -1,0 +1,214 @@
+"""folders: an account's files live in a tree of folders (the root is NULL)
+
+Revision ID: 0014_folders
+Revises: 0013_status_counts_per_statement
+Create Date: 2026-12-07
+
+A `folders` table (its parent NULL at the root) and `files.folder_id` (NULL: the root).
+Names are unique within a folder rather than per owner: two partial unique indexes per
+table, one for the root (keyed by owner, since NULL parents never clash in an index) and
+one for the folders (keyed by folder). A file and a folder of one folder may not share a
+name either; no index spans two tables, so app.services.folders checks that under the
+owner's row lock, which every write placing a name takes.
+
+`GET /files` orders by name over all of an owner's folders, where names repeat, so its
+name orders now carry the id as a tie-breaker: (owner_id, name, id) and (owner_id,
+status, name, id) replace (owner_id, name) and (owner_id, status, name). A folder's
+listing walks (owner_id, folder_id, created_at, id) or the per-folder unique index.
+
+`uploads.folder_id` is where a resumable upload goes (its base folder) and
+`uploads.relative_dir` the folders under it to make when it completes; deleting a folder
+deletes the uploads bound for it (app.services.folders frees their reservations).
+
+On PostgreSQL the new columns are added under a lock taken patiently, their foreign keys
+NOT VALID then validated (no write waits for the scan), and the indexes on `files` built
+CONCURRENTLY outside a transaction, as 0005 does (an interrupted build is dropped and
+built again).
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+from app.migrations.locking import patiently
+
+revision = "0014_folders"
+down_revision = "0013_status_counts_per_statement"
+branch_labels = None
+depends_on = None
+
+# name: (table, columns, unique, partial condition)
+FILE_INDEXES: dict[str, tuple[list[str], bool, str | None]] = {
+    "uq_files_root_name": (["owner_id", "name"], True, "folder_id IS NULL"),
+    "uq_files_folder_name": (["folder_id", "name"], True, "folder_id IS NOT NULL"),
+    "ix_files_owner_id_folder_id_created_at": (
+        ["owner_id", "folder_id", "created_at", "id"],
+        False,
+        None,
+    ),
+    "ix_files_owner_id_name_id": (["owner_id", "name", "id"], False, None),
+    "ix_files_owner_id_status_name_id": (["owner_id", "status", "name", "id"], False, None),
+}
+# Replaced by the above: names are no longer unique per owner.
+OLD_FILE_INDEXES: dict[str, tuple[list[str], bool]] = {
+    "uq_files_owner_id_name": (["owner_id", "name"], True),
+    "ix_files_owner_id_status_name": (["owner_id", "status", "name"], False),
+}
+
+
+def _invalid(name: str) -> bool:
+    return bool(
+        op.get_bind().scalar(
+            sa.text(
+                "SELECT NOT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                "WHERE c.relname = :name"
+            ),
+            {"name": name},
+        )
+    )
+
+
+def _create_folders() -> None:
+    op.create_table(
+        "folders",
+        sa.Column("id", sa.Uuid(), primary_key=True),
+        sa.Column(
+            "owner_id", sa.Uuid(), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+        ),
+        sa.Column(
+            "parent_id", sa.Uuid(), sa.ForeignKey("folders.id", ondelete="CASCADE"), nullable=True
+        ),
+        sa.Column("name", sa.String(255), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_folders"),
+    )
+    op.create_index(
+        "uq_folders_root_name",
+        "folders",
+        ["owner_id", "name"],
+        unique=True,
+        postgresql_where=sa.text("parent_id IS NULL"),
+        sqlite_where=sa.text("parent_id IS NULL"),
+    )
+    op.create_index(
+        "uq_folders_parent_name",
+        "folders",
+        ["parent_id", "name"],
+        unique=True,
+        postgresql_where=sa.text("parent_id IS NOT NULL"),
+        sqlite_where=sa.text("parent_id IS NOT NULL"),
+    )
+    op.create_index(
+        "ix_folders_owner_id_parent_id_created_at",
+        "folders",
+        ["owner_id", "parent_id", "created_at", "id"],
+    )
+
+
+def _create_file_index(name: str, columns: list[str], unique: bool, where: str | None) -> None:
+    condition = sa.text(where) if where else None
+    op.create_index(
+        name,
+        "files",
+        columns,
+        unique=unique,
+        postgresql_where=condition,
+        sqlite_where=condition,
+        postgresql_concurrently=op.get_bind().dialect.name == "postgresql",
+        if_not_exists=True,
+    )
+
+
+def upgrade() -> None:
+    postgres = op.get_bind().dialect.name == "postgresql"
+    _create_folders()
+    _add_columns(postgres)
+
+
+def _add_columns(postgres: bool) -> None:
+    if not postgres:
+        # Plain ADD COLUMN (see 0003): a batch would rebuild the tables (and drop the
+        # triggers of 0006 on `files`). Without a foreign key: SQLite cannot drop a column
+        # one names short of a rebuild, so the downgrade could not either. The service
+        # removes a folder's files and uploads itself (app.services.folders), on both.
+        op.add_column("files", sa.Column("folder_id", sa.Uuid(), nullable=True))
+        op.add_column("uploads", sa.Column("folder_id", sa.Uuid(), nullable=True))
+        op.add_column("uploads", sa.Column("relative_dir", sa.Text(), nullable=True))
+        op.create_index("ix_uploads_folder_id", "uploads", ["folder_id"])
+        for name, (columns, unique, where) in FILE_INDEXES.items():
+            _create_file_index(name, columns, unique, where)
+        for name in OLD_FILE_INDEXES:
+            op.drop_index(name, table_name="files", if_exists=True)
+        return
+    with op.get_context().autocommit_block():
+        patiently(
+            "ALTER TABLE files ADD COLUMN IF NOT EXISTS folder_id uuid, "
+            "DROP CONSTRAINT IF EXISTS fk_files_folder_id_folders, "
+            "ADD CONSTRAINT fk_files_folder_id_folders FOREIGN KEY (folder_id) "
+            "REFERENCES folders (id) ON DELETE CASCADE NOT VALID"
+        )
+        patiently(
+            "ALTER TABLE uploads ADD COLUMN IF NOT EXISTS folder_id uuid, "
+            "ADD COLUMN IF NOT EXISTS relative_dir text, "
+            "DROP CONSTRAINT IF EXISTS fk_uploads_folder_id_folders, "
+            "ADD CONSTRAINT fk_uploads_folder_id_folders FOREIGN KEY (folder_id) "
+            "REFERENCES folders (id) ON DELETE CASCADE NOT VALID"
+        )
+        # Every row is NULL: the scans find nothing, and take no lock writes wait for.
+        op.execute("ALTER TABLE files VALIDATE CONSTRAINT fk_files_folder_id_folders")
+        op.execute("ALTER TABLE uploads VALIDATE CONSTRAINT fk_uploads_folder_id_folders")
+        op.create_index(
+            "ix_uploads_folder_id",
+            "uploads",
+            ["folder_id"],
+            postgresql_concurrently=True,
+            if_not_exists=True,
+        )
+        for name, (columns, unique, where) in FILE_INDEXES.items():
+            if _invalid(name):
+                op.drop_index(name, table_name="files", postgresql_concurrently=True)
+            _create_file_index(name, columns, unique, where)
+        for name in OLD_FILE_INDEXES:
+            op.drop_index(name, table_name="files", postgresql_concurrently=True, if_exists=True)
+
+
+def downgrade() -> None:
+    # Names unique per owner again: a downgrade with the same name in two folders fails
+    # on the first index below, and says so, rather than dropping a file.
+    postgres = op.get_bind().dialect.name == "postgresql"
+    op.drop_index("ix_uploads_folder_id", table_name="uploads", if_exists=True)
+    if postgres:
+        with op.get_context().autocommit_block():
+            for name, (columns, unique) in OLD_FILE_INDEXES.items():
+                if _invalid(name):
+                    op.drop_index(name, table_name="files", postgresql_concurrently=True)
+                op.create_index(
+                    name,
+                    "files",
+                    columns,
+                    unique=unique,
+                    postgresql_concurrently=True,
+                    if_not_exists=True,
+                )
+            for name in FILE_INDEXES:
+                op.drop_index(
+                    name, table_name="files", postgresql_concurrently=True, if_exists=True
+                )
+            patiently(
+                "ALTER TABLE uploads DROP COLUMN IF EXISTS folder_id, "
+                "DROP COLUMN IF EXISTS relative_dir"
+            )
+            patiently("ALTER TABLE files DROP COLUMN IF EXISTS folder_id")
+    else:
+        for name, (columns, unique) in OLD_FILE_INDEXES.items():
+            op.create_index(name, "files", columns, unique=unique, if_not_exists=True)
+        for name in FILE_INDEXES:
+            op.drop_index(name, table_name="files", if_exists=True)
+        op.drop_column("uploads", "relative_dir")
+        op.drop_column("uploads", "folder_id")
+        op.drop_column("files", "folder_id")
+    op.drop_index("ix_folders_owner_id_parent_id_created_at", table_name="folders")
+    op.drop_index("uq_folders_parent_name", table_name="folders")
+    op.drop_index("uq_folders_root_name", table_name="folders")
+    op.drop_table("folders")
