@@ -175,7 +175,7 @@ STEPS = (
     ("the handler's worker thread (_page_body)", "app/handlers/files.py", "_page_body"),
     ("  session: pooled connection out", "app/db.py", "without_transaction"),
     ("  the page's one statement (and its rows)", "app/services/files.py", "list_files"),
-    ("  the items as JSON", "app/handlers/files.py", "file_json"),
+    ("  the items as JSON", "app/http/representations.py", "file_json"),
     ("  session: connection back to the pool", "sqlalchemy/orm/session.py", "__exit__"),
     ("the access log line and metrics", "app/http/observer.py", "_record"),
 )  # fmt: skip

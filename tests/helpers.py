@@ -23,9 +23,10 @@ from sqlalchemy.orm import sessionmaker
 
 from app.migrate import upgrade
 from app.models import User
+from app.queue import FINISH_DELETIONS
 from app.queue.jobs import JobQueue
 from app.runtime import Runtime
-from app.services import tokens
+from app.services import deletions, tokens
 from app.settings import Settings
 from app.storage.gcs import GCSStorage
 from tests.factories import PASSWORD, TEST_PASSWORD_COST, UserFactory
@@ -339,12 +340,20 @@ class InlineJobs(JobQueue):
 
     def __init__(self) -> None:
         self.waiting: list[str] = []
-        super().__init__(
-            lambda _task, args, _queue: self.waiting.append(args[0]), lambda: len(self.waiting)
-        )
+        self.drains = 0  # deletion jobs sent (a large folder delete's): `run` carries them out
+        super().__init__(self._take, lambda: len(self.waiting))
+
+    def _take(self, task: str, args: list[str], _queue: str) -> None:
+        if task == FINISH_DELETIONS:
+            self.drains += 1
+        else:
+            self.waiting.append(args[0])
 
     def run(self, rt: Runtime) -> list[str]:
-        """Run every job sent so far (and any they send); their outcomes, in order."""
+        """Run every job sent so far (and any they send); their outcomes, in order.
+
+        A deletion job sent meanwhile removes every recorded object, as the worker's does.
+        """
         from worker.tasks import compress_file
 
         def retry(exc: Exception):
@@ -353,6 +362,10 @@ class InlineJobs(JobQueue):
         outcomes = []
         while self.waiting:
             outcomes.append(compress_file(rt, uuid.UUID(self.waiting.pop(0)), retry))
+        if self.drains:
+            self.drains = 0
+            with rt.sessions() as session:
+                deletions.drain(session, rt.storage)
         return outcomes
 
 

@@ -28,6 +28,7 @@ from app.queue import (
     INDEX_ARCHIVE,
     SWEEP_JOBS,
 )
+from app.queue.jobs import DRAIN
 from app.runtime import Runtime, build_runtime
 from app.services import (
     archive_index,
@@ -256,8 +257,15 @@ def forget_share_downloads(self) -> int:
 
 
 @shared_task(bind=True, name=FINISH_DELETIONS, ignore_result=True)
-def finish_deletions(self) -> int:
-    """Remove the objects of deleted files and uploads that a crash or an outage left."""
+def finish_deletions(self, mode: str | None = None) -> int:
+    """Remove the objects of deleted files and uploads that a crash or an outage left;
+    with `drain` (a large folder delete sent it), every recorded object now."""
+    if mode == DRAIN:
+        return _sweep(
+            self.app,
+            lambda rt, session: deletions.drain(session, rt.storage),
+            "removed the objects of %d deletion record(s)",
+        )
     return _sweep(
         self.app,
         lambda rt, session: deletions.sweep(session, rt.storage),

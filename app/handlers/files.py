@@ -12,30 +12,13 @@ from sqlalchemy.orm import Session
 from app.errors import InvalidInput
 from app.http.downloads import send_download
 from app.http.multipart import FORM_KEY, UPLOAD_KEY
+from app.http.representations import file_json
 from app.http.responses import JSON, NO_CONTENT, json_body
 from app.http.streaming import Exchange, Reply
 from app.models import File
 from app.services import files
 
 DOWNLOAD_CSP = "default-src 'none'; sandbox"
-
-
-def file_json(file: files.Listed) -> dict:
-    """The public representation of a file."""
-    return {
-        "id": str(file.id),
-        "name": file.name,
-        "folder_id": str(file.folder_id) if file.folder_id is not None else None,
-        "status": file.status.value,
-        "size": file.size,
-        "compressed_size": file.compressed_size,
-        "content_type": file.content_type,
-        "sha256": file.sha256,
-        "error": file.error,
-        "created_at": file.created_at.isoformat(),
-        "updated_at": file.updated_at.isoformat(),
-        "processed_at": file.processed_at.isoformat() if file.processed_at else None,
-    }
 
 
 def _file_response(file: File, status: int = 200, **headers: str) -> Reply:
@@ -50,22 +33,25 @@ async def upload_multipart(request: Exchange) -> None:
     if spooled is None:
         raise InvalidInput("The form has no 'file' part.")
     try:
-        reply = await request.lookup(_create, request, spooled, form.get("name"))
+        reply = await request.lookup(_create, request, spooled, form)
     finally:
         await request.run(spooled.discard)
     await request.reply(reply)
 
 
-def _create(session: Session, request: Exchange, spooled, name: str | None) -> Reply:
+def _create(session: Session, request: Exchange, spooled, form: dict[str, str]) -> Reply:
     rt = request.runtime
+    folder_id = form.get("folder_id")
     file = files.create(
         session,
         rt.storage,
         rt.jobs,
         owner_id=request.owner(),
         upload=spooled,
-        name=name,
+        name=form.get("name"),
         quota_bytes=rt.settings.quota_bytes,
+        folder_id=uuid.UUID(folder_id) if folder_id else None,
+        relative_path=form.get("relative_path"),
     )
     return _file_response(file, 202, Location=f"/api/v1/files/{file.id}")
 
@@ -87,6 +73,7 @@ async def list_files(request: Exchange) -> None:
         cursor=query.get("cursor"),
         status=query.get("status"),
         sort=query.get("sort", LIST_DEFAULTS["sort"]),
+        folder=query.get("folder_id"),
     )
     body = await request.read(_page_body, request, listing)
     await request.respond(200, JSON, body)
@@ -111,18 +98,23 @@ def _get_file(session: Session, request: Exchange) -> Reply:
 
 
 async def rename(request: Exchange) -> None:
-    """Rename a file."""
+    """Rename a file, or move it to another folder."""
     body = await request.json()
-    await request.reply(await request.lookup(_rename, request, body["name"]))
+    await request.reply(await request.lookup(_rename, request, body))
 
 
-def _rename(session: Session, request: Exchange, name: str) -> Reply:
+def _rename(session: Session, request: Exchange, body: dict) -> Reply:
+    move = {}
+    if "folder_id" in body:
+        folder = body["folder_id"]
+        move["folder_id"] = uuid.UUID(folder) if folder is not None else None
     file = files.rename(
         session,
         request.owner(),
         request.uuid("file_id"),
-        name,
+        body.get("name"),
         if_match=request.headers.get("If-Match"),
+        **move,
     )
     return _file_response(file)
 

@@ -11,7 +11,7 @@ from app.errors import RequestTimeout
 from app.http import tus
 from app.http.responses import empty
 from app.http.streaming import Disconnected, Exchange
-from app.services import resumable_uploads
+from app.services import part_stream, resumable_uploads
 from app.services.resumable_uploads import Chunk, Context, Limits, PartWriter, Progress
 
 NO_STORE = {"Cache-Control": "no-store"}
@@ -33,7 +33,7 @@ async def options(request: Exchange) -> None:
                 "Tus-Version": tus.VERSION,
                 "Tus-Extension": ",".join(tus.EXTENSIONS),
                 "Tus-Max-Size": str(request.runtime.settings.max_upload_bytes),
-                "Tus-Checksum-Algorithm": ",".join(resumable_uploads.CHECKSUMS),
+                "Tus-Checksum-Algorithm": ",".join(part_stream.CHECKSUMS),
             },
         )
     )

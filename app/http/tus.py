@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.errors import InvalidInput, UnsupportedMediaType
 from app.http.middleware import HttpMiddleware, rewriting_start
-from app.services.resumable_uploads import CHECKSUMS, Checksum, Chunk
+from app.services.part_stream import CHECKSUMS, Checksum, Chunk
 
 VERSION = "1.0.0"
 EXTENSIONS = ("creation", "creation-with-upload", "termination", "checksum", "expiration")

@@ -12,7 +12,14 @@ from sqlalchemy.orm import Session
 
 from app.db import utcnow
 from app.models import File
-from app.queue import COMPRESS_UPLOAD, INDEX_ARCHIVE, QUEUE, SMALL_JOB_BYTES, SMALL_QUEUE
+from app.queue import (
+    COMPRESS_UPLOAD,
+    FINISH_DELETIONS,
+    INDEX_ARCHIVE,
+    QUEUE,
+    SMALL_JOB_BYTES,
+    SMALL_QUEUE,
+)
 
 log = logging.getLogger(__name__)
 # The id of the request (or job) being handled: set by the HTTP edge for a request and by the
@@ -71,6 +78,21 @@ class JobQueue:
         again (the jobs are idempotent, and an archive without an index still serves).
         """
         self._send(INDEX_ARCHIVE, [str(file_id)], QUEUE)  # whole archives: the bulk lane
+
+    def send_deletions(self) -> bool:
+        """Ask a worker to remove every object recorded for removal now (a large delete
+        committed them); False (and a log line) if the broker is down: the periodic sweep
+        removes them then, only later."""
+        try:
+            self._send(FINISH_DELETIONS, [DRAIN], QUEUE)
+        except Exception as exc:
+            log.warning("could not send the deletion job: %s", exc)
+            return False
+        return True
+
+
+# `finish_deletions`' argument to remove every record now, young ones too, to the last.
+DRAIN = "drain"
 
 
 def celery_sender(celery_app) -> Callable[[str, list[str], str], object]:

@@ -15,11 +15,11 @@ import logging
 import uuid
 from collections.abc import Iterable
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
-from app.models import PendingDeletion
+from app.models import FileStatus, PendingDeletion, archive_key_for, legacy_staged_key, staged_key
 from app.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,32 @@ def schedule(session: Session, keys: Iterable[str]) -> list[uuid.UUID]:
     rows = [PendingDeletion(id=uuid.uuid4(), key=key, created_at=now) for key in keys]
     session.add_all(rows)
     return [row.id for row in rows]
+
+
+def record(session: Session, keys: list[str]) -> None:
+    """`schedule` for many keys at once, for the worker to carry out (no ids kept)."""
+    if keys:
+        now = utcnow()
+        session.execute(
+            insert(PendingDeletion),
+            [{"id": uuid.uuid4(), "key": key, "created_at": now} for key in keys],
+        )
+
+
+def file_keys(
+    owner_id: uuid.UUID,
+    file_id: uuid.UUID,
+    status: FileStatus,
+    attempts: int,
+    archive_object: str | None,
+) -> list[str]:
+    """Every object a file may have: its archive and staged upload and, until it is ready,
+    its legacy staged key and each attempt's archive (a killed attempt's too)."""
+    keys = [archive_object or archive_key_for(owner_id, file_id, 1), staged_key(owner_id, file_id)]
+    if status != FileStatus.READY:
+        keys.append(legacy_staged_key(owner_id, file_id))  # staged before `tmp/`
+        keys += [archive_key_for(owner_id, file_id, n) for n in range(1, attempts + 1)]
+    return list(dict.fromkeys(keys))
 
 
 def _remove(storage: Storage, key: str) -> None:
@@ -115,3 +141,14 @@ def sweep(
         if done < len(batch):
             break  # storage is failing: the next sweep tries again
     return finished
+
+
+def drain(session: Session, storage: Storage, *, limit: int = 500) -> int:
+    """Remove every recorded object, the youngest records too, until none is left (or
+    storage fails: the periodic sweep goes on from there). How many it finished."""
+    finished = 0
+    while True:
+        done = sweep(session, storage, limit=limit, after_seconds=0)
+        finished += done
+        if done < limit:
+            return finished

@@ -11,7 +11,7 @@ import json
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import Integer, bindparam, func, select, true, tuple_
 from sqlalchemy import delete as sql_delete
@@ -31,9 +31,9 @@ from app.errors import (
     StorageUnavailable,
     Unauthorized,
 )
-from app.models import File, FileStatus, User, archive_key_for
+from app.models import File, FileStatus, User
 from app.queue.jobs import REQUEST_ID, JobQueue
-from app.services import deletions, names, quota, tokens, users
+from app.services import deletions, folders, names, quota, tokens, users
 from app.services.spool import SpooledUpload
 from app.storage import Storage
 
@@ -147,17 +147,27 @@ def create(
     upload: SpooledUpload,
     name: str | None,
     quota_bytes: int,
+    folder_id: uuid.UUID | None = None,
+    relative_path: str | None = None,
 ) -> File:
     """Record a spooled upload as a pending file, stage its bytes, then send the job.
 
+    It goes into `folder_id` (the root for None), in the folders `relative_path` names
+    under it ("photos/2024/a.jpg": its last part is the name unless `name` is given),
+    made as needed: under the owner's lock, so the uploads of one new folder all land in
+    the one the first of them made.
     The bytes are staged first, so the transaction that charges the quota and adds the
     row is short: parallel uploads of one owner wait on its counters only for that long.
     Anything refused after staging takes the staged object away again.
     """
-    name = (
-        names.check_name(name) if name is not None else names.from_client_filename(upload.filename)
-    )
-    quota.check_new_file(session, quota_bytes, owner_id, name, upload.size)
+    dirs: tuple[str, ...] = ()
+    client_name = upload.filename
+    if relative_path is not None:
+        dirs, client_name = folders.split_relative_path(relative_path)
+    name = names.check_name(name) if name is not None else names.from_client_filename(client_name)
+    target = folders.Target(folder_id, dirs)
+    quota.check_room(session, quota_bytes, owner_id, upload.size)
+    folders.check_new_name(session, owner_id, target, name)
     session.rollback()  # end the read: the charge below starts a transaction of its own
     file = File(
         id=uuid.uuid4(),
@@ -176,6 +186,9 @@ def create(
     except Exception as exc:
         raise StorageUnavailable(f"The upload could not be stored: {STORAGE_DOWN}") from exc
     try:
+        folders.lock_owner(session, owner_id)
+        file.folder_id = folders.ensure(session, owner_id, target)
+        folders.refuse_clash(session, owner_id, file.folder_id, name)
         quota.charge_file(session, quota_bytes, owner_id, file.size)
         session.add(file)
         session.flush()
@@ -231,8 +244,12 @@ def list_files(
     status: str | None = None,
     sort: str = "-created_at",
     token: tokens.Claims | None = None,
+    folder: str | None = None,
 ) -> Page:
     """One page of the owner's files, in a stable keyset order, and how many match in all.
+
+    All of them, in every folder; or, given `folder` (a folder's id, or "root"), that
+    folder's alone: NotFound for a folder that is not the owner's.
 
     Given the request's `token` (the owner's), the same statement also tells whether its
     session still holds (`users.SESSION_HOLDS`), so the check costs the request no trip of
@@ -241,6 +258,13 @@ def list_files(
     params: dict[str, object] = {"owner_id": owner_id, "limit": limit + 1}
     if token is not None:
         params.update(users.session_holds_params(token))
+    scope = None if folder is None else "root" if folder == "root" else "folder"
+    if scope is not None:
+        if token is not None:
+            users.session_owner(session, token)  # an ended session is told so first
+        if scope == "folder":
+            params["folder_id"] = uuid.UUID(str(folder))
+            folders.check_owned(session, owner_id, params["folder_id"])  # type: ignore[arg-type]
     if cursor:
         try:
             params["after"], params["after_id"] = _decode_cursor(sort, cursor)
@@ -249,7 +273,7 @@ def list_files(
                 users.session_owner(session, token)
             raise
     page, counter = _page_statements(
-        sort, FileStatus(status) if status else None, bool(cursor), token is not None
+        sort, FileStatus(status) if status else None, bool(cursor), token is not None, scope
     )
     # Rows of the table, not ORM objects: a page is only read, and SQLAlchemy Core reads it
     # at half the cost.
@@ -266,7 +290,9 @@ def list_files(
 
 
 @functools.cache
-def _page_statements(sort: str, status: FileStatus | None, after: bool, checked: bool):
+def _page_statements(
+    sort: str, status: FileStatus | None, after: bool, checked: bool, scope: str | None = None
+):
     """(a page, the total) as statements, built once per shape of listing.
 
     Each order walks an index from the cursor on, whatever the depth: the keyset condition
@@ -277,11 +303,18 @@ def _page_statements(sort: str, status: FileStatus | None, after: bool, checked:
     whether the token's session holds when `checked` (else a constant true).
     Building (and hashing, for SQLAlchemy's cache) a statement costs more than running it:
     the parameters (`owner_id`, `after`, `after_id`, `limit`) are bound at execution.
+    Within one folder (`scope` "root", or "folder" with `folder_id` bound) the total is a
+    count of the folder's files instead: it grows with the folder, not the account.
     """
     column, descending = SORTS[sort]
     where = [File.owner_id == bindparam("owner_id", type_=File.owner_id.type)]
     if status is not None:
         where.append(File.status == status)
+    if scope == "root":
+        where.append(File.folder_id.is_(None))
+    elif scope == "folder":
+        where.append(File.folder_id == bindparam("folder_id", type_=File.folder_id.type))
+    scoped = list(where)
     keys = (column, File.id)
     if after:
         value = bindparam("after", type_=column.type)
@@ -289,7 +322,9 @@ def _page_statements(sort: str, status: FileStatus | None, after: bool, checked:
         bound = tuple_(value, bindparam("after_id", type_=File.id.type))
         where.append(row < bound if descending else row > bound)
     owner = User.id == bindparam("owner_id", type_=User.id.type)
-    total = _total_counter(status)
+    total: Any = _total_counter(status)
+    if scope is not None:
+        total = select(func.count()).select_from(File).where(*scoped).scalar_subquery()
     holds = (users.SESSION_HOLDS if checked else true()).label("holds")
     counter = select(total.label("total"), holds).where(owner)
     page = (
@@ -329,37 +364,59 @@ def get(session: Session, owner_id: uuid.UUID, file_id: uuid.UUID) -> File:
 
 
 RENAME_ATTEMPTS = 3
+_KEEP: Any = object()
+
+
+def _check_if_match(file: File, if_match: str | None) -> None:
+    if if_match is not None and if_match.strip() != "*":
+        offered = {tag.strip().removeprefix("W/") for tag in if_match.split(",")}
+        if etag(file) not in offered:
+            raise PreconditionFailed(
+                "The file has changed since you read it (ETag mismatch); fetch it and retry."
+            )
 
 
 def rename(
     session: Session,
     owner_id: uuid.UUID,
     file_id: uuid.UUID,
-    new_name: str,
+    new_name: str | None = None,
     *,
+    folder_id: uuid.UUID | None = _KEEP,
     if_match: str | None = None,
 ) -> File:
-    """Give a file a new name; PreconditionFailed if `if_match` is not its current ETag."""
-    for attempt in range(RENAME_ATTEMPTS):
-        file = _owned(session, owner_id, file_id)
-        if if_match is not None and if_match.strip() != "*":
-            offered = {tag.strip().removeprefix("W/") for tag in if_match.split(",")}
-            if etag(file) not in offered:
-                raise PreconditionFailed(
-                    "The file has changed since you read it (ETag mismatch); fetch it and retry."
-                )
+    """Give a file a new name, move it to `folder_id` (None: the root), or both.
+
+    PreconditionFailed if `if_match` is not its current ETag; Conflict when a file, a
+    folder or an upload on its way holds the name where the file ends up. A move changes
+    the row alone: the archive stays where it is.
+    """
+    if new_name is not None:
         new_name = names.check_name(new_name)
-        if new_name == file.name:
+    for attempt in range(RENAME_ATTEMPTS):
+        session.rollback()  # end any read: the lock starts the transaction
+        folders.lock_owner(session, owner_id)
+        file = _owned(session, owner_id, file_id)
+        _check_if_match(file, if_match)
+        name = file.name if new_name is None else new_name
+        folder = file.folder_id if folder_id is _KEEP else folder_id
+        if name == file.name and folder == file.folder_id:
+            session.commit()
             return file
-        if quota.name_taken(session, owner_id, new_name):
-            raise Conflict(f"You already have a file (or an upload) named {new_name!r}.")
-        file.name = new_name
+        if folder != file.folder_id:
+            folders.check_owned(session, owner_id, folder)
+        kind = folders.name_clash(session, owner_id, folder, name, but_file=file.id)
+        if kind is not None:
+            raise Conflict(folders.clash_message(kind, name))
+        if folders.upload_named(session, owner_id, folders.Target(folder), name) is not None:
+            raise Conflict(f"You already have a file (or an upload) named {name!r}.")
+        file.name, file.folder_id = name, folder
         try:
             session.commit()
             return file
         except IntegrityError:
             session.rollback()
-            raise Conflict(f"You already have a file named {new_name!r}.") from None
+            raise Conflict(f"You already have a file named {name!r}.") from None
         except StaleDataError:
             # The worker moved the file on (a new version) since it was read. With If-Match
             # the precondition no longer holds; without, read it again and rename that.
@@ -379,11 +436,7 @@ def delete(session: Session, storage: Storage, owner_id: uuid.UUID, file_id: uui
     one that dies after its commit leaves the record, and the worker's sweep finishes it.
     """
     file = _owned(session, owner_id, file_id)
-    keys = [file.archive_key, file.staged_key]
-    if file.status != FileStatus.READY:
-        keys.append(file.legacy_staged_key)  # staged before `tmp/`, and not yet compressed
-        # Each attempt so far wrote (or began) an archive of its own: a killed one's too.
-        keys += [archive_key_for(owner_id, file_id, n) for n in range(1, file.attempts + 1)]
+    keys = deletions.file_keys(owner_id, file_id, file.status, file.attempts, file.archive_object)
     # Not the ORM's delete, which checks the version it read: a worker claiming the file
     # meanwhile (a new version) must not turn this into a 500. The row goes whatever its
     # state, and that worker, its lease gone, removes what it wrote.
@@ -396,7 +449,7 @@ def delete(session: Session, storage: Storage, owner_id: uuid.UUID, file_id: uui
         raise NotFound(f"There is no file {file_id}.")
     quota.discharge_file(session, owner_id, file.size)
     session.expunge(file)
-    pending = deletions.schedule(session, dict.fromkeys(keys))
+    pending = deletions.schedule(session, keys)
     session.commit()
     deletions.carry_out(session, storage, pending)
 

@@ -1,5 +1,5 @@
-"""The quota: what each owner stores and reserves, and what a new file must pass to be let
-in by either upload path (room under the quota, and a name no file or upload holds).
+"""The quota: what each owner stores and reserves, and the room a new file must find under
+it by either upload path (its name must be free too: app.services.folders).
 
 Usage is kept as counters on the owner's row (`file_count`, `bytes_stored`,
 `bytes_reserved`), changed by the same transaction that adds or removes a file or an
@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app.db import rowcount, utcnow
-from app.errors import Conflict, TooLarge
+from app.db import rowcount
+from app.errors import TooLarge
 from app.models import File, FileStatus, Upload, User
-from app.services import names
 
 
 @dataclass(frozen=True)
@@ -65,39 +64,14 @@ def _over_quota(current: Usage, quota_bytes: int, size: int) -> TooLarge:
     )
 
 
-def _unfinished_uploads(owner_id: uuid.UUID):
-    return (
-        Upload.owner_id == owner_id,
-        Upload.completed_at.is_(None),
-        Upload.expires_at > utcnow(),
-    )
-
-
-def name_taken(session: Session, owner_id: uuid.UUID, name: str) -> bool:
-    """A file has the name, or an unfinished resumable upload will become one with it."""
-    if (
-        session.scalar(select(File.id).where(File.owner_id == owner_id, File.name == name))
-        is not None
-    ):
-        return True
-    return (
-        session.scalar(select(Upload.id).where(*_unfinished_uploads(owner_id), Upload.name == name))
-        is not None
-    )
-
-
-def check_new_file(
-    session: Session, quota_bytes: int, owner_id: uuid.UUID, name: str, size: int
-) -> None:
-    """Refuse early a file whose size would break the quota or whose name is taken.
+def check_room(session: Session, quota_bytes: int, owner_id: uuid.UUID, size: int) -> None:
+    """Refuse early a file whose size would break the quota (its name: app.services.folders).
 
     A read, so it takes no lock: the charge (`charge_file`, `reserve`) is what holds.
     """
     current = usage(session, owner_id)
     if current.bytes_stored + current.bytes_reserved + size > quota_bytes:
         raise _over_quota(current, quota_bytes, size)
-    if name_taken(session, owner_id, name):
-        raise Conflict(f"You already have a file (or an upload) named {name!r}.")
 
 
 def _change(
@@ -150,6 +124,16 @@ def release(session: Session, owner_id: uuid.UUID, length: int) -> None:
 def discharge_file(session: Session, owner_id: uuid.UUID, size: int) -> None:
     """A file was deleted: it no longer counts."""
     _change(session, owner_id, {"file_count": -1, "bytes_stored": -size})
+
+
+def files_removed(
+    session: Session, owner_id: uuid.UUID, count: int, size: int, *, released: int = 0
+) -> None:
+    """`count` files of `size` bytes in all were deleted, and `released` reserved bytes
+    freed, in one statement (a folder delete)."""
+    if count or size or released:
+        deltas = {"file_count": -count, "bytes_stored": -size, "bytes_reserved": -released}
+        _change(session, owner_id, deltas)
 
 
 def _actual_counts(session: Session, owner_id: uuid.UUID | None = None):
@@ -237,19 +221,3 @@ def recount(session: Session, *, repair: bool) -> list[Drift]:
             repaired.append(now)
         session.commit()
     return repaired
-
-
-def free_name(session: Session, owner_id: uuid.UUID, name: str) -> str:
-    """`name`, or `name (2).ext`… if a file took it while an upload was under way."""
-    stem, dot, ext = name.rpartition(".")
-    if not dot or not stem:
-        stem, dot, ext = name, "", ""
-    candidate, n = name, 1
-    while (
-        session.scalar(select(File.id).where(File.owner_id == owner_id, File.name == candidate))
-        is not None
-    ):
-        n += 1
-        suffix = f" ({n}){dot}{ext}"
-        candidate = stem[: names.MAX_NAME - len(suffix)] + suffix
-    return candidate

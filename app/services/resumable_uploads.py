@@ -16,7 +16,6 @@ from its file: HEAD reports its full length.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
@@ -33,31 +32,18 @@ from app.db import rowcount, utcnow
 from app.errors import (
     STORAGE_DOWN,
     AppError,
-    ChecksumMismatch,
     Conflict,
-    InvalidInput,
     NotFound,
     StorageUnavailable,
     TooLarge,
 )
 from app.models import File, FileStatus, Upload, UploadPart
 from app.queue.jobs import REQUEST_ID, JobQueue
-from app.services import deletions, names, quota
+from app.services import deletions, folders, names, quota
+from app.services.part_stream import Chunk, NothingToKeep, PartStream
 from app.settings import Settings
 from app.storage import Busy, Storage
 from app.storage.base import UploadChunk
-
-CHECKSUMS: dict[str, Callable[[], hashlib._Hash]] = {
-    "sha1": lambda: hashlib.sha1(usedforsecurity=False),
-    "md5": lambda: hashlib.md5(usedforsecurity=False),
-    "sha256": hashlib.sha256,
-}
-
-
-@dataclass(frozen=True)
-class Checksum:
-    algorithm: str
-    digest: bytes
 
 
 @dataclass(frozen=True)
@@ -81,15 +67,6 @@ class Context:
     storage: Storage
     jobs: JobQueue
     limits: Limits
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """What a request says of the bytes it brings: where they go, how many, their digest."""
-
-    offset: int = 0
-    content_length: int | None = None  # None: the client did not say (chunked)
-    checksum: Checksum | None = None
 
 
 @dataclass(frozen=True)
@@ -187,17 +164,18 @@ def _start(
             f"A file may be at most {limits.max_file_bytes} bytes; this one is {length}.",
             limit="file",
         )
-    filename = metadata.get("filename") or metadata.get("name")
-    if not filename:
-        raise InvalidInput("Upload-Metadata must carry the file's name as `filename`.")
+    target, filename = folders.upload_target(metadata)
     name = names.from_client_filename(filename)
-    quota.check_new_file(session, limits.quota_bytes, owner_id, name, length)
+    quota.check_room(session, limits.quota_bytes, owner_id, length)
+    folders.check_new_name(session, owner_id, target, name)
     session.rollback()  # end the read: the reservation starts a transaction of its own
     now = utcnow()
     upload = Upload(
         id=uuid.uuid4(),
         owner_id=owner_id,
         name=name,
+        folder_id=target.base_id,
+        relative_dir=target.relative_dir,
         content_type=names.content_type_for(
             name, metadata.get("filetype") or metadata.get("content_type")
         ),
@@ -216,7 +194,7 @@ def _start(
     session.flush()
     if length == 0:
         # Nothing to wait for: the empty file exists at once.
-        _finish(ctx, upload, [], now)
+        _finish(ctx, upload, [], now, _place(ctx, upload))
         return upload
     session.commit()
     return upload
@@ -263,7 +241,7 @@ class PartWriter:
         self.session = ctx.session
         self.upload = upload
         self.offset = chunk.offset
-        self.stream = _PartStream(upload.length - chunk.offset, chunk)
+        self.stream = PartStream(upload.length - chunk.offset, chunk)
         self.on_refused: Callable[[], None] | None = None  # also undo what came before
         self._ended = False  # finished or aborted: later calls do nothing
         self._opened = ExitStack()
@@ -335,7 +313,7 @@ class PartWriter:
         try:
             self.stream.check(self.offset)
             self._sink.keep()  # stored (on disk, in place) before the new offset is recorded
-        except _NothingToKeep:
+        except NothingToKeep:
             self._discard(None)
             return _progress(self.upload)
         except BaseException as exc:
@@ -369,6 +347,9 @@ class PartWriter:
             "updated_at": now,
             "expires_at": now + dt.timedelta(seconds=self.ctx.limits.expiry_seconds),
         }
+        # The last bytes: the owner's lock and the file's folder first (a folder delete
+        # takes them in that order too).
+        folder_id = _place(self.ctx, upload) if new_offset == upload.length else None
         # The WHERE on the offset is the lock: a concurrent PATCH that landed first moved it
         # (and on PostgreSQL this UPDATE waits for that PATCH's transaction to end).
         moved = session.execute(
@@ -404,7 +385,7 @@ class PartWriter:
                     .order_by(UploadPart.offset)
                 )
             )
-        file = _finish(self.ctx, upload, keys, now)
+        file = _finish(self.ctx, upload, keys, now, folder_id)
         return _progress(upload, file)
 
 
@@ -433,55 +414,32 @@ def _check_offset(upload: Upload, offset: int) -> None:
         )
 
 
-class _NothingToKeep(Exception):
-    """An empty body, or one cut short that cannot be verified against its checksum."""
+def _place(ctx: Context, upload: Upload) -> uuid.UUID | None:
+    """Lock the owner and find (or make) the folder the finished upload's file goes to.
+
+    An upload that can no longer land there (its folder was deleted meanwhile, or a file
+    took the name a folder of its path needs) is removed, its reservation freed: 409.
+    """
+    try:
+        return folders.place(ctx.session, upload.owner_id, upload.folder_id, upload.relative_dir)
+    except (NotFound, Conflict) as exc:
+        ctx.session.rollback()
+        _remove(ctx.session, ctx.storage, upload.id, upload.temporary_keys)
+        raise Conflict(f"{exc.detail} The upload was cancelled and its bytes removed.") from None
 
 
-class _PartStream:
-    """Measures a body as it passes: its size, CRC-32 and the requested checksum."""
-
-    def __init__(self, limit: int, chunk: Chunk):
-        self.limit = limit
-        self.checksum, self.content_length = chunk.checksum, chunk.content_length
-        self.size = 0
-        self.crc32 = 0
-        self._hash = CHECKSUMS[chunk.checksum.algorithm]() if chunk.checksum else None
-
-    def feed(self, chunk: bytes) -> None:
-        if self.size + len(chunk) > self.limit:
-            raise TooLarge(
-                f"The body runs past the upload's length ({self.limit} bytes remained).",
-                limit="file",
-            )
-        self.size += len(chunk)
-        self.crc32 = isal_zlib.crc32(chunk, self.crc32)
-        if self._hash is not None:
-            self._hash.update(chunk)
-
-    @property
-    def digest(self) -> bytes:
-        return self._hash.digest() if self._hash is not None else b""
-
-    def check(self, offset: int) -> None:
-        """Raise unless what was copied is to be kept: not empty, whole, its checksum right."""
-        cut_short = self.content_length is not None and self.size < self.content_length
-        if self.size == 0 or (cut_short and self.checksum is not None):
-            raise _NothingToKeep
-        if self.checksum is not None and self.digest != self.checksum.digest:
-            raise ChecksumMismatch(
-                f"The chunk's {self.checksum.algorithm} does not match Upload-Checksum; it "
-                f"was discarded and the offset stays {offset}."
-            )
-
-
-def _finish(ctx: Context, upload: Upload, keys: list[str], now: dt.datetime) -> File:
-    """The upload, its objects `keys` concatenated, becomes a pending File (same id) in the
-    caller's transaction, which this commits; then its parts go and the job is sent."""
+def _finish(
+    ctx: Context, upload: Upload, keys: list[str], now: dt.datetime, folder_id: uuid.UUID | None
+) -> File:
+    """The upload, its objects `keys` concatenated, becomes a pending File (same id) in
+    `folder_id` in the caller's transaction, which this commits (the caller placed it:
+    `_place`); then its parts go and the job is sent."""
     session, storage = ctx.session, ctx.storage
     file = File(
         id=upload.id,
         owner_id=upload.owner_id,
-        name=quota.free_name(session, upload.owner_id, upload.name),
+        folder_id=folder_id,
+        name=folders.free_name(session, upload.owner_id, folder_id, upload.name),
         status=FileStatus.PENDING,
         size=upload.length,
         sha256=None,  # the worker computes it while compressing
@@ -502,8 +460,8 @@ def _finish(ctx: Context, upload: Upload, keys: list[str], now: dt.datetime) -> 
     set_committed_value(upload, "completed_at", now)
     # Parts written before `tmp/` existed are where they were: that folder goes too.
     legacy = any(not key.startswith(upload.parts_prefix) for key in keys)
-    folders = [upload.parts_prefix, *([upload.legacy_parts_prefix] if legacy else [])]
-    leftovers = deletions.schedule(session, folders)
+    prefixes = [upload.parts_prefix, *([upload.legacy_parts_prefix] if legacy else [])]
+    leftovers = deletions.schedule(session, prefixes)
     try:
         session.flush()
     except IntegrityError:

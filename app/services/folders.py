@@ -1,0 +1,584 @@
+"""Folders: make, read, rename, move and delete them, and place files in them.
+
+A folder is a row with a parent (None: the root); a file names its folder. Renaming or
+moving a folder changes its own row alone, whatever it holds: nothing under it is
+rewritten, in the database or in storage (archives stay `<owner>/<file id>.zip`).
+
+Every write that puts a name into a folder (a folder made, renamed or moved; a file
+uploaded, renamed or moved) first locks the owner's `users` row (`lock_owner`), then
+checks and writes. Names are unique within a folder across files and folders together:
+each table has its own unique indexes, but none spans both, so the lock is what keeps a
+file and a folder from taking one name at once; it also serializes the folder moves that
+could otherwise race into a cycle (each checked alone, two moves can swap two folders
+into each other), and the uploads that make the same new folder (they find it made).
+Uploads of one owner queue on that row already (the quota is charged on it), so it costs
+them nothing more. On SQLite, where FOR UPDATE means nothing, a write to the row takes
+the database's write lock at the start of the transaction instead.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import delete as sql_delete
+from sqlalchemy import func, literal, select, text
+from sqlalchemy import update as sql_update
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from app.db import rowcount, utcnow
+from app.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
+from app.models import File, Folder, Upload, User
+from app.queue.jobs import JobQueue
+from app.services import deletions, names, quota
+from app.storage import Storage
+
+# A relative path of an upload may name at most this many folders.
+MAX_PATH_DEPTH = 32
+CYCLE = "A folder cannot be moved into itself or into a folder inside it."
+
+
+@dataclass(frozen=True)
+class Ancestor:
+    id: uuid.UUID
+    name: str
+
+
+@dataclass(frozen=True)
+class Detail:
+    folder: Folder
+    ancestors: list[Ancestor]
+
+
+def etag(folder: Folder) -> str:
+    return f'"{folder.version}"'
+
+
+def lock_owner(session: Session, owner_id: uuid.UUID) -> None:
+    """Hold the owner's row until the transaction ends: names in their folders are ours.
+
+    On SQLite it must be the first statement of its transaction, so the write lock is
+    taken before anything is read (a deferred transaction that read first could not take
+    it once another had written): callers that read before end that read first.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(User.id).where(User.id == owner_id).with_for_update())
+    else:
+        session.execute(
+            sql_update(User)
+            .where(User.id == owner_id)
+            .values(updated_at=User.updated_at)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def in_folder(column, folder_id: uuid.UUID | None):
+    return column.is_(None) if folder_id is None else column == folder_id
+
+
+def owned(session: Session, owner_id: uuid.UUID, folder_id: uuid.UUID) -> Folder:
+    """One of the owner's folders; NotFound for any other id."""
+    folder = session.get(Folder, folder_id)
+    if folder is None or folder.owner_id != owner_id:
+        raise NotFound(f"There is no folder {folder_id}.")
+    return folder
+
+
+def check_owned(session: Session, owner_id: uuid.UUID, folder_id: uuid.UUID | None) -> None:
+    """NotFound unless `folder_id` is the root (None) or one of the owner's folders."""
+    if folder_id is not None:
+        found = session.scalar(
+            select(Folder.id).where(Folder.id == folder_id, Folder.owner_id == owner_id)
+        )
+        if found is None:
+            raise NotFound(f"There is no folder {folder_id}.")
+
+
+def name_clash(
+    session: Session,
+    owner_id: uuid.UUID,
+    folder_id: uuid.UUID | None,
+    name: str,
+    *,
+    but_file: uuid.UUID | None = None,
+    but_folder: uuid.UUID | None = None,
+) -> str | None:
+    """What in the folder already has `name` ("file" or "folder"), else None."""
+    folder = select(Folder.id).where(
+        Folder.owner_id == owner_id, in_folder(Folder.parent_id, folder_id), Folder.name == name
+    )
+    if but_folder is not None:
+        folder = folder.where(Folder.id != but_folder)
+    if session.scalar(folder) is not None:
+        return "folder"
+    file = select(File.id).where(
+        File.owner_id == owner_id, in_folder(File.folder_id, folder_id), File.name == name
+    )
+    if but_file is not None:
+        file = file.where(File.id != but_file)
+    return "file" if session.scalar(file) is not None else None
+
+
+def clash_message(kind: str, name: str) -> str:
+    """The 409's sentence: the name is held, in the folder in question, by a `kind`."""
+    if kind == "file":
+        return f"You already have a file named {name!r}."
+    return f"You already have a folder named {name!r} in that folder."
+
+
+def refuse_clash(
+    session: Session, owner_id: uuid.UUID, folder_id: uuid.UUID | None, name: str, **but
+) -> None:
+    """Conflict (409) when a file or folder of the folder already has `name`."""
+    kind = name_clash(session, owner_id, folder_id, name, **but)
+    if kind is not None:
+        raise Conflict(clash_message(kind, name))
+
+
+def ancestors(session: Session, folder_id: uuid.UUID | None) -> list[Ancestor]:
+    """The folders `folder_id` is in, the root-most first (not itself): one recursive query."""
+    if folder_id is None:
+        return []
+    chain = (
+        select(Folder.parent_id.label("id"), literal(1).label("depth"))
+        .where(Folder.id == folder_id)
+        .cte("chain", recursive=True)
+    )
+    step = select(Folder.parent_id, chain.c.depth + 1).join(chain, Folder.id == chain.c.id)
+    chain = chain.union_all(step)
+    rows = session.execute(
+        select(Folder.id, Folder.name)
+        .join(chain, Folder.id == chain.c.id)
+        .order_by(chain.c.depth.desc())
+    ).all()
+    return [Ancestor(row.id, row.name) for row in rows]
+
+
+def get(session: Session, owner_id: uuid.UUID, folder_id: uuid.UUID) -> Detail:
+    """A folder and its breadcrumb."""
+    folder = owned(session, owner_id, folder_id)
+    return Detail(folder, ancestors(session, folder.id))
+
+
+def _insert(
+    session: Session, owner_id: uuid.UUID, parent_id: uuid.UUID | None, name: str
+) -> Folder:
+    now = utcnow()
+    folder = Folder(
+        id=uuid.uuid4(),
+        owner_id=owner_id,
+        parent_id=parent_id,
+        name=name,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(folder)
+    session.flush()
+    return folder
+
+
+def create(
+    session: Session, owner_id: uuid.UUID, name: str, parent_id: uuid.UUID | None = None
+) -> Folder:
+    """Make a folder in `parent_id` (the root for None)."""
+    name = names.check_name(name)
+    session.rollback()  # end any read: the lock starts the transaction
+    lock_owner(session, owner_id)
+    check_owned(session, owner_id, parent_id)
+    refuse_clash(session, owner_id, parent_id, name)
+    try:
+        folder = _insert(session, owner_id, parent_id, name)
+        session.commit()
+    except IntegrityError:  # the lock makes this unlikely; the indexes make it certain
+        session.rollback()
+        raise Conflict(clash_message("folder", name)) from None
+    return folder
+
+
+def _check_if_match(folder: Folder, if_match: str | None) -> None:
+    if if_match is not None and if_match.strip() != "*":
+        offered = {tag.strip().removeprefix("W/") for tag in if_match.split(",")}
+        if etag(folder) not in offered:
+            raise PreconditionFailed(
+                "The folder has changed since you read it (ETag mismatch); fetch it and retry."
+            )
+
+
+def _inside(session: Session, folder_id: uuid.UUID, target: uuid.UUID) -> bool:
+    """Whether `target` is `folder_id` or a folder inside it (the target's ancestors)."""
+    return target == folder_id or any(a.id == folder_id for a in ancestors(session, target))
+
+
+_KEEP = object()
+
+
+def update(
+    session: Session,
+    owner_id: uuid.UUID,
+    folder_id: uuid.UUID,
+    *,
+    name: str | None = None,
+    parent_id: uuid.UUID | object | None = _KEEP,
+    if_match: str | None = None,
+) -> Folder:
+    """Rename a folder, move it (`parent_id`; None: the root), or both.
+
+    A move into itself or a folder inside it is refused (409). It costs one row and one
+    walk up from the target, whatever the folder holds.
+    """
+    if name is not None:
+        name = names.check_name(name)
+    session.rollback()  # end any read: the lock starts the transaction
+    lock_owner(session, owner_id)
+    folder = owned(session, owner_id, folder_id)
+    _check_if_match(folder, if_match)
+    new_parent = folder.parent_id if parent_id is _KEEP else parent_id
+    assert new_parent is None or isinstance(new_parent, uuid.UUID)
+    new_name = folder.name if name is None else name
+    if new_parent == folder.parent_id and new_name == folder.name:
+        session.commit()
+        return folder
+    if new_parent != folder.parent_id and new_parent is not None:
+        check_owned(session, owner_id, new_parent)
+        if _inside(session, folder.id, new_parent):
+            raise Conflict(CYCLE)
+    refuse_clash(session, owner_id, new_parent, new_name, but_folder=folder.id)
+    folder.parent_id, folder.name = new_parent, new_name
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise Conflict(clash_message("folder", new_name)) from None
+    except StaleDataError:
+        session.rollback()
+        raise PreconditionFailed("The folder changed while it was being changed; retry.") from None
+    return folder
+
+
+# --- where uploads go ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a new file goes: a base folder (None: the root) and folders under it to make."""
+
+    base_id: uuid.UUID | None = None
+    dirs: tuple[str, ...] = ()
+
+    @property
+    def relative_dir(self) -> str | None:
+        return "/".join(self.dirs) if self.dirs else None
+
+
+def split_relative_path(path: str) -> tuple[tuple[str, ...], str]:
+    """("photos", "2024"), "a.jpg" from "photos/2024/a.jpg": each part under the name rules.
+
+    Backslashes count as separators (a Windows client's); empty parts and "." are skipped;
+    ".." is refused, as is a part the name rules refuse.
+    """
+    parts = [p for p in path.replace("\\", "/").split("/") if p not in {"", "."}]
+    if not parts:
+        raise InvalidInput("The relative path names no file.")
+    if ".." in parts:
+        raise InvalidInput("A relative path cannot contain '..'.")
+    if len(parts) - 1 > MAX_PATH_DEPTH:
+        raise InvalidInput(f"A relative path may name at most {MAX_PATH_DEPTH} folders.")
+    dirs = []
+    for part in parts[:-1]:
+        try:
+            dirs.append(names.check_name(part))
+        except InvalidInput as exc:
+            raise InvalidInput(f"The folder {part!r} in the relative path: {exc.detail}") from None
+    return tuple(dirs), parts[-1]
+
+
+def target_of(base_id: uuid.UUID | None, relative_dir: str | None) -> Target:
+    """The target an upload row recorded."""
+    return Target(base_id, tuple(relative_dir.split("/")) if relative_dir else ())
+
+
+def existing(session: Session, owner_id: uuid.UUID, target: Target) -> uuid.UUID | bool | None:
+    """The folder a target names, if it exists; False when some of it is still to be made.
+
+    A read, for the early checks of an upload: NotFound for a base that is not the owner's,
+    Conflict when a file holds the name one of its folders needs.
+    """
+    check_owned(session, owner_id, target.base_id)
+    current = target.base_id
+    for name in target.dirs:
+        found = session.scalar(
+            select(Folder.id).where(
+                Folder.owner_id == owner_id,
+                in_folder(Folder.parent_id, current),
+                Folder.name == name,
+            )
+        )
+        if found is None:
+            if name_clash(session, owner_id, current, name) == "file":
+                raise Conflict(_in_the_way(name))
+            return False
+        current = found
+    return current
+
+
+def _in_the_way(name: str) -> str:
+    return f"A file named {name!r} is where the upload's folder {name!r} would go."
+
+
+def ensure(session: Session, owner_id: uuid.UUID, target: Target) -> uuid.UUID | None:
+    """The target's folder, making what is missing; the caller holds `lock_owner`.
+
+    Under the lock, uploads into one new folder find the one the first of them made. The
+    base must exist: NotFound when it was deleted meanwhile.
+    """
+    if target.base_id is not None:
+        found = session.scalar(
+            select(Folder.id).where(Folder.id == target.base_id, Folder.owner_id == owner_id)
+        )
+        if found is None:
+            raise NotFound("The folder this upload was going to was deleted.")
+    current = target.base_id
+    for name in target.dirs:
+        found = session.scalar(
+            select(Folder.id).where(
+                Folder.owner_id == owner_id,
+                in_folder(Folder.parent_id, current),
+                Folder.name == name,
+            )
+        )
+        if found is None:
+            if name_clash(session, owner_id, current, name) == "file":
+                raise Conflict(_in_the_way(name))
+            found = _insert(session, owner_id, current, name).id
+        current = found
+    return current
+
+
+def place(
+    session: Session, owner_id: uuid.UUID, base_id: uuid.UUID | None, relative_dir: str | None
+) -> uuid.UUID | None:
+    """Lock the owner, then the folder an upload's file goes to, made as needed."""
+    lock_owner(session, owner_id)
+    return ensure(session, owner_id, target_of(base_id, relative_dir))
+
+
+def upload_target(metadata: dict[str, str | None]) -> tuple[Target, str]:
+    """Where a tus upload goes, and its client's file name, from its Upload-Metadata:
+    `folderId` (the root without it), `relativePath` (Uppy's and tus-js-client's) and
+    `filename` or `name` (else the relative path's last part)."""
+    dirs: tuple[str, ...] = ()
+    filename = metadata.get("filename") or metadata.get("name")
+    relative = metadata.get("relativePath")
+    if relative:
+        dirs, last = split_relative_path(relative)
+        filename = filename or last
+    if not filename:
+        raise InvalidInput("Upload-Metadata must carry the file's name as `filename`.")
+    base = metadata.get("folderId")
+    try:
+        base_id = uuid.UUID(base) if base else None
+    except ValueError:
+        raise InvalidInput("The `folderId` of Upload-Metadata is not a folder's id.") from None
+    return Target(base_id, dirs), filename
+
+
+def free_name(session: Session, owner_id: uuid.UUID, folder_id: uuid.UUID | None, name: str) -> str:
+    """`name`, or `name (2).ext`… if a file or folder of the folder took it meanwhile."""
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem:
+        stem, dot, ext = name, "", ""
+    candidate, n = name, 1
+    while name_clash(session, owner_id, folder_id, candidate) is not None:
+        n += 1
+        suffix = f" ({n}){dot}{ext}"
+        candidate = stem[: names.MAX_NAME - len(suffix)] + suffix
+    return candidate
+
+
+def check_new_name(session: Session, owner_id: uuid.UUID, target: Target, name: str) -> None:
+    """Refuse early a new file whose name is taken where it goes (409), or whose base
+    folder is not the owner's (404). A read, so it takes no lock: `ensure` and the unique
+    indexes, under `lock_owner`, are what hold."""
+    folder = existing(session, owner_id, target)
+    if folder is not False:
+        assert folder is None or isinstance(folder, uuid.UUID)
+        kind = name_clash(session, owner_id, folder, name)
+        if kind == "folder":
+            raise Conflict(clash_message(kind, name))
+        if kind == "file":
+            raise Conflict(f"You already have a file (or an upload) named {name!r}.")
+    if upload_named(session, owner_id, target, name) is not None:
+        raise Conflict(f"You already have a file (or an upload) named {name!r}.")
+
+
+def upload_named(
+    session: Session, owner_id: uuid.UUID, target: Target, name: str
+) -> uuid.UUID | None:
+    """An unfinished upload bound for the same place under the same name, if any."""
+    where = [
+        Upload.owner_id == owner_id,
+        Upload.completed_at.is_(None),
+        Upload.expires_at > utcnow(),
+        in_folder(Upload.folder_id, target.base_id),
+        Upload.name == name,
+    ]
+    where.append(
+        Upload.relative_dir.is_(None)
+        if target.relative_dir is None
+        else Upload.relative_dir == target.relative_dir
+    )
+    return session.scalar(select(Upload.id).where(*where).limit(1))
+
+
+# --- deleting a folder ---------------------------------------------------------------
+
+# A folder delete of at most this many files removes their objects itself, right after
+# its commit, as a file delete does; a larger one leaves them to a worker job (the rows
+# and the quota go at once either way).
+INLINE_FILES = 50
+DELETE_ATTEMPTS = 3
+DEADLOCK = "40P01"
+
+# Every object a file of the subtree may have (what app.services.deletions.file_keys
+# says for one), recorded for removal by one INSERT ... SELECT on PostgreSQL. `UNION` drops a
+# file's repeats (its recorded archive is often attempt 1's).
+_RECORD_KEYS = """
+WITH RECURSIVE subtree(id) AS (
+    SELECT id FROM folders WHERE id = :folder_id
+    UNION ALL SELECT f.id FROM folders f JOIN subtree s ON f.parent_id = s.id
+)
+INSERT INTO pending_deletions (id, key, created_at)
+SELECT gen_random_uuid(), k.key, :now
+FROM files f CROSS JOIN LATERAL (
+    SELECT coalesce(f.archive_object, f.owner_id::text || '/' || f.id::text || '.zip')
+    UNION SELECT 'tmp/' || f.owner_id::text || '/uploads/' || f.id::text
+    UNION SELECT f.owner_id::text || '/uploads/' || f.id::text WHERE f.status <> 'ready'
+    UNION SELECT f.owner_id::text || '/' || f.id::text
+            || CASE WHEN n = 1 THEN '' ELSE '.' || n::text END || '.zip'
+        FROM generate_series(1, f.attempts) AS n WHERE f.status <> 'ready'
+) AS k(key)
+WHERE f.folder_id IN (SELECT id FROM subtree)
+"""
+
+
+@dataclass(frozen=True)
+class Removed:
+    """What a folder delete took (its rows went at once) and what it left to a worker."""
+
+    folders: int
+    files: int
+    uploads: int
+    objects: int  # objects recorded for removal
+    pending: list[uuid.UUID]  # the records this request carries out itself (a small delete)
+
+
+def _subtree(folder_id: uuid.UUID):
+    """A recursive CTE of the folder's id and every folder's under it."""
+    tree = select(Folder.id).where(Folder.id == folder_id).cte("subtree", recursive=True)
+    return tree.union_all(select(Folder.id).join(tree, Folder.parent_id == tree.c.id))
+
+
+def _record_objects(
+    session: Session, folder_id: uuid.UUID, in_tree, files: int
+) -> tuple[int, list[uuid.UUID]]:
+    """Record the objects of the subtree's files: (how many, the ids to carry out now)."""
+    if files > INLINE_FILES and session.get_bind().dialect.name == "postgresql":
+        done = session.execute(text(_RECORD_KEYS), {"folder_id": folder_id, "now": utcnow()})
+        return rowcount(done), []
+    inline = files <= INLINE_FILES
+    recorded, ids = 0, []
+    batch: list[str] = []
+
+    def flush() -> None:
+        nonlocal recorded
+        if inline:
+            ids.extend(deletions.schedule(session, batch))
+        else:
+            deletions.record(session, batch)
+        recorded += len(batch)
+        batch.clear()
+
+    rows = session.execute(
+        select(File.id, File.owner_id, File.status, File.attempts, File.archive_object)
+        .where(File.folder_id.in_(in_tree))
+        .execution_options(yield_per=1000)
+    )
+    for row in rows:
+        batch.extend(
+            deletions.file_keys(row.owner_id, row.id, row.status, row.attempts, row.archive_object)
+        )
+        if len(batch) >= 2000:
+            flush()
+    flush()
+    return recorded, ids
+
+
+def _delete_once(session: Session, owner_id: uuid.UUID, folder_id: uuid.UUID) -> Removed:
+    session.rollback()  # end any read: the lock starts the transaction
+    lock_owner(session, owner_id)
+    owned(session, owner_id, folder_id)
+    in_tree = select(_subtree(folder_id).c.id)
+    # Unfinished uploads bound for the subtree go with it: their bytes, their reservation.
+    uploads = list(session.scalars(select(Upload).where(Upload.folder_id.in_(in_tree))))
+    reserved = sum(u.length for u in uploads if u.completed_at is None)
+    upload_keys = [k for u in uploads if u.completed_at is None for k in u.temporary_keys]
+    count, size = session.execute(
+        select(func.count(File.id), func.coalesce(func.sum(File.size), 0)).where(
+            File.folder_id.in_(in_tree)
+        )
+    ).one()
+    objects, pending = _record_objects(session, folder_id, in_tree, int(count))
+    pending += deletions.schedule(session, upload_keys)
+    if uploads:
+        session.execute(
+            sql_delete(Upload)
+            .where(Upload.id.in_([u.id for u in uploads]))
+            .execution_options(synchronize_session=False)
+        )
+        for upload in uploads:
+            session.expunge(upload)
+    # One statement for all the files: the status counters move once (migration 0013).
+    removed = session.execute(
+        sql_delete(File)
+        .where(File.folder_id.in_(in_tree))
+        .execution_options(synchronize_session=False)
+    )
+    folders = session.execute(
+        sql_delete(Folder)
+        .where(Folder.id.in_(in_tree))
+        .execution_options(synchronize_session=False)
+    )
+    quota.files_removed(session, owner_id, rowcount(removed), int(size), released=reserved)
+    session.commit()
+    return Removed(
+        rowcount(folders), rowcount(removed), len(uploads), objects + len(upload_keys), pending
+    )
+
+
+def delete(
+    session: Session, storage: Storage, jobs: JobQueue, owner_id: uuid.UUID, folder_id: uuid.UUID
+) -> Removed:
+    """Delete a folder and everything under it: the rows in one transaction, at once.
+
+    The files go in one DELETE (the status counters move once per statement, migration
+    0013), the usage counters by their sums, unfinished uploads bound for the subtree with
+    their reservations freed; their objects are recorded in `pending_deletions` in the same
+    transaction, and removed after the commit: here for a small folder, by a worker job
+    (`finish_deletions`, sent at once) for a large one. A deadlock with a worker changing a
+    file of the folder meanwhile is retried.
+    """
+    for attempt in range(DELETE_ATTEMPTS):
+        try:
+            removed = _delete_once(session, owner_id, folder_id)
+            break
+        except OperationalError as exc:
+            session.rollback()
+            if getattr(exc.orig, "pgcode", None) != DEADLOCK or attempt == DELETE_ATTEMPTS - 1:
+                raise
+    if removed.pending:
+        deletions.carry_out(session, storage, removed.pending)
+    if removed.objects > len(removed.pending):
+        jobs.send_deletions()
+    return removed
