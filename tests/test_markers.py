@@ -34,6 +34,7 @@ SLOW = [
     "tests/worker/test_compression_setting.py",
     "tests/worker/test_crash_safety.py",
     "tests/worker/test_fairness.py",
+    "tests/worker/test_folder_objects.py",
     "tests/worker/test_forget_share_downloads.py",
     "tests/worker/test_index_archives.py",
     "tests/worker/test_signals.py",

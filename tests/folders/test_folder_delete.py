@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import uuid
 
-import pytest
 from sqlalchemy import func, select
 
 from app.models import PendingDeletion

@@ -130,20 +130,19 @@ def test_crossing_moves_never_make_a_cycle(live, carol):
 
 
 def test_a_file_and_a_folder_racing_for_one_name_do_not_both_get_it(live, carol):
+    def make_folder(name: str) -> Callable[[], httpx.Response]:
+        return lambda: live.http.post(f"{API}/folders", json={"name": name}, headers=carol.headers)
+
+    def make_file(name: str) -> Callable[[], httpx.Response]:
+        return lambda: live.http.post(
+            f"{API}/upload_files",
+            headers=carol.headers,
+            files={"file": (name, b"x", "text/plain")},
+        )
+
     for round_ in range(8):
         name = f"contested-{round_}"
-        folder, file = at_once(
-            [
-                lambda: live.http.post(
-                    f"{API}/folders", json={"name": name}, headers=carol.headers
-                ),
-                lambda: live.http.post(
-                    f"{API}/upload_files",
-                    headers=carol.headers,
-                    files={"file": (name, b"x", "text/plain")},
-                ),
-            ]
-        )
+        folder, file = at_once([make_folder(name), make_file(name)])
         assert sorted([folder.status_code, file.status_code]) in ([201, 409], [202, 409]), (
             folder.text,
             file.text,
