@@ -334,3 +334,29 @@ def test_one_statement_over_100000_files_of_one_account_takes_seconds_and_counts
             assert _counters(conn, alice) == (0, 0, 0, 0)
             assert _counters(conn, bob) == (0, 0, 1, 0)
         engine.dispose()
+
+
+# --- 0014: folders ------------------------------------------------------------------------
+
+
+def test_folders_migrate_down_and_up_on_postgres():
+    with fresh_database("instashare_folders_mig") as url:
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            owner = _add_user(conn)
+            _add_file(conn, owner, "ready")
+        command.downgrade(alembic_config(url), "0013_status_counts_per_statement")
+        inspector = sa.inspect(engine)
+        assert "folders" not in inspector.get_table_names()
+        assert "folder_id" not in {c["name"] for c in inspector.get_columns("files")}
+        assert "uq_files_owner_id_name" in {i["name"] for i in inspector.get_indexes("files")}
+        upgrade(url)
+        inspector = sa.inspect(engine)
+        assert "folders" in inspector.get_table_names()
+        indexes = {i["name"] for i in inspector.get_indexes("files")}
+        assert {"uq_files_root_name", "uq_files_folder_name"} <= indexes
+        assert "uq_files_owner_id_name" not in indexes
+        with engine.connect() as conn:
+            counted = conn.execute(sa.text("SELECT count(*) FROM files WHERE folder_id IS NULL"))
+            assert counted.scalar_one() == 1  # the files of before are at the root
+        engine.dispose()

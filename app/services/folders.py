@@ -533,12 +533,16 @@ def _delete_once(session: Session, owner_id: uuid.UUID, folder_id: uuid.UUID) ->
     uploads = list(session.scalars(select(Upload).where(Upload.folder_id.in_(in_tree))))
     reserved = sum(u.length for u in uploads if u.completed_at is None)
     upload_keys = [k for u in uploads if u.completed_at is None for k in u.temporary_keys]
+    # Counted before they go, under the lock (nothing enters the subtree meanwhile): the
+    # DELETEs' row counts are not to be had from every driver (sqlite3's, for a WITH).
     count, size = session.execute(
         select(func.count(File.id), func.coalesce(func.sum(File.size), 0)).where(
             File.folder_id.in_(in_tree)
         )
     ).one()
-    objects, pending = _record_objects(session, folder_id, in_tree, int(count))
+    count, size = int(count), int(size)
+    tree_size = int(session.scalar(select(func.count()).select_from(in_tree.subquery())) or 0)
+    objects, pending = _record_objects(session, folder_id, in_tree, count)
     pending += deletions.schedule(session, upload_keys)
     if uploads:
         session.execute(
@@ -549,21 +553,19 @@ def _delete_once(session: Session, owner_id: uuid.UUID, folder_id: uuid.UUID) ->
         for upload in uploads:
             session.expunge(upload)
     # One statement for all the files: the status counters move once (migration 0013).
-    removed = session.execute(
+    session.execute(
         sql_delete(File)
         .where(File.folder_id.in_(in_tree))
         .execution_options(synchronize_session=False)
     )
-    folders = session.execute(
+    session.execute(
         sql_delete(Folder)
         .where(Folder.id.in_(in_tree))
         .execution_options(synchronize_session=False)
     )
-    quota.files_removed(session, owner_id, rowcount(removed), int(size), released=reserved)
+    quota.files_removed(session, owner_id, count, size, released=reserved)
     session.commit()
-    return Removed(
-        rowcount(folders), rowcount(removed), len(uploads), objects + len(upload_keys), pending
-    )
+    return Removed(tree_size, count, len(uploads), objects + len(upload_keys), pending)
 
 
 def delete(
