@@ -6,15 +6,20 @@ It creates a scratch PostgreSQL database (migrated with `instashare-server migra
 private redis-server, and builds the data set in SQL (generate_series, triggers and foreign
 keys off while it loads, the counters then set from the rows, then VACUUM ANALYZE):
 
-- `big`: `--files` ready files (1,000,000 by default), names in no relation to their dates;
-- `small`: 100 ready files, the user everything is compared with;
+- `big`: `--files` ready files (1,000,000 by default), names in no relation to their dates,
+  in `--folders` folders (10,000 by default: about 100 at the root, the rest under them,
+  the files spread over those);
+- `small`: 100 ready files in one folder (under one at the root), the user everything is
+  compared with;
 - 100 other users owning `--files / 10` more between them, in every status.
 
 Then `instashare-server serve --workers 2` in production mode (PostgreSQL, Redis, local
 storage; no compression worker) answers, over keep-alive connections, for `big` and
 `small` alternately (so both see the same machine): `GET /files?limit=20` for every sort,
 without and with a status filter, as the first page and (for `big`) 90 % deep (900,000
-rows with the default); `GET /users/me`; `POST /upload_files` of 75 bytes and `POST
+rows with the default); one folder's listing (`GET /entries`, `GET /files?folder_id=`, the
+breadcrumb `GET /folders/{id}`), a folder of the big user's against the small user's,
+both of about 100 files; `GET /users/me`; `POST /upload_files` of 75 bytes and `POST
 /uploads` (tus creation), both of which check the quota (each is removed again, unmeasured).
 `GET /metrics` alternates between that server and a second one whose database holds no
 files. Each figure is the median of `--rounds` requests; the ratio is the median of the
@@ -36,7 +41,7 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from support.client import API, TUS, register, tus_metadata
-from support.data import analyze, insert_files, insert_others, set_counters
+from support.data import analyze, insert_files, insert_folders, insert_others, set_counters
 from support.processes import ROOT, Processes
 from support.report import word
 from support.stack import (
@@ -63,8 +68,9 @@ PASSWORD = "bench-password-1234"  # noqa: S105 - a scratch account in a scratch 
 # --- the data set ---------------------------------------------------------------------------
 
 
-def build(database_url: str, n_files: int, emails: dict[str, str]) -> None:
-    """The other users, and the files of everyone (`emails` name the two registered users)."""
+def build(database_url: str, n_files: int, n_folders: int, emails: dict[str, str]) -> None:
+    """The other users, and the files and folders of everyone (`emails` name the two
+    registered users)."""
     engine = sa.create_engine(database_url)
     started = time.monotonic()
     with engine.begin() as conn:
@@ -73,19 +79,51 @@ def build(database_url: str, n_files: int, emails: dict[str, str]) -> None:
         conn.execute(sa.text("SET session_replication_role = replica"))
         conn.execute(sa.text("SET synchronous_commit = off"))
         insert_others(conn, n_files // 10)
-        for who, n in (("big", n_files), ("small", SMALL_FILES)):
+        for who, n, folders in (("big", n_files, n_folders), ("small", SMALL_FILES, 2)):
             owner = conn.scalar(
                 sa.text("SELECT id FROM users WHERE email = :e"), {"e": emails[who]}
             )
-            insert_files(conn, owner, n)
+            if folders:
+                insert_folders(conn, owner, folders)
+            insert_files(conn, owner, n, in_folders=bool(folders))
         set_counters(conn)
     loaded = time.monotonic()
     total = analyze(engine)
     print(
-        f"data set: {total:,} files in {loaded - started:.1f} s, "
+        f"data set: {total:,} files ({n_folders:,} folders for the big user) in "
+        f"{loaded - started:.1f} s, "
         f"VACUUM ANALYZE {time.monotonic() - loaded:.1f} s"
     )
     engine.dispose()
+
+
+def a_folder(database_url: str, email: str) -> str:
+    """One of the user's folders that holds files (a leaf)."""
+    engine = sa.create_engine(database_url)
+    with engine.connect() as conn:
+        folder = conn.scalar(
+            sa.text(
+                "SELECT f.folder_id FROM files f JOIN users u ON u.id = f.owner_id"
+                " WHERE u.email = :e AND f.folder_id IS NOT NULL LIMIT 1"
+            ),
+            {"e": email},
+        )
+    engine.dispose()
+    return str(folder)
+
+
+def folder_cases(users: Users, leaves: dict[str, str]) -> list[Case]:
+    """A folder of about 100 files, listed, for each user: the account's size must not show."""
+    both = ("big", "small")
+    cases = []
+    for sort in ("name", "-created_at"):
+        listing = [users.get(w, "/entries", folder_id=leaves[w], sort=sort) for w in both]
+        cases.append(Case(f"GET /entries?folder_id=…&sort={sort}", *listing))
+    files = [users.get(w, "/files", folder_id=leaves[w]) for w in both]
+    cases.append(Case("GET /files?folder_id=…", *files))
+    crumbs = [users.get(w, f"/folders/{leaves[w]}") for w in both]
+    cases.append(Case("GET /folders/{id} (with its breadcrumb)", *crumbs))
+    return cases
 
 
 def deep_cursor(database_url: str, email: str, sort: str, depth: int, status: str | None) -> str:
@@ -247,7 +285,10 @@ def run(args, work: Path, procs: Processes, database_url: str) -> bool:
         finally:
             procs.stop_all()  # before the empty database goes
 
-    print(f"big: {total:,} files; small: {SMALL_FILES}; median of {args.rounds} each")
+    print(
+        f"big: {total:,} files in {args.folders:,} folders; small: {SMALL_FILES} in one; "
+        f"median of {args.rounds} each"
+    )
     print()
     print(f"{'request':<52} {'big ms':>8} {'small ms':>9} {'ratio':>6}  (median of pair ratios)")
     ok = True
@@ -281,7 +322,7 @@ def measure(args, database_url: str, base: str, empty_base: str):
             lambda: ops.get(f"{empty_base}/metrics"),
         )
 
-        build(database_url, args.files, emails)
+        build(database_url, args.files, args.folders, emails)
         depth = args.files * 9 // 10
         listings = []
         for status in (None, "ready"):
@@ -299,6 +340,9 @@ def measure(args, database_url: str, base: str, empty_base: str):
                 *(users.get(who, "/files", status="pending") for who in ("big", "small")),
             )
         )
+        if args.folders:
+            leaves = {who: a_folder(database_url, email) for who, email in emails.items()}
+            listings += folder_cases(users, leaves)
         results = measured([*listings, *cases, metrics], args.rounds)
         sanity = users.get("big", "/files", limit=1)().json()
     return results, sanity["total"]
@@ -307,6 +351,9 @@ def measure(args, database_url: str, base: str, empty_base: str):
 def main() -> int:
     parser = arguments(__doc__)
     parser.add_argument("--files", type=int, default=1_000_000, help="the big user's files")
+    parser.add_argument(
+        "--folders", type=int, default=10_000, help="the big user's folders (0: none)"
+    )
     parser.add_argument("--rounds", type=int, default=100, help="requests per figure")
     args = parser.parse_args()
     if args.files < 1000:

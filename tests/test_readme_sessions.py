@@ -86,7 +86,8 @@ def dev(tmp_path_factory) -> Iterator[DevServer]:
 
 
 def test_the_blocks_are_marked():
-    assert len(session_blocks("curl")) == 4  # files, share links, resumable uploads, the end
+    # files, share links, resumable uploads, folders, the end
+    assert len(session_blocks("curl")) == 5
     assert len(session_blocks("cli")) == 1
 
 
@@ -111,6 +112,11 @@ def test_the_curl_session_runs_as_written(dev, tmp_path):
     assert re.search(r"^upload-offset: 6$", out, re.IGNORECASE | re.MULTILINE)
     assert '"name":"hello.txt"' in out and '"size":11' in out
     assert re.search(r"hello(?!\.txt)", out)  # the Range request's five bytes
+    # Folders: the file in the folder its relative path made, under docs; the listing of
+    # the top level, folders first.
+    assert re.search(r'"ancestors":\[\{"id":"[0-9a-f-]+","name":"docs"\}\]', out)
+    assert '"kind":"file","id"' in out and '"name":"2024"' in out
+    assert re.search(r'"items":\[\{"kind":"folder"[^]]*"name":"2024"', out)
     # Each `-w '%{http_code}\n'` prints the status its comment says. (JSON answers end with
     # no newline, so a status may end the line of the answer before it.)
     said = re.findall(r"%\{http_code\}.*# (\d{3})", "\n".join(session_blocks("curl")))

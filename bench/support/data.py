@@ -145,28 +145,61 @@ def insert_user(conn: sa.Connection, email: str) -> uuid.UUID:
     return user_id
 
 
-def insert_files(conn: sa.Connection, owner: uuid.UUID | None, n: int) -> None:
-    """`n` ready files for `owner`; with no owner, files in every status for the others."""
+def insert_folders(conn: sa.Connection, owner: uuid.UUID, n: int) -> None:
+    """`n` folders for `owner`, two levels deep: about √n at the root, the rest under them
+    (the leaves, which `insert_files(..., in_folders=True)` fills)."""
+    top = max(1, min(n, round(n**0.5)))
+    folder = (
+        "INSERT INTO folders (id, owner_id, parent_id, name, created_at, updated_at, version) "
+        "SELECT gen_random_uuid(), :owner, {parent}, '{prefix}-' || i, now(), now(), 1 "
+        "FROM generate_series(1, :n) AS i{source}"
+    )
+    conn.execute(
+        sa.text(folder.format(parent="NULL", prefix="top", source="")), {"owner": owner, "n": top}
+    )
+    tops = (
+        ", (SELECT array_agg(id ORDER BY id) AS ids FROM folders"
+        " WHERE owner_id = :owner AND parent_id IS NULL) AS tops"
+    )
+    conn.execute(
+        sa.text(folder.format(parent=f"(tops.ids)[1 + i % {top}]", prefix="leaf", source=tops)),
+        {"owner": owner, "n": max(1, n - top)},
+    )
+
+
+def insert_files(
+    conn: sa.Connection, owner: uuid.UUID | None, n: int, *, in_folders: bool = False
+) -> None:
+    """`n` ready files for `owner` (spread over its leaf folders with `in_folders`); with no
+    owner, files in every status for the others."""
+    # The column only when asked: bench/migrate_lock.py loads a schema from before folders.
+    folder_column = folder_sql = leaves = ""
     if owner is None:
         status = "(ARRAY['pending','processing','ready','failed']::file_status[])[1 + i % 4]"
         owner_sql = f"(others.ids)[1 + i % {OTHER_USERS}]"
         others = ", (SELECT array_agg(id) AS ids FROM users WHERE email LIKE 'other-%') AS others"
     else:
         status, owner_sql, others = "'ready'::file_status", ":owner", ""
+        if in_folders:
+            folder_column, folder_sql = " folder_id,", " (leaves.ids)[1 + i % leaves.n],"
+            leaves = (
+                ", (SELECT array_agg(id ORDER BY id) AS ids, count(*)::int AS n FROM folders"
+                " WHERE owner_id = :owner AND parent_id IS NOT NULL) AS leaves"
+            )
     conn.execute(
         sa.text(
             f"""
-            INSERT INTO files (id, owner_id, name, status, size, sha256, crc32, content_type,
-                compressed_size, compression, attempts, processed_at, created_at, updated_at,
-                version)
-            SELECT gen_random_uuid(), {owner_sql},
+            INSERT INTO files (id, owner_id,{folder_column} name, status, size, sha256, crc32,
+                content_type, compressed_size, compression, attempts, processed_at,
+                created_at, updated_at, version)
+            SELECT gen_random_uuid(), {owner_sql},{folder_sql}
                 -- md5 first: the order by name has nothing to do with the order by date
                 substr(md5(i::text), 1, 12) || '-' || i || '.txt',
                 {status}, 1000 + i % 5000, md5(i::text) || md5(i::text), 0, 'text/plain',
                 500 + i % 2500, 'deflate', 1,
                 now() - make_interval(secs => i), now() - make_interval(secs => i),
                 now() - make_interval(secs => i), 2
-            FROM generate_series(1, :n) AS i {others}
+            FROM generate_series(1, :n) AS i {others}{leaves}
             """  # noqa: S608 - the script's own constants, no input
         ),
         {"owner": owner, "n": n},
