@@ -116,6 +116,22 @@ def archive_key_for(owner_id: uuid.UUID, file_id: uuid.UUID, attempt: int) -> st
     return f"{owner_id}/{file_id}.{attempt}.zip"
 
 
+def names_unique_per_folder(table: str, parent: str, in_folder: str) -> tuple[Index, Index]:
+    """Names unique within a folder (migration 0014): a NULL parent (the root) never clashes
+    in an index, so the root's names are unique per owner, the others' per folder."""
+
+    def partial(name: str, column: str, where: str) -> Index:
+        condition = text(f"{parent} {where}")
+        return Index(
+            name, column, "name", unique=True, postgresql_where=condition, sqlite_where=condition
+        )
+
+    return (
+        partial(f"uq_{table}_root_name", "owner_id", "IS NULL"),
+        partial(in_folder, parent, "IS NOT NULL"),
+    )
+
+
 class Folder(Base):
     """A folder of an account's files (app.services.folders); `parent_id` None: the root.
 
@@ -138,22 +154,7 @@ class Folder(Base):
 
     __mapper_args__ = {"version_id_col": version}
     __table_args__ = (
-        Index(
-            "uq_folders_root_name",
-            "owner_id",
-            "name",
-            unique=True,
-            postgresql_where=text("parent_id IS NULL"),
-            sqlite_where=text("parent_id IS NULL"),
-        ),
-        Index(
-            "uq_folders_parent_name",
-            "parent_id",
-            "name",
-            unique=True,
-            postgresql_where=text("parent_id IS NOT NULL"),
-            sqlite_where=text("parent_id IS NOT NULL"),
-        ),
+        *names_unique_per_folder("folders", "parent_id", "uq_folders_parent_name"),
         Index(
             "ix_folders_owner_id_parent_id_created_at", "owner_id", "parent_id", "created_at", "id"
         ),
@@ -215,22 +216,7 @@ class File(Base):
     __table_args__ = (
         # Names are unique within a folder (migration 0014): by owner at the root, whose
         # folder is NULL, by folder elsewhere.
-        Index(
-            "uq_files_root_name",
-            "owner_id",
-            "name",
-            unique=True,
-            postgresql_where=text("folder_id IS NULL"),
-            sqlite_where=text("folder_id IS NULL"),
-        ),
-        Index(
-            "uq_files_folder_name",
-            "folder_id",
-            "name",
-            unique=True,
-            postgresql_where=text("folder_id IS NOT NULL"),
-            sqlite_where=text("folder_id IS NOT NULL"),
-        ),
+        *names_unique_per_folder("files", "folder_id", "uq_files_folder_name"),
         # One index per keyset order of `GET /files` (app.services.files.list_files), and
         # of a folder's listing (app.services.folders); a name repeats across folders, so
         # the name orders carry the id.

@@ -367,15 +367,6 @@ RENAME_ATTEMPTS = 3
 _KEEP: Any = object()
 
 
-def _check_if_match(file: File, if_match: str | None) -> None:
-    if if_match is not None and if_match.strip() != "*":
-        offered = {tag.strip().removeprefix("W/") for tag in if_match.split(",")}
-        if etag(file) not in offered:
-            raise PreconditionFailed(
-                "The file has changed since you read it (ETag mismatch); fetch it and retry."
-            )
-
-
 def rename(
     session: Session,
     owner_id: uuid.UUID,
@@ -397,7 +388,7 @@ def rename(
         session.rollback()  # end any read: the lock starts the transaction
         folders.lock_owner(session, owner_id)
         file = _owned(session, owner_id, file_id)
-        _check_if_match(file, if_match)
+        folders.check_if_match(etag(file), if_match, "file")
         name = file.name if new_name is None else new_name
         folder = file.folder_id if folder_id is _KEEP else folder_id
         if name == file.name and folder == file.folder_id:

@@ -197,12 +197,13 @@ def create(
     return folder
 
 
-def _check_if_match(folder: Folder, if_match: str | None) -> None:
+def check_if_match(etag_now: str, if_match: str | None, what: str) -> None:
+    """PreconditionFailed (412) unless `if_match` (absent, `*`, or a list) names `etag_now`."""
     if if_match is not None and if_match.strip() != "*":
         offered = {tag.strip().removeprefix("W/") for tag in if_match.split(",")}
-        if etag(folder) not in offered:
+        if etag_now not in offered:
             raise PreconditionFailed(
-                "The folder has changed since you read it (ETag mismatch); fetch it and retry."
+                f"The {what} has changed since you read it (ETag mismatch); fetch it and retry."
             )
 
 
@@ -233,7 +234,7 @@ def update(
     session.rollback()  # end any read: the lock starts the transaction
     lock_owner(session, owner_id)
     folder = owned(session, owner_id, folder_id)
-    _check_if_match(folder, if_match)
+    check_if_match(etag(folder), if_match, "folder")
     new_parent = folder.parent_id if parent_id is _KEEP else parent_id
     assert new_parent is None or isinstance(new_parent, uuid.UUID)
     new_name = folder.name if name is None else name
@@ -299,13 +300,11 @@ def target_of(base_id: uuid.UUID | None, relative_dir: str | None) -> Target:
     return Target(base_id, tuple(relative_dir.split("/")) if relative_dir else ())
 
 
-def existing(session: Session, owner_id: uuid.UUID, target: Target) -> uuid.UUID | bool | None:
-    """The folder a target names, if it exists; False when some of it is still to be made.
-
-    A read, for the early checks of an upload: NotFound for a base that is not the owner's,
-    Conflict when a file holds the name one of its folders needs.
-    """
-    check_owned(session, owner_id, target.base_id)
+def _walk(
+    session: Session, owner_id: uuid.UUID, target: Target, *, make: bool
+) -> uuid.UUID | bool | None:
+    """Down the target's folders from its base: the last one's id; what is missing made
+    (`make`), or False. Conflict when a file holds the name one of them needs."""
     current = target.base_id
     for name in target.dirs:
         found = session.scalar(
@@ -317,14 +316,24 @@ def existing(session: Session, owner_id: uuid.UUID, target: Target) -> uuid.UUID
         )
         if found is None:
             if name_clash(session, owner_id, current, name) == "file":
-                raise Conflict(_in_the_way(name))
-            return False
+                raise Conflict(
+                    f"A file named {name!r} is where the upload's folder {name!r} would go."
+                )
+            if not make:
+                return False
+            found = _insert(session, owner_id, current, name).id
         current = found
     return current
 
 
-def _in_the_way(name: str) -> str:
-    return f"A file named {name!r} is where the upload's folder {name!r} would go."
+def existing(session: Session, owner_id: uuid.UUID, target: Target) -> uuid.UUID | bool | None:
+    """The folder a target names, if it exists; False when some of it is still to be made.
+
+    A read, for the early checks of an upload: NotFound for a base that is not the owner's,
+    Conflict when a file holds the name one of its folders needs.
+    """
+    check_owned(session, owner_id, target.base_id)
+    return _walk(session, owner_id, target, make=False)
 
 
 def ensure(session: Session, owner_id: uuid.UUID, target: Target) -> uuid.UUID | None:
@@ -333,27 +342,13 @@ def ensure(session: Session, owner_id: uuid.UUID, target: Target) -> uuid.UUID |
     Under the lock, uploads into one new folder find the one the first of them made. The
     base must exist: NotFound when it was deleted meanwhile.
     """
-    if target.base_id is not None:
-        found = session.scalar(
-            select(Folder.id).where(Folder.id == target.base_id, Folder.owner_id == owner_id)
-        )
-        if found is None:
-            raise NotFound("The folder this upload was going to was deleted.")
-    current = target.base_id
-    for name in target.dirs:
-        found = session.scalar(
-            select(Folder.id).where(
-                Folder.owner_id == owner_id,
-                in_folder(Folder.parent_id, current),
-                Folder.name == name,
-            )
-        )
-        if found is None:
-            if name_clash(session, owner_id, current, name) == "file":
-                raise Conflict(_in_the_way(name))
-            found = _insert(session, owner_id, current, name).id
-        current = found
-    return current
+    try:
+        check_owned(session, owner_id, target.base_id)
+    except NotFound:
+        raise NotFound("The folder this upload was going to was deleted.") from None
+    found = _walk(session, owner_id, target, make=True)
+    assert found is not False
+    return found  # type: ignore[return-value]
 
 
 def place(
