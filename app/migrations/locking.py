@@ -35,3 +35,17 @@ def patiently(statement: str) -> None:
         finally:
             bind.exec_driver_sql("RESET lock_timeout")
     raise RuntimeError(f"no lock for {statement.split()[:3]} after {LOCK_ATTEMPTS} tries")
+
+
+def invalid_index(name: str) -> bool:
+    """Whether an index of that name exists but is invalid: a CREATE INDEX CONCURRENTLY
+    that was interrupted left it (PostgreSQL); drop it and build it again."""
+    return bool(
+        op.get_bind().scalar(
+            sa.text(
+                "SELECT NOT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                "WHERE c.relname = :name"
+            ),
+            {"name": name},
+        )
+    )

@@ -15,8 +15,9 @@ it). A build that was interrupted leaves an invalid index behind; running the mi
 again drops it and builds it afresh.
 """
 
-import sqlalchemy as sa
 from alembic import op
+
+from app.migrations.locking import invalid_index
 
 revision = "0005_list_indexes"
 down_revision = "0004_token_revocation"
@@ -29,18 +30,6 @@ INDEXES = {
 }
 
 
-def _invalid(name: str) -> bool:
-    return bool(
-        op.get_bind().scalar(
-            sa.text(
-                "SELECT NOT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-                "WHERE c.relname = :name"
-            ),
-            {"name": name},
-        )
-    )
-
-
 def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         for name, columns in INDEXES.items():
@@ -48,7 +37,7 @@ def upgrade() -> None:
         return
     with op.get_context().autocommit_block():
         for name, columns in INDEXES.items():
-            if _invalid(name):
+            if invalid_index(name):
                 op.drop_index(name, table_name="files", postgresql_concurrently=True)
             op.create_index(
                 name, "files", columns, postgresql_concurrently=True, if_not_exists=True

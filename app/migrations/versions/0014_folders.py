@@ -29,7 +29,7 @@ built again).
 import sqlalchemy as sa
 from alembic import op
 
-from app.migrations.locking import patiently
+from app.migrations.locking import invalid_index, patiently
 
 revision = "0014_folders"
 down_revision = "0013_status_counts_per_statement"
@@ -53,18 +53,6 @@ OLD_FILE_INDEXES: dict[str, tuple[list[str], bool]] = {
     "uq_files_owner_id_name": (["owner_id", "name"], True),
     "ix_files_owner_id_status_name": (["owner_id", "status", "name"], False),
 }
-
-
-def _invalid(name: str) -> bool:
-    return bool(
-        op.get_bind().scalar(
-            sa.text(
-                "SELECT NOT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-                "WHERE c.relname = :name"
-            ),
-            {"name": name},
-        )
-    )
 
 
 def _create_folders() -> None:
@@ -166,7 +154,7 @@ def _add_columns(postgres: bool) -> None:
             if_not_exists=True,
         )
         for name, (columns, unique, where) in FILE_INDEXES.items():
-            if _invalid(name):
+            if invalid_index(name):
                 op.drop_index(name, table_name="files", postgresql_concurrently=True)
             _create_file_index(name, columns, unique, where)
         for name in OLD_FILE_INDEXES:
@@ -181,7 +169,7 @@ def downgrade() -> None:
     if postgres:
         with op.get_context().autocommit_block():
             for name, (columns, unique) in OLD_FILE_INDEXES.items():
-                if _invalid(name):
+                if invalid_index(name):
                     op.drop_index(name, table_name="files", postgresql_concurrently=True)
                 op.create_index(
                     name,
