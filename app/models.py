@@ -116,19 +116,24 @@ def archive_key_for(owner_id: uuid.UUID, file_id: uuid.UUID, attempt: int) -> st
     return f"{owner_id}/{file_id}.{attempt}.zip"
 
 
-def names_unique_per_folder(table: str, parent: str, in_folder: str) -> tuple[Index, Index]:
-    """Names unique within a folder (migration 0014): a NULL parent (the root) never clashes
-    in an index, so the root's names are unique per owner, the others' per folder."""
+def per_folder(table: str, parent: str, kind: str) -> tuple[Index, ...]:
+    """A folder's listing and its unique names (migration 0014), for its files or its
+    folders: a NULL parent (the root) is no key an index can order by or keep unique, so
+    each has a partial index for the root (by owner) and one for the folders (by folder)."""
 
-    def partial(name: str, column: str, where: str) -> Index:
+    def partial(name: str, columns: tuple[str, ...], where: str, unique: bool) -> Index:
         condition = text(f"{parent} {where}")
         return Index(
-            name, column, "name", unique=True, postgresql_where=condition, sqlite_where=condition
+            name, *columns, unique=unique, postgresql_where=condition, sqlite_where=condition
         )
 
     return (
-        partial(f"uq_{table}_root_name", "owner_id", "IS NULL"),
-        partial(in_folder, parent, "IS NOT NULL"),
+        partial(f"uq_{table}_root_name", ("owner_id", "name"), "IS NULL", True),
+        partial(f"uq_{table}_{kind}_name", (parent, "name"), "IS NOT NULL", True),
+        partial(f"ix_{table}_root_created_at", ("owner_id", "created_at", "id"), "IS NULL", False),
+        partial(
+            f"ix_{table}_{kind}_created_at", (parent, "created_at", "id"), "IS NOT NULL", False
+        ),
     )
 
 
@@ -153,12 +158,7 @@ class Folder(Base):
     version: Mapped[int] = mapped_column(Integer, nullable=False)
 
     __mapper_args__ = {"version_id_col": version}
-    __table_args__ = (
-        *names_unique_per_folder("folders", "parent_id", "uq_folders_parent_name"),
-        Index(
-            "ix_folders_owner_id_parent_id_created_at", "owner_id", "parent_id", "created_at", "id"
-        ),
-    )
+    __table_args__ = (*per_folder("folders", "parent_id", "parent"),)
 
 
 class File(Base):
@@ -214,9 +214,8 @@ class File(Base):
 
     __mapper_args__ = {"version_id_col": version}
     __table_args__ = (
-        # Names are unique within a folder (migration 0014): by owner at the root, whose
-        # folder is NULL, by folder elsewhere.
-        *names_unique_per_folder("files", "folder_id", "uq_files_folder_name"),
+        # Names are unique within a folder, and its listing walks an index (migration 0014).
+        *per_folder("files", "folder_id", "folder"),
         # One index per keyset order of `GET /files` (app.services.files.list_files), and
         # of a folder's listing (app.services.folders); a name repeats across folders, so
         # the name orders carry the id.
@@ -224,9 +223,6 @@ class File(Base):
         Index("ix_files_owner_id_name_id", "owner_id", "name", "id"),
         Index("ix_files_owner_id_status_created_at", "owner_id", "status", "created_at", "id"),
         Index("ix_files_owner_id_status_name_id", "owner_id", "status", "name", "id"),
-        Index(
-            "ix_files_owner_id_folder_id_created_at", "owner_id", "folder_id", "created_at", "id"
-        ),
         Index("ix_files_status_updated_at", "status", "updated_at"),
     )
 

@@ -202,7 +202,6 @@ def test_an_index_build_that_was_interrupted_is_built_again():
             "ix_files_owner_id_status_created_at": True,
             "ix_files_owner_id_name_id": True,
             "ix_files_owner_id_status_name_id": True,
-            "ix_files_owner_id_folder_id_created_at": True,
         }
         with engine.connect() as conn:
             columns = conn.execute(

@@ -14,7 +14,9 @@ owner's row lock, which every write placing a name takes.
 `GET /files` orders by name over all of an owner's folders, where names repeat, so its
 name orders now carry the id as a tie-breaker: (owner_id, name, id) and (owner_id,
 status, name, id) replace (owner_id, name) and (owner_id, status, name). A folder's
-listing walks (owner_id, folder_id, created_at, id) or the per-folder unique index.
+listing walks the per-folder indexes by name or by date: each partial, one for the
+root (by owner) and one for the folders (by folder), since an index cannot order by a
+NULL it is only compared with.
 
 `uploads.folder_id` is where a resumable upload goes (its base folder) and
 `uploads.relative_dir` the folders under it to make when it completes; deleting a folder
@@ -36,15 +38,29 @@ down_revision = "0013_status_counts_per_statement"
 branch_labels = None
 depends_on = None
 
-# name: (table, columns, unique, partial condition)
+
+def _per_folder(table: str, parent: str, kind: str) -> dict[str, tuple[list[str], bool, str]]:
+    """name: (columns, unique, partial condition) of a folder's listing and unique names,
+    for its files or its folders (app.models.per_folder says the same)."""
+    return {
+        f"uq_{table}_root_name": (["owner_id", "name"], True, f"{parent} IS NULL"),
+        f"uq_{table}_{kind}_name": ([parent, "name"], True, f"{parent} IS NOT NULL"),
+        f"ix_{table}_root_created_at": (
+            ["owner_id", "created_at", "id"],
+            False,
+            f"{parent} IS NULL",
+        ),
+        f"ix_{table}_{kind}_created_at": (
+            [parent, "created_at", "id"],
+            False,
+            f"{parent} IS NOT NULL",
+        ),
+    }
+
+
+FOLDER_INDEXES = _per_folder("folders", "parent_id", "parent")
 FILE_INDEXES: dict[str, tuple[list[str], bool, str | None]] = {
-    "uq_files_root_name": (["owner_id", "name"], True, "folder_id IS NULL"),
-    "uq_files_folder_name": (["folder_id", "name"], True, "folder_id IS NOT NULL"),
-    "ix_files_owner_id_folder_id_created_at": (
-        ["owner_id", "folder_id", "created_at", "id"],
-        False,
-        None,
-    ),
+    **_per_folder("files", "folder_id", "folder"),
     "ix_files_owner_id_name_id": (["owner_id", "name", "id"], False, None),
     "ix_files_owner_id_status_name_id": (["owner_id", "status", "name", "id"], False, None),
 }
@@ -71,27 +87,16 @@ def _create_folders() -> None:
         sa.Column("version", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_folders"),
     )
-    op.create_index(
-        "uq_folders_root_name",
-        "folders",
-        ["owner_id", "name"],
-        unique=True,
-        postgresql_where=sa.text("parent_id IS NULL"),
-        sqlite_where=sa.text("parent_id IS NULL"),
-    )
-    op.create_index(
-        "uq_folders_parent_name",
-        "folders",
-        ["parent_id", "name"],
-        unique=True,
-        postgresql_where=sa.text("parent_id IS NOT NULL"),
-        sqlite_where=sa.text("parent_id IS NOT NULL"),
-    )
-    op.create_index(
-        "ix_folders_owner_id_parent_id_created_at",
-        "folders",
-        ["owner_id", "parent_id", "created_at", "id"],
-    )
+    for name, (columns, unique, where) in FOLDER_INDEXES.items():
+        condition = sa.text(where)
+        op.create_index(
+            name,
+            "folders",
+            columns,
+            unique=unique,
+            postgresql_where=condition,
+            sqlite_where=condition,
+        )
 
 
 def _create_file_index(name: str, columns: list[str], unique: bool, where: str | None) -> None:
@@ -196,7 +201,6 @@ def downgrade() -> None:
         op.drop_column("uploads", "relative_dir")
         op.drop_column("uploads", "folder_id")
         op.drop_column("files", "folder_id")
-    op.drop_index("ix_folders_owner_id_parent_id_created_at", table_name="folders")
-    op.drop_index("uq_folders_parent_name", table_name="folders")
-    op.drop_index("uq_folders_root_name", table_name="folders")
+    for name in FOLDER_INDEXES:
+        op.drop_index(name, table_name="folders")
     op.drop_table("folders")
