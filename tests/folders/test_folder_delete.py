@@ -101,6 +101,7 @@ def test_a_folder_goes_with_everything_under_it_and_the_quota_frees_at_once(
 
     deleted = client.delete(f"{API}/folders/{top}", headers=alice.headers)
     assert deleted.status_code == 204, deleted.text
+    assert "content-type" not in deleted.headers and deleted.content == b""
 
     # Rows and counters at once.
     assert usage(client, alice) == {
