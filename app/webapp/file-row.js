@@ -1,19 +1,23 @@
 // One row of the file list: the file's name, status, sizes and date, and its actions
 // (download, share, rename in place, delete). The list updates it as the file changes.
 
-import { call, request } from "./api.js";
+import { call } from "./api.js";
+import { renameForm } from "./rename.js";
 import { announce, el, formatBytes, formatDate } from "./ui.js";
 
 export const FINAL = new Set(["ready", "failed"]);
 export const STATUS_TEXT = { pending: "Pending", processing: "Processing", ready: "Ready", failed: "Failed" };
 
-// `onShare(file)` opens its share dialog, `onDeleted(fileId)` follows its deletion,
-// `onError(text)` shows what went wrong above the list.
-export function fileRow(initial, { onShare, onDeleted, onError }) {
+// `onShare(file)` opens its share dialog, `onDelete(file)` deletes it (after asking),
+// `onError(text)` shows what went wrong above the list, `onSelect(row)` follows its
+// checkbox (the selection the list acts on).
+export function fileRow(initial, { onShare, onDelete, onError, onSelect }) {
   let file = initial;
   let editing = false; // a rename form in place of the name: an update keeps it as it is
+  const check = el("input", { type: "checkbox", class: "select", "aria-label": `Select ${file.name}`, onchange: () => onSelect(row) });
+  const nameSlot = el("div", { class: "name-slot" });
   const cells = {
-    name: el("td", { class: "name", "data-label": "Name" }),
+    name: el("td", { class: "name", "data-label": "Name" }, el("div", { class: "name-line" }, check, nameSlot)),
     status: el("td", { class: "status", "data-label": "Status" }),
     size: el("td", { class: "num", "data-label": "Size" }),
     compressed: el("td", { class: "num", "data-label": "Compressed" }),
@@ -21,10 +25,23 @@ export function fileRow(initial, { onShare, onDeleted, onError }) {
     actions: el("td", { class: "actions" }),
   };
   const root = el("tr", { "data-file-id": file.id }, Object.values(cells));
+  const row = {
+    root,
+    update,
+    kind: "file",
+    check,
+    get item() {
+      return file;
+    },
+    get file() {
+      return file;
+    },
+  };
 
   function update(next) {
     file = editing ? { ...next, name: file.name } : next;
-    if (!editing) cells.name.replaceChildren(el("span", { class: "file-name", text: file.name }));
+    if (!editing) nameSlot.replaceChildren(el("span", { class: "file-name", text: file.name }));
+    check.setAttribute("aria-label", `Select ${file.name}`);
     cells.status.replaceChildren(el("span", { class: `badge ${file.status}`, text: STATUS_TEXT[file.status] || file.status }));
     if (file.status === "failed" && file.error) cells.status.append(el("span", { class: "file-error", text: file.error }));
     cells.size.textContent = formatBytes(file.size);
@@ -42,90 +59,31 @@ export function fileRow(initial, { onShare, onDeleted, onError }) {
       el("button", { type: "button", class: "small secondary", disabled: !ready, "aria-label": label("Download the original of"), onclick: () => download(shown, "original") }, "Original"),
       el("button", { type: "button", class: "small secondary", "aria-label": label("Share"), onclick: () => onShare(shown) }, "Share"),
       el("button", { type: "button", class: "small secondary", "aria-label": label("Rename"), onclick: startRename }, "Rename"),
-      el("button", { type: "button", class: "small danger", "aria-label": label("Delete"), onclick: remove }, "Delete"),
+      el("button", { type: "button", class: "small danger", "aria-label": label("Delete"), onclick: () => onDelete(shown) }, "Delete"),
     );
   }
 
   const focusRename = () => cells.actions.querySelector("button[aria-label^='Rename']")?.focus();
 
   async function startRename() {
-    // The version the person starts from: a change made elsewhere meanwhile is a 412, not
-    // silently overwritten.
-    let etag;
-    try {
-      const response = await request("GET", `/files/${file.id}`);
-      etag = response.headers.get("ETag");
-      file = await response.json();
-    } catch (failure) {
-      onError(`${file.name} could not be renamed: ${failure.message}`);
-      return;
-    }
+    const form = await renameForm({
+      path: `/files/${file.id}`,
+      item: file,
+      onError,
+      onSaved: (renamed) => stopRename(renamed),
+      onCancel: (current) => stopRename(current),
+    });
+    if (!form) return;
     editing = true;
-    const inputId = `rename-${file.id}`;
-    const input = el("input", { id: inputId, type: "text", value: file.name, maxlength: 255, required: true, "aria-describedby": `${inputId}-error` });
-    const error = el("p", { id: `${inputId}-error`, class: "error", role: "alert" });
-    const cancel = () => {
-      editing = false;
-      update(file);
-      focusRename();
-    };
-    const form = el(
-      "form",
-      { class: "rename" },
-      el("label", { for: inputId, class: "visually-hidden", text: `New name for ${file.name}` }),
-      input,
-      el("button", { type: "submit", class: "small", text: "Save" }),
-      el("button", { type: "button", class: "small secondary", text: "Cancel", onclick: cancel }),
-      error,
-    );
-    form.addEventListener("keydown", (event) => {
-      if (event.key === "Escape") cancel();
-    });
-    form.addEventListener("submit", async (event) => {
-      event.preventDefault();
-      const name = input.value.trim();
-      if (!name || name === file.name) return cancel();
-      try {
-        const response = await request("PATCH", `/files/${file.id}`, { body: { name }, headers: { "If-Match": etag } });
-        editing = false;
-        update(await response.json());
-        announce(`Renamed to ${name}`);
-        focusRename();
-      } catch (failure) {
-        if (failure.status === 409) {
-          error.textContent = `You already have a file named “${name}”. Choose another name.`;
-        } else if (failure.status === 412) {
-          error.textContent = "This file was changed elsewhere (another tab or device) since you began. Its current name is shown now; rename again if you still want to.";
-          try {
-            const fresh = await request("GET", `/files/${file.id}`);
-            etag = fresh.headers.get("ETag");
-            file = await fresh.json();
-            input.value = file.name;
-          } catch {
-            // keep the message; the next poll shows the file as it is
-          }
-        } else {
-          error.textContent = failure.message;
-        }
-        input.focus();
-      }
-    });
-    cells.name.replaceChildren(form);
+    nameSlot.replaceChildren(form);
     cells.actions.replaceChildren();
-    input.focus();
-    input.select();
+    form.start();
   }
 
-  async function remove() {
-    // eslint-disable-next-line no-alert -- a native confirm is keyboard- and screen-reader-friendly
-    if (!window.confirm(`Delete “${file.name}”? Its links stop working too. This cannot be undone.`)) return;
-    try {
-      await call("DELETE", `/files/${file.id}`);
-      announce(`${file.name} deleted`);
-      onDeleted(file.id);
-    } catch (failure) {
-      onError(`${file.name} could not be deleted: ${failure.message}`);
-    }
+  function stopRename(current) {
+    editing = false;
+    update(current);
+    focusRename();
   }
 
   // A browser cannot put the Bearer token on a link, and a big file must stream to disk, not
@@ -145,11 +103,5 @@ export function fileRow(initial, { onShare, onDeleted, onError }) {
   }
 
   update(file);
-  return {
-    root,
-    update,
-    get file() {
-      return file;
-    },
-  };
+  return row;
 }

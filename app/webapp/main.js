@@ -1,39 +1,57 @@
 // The web app's entry: it makes each view, puts them on the page and wires them together.
 // A view is a function that makes its own markup, keeps its own state in its closure, and
-// returns its root element with the few methods others call (see the README).
+// returns its root element with the few methods others call (see the README). The address's
+// fragment says which folder is open (`#/folders/{id}`; `#/` or none: the root), so the
+// browser's back button and a reload keep the place.
 
 import { call, session } from "./api.js";
 import { accountBar, authForm } from "./auth.js";
 import { fileList } from "./files.js";
+import { moveDialog } from "./move.js";
 import { shareDialog } from "./share.js";
 import { announce, announcer, el } from "./ui.js";
 import { uploadPanel } from "./uploads.js";
 import { usagePanel } from "./usage.js";
 
+const FOLDER_IN_HASH = /^#\/folders\/([0-9a-fA-F-]{36})$/;
+const USAGE_EVERY_MS = 1000; // a folder of many files asks for the usage once a second at most
+
 // index.html is the page's frame: its top bar and its main landmark (and a note for
 // browsers without JavaScript); the views go in there.
 const main = document.querySelector("main");
 const share = shareDialog();
+const move = moveDialog();
 const usage = usagePanel();
 const auth = authForm({ onSignedIn: showApp });
 const account = accountBar({ onLogout: logout });
 const files = fileList({
   onShare: share.open,
+  onMove: move.open,
   onChange: refreshUsage,
   // A mark for tests and the benchmark (bench/web.py): the list is there and answers.
   onListed: (listed) => {
     if (listed) app.dataset.loaded = "true";
     else delete app.dataset.loaded;
   },
+  onOpened: (folder) => {
+    document.title = folder ? `Instashare: ${folder.name}` : "Instashare: your files";
+  },
 });
 const uploads = uploadPanel({
+  folderId: () => files.folderId,
   onCreated: refreshUsage, // the upload now reserves its size: the usage bar shows it
   onFinished: (fileId) => {
     files.added(fileId);
     refreshUsage();
   },
+  onManyFinished: () => {
+    files.refresh();
+    refreshUsage();
+  },
 });
 const app = el("div", { id: "app-view", hidden: true }, usage.root, uploads.root, files.root);
+
+const folderInHash = () => FOLDER_IN_HASH.exec(location.hash)?.[1] ?? null;
 
 function showAuth(message = "") {
   files.stop();
@@ -49,10 +67,23 @@ async function showApp() {
   account.root.hidden = false;
   document.title = "Instashare: your files";
   main.focus(); // before the list loads, so it never takes the focus from a keyboard user
-  await Promise.all([refreshUsage(), files.reload()]);
+  await Promise.all([usageNow(), files.open(folderInHash(), { focus: false })]);
 }
 
-async function refreshUsage() {
+// The usage bar, asked for at most once a second: the last change of a burst is always shown.
+let usageTimer = null;
+let usageAsked = 0;
+function refreshUsage() {
+  if (usageTimer !== null) return;
+  const wait = Math.max(0, usageAsked + USAGE_EVERY_MS - performance.now());
+  usageTimer = setTimeout(() => {
+    usageTimer = null;
+    usageNow();
+  }, wait);
+}
+
+async function usageNow() {
+  usageAsked = performance.now();
   try {
     const me = await call("GET", "/users/me");
     account.show(me.email);
@@ -69,13 +100,17 @@ async function logout() {
     // the token is forgotten here either way
   }
   session.token = null;
+  history.replaceState(null, "", location.pathname);
   showAuth("");
   announce("Logged out");
 }
 
+window.addEventListener("hashchange", () => {
+  if (session.token && !app.hidden) files.open(folderInHash());
+});
 document.querySelector(".topbar-inner").append(account.root);
 main.append(auth.root, app);
-document.body.append(share.root, announcer);
+document.body.append(share.root, move.root, announcer);
 session.onExpired = () => showAuth("Your session has ended. Log in again.");
 if (session.token) showApp();
 else showAuth();

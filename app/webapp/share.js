@@ -1,12 +1,15 @@
 // The share dialog: make a link (expiry, password, download limit, ZIP or original), copy
-// it, see the file's links with their download counts, revoke one.
+// it, see its links with their download counts, revoke one. It shares one file (as before:
+// POST /files/{id}/shares), or a folder or a selection of files and folders as one link
+// (POST /shares).
 
 import { call } from "./api.js";
-import { announce, el, field, formatDate } from "./ui.js";
+import { announce, count, el, field, foldersAndFiles, formatDate } from "./ui.js";
 
 export function shareDialog() {
-  let current = null; // the file whose links are shown
+  let current = null; // what is shared: [{kind, id, name, ...}]
   let opener = null; // what had the focus before: it gets it back on close
+  let made = []; // the links made since the dialog opened, for a folder or a selection
 
   const close = el("button", { type: "button", class: "secondary", "aria-label": "Close", text: "Close", onclick: () => root.close() });
   const fileName = el("p", { id: "share-file", class: "share-file" });
@@ -39,7 +42,8 @@ export function shareDialog() {
     el("label", { for: "share-url", text: "New link" }),
     el("div", { class: "copy-row" }, url, copyNew),
   );
-  const list = el("ul", { id: "share-list", class: "share-list", "aria-label": "Links to this file" });
+  const linksTitle = el("h3", { id: "share-links-title", text: "Links to this file" });
+  const list = el("ul", { id: "share-list", class: "share-list", "aria-labelledby": "share-links-title" });
   const none = el("p", { class: "muted", hidden: true, text: "No links yet." });
   const root = el(
     "dialog",
@@ -48,7 +52,7 @@ export function shareDialog() {
     fileName,
     form,
     fresh,
-    el("h3", { text: "Links to this file" }),
+    linksTitle,
     list,
     none,
   );
@@ -57,10 +61,15 @@ export function shareDialog() {
     opener?.focus();
   });
 
-  function open(file) {
-    current = file;
+  const single = () => current.length === 1 && current[0].kind === "file";
+
+  // `items`: what to share, as the list has them ([{kind, id, name, ...}]).
+  function open(items) {
+    current = items;
+    made = [];
     opener = document.activeElement;
-    fileName.textContent = file.name;
+    fileName.textContent = describe(items);
+    linksTitle.textContent = single() ? "Links to this file" : "Links made now";
     form.reset();
     error.textContent = "";
     fresh.hidden = true;
@@ -78,7 +87,14 @@ export function shareDialog() {
     if (max.value.trim()) body.max_downloads = Number(max.value.trim());
     submit.disabled = true;
     try {
-      const share = await call("POST", `/files/${current.id}/shares`, { body });
+      let share;
+      if (single()) {
+        share = await call("POST", `/files/${current[0].id}/shares`, { body });
+      } else {
+        body.items = current.map(({ kind, id }) => ({ kind, id }));
+        share = await call("POST", "/shares", { body });
+        made.unshift(share);
+      }
       error.textContent = "";
       url.value = share.url;
       fresh.hidden = false;
@@ -94,10 +110,17 @@ export function shareDialog() {
   }
 
   async function listLinks() {
-    const file = current;
+    const shown = current;
+    if (!single()) {
+      // A folder's or a selection's earlier links are in the list of all links; here, those
+      // made now.
+      list.replaceChildren(...made.map(linkItem));
+      none.hidden = made.length > 0;
+      return;
+    }
     try {
-      const page = await call("GET", `/files/${file.id}/shares?limit=100`);
-      if (file !== current) return;
+      const page = await call("GET", `/files/${shown[0].id}/shares?limit=100`);
+      if (shown !== current) return;
       list.replaceChildren(...page.items.map(linkItem));
       none.hidden = page.items.length > 0;
     } catch (failure) {
@@ -122,6 +145,7 @@ export function shareDialog() {
     const revoke = async () => {
       try {
         await call("DELETE", `/shares/${share.id}`);
+        made = made.map((link) => (link.id === share.id ? { ...link, state: "revoked" } : link));
         announce("Link revoked");
         listLinks();
       } catch (failure) {
@@ -152,4 +176,16 @@ async function copy(text, button, input) {
   setTimeout(() => {
     button.textContent = "Copy";
   }, 2000);
+}
+
+// What the dialog shares, in words: the file's or folder's name, or what the selection holds.
+function describe(items) {
+  if (items.length === 1) {
+    const [item] = items;
+    return item.kind === "folder" ? `The folder “${item.name}” and everything in it, including what is added later` : item.name;
+  }
+  const what = foldersAndFiles(items);
+  const names = items.slice(0, 3).map((item) => item.name);
+  const rest = items.length > 3 ? ` and ${count(items.length - 3, "more", "more")}` : "";
+  return `${what}: ${names.join(", ")}${rest}`;
 }

@@ -23,6 +23,26 @@ export function field(label, control, ...more) {
   return el("div", { class: "field" }, el("label", { for: control.id, text: label }), control, ...more);
 }
 
+// A message as a sentence: it ends with a full stop (or ? or !), once.
+export function sentence(text) {
+  const trimmed = String(text ?? "").trim();
+  return !trimmed || /[.?!…]$/.test(trimmed) ? trimmed : `${trimmed}.`;
+}
+
+const numberFormat = new Intl.NumberFormat("en");
+
+// "1 file", "1,000 files": a count with its noun (`many` when the plural is not noun + s).
+export function count(n, noun, many = `${noun}s`) {
+  return `${numberFormat.format(n)} ${n === 1 ? noun : many}`;
+}
+
+// What a set of items holds, in words: "2 folders and 3 files".
+export function foldersAndFiles(items) {
+  const folders = items.filter((item) => item.kind === "folder").length;
+  const files = items.length - folders;
+  return [folders && count(folders, "folder"), files && count(files, "file")].filter(Boolean).join(" and ");
+}
+
 const UNITS = ["B", "KB", "MB", "GB", "TB"];
 
 export function formatBytes(bytes) {

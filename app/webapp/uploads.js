@@ -1,41 +1,87 @@
-// Uploads over tus 1.0 (the vendored tus-js-client), each with its own progress, speed,
-// time left and a cancel button. An upload cut short (a dropped link, a closed tab)
+// Uploads over tus 1.0 (the vendored tus-js-client), into the folder the list shows. Files
+// chosen or dropped one by one each get their own progress, speed, time left and a cancel
+// button; a folder (dropped, or chosen with the folder picker) is one item for all its files,
+// each sent with its `relativePath` so the server makes its folders. At most PARALLEL files
+// go at once, whatever was chosen. An upload cut short (a dropped link, a closed tab)
 // resumes from the server's offset when the same file is chosen again: tus-js-client keeps
 // each upload's URL in localStorage under the file's fingerprint (name, type, size,
-// modification time). The URL alone is useless without the token, which is not stored there.
+// modification time, and here where it goes). The URL alone is useless without the token,
+// which is not stored there.
 
 import { UPLOADS, authHeaders } from "./api.js";
-import { announce, el, formatBytes, formatDuration } from "./ui.js";
+import { announce, count, el, formatBytes, formatDuration, sentence } from "./ui.js";
 
 // Bytes per PATCH. Each one costs the browser a new request and a pause for the answer:
 // at 8 MiB (the CLI's size) a loopback upload ran at ~0.75x the CLI's speed, at 24 MiB at
 // ~0.9x (bench/web.py). Under the 32 MiB request cap of some proxies (Cloud Run's HTTP/1);
 // a chunk cut short is not sent again, since the server keeps what it received.
 const CHUNK_SIZE = 24 * 1024 * 1024;
+// A file this small goes in the request that creates its upload (tus creation-with-upload):
+// one request instead of two, which is most of the time of a folder of small files. A big
+// one is created first, so that its URL is kept before its bytes go.
+const SMALL_FILE = 1024 * 1024;
+// Uploads at once: a browser opens at most six connections to one server (HTTP/1.1), and the
+// list's polling needs one.
+const PARALLEL = 4;
+// More loose files than this chosen at once are one item, as a folder's are.
+const MAX_SINGLE_ITEMS = 20;
 const SPEED_WINDOW_MS = 3000;
+const FAILURES_SHOWN = 5;
 
-// The upload card: a drop zone (or a file picker) and the uploads under way.
-// `onCreated()` once an upload reserves its size, `onFinished(fileId)` once it is uploaded.
-export function uploadPanel({ onCreated, onFinished }) {
+// The upload card: a drop zone (or pickers for files and for a folder) and the uploads under
+// way. `folderId()` is where new uploads go (null: the root); `onCreated()` once an upload
+// reserves its size, `onFinished(fileId)` once a file chosen on its own is uploaded,
+// `onManyFinished()` now and then while a folder's files arrive (and once they all have).
+export function uploadPanel({ folderId, onCreated, onFinished, onManyFinished }) {
   const active = new Set(); // the tus uploads under way
+  const queue = createQueue(PARALLEL);
   const picker = el("input", { id: "picker", type: "file", multiple: true, hidden: true });
+  const folderPicker = el("input", { id: "folder-picker", type: "file", webkitdirectory: true, hidden: true });
   const zone = el(
     "div",
     { id: "dropzone", class: "dropzone" },
-    el("p", { text: "Drop files here, or" }),
-    el("button", { id: "choose", type: "button", text: "Choose files…", onclick: () => picker.click() }),
+    el("p", { text: "Drop files or a folder here, or" }),
+    el(
+      "div",
+      { class: "choose" },
+      el("button", { id: "choose", type: "button", text: "Choose files…", onclick: () => picker.click() }),
+      el("button", { id: "choose-folder", type: "button", class: "secondary", text: "Choose a folder…", onclick: () => folderPicker.click() }),
+    ),
     picker,
+    folderPicker,
     el("p", { class: "hint", text: "Big files are fine: an upload cut short resumes when you choose the same file again." }),
   );
   const list = el("ul", { id: "uploads", class: "uploads", "aria-label": "Uploads" });
   const root = el("section", { class: "card", "aria-labelledby": "upload-title" }, el("h2", { id: "upload-title", text: "Upload" }), zone, list);
+  const context = { active, queue, onCreated };
 
-  const start = (files) => {
-    for (const file of files) list.prepend(startUpload(file, active, { onCreated, onFinished }));
-  };
+  // `picked`: [{file, path}] where `path` is the file's place under the folder it goes to
+  // ("photos/2024/a.jpg"; just its name for a loose file).
+  function start(picked) {
+    if (picked.length === 0) return;
+    const into = folderId();
+    const loose = picked.filter(({ path }) => !path.includes("/"));
+    const trees = new Map(); // the top folder's name -> its files
+    for (const entry of picked) {
+      if (!entry.path.includes("/")) continue;
+      const top = entry.path.slice(0, entry.path.indexOf("/"));
+      trees.set(top, [...(trees.get(top) || []), entry]);
+    }
+    for (const [name, entries] of trees) list.prepend(uploadGroup(name, entries, into, { ...context, onManyFinished }));
+    if (loose.length > MAX_SINGLE_ITEMS) {
+      list.prepend(uploadGroup(count(loose.length, "file"), loose, into, { ...context, onManyFinished }));
+    } else {
+      for (const { file } of loose) list.prepend(uploadItem(file, into, { ...context, onFinished }));
+    }
+  }
+
   picker.addEventListener("change", () => {
-    start([...picker.files]);
+    start([...picker.files].map((file) => ({ file, path: file.name })));
     picker.value = "";
+  });
+  folderPicker.addEventListener("change", () => {
+    start([...folderPicker.files].map((file) => ({ file, path: file.webkitRelativePath || file.name })));
+    folderPicker.value = "";
   });
   for (const type of ["dragenter", "dragover"]) {
     zone.addEventListener(type, (event) => {
@@ -47,110 +93,324 @@ export function uploadPanel({ onCreated, onFinished }) {
   zone.addEventListener("drop", (event) => {
     event.preventDefault();
     zone.classList.remove("over");
-    start([...event.dataTransfer.files]);
+    // The entries must be taken now: the drop's data is gone once this handler returns.
+    const entries = [...event.dataTransfer.items].map((item) => item.webkitGetAsEntry?.()).filter(Boolean);
+    if (entries.some((entry) => entry.isDirectory)) {
+      readEntries(entries).then(start, () => announce("The dropped folder could not be read. Choose it with “Choose a folder…” instead."));
+    } else {
+      start([...event.dataTransfer.files].map((file) => ({ file, path: file.name })));
+    }
   });
   // A file dropped beside the zone must not replace the app with the file.
   window.addEventListener("dragover", (event) => event.preventDefault());
   window.addEventListener("drop", (event) => event.preventDefault());
   window.addEventListener("beforeunload", (event) => {
-    if (active.size > 0) event.preventDefault();
+    if (active.size > 0 || queue.waiting > 0) event.preventDefault();
   });
 
   return { root };
 }
 
-// One upload: its list item, which removes itself once done (or dismissed).
-function startUpload(file, active, { onCreated, onFinished }) {
-  const bar = el("progress", { max: file.size || 1, value: 0, "aria-label": `Upload of ${file.name}` });
-  const detail = el("span", { class: "upload-detail", text: "Starting…" });
-  const cancel = el("button", { type: "button", class: "secondary small", text: "Cancel", "aria-label": `Cancel upload of ${file.name}` });
-  const item = el(
-    "li",
-    { class: "upload" },
-    el("div", { class: "upload-top" }, el("span", { class: "upload-name", text: file.name }), cancel),
-    bar,
-    detail,
-  );
+// Every file under the dropped entries, with its path from the dropped folder down.
+async function readEntries(entries) {
+  const found = [];
+  const visit = async (entry) => {
+    if (entry.isFile) {
+      const file = await new Promise((resolve, reject) => entry.file(resolve, reject));
+      found.push({ file, path: entry.fullPath.replace(/^\//, "") });
+      return;
+    }
+    const reader = entry.createReader();
+    for (;;) {
+      // A directory reader hands out its entries a batch (of 100 in Chromium) at a time.
+      const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+      if (batch.length === 0) return;
+      for (const child of batch) await visit(child);
+    }
+  };
+  for (const entry of entries) await visit(entry);
+  return found;
+}
 
-  const samples = [];
-  let finished = false;
-  let lastAnnounced = -1;
-  const upload = new window.tus.Upload(file, {
-    endpoint: UPLOADS,
-    chunkSize: CHUNK_SIZE,
-    retryDelays: [0, 1000, 3000, 5000, 10000, 20000],
-    metadata: { filename: file.name, filetype: file.type || "application/octet-stream" },
-    removeFingerprintOnSuccess: true,
-    onBeforeRequest(req) {
-      // The token of this moment: a new login while an upload waits to retry still works.
-      for (const [name, value] of Object.entries(authHeaders())) req.setHeader(name, value);
+// Runs at most `limit` jobs (functions returning promises) at once, in the order given.
+function createQueue(limit) {
+  const waiting = [];
+  let running = 0;
+  const next = () => {
+    while (running < limit && waiting.length > 0) {
+      const job = waiting.shift();
+      running += 1;
+      job().finally(() => {
+        running -= 1;
+        next();
+      });
+    }
+  };
+  return {
+    add(job) {
+      waiting.push(job);
+      next();
     },
-    onUploadUrlAvailable() {
-      onCreated(); // the upload now reserves its size: the usage bar shows it
+    // Drops the jobs not started yet that `refuse` names.
+    drop(refuse) {
+      for (let i = waiting.length - 1; i >= 0; i -= 1) if (refuse(waiting[i])) waiting.splice(i, 1);
     },
-    onProgress(sent, total) {
-      bar.value = sent;
-      const now = performance.now();
-      samples.push([now, sent]);
-      while (samples.length > 2 && now - samples[0][0] > SPEED_WINDOW_MS) samples.shift();
-      const [t0, b0] = samples[0];
-      const speed = now > t0 ? ((sent - b0) * 1000) / (now - t0) : 0;
-      const left = speed > 0 ? (total - sent) / speed : Infinity;
-      detail.textContent = `${formatBytes(sent)} of ${formatBytes(total)} · ${formatBytes(speed)}/s · ${formatDuration(left)} left`;
-      const quarter = Math.floor((sent / (total || 1)) * 4);
-      if (quarter !== lastAnnounced && quarter < 4) {
-        lastAnnounced = quarter;
-        announce(`Uploading ${file.name}: ${quarter * 25}%`);
-      }
+    get waiting() {
+      return waiting.length;
     },
-    onSuccess() {
-      finished = true;
-      active.delete(upload);
-      bar.value = bar.max;
-      detail.textContent = `Uploaded ${formatBytes(file.size)}`;
-      item.classList.add("done");
-      cancel.remove();
-      announce(`${file.name} is uploaded`);
-      onFinished(upload.url.split("/").pop());
-      setTimeout(() => item.remove(), 4000);
-    },
-    onError(error) {
-      finished = true;
-      active.delete(upload);
-      const response = error.originalResponse;
-      let reason = "the connection failed";
-      if (response) {
-        try {
-          reason = JSON.parse(response.getBody()).detail || reason;
-        } catch {
-          reason = `the server answered ${response.getStatus()}`;
+  };
+}
+
+// One tus upload of `file` to `path` under the folder `into` (null: the root). `on` gets
+// `attach(stop)` (a way to cancel it), `resuming()`, `progress(sent, total)`, `success(fileId)`
+// and `error(reason, final)`: `final` when choosing the file again cannot help (the server
+// refused to make it). Resolves once it ends.
+function send(file, path, into, { active, onCreated }, on) {
+  const metadata = { filename: file.name, filetype: file.type || "application/octet-stream" };
+  if (path.includes("/")) metadata.relativePath = path;
+  if (into) metadata.folderId = into;
+  return new Promise((resolve) => {
+    const upload = new window.tus.Upload(file, {
+      endpoint: UPLOADS,
+      chunkSize: CHUNK_SIZE,
+      uploadDataDuringCreation: file.size <= SMALL_FILE,
+      retryDelays: [0, 1000, 3000, 5000, 10000, 20000],
+      metadata,
+      removeFingerprintOnSuccess: true,
+      // tus-js-client's own (name, type, size, date, endpoint), and where the file goes: the
+      // same file bound for another folder is another upload.
+      fingerprint: (f, options) => Promise.resolve(["tus-br", f.name, f.type, f.size, f.lastModified, options.endpoint, ...(path.includes("/") || into ? [into || "", path] : [])].join("-")),
+      onBeforeRequest(req) {
+        // The token of this moment: a new login while an upload waits to retry still works.
+        for (const [name, value] of Object.entries(authHeaders())) req.setHeader(name, value);
+      },
+      onShouldRetry(error) {
+        // tus-js-client tries a 409 again (an offset out of step, for a PATCH); a refused
+        // creation (the name is taken, the quota is full) stays refused.
+        const status = error.originalResponse ? error.originalResponse.getStatus() : 0;
+        if (status === 409 || status === 423) return error.originalRequest?.getMethod() !== "POST";
+        return !(status >= 400 && status < 500);
+      },
+      onUploadUrlAvailable() {
+        onCreated(); // the upload now reserves its size: the usage bar shows it
+      },
+      onProgress: on.progress,
+      onSuccess() {
+        finish();
+        on.success(upload.url.split("/").pop());
+      },
+      onError(error) {
+        finish();
+        const response = error.originalResponse;
+        let reason = "The connection failed.";
+        if (response) {
+          try {
+            reason = sentence(JSON.parse(response.getBody()).detail) || reason;
+          } catch {
+            reason = `The server answered ${response.getStatus()}.`;
+          }
         }
-      }
-      detail.textContent = `Failed: ${reason}. Choose the file again to resume.`;
-      item.classList.add("failed");
-      cancel.textContent = "Dismiss";
-      cancel.setAttribute("aria-label", `Dismiss upload of ${file.name}`);
-      announce(`Upload of ${file.name} failed: ${reason}`);
-    },
-  });
-
-  cancel.addEventListener("click", () => {
-    if (!finished) {
+        const status = response ? response.getStatus() : 0;
+        on.error(reason, status >= 400 && status < 500 && error.originalRequest?.getMethod() === "POST");
+      },
+    });
+    let settled = false;
+    const finish = () => {
+      settled = true;
       active.delete(upload);
+      resolve();
+    };
+    on.attach?.(() => {
+      if (settled) return; // a finished upload is the file now: never terminate it
+      finish();
       // `true`: terminate at the server too (tus DELETE), freeing the reserved quota.
       upload.abort(true).catch(() => {});
+    });
+    active.add(upload);
+    upload.findPreviousUploads().then((previous) => {
+      if (previous.length > 0) {
+        upload.resumeFromPreviousUpload(previous[0]);
+        on.resuming?.();
+      }
+      upload.start();
+    });
+  });
+}
+
+// A speed over the last few seconds, and the time left at that speed.
+function rate() {
+  const samples = [];
+  return (done, total) => {
+    const now = performance.now();
+    samples.push([now, done]);
+    while (samples.length > 2 && now - samples[0][0] > SPEED_WINDOW_MS) samples.shift();
+    const [t0, d0] = samples[0];
+    const speed = now > t0 ? ((done - d0) * 1000) / (now - t0) : 0;
+    return { speed, left: speed > 0 ? (total - done) / speed : Infinity };
+  };
+}
+
+// One file chosen on its own: its list item, which removes itself once done (or dismissed).
+function uploadItem(file, into, context) {
+  const bar = el("progress", { max: file.size || 1, value: 0, "aria-label": `Upload of ${file.name}` });
+  const detail = el("span", { class: "upload-detail", text: "Waiting…" });
+  const cancel = el("button", { type: "button", class: "secondary small", text: "Cancel", "aria-label": `Cancel upload of ${file.name}` });
+  const item = el("li", { class: "upload" }, el("div", { class: "upload-top" }, el("span", { class: "upload-name", text: file.name }), cancel), bar, detail);
+  const speedOf = rate();
+  let finished = false;
+  let abort = null;
+  let lastAnnounced = -1;
+  const job = () => {
+    if (finished) return Promise.resolve();
+    detail.textContent = "Starting…";
+    return send(file, file.name, into, context, {
+      attach: (stop) => {
+        abort = stop;
+      },
+      resuming: () => {
+        detail.textContent = "Resuming…";
+      },
+      progress(sent, total) {
+        bar.value = sent;
+        const { speed, left } = speedOf(sent, total);
+        detail.textContent = `${formatBytes(sent)} of ${formatBytes(total)} · ${formatBytes(speed)}/s · ${formatDuration(left)} left`;
+        const quarter = Math.floor((sent / (total || 1)) * 4);
+        if (quarter !== lastAnnounced && quarter < 4) {
+          lastAnnounced = quarter;
+          announce(`Uploading ${file.name}: ${quarter * 25}%`);
+        }
+      },
+      success(fileId) {
+        finished = true;
+        bar.value = bar.max;
+        detail.textContent = `Uploaded ${formatBytes(file.size)}`;
+        item.classList.add("done");
+        cancel.remove();
+        announce(`${file.name} is uploaded`);
+        context.onFinished(fileId);
+        setTimeout(() => item.remove(), 4000);
+      },
+      error(reason, final) {
+        finished = true;
+        detail.textContent = final ? `Failed: ${reason}` : `Failed: ${reason} Choose the file again to resume.`;
+        item.classList.add("failed");
+        cancel.textContent = "Dismiss";
+        cancel.setAttribute("aria-label", `Dismiss upload of ${file.name}`);
+        announce(`Upload of ${file.name} failed: ${reason}`);
+      },
+    });
+  };
+  cancel.addEventListener("click", () => {
+    if (!finished) {
+      finished = true;
+      abort?.();
+      context.queue.drop((waiting) => waiting === job);
       announce(`Upload of ${file.name} cancelled`);
     }
     item.remove();
   });
+  context.queue.add(job);
+  return item;
+}
 
-  active.add(upload);
-  upload.findPreviousUploads().then((previous) => {
-    if (previous.length > 0) {
-      upload.resumeFromPreviousUpload(previous[0]);
-      detail.textContent = "Resuming…";
+// A folder's files (or many loose files): one item for them all, with the files done, the
+// bytes sent, the speed and the time left, and which failed (and why).
+function uploadGroup(name, entries, into, context) {
+  const total = entries.reduce((sum, { file }) => sum + file.size, 0);
+  const bar = el("progress", { max: total || 1, value: 0, "aria-label": `Upload of ${name}` });
+  const detail = el("span", { class: "upload-detail", text: `Waiting · ${count(entries.length, "file")}, ${formatBytes(total)}` });
+  const failures = el("ul", { class: "upload-failures", hidden: true });
+  const cancel = el("button", { type: "button", class: "secondary small", text: "Cancel", "aria-label": `Cancel upload of ${name}` });
+  const item = el("li", { class: "upload group" }, el("div", { class: "upload-top" }, el("span", { class: "upload-name", text: name }), cancel), bar, detail, failures);
+  const sentOf = new Map(); // file -> bytes sent
+  const aborts = new Set();
+  const failed = [];
+  const speedOf = rate();
+  const jobs = new Set();
+  let sent = 0;
+  let done = 0;
+  let stopped = false;
+  let lastAnnounced = -1;
+  let lastRefresh = 0;
+
+  const render = () => {
+    bar.value = Math.min(sent, bar.max);
+    const { speed, left } = speedOf(sent, total);
+    detail.textContent = `${done} of ${count(entries.length, "file")} · ${formatBytes(sent)} of ${formatBytes(total)} · ${formatBytes(speed)}/s · ${formatDuration(left)} left`;
+    const quarter = Math.floor((done / entries.length) * 4);
+    if (quarter !== lastAnnounced && quarter < 4) {
+      lastAnnounced = quarter;
+      announce(`Uploading ${name}: ${done} of ${count(entries.length, "file")}`);
     }
-    upload.start();
+  };
+  const refresh = (force) => {
+    const now = performance.now();
+    if (!force && now - lastRefresh < 2000) return;
+    lastRefresh = now;
+    context.onManyFinished();
+  };
+  const settle = () => {
+    if (done + failed.length < entries.length || stopped) return;
+    stopped = true;
+    refresh(true);
+    if (failed.length === 0) {
+      bar.value = bar.max;
+      detail.textContent = `Uploaded ${count(entries.length, "file")} (${formatBytes(total)})`;
+      item.classList.add("done");
+      cancel.remove();
+      announce(`${name} is uploaded: ${count(entries.length, "file")}`);
+      setTimeout(() => item.remove(), 8000);
+      return;
+    }
+    detail.textContent = `${done} of ${count(entries.length, "file")} uploaded; ${failed.length} could not be.`;
+    failures.replaceChildren(
+      ...failed.slice(0, FAILURES_SHOWN).map(([path, reason]) => el("li", {}, el("span", { class: "upload-name", text: path }), ` ${reason}`)),
+      failed.length > FAILURES_SHOWN ? el("li", { text: `and ${count(failed.length - FAILURES_SHOWN, "more", "more")}` }) : null,
+    );
+    failures.hidden = false;
+    item.classList.add("failed");
+    cancel.textContent = "Dismiss";
+    cancel.setAttribute("aria-label", `Dismiss upload of ${name}`);
+    announce(`${name}: ${failed.length} of ${count(entries.length, "file")} could not be uploaded`);
+  };
+
+  for (const { file, path } of entries) {
+    const job = () => {
+      jobs.delete(job);
+      if (stopped) return Promise.resolve();
+      return send(file, path, into, context, {
+        attach: (stop) => aborts.add(stop),
+        progress(bytes) {
+          sent += bytes - (sentOf.get(file) || 0);
+          sentOf.set(file, bytes);
+          render();
+        },
+        success() {
+          sent += file.size - (sentOf.get(file) || 0);
+          sentOf.set(file, file.size);
+          done += 1;
+          render();
+          refresh(false);
+          settle();
+        },
+        error(reason) {
+          failed.push([path, reason]);
+          settle();
+        },
+      });
+    };
+    jobs.add(job);
+    context.queue.add(job);
+  }
+  cancel.addEventListener("click", () => {
+    if (!stopped) {
+      stopped = true;
+      context.queue.drop((waiting) => jobs.has(waiting));
+      for (const stop of aborts) stop();
+      announce(`Upload of ${name} cancelled`);
+      refresh(true);
+    }
+    item.remove();
   });
   return item;
 }
