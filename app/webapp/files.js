@@ -215,7 +215,7 @@ export function fileList({ onShare, onMove, onChange, onListed, onOpened }) {
     const noun = rows.some((row) => row.kind === "folder") ? "item" : "file";
     countLine.textContent = shown ? `Showing ${shown} of ${count(state.total, noun)}` : "";
     empty.hidden = shown > 0;
-    if (state.status) empty.textContent = `No ${STATUS_TEXT[state.status].toLowerCase()} files here.`;
+    if (state.status) empty.textContent = `No ${STATUS_TEXT[state.status].toLowerCase()} files${state.folderId ? " in this folder" : ""}.`;
     else if (state.folderId) empty.textContent = "This folder is empty. Drop files or a folder above to upload them here.";
     else empty.textContent = "No files yet. Drop some above.";
     table.hidden = shown === 0;

@@ -66,7 +66,8 @@ export function moveDialog() {
     error.textContent = "";
     render();
     await loadFolders();
-    submit.focus();
+    // "Move to …" once it can be pressed; before that (where the items are now), a folder.
+    (submit.disabled ? list.querySelector("button:not(:disabled)") || close : submit).focus();
   }
 
   async function loadFolders() {

@@ -71,6 +71,9 @@ export function shareDialog() {
     fileName.textContent = describe(items);
     linksTitle.textContent = single() ? "Links to this file" : "Links made now";
     form.reset();
+    // A folder or selection: each file, and Download all, in its ZIP form or as it was sent.
+    serves.options[0].textContent = single() ? "The ZIP archive" : "Compressed files (ZIP)";
+    serves.options[1].textContent = single() ? "The original file" : "The original files";
     error.textContent = "";
     fresh.hidden = true;
     list.replaceChildren();
@@ -136,6 +139,7 @@ export function shareDialog() {
         : `${share.downloads} of ${share.max_downloads} ${plural(share.max_downloads)}`;
     const facts = [
       share.serves === "zip" ? "ZIP" : "Original",
+      ...(share.kind && share.kind !== "file" ? [share.kind === "folder" ? "folder" : foldersAndFiles(share.items || [])] : []),
       share.has_password ? "password" : "no password",
       downloads,
       share.expires_at ? `expires ${formatDate(share.expires_at)}` : "never expires",

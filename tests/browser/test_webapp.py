@@ -131,7 +131,7 @@ def test_three_dropped_files_become_ready_without_a_reload_then_rename_and_downl
     field.fill("minutes.txt")
     field.press("Enter")
     expect(photo_row.get_by_role("alert")).to_have_text(
-        "You already have a file named “minutes.txt”. Choose another name."
+        "This folder already has a file or folder named “minutes.txt”. Choose another name."
     )
     screenshot(page, "rename-clash")
     field.press("Escape")
