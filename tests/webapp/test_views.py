@@ -30,3 +30,25 @@ def test_no_view_looks_up_elements_by_id():
     for script in WEBAPP.glob("*.js"):
         source = script.read_text(encoding="utf-8")
         assert not re.search(r"getElementById|\$\(|querySelector\(\s*[\"'`]#", source), script.name
+
+
+def test_every_image_the_stylesheet_names_is_one_of_the_apps_files():
+    """An icon the CSS points at that is not there shows as nothing (no error anywhere)."""
+    css = (WEBAPP / "app.css").read_text(encoding="utf-8")
+    named = re.findall(r"""url\(\s*["']?([^"')]+)["']?\s*\)""", css)
+    assert named, "the stylesheet names its icons"
+    for target in named:
+        assert not target.startswith(("http:", "https:", "//")), "nothing from another origin"
+        assert (WEBAPP / target).is_file(), target
+        assert (WEBAPP / target).suffix in {".svg", ".png"}, target
+
+
+def test_the_folder_an_address_names_is_read_in_one_place():
+    """Which folder is open is the address's (`#/folders/{id}`), read by main.js alone: the
+    views are told, so none of them keeps a second idea of where the list is."""
+    readers = [
+        script.name
+        for script in WEBAPP.glob("*.js")
+        if "location.hash" in script.read_text(encoding="utf-8")
+    ]
+    assert readers == ["main.js"]
