@@ -18,6 +18,8 @@ export function breadcrumbs({ label = "Folders", onOpen = null } = {}) {
   function show(folder, ancestors = []) {
     const here = el("li", {}, el("span", { "aria-current": "location", text: folder ? folder.name : ROOT_NAME }));
     list.replaceChildren(...(folder ? [step(null, ROOT_NAME), ...ancestors.map((a) => step(a.id, a.name))] : []), here);
+    // At the root the page's heading says it all: a one-step trail would only repeat it.
+    root.hidden = !folder && !onOpen;
   }
 
   show(null);

@@ -147,9 +147,12 @@ export function fileList({ onShare, onMove, onChange, onListed, onOpened }) {
     const generation = state.generation;
     more.disabled = true;
     try {
-      const page = await call("GET", pagePath(state.cursor));
+      // A page of GET /files says nothing of where it is: the folder does (its breadcrumb).
+      const wherePlace = state.status && !state.cursor && state.folderId;
+      const [page, place] = await Promise.all([call("GET", pagePath(state.cursor)), wherePlace ? call("GET", `/folders/${state.folderId}`) : null]);
       if (generation !== state.generation) return; // the folder, sort or filter changed meanwhile
       if (!state.status) showPlace(page.folder, page.ancestors);
+      else if (!state.cursor) showPlace(place, place ? place.ancestors : []);
       for (const item of page.items) upsert(state.status ? { kind: "file", ...item } : item, false);
       state.cursor = page.next_cursor;
       state.total = page.total;
