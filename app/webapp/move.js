@@ -30,6 +30,7 @@ export function moveDialog() {
     "dialog",
     { class: "dialog", "aria-labelledby": "move-title" },
     el("div", { class: "dialog-head" }, title, close),
+    el("p", { class: "muted move-hint", text: "Open the folder to move into, then press “Move to” below." }),
     crumbs.root,
     list,
     none,
