@@ -76,6 +76,7 @@ export function shareDialog() {
     serves.options[1].textContent = single() ? "The original file" : "The original files";
     error.textContent = "";
     fresh.hidden = true;
+    url.value = ""; // the last dialog's link is not this one's
     list.replaceChildren();
     root.showModal();
     serves.focus();
