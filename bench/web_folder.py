@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -75,11 +76,20 @@ def run(args, work: Path, procs, database_url: str) -> bool:
             page = context.new_page()
             page.goto("/")
             page.locator("#app-view[data-loaded]").wait_for(timeout=30_000)
+            page.evaluate("performance.setResourceTimingBufferSize(1000000)")
             started = time.monotonic()
             page.set_input_files("#folder-picker", str(batch))
             done = page.locator("#uploads .upload.group.done, #uploads .upload.group.failed")
             done.first.wait_for(state="attached", timeout=3_600_000)
             uploaded_s = time.monotonic() - started
+            # What each request took as the browser saw it (Resource Timing; XHRs included).
+            timings = page.evaluate(
+                """() => performance.getEntriesByType('resource')
+                    .filter((e) => ['xmlhttprequest', 'fetch'].includes(e.initiatorType))
+                    .map((e) => [
+                        new URL(e.name).pathname.replace(/[0-9a-f-]{36}/g, '{id}'), e.duration,
+                    ])"""
+            )
             if page.locator("#uploads .upload.failed").count():
                 print(page.locator("#uploads .upload.failed").inner_text())
                 return False
@@ -98,6 +108,15 @@ def run(args, work: Path, procs, database_url: str) -> bool:
         f"   (the CLI's target: {TARGET_FILES_PER_S} files/s)"
     )
     print(f"  failed     {failed}")
+    print("requests the page made while uploading, as the browser timed them (ms):")
+    by_path: dict[str, list[float]] = {}
+    for path, duration in timings:
+        by_path.setdefault(path, []).append(duration)
+    for path, durations in sorted(by_path.items(), key=lambda item: -len(item[1])):
+        print(
+            f"  {path:<32} {len(durations):6d}   median {statistics.median(durations):7.1f}"
+            f"   max {max(durations):7.1f}"
+        )
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
     return failed == 0 and [f["name"] for f in folders] == ["batch"]
 

@@ -4,7 +4,6 @@ with its structure, navigated by its breadcrumb, reorganised, and shared as one 
 from __future__ import annotations
 
 import hashlib
-import re
 from pathlib import Path
 
 import httpx
@@ -69,8 +68,10 @@ def test_upload_a_folder_open_it_by_breadcrumb_and_share_it(page, site, account,
     expect(folder_row(page, "trip")).to_have_count(1)
     with api(site, account) as client:
         wait_until(
-            lambda: all(f["status"] == "ready" for f in tree_of(client).values())
-            and len(tree_of(client)) == 4,
+            lambda: (
+                all(f["status"] == "ready" for f in tree_of(client).values())
+                and len(tree_of(client)) == 4
+            ),
             90,
             what="the folder's files ready",
         )
