@@ -70,3 +70,24 @@ export async function renameForm({ path, item, onSaved, onCancel, onError }) {
   };
   return form;
 }
+
+// A row's rename in place: the function its Rename button calls. It puts the form where the
+// name is (`slot`) and empties the row's `actions`; saved or cancelled, the row shows
+// `update(item)` again (`setEditing` says while it is a form) and its Rename button has the
+// focus back. `current()` is the row's item now, `path(item)` its resource.
+export function renameInPlace({ path, current, slot, actions, onError, setEditing, update }) {
+  const finish = (item) => {
+    setEditing(false);
+    update(item);
+    actions.querySelector("button[aria-label^='Rename']")?.focus();
+  };
+  return async function start() {
+    const item = current();
+    const form = await renameForm({ path: path(item), item, onError, onSaved: finish, onCancel: finish });
+    if (!form) return;
+    setEditing(true);
+    slot.replaceChildren(form);
+    actions.replaceChildren();
+    form.start();
+  };
+}
