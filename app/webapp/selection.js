@@ -28,7 +28,7 @@ export function selectionBar({ onSelectAll, onShare, onMove, onDelete, onClear }
   function show(chosen, shown, what) {
     all.checked = shown > 0 && chosen === shown;
     all.indeterminate = chosen > 0 && chosen < shown;
-    all.disabled = shown === 0;
+    root.hidden = shown === 0; // nothing to select in an empty folder
     actions.hidden = chosen === 0;
     summary.textContent = chosen ? `${what} selected` : "";
   }

@@ -4,6 +4,7 @@ with its structure, navigated by its breadcrumb, reorganised, and shared as one 
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import httpx
@@ -199,52 +200,59 @@ def test_a_dropped_folder_keeps_its_structure(page, site, account: Account, tmp_
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_bytes(data)
     sign_in(page, account)
-    page.evaluate(
-        "() => { const i = document.createElement('input'); i.type = 'file'; i.multiple = true;"
-        " i.id = '__drag_source'; i.hidden = true; document.body.append(i); }"
-    )
-    page.set_input_files("#__drag_source", [str(tmp_path / p) for p in paths])
-    page.evaluate(
-        """(paths) => {
-            // What Chromium hands a page for a dropped folder: FileSystemEntry objects.
-            const source = document.getElementById('__drag_source');
-            const files = [...source.files];
-            source.remove();
-            const dir = (fullPath, children) => ({
-                isFile: false, isDirectory: true, fullPath, name: fullPath.split('/').pop(),
-                createReader() {
-                    let at = 0;
-                    return { readEntries(ok) {
-                        setTimeout(() => { ok(children.slice(at, at + 100)); at += 100; });
-                    } };
-                },
-            });
-            const file = (fullPath, f) => ({
-                isFile: true, isDirectory: false, fullPath, name: f.name,
-                file(ok) { setTimeout(() => ok(f)); },
-            });
-            const byPath = Object.fromEntries(paths.map((p, i) => [p, files[i]]));
-            const build = (prefix) => {
-                const here = paths.filter((p) => p.startsWith(prefix + '/'));
-                const direct = here.filter((p) => !p.slice(prefix.length + 1).includes('/'));
-                const subs = [...new Set(here.filter((p) => !direct.includes(p))
-                    .map((p) => prefix + '/' + p.slice(prefix.length + 1).split('/')[0]))];
-                return dir('/' + prefix,
-                    [...direct.map((p) => file('/' + p, byPath[p])), ...subs.map(build)]);
-            };
-            const data = { items: [{ webkitGetAsEntry: () => build('pics') }], files: [] };
-            const zone = document.getElementById('dropzone');
-            for (const type of ['dragenter', 'dragover', 'drop']) {
-                const event = new Event(type, { bubbles: true, cancelable: true });
-                Object.defineProperty(event, 'dataTransfer', { value: data });
-                zone.dispatchEvent(event);
-            }
-        }""",
-        list(paths),
-    )
-    group = page.locator("#uploads .upload.group")
-    expect(group.locator(".upload-name")).to_have_text("pics")
-    expect(group.locator(".upload-detail")).to_contain_text("131 files")
+    site.link.rate = 200  # bytes a second: a few seconds for the lot, to see it under way
+    try:
+        page.evaluate(
+            "() => { const i = document.createElement('input'); i.type = 'file'; i.multiple = true;"
+            " i.id = '__drag_source'; i.hidden = true; document.body.append(i); }"
+        )
+        page.set_input_files("#__drag_source", [str(tmp_path / p) for p in paths])
+        page.evaluate(
+            """(paths) => {
+                // What Chromium hands a page for a dropped folder: FileSystemEntry objects.
+                const source = document.getElementById('__drag_source');
+                const files = [...source.files];
+                source.remove();
+                const dir = (fullPath, children) => ({
+                    isFile: false, isDirectory: true, fullPath, name: fullPath.split('/').pop(),
+                    createReader() {
+                        let at = 0;
+                        return { readEntries(ok) {
+                            setTimeout(() => { ok(children.slice(at, at + 100)); at += 100; });
+                        } };
+                    },
+                });
+                const file = (fullPath, f) => ({
+                    isFile: true, isDirectory: false, fullPath, name: f.name,
+                    file(ok) { setTimeout(() => ok(f)); },
+                });
+                const byPath = Object.fromEntries(paths.map((p, i) => [p, files[i]]));
+                const build = (prefix) => {
+                    const here = paths.filter((p) => p.startsWith(prefix + '/'));
+                    const direct = here.filter((p) => !p.slice(prefix.length + 1).includes('/'));
+                    const subs = [...new Set(here.filter((p) => !direct.includes(p))
+                        .map((p) => prefix + '/' + p.slice(prefix.length + 1).split('/')[0]))];
+                    return dir('/' + prefix,
+                        [...direct.map((p) => file('/' + p, byPath[p])), ...subs.map(build)]);
+                };
+                const data = { items: [{ webkitGetAsEntry: () => build('pics') }], files: [] };
+                const zone = document.getElementById('dropzone');
+                for (const type of ['dragenter', 'dragover', 'drop']) {
+                    const event = new Event(type, { bubbles: true, cancelable: true });
+                    Object.defineProperty(event, 'dataTransfer', { value: data });
+                    zone.dispatchEvent(event);
+                }
+            }""",
+            list(paths),
+        )
+        group = page.locator("#uploads .upload.group")
+        expect(group.locator(".upload-name")).to_have_text("pics")
+        expect(group.locator(".upload-detail")).to_have_text(
+            re.compile(r"^[0-9]+ of 131 files · [0-9.]+ [KM]?B of 1\.[0-9] KB · .+/s · .+ left$")
+        )
+        screenshot(page, "uploading-folder")
+    finally:
+        site.link.rate = 0
     expect(group).to_have_class("upload group done", timeout=READY_TIMEOUT)
     expect(folder_row(page, "pics")).to_have_count(1)
     with api(site, account) as client:
