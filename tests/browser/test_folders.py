@@ -141,19 +141,20 @@ def test_new_folder_rename_move_and_delete_with_the_selection(page, site, accoun
     field.press("Enter")
     expect(folder_row(page, "Incoming")).to_have_count(1)
 
-    # Move two files and a folder into "Archive", keyboard and all.
-    row(page, "a.txt").get_by_role("checkbox").check()
-    row(page, "b.txt").get_by_role("checkbox").check()
-    folder_row(page, "Incoming").get_by_role("checkbox").check()
+    # Move two files and a folder into "Archive", from the keyboard.
+    row(page, "a.txt").get_by_role("checkbox").press("Space")
+    row(page, "b.txt").get_by_role("checkbox").press("Space")
+    folder_row(page, "Incoming").get_by_role("checkbox").press("Space")
     expect(page.locator("#selection-count")).to_have_text("1 folder and 2 files selected")
     screenshot(page, "selection")
-    page.get_by_role("button", name="Move to…").click()
+    page.get_by_role("button", name="Move to…").press("Enter")
     dialog = page.get_by_role("dialog", name="Move 3 items")
     expect(dialog.get_by_role("button", name="Incoming (being moved)")).to_be_disabled()
     expect(dialog.get_by_role("button", name="Move to All files")).to_be_disabled()
     screenshot(page, "move-dialog")
     assert axe_violations(page) == []
-    dialog.get_by_role("button", name="Archive").click()
+    expect(dialog.get_by_role("button", name="Archive")).to_be_focused()
+    page.keyboard.press("Enter")
     expect(dialog.get_by_role("button", name="Move to Archive")).to_be_focused()
     page.keyboard.press("Enter")
     expect(dialog).to_be_hidden()
