@@ -12,7 +12,8 @@ import { announce, count, el, field, foldersAndFiles } from "./ui.js";
 
 const PAGE_SIZE = 50;
 const POLL_MS = 1000;
-const POLL_BATCH = 20; // at most this many files asked about per tick
+const POLL_BATCH = 20; // at most this many files asked about one by one per tick
+const FEW_WAITING = 5; // more files than this on their way: the first page is asked for first
 const SORTS = {
   "-created_at": "Newest first",
   created_at: "Oldest first",
@@ -238,28 +239,44 @@ export function fileList({ onShare, onMove, onChange, onListed, onOpened }) {
   async function poll() {
     pollTimer = null;
     const generation = state.generation;
-    const waiting = [...state.rows.values()].filter((row) => row.kind === "file" && !FINAL.has(row.file.status)).slice(0, POLL_BATCH);
-    if (waiting.length === 0) return;
-    await Promise.all(
-      waiting.map(async (row) => {
-        try {
-          const file = await call("GET", `/files/${row.file.id}`);
-          if (generation !== state.generation) return;
-          if (file.status !== row.file.status) {
-            announce(
-              file.status === "failed"
-                ? `${file.name} failed: ${file.error || "unknown error"}`
-                : `${file.name} is ${STATUS_TEXT[file.status].toLowerCase()}`,
-            );
-            if (FINAL.has(file.status)) onChange();
-          }
-          row.update(file);
-        } catch (error) {
-          if (error instanceof ApiError && error.status === 404) removeRow(key("file", row.file.id));
+    const waiting = () => [...state.rows.values()].filter((row) => row.kind === "file" && !FINAL.has(row.file.status));
+    if (waiting().length === 0) return;
+    if (waiting().length > FEW_WAITING) {
+      // Many files on their way (a folder's upload): the first page answers for most of them
+      // in one request.
+      try {
+        const page = await call("GET", pagePath(null));
+        if (generation !== state.generation) return;
+        for (const entry of page.items) {
+          const row = state.rows.get(key("file", entry.id));
+          if (row && (state.status || entry.kind === "file")) changed(row, entry);
         }
-      }),
+      } catch {
+        // each is asked about below
+      }
+    }
+    await Promise.all(
+      waiting()
+        .slice(0, POLL_BATCH)
+        .map(async (row) => {
+          try {
+            const file = await call("GET", `/files/${row.file.id}`);
+            if (generation === state.generation) changed(row, file);
+          } catch (error) {
+            if (error instanceof ApiError && error.status === 404) removeRow(key("file", row.file.id));
+          }
+        }),
     );
     if (generation === state.generation) schedulePoll();
+  }
+
+  // The file as the API has it now, in its row (said aloud when its status changed).
+  function changed(row, file) {
+    if (file.status !== row.file.status) {
+      announce(file.status === "failed" ? `${file.name} failed: ${file.error || "unknown error"}` : `${file.name} is ${STATUS_TEXT[file.status].toLowerCase()}`);
+      if (FINAL.has(file.status)) onChange();
+    }
+    row.update(file);
   }
 
   // An entry as GET /entries gives it ({kind, ...fields}); `first`: at the top of its kind.
