@@ -241,6 +241,7 @@ export function fileList({ onShare, onMove, onChange, onListed, onOpened }) {
     const generation = state.generation;
     const waiting = () => [...state.rows.values()].filter((row) => row.kind === "file" && !FINAL.has(row.file.status));
     if (waiting().length === 0) return;
+    const answered = new Set(); // files the first page told about
     if (waiting().length > FEW_WAITING) {
       // Many files on their way (a folder's upload): the first page answers for most of them
       // in one request.
@@ -249,7 +250,9 @@ export function fileList({ onShare, onMove, onChange, onListed, onOpened }) {
         if (generation !== state.generation) return;
         for (const entry of page.items) {
           const row = state.rows.get(key("file", entry.id));
-          if (row && (state.status || entry.kind === "file")) changed(row, entry);
+          if (!row || (!state.status && entry.kind !== "file")) continue;
+          changed(row, entry);
+          answered.add(row);
         }
       } catch {
         // each is asked about below
@@ -257,7 +260,9 @@ export function fileList({ onShare, onMove, onChange, onListed, onOpened }) {
     }
     await Promise.all(
       waiting()
-        .slice(0, POLL_BATCH)
+        .filter((row) => !answered.has(row))
+        // Beside a page, a few of those it did not hold (rows shown before the newest came).
+        .slice(0, answered.size ? FEW_WAITING : POLL_BATCH)
         .map(async (row) => {
           try {
             const file = await call("GET", `/files/${row.file.id}`);
