@@ -9,6 +9,7 @@ import uuid
 
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     Enum,
     ForeignKey,
     Index,
@@ -205,6 +206,11 @@ class File(Base):
     # generation, which every read names.
     archive_object: Mapped[str | None] = mapped_column(String(300))
     archive_generation: Mapped[int | None] = mapped_column(BigInteger)
+    # Where the entry's data starts in the archive and how long it is (both written with
+    # `ready`, migration 0015): a multi-file link's archive copies those bytes with no read
+    # of the archive's headers. None for rows from before (app.services.stored_entries).
+    entry_offset: Mapped[int | None] = mapped_column(Integer)
+    entry_compressed_size: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     # Bumped on every UPDATE; the ETag, and SQLAlchemy's optimistic lock.
@@ -340,8 +346,15 @@ class PendingDeletion(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
+class ShareKind(enum.StrEnum):
+    FILE = "file"  # one file (`Share.file_id`)
+    FOLDER = "folder"  # one folder, live (its one `ShareItem`)
+    SELECTION = "selection"  # a fixed set of files and folders (its `ShareItem`s)
+
+
 class Share(Base):
-    """A link that lets anyone who has it download one file (app.services.shares).
+    """A link that lets anyone who has it download one file, or a folder or a selection of
+    files and folders (app.services.shares, app.services.selections).
 
     The token in the URL is not stored: it is derived from the id and the server's secret,
     so the owner can be shown the URL again and a copy of this table alone opens nothing.
@@ -350,7 +363,9 @@ class Share(Base):
     __tablename__ = "shares"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    file_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16), default=ShareKind.FILE, server_default="file")
+    # The one file of a `file` link; None for the others, whose items are `ShareItem`s.
+    file_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"))
     owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     # What the link serves: the ZIP ("zip") or the original bytes ("original").
     serves: Mapped[str] = mapped_column(String(8), default="zip")
@@ -388,3 +403,26 @@ class ShareDownload(Base):
 
     # The worker's hourly sweep of rows past every ticket's hours (`forget_downloads`).
     __table_args__ = (Index("ix_share_downloads_began_at", "began_at"),)
+
+
+class ShareItem(Base):
+    """One item of a folder or selection link: a file, or a folder with all it holds (now
+    and later). The item goes with its file or folder."""
+
+    __tablename__ = "share_items"
+
+    share_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("shares.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)  # as the owner gave them
+    file_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"))
+    folder_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("folders.id", ondelete="CASCADE")
+    )
+
+    __table_args__ = (
+        CheckConstraint("(file_id IS NULL) <> (folder_id IS NULL)", name="one_target"),
+        # A file or folder deleted cascades here: each such delete finds its items by index.
+        Index("ix_share_items_file_id", "file_id"),
+        Index("ix_share_items_folder_id", "folder_id"),
+    )

@@ -86,8 +86,8 @@ def dev(tmp_path_factory) -> Iterator[DevServer]:
 
 
 def test_the_blocks_are_marked():
-    # files, share links, resumable uploads, folders, the end
-    assert len(session_blocks("curl")) == 5
+    # files, share links, a folder link, resumable uploads, folders, the end
+    assert len(session_blocks("curl")) == 6
     assert len(session_blocks("cli")) == 1
 
 
@@ -108,6 +108,12 @@ def test_the_curl_session_runs_as_written(dev, tmp_path):
     assert (tmp_path / "shared.zip").exists()
     assert '"has_password":true' in out  # what the link shares, asked with no account
     assert '"downloads":1' in out and '"state":"active"' in out
+    # The folder link: both files listed by path; Download all cut short and resumed.
+    assert '"path":"report/raw/numbers.txt"' in out and '"path":"report/data.csv"' in out
+    assert "No errors detected" in out
+    with zipfile.ZipFile(tmp_path / "all.zip") as archive:
+        assert archive.read("report/data.csv") == (tmp_path / "data.csv").read_bytes()
+        assert archive.read("report/raw/numbers.txt") == (tmp_path / "numbers.txt").read_bytes()
     # The resumable upload: where it stood halfway, the file it became, its first bytes.
     assert re.search(r"^upload-offset: 6$", out, re.IGNORECASE | re.MULTILINE)
     assert '"name":"hello.txt"' in out and '"size":11' in out

@@ -62,10 +62,21 @@ class View:
     read: Read
 
 
+@dataclass(frozen=True)
+class EntryAt:
+    """Where a stored archive's entry lies, when its row recorded it: its compression
+    method, where its data starts and how long that is (no header need be read)."""
+
+    method: int
+    data_offset: int
+    compressed_size: int
+
+
 class ArchiveReader:
     """One file's stored archive: `key`, its length (None: ask storage), its entry's size
-    and CRC-32 (None: unchecked), the entry's seek index (None when it has none), and the
-    archive's generation, which every read names (None: whatever is stored now)."""
+    and CRC-32 (None: unchecked), the entry's seek index (None when it has none), the
+    archive's generation, which every read names (None: whatever is stored now), and
+    where its entry lies (None: its local header says, one small read)."""
 
     def __init__(
         self,
@@ -77,7 +88,9 @@ class ArchiveReader:
         archive_size: int | None = None,
         seek_index: bytes | None = None,
         generation: int | None = None,
+        entry_at: EntryAt | None = None,
     ) -> None:
+        self._entry_at = entry_at
         self._storage = storage
         self._generation = generation
         self._key = key
@@ -96,6 +109,22 @@ class ArchiveReader:
     def header(self) -> LocalHeader:
         """The entry's local header (one small read)."""
         return LocalHeader.parse(self._bytes(0, HEAD_READ))
+
+    @property
+    def method(self) -> int:
+        return self._entry_at.method if self._entry_at is not None else self.header.method
+
+    @property
+    def data_offset(self) -> int:
+        """Where the entry's (compressed) data starts."""
+        if self._entry_at is not None:
+            return self._entry_at.data_offset
+        return self.header.data_offset
+
+    def read_stored(self, start: int, length: int | None) -> Iterator[bytes]:
+        """The entry's data as stored (deflated or not), `length` bytes (or the rest) from
+        `start`: what a multi-file archive copies (app.archive.bundle)."""
+        return self._read(self.data_offset + start, length)
 
     @cached_property
     def archive_size(self) -> int:
@@ -149,15 +178,15 @@ class ArchiveReader:
         yield from chunks
 
     def _original(self, start: int, end: int) -> Iterator[bytes]:
-        header = self.header
-        if header.method == STORED:
-            yield from self._read(header.data_offset + start, end - start)
+        method = self.method
+        if method == STORED:
+            yield from self.read_stored(start, end - start)
             return
-        if header.method != DEFLATED:
-            raise ArchiveMismatch(f"the archive's entry uses compression method {header.method}")
+        if method != DEFLATED:
+            raise ArchiveMismatch(f"the archive's entry uses compression method {method}")
         index = self.index
         if index is None:
-            compressed = self._read(header.data_offset, None)
+            compressed = self.read_stored(0, None)
             yield from inflate(compressed, Point(0, 0), skip=start, want=end - start)
             return
         segments = index.segments(start, end)
@@ -168,7 +197,7 @@ class ArchiveReader:
 
     def _segment(self, segment: Segment) -> Iterator[bytes]:
         point = segment.point
-        first = self.header.data_offset + point.into
+        first = self.data_offset + point.into
         length = segment.stop - point.into
         likely = min(length, segment.likely_compressed())
         # What the range most likely needs first; the rest of the span only if it does not

@@ -37,7 +37,7 @@ from stream_zip import (
 
 from app.archive import seek_index
 from app.archive.deflate import DEFLATERS, ParallelDeflate, usable_cores
-from app.archive.layout import ArchiveMismatch
+from app.archive.layout import HEAD_READ, ArchiveMismatch, LocalHeader
 from app.archive.seek_index import IndexedDeflate
 from app.overrides.stream_zip import stream_zip
 from app.storage import Storage
@@ -91,6 +91,10 @@ class ArchiveResult:
     size: int
     sha256: str  # of the original bytes, as read while compressing
     seek_index: bytes | None = None  # a deflated entry's points (app.archive.seek_index)
+    # Where the entry's data starts in the archive, and how many bytes it is: what a
+    # multi-file archive copies (app.archive.bundle), known without reading a header.
+    entry_offset: int | None = None
+    entry_compressed_size: int | None = None
 
 
 def looks_compressed(content_type: str, name: str) -> bool:
@@ -208,6 +212,7 @@ def write_archive(
     deflater = DEFLATERS[compression]
     threads = usable_cores() if threads is None else threads
     written = 0
+    head = bytearray()  # the archive's first bytes: its local header, parsed below
     with contextlib.ExitStack() as stack:
         reader = stack.enter_context(_open_source(storage, source_key, size))
         method_name = choose_method(reader, content_type, entry_name)
@@ -251,6 +256,8 @@ def write_archive(
                 ):
                     sink.write(block)
                     written += len(block)
+                    if len(head) < HEAD_READ:
+                        head += block[: HEAD_READ - len(head)]
             except (CRC32IntegrityError, UncompressedSizeIntegrityError):
                 # A STORED entry declared the upload's size and CRC up front, and stream_zip
                 # found that the bytes it read differ.
@@ -262,7 +269,7 @@ def write_archive(
                 raise ArchiveMismatch(digest.mismatch(size, crc32))
     index = compressor.index() if compressor is not None else None
     try:
-        verify_archive(
+        entry_compressed_size = verify_archive(
             storage,
             archive_key,
             entry_name,
@@ -271,6 +278,12 @@ def write_archive(
             length=written,
             compressed=None if index is None else index.compressed,
         )
+        entry_offset = LocalHeader.parse(bytes(head)).data_offset
+        if entry_offset + entry_compressed_size > written:
+            raise ArchiveMismatch(
+                f"stored entry's data ({entry_compressed_size} bytes from {entry_offset}) "
+                f"runs past the archive's end ({written} bytes)"
+            )
     except ArchiveMismatch:
         storage.delete(archive_key)
         raise
@@ -281,6 +294,8 @@ def write_archive(
         size=size,
         sha256=read_sha256,
         seek_index=None if index is None else index.to_bytes(),
+        entry_offset=entry_offset,
+        entry_compressed_size=entry_compressed_size,
     )
 
 
@@ -293,9 +308,10 @@ def verify_archive(
     crc32: int,
     length: int,
     compressed: int | None = None,
-) -> None:
+) -> int:
     """Check the stored archive's length and its one entry's name, CRC and size (and,
-    given `compressed`, the length of its data, which the seek index ends at)."""
+    given `compressed`, the length of its data, which the seek index ends at); the length
+    of its data."""
     stored_length = storage.size(archive_key)
     if stored_length != length:
         raise ArchiveMismatch(f"stored archive is {stored_length} bytes, wrote {length}")
@@ -316,3 +332,4 @@ def verify_archive(
         raise ArchiveMismatch(
             f"stored entry has {entry.compress_size} bytes of data; its index says {compressed}"
         )
+    return entry.compress_size

@@ -63,7 +63,7 @@ async def _download(request: Exchange, *, with_body: bool) -> None:
     await send_download(request, result, with_body=with_body, extra_headers=GRANT_HEADERS)
 
 
-def _find_share(session: Session, grant: grants.Grant) -> tuple[Share, File]:
+def _find_share(session: Session, grant: grants.Grant) -> tuple[Share, File | None]:
     share, file = grants.share_of(session, grant)
     session.expunge_all()
     return share, file

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from app.errors import AppError
+from app.errors import AppError, NotFound
 from app.http import share_page
 from app.http.downloads import send_shared
 from app.http.links import (
@@ -23,14 +23,18 @@ from app.http.middleware import FORM
 from app.http.responses import NO_CONTENT, empty, json_body
 from app.http.streaming import Exchange, Reply
 from app.models import File, Share
-from app.services import files, grants, passwords, shares
+from app.services import files, grants, passwords, selections, shares
 
 
-def share_json(share: Share, base_url: str, secret: str) -> dict:
-    """The owner's view of a link."""
+def share_json(
+    share: Share, base_url: str, secret: str, items: list[selections.Shown] | None = None
+) -> dict:
+    """The owner's view of a link (`items`: what it shares, as `selections.items_of` says)."""
     return {
         "id": str(share.id),
-        "file_id": str(share.file_id),
+        "kind": share.kind,
+        "file_id": str(share.file_id) if share.file_id is not None else None,
+        "items": [{"kind": i.kind, "id": str(i.id), "name": i.name} for i in items or []],
         "url": f"{base_url}/s/{shares.token(secret, share.id)}",
         "serves": share.serves,
         "has_password": share.password_hash is not None,
@@ -56,31 +60,53 @@ async def create(request: Exchange) -> None:
     await request.reply(await request.lookup(_create, request, await request.json()))
 
 
+def _options(request: Exchange, body: dict) -> dict:
+    """A new link's options, from the body and the server's settings."""
+    settings = request.runtime.settings
+    return {
+        "expires_in_days": body.get("expires_in_days"),
+        "expires_in_hours": body.get("expires_in_hours"),
+        "never_expires": body.get("never_expires", False),
+        "password": body.get("password"),
+        "max_downloads": body.get("max_downloads"),
+        "serves": body.get("serves", "zip"),
+        "max_days": settings.share_max_days,
+        "allow_never": settings.share_allow_never,
+        "hashes": passwords.for_settings(settings),
+    }
+
+
 def _create(session: Session, request: Exchange, body: dict) -> Reply:
-    rt = request.runtime
     share = shares.create(
-        session,
-        request.owner(),
-        request.uuid("file_id"),
-        expires_in_days=body.get("expires_in_days"),
-        expires_in_hours=body.get("expires_in_hours"),
-        never_expires=body.get("never_expires", False),
-        password=body.get("password"),
-        max_downloads=body.get("max_downloads"),
-        serves=body.get("serves", "zip"),
-        max_days=rt.settings.share_max_days,
-        allow_never=rt.settings.share_allow_never,
-        hashes=passwords.for_settings(rt.settings),
+        session, request.owner(), request.uuid("file_id"), **_options(request, body)
     )
-    shown = share_json(share, public_base(request), rt.settings.secret_key)
+    return _created(session, request, share)
+
+
+def _created(session: Session, request: Exchange, share: Share) -> Reply:
+    items = selections.items_of(session, [share])[share.id]
+    shown = share_json(share, public_base(request), request.runtime.settings.secret_key, items)
     return json_body(shown, 201, Location=f"/api/v1/shares/{share.id}")
 
 
-def _page(request: Exchange, page: shares.Page) -> Reply:
+async def create_link(request: Exchange) -> None:
+    """Make a link to a file, a folder, or a selection of your files and folders."""
+    await request.reply(await request.lookup(_create_link, request, await request.json()))
+
+
+def _create_link(session: Session, request: Exchange, body: dict) -> Reply:
+    items = selections.parse_items(body.get("items"))
+    options = _options(request, {k: v for k, v in body.items() if k != "items"})
+    share = selections.create(session, request.owner(), items, **options)
+    return _created(session, request, share)
+
+
+def _page(session: Session, request: Exchange, page: shares.Page) -> Reply:
     base, secret = public_base(request), request.runtime.settings.secret_key
+    items = selections.items_of(session, page.items)
     return json_body(
         {
-            "items": [share_json(s, base, secret) for s in page.items],
+            "items": [share_json(s, base, secret, items[s.id]) for s in page.items],
             "next_cursor": page.next_cursor,
             "total": page.total,
         }
@@ -106,7 +132,7 @@ def _list(session: Session, request: Exchange, **where) -> Reply:
         cursor=query.get("cursor"),
         **where,
     )
-    return _page(request, page)
+    return _page(session, request, page)
 
 
 async def revoke(request: Exchange) -> None:
@@ -128,8 +154,9 @@ async def metadata(request: Exchange) -> None:
     await request.reply(await request.read(_metadata, request))
 
 
-def _resolve(session: Session, request: Exchange, **options: bool) -> tuple[Share, File]:
-    """The link the path's token names and its file; its refusals counted."""
+def _resolve(session: Session, request: Exchange, **options: bool) -> tuple[Share, File | None]:
+    """The link the path's token names and its file (None: a folder or selection link);
+    its refusals counted."""
     with refusals_counted():
         secret = request.runtime.settings.secret_key
         return shares.resolve(session, secret, request.path_params["token"], **options)
@@ -143,6 +170,8 @@ def _metadata(session: Session, request: Exchange) -> Reply:
     except AppError as exc:
         exc.headers["Vary"] = "Accept"  # the same URL answers a browser with the page
         raise
+    if file is None:
+        return _listing_json(session, request, share)
     name = file.name if share.serves == "original" else f"{file.name}.zip"
     body = {
         "name": name,
@@ -153,6 +182,43 @@ def _metadata(session: Session, request: Exchange) -> Reply:
         "has_password": share.password_hash is not None,
         "expires_at": _iso(share.expires_at),
         "downloads_left": downloads_left(share),
+    }
+    return json_body(body, 200, Vary="Accept", **headers_for(share))
+
+
+def _listing_json(session: Session, request: Exchange, share: Share) -> Reply:
+    """What a folder or selection link holds, for anyone with it."""
+    with refusals_counted():
+        found, download = selections.listed(session, request.runtime.storage, share)
+    link = f"{public_base(request)}/s/{page_token(request, share)}"
+    body = {
+        "kind": share.kind,
+        "name": found.name,
+        "serves": share.serves,
+        "has_password": share.password_hash is not None,
+        "expires_at": _iso(share.expires_at),
+        "downloads_left": downloads_left(share),
+        "entries": [
+            {
+                "path": entry.path,
+                "file_id": str(entry.file.id),
+                "name": entry.file.name,
+                "size": entry.file.size,
+                "content_type": entry.file.content_type,
+                "status": entry.file.status.value,
+                "content_url": f"{link}/files/{entry.file.id}/content",
+            }
+            for entry in found.entries
+        ],
+        "folders": [place.path for place in found.folders],
+        "total_size": sum(entry.file.size for entry in found.entries),
+        "ready_count": len(found.ready),
+        "pending_count": len(found.entries) - len(found.ready),
+        "archive": {
+            "url": f"{link}/archive",
+            "size": download.size,
+            "etag": download.etag,
+        },
     }
     return json_body(body, 200, Vary="Accept", **headers_for(share))
 
@@ -197,9 +263,18 @@ def _page_html(session: Session, request: Exchange) -> Reply:
         share, file = _resolve(session, request)
         unlock(rt, share, password, request.address)
         with refusals_counted():
-            files.ensure_ready(file)
+            if file is None:
+                found, download = selections.listed(session, rt.storage, share)
+            else:
+                files.ensure_ready(file)
     except AppError as exc:
         return _error_page(exc, "", request, share, file, password)
+    if file is None:
+        return share_page.listing_page(
+            share_page.shared_set(share, found, download),
+            token=page_token(request, share),
+            headers=headers_for(share),
+        )
     shown = share_page.shared_file(share, file)
     return share_page.render(
         200,
@@ -226,18 +301,49 @@ async def content_head(request: Exchange) -> None:
     await _content(request, with_body=False)
 
 
-def _find(session: Session, request: Exchange) -> tuple[Share, File]:
+def _find(session: Session, request: Exchange) -> tuple[Share, File | None]:
     # An exhausted link still answers a resume of one of its counted downloads.
     share, file = _resolve(session, request, exhausted_ok=True)
     session.expunge_all()
     return share, file
 
 
-async def _content(request: Exchange, *, with_body: bool) -> None:
+async def _content(
+    request: Exchange, *, with_body: bool, archive: bool = False, member: bool = False
+) -> None:
     rt = request.runtime
     share, file = await request.lookup(_find, request)
     await request.run(unlock, rt, share, presented_password(request.headers), request.address)
-    await send_shared(request, share, file, with_body=with_body, extra_headers=headers_for(share))
+    if archive and file is not None:
+        raise NotFound("This link shares one file: its download is /s/{token}/content.")
+    await send_shared(
+        request,
+        share,
+        file,
+        with_body=with_body,
+        extra_headers=headers_for(share),
+        member=request.uuid("file_id") if member else None,
+    )
+
+
+async def archive(request: Exchange) -> None:
+    """Download all: the ZIP of every ready file a folder or selection link holds."""
+    await _content(request, with_body=True, archive=True)
+
+
+async def archive_head(request: Exchange) -> None:
+    """Download all's headers without its bytes."""
+    await _content(request, with_body=False, archive=True)
+
+
+async def file_content(request: Exchange) -> None:
+    """One file the link holds (Range, ETag, If-Range supported)."""
+    await _content(request, with_body=True, member=True)
+
+
+async def file_content_head(request: Exchange) -> None:
+    """One file's download headers without its bytes."""
+    await _content(request, with_body=False, member=True)
 
 
 # --- download grants ------------------------------------------------------------------------

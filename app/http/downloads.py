@@ -18,7 +18,7 @@ from app.http.links import refusals_counted
 from app.http.responses import content_disposition
 from app.http.streaming import Allowance, Exchange
 from app.models import File, Share
-from app.services import files, shares
+from app.services import files, selections, shares
 
 DOWNLOAD_CSP = "default-src 'none'; sandbox"
 
@@ -66,16 +66,22 @@ def _beginning_with(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
 async def send_shared(
     request: Exchange,
     share: Share,
-    file: File,
+    file: File | None,
     *,
     with_body: bool,
     extra_headers: Mapping[str, str],
+    member: uuid.UUID | None = None,
 ) -> None:
-    """Answer with what `share` serves, counting the download (a link's or a grant's)."""
+    """Answer with what `share` serves, counting the download (a link's or a grant's): its
+    file, or for a folder or selection link (`file` None) its Download all, or its file
+    `member` (which must be one it holds)."""
+    storage = request.runtime.storage
+    original = share.serves == "original"
     with refusals_counted():
-        result = files.download_of(
-            request.runtime.storage, file, original=share.serves == "original"
-        )
+        if file is not None and member is None:
+            result = files.download_of(storage, file, original=original)
+        else:
+            result = await request.lookup(selections.download, storage, share, member)
         etag, plan, resume = await counted_etag(request, share, result, with_body=with_body)
     sent = 0
     try:

@@ -14,6 +14,8 @@ from app.errors import AppError, Gone, NotFound, NotReady, TooManyRequests, Unau
 from app.http.links import PUBLIC_HEADERS, downloads_left, headers_for
 from app.http.streaming import Reply
 from app.models import File, Share
+from app.services import selections
+from app.services.files import Download
 
 # Nothing but our own stylesheet loads; the form posts only to us; no page may frame it.
 PAGE_CSP = (
@@ -52,6 +54,43 @@ class SharedFile:
     @property
     def status_text(self) -> str:
         return _STATUS_TEXT.get(self.status, self.status)
+
+
+@dataclass(frozen=True)
+class SharedRow:
+    """One row of a folder or selection link's page: a folder, or a file."""
+
+    path: str
+    name: str
+    folder: bool
+    file_id: str = ""
+    size: int = 0
+    content_type: str = ""
+    status: str = ""
+
+    @property
+    def ready(self) -> bool:
+        return self.status == "ready"
+
+    @property
+    def status_text(self) -> str:
+        return _STATUS_TEXT.get(self.status, self.status)
+
+
+@dataclass(frozen=True)
+class SharedSet:
+    """What the page shows of a folder or selection link."""
+
+    name: str
+    kind: str
+    rows: list[SharedRow]
+    file_count: int
+    total_size: int
+    ready_count: int
+    pending_count: int
+    archive_size: int
+    expires_at: str | None
+    downloads_left: int | None
 
 
 def when(value: dt.datetime | None) -> str | None:
@@ -101,6 +140,7 @@ def render(
     tone: str = "",
     password_form: bool = False,
     headers: Mapping[str, str] | None = None,
+    shared: SharedSet | None = None,
 ) -> Reply:
     """The page for one state of a link: `ready`, `locked`, `not_ready` or `gone`.
 
@@ -119,6 +159,7 @@ def render(
             message=message,
             tone=tone,
             password_form=password_form,
+            shared=shared,
         )
     )
     body = html.encode()
@@ -154,6 +195,40 @@ def shared_file(share: Share, file: File) -> SharedFile:
         expires_at=when(share.expires_at),
         downloads_left=downloads_left(share),
     )
+
+
+def shared_set(share: Share, found: selections.Listing, download: Download) -> SharedSet:
+    rows = [SharedRow(p.path, p.path.rsplit("/", 1)[-1], folder=True) for p in found.folders] + [
+        SharedRow(
+            e.path,
+            e.file.name,
+            folder=False,
+            file_id=str(e.file.id),
+            size=e.file.size,
+            content_type=e.file.content_type,
+            status=e.file.status.value,
+        )
+        for e in found.entries
+    ]
+    return SharedSet(
+        name=found.name,
+        kind=share.kind,
+        rows=sorted(rows, key=lambda row: row.path),
+        file_count=len(found.entries),
+        total_size=sum(e.file.size for e in found.entries),
+        ready_count=len(found.ready),
+        pending_count=len(found.entries) - len(found.ready),
+        archive_size=download.size,
+        expires_at=when(share.expires_at),
+        downloads_left=downloads_left(share),
+    )
+
+
+def listing_page(shown: SharedSet, *, token: str, headers: Mapping[str, str]) -> Reply:
+    """The page of a folder or selection link: its files, each with its download, and
+    Download all."""
+    return render(200, state="listing", title=shown.name, root="", token=token, shared=shown,
+                  headers=headers)  # fmt: skip
 
 
 def page_for_error(

@@ -148,9 +148,11 @@ def for_file(
     return Grant("file", file_id, original, expiry, claims.generation, claims.jti)
 
 
-def for_share(share: Share, file: File, *, lifetime: int, now: float | None = None) -> Grant:
-    """A grant for what a link serves, once its password (if any) was given."""
-    files.ensure_ready(file)
+def for_share(share: Share, file: File | None, *, lifetime: int, now: float | None = None) -> Grant:
+    """A grant for what a link serves (a folder or selection link's: its Download all),
+    once its password (if any) was given."""
+    if file is not None:
+        files.ensure_ready(file)
     return Grant("share", share.id, share.serves == "original", _expiry(lifetime, now))
 
 
@@ -176,7 +178,7 @@ def file_of(session: Session, grant: Grant) -> File:
     return file
 
 
-def share_of(session: Session, grant: Grant) -> tuple[Share, File]:
+def share_of(session: Session, grant: Grant) -> tuple[Share, File | None]:
     """The link a share grant opens and its file, checked as every use of the link is."""
     # An exhausted link still answers a resume of one of its counted downloads.
     return shares.resolve_id(session, grant.target, exhausted_ok=True)

@@ -211,6 +211,8 @@ def complete(
         compressed_size=result.compressed_size,
         compression=result.method,
         seek_index=result.seek_index,
+        entry_offset=result.entry_offset,
+        entry_compressed_size=result.entry_compressed_size,
         # Resumable uploads arrive in parts: their digest is first known here.
         sha256=result.sha256,
         processed_at=utcnow(),

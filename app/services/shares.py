@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from app.db import rowcount, utcnow
 from app.errors import Gone, InvalidInput, NotFound, Unauthorized
-from app.models import File, Share, ShareDownload
+from app.models import File, Share, ShareDownload, ShareKind
 from app.services import base64url, files
 from app.services.passwords import Passwords
 from app.services.users import MAX_PASSWORD
@@ -214,6 +214,40 @@ def create(
 ) -> Share:
     """A new link to one of the owner's files (ready or not yet)."""
     _owned_file(session, owner_id, file_id)
+    share = build(
+        owner_id,
+        expires_in_days=expires_in_days,
+        expires_in_hours=expires_in_hours,
+        never_expires=never_expires,
+        password=password,
+        max_downloads=max_downloads,
+        serves=serves,
+        max_days=max_days,
+        allow_never=allow_never,
+        hashes=hashes,
+    )
+    share.file_id = file_id
+    session.add(share)
+    session.commit()
+    return share
+
+
+def build(
+    owner_id: uuid.UUID,
+    *,
+    expires_in_days: int | None = None,
+    expires_in_hours: int | None = None,
+    never_expires: bool = False,
+    password: str | None = None,
+    max_downloads: int | None = None,
+    serves: str = "zip",
+    max_days: int,
+    allow_never: bool,
+    hashes: Passwords,
+    kind: ShareKind = ShareKind.FILE,
+) -> Share:
+    """A new link's row with its options checked, not yet added (its file or items are
+    the caller's)."""
     if serves not in SERVES:
         raise InvalidInput(f"A link serves one of {', '.join(SERVES)}.")
     if sum((expires_in_days is not None, expires_in_hours is not None, never_expires)) > 1:
@@ -235,10 +269,10 @@ def create(
         raise InvalidInput("A download limit is at least 1.")
     if password is not None and not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
         raise InvalidInput(f"A link's password has {MIN_PASSWORD} to {MAX_PASSWORD} characters.")
-    share = Share(
+    return Share(
         # From `secrets`: the token is this id and its HMAC (see the module docstring).
         id=uuid.UUID(bytes=secrets.token_bytes(16), version=4),
-        file_id=file_id,
+        kind=kind,
         owner_id=owner_id,
         serves=serves,
         password_hash=hashes.hash(password) if password is not None else None,
@@ -246,9 +280,6 @@ def create(
         downloads=0,
         expires_at=expires_at,
     )
-    session.add(share)
-    session.commit()
-    return share
 
 
 def _encode_cursor(share: Share) -> str:
@@ -400,25 +431,26 @@ def new_download(share: Share, *, bodiless: bool, starts_at: int) -> Count:
 
 def resolve(
     session: Session, secret: str, presented: str, *, exhausted_ok: bool = False
-) -> tuple[Share, File]:
-    """The link a token names and its file; NotFound (unknown) or Gone (and why)."""
+) -> tuple[Share, File | None]:
+    """The link a token names and its file (None for a folder or selection link, whose
+    files are app.services.selections'); NotFound (unknown) or Gone (and why)."""
     return resolve_id(session, share_id_of(secret, presented), exhausted_ok=exhausted_ok)
 
 
 def resolve_id(
     session: Session, share_id: uuid.UUID, *, exhausted_ok: bool = False
-) -> tuple[Share, File]:
+) -> tuple[Share, File | None]:
     """`resolve` for a link known by its id (a download grant's)."""
     row = session.execute(
-        select(Share, File).join(File, File.id == Share.file_id).where(Share.id == share_id)
+        select(Share, File).outerjoin(File, File.id == Share.file_id).where(Share.id == share_id)
     ).one_or_none()
-    if row is None:
+    if row is None or (row[0].kind == ShareKind.FILE and row[1] is None):
         raise NotFound("There is no such link.")
     share, file = row
     reason = why_gone(share)
     if reason is not None and not (exhausted_ok and reason == "exhausted"):
         raise gone(reason)
-    if share.serves == "original":
+    if share.serves == "original" and file is not None:
         # Its download reads the seek index (a deferred column) after this session ended.
         _ = file.seek_index
     return share, file
