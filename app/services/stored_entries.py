@@ -15,6 +15,7 @@ import struct
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.archive.layout import (
     CENTRAL,
@@ -62,7 +63,9 @@ def locate(session: Session, storage: Storage, file: File) -> EntryAt:
         .execution_options(synchronize_session=False)
     )
     session.commit()
-    file.entry_offset, file.entry_compressed_size = found.data_offset, found.compressed_size
+    # As loaded, not as changed: the session must not write the row again (a version).
+    set_committed_value(file, "entry_offset", found.data_offset)
+    set_committed_value(file, "entry_compressed_size", found.compressed_size)
     return found
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import random
+import struct
 import subprocess
 import uuid
 import zipfile
@@ -394,10 +395,14 @@ def test_the_worker_records_where_each_entry_lies(local_client, local_app, alice
         for name in ("notes.log", "tool", "README"):
             file = session.get(File, uuid.UUID(ids[name]))
             assert file is not None and file.entry_offset is not None
-            with rt.storage.open(file.archive_key) as raw, zipfile.ZipFile(raw) as stored:
-                (info,) = stored.infolist()
+            with rt.storage.open(file.archive_key) as raw:
+                with zipfile.ZipFile(raw) as stored:
+                    (info,) = stored.infolist()
+                raw.seek(info.header_offset + 26)
+                lengths = raw.read(4)
+            name_length, extra_length = struct.unpack("<HH", lengths)
             assert file.entry_compressed_size == info.compress_size
-            assert file.entry_offset == info.header_offset + 30 + len(info.filename.encode())
+            assert file.entry_offset == info.header_offset + 30 + name_length + extra_length
 
 
 def test_files_from_before_are_located_once_and_give_the_same_archive(

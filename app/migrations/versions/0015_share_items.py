@@ -55,7 +55,7 @@ def upgrade() -> None:
     else:
         op.add_column("files", sa.Column("entry_offset", sa.Integer(), nullable=True))
         op.add_column("files", sa.Column("entry_compressed_size", sa.BigInteger(), nullable=True))
-        with _sqlite_rebuild(), op.batch_alter_table("shares") as batch:
+        with _sqlite_rebuild(), _shares_batch() as batch:
             batch.add_column(
                 sa.Column("kind", sa.String(16), nullable=False, server_default="file")
             )
@@ -110,6 +110,42 @@ def _sqlite_rebuild():
             bind.exec_driver_sql("PRAGMA foreign_keys=ON")
 
 
+def _shares_batch(*, kind: bool = False):
+    """A batch rebuild of `shares` from its definition here (`kind`: with that column), not
+    reflected: reflecting it would reflect `users` too, whose expression index SQLAlchemy
+    cannot read."""
+    metadata = sa.MetaData()
+    for referred in ("files", "users"):
+        sa.Table(referred, metadata, sa.Column("id", sa.Uuid(), primary_key=True))
+    file_id = sa.Column("file_id", sa.Uuid(), nullable=kind)
+    table = sa.Table(
+        "shares",
+        metadata,
+        sa.Column("id", sa.Uuid(), nullable=False),
+        *([sa.Column("kind", sa.String(16), nullable=False, server_default="file")] * kind),
+        file_id,
+        sa.Column("owner_id", sa.Uuid(), nullable=False),
+        sa.Column("serves", sa.String(length=8), nullable=False),
+        sa.Column("password_hash", sa.String(length=255), nullable=True),
+        sa.Column("max_downloads", sa.Integer(), nullable=True),
+        sa.Column("downloads", sa.Integer(), nullable=False, server_default="0"),
+        sa.Column("last_downloaded_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_shares"),
+        sa.ForeignKeyConstraint(
+            ["file_id"], ["files.id"], name="fk_shares_file_id_files", ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["owner_id"], ["users.id"], name="fk_shares_owner_id_users", ondelete="CASCADE"
+        ),
+        sa.Index("ix_shares_owner_id_created_at", "owner_id", "created_at", "id"),
+        sa.Index("ix_shares_file_id_created_at", "file_id", "created_at", "id"),
+    )
+    return op.batch_alter_table("shares", copy_from=table, recreate="always")
+
+
 def _constraint_exists(name: str) -> bool:
     found = op.get_bind().execute(
         sa.text("SELECT 1 FROM pg_constraint WHERE conname = :name"), {"name": name}
@@ -127,7 +163,7 @@ def downgrade() -> None:
         op.execute("ALTER TABLE shares ALTER COLUMN file_id SET NOT NULL")
         op.drop_column("shares", "kind")
     else:
-        with _sqlite_rebuild(), op.batch_alter_table("shares") as batch:
+        with _sqlite_rebuild(), _shares_batch(kind=True) as batch:
             batch.alter_column("file_id", existing_type=sa.Uuid(), nullable=False)
             batch.drop_column("kind")
     op.drop_column("files", "entry_compressed_size")
