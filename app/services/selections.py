@@ -38,8 +38,11 @@ from app.errors import InvalidInput, NotFound
 from app.models import File, FileStatus, Folder, Share, ShareItem, ShareKind
 from app.services import files, names, shares, stored_entries
 from app.storage import Storage
+from app.storage.base import CHUNK_SIZE
 
 MAX_ITEMS = 1000
+# Chunks smaller than this are sent joined to what follows them (`coalesced`).
+SMALL = 64 * 1024
 # A folder tree deeper than this is not walked further (folders cannot form a cycle: a move
 # into a descendant is refused; this only bounds a walk over a corrupted tree).
 MAX_DEPTH = 256
@@ -358,13 +361,39 @@ def archive(storage: Storage, found: Listing, *, original: bool) -> files.Downlo
     members.sort(key=lambda pair: pair[0])
     ordered = [m for _, m in members]
     bundle = Bundle(ordered)
+
+    def read(start: int, length: int | None) -> Iterator[bytes]:
+        return coalesced(bundle.read_range(start, length))
+
     return files.Download(
-        read=bundle.read_range,
+        read=read,
         size=bundle.size,
         content_type="application/zip",
         filename=f"{found.name}.zip",
         etag=_etag(found, ordered, original),
     )
+
+
+def coalesced(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """`chunks` with the small ones joined: the archive's headers (a few dozen bytes each,
+    two per file) go out with what follows them, not each on its own (a download sends
+    each chunk with a trip to a worker thread). At most SMALL + CHUNK_SIZE held."""
+    held: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        if size and size + len(chunk) > SMALL + CHUNK_SIZE:
+            yield b"".join(held)
+            held, size = [], 0
+        if not size and len(chunk) >= SMALL:
+            yield chunk  # a whole chunk of data, as read: no copy
+            continue
+        held.append(chunk)
+        size += len(chunk)
+        if size >= SMALL:
+            yield b"".join(held)
+            held, size = [], 0
+    if size:
+        yield b"".join(held)
 
 
 def _member(storage: Storage, entry: Entry, *, original: bool) -> Member:
