@@ -182,10 +182,13 @@ def shares(session: Session, file: str | None, as_json: bool) -> None:
         links = list(api.shares(found["id"] if found else None))
         names = {found["id"]: found["name"]} if found else {}
         for link in links:
-            if link["file_id"] not in names:
+            if link["file_id"] is not None and link["file_id"] not in names:
                 names[link["file_id"]] = api.file(link["file_id"])[0]["name"]
     for link in links:
-        link["file_name"] = names[link["file_id"]]
+        # A folder or selection link has no one file: its items' names say what it shares.
+        shared = [item["name"] + ("/" if item["kind"] == "folder" else "") for item in
+                  link.get("items", [])]  # fmt: skip
+        link["file_name"] = names.get(link["file_id"]) or ", ".join(shared)
     if plainly(links, as_json, "no share links" + (f" for {found['name']}" if found else "")):
         return
     table = Table(box=None, pad_edge=False)

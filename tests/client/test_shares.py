@@ -271,3 +271,21 @@ def test_a_zip_link_saves_under_the_files_current_name(user, stranger):
     exists = stranger.run("get", url, "-o", "out")
     assert exists.returncode == 1
     assert one_error_line(exists).endswith("exists; use --force to overwrite it")
+
+
+def test_links_to_a_folder_and_a_selection_are_listed_by_what_they_share(user, live_server):
+    # Made over the API (the CLI's `share PATH...` is another change): `shares` lists them.
+    auth = {"Authorization": f"Bearer {user.token()}"}
+    file = _uploaded(user)
+    with httpx.Client(base_url=f"{live_server.url}/api/v1", headers=auth, timeout=30) as http:
+        folder = http.post("/folders", json={"name": "reports"}).json()
+        for items in (
+            [{"kind": "folder", "id": folder["id"]}],
+            [{"kind": "folder", "id": folder["id"]}, {"kind": "file", "id": file["id"]}],
+        ):
+            assert http.post("/shares", json={"items": items}).status_code == 201
+    selection, folder_link = _links(user)
+    assert (selection["kind"], selection["file_name"]) == ("selection", "reports/, log.txt")
+    assert (folder_link["kind"], folder_link["file_name"]) == ("folder", "reports/")
+    table = user.ok("shares").stdout
+    assert "reports/, log.txt" in table
