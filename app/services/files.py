@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from app.archive.reader import ArchiveReader
+from app.archive.reader import ArchiveReader, EntryAt
 from app.db import rowcount
 from app.errors import (
     STORAGE_DOWN,
@@ -471,15 +471,12 @@ def ensure_ready(file: File) -> None:
         raise NotReady(detail, headers=headers)
 
 
-def download_of(storage: Storage, file: File, *, original: bool = False) -> Download:
-    """`download` of a file already found (by its owner, or through a share link).
-
-    Everything about the archive's bytes is `app.archive.reader`'s: the original is read
-    from the nearest seek point, a renamed file's ZIP has its headers rewritten.
-    """
-    ensure_ready(file)
-    name = names.archive_name(file.name)  # the file's name, unless it predates the rules
-    archive = ArchiveReader(
+def archive_reader(
+    storage: Storage, file: File, *, original: bool, entry_at: EntryAt | None = None
+) -> ArchiveReader:
+    """The reader of a ready file's stored archive (`entry_at`: where its entry lies, when
+    known; `original`: its seek index loaded, for reading the original)."""
+    return ArchiveReader(
         storage,
         file.archive_key,
         entry_size=file.size,
@@ -490,7 +487,19 @@ def download_of(storage: Storage, file: File, *, original: bool = False) -> Down
         # The archive the job recorded, by its generation where storage keeps them: every
         # read of one download names it, so no response mixes two versions of the object.
         generation=file.archive_generation,
+        entry_at=entry_at,
     )
+
+
+def download_of(storage: Storage, file: File, *, original: bool = False) -> Download:
+    """`download` of a file already found (by its owner, or through a share link).
+
+    Everything about the archive's bytes is `app.archive.reader`'s: the original is read
+    from the nearest seek point, a renamed file's ZIP has its headers rewritten.
+    """
+    ensure_ready(file)
+    name = names.archive_name(file.name)  # the file's name, unless it predates the rules
+    archive = archive_reader(storage, file, original=original)
     if original:
         return Download(
             read=archive.read_original,

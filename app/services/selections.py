@@ -401,16 +401,7 @@ def _member(storage: Storage, entry: Entry, *, original: bool) -> Member:
     at = stored_entries.recorded(file)
     if at is None:
         raise AssertionError(f"{file.id}: not located (call locate_all first)")
-    reader = ArchiveReader(
-        storage,
-        file.archive_key,
-        entry_size=file.size,
-        entry_crc32=file.crc32,
-        archive_size=file.compressed_size,
-        seek_index=file.seek_index if original else None,
-        generation=file.archive_generation,
-        entry_at=at,
-    )
+    reader = files.archive_reader(storage, file, original=original, entry_at=at)
     if original:
         # Stored, as the original's bytes: inflated on the way from the nearest seek point.
         return Member(entry.path, STORED, file.crc32, file.size, file.size, file.created_at,

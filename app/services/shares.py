@@ -197,35 +197,11 @@ def _owned_file(session: Session, owner_id: uuid.UUID, file_id: uuid.UUID) -> Fi
     return files.get(session, owner_id, file_id)
 
 
-def create(
-    session: Session,
-    owner_id: uuid.UUID,
-    file_id: uuid.UUID,
-    *,
-    expires_in_days: int | None = None,
-    expires_in_hours: int | None = None,
-    never_expires: bool = False,
-    password: str | None = None,
-    max_downloads: int | None = None,
-    serves: str = "zip",
-    max_days: int,
-    allow_never: bool,
-    hashes: Passwords,
-) -> Share:
-    """A new link to one of the owner's files (ready or not yet)."""
+def create(session: Session, owner_id: uuid.UUID, file_id: uuid.UUID, **options) -> Share:
+    """A new link to one of the owner's files (ready or not yet); `options` as `build`
+    takes them."""
     _owned_file(session, owner_id, file_id)
-    share = build(
-        owner_id,
-        expires_in_days=expires_in_days,
-        expires_in_hours=expires_in_hours,
-        never_expires=never_expires,
-        password=password,
-        max_downloads=max_downloads,
-        serves=serves,
-        max_days=max_days,
-        allow_never=allow_never,
-        hashes=hashes,
-    )
+    share = build(owner_id, **options)
     share.file_id = file_id
     session.add(share)
     session.commit()

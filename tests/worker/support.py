@@ -6,15 +6,20 @@ or a second connection must see their rows), so their accounts are committed row
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import redis
 
 from app.queue import COMPRESS_UPLOAD, QUEUE, SMALL_QUEUE
-from tests.helpers import WorkerProcess, wait_until
+from app.runtime import build_runtime
+from app.settings import Settings
+from tests.helpers import Account, WorkerProcess, committed_account, fresh_database, wait_until
 
 RESULT = re.compile(r"compress_upload\[[0-9a-f-]+\] succeeded in \S+s: '([a-z-]+)'")
 
@@ -73,3 +78,39 @@ def unzip_test(path: Path) -> None:
     done = subprocess.run(["unzip", "-t", str(path)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr
     assert "No errors detected" in done.stdout, done.stdout[-2000:]
+
+
+@dataclasses.dataclass
+class LiveWorker:
+    """An app that commits and sends its jobs to a Celery worker of its own."""
+
+    client: object  # the app's test client
+    account: Account
+    storage: object
+    worker: WorkerProcess
+
+
+@contextlib.contextmanager
+def live_worker(
+    settings: Settings, tmp_path: Path, prefix: str, concurrency: int = 1
+) -> Iterator[LiveWorker]:
+    """This backend's app with a Celery worker (started at once, to boot meanwhile), on a
+    database (`prefix`) and a `filesystem://` broker of their own."""
+    from app.web import create_app
+
+    with fresh_database(prefix) as url:
+        own = dataclasses.replace(
+            settings, database_url=url, broker_url="filesystem://", data_dir=tmp_path / "data"
+        )
+        worker = WorkerProcess(own, tmp_path / "worker.log", concurrency=concurrency).start()
+        try:
+            rt = build_runtime(own)
+            try:
+                app = create_app(own, runtime=rt)
+                account = committed_account(rt.sessions, own)
+                with app.test_client() as client:
+                    yield LiveWorker(client, account, rt.storage, worker)
+            finally:
+                rt.sessions.kw["bind"].dispose()
+        finally:
+            worker.kill()

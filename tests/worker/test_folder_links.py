@@ -5,7 +5,6 @@ the whole folder (both storage backends; the worker on a database and a broker o
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import os
 import zipfile
@@ -13,16 +12,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.runtime import build_runtime
 from tests.helpers import (
-    Account,
-    WorkerProcess,
-    committed_account,
-    fresh_database,
     upload,
     wait_until,
 )
-from tests.worker.support import unzip_test
+from tests.worker.support import LiveWorker, live_worker, unzip_test
 
 LOG = b"".join(
     b"2026-12-07T10:%02d:%02dZ INFO req=%08x GET /api/v1/files/%d 200\n"
@@ -31,33 +25,10 @@ LOG = b"".join(
 )  # ~24 MiB: deflated in parallel blocks (over 16 MiB)
 
 
-@dataclasses.dataclass
-class LiveWorker:
-    client: object
-    account: Account
-    worker: WorkerProcess
-
-
 @pytest.fixture
 def live(settings, tmp_path) -> Iterator[LiveWorker]:
-    from app.web import create_app
-
-    with fresh_database("instashare_folder_links") as url:
-        own = dataclasses.replace(
-            settings, database_url=url, broker_url="filesystem://", data_dir=tmp_path / "data"
-        )
-        worker = WorkerProcess(own, tmp_path / "worker.log", concurrency=2).start()
-        try:
-            rt = build_runtime(own)
-            try:
-                app = create_app(own, runtime=rt)
-                account = committed_account(rt.sessions, own)
-                with app.test_client() as client:
-                    yield LiveWorker(client, account, worker)
-            finally:
-                rt.sessions.kw["bind"].dispose()
-        finally:
-            worker.kill()
+    with live_worker(settings, tmp_path, "instashare_folder_links", concurrency=2) as running:
+        yield running
 
 
 def _ready_count(live: LiveWorker, path: str, wanted: int) -> dict:

@@ -32,16 +32,14 @@ from app.services.spool import SpooledUpload
 from tests.helpers import (
     Account,
     InlineJobs,
-    WorkerProcess,
     committed_account,
-    fresh_database,
     remove_account,
     run_jobs,
     runtime,
     upload,
     wait_until,
 )
-from tests.worker.support import unzip_test
+from tests.worker.support import LiveWorker, live_worker, unzip_test
 
 ORDER = ["pending", "processing", "ready"]
 
@@ -85,35 +83,10 @@ def listed(client, account, file_id: str, **query) -> dict:
 # A real worker, on a database and a broker of its own.
 
 
-@dataclasses.dataclass
-class LiveWorker:
-    client: object  # a test client of an app that commits and sends its jobs to the broker
-    account: Account
-    storage: object
-    worker: WorkerProcess
-
-
 @pytest.fixture
 def live(settings, tmp_path) -> Iterator[LiveWorker]:
-    """This backend's app with a Celery worker (started at once, to boot meanwhile)."""
-    from app.web import create_app
-
-    with fresh_database("instashare_lifecycle") as url:
-        own = dataclasses.replace(
-            settings, database_url=url, broker_url="filesystem://", data_dir=tmp_path / "data"
-        )
-        worker = WorkerProcess(own, tmp_path / "worker.log", concurrency=1).start()
-        try:
-            rt = build_runtime(own)
-            try:
-                app = create_app(own, runtime=rt)
-                account = committed_account(rt.sessions, own)
-                with app.test_client() as client:
-                    yield LiveWorker(client, account, rt.storage, worker)
-            finally:
-                rt.sessions.kw["bind"].dispose()
-        finally:
-            worker.kill()
+    with live_worker(settings, tmp_path, "instashare_lifecycle") as running:
+        yield running
 
 
 def test_status_moves_forward_to_ready(live):
