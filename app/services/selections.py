@@ -22,6 +22,7 @@ holds (a file added, made ready, renamed, moved or deleted) is a new ETag.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import posixpath
 import uuid
@@ -46,6 +47,11 @@ SMALL = 64 * 1024
 # A folder tree deeper than this is not walked further (folders cannot form a cycle: a move
 # into a descendant is refused; this only bounds a walk over a corrupted tree).
 MAX_DEPTH = 256
+
+
+# A name as archives carry it (`names.archive_name`, which checks every character), kept:
+# a folder's names are the same at every download of its link.
+_archive_name = functools.lru_cache(maxsize=16_384)(names.archive_name)
 
 
 @dataclass(frozen=True)
@@ -225,7 +231,7 @@ def listing(session: Session, share: Share, *, original: bool = False) -> Listin
     for row in items:
         named = top_files.get(row.file_id) or top_folders.get(row.folder_id)
         if named is not None:
-            top[named.id] = _unclashed(names.archive_name(named.name), taken)
+            top[named.id] = _unclashed(_archive_name(named.name), taken)
     found_entries = [Entry(top[f.id], f) for f in top_files.values()]
     found_folders = [FolderEntry(top[f.id], f.created_at) for f in top_folders.values()]
     if top_folders:
@@ -234,7 +240,7 @@ def listing(session: Session, share: Share, *, original: bool = False) -> Listin
             found_folders.append(FolderEntry(f"{top[root]}/{path}", created))
         for root, path, file in sub_files:
             found_entries.append(
-                Entry(posixpath.join(top[root], path, names.archive_name(file.name)), file)
+                Entry(posixpath.join(top[root], path, _archive_name(file.name)), file)
             )
     # A folder link is called after its folder; a selection after its one item, if one.
     name = next(iter(top.values())) if len(top) == 1 else f"{len(top)} items"
@@ -296,7 +302,7 @@ def _trees(session: Session, owner_id: uuid.UUID, roots: list[uuid.UUID], option
 def _folder_path(path: str) -> str:
     """A path the tree built (`a/b/`) as entries name it (`a/b`), each name as archives
     carry it."""
-    return "/".join(names.archive_name(part) for part in path.split("/") if part)
+    return "/".join(_archive_name(part) for part in path.split("/") if part)
 
 
 def member(session: Session, share: Share, file_id: uuid.UUID, *, original: bool) -> File:
