@@ -141,6 +141,7 @@ def render(
     password_form: bool = False,
     headers: Mapping[str, str] | None = None,
     shared: SharedSet | None = None,
+    share_kind: str = "",
 ) -> Reply:
     """The page for one state of a link: `ready`, `locked`, `not_ready` or `gone`.
 
@@ -160,6 +161,7 @@ def render(
             tone=tone,
             password_form=password_form,
             shared=shared,
+            share_kind=share_kind,
         )
     )
     body = html.encode()
@@ -281,6 +283,7 @@ def page_for_error(
             tone="error",
             password_form=True,
             headers={**headers, **FORM_CHALLENGE},
+            share_kind=share.kind if share is not None else "",
         )
     if isinstance(exc, TooManyRequests):
         retry = exc.headers.get("Retry-After", "60")
@@ -297,6 +300,7 @@ def page_for_error(
             tone="error",
             password_form=True,
             headers=headers,
+            share_kind=share.kind if share is not None else "",
         )
     if isinstance(exc, NotReady) and share is not None and file is not None:
         if "Retry-After" in exc.headers:

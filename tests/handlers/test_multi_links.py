@@ -496,3 +496,21 @@ def test_a_selection_changing_while_it_is_downloaded(live, tmp_path, serves):
     resumed = live.http.get(url, headers={"Range": f"bytes={len(got)}-", "If-Range": etag})
     assert resumed.status_code == 200 and resumed.headers["ETag"] != etag
     assert unzipped(resumed.content, tmp_path)["release/added.txt"] == b"added while downloading"
+
+
+def test_a_browser_unlocks_a_folder_link_and_downloads_it_all(local_client, local_app, alice):
+    ids = a_release(local_client, local_app, alice)
+    path = path_of(link(local_client, alice, ("folder", ids["release"]), password="open sesame"))
+    locked = local_client.get(path, headers=BROWSER)
+    assert locked.status_code == 401
+    assert "Files were shared with you" in locked.text and "all as one ZIP" in locked.text
+    posted = local_client.post(
+        path + "/grants", data={"password": "open sesame"}, headers=BROWSER,
+        follow_redirects=False,
+    )  # fmt: skip
+    assert posted.status_code == 303
+    grant = posted.headers["Location"].removeprefix("../..")
+    got = local_client.get(grant)
+    assert got.status_code == 200 and got.headers["Content-Type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(got.content)) as archive:
+        assert archive.read("release/bin/tool") == TOOL
