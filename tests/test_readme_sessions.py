@@ -86,7 +86,7 @@ def dev(tmp_path_factory) -> Iterator[DevServer]:
 
 
 def test_the_blocks_are_marked():
-    # files, share links, a folder link, resumable uploads, folders, the end
+    # files, share links, resumable uploads, folders, a folder link, the end
     assert len(session_blocks("curl")) == 6
     assert len(session_blocks("cli")) == 1
 
