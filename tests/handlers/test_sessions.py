@@ -198,6 +198,11 @@ REQUESTS = {
     "app.handlers.shares.create": ("POST", f"/api/v1/files/{FILE_ID}/shares", {"json": {}}),
     "app.handlers.shares.list_for_file": ("GET", f"/api/v1/files/{FILE_ID}/shares", {}),
     "app.handlers.shares.list_all": ("GET", "/api/v1/shares", {}),
+    "app.handlers.shares.create_link": (
+        "POST",
+        "/api/v1/shares",
+        {"json": {"items": [{"kind": "file", "id": FILE_ID}]}},
+    ),
     "app.handlers.shares.revoke": ("DELETE", f"/api/v1/shares/{FILE_ID}", {}),
     "app.handlers.downloads.create": (
         "POST",
