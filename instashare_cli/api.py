@@ -93,6 +93,52 @@ def encode_metadata(values: dict[str, str]) -> str:
     )
 
 
+def _chunk_headers(length: int, offset: int, sha1: bytes) -> dict[str, str]:
+    """A tus request's headers for `length` bytes at `offset`, with their SHA-1 checked."""
+    return {
+        "Content-Type": "application/offset+octet-stream",
+        "Content-Length": str(length),
+        "Upload-Offset": str(offset),
+        "Upload-Checksum": f"sha1 {base64.b64encode(sha1).decode()}",
+    }
+
+
+def _from(start: int, if_range: str | None) -> dict[str, str]:
+    """The headers of a download from byte `start`, if the ETag is still `if_range`."""
+    if not start:
+        return {}
+    return {"Range": f"bytes={start}-", **({"If-Range": if_range} if if_range else {})}
+
+
+def _folder_param(folder_id: str | None, **params: Any) -> dict[str, Any]:
+    """Query parameters naming a folder (none for the root)."""
+    return {**params, "folder_id": folder_id} if folder_id else params
+
+
+def share_options(
+    *,
+    expires_in_days: int | None = None,
+    expires_in_hours: int | None = None,
+    never_expires: bool = False,
+    password: str | None = None,
+    max_downloads: int | None = None,
+    original: bool = False,
+) -> dict[str, Any]:
+    """The body of a new link: what it serves, its lifetime, password and download limit."""
+    body: dict[str, Any] = {"serves": "original" if original else "zip"}
+    if never_expires:
+        body["never_expires"] = True
+    elif expires_in_hours is not None:
+        body["expires_in_hours"] = expires_in_hours
+    elif expires_in_days is not None:
+        body["expires_in_days"] = expires_in_days
+    if password is not None:
+        body["password"] = password
+    if max_downloads is not None:
+        body["max_downloads"] = max_downloads
+    return body
+
+
 class _Client:
     """HTTP to one server: connections, a retry on a stale one, errors as ApiError."""
 
@@ -132,6 +178,16 @@ class _Client:
         if response.status_code >= 400:
             raise _problem(response)
         return response
+
+    def _pages(self, path: str, params: dict[str, Any]) -> Iterator[dict]:
+        """GET a paginated listing's items, following `next_cursor` to the last page."""
+        params = dict(params)
+        while True:
+            page = self._send("GET", path, params=params).json()
+            yield from page["items"]
+            if not page.get("next_cursor"):
+                return
+            params["cursor"] = page["next_cursor"]
 
     @contextlib.contextmanager
     def _stream(self, request: httpx.Request) -> Iterator[Download]:
@@ -197,12 +253,7 @@ class Api(_Client):
         params: dict[str, Any] = {"limit": page_size, "sort": sort}
         if status:
             params["status"] = status
-        while True:
-            page = self._send("GET", "/files", params=params).json()
-            yield from page["items"]
-            if not page.get("next_cursor"):
-                return
-            params["cursor"] = page["next_cursor"]
+        return self._pages("/files", params)
 
     def count_files(self, *, status: str | None = None) -> int:
         """How many files you have (in `status`): one page's `total`, whatever the count."""
@@ -216,27 +267,57 @@ class Api(_Client):
         response = self._send("GET", f"/files/{quote(file_id, safe='')}")
         return response.json(), response.headers.get("ETag")
 
-    def rename(self, file_id: str, name: str, etag: str | None = None) -> dict:
-        """PATCH /files/{id}; with `etag`, only if nobody changed the file since."""
+    def update_file(self, file_id: str, changes: dict[str, Any], etag: str | None = None) -> dict:
+        """PATCH /files/{id}: `name` and/or `folder_id` (None: the root); with `etag`, only
+        if nobody changed the file since."""
         headers = {"If-Match": etag} if etag else {}
         return self._send(
-            "PATCH", f"/files/{quote(file_id, safe='')}", json={"name": name}, headers=headers
+            "PATCH", f"/files/{quote(file_id, safe='')}", json=changes, headers=headers
         ).json()
 
     def delete(self, file_id: str) -> None:
         """DELETE /files/{id}."""
         self._send("DELETE", f"/files/{quote(file_id, safe='')}")
 
+    # folders
+
+    def entries(
+        self, folder_id: str | None, *, sort: str = "name", page_size: int = PAGE_SIZE
+    ) -> Iterator[dict]:
+        """GET /entries: a folder's (None: the root's) subfolders, then its files, each with
+        its `kind`, following `next_cursor` to the last page."""
+        return self._pages("/entries", _folder_param(folder_id, limit=page_size, sort=sort))
+
+    def count_entries(self, folder_id: str | None) -> int:
+        """How many folders and files a folder holds: one page's `total`."""
+        params = _folder_param(folder_id, limit=1)
+        return int(self._send("GET", "/entries", params=params).json()["total"])
+
+    def folder(self, folder_id: str) -> dict:
+        """GET /folders/{id}: the folder and its `ancestors`, root-most first."""
+        return self._send("GET", f"/folders/{quote(folder_id, safe='')}").json()
+
+    def create_folder(self, name: str, parent_id: str | None) -> dict:
+        """POST /folders: a new folder in `parent_id` (None: the root)."""
+        body: dict[str, Any] = {"name": name}
+        if parent_id is not None:
+            body["parent_id"] = parent_id
+        return self._send("POST", "/folders", json=body).json()
+
+    def update_folder(self, folder_id: str, changes: dict[str, Any]) -> dict:
+        """PATCH /folders/{id}: `name` and/or `parent_id` (None: the root)."""
+        return self._send("PATCH", f"/folders/{quote(folder_id, safe='')}", json=changes).json()
+
+    def delete_folder(self, folder_id: str) -> None:
+        """DELETE /folders/{id}: the folder and everything in it."""
+        self._send("DELETE", f"/folders/{quote(folder_id, safe='')}")
+
     @contextlib.contextmanager
     def download(
         self, file_id: str, *, original: bool, start: int = 0, if_range: str | None = None
     ) -> Iterator[Download]:
         """GET /files/{id}/content, streamed; from byte `start` if the ETag is still `if_range`."""
-        headers = {}
-        if start:
-            headers["Range"] = f"bytes={start}-"
-            if if_range:
-                headers["If-Range"] = if_range
+        headers = _from(start, if_range)
         params = {"format": "original" if original else "zip"}
         request = self._http.build_request(
             "GET", f"/files/{quote(file_id, safe='')}/content", params=params, headers=headers
@@ -246,41 +327,21 @@ class Api(_Client):
 
     # share links (the owner's side)
 
-    def create_share(
-        self,
-        file_id: str,
-        *,
-        expires_in_days: int | None = None,
-        expires_in_hours: int | None = None,
-        never_expires: bool = False,
-        password: str | None = None,
-        max_downloads: int | None = None,
-        original: bool = False,
-    ) -> dict:
-        """POST /files/{id}/shares: the new link, with its `url`."""
-        body: dict[str, Any] = {"serves": "original" if original else "zip"}
-        if never_expires:
-            body["never_expires"] = True
-        elif expires_in_hours is not None:
-            body["expires_in_hours"] = expires_in_hours
-        elif expires_in_days is not None:
-            body["expires_in_days"] = expires_in_days
-        if password is not None:
-            body["password"] = password
-        if max_downloads is not None:
-            body["max_downloads"] = max_downloads
+    def create_share(self, file_id: str, **options: Any) -> dict:
+        """POST /files/{id}/shares: a link to one file, with its `url` (`options`: see
+        `share_options`)."""
+        body = share_options(**options)
         return self._send("POST", f"/files/{quote(file_id, safe='')}/shares", json=body).json()
+
+    def create_multi_share(self, items: list[dict[str, str]], **options: Any) -> dict:
+        """POST /shares: a link to a folder or to a selection of `items` ({kind, id})."""
+        body = {"items": items, **share_options(**options)}
+        return self._send("POST", "/shares", json=body).json()
 
     def shares(self, file_id: str | None = None, *, page_size: int = PAGE_SIZE) -> Iterator[dict]:
         """GET /shares (or /files/{id}/shares), following `next_cursor` to the last page."""
         path = f"/files/{quote(file_id, safe='')}/shares" if file_id else "/shares"
-        params: dict[str, Any] = {"limit": page_size}
-        while True:
-            page = self._send("GET", path, params=params).json()
-            yield from page["items"]
-            if not page.get("next_cursor"):
-                return
-            params["cursor"] = page["next_cursor"]
+        return self._pages(path, {"limit": page_size})
 
     def revoke_share(self, share_id: str) -> None:
         """DELETE /shares/{id}."""
@@ -293,13 +354,19 @@ class Api(_Client):
             method, url, headers={"Tus-Resumable": TUS_VERSION, **(headers or {})}, **kwargs
         )
 
-    def upload_create(self, length: int, metadata: dict[str, str]) -> str:
-        """POST /uploads: the new upload's absolute URL."""
-        response = self._tus(
-            "POST",
-            "/uploads",
-            {"Upload-Length": str(length), "Upload-Metadata": encode_metadata(metadata)},
-        )
+    def upload_create(
+        self, length: int, metadata: dict[str, str], whole: tuple[bytes, bytes] | None = None
+    ) -> str:
+        """POST /uploads: the new upload's absolute URL. With `whole` (the bytes and their
+        SHA-1), the upload's every byte goes in the same request (creation-with-upload)."""
+        headers = {"Upload-Length": str(length), "Upload-Metadata": encode_metadata(metadata)}
+        content = None
+        if whole is not None:
+            content, sha1 = whole
+            headers |= _chunk_headers(len(content), 0, sha1)
+        response = self._tus("POST", "/uploads", headers, content=content)
+        if whole is not None and int(response.headers.get("Upload-Offset", -1)) != length:
+            raise ApiError(None, f"{self.server} did not take the whole upload at once")
         url = response.url.join(response.headers.get("Location", ""))
         # The token goes wherever this URL points: only ever to this server's API.
         home = httpx.URL(f"{self.server}{BASE_PATH}/uploads/")
@@ -317,17 +384,7 @@ class Api(_Client):
         self, url: str, offset: int, body: Iterable[bytes], length: int, sha1: bytes
     ) -> int:
         """PATCH `length` bytes at `offset` (with their SHA-1 checked); the new offset."""
-        response = self._tus(
-            "PATCH",
-            url,
-            {
-                "Content-Type": "application/offset+octet-stream",
-                "Content-Length": str(length),
-                "Upload-Offset": str(offset),
-                "Upload-Checksum": f"sha1 {base64.b64encode(sha1).decode()}",
-            },
-            content=body,
-        )
+        response = self._tus("PATCH", url, _chunk_headers(length, offset, sha1), content=body)
         return int(response.headers["Upload-Offset"])
 
     def upload_cancel(self, url: str) -> None:
@@ -375,12 +432,17 @@ class ShareLink(_Client):
     @contextlib.contextmanager
     def download(self, *, start: int = 0, if_range: str | None = None) -> Iterator[Download]:
         """GET /s/{token}/content, streamed; from byte `start` if the ETag is still `if_range`."""
-        headers = self._password_headers()
-        if start:
-            headers["Range"] = f"bytes={start}-"
-            if if_range:
-                headers["If-Range"] = if_range
+        headers = {**self._password_headers(), **_from(start, if_range)}
         request = self._http.build_request("GET", f"{self.url}/content", headers=headers)
+        with self._stream(request) as download:
+            yield download
+
+    @contextlib.contextmanager
+    def download_all(self, *, start: int = 0, if_range: str | None = None) -> Iterator[Download]:
+        """GET /s/{token}/archive: a multi-file link's ZIP of all its ready files, streamed;
+        from byte `start` if the ETag is still `if_range`."""
+        headers = {**self._password_headers(), **_from(start, if_range)}
+        request = self._http.build_request("GET", f"{self.url}/archive", headers=headers)
         with self._stream(request) as download:
             yield download
 

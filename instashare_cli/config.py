@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,9 +134,14 @@ class UploadState:
         self.path = (directory or config_dir()) / "uploads.json"
 
     @staticmethod
-    def key(server: str, path: Path, size: int, mtime_ns: int, name: str) -> str:
-        """A stable key: the same file, unchanged, sent under the same name to the same server."""
-        raw = json.dumps([server, str(path), size, mtime_ns, name])
+    def key(
+        server: str, path: Path, size: int, mtime_ns: int, name: str, folder_id: str | None = None
+    ) -> str:
+        """A stable key: the same file, unchanged, sent under the same name (into the same
+        folder) to the same server."""
+        raw = json.dumps(
+            [server, str(path), size, mtime_ns, name, *([folder_id] if folder_id else [])]
+        )
         return hashlib.sha256(raw.encode()).hexdigest()
 
     def _load(self) -> dict[str, Any]:
@@ -164,6 +170,32 @@ class UploadState:
         if data.pop(key, None) is not None:
             _write_private(self.path, data)
 
+    def slot(self, server: str, path: Path, name: str, folder_id: str | None) -> UploadSlot:
+        """Where the upload of `path` as `name` into a folder (None: the root) of `server` is
+        kept while unfinished."""
+        path = path.resolve()
+        stat = path.stat()
+        key = self.key(server, path, stat.st_size, stat.st_mtime_ns, name, folder_id)
+        return UploadSlot(self, key, path)
+
+
+@dataclass(frozen=True)
+class UploadSlot:
+    """One file's entry in `uploads.json` (a transfer.Slot)."""
+
+    state: UploadState
+    key: str
+    path: Path
+
+    def get(self) -> str | None:
+        return self.state.get(self.key)
+
+    def put(self, url: str) -> None:
+        self.state.put(self.key, url, self.path)
+
+    def drop(self) -> None:
+        self.state.drop(self.key)
+
 
 class DownloadState:
     """`downloads.json`: a share link's URL → where an unfinished download of it is saved."""
@@ -177,22 +209,123 @@ class DownloadState:
         except ConfigError:
             return {}  # only resumption is lost
 
-    def get(self, url: str) -> Path | None:
-        """Where the last run saved `url` to, if it stopped with the bytes still partial."""
+    def get(self, url: str) -> tuple[Path, bool] | None:
+        """Where the last run saved `url` to, if it stopped with the bytes still partial; and
+        whether it was a multi-file link's ZIP of everything."""
         entry = self._load().get(url)
-        return Path(entry["path"]) if isinstance(entry, dict) and entry.get("path") else None
+        if not isinstance(entry, dict) or not entry.get("path"):
+            return None
+        return Path(entry["path"]), bool(entry.get("archive"))
 
-    def put(self, url: str, target: Path) -> None:
+    def put(self, url: str, target: Path, archive: bool = False) -> None:
         now = time.time()
         data = {
             k: v
             for k, v in self._load().items()
             if isinstance(v, dict) and now - v.get("saved_at", 0) < UPLOAD_STATE_MAX_AGE
         }
-        data[url] = {"path": str(target.resolve()), "saved_at": now}
+        data[url] = {"path": str(target.resolve()), "archive": archive, "saved_at": now}
         _write_private(self.path, data)
 
     def drop(self, url: str) -> None:
         data = self._load()
         if data.pop(url, None) is not None:
             _write_private(self.path, data)
+
+
+class TreeJournal:
+    """`trees/<key>.jsonl`: one `upload -r` of some paths into a folder of a server, a line
+    per upload begun (its URL) and per upload finished (its file id), until all are up.
+
+    Lines are appended (several threads upload at once; each line is one write), so a run
+    that dies anywhere leaves at worst a torn last line, which is ignored.
+    """
+
+    def __init__(self, server: str, paths: list[Path], folder_id: str | None):
+        raw = json.dumps([server, sorted(str(p.resolve()) for p in paths), folder_id or ""])
+        name = hashlib.sha256(raw.encode()).hexdigest()
+        self.path = config_dir() / "trees" / f"{name}.jsonl"
+        self._lock = threading.Lock()
+        self._out: int | None = None
+        self._begun: dict[str, dict[str, Any]] = {}
+        self._done: dict[str, dict[str, Any]] = {}
+        self._load()
+
+    def _load(self) -> None:
+        try:
+            if time.time() - self.path.stat().st_mtime > UPLOAD_STATE_MAX_AGE:
+                self.path.unlink()  # the server has long forgotten those uploads
+                return
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return
+        for line in lines:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                record = json.loads(line)
+                into = self._done if "file_id" in record else self._begun
+                into[record["path"]] = record
+
+    @staticmethod
+    def _same(record: dict[str, Any] | None, size: int, mtime_ns: int) -> bool:
+        return record is not None and (record.get("size"), record.get("mtime_ns")) == (
+            size,
+            mtime_ns,
+        )
+
+    def finished(self, relative: str, size: int, mtime_ns: int) -> str | None:
+        """The file id an earlier run uploaded this file (unchanged since) as, if it did."""
+        record = self._done.get(relative)
+        return record["file_id"] if self._same(record, size, mtime_ns) else None
+
+    def slot(self, relative: str, size: int, mtime_ns: int) -> TreeSlot:
+        return TreeSlot(self, relative, size, mtime_ns)
+
+    def begun(self, relative: str, size: int, mtime_ns: int) -> str | None:
+        record = self._begun.get(relative)
+        return record["url"] if self._same(record, size, mtime_ns) else None
+
+    def append(self, record: dict[str, Any]) -> None:
+        line = (json.dumps(record, ensure_ascii=False) + "\n").encode()
+        with self._lock:
+            if self._out is None:
+                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+                self._out = os.open(self.path, flags, 0o600)
+            os.write(self._out, line)
+            into = self._done if "file_id" in record else self._begun
+            into[record["path"]] = record
+
+    def close(self, *, complete: bool) -> None:
+        """Stop writing; with `complete` (every file is up), forget the tree."""
+        with self._lock:
+            if self._out is not None:
+                os.close(self._out)
+                self._out = None
+            if complete:
+                with contextlib.suppress(FileNotFoundError):
+                    self.path.unlink()
+
+
+@dataclass(frozen=True)
+class TreeSlot:
+    """One file's lines in a TreeJournal (a transfer.Slot)."""
+
+    journal: TreeJournal
+    relative: str
+    size: int
+    mtime_ns: int
+
+    def _record(self, **values: Any) -> dict[str, Any]:
+        return {"path": self.relative, "size": self.size, "mtime_ns": self.mtime_ns, **values}
+
+    def get(self) -> str | None:
+        return self.journal.begun(self.relative, self.size, self.mtime_ns)
+
+    def put(self, url: str) -> None:
+        self.journal.append(self._record(url=url))
+
+    def drop(self) -> None:
+        self.journal.append(self._record(url=None))
+
+    def done(self, file_id: str) -> None:
+        self.journal.append(self._record(file_id=file_id))

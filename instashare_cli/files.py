@@ -1,4 +1,4 @@
-"""Commands for your own files: upload, ls, mv, rm, get."""
+"""Commands for moving your files' bytes: upload (files, or directories with -r), get."""
 
 from __future__ import annotations
 
@@ -8,12 +8,10 @@ from pathlib import Path
 
 import click
 from rich.filesize import decimal
-from rich.table import Table
-from rich.text import Text
 
-from instashare_cli import shares, transfer
+from instashare_cli import remote, shares, transfer, tree
 from instashare_cli.api import Api, ApiError, share_link
-from instashare_cli.config import UploadState
+from instashare_cli.config import TreeJournal, UploadState
 from instashare_cli.failures import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -22,18 +20,11 @@ from instashare_cli.failures import (
     failure,
     resumable,
 )
-from instashare_cli.output import Bars, count, destination, plainly, stderr, stdout, when
-from instashare_cli.session import Session, pass_session, resolve
+from instashare_cli.output import Bars, Tally, count, destination, stderr, stdout
+from instashare_cli.remote import Entry
+from instashare_cli.session import Session, pass_session
 
-STATUS_STYLE = {"ready": "green", "failed": "red", "processing": "yellow", "pending": "cyan"}
-SORTS = ["created_at", "-created_at", "name", "-name"]
-STATUSES = ["pending", "processing", "ready", "failed"]
 POLL_SECONDS = (0.2, 0.5, 1.0, 2.0)  # --wait asks often at first, then every 2 s
-
-
-def _is_about_this_file(error: ApiError) -> bool:
-    """A refusal of one file (name taken, too large, ...), after which the others can go on."""
-    return error.status is not None and 400 <= error.status < 500 and error.status not in (401, 403)
 
 
 def _wait_until_processed(api: Api, file_ids: list[str]) -> list[dict]:
@@ -54,10 +45,103 @@ def _wait_until_processed(api: Api, file_ids: list[str]) -> list[dict]:
             delay = next(delays, delay)
 
 
+def _wait_for_many(api: Api, file_ids: list[str]) -> tuple[int, list[dict]]:
+    """Wait until each file is ready or failed, asking for the pending and processing ones
+    (a page per 100, not a request per file); how many are ready, and the failed ones."""
+    waiting = set(file_ids)
+    delays = iter(POLL_SECONDS)
+    delay = next(delays)
+    with stderr.status(f"waiting for the server to compress {count(len(file_ids), 'file')}"):
+        while True:
+            unsettled = {
+                f["id"] for status in ("pending", "processing") for f in api.files(status=status)
+            }
+            waiting &= unsettled
+            if not waiting:
+                break
+            time.sleep(delay)
+            delay = next(delays, delay)
+    wanted = set(file_ids)
+    failed = [f for f in api.files(status="failed") if f["id"] in wanted]
+    return len(wanted) - len(failed), failed
+
+
+def _stop_waiting():
+    return Failure(
+        "stopped waiting; the server goes on compressing (see: instashare ls)", EXIT_INTERRUPTED
+    )
+
+
+def _upload_files(
+    api: Api, paths: tuple[Path, ...], base: Entry, name: str | None, chunk_size: int
+) -> tuple[list[str], int]:
+    """Each of `paths` into `base`, one after another: the file ids, and the exit status."""
+    state = UploadState()
+    uploaded: list[str] = []
+    exit_code = 0
+    folder_id = base.folder_id
+    total = sum(p.stat().st_size for p in paths) if len(paths) > 1 else None
+    with Bars(total) as bars, resumable("upload"):
+        for path in paths:
+            label = name or path.name
+            started, advanced = bars.callbacks(label)
+            try:
+                result = transfer.upload(
+                    api,
+                    path,
+                    name=label,
+                    slot=state.slot(api.server, path, label, folder_id),
+                    started=started,
+                    progress=advanced,
+                    metadata={"folderId": folder_id} if folder_id else None,
+                    chunk_size=chunk_size,
+                )
+            except ApiError as exc:
+                if not tree.refusal(exc):
+                    raise
+                # Through the bars' console, so the line lands above them.
+                stderr.print(f"instashare: error: {failure(exc, f'{label}: ').message}")
+                exit_code = exit_code or exit_code_for(exc)
+                continue
+            uploaded.append(result.file_id)
+            where = f" to {base.shown}" if base.kind != "root" else ""
+            bars.say(f"uploaded {label} ({decimal(result.size)}){where} as {result.file_id}")
+    return uploaded, exit_code
+
+
+def _upload_tree(
+    api: Api, paths: tuple[Path, ...], base: Entry, jobs: int, chunk_size: int
+) -> tuple[list[str], int]:
+    """`upload -r`: the files and directories `paths` into `base`, `jobs` files at a time."""
+    found = tree.walk(list(paths))
+    for skipped in found.skipped:
+        stderr.print(f"skipped {skipped}: not a regular file or folder")
+    journal = TreeJournal(api.server, list(paths), base.folder_id)
+    complete = False
+    try:
+        with Tally(len(found.files), found.size) as tally, resumable("upload"):
+            outcome = tree.upload(
+                api, found, base, journal, tally, jobs=jobs, chunk_size=chunk_size
+            )
+        complete = not outcome.refused
+    finally:
+        journal.close(complete=complete)
+    earlier = f"; {outcome.earlier} of them in an earlier run" if outcome.earlier else ""
+    stdout.print(
+        f"uploaded {count(len(outcome.uploaded), 'file')} ({decimal(found.size)}) "
+        f"to {base.shown}{earlier}"
+    )
+    if not outcome.refused:
+        return outcome.uploaded, 0
+    stderr.print(f"instashare: error: {count(len(outcome.refused), 'file')} not uploaded")
+    return outcome.uploaded, max(exit_code_for(exc) for _, exc in outcome.refused)
+
+
 UPLOAD_EPILOG = """\b
 Examples:
   instashare upload report.pdf photos/*.jpg
   instashare upload big.iso --name debian.iso --wait
+  instashare upload -r holiday/ --to photos/2024 --wait
 """
 
 
@@ -66,10 +150,29 @@ Examples:
     "paths",
     nargs=-1,
     required=True,
-    type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path),
+    type=click.Path(exists=True, readable=True, path_type=Path),
+)
+@click.option(
+    "-r",
+    "--recursive",
+    is_flag=True,
+    help="Upload directories with everything in them, their structure kept.",
+)
+@click.option(
+    "--to",
+    metavar="FOLDER",
+    help="Into this folder, made if missing [default: your root folder].",
 )
 @click.option("--name", help="Store it under this name (one file only; default: its file name).")
 @click.option("--wait", is_flag=True, help="Wait until each file is compressed, or has failed.")
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(1, 16),
+    default=tree.JOBS,
+    show_default=True,
+    help="With -r: how many files go up at once.",
+)
 @click.option(
     "--chunk-size",
     type=click.IntRange(min=1),
@@ -79,52 +182,50 @@ Examples:
 )
 @click.pass_context
 def upload(
-    ctx: click.Context, paths: tuple[Path, ...], name: str | None, wait: bool, chunk_size: int
+    ctx: click.Context,
+    paths: tuple[Path, ...],
+    recursive: bool,
+    to: str | None,
+    name: str | None,
+    wait: bool,
+    jobs: int,
+    chunk_size: int,
 ) -> None:
-    """Upload files; the server compresses each into a ZIP.
+    """Upload files, or with -r directories; the server compresses each file into a ZIP.
 
     Files go up in chunks over the resumable (tus) endpoint: if an upload is cut short,
-    run the same command again and it carries on where it stopped.
+    run the same command again and it carries on where it stopped. With -r, a directory
+    keeps its structure (photos/2024/a.jpg arrives as the folder photos with 2024 in it),
+    several files go up at once, and a rerun skips the files that had arrived.
     """
-    if name is not None and len(paths) > 1:
+    if name is not None and (len(paths) > 1 or recursive):
         raise click.UsageError("--name takes one file only")
+    directories = [p for p in paths if p.is_dir()]
+    if directories and not recursive:
+        raise click.UsageError(
+            f"{directories[0]} is a directory; upload -r uploads it with everything in it"
+        )
     session: Session = ctx.obj
-    state = UploadState()
-    uploaded: list[str] = []
-    exit_code = 0
     with session.api() as api:
-        total = sum(p.stat().st_size for p in paths) if len(paths) > 1 else None
-        with Bars(total) as bars, resumable("upload"):
-            for path in paths:
-                label = name or path.name
-                started, advanced = bars.callbacks(label)
-                try:
-                    result = transfer.upload(
-                        api,
-                        path,
-                        name=label,
-                        state=state,
-                        started=started,
-                        progress=advanced,
-                        chunk_size=chunk_size,
-                    )
-                except ApiError as exc:
-                    if not _is_about_this_file(exc):
-                        raise
-                    # Through the bars' console, so the line lands above them.
-                    stderr.print(f"instashare: error: {failure(exc, f'{label}: ').message}")
-                    exit_code = exit_code or exit_code_for(exc)
-                    continue
-                uploaded.append(result.file_id)
-                bars.say(f"uploaded {label} ({decimal(result.size)}) as {result.file_id}")
-        if wait and uploaded:
+        base = remote.make_folders(api, to)[0] if to else remote.ROOT
+        if recursive:
+            uploaded, exit_code = _upload_tree(api, paths, base, jobs, chunk_size)
+        else:
+            uploaded, exit_code = _upload_files(api, paths, base, name, chunk_size)
+        if wait and uploaded and recursive:
+            try:
+                ready, failed = _wait_for_many(api, uploaded)
+            except KeyboardInterrupt:
+                raise _stop_waiting() from None
+            stdout.print(f"{count(ready, 'file')} ready")
+            for file in failed:
+                Failure(f"{file['name']} failed: {file['error'] or 'no reason given'}").show()
+                exit_code = exit_code or EXIT_ERROR
+        elif wait and uploaded:
             try:
                 processed = _wait_until_processed(api, uploaded)
             except KeyboardInterrupt:
-                raise Failure(
-                    "stopped waiting; the server goes on compressing (see: instashare ls)",
-                    EXIT_INTERRUPTED,
-                ) from None
+                raise _stop_waiting() from None
             for file in processed:
                 if file["status"] == "ready":
                     stdout.print(
@@ -137,84 +238,12 @@ def upload(
     ctx.exit(exit_code)
 
 
-@click.command("ls", epilog="Example: instashare ls --status ready --sort name")
-@click.option("--status", type=click.Choice(STATUSES), help="Only files in this state.")
-@click.option("--sort", type=click.Choice(SORTS), default="-created_at", show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print all files as a JSON array.")
-@click.option("--count", is_flag=True, help="Print only how many there are (one request).")
-@pass_session
-def list_files(session: Session, status: str | None, sort: str, as_json: bool, count: bool) -> None:
-    """List your files.
-
-    Shows each file's name, status, size, compressed size and when it was uploaded;
-    --json prints every field of every file for scripts; --count prints how many files
-    there are (with --status, in that state), however many, with a single request.
-    """
-    if count:
-        with session.api() as api:
-            click.echo(api.count_files(status=status))
-        return
-    with session.api() as api:
-        files = list(api.files(status=status, sort=sort))
-    if plainly(files, as_json, "no files" + (f" with status {status}" if status else "")):
-        return
-    table = Table(box=None, pad_edge=False)
-    table.add_column("NAME", overflow="fold")
-    table.add_column("STATUS")
-    table.add_column("SIZE", justify="right")
-    table.add_column("COMPRESSED", justify="right")
-    table.add_column("CREATED")
-    for file in files:
-        compressed = file["compressed_size"]
-        table.add_row(
-            file["name"],
-            Text(file["status"], style=STATUS_STYLE.get(file["status"], "")),
-            decimal(file["size"]),
-            "-" if compressed is None else decimal(compressed),
-            when(file["created_at"]),
-        )
-    stdout.print(table)
-
-
-@click.command(epilog="Example: instashare mv notes.txt notes-2024.txt")
-@click.argument("file")
-@click.argument("new_name")
-@pass_session
-def mv(session: Session, file: str, new_name: str) -> None:
-    """Rename a file.
-
-    FILE is the file's current name or its id.
-    """
-    with session.api() as api:
-        found = resolve(api, file)
-        renamed = api.rename(found["id"], new_name)
-    stdout.print(f"renamed {found['name']} to {renamed['name']}")
-
-
-@click.command(epilog="Example: instashare rm old-backup.tar --yes")
-@click.argument("file")
-@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
-@pass_session
-def rm(session: Session, file: str, yes: bool) -> None:
-    """Delete a file.
-
-    FILE is the file's name or its id. Asks first unless --yes is given.
-    """
-    with session.api() as api:
-        found = resolve(api, file)
-        if not yes:
-            click.confirm(
-                f"Delete {found['name']} ({decimal(found['size'])})?", abort=True, err=True
-            )
-        api.delete(found["id"])
-    stdout.print(f"deleted {found['name']}")
-
-
 GET_EPILOG = """\b
 Examples:
   instashare get notes.txt                  # saves notes.txt.zip
-  instashare get notes.txt --original -o ~/Downloads/
+  instashare get photos/2024/a.jpg --original -o ~/Downloads/
   instashare get https://share.example.com/s/TOKEN
+  instashare get https://share.example.com/s/TOKEN --extract holiday/   # a folder's link
 """
 
 
@@ -227,24 +256,42 @@ Examples:
     help="A file or directory to save to (default: the file's name, plus .zip for the ZIP).",
 )
 @click.option("--original", is_flag=True, help="The original bytes instead of the ZIP.")
-@click.option("--force", is_flag=True, help="Overwrite the output file if it exists.")
+@click.option(
+    "--extract",
+    metavar="DIR",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="For a link to several files: unpack the ZIP of all of them into DIR.",
+)
+@click.option("--force", is_flag=True, help="Overwrite the output file(s) if they exist.")
 @pass_session
-def get(session: Session, file: str, output: Path | None, original: bool, force: bool) -> None:
+def get(
+    session: Session,
+    file: str,
+    output: Path | None,
+    original: bool,
+    extract: Path | None,
+    force: bool,
+) -> None:
     """Download a file: its ZIP, or with --original the original bytes; or what a share link
     shares, without an account.
 
-    FILE is the file's name or its id; URL a share link (https://…/s/…), which asks for the
-    link's password when it has one [env INSTASHARE_SHARE_PASSWORD]. The bytes go to
-    OUTPUT.part first; run the same command again after an interruption and it resumes
-    from there.
+    FILE is the file's path or its id; URL a share link (https://…/s/…), which asks for the
+    link's password when it has one [env INSTASHARE_SHARE_PASSWORD]. A link to a folder or
+    to several files gives one ZIP of all its ready files (NAME.zip), which --extract
+    unpacks into DIR, where no entry can land outside it. The bytes go to OUTPUT.part
+    first; run the same command again after an interruption and it resumes from there.
     """
     if share_link(file) is not None:
         if original:
             raise click.UsageError("--original is for your own files: a link serves what it serves")
-        shares.download(file, output, force)
+        if extract is not None and output is not None:
+            raise click.UsageError("--extract unpacks into DIR: give it or -o, not both")
+        shares.download(file, output, force, extract)
         return
+    if extract is not None:
+        raise click.UsageError("--extract is for a share link to a folder or to several files")
     with session.api() as api:
-        found = resolve(api, file)
+        found = remote.locate(api, file, want="file").record
         filename = found["name"] if original else f"{found['name']}.zip"
         target = destination(output, filename, force)
         with Bars() as bars, resumable("download"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from instashare_cli import accounts, files, shares, transfer
+from instashare_cli import accounts, files, folders, shares, transfer
 from instashare_cli.api import ApiError
 from instashare_cli.config import ConfigError
 from instashare_cli.failures import EXIT_USAGE, Failure, failure
@@ -34,17 +34,19 @@ Exit status:
      (name taken, quota full, a file that failed, ...)
   2  usage error (a bad option or argument)
   3  not logged in, wrong password, or an expired session
-  4  no such file
+  4  no such file or folder
   5  the server failed (5xx) or could not be reached
 
 \b
 Example:
   instashare --server http://127.0.0.1:8000 login
   instashare upload holiday.jpg notes.txt --wait
-  instashare ls
+  instashare upload -r photos --wait
+  instashare ls photos
   instashare get holiday.jpg --original
   instashare share holiday.jpg --expires 2d
-  instashare get https://share.example.com/s/TOKEN
+  instashare share photos
+  instashare get https://share.example.com/s/TOKEN --extract photos-copy
 """
 
 
@@ -59,7 +61,8 @@ Example:
 @click.version_option(package_name="instashare", prog_name="instashare")
 @click.pass_context
 def cli(ctx: click.Context, server: str | None) -> None:
-    """Share files through an Instashare server: upload, list, rename, download, delete.
+    """Share files and folders through an Instashare server: upload, list, move, download,
+    delete, share.
 
     Your session is kept in $XDG_CONFIG_HOME/instashare (~/.config/instashare), readable
     by you only.
@@ -77,9 +80,10 @@ for command in (
     accounts.password,
     accounts.whoami,
     files.upload,
-    files.list_files,
-    files.mv,
-    files.rm,
+    folders.mkdir,
+    folders.list_files,
+    folders.mv,
+    folders.rm,
     files.get,
     shares.share,
     shares.shares,

@@ -61,6 +61,48 @@ def destination(output: Path | None, filename: str, force: bool) -> Path:
     return target
 
 
+def _bars() -> Progress:
+    return Progress(
+        TextColumn("{task.description}", markup=False, style="bold"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=stderr,
+    )
+
+
+class Tally:
+    """One progress bar for many files going up at once: their bytes, and how many are up
+    (a tree.Report)."""
+
+    def __init__(self, files: int, total: int):
+        self.progress = _bars()
+        self.files, self.up = files, 0
+        self.task = self.progress.add_task(self._label(), total=total)
+
+    def _label(self) -> str:
+        return f"{self.up}/{count(self.files, 'file')}"
+
+    def __enter__(self) -> Tally:
+        if self.files:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.progress.stop()
+
+    def moved(self, n: int) -> None:
+        self.progress.advance(self.task, n)
+
+    def finished(self) -> None:
+        self.up += 1
+        self.progress.update(self.task, description=self._label())
+
+    def refused(self, what: str, message: str) -> None:
+        self.progress.console.print(f"instashare: error: {what}: {message}")
+
+
 class Bars:
     """Progress bars for a batch of transfers: one per file and, for several, a total.
 
@@ -68,14 +110,7 @@ class Bars:
     """
 
     def __init__(self, total: int | None = None):
-        self.progress = Progress(
-            TextColumn("{task.description}", markup=False, style="bold"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=stderr,
-        )
+        self.progress = _bars()
         self.total = total
         self.overall: TaskID | None = None
         self._done: dict[TaskID, int] = {}

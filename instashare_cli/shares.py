@@ -16,12 +16,12 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from instashare_cli import transfer
+from instashare_cli import archives, remote, transfer
 from instashare_cli.api import ApiError, ShareLink, share_link
 from instashare_cli.config import DownloadState
 from instashare_cli.failures import EXIT_NOT_FOUND, EXIT_USAGE, Failure, failure, resumable
 from instashare_cli.output import Bars, count, destination, plainly, stderr, stdout, when
-from instashare_cli.session import UUID, Session, pass_session, resolve
+from instashare_cli.session import UUID, Session, pass_session
 
 T = TypeVar("T")
 STATE_STYLE = {"active": "green", "expired": "yellow", "revoked": "red", "exhausted": "red"}
@@ -50,38 +50,71 @@ def _unlocked(link: ShareLink, action: Callable[[], T]) -> T:
     return action()
 
 
-def _unfinished(state: DownloadState, url: str, output: Path | None) -> Path | None:
-    """Where a run of the same command left this link's download partial, if it did."""
+def _unfinished(state: DownloadState, url: str, output: Path | None) -> tuple[Path, bool] | None:
+    """Where a run of the same command left this link's download partial, if it did, and
+    whether it was the ZIP of everything."""
     saved = state.get(url)
-    if saved is None or not transfer.part_paths(saved)[0].exists():
+    if saved is None or not transfer.part_paths(saved[0])[0].exists():
         return None
-    return saved if (output or Path()).resolve() in (saved, saved.parent) else None
+    return saved if (output or Path()).resolve() in (saved[0], saved[0].parent) else None
 
 
-def download(url: str, output: Path | None, force: bool) -> None:
-    """`get URL`: download through a share link, as anyone who has it."""
+def _target(shared: dict, output: Path | None, extract: Path | None, force: bool) -> Path:
+    """Where the download of what a link shares goes (`extract`: the ZIP, until unpacked)."""
+    name = _safe_filename(shared["name"])
+    if shared.get("kind", "file") == "file":
+        if extract is not None:
+            raise Failure("--extract is for a link to a folder or to several files", EXIT_USAGE)
+        return destination(output, name, force)
+    if not name.lower().endswith(".zip"):
+        name += ".zip"
+    left_out = shared.get("pending_count") or 0
+    if left_out:
+        stderr.print(
+            f"{count(left_out, 'file')} of this link {'is' if left_out == 1 else 'are'} "
+            "not ready yet and not in the ZIP; get it again later for "
+            f"{'it' if left_out == 1 else 'them'}"
+        )
+    if extract is not None:
+        extract.mkdir(parents=True, exist_ok=True)
+        return extract / f".{name}"  # beside what it unpacks, hidden, resumable
+    return destination(output, name, force)
+
+
+def download(url: str, output: Path | None, force: bool, extract: Path | None = None) -> None:
+    """`get URL`: download through a share link, as anyone who has it; a multi-file link's
+    ZIP of everything, unpacked into `extract` if given."""
     state = DownloadState()
     try:
         with ShareLink(url) as link:
             # A partial download resumes without asking what the link shares first: a link
             # at its download limit still lets the download it counted finish.
-            target = _unfinished(state, link.url, output)
-            if target is None:
+            unfinished = _unfinished(state, link.url, extract or output)
+            if unfinished is None:
                 shared = _unlocked(link, link.metadata)
-                target = destination(output, _safe_filename(shared["name"]), force)
-            state.put(link.url, target)
+                target = _target(shared, output, extract, force)
+                everything = shared.get("kind", "file") != "file"
+            else:
+                target, everything = unfinished
+            state.put(link.url, target, everything)
+            fetch = link.download_all if everything else link.download
             with Bars() as bars, resumable("download"):
-                started, advanced = bars.callbacks(target.name)
+                started, advanced = bars.callbacks(target.name.lstrip("."))
                 _unlocked(
                     link,
                     lambda: transfer.download(
-                        link.download, target, sha256=None, started=started, progress=advanced
+                        fetch, target, sha256=None, started=started, progress=advanced
                     ),
                 )
             state.drop(link.url)
     except ApiError as exc:
         raise failure(exc, logged_in=False) from None  # no session of ours is involved
-    stdout.print(f"saved {target} ({decimal(target.stat().st_size)})")
+    if extract is None:
+        stdout.print(f"saved {target} ({decimal(target.stat().st_size)})")
+        return
+    files, size = archives.extract(target, extract, force=force)
+    target.unlink()
+    stdout.print(f"extracted {count(files, 'file')} ({decimal(size)}) into {extract}")
 
 
 def _lifetime(_ctx: click.Context, _param: click.Parameter, value: str | None) -> dict | None:
@@ -105,12 +138,24 @@ Examples:
   instashare share report.pdf                       # a link for 7 days
   instashare share report.pdf --expires 12h --max-downloads 3
   instashare share report.pdf --password --original
+  instashare share photos/2024                      # a folder: what it will hold, too
+  instashare share report.pdf slides.pdf data/      # several: one link, one ZIP of all
   INSTASHARE_SHARE_PASSWORD=... instashare share report.pdf --password   # in a script
 """
 
 
+def _what(found: list[remote.Entry], original: bool) -> str:
+    """What a new link shares, for the line about it."""
+    if len(found) == 1 and found[0].kind == "file":
+        return found[0].shown if original else f"{found[0].shown} (as a ZIP)"
+    if len(found) == 1:
+        return f"the folder {found[0].shown} (what it holds now and later)"
+    shown = ", ".join(e.shown for e in found[:3]) + (", ..." if len(found) > 3 else "")
+    return f"{count(len(found), 'item')} ({shown})"
+
+
 @click.command(epilog=SHARE_EPILOG)
-@click.argument("file")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @click.option(
     "--expires",
     metavar="12h|7d|2w|never",
@@ -131,65 +176,95 @@ Examples:
 @pass_session
 def share(
     session: Session,
-    file: str,
+    paths: tuple[str, ...],
     expires: dict | None,
     ask_password: bool,
     max_downloads: int | None,
     original: bool,
 ) -> None:
-    """Make a link that lets anyone who has it download a file, without an account.
+    """Make a link that lets anyone who has it download a file, a folder or several of
+    them, without an account.
 
-    FILE is the file's name or its id; it may still be processing (the link then says to
-    come back later). Prints the link's URL, and only that, on stdout.
+    Each PATH is a file's or folder's path (or its id). One file: the link serves it (it
+    may still be processing: the link then says to come back later). A folder: the link
+    shares what it holds, files added later included. Several: the link shares that set.
+    A link to more than one file lists them and serves each, and all as one ZIP. Prints
+    the link's URL, and only that, on stdout.
     """
     password = None
     if ask_password:
         password = os.environ.get(SHARE_PASSWORD_ENV) or click.prompt(
             "Password for the link", hide_input=True, confirmation_prompt=True, err=True
         )
+    options = {
+        **(expires or {}),
+        "password": password,
+        "max_downloads": max_downloads,
+        "original": original,
+    }
     with session.api() as api:
-        found = resolve(api, file)
-        made = api.create_share(
-            found["id"],
-            **(expires or {}),
-            password=password,
-            max_downloads=max_downloads,
-            original=original,
-        )
-    what = found["name"] if original else f"{found['name']} (as a ZIP)"
+        found: list[remote.Entry] = []
+        for path in paths:
+            entry = remote.not_root(remote.locate(api, path), "share")
+            if all(entry.id != e.id for e in found):
+                found.append(entry)
+        if len(found) == 1 and found[0].kind == "file":
+            made = api.create_share(found[0].id, **options)
+        else:
+            items = [{"kind": e.kind, "id": e.id} for e in found]
+            made = api.create_multi_share(items, **options)
     limits = [f"expires {when(made['expires_at'], 'never')}"]
     if max_downloads:
         limits.append(count(max_downloads, "download"))
     if made["has_password"]:
         limits.append("password")
-    stderr.print(f"link {made['id']} to {what}: {', '.join(limits)}")
+    stderr.print(f"link {made['id']} to {_what(found, original)}: {', '.join(limits)}")
     click.echo(made["url"])
 
 
+def _shared(link: dict, names: dict[str, str]) -> str:
+    """What a link shares, in a word or three: a file's name, `photos/`, `3 items`."""
+    kind = link.get("kind", "file")
+    if kind == "file":
+        return names[link["file_id"]]
+    items = link.get("items") or []
+    if kind == "folder" and items:
+        return items[0]["name"] + "/"
+    return count(len(items), "item")
+
+
 @click.command(epilog="Example: instashare shares report.pdf")
-@click.argument("file", required=False)
+@click.argument("path", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print all links as a JSON array.")
 @pass_session
-def shares(session: Session, file: str | None, as_json: bool) -> None:
-    """List your share links, newest first: all of them, or FILE's.
+def shares(session: Session, path: str | None, as_json: bool) -> None:
+    """List your share links, newest first: all of them, or those that share PATH.
 
-    Shows each link's id (for unshare), file, URL, when it was made and expires, its
-    downloads (of its limit), the last download, whether it has a password, and whether
-    it still works (active) or is expired, revoked or exhausted.
+    Shows each link's id (for unshare), what it shares, URL, when it was made and
+    expires, its downloads (of its limit), the last download, whether it has a password,
+    and whether it still works (active) or is expired, revoked or exhausted.
     """
     with session.api() as api:
-        found = resolve(api, file) if file else None
-        links = list(api.shares(found["id"] if found else None))
-        names = {found["id"]: found["name"]} if found else {}
+        found = remote.not_root(remote.locate(api, path), "list links to") if path else None
+        if found is not None and found.kind == "file":
+            links = list(api.shares(found.id))
+        else:
+            links = list(api.shares())
+            if found is not None:
+                links = [
+                    link
+                    for link in links
+                    if any(i["id"] == found.id for i in link.get("items") or [])
+                ]
+        names = {found.id: found.name} if found is not None and found.kind == "file" else {}
         for link in links:
-            if link["file_id"] is not None and link["file_id"] not in names:
+            if link.get("kind", "file") == "file" and link["file_id"] not in names:
                 names[link["file_id"]] = api.file(link["file_id"])[0]["name"]
     for link in links:
-        # A folder or selection link has no one file: its items' names say what it shares.
-        shared = [item["name"] + ("/" if item["kind"] == "folder" else "") for item in
-                  link.get("items", [])]  # fmt: skip
-        link["file_name"] = names.get(link["file_id"]) or ", ".join(shared)
-    if plainly(links, as_json, "no share links" + (f" for {found['name']}" if found else "")):
+        link["shares"] = _shared(link, names)
+        if link.get("kind", "file") == "file":
+            link["file_name"] = names[link["file_id"]]
+    if plainly(links, as_json, "no share links" + (f" for {found.shown}" if found else "")):
         return
     table = Table(box=None, pad_edge=False)
     for column in ("ID", "FILE", "URL", "CREATED", "EXPIRES", "DOWNLOADS", "LAST DOWNLOAD"):
@@ -200,7 +275,7 @@ def shares(session: Session, file: str | None, as_json: bool) -> None:
         limit = link["max_downloads"]
         table.add_row(
             link["id"],
-            link["file_name"],
+            link["shares"],
             link["url"],
             when(link["created_at"]),
             when(link["expires_at"], "never"),

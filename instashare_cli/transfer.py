@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from instashare_cli.api import Api, ApiError, Download
-from instashare_cli.config import UploadState
 
 CHUNK_SIZE = 8 * 1024 * 1024  # bytes per PATCH
 BLOCK_SIZE = 256 * 1024  # bytes per read from disk or from the network
+INLINE_SIZE = BLOCK_SIZE  # a file this small goes up in its creation request
 # A chunk that fails this many times in a row (a 409: the offset moved under us; or a lost
 # connection) ends the run; each retry first asks the server where the upload stands.
 MAX_CHUNK_RETRIES = 2
@@ -77,26 +77,38 @@ def _sent(blocks: Iterator[bytes], start: int, progress: Advanced) -> Iterator[b
         progress(done)
 
 
+class Slot(Protocol):
+    """Where one file's unfinished upload URL is kept between runs (UploadState, a tree's
+    journal)."""
+
+    def get(self) -> str | None: ...
+
+    def put(self, url: str) -> None: ...
+
+    def drop(self) -> None: ...
+
+
 def upload(
     api: Api,
     path: Path,
     *,
     name: str,
-    state: UploadState,
+    slot: Slot,
     started: Started,
     progress: Advanced,
+    metadata: dict[str, str] | None = None,
     chunk_size: int = CHUNK_SIZE,
 ) -> Uploaded:
-    """Upload `path` as `name`, resuming the upload an earlier run left unfinished.
+    """Upload `path` as `name` (with more tus `metadata`), resuming the upload that an
+    earlier run left unfinished.
 
     The upload URL is saved before the first byte goes out and dropped once the last one
-    lands, so a run that dies anywhere in between is picked up by the next one.
+    lands, so a run that dies anywhere in between is picked up by the next one. A file of
+    one block goes whole in the creation request: sending it again costs no more than
+    asking where it stood.
     """
-    path = path.resolve()
-    stat = path.stat()
-    size = stat.st_size
-    key = state.key(api.server, path, size, stat.st_mtime_ns, name)
-    url = state.get(key)
+    size = path.stat().st_size
+    url = slot.get()
     offset = 0
     resumed_at = None
     if url is not None:
@@ -105,15 +117,23 @@ def upload(
         except ApiError as exc:
             if exc.status not in (404, 410):
                 raise
-            state.drop(key)  # expired or cancelled on the server: start over
+            slot.drop()  # expired or cancelled on the server: start over
             url = None
-    if url is None:
-        filetype = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        url = api.upload_create(size, {"filename": name, "filetype": filetype})
-        state.put(key, url, path)
-    started(offset, size)
-    retries = 0
     with open(path, "rb") as source:
+        if url is None:
+            filetype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+            described = {"filename": name, "filetype": filetype, **(metadata or {})}
+            if 0 < size <= INLINE_SIZE:
+                started(0, size)
+                whole = b"".join(_read_range(source, 0, size))
+                sha1 = hashlib.sha1(whole, usedforsecurity=False).digest()
+                url = api.upload_create(size, described, (whole, sha1))
+                progress(size)
+                return Uploaded(_upload_id(url), size, None)
+            url = api.upload_create(size, described)
+            slot.put(url)
+        started(offset, size)
+        retries = 0
         while offset < size:
             length = min(chunk_size, size - offset)
             checksum = _sha1(source, offset, length)
@@ -128,8 +148,13 @@ def upload(
             else:
                 retries = 0
             progress(offset)
-    state.drop(key)
-    return Uploaded(url.rstrip("/").rsplit("/", 1)[-1], size, resumed_at)
+    slot.drop()
+    return Uploaded(_upload_id(url), size, resumed_at)
+
+
+def _upload_id(url: str) -> str:
+    """The upload's id, the last part of its URL: the file it becomes has the same."""
+    return url.rstrip("/").rsplit("/", 1)[-1]
 
 
 def part_paths(target: Path) -> tuple[Path, Path]:
