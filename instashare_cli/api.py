@@ -110,6 +110,15 @@ def _from(start: int, if_range: str | None) -> dict[str, str]:
     return {"Range": f"bytes={start}-", **({"If-Range": if_range} if if_range else {})}
 
 
+def _file_filter(status: str | None, folder: str | None, **params: Any) -> dict[str, Any]:
+    """Query parameters for GET /files: files in `status`, in `folder` (an id, `root`)."""
+    return {
+        **params,
+        **({"status": status} if status else {}),
+        **({"folder_id": folder} if folder else {}),
+    }
+
+
 def _folder_param(folder_id: str | None, **params: Any) -> dict[str, Any]:
     """Query parameters naming a folder (none for the root)."""
     return {**params, "folder_id": folder_id} if folder_id else params
@@ -247,19 +256,20 @@ class Api(_Client):
     # files
 
     def files(
-        self, *, status: str | None = None, sort: str = "-created_at", page_size: int = PAGE_SIZE
+        self,
+        *,
+        status: str | None = None,
+        sort: str = "-created_at",
+        folder: str | None = None,
+        page_size: int = PAGE_SIZE,
     ) -> Iterator[dict]:
-        """GET /files, following `next_cursor` to the last page."""
-        params: dict[str, Any] = {"limit": page_size, "sort": sort}
-        if status:
-            params["status"] = status
-        return self._pages("/files", params)
+        """GET /files: all your files, or one `folder`'s (an id, or `root`), following
+        `next_cursor` to the last page."""
+        return self._pages("/files", _file_filter(status, folder, limit=page_size, sort=sort))
 
-    def count_files(self, *, status: str | None = None) -> int:
-        """How many files you have (in `status`): one page's `total`, whatever the count."""
-        params: dict[str, Any] = {"limit": 1}
-        if status:
-            params["status"] = status
+    def count_files(self, *, status: str | None = None, folder: str | None = None) -> int:
+        """How many files you have (in `status`, in `folder`): one page's `total`."""
+        params = _file_filter(status, folder, limit=1)
         return int(self._send("GET", "/files", params=params).json()["total"])
 
     def file(self, file_id: str) -> tuple[dict, str | None]:

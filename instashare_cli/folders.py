@@ -15,7 +15,7 @@ from instashare_cli.remote import Entry
 from instashare_cli.session import Session, pass_session
 
 STATUS_STYLE = {"ready": "green", "failed": "red", "processing": "yellow", "pending": "cyan"}
-SORTS = ["name", "-name", "created_at", "-created_at", "size", "-size"]
+SORTS = ["created_at", "-created_at", "name", "-name"]
 STATUSES = ["pending", "processing", "ready", "failed"]
 
 
@@ -39,13 +39,14 @@ def mkdir(session: Session, path: str) -> None:
 
 
 def _listing(api: Api, entry: Entry, sort: str, status: str | None) -> list[dict]:
+    """What `ls` shows of `entry`: a folder's entries (only its files in `status`, if
+    given), or a file itself."""
     if entry.kind == "file":
-        items = [entry.record]
-    else:
-        items = list(api.entries(entry.folder_id, sort=sort))
+        return [entry.record] if status in (None, entry.record["status"]) else []
     if status:
-        items = [i for i in items if i["kind"] == "file" and i["status"] == status]
-    return items
+        files = api.files(status=status, sort=sort, folder=entry.folder_id or "root")
+        return [{"kind": "file", **f} for f in files]
+    return list(api.entries(entry.folder_id, sort=sort))
 
 
 @click.command("ls", epilog="Example: instashare ls photos/2024 --sort -size")
@@ -67,8 +68,11 @@ def list_files(
     """
     with session.api() as api:
         entry = remote.locate(api, path)
-        if count and not status and entry.kind != "file":
-            click.echo(api.count_entries(entry.folder_id))  # one request, however many
+        if count and entry.kind != "file":  # one request, however many there are
+            if status:
+                click.echo(api.count_files(status=status, folder=entry.folder_id or "root"))
+            else:
+                click.echo(api.count_entries(entry.folder_id))
             return
         items = _listing(api, entry, sort, status)
     if count:
