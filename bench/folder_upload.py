@@ -35,7 +35,20 @@ from support.report import machine, word
 from support.stack import arguments, clean_env, scratch_main, start_service
 
 TARGET_FILES_PER_S = 50.0
-WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
+WORDS = [
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "epsilon",
+    "zeta",
+    "eta",
+    "theta",
+    "iota",
+    "kappa",
+    "lambda",
+    "mu",
+]
 
 
 def write_tree(top: Path, files: int, folders: int, size_kib: int) -> dict[str, int]:

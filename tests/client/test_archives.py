@@ -45,7 +45,14 @@ def test_a_tree_is_unpacked_as_it_was(tmp_path):
 
 @pytest.mark.parametrize(
     "name",
-    ["../evil.txt", "a/../../evil.txt", "/etc/evil.txt", "C:/evil.txt", "a\\..\\evil.txt", "a/\x1b[2J"],
+    [
+        "../evil.txt",
+        "a/../../evil.txt",
+        "/etc/evil.txt",
+        "C:/evil.txt",
+        "a\\..\\evil.txt",
+        "a/\x1b[2J",
+    ],
 )
 def test_a_path_that_would_escape_is_refused_before_anything_is_written(tmp_path, name):
     archive = _zip(tmp_path / "bad.zip", {"fine.txt": b"ok", name: b"evil"})
