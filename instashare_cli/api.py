@@ -93,16 +93,6 @@ def encode_metadata(values: dict[str, str]) -> str:
     )
 
 
-def _chunk_headers(length: int, offset: int, sha1: bytes) -> dict[str, str]:
-    """A tus request's headers for `length` bytes at `offset`, with their SHA-1 checked."""
-    return {
-        "Content-Type": "application/offset+octet-stream",
-        "Content-Length": str(length),
-        "Upload-Offset": str(offset),
-        "Upload-Checksum": f"sha1 {base64.b64encode(sha1).decode()}",
-    }
-
-
 def _from(start: int, if_range: str | None) -> dict[str, str]:
     """The headers of a download from byte `start`, if the ETag is still `if_range`."""
     if not start:
@@ -364,19 +354,13 @@ class Api(_Client):
             method, url, headers={"Tus-Resumable": TUS_VERSION, **(headers or {})}, **kwargs
         )
 
-    def upload_create(
-        self, length: int, metadata: dict[str, str], whole: tuple[bytes, bytes] | None = None
-    ) -> str:
-        """POST /uploads: the new upload's absolute URL. With `whole` (the bytes and their
-        SHA-1), the upload's every byte goes in the same request (creation-with-upload)."""
-        headers = {"Upload-Length": str(length), "Upload-Metadata": encode_metadata(metadata)}
-        content = None
-        if whole is not None:
-            content, sha1 = whole
-            headers |= _chunk_headers(len(content), 0, sha1)
-        response = self._tus("POST", "/uploads", headers, content=content)
-        if whole is not None and int(response.headers.get("Upload-Offset", -1)) != length:
-            raise ApiError(None, f"{self.server} did not take the whole upload at once")
+    def upload_create(self, length: int, metadata: dict[str, str]) -> str:
+        """POST /uploads: the new upload's absolute URL."""
+        response = self._tus(
+            "POST",
+            "/uploads",
+            {"Upload-Length": str(length), "Upload-Metadata": encode_metadata(metadata)},
+        )
         url = response.url.join(response.headers.get("Location", ""))
         # The token goes wherever this URL points: only ever to this server's API.
         home = httpx.URL(f"{self.server}{BASE_PATH}/uploads/")
@@ -394,7 +378,17 @@ class Api(_Client):
         self, url: str, offset: int, body: Iterable[bytes], length: int, sha1: bytes
     ) -> int:
         """PATCH `length` bytes at `offset` (with their SHA-1 checked); the new offset."""
-        response = self._tus("PATCH", url, _chunk_headers(length, offset, sha1), content=body)
+        response = self._tus(
+            "PATCH",
+            url,
+            {
+                "Content-Type": "application/offset+octet-stream",
+                "Content-Length": str(length),
+                "Upload-Offset": str(offset),
+                "Upload-Checksum": f"sha1 {base64.b64encode(sha1).decode()}",
+            },
+            content=body,
+        )
         return int(response.headers["Upload-Offset"])
 
     def upload_cancel(self, url: str) -> None:

@@ -22,7 +22,6 @@ from instashare_cli.api import Api, ApiError, Download
 
 CHUNK_SIZE = 8 * 1024 * 1024  # bytes per PATCH
 BLOCK_SIZE = 256 * 1024  # bytes per read from disk or from the network
-INLINE_SIZE = BLOCK_SIZE  # a file this small goes up in its creation request
 # A chunk that fails this many times in a row (a 409: the offset moved under us; or a lost
 # connection) ends the run; each retry first asks the server where the upload stands.
 MAX_CHUNK_RETRIES = 2
@@ -103,9 +102,9 @@ def upload(
     earlier run left unfinished.
 
     The upload URL is saved before the first byte goes out and dropped once the last one
-    lands, so a run that dies anywhere in between is picked up by the next one. A file of
-    one block goes whole in the creation request: sending it again costs no more than
-    asking where it stood.
+    lands, so a run that dies anywhere in between is picked up by the next one. (Even a
+    small file is not sent in its creation request: a run cut off there would leave an
+    upload whose URL it never learnt, holding the file's name until it expires.)
     """
     size = path.stat().st_size
     url = slot.get()
@@ -119,19 +118,12 @@ def upload(
                 raise
             slot.drop()  # expired or cancelled on the server: start over
             url = None
+    if url is None:
+        filetype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        described = {"filename": name, "filetype": filetype, **(metadata or {})}
+        url = api.upload_create(size, described)
+        slot.put(url)
     with open(path, "rb") as source:
-        if url is None:
-            filetype = mimetypes.guess_type(name)[0] or "application/octet-stream"
-            described = {"filename": name, "filetype": filetype, **(metadata or {})}
-            if 0 < size <= INLINE_SIZE:
-                started(0, size)
-                whole = b"".join(_read_range(source, 0, size))
-                sha1 = hashlib.sha1(whole, usedforsecurity=False).digest()
-                url = api.upload_create(size, described, (whole, sha1))
-                progress(size)
-                return Uploaded(_upload_id(url), size, None)
-            url = api.upload_create(size, described)
-            slot.put(url)
         started(offset, size)
         retries = 0
         while offset < size:

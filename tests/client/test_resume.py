@@ -159,3 +159,54 @@ def test_a_corrupt_partial_original_is_caught_by_the_checksum(user):
     assert not (user.cwd / "out.bin").exists()
     user.ok("get", "data.bin", "--original", "-o", "out.bin")
     assert (user.cwd / "out.bin").read_bytes() == data
+
+
+def test_an_upload_r_cut_off_resumes_and_sends_no_file_twice(live_server, flaky_link, tmp_path):
+    cli = Cli(flaky_link.url, tmp_path).login()
+    big = os.urandom(SIZE)
+    small = {f"tree/notes/n{i:02d}.txt": os.urandom(40_000) for i in range(12)}
+    (cli.cwd / "tree" / "notes").mkdir(parents=True)
+    (cli.cwd / "tree" / "a-big.bin").write_bytes(big)  # first in line, sent in chunks
+    for relative, data in small.items():
+        (cli.cwd / relative).write_bytes(data)
+
+    flaky_link.cut_after(6 * CHUNK)
+    args = ("upload", "-r", "tree", "--jobs", "2")
+    cut = cli.run(*args, INSTASHARE_CHUNK_SIZE=str(CHUNK))
+    assert cut.returncode == 5
+    line = error_line(cut.stderr)
+    assert line.startswith(f"instashare: error: lost the connection to {flaky_link.url}: ")
+    assert line.endswith("; run the same command again to resume")
+    with httpx.Client(
+        base_url=f"{live_server.url}/api/v1", headers={"Authorization": f"Bearer {cli.token()}"}
+    ) as http:
+        arrived = http.get("/files", params={"limit": 1}).json()["total"]
+    assert 0 < arrived < 13
+
+    flaky_link.heal()
+    resumed = cli.ok(*args, "--wait", INSTASHARE_CHUNK_SIZE=str(CHUNK))
+    total = decimal(SIZE + 12 * 40_000)
+    assert resumed.stdout.splitlines() == [
+        f"uploaded 13 files ({total}) to /; {arrived} of them in an earlier run",
+        "13 files ready",
+    ]
+    files = cli.files()  # the root: the folder tree
+    assert [f["name"] for f in files] == ["tree"]
+    listed = json.loads(cli.ok("ls", "tree/notes", "--json", "--sort", "name").stdout)
+    assert [f["name"] for f in listed] == [f"n{i:02d}.txt" for i in range(12)]  # none twice
+    cli.ok("get", "tree/a-big.bin", "--original", "-o", "big.back")
+    assert (cli.cwd / "big.back").read_bytes() == big
+    for i in (0, 11):
+        cli.ok("get", f"tree/notes/n{i:02d}.txt", "--original", "-o", f"n{i}.back")
+        assert (cli.cwd / f"n{i}.back").read_bytes() == small[f"tree/notes/n{i:02d}.txt"]
+    # The big file's chunks: each byte kept once (a chunk cut short had a checksum).
+    [big_file] = [
+        f for f in json.loads(cli.ok("ls", "tree", "--json").stdout) if f["kind"] == "file"
+    ]
+    patches = [
+        e
+        for e in live_server.access_log()
+        if e["method"] == "PATCH" and big_file["id"] in e["path"] and e["status"] == 204
+    ]
+    assert sum(e["bytes_in"] for e in patches) == SIZE
+    assert not list((cli.config_dir / "instashare" / "trees").iterdir())
