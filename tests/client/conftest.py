@@ -56,6 +56,12 @@ def cli(live_server, tmp_path) -> Cli:
 
 
 @pytest.fixture
+def stranger(live_server, tmp_path) -> Cli:
+    """Someone with no account, in a home of their own."""
+    return Cli(live_server.url, tmp_path / "stranger")
+
+
+@pytest.fixture
 def offline_cli(tmp_path) -> Cli:
     """The client pointed at a port nobody listens on: for what never reaches a server."""
     return Cli(f"http://127.0.0.1:{free_port()}", tmp_path)

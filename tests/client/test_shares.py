@@ -28,12 +28,6 @@ def database(live_server) -> Iterator[sa.Engine]:
     engine.dispose()
 
 
-@pytest.fixture
-def stranger(live_server, tmp_path) -> Cli:
-    """Someone with no account, in a home of their own."""
-    return Cli(live_server.url, tmp_path / "stranger")
-
-
 def _uploaded(user: Cli, name: str = "log.txt", content: bytes = TEXT) -> dict:
     (user.cwd / name).write_bytes(content)
     user.ok("upload", name, "--wait")
