@@ -223,14 +223,12 @@ def share(
 
 
 def _shared(link: dict, names: dict[str, str]) -> str:
-    """What a link shares, in a word or three: a file's name, `photos/`, `3 items`."""
-    kind = link.get("kind", "file")
-    if kind == "file":
+    """What a link shares: a file's name; a folder or selection link's items' names, each
+    folder's ending in `/`."""
+    if link.get("file_id"):
         return names[link["file_id"]]
     items = link.get("items") or []
-    if kind == "folder" and items:
-        return items[0]["name"] + "/"
-    return count(len(items), "item")
+    return ", ".join(i["name"] + ("/" if i["kind"] == "folder" else "") for i in items)
 
 
 @click.command(epilog="Example: instashare shares report.pdf")
@@ -258,12 +256,10 @@ def shares(session: Session, path: str | None, as_json: bool) -> None:
                 ]
         names = {found.id: found.name} if found is not None and found.kind == "file" else {}
         for link in links:
-            if link.get("kind", "file") == "file" and link["file_id"] not in names:
+            if link.get("file_id") and link["file_id"] not in names:
                 names[link["file_id"]] = api.file(link["file_id"])[0]["name"]
     for link in links:
-        link["shares"] = _shared(link, names)
-        if link.get("kind", "file") == "file":
-            link["file_name"] = names[link["file_id"]]
+        link["file_name"] = _shared(link, names)
     if plainly(links, as_json, "no share links" + (f" for {found.shown}" if found else "")):
         return
     table = Table(box=None, pad_edge=False)
@@ -275,7 +271,7 @@ def shares(session: Session, path: str | None, as_json: bool) -> None:
         limit = link["max_downloads"]
         table.add_row(
             link["id"],
-            link["shares"],
+            link["file_name"],
             link["url"],
             when(link["created_at"]),
             when(link["expires_at"], "never"),

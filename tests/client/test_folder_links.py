@@ -46,7 +46,7 @@ def test_a_folder_link_gives_everything_as_a_zip_or_unpacked(user, stranger, liv
     assert not [p for p in (stranger.cwd / "copy").iterdir() if p.name.startswith(".")]
 
     [link] = json.loads(user.ok("shares", "--json").stdout)
-    assert (link["kind"], link["shares"], link["downloads"]) == ("folder", "holiday/", 2)
+    assert (link["kind"], link["file_name"], link["downloads"]) == ("folder", "holiday/", 2)
     assert "holiday/" in user.ok("shares", "holiday").stdout
 
     # Live: a file added later is in the next download.
@@ -71,7 +71,7 @@ def test_several_paths_make_one_selection_link(user, stranger):
     assert found == ["2024/b.txt", "2024/deep/big.bin", "a.txt"]
     assert (stranger.cwd / "sel" / "2024" / "deep" / "big.bin").read_bytes() == BIG
     [link] = json.loads(user.ok("shares", "--json").stdout)
-    assert (link["kind"], link["shares"]) == ("selection", "2 items")
+    assert (link["kind"], link["file_name"]) == ("selection", "a.txt, 2024/")
 
 
 def test_a_partial_download_all_resumes_with_a_range(user, stranger, live_server):
