@@ -127,8 +127,9 @@ def _upload_tree(
     finally:
         journal.close(complete=complete)
     earlier = f"; {outcome.earlier} of them in an earlier run" if outcome.earlier else ""
+    size = found.size - sum(item.size for item, _ in outcome.refused)
     stdout.print(
-        f"uploaded {count(len(outcome.uploaded), 'file')} ({decimal(found.size)}) "
+        f"uploaded {count(len(outcome.uploaded), 'file')} ({decimal(size)}) "
         f"to {base.shown}{earlier}"
     )
     if not outcome.refused:

@@ -142,7 +142,8 @@ def test_a_directory_needs_r_and_a_clash_spares_the_others(user):
     errors = [line for line in clash.stderr.splitlines() if line.startswith("instashare:")]
     assert errors[0].startswith("instashare: error: holiday/2024/b.txt: ")
     assert errors[-1] == "instashare: error: 1 file not uploaded"
-    assert clash.stdout.strip().startswith("uploaded 3 files (")
+    # The size of what went up: the refused file's 3 bytes left out.
+    assert clash.stdout.strip() == f"uploaded 3 files ({decimal(2500 + len(BIG))}) to /"
     assert user.ok("ls", "holiday", "--count").stdout.strip() == "4"
 
 
