@@ -248,6 +248,20 @@ class File(Base):
         return self.archive_object or archive_key_for(self.owner_id, self.id, 1)
 
 
+class FilePreview(Base):
+    """A file's thumbnail (app.services.previews), made by the worker with `ready`."""
+
+    __tablename__ = "file_previews"
+
+    file_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("files.id", ondelete="CASCADE"), primary_key=True
+    )
+    media_type: Mapped[str] = mapped_column(String(64))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class Upload(Base):
     """A resumable (tus) upload in progress: its bytes are part objects until the last lands."""
 

@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 
 from app.archive.writer import ArchiveResult, write_archive
 from app.models import archive_key_for
-from app.services import deletions, leases, names
+from app.services import deletions, leases, names, previews
+from app.services.previews import Preview
 from app.storage import BackendUnavailable, ObjectMissing, Storage
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ def compress(
             source = job.legacy_staged_key
             result = _write(storage, job, source, heartbeat, compression)
         generation = storage.generation(job.archive_key)
+        preview = _preview(storage, job, source)
     except Exception:
         # A file deleted meanwhile shows up as whatever broke first (a lost lease, its
         # staged bytes gone from under the reader): that is no failure, just nothing to do.
@@ -74,7 +76,7 @@ def compress(
             # another job's now: our lease ran out while we worked.
             raise leases.LeaseLost(str(job.file_id)) from None
         raise
-    if not leases.complete(session, job, result, generation=generation):
+    if not leases.complete(session, job, result, generation=generation, preview=preview):
         if not leases.exists(session, job.file_id):
             # Deleted while we worked: the archive we just wrote must not outlive its row.
             _remove(session, storage, [job.archive_key, *staged])
@@ -118,6 +120,18 @@ def _write(
         heartbeat=heartbeat,
         compression=compression,
     )
+
+
+def _preview(storage: Storage, job: leases.Claim, source_key: str) -> Preview | None:
+    """The upload's thumbnail, if it is an image we make them of. A preview is a nicety:
+    whatever goes wrong making it (storage included), the file becomes ready without one."""
+    if not previews.wanted(job.content_type, job.size):
+        return None
+    try:
+        return previews.make(storage, source_key, job.content_type, job.size)
+    except Exception:
+        log.warning("no preview of %s: making it failed", job.file_id, exc_info=True)
+        return None
 
 
 def _discard(storage: Storage, key: str) -> None:

@@ -26,7 +26,8 @@ from sqlalchemy.orm import Session
 
 from app.archive.writer import ArchiveResult
 from app.db import rowcount, utcnow
-from app.models import File, FileStatus, archive_key_for
+from app.models import File, FilePreview, FileStatus, archive_key_for
+from app.services.previews import Preview
 
 log = logging.getLogger(__name__)
 
@@ -200,10 +201,15 @@ def renew(session: Session, job: Claim, lease_seconds: int) -> bool:
 
 
 def complete(
-    session: Session, job: Claim, result: ArchiveResult, *, generation: int | None = None
+    session: Session,
+    job: Claim,
+    result: ArchiveResult,
+    *,
+    generation: int | None = None,
+    preview: Preview | None = None,
 ) -> bool:
-    """Mark the file ready with its archive (this attempt's key, its size and `generation`);
-    False if the lease was lost."""
+    """Mark the file ready with its archive (this attempt's key, its size and `generation`)
+    and its preview, in one transaction; False if the lease was lost."""
     ready = _visible_change(
         status=FileStatus.READY,
         archive_object=job.archive_key,
@@ -220,7 +226,16 @@ def complete(
         lease_expires_at=None,
         error=None,
     )
-    return _update(session, [_held(job)], ready) == 1
+    changed = session.execute(
+        update(File).where(_held(job)).values(**ready).execution_options(synchronize_session=False)
+    )
+    done = rowcount(changed) == 1
+    if done and preview is not None:
+        # With `ready`, so a file shown ready has its preview already; only the attempt
+        # that completes writes one.
+        session.add(FilePreview(file_id=job.file_id, **preview.columns()))
+    session.commit()
+    return done
 
 
 def release(session: Session, job: Claim, error: str) -> None:
