@@ -23,7 +23,7 @@ from app.http.middleware import FORM
 from app.http.responses import NO_CONTENT, empty, json_body
 from app.http.streaming import Exchange, Reply
 from app.models import File, Share
-from app.services import files, grants, passwords, selections, shares
+from app.services import files, grants, passwords, previews, selections, shares
 
 
 def share_json(
@@ -191,6 +191,7 @@ def _listing_json(session: Session, request: Exchange, share: Share) -> Reply:
     with refusals_counted():
         found, download = selections.listed(session, request.runtime.storage, share)
     link = f"{public_base(request)}/s/{page_token(request, share)}"
+    with_preview = previews.with_previews(session, [entry.file.id for entry in found.entries])
     body = {
         "kind": share.kind,
         "name": found.name,
@@ -207,6 +208,11 @@ def _listing_json(session: Session, request: Exchange, share: Share) -> Reply:
                 "content_type": entry.file.content_type,
                 "status": entry.file.status.value,
                 "content_url": f"{link}/files/{entry.file.id}/content",
+                "preview_url": (
+                    f"{link}/files/{entry.file.id}/preview"
+                    if entry.file.id in with_preview
+                    else None
+                ),
             }
             for entry in found.entries
         ],
@@ -269,13 +275,16 @@ def _page_html(session: Session, request: Exchange) -> Reply:
                 files.ensure_ready(file)
     except AppError as exc:
         return _error_page(exc, "", request, share, file, password)
+    # Thumbnails on a page whose images need no password (an <img> cannot present one).
+    shown_ids = [e.file.id for e in found.entries] if file is None else [file.id]
+    with_preview = set() if share.password_hash else previews.with_previews(session, shown_ids)
     if file is None:
         return share_page.listing_page(
-            share_page.shared_set(share, found, download),
+            share_page.shared_set(share, found, download, with_preview),
             token=page_token(request, share),
             headers=headers_for(share),
         )
-    shown = share_page.shared_file(share, file)
+    shown = share_page.shared_file(share, file, preview=file.id in with_preview)
     return share_page.render(
         200,
         state="ready",

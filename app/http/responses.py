@@ -23,7 +23,8 @@ def empty(status: int, headers: Mapping[str, str]) -> tuple[None, int, Mapping[s
 NO_CONTENT: tuple[None, int, dict[str, str]] = (None, 204, {})
 
 
-def content_disposition(filename: str) -> str:
-    """`attachment` with an ASCII fallback and the exact UTF-8 name (RFC 6266 / 8187)."""
+def content_disposition(filename: str, kind: str = "attachment") -> str:
+    """`attachment` (or `inline`) with an ASCII fallback and the exact UTF-8 name (RFC 6266
+    / 8187)."""
     fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in filename)
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+    return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -13,13 +14,15 @@ import jinja2
 from app.errors import AppError, Gone, NotFound, NotReady, TooManyRequests, Unauthorized
 from app.http.links import PUBLIC_HEADERS, downloads_left, headers_for
 from app.http.streaming import Reply
-from app.models import File, Share
-from app.services import selections
+from app.models import File, FileStatus, Share
+from app.services import previews, selections
 from app.services.files import Download
 
-# Nothing but our own stylesheet loads; the form posts only to us; no page may frame it.
+# Nothing but our own stylesheet, previews and players load; the form posts only to us;
+# no page may frame it.
 PAGE_CSP = (
-    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "default-src 'none'; style-src 'self'; img-src 'self'; media-src 'self'; "
+    "form-action 'self'; "
     "base-uri 'none'; frame-ancestors 'none'"
 )
 PAGE_HEADERS = {
@@ -50,10 +53,28 @@ class SharedFile:
     status: str
     expires_at: str | None
     downloads_left: int | None
+    preview: bool = False
+    player: str = ""  # `audio` or `video` when the page plays it in place
 
     @property
     def status_text(self) -> str:
         return _STATUS_TEXT.get(self.status, self.status)
+
+
+_FAMILIES = {"image", "audio", "video", "text"}
+_ARCHIVES = {
+    "application/zip", "application/gzip", "application/x-tar", "application/x-7z-compressed"
+}  # fmt: skip
+
+
+def family(content_type: str) -> str:
+    """`image`, `audio`, `video`, `text`, `pdf`, `archive` or `other`: a file's icon."""
+    major = content_type.split("/")[0]
+    if major in _FAMILIES:
+        return major
+    if content_type == "application/pdf":
+        return "pdf"
+    return "archive" if content_type in _ARCHIVES else "other"
 
 
 @dataclass(frozen=True)
@@ -67,10 +88,22 @@ class SharedRow:
     size: int = 0
     content_type: str = ""
     status: str = ""
+    preview: bool = False  # a thumbnail to show (app.services.previews)
+    plays: bool = False  # audio or video the page plays in place
 
     @property
     def ready(self) -> bool:
         return self.status == "ready"
+
+    @property
+    def family(self) -> str:
+        """What kind of file it is, for its icon (a CSS class)."""
+        return family(self.content_type)
+
+    @property
+    def player(self) -> str:
+        """The element that plays it: `audio` or `video` ("" when it does not play)."""
+        return self.content_type.split("/")[0] if self.plays and self.ready else ""
 
     @property
     def status_text(self) -> str:
@@ -187,7 +220,8 @@ _GONE_PAGE = {
 }
 
 
-def shared_file(share: Share, file: File) -> SharedFile:
+def shared_file(share: Share, file: File, *, preview: bool = False) -> SharedFile:
+    plays = previews.plays_inline(share, file.content_type) and file.status == FileStatus.READY
     return SharedFile(
         name=file.name if share.serves == "original" else f"{file.name}.zip",
         size=file.size,
@@ -196,10 +230,14 @@ def shared_file(share: Share, file: File) -> SharedFile:
         status=file.status.value,
         expires_at=when(share.expires_at),
         downloads_left=downloads_left(share),
+        preview=preview,
+        player=file.content_type.split("/")[0] if plays else "",
     )
 
 
-def shared_set(share: Share, found: selections.Listing, download: Download) -> SharedSet:
+def shared_set(
+    share: Share, found: selections.Listing, download: Download, with_preview: set[uuid.UUID]
+) -> SharedSet:
     rows = [SharedRow(p.path, p.path.rsplit("/", 1)[-1], folder=True) for p in found.folders] + [
         SharedRow(
             e.path,
@@ -209,6 +247,8 @@ def shared_set(share: Share, found: selections.Listing, download: Download) -> S
             size=e.file.size,
             content_type=e.file.content_type,
             status=e.file.status.value,
+            preview=e.file.id in with_preview,
+            plays=previews.plays_inline(share, e.file.content_type),
         )
         for e in found.entries
     ]

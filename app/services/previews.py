@@ -25,8 +25,9 @@ from typing import IO
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.errors import NotFound
-from app.models import File, FilePreview
+from app.errors import Forbidden, NotFound
+from app.models import File, FilePreview, Share
+from app.services import files, selections
 from app.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 class DecompressionBomb(Exception):
     """More pixels than Pillow's own limit: refused before decoding."""
+
 
 EDGE = 320  # the longer side of a thumbnail, in pixels
 MEDIA_TYPE = "image/webp"
@@ -44,6 +46,15 @@ MAX_SOURCE_BYTES = 64 * 1024 * 1024
 # Decoded at most (after a JPEG's reduction): 16 M pixels is 64 MiB as RGBA.
 MAX_PIXELS = 16_000_000
 MAX_PREVIEW_BYTES = 256 * 1024  # more than any 320 px WebP at this quality takes
+# What a share page plays in place (the original bytes, with Range): common audio and
+# video that browsers play themselves. Anything else is downloaded, never shown inline.
+PLAYABLE = frozenset(
+    {
+        "audio/mpeg", "audio/ogg", "audio/wav", "audio/x-wav", "audio/flac", "audio/mp4",
+        "audio/aac", "audio/webm", "video/mp4", "video/webm", "video/ogg",
+    }
+)  # fmt: skip
+NO_PREVIEW = "This file has no preview: only images get one, once they are ready."
 
 
 @dataclass(frozen=True)
@@ -71,8 +82,48 @@ def find(session: Session, owner_id: uuid.UUID, file_id: uuid.UUID) -> FilePrevi
         .where(File.id == file_id, File.owner_id == owner_id)
     )
     if preview is None:
-        raise NotFound("This file has no preview: only images get one, once they are ready.")
+        raise NotFound(NO_PREVIEW)
     return preview
+
+
+def of_shared(session: Session, share: Share, file_id: uuid.UUID) -> FilePreview:
+    """The preview of a file a link holds (the link already let through); NotFound for any
+    other file, or without one."""
+    file = selections.member(session, share, file_id, original=False)
+    preview = session.get(FilePreview, file.id)
+    if preview is None:
+        raise NotFound(NO_PREVIEW)
+    return preview
+
+
+def with_previews(session: Session, file_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of these files have a preview (one query; for a listing)."""
+    if not file_ids:
+        return set()
+    found = session.scalars(select(FilePreview.file_id).where(FilePreview.file_id.in_(file_ids)))
+    return set(found)
+
+
+def plays_inline(share: Share, content_type: str) -> bool:
+    """Whether a share page plays a file of this type in place: a playable type, on a link
+    with neither a password (the page's player cannot present one) nor a download limit
+    (a player's many range requests are no download, and must not spend one)."""
+    return content_type in PLAYABLE and share.password_hash is None and share.max_downloads is None
+
+
+def playable(session: Session, share: Share, file_id: uuid.UUID) -> File:
+    """A file of the link that plays in place (see `plays_inline`), ready; Forbidden on a
+    link with a download limit, NotFound for a file it does not hold or that does not play."""
+    if share.max_downloads is not None:
+        raise Forbidden(
+            "This link counts its downloads, so its files do not play in the page: "
+            "download them instead."
+        )
+    file = selections.member(session, share, file_id, original=True)
+    if file.content_type not in PLAYABLE:
+        raise NotFound("This file does not play in a page: download it instead.")
+    files.ensure_ready(file)
+    return file
 
 
 def wanted(content_type: str, size: int) -> bool:
