@@ -182,6 +182,7 @@ REQUESTS = {
     ),
     "app.handlers.files.list_files": ("GET", "/api/v1/files", {}),
     "app.handlers.files.get_file": ("GET", f"/api/v1/files/{FILE_ID}", {}),
+    "app.handlers.inline.preview": ("GET", f"/api/v1/files/{FILE_ID}/preview", {}),
     "app.handlers.files.rename": ("PATCH", f"/api/v1/files/{FILE_ID}", {"json": {"name": "b"}}),
     "app.handlers.files.delete": ("DELETE", f"/api/v1/files/{FILE_ID}", {}),
     "app.handlers.files.download_head": ("HEAD", f"/api/v1/files/{FILE_ID}/content", {}),
