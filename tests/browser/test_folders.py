@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import zipfile
 from pathlib import Path
 
 import httpx
@@ -263,3 +264,74 @@ def test_a_dropped_folder_keeps_its_structure(page, site, account: Account, tmp_
     with api(site, account) as client:
         stored = tree_of(client)
     assert set(stored) == set(paths)
+
+
+def test_share_a_folder_and_a_selection_then_a_stranger_downloads_it_all(
+    page, browser, site, account, tmp_path
+):
+    files = make_tree(tmp_path)
+    (tmp_path / "readme.txt").write_text("read me first\n")
+    sign_in(page, account)
+    page.set_input_files("#folder-picker", str(tmp_path / "trip"))
+    page.set_input_files("#picker", str(tmp_path / "readme.txt"))
+    expect_ready(page, "readme.txt")
+    with api(site, account) as client:
+        wait_until(
+            lambda: [f["status"] for f in tree_of(client).values()] == ["ready"] * 5,
+            90,
+            what="the files ready",
+        )
+
+    # One link for the whole folder, from the selection.
+    folder_row(page, "trip").get_by_role("checkbox", name="Select the folder trip").check()
+    expect(page.locator("#selection-count")).to_have_text("1 folder selected")
+    page.get_by_role("group", name="Selection").get_by_role("button", name="Share").click()
+    dialog = page.get_by_role("dialog", name="Share")
+    expect(dialog.locator("#share-file")).to_have_text(
+        "The folder “trip” and everything in it, including what is added later"
+    )
+    dialog.get_by_role("button", name="Create link").click()
+    link = re.compile(re.escape(site.url) + r"/s/[A-Za-z0-9_-]+$")
+    expect(dialog.get_by_label("New link")).to_have_value(link, timeout=20_000)
+    folder_url = dialog.get_by_label("New link").input_value()
+    expect(dialog.locator("#share-list li")).to_have_count(1)
+    expect(dialog.locator("#share-list li").first).to_contain_text("folder")
+    screenshot(page, "share-folder")
+    assert axe_violations(page) == []
+    dialog.get_by_role("button", name="Close").click()
+
+    # A stranger, on a phone, downloads it all: one ZIP with the folder's structure.
+    stranger = browser.new_context(viewport={"width": 390, "height": 844}, accept_downloads=True)
+    try:
+        visitor = stranger.new_page()
+        visitor.goto(folder_url)
+        expect(visitor.get_by_role("link", name="Download all")).to_be_visible()
+        screenshot(visitor, "share-page-folder")
+        assert axe_violations(visitor) == []
+        with visitor.expect_download() as download:
+            visitor.get_by_role("link", name="Download all").click()
+        with zipfile.ZipFile(download.value.path()) as archive:
+            assert archive.testzip() is None
+            members = archive.namelist()
+            assert {n: archive.read(n) for n in members if not n.endswith("/")} == files
+            assert {n for n in members if n.endswith("/")} == {
+                "trip/", "trip/day 1/", "trip/day 2/", "trip/day 2/deep/"
+            }  # fmt: skip
+    finally:
+        stranger.close()
+
+    # A selection (the folder and a file beside it) is one link too.
+    row(page, "readme.txt").get_by_role("checkbox").check()
+    expect(page.locator("#selection-count")).to_have_text("1 folder and 1 file selected")
+    page.get_by_role("group", name="Selection").get_by_role("button", name="Share").click()
+    expect(dialog.locator("#share-file")).to_have_text("1 folder and 1 file: trip, readme.txt")
+    expect(dialog.locator("#share-list li")).to_have_count(0)
+    expect(dialog.get_by_label("New link")).to_be_hidden()
+    dialog.get_by_role("button", name="Create link").click()
+    expect(dialog.get_by_label("New link")).to_have_value(link, timeout=20_000)
+    expect(dialog.locator("#share-list li")).to_have_count(1)
+    listing = httpx.get(
+        dialog.get_by_label("New link").input_value(), headers={"Accept": "application/json"}
+    ).json()
+    assert listing["kind"] == "selection"
+    assert {entry["path"] for entry in listing["entries"]} == {*files, "readme.txt"}
