@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 
+from app.db import make_engine
 from app.migrate import upgrade
 from app.models import User
 from app.queue import FINISH_DELETIONS
@@ -179,6 +180,17 @@ def make_settings(tmp: Path, database_url: str, backend: str = "local", **overri
     )
     values.update(overrides)
     return Settings.from_env({}, **values)
+
+
+def committing_engine(request, tmp_path: Path) -> sa.Engine:
+    """For a fixture parametrized over ["postgresql", "sqlite"]: this run's PostgreSQL
+    engine, or one on a fresh, migrated SQLite file under `tmp_path` (sessions on either
+    commit for real)."""
+    if request.param == "postgresql":
+        return request.getfixturevalue("engine")
+    url = f"sqlite:///{tmp_path}/instashare.db"
+    upgrade(url)
+    return make_engine(url)
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -18,14 +18,14 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 
-from app.db import make_engine, make_session_factory
-from app.migrate import upgrade
+from app.db import make_session_factory
 from app.models import File, FileStatus, Folder, PendingDeletion, Upload, User
 from app.queue.jobs import JobQueue
 from app.services import entries, files, folders, quota, resumable_uploads
 from app.services.spool import SpooledUpload
 from app.storage.local import LocalStorage
 from tests.factories import UserFactory
+from tests.helpers import committing_engine
 
 RACERS = 12
 QUOTA = 10**9
@@ -51,12 +51,7 @@ class Owner:
 @pytest.fixture(params=["postgresql", "sqlite"])
 def owner(request, tmp_path):
     """A committed account on PostgreSQL (the run's database) or a fresh SQLite file."""
-    if request.param == "postgresql":
-        engine = request.getfixturevalue("engine")
-    else:
-        url = f"sqlite:///{tmp_path}/folders.db"
-        upgrade(url)
-        engine = make_engine(url)
+    engine = committing_engine(request, tmp_path)
     sessions = make_session_factory(engine)
     user = UserFactory.build()
     with sessions() as session:

@@ -19,15 +19,15 @@ import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 
 from app.archive.writer import ArchiveResult
-from app.db import make_engine, make_session_factory
+from app.db import make_session_factory
 from app.errors import TooLarge
-from app.migrate import upgrade
 from app.models import File, FileStatus, Upload, User
 from app.queue.jobs import JobQueue
 from app.services import files, leases, quota, resumable_uploads
 from app.services.spool import SpooledUpload
 from app.storage.local import LocalStorage
 from tests.factories import UserFactory
+from tests.helpers import committing_engine
 
 QUOTA = 20_000
 SIZE = 3_000  # so exactly six fit
@@ -54,12 +54,7 @@ class Owner:
 @pytest.fixture(params=["postgresql", "sqlite"])
 def owner(request, tmp_path) -> Owner:
     """A committed account on PostgreSQL (the run's database) or a fresh SQLite file."""
-    if request.param == "postgresql":
-        engine = request.getfixturevalue("engine")
-    else:
-        url = f"sqlite:///{tmp_path}/race.db"
-        upgrade(url)
-        engine = make_engine(url)
+    engine = committing_engine(request, tmp_path)
     sessions = make_session_factory(engine)
     user = UserFactory.build()
     with sessions() as session:

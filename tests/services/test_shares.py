@@ -16,12 +16,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 
-from app.db import make_engine, make_session_factory, utcnow
+from app.db import make_session_factory, utcnow
 from app.errors import Gone
-from app.migrate import upgrade
 from app.models import File, FileStatus, Share, ShareDownload, User
 from app.services import shares
 from tests.factories import PASSWORD_HASH
+from tests.helpers import committing_engine
 
 SIZE = 1_000_000
 HOUR = dt.timedelta(hours=1)
@@ -31,12 +31,7 @@ SECRET = "a secret for the tests of tickets"
 @pytest.fixture(params=["postgresql", "sqlite"])
 def committing(request, tmp_path) -> Iterator[sessionmaker]:
     """Sessions that commit on this run's PostgreSQL database, or on a new SQLite one."""
-    if request.param == "postgresql":
-        engine = request.getfixturevalue("engine")
-    else:
-        url = f"sqlite:///{tmp_path}/shares.db"
-        upgrade(url)
-        engine = make_engine(url)
+    engine = committing_engine(request, tmp_path)
     factory = make_session_factory(engine)
     owners: list[uuid.UUID] = []
     request.node.owners = owners
