@@ -1,0 +1,106 @@
+"""How the web app looks: the system's colour scheme, no stray focus frame, rows that keep
+their shape while a name is edited."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pytest
+from playwright.sync_api import expect
+
+from app.models import FileStatus, User
+from tests.browser.conftest import axe_violations, screenshot, sign_in
+from tests.factories import FileFactory
+from tests.helpers import Account, runtime
+
+
+def _ready_files(site, account: Account, names: list[str]) -> None:
+    now = dt.datetime.now(dt.UTC)
+    with runtime(site.app).sessions() as session:
+        owner = session.get(User, uuid.UUID(account.id))
+        for n, name in enumerate(names):
+            session.add(
+                FileFactory.build(
+                    owner=owner, name=name, status=FileStatus.READY, sha256="0" * 64,
+                    size=4_200_000 + n, compressed_size=1_200_000, processed_at=now,
+                    created_at=now - dt.timedelta(minutes=n),
+                )
+            )  # fmt: skip
+        session.commit()
+
+
+def _luminance(page, selector: str, prop: str = "backgroundColor") -> float:
+    """The relative luminance (0 black .. 1 white) of an element's computed colour."""
+    return page.evaluate(
+        """([selector, prop]) => {
+            const [r, g, b] = getComputedStyle(document.querySelector(selector))[prop]
+                .match(/[0-9.]+/g).slice(0, 3).map(Number)
+                .map((c) => c / 255)
+                .map((c) => (c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4));
+            return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+        }""",
+        [selector, prop],
+    )
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_app_follows_the_systems_colour_scheme_and_stays_readable(page, site, account, scheme):
+    page.emulate_media(color_scheme=scheme)
+    page.goto("/")
+    page.get_by_label("E-mail", exact=True).wait_for()
+    dark = _luminance(page, "html") < 0.05
+    assert dark == (scheme == "dark")
+    assert axe_violations(page) == []
+    screenshot(page, f"sign-in-{scheme}")
+
+    _ready_files(site, account, ["report.pdf", "holiday photo.jpg", "notes.txt"])
+    sign_in(page, account)
+    expect(page.locator("#files-body tr")).to_have_count(3)
+    # Text and the file cards follow the scheme too, not only the page behind them.
+    assert (_luminance(page, ".file-name", "color") > 0.5) == dark
+    assert (_luminance(page, ".card") < 0.05) == dark
+    assert axe_violations(page) == []
+    screenshot(page, f"files-{scheme}")
+
+    page.get_by_role("button", name="Share report.pdf").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_be_visible()
+    assert (_luminance(page, "dialog[open]") < 0.05) == dark
+    assert axe_violations(page) == []
+    screenshot(page, f"share-dialog-{scheme}")
+
+
+def test_the_page_shows_no_frame_around_its_content_after_a_reload(page, site, account):
+    _ready_files(site, account, ["report.pdf"])
+    sign_in(page, account)
+    page.reload()
+    page.locator("#app-view[data-loaded]").wait_for()
+    # The app moves focus to the landmark when a view changes (for screen readers); a
+    # person did not move there, so no ring is drawn around the whole page.
+    page.evaluate("() => document.querySelector('main').focus()")
+    style = page.evaluate(
+        "() => { const s = getComputedStyle(document.querySelector('main'));"
+        " return [s.boxShadow, s.outlineStyle]; }"
+    )
+    assert style == ["none", "none"]
+
+
+def test_a_row_keeps_its_shape_while_its_name_is_edited(page, site, account):
+    _ready_files(site, account, ["quarterly report 2026 final version.pdf", "b.txt"])
+    sign_in(page, account)
+    row = page.locator("#files-body tr").first
+
+    def heights() -> tuple[float, float]:
+        return row.evaluate(
+            "(tr) => [tr.getBoundingClientRect().height,"
+            " tr.querySelector('time').getBoundingClientRect().height]"
+        )
+
+    row_before, date_before = heights()
+    row.get_by_role("button", name="Rename quarterly report 2026 final version.pdf").click()
+    expect(row.get_by_role("textbox")).to_be_focused()
+    row_during, date_during = heights()
+    assert date_before < 30, "the date takes more than one line"
+    assert date_during == date_before  # and stays on one line while the name is edited
+    assert row_during <= row_before + 48  # the form's own height, not a reflowed table
