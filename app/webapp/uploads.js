@@ -40,7 +40,7 @@ export function uploadPanel({ folderId, onCreated, onFinished, onManyFinished })
   const zone = el(
     "div",
     { id: "dropzone", class: "dropzone" },
-    el("p", { text: "Drop files or a folder here, or" }),
+    el("p", { text: "Drop files or a folder anywhere on the page, or" }),
     el(
       "div",
       { class: "choose" },
@@ -83,16 +83,25 @@ export function uploadPanel({ folderId, onCreated, onFinished, onManyFinished })
     start([...folderPicker.files].map((file) => ({ file, path: file.webkitRelativePath || file.name })));
     folderPicker.value = "";
   });
+  // Files dropped anywhere on the app are taken, not only on the zone: while they are
+  // dragged over the page, the zone lights up to say so. Not while a dialog is open or the
+  // app is not shown (the log-in form), where a drop does nothing; never does the browser
+  // replace the app with the dropped file.
+  const taking = () => !root.closest("[hidden]") && !document.querySelector("dialog[open]");
+  const carriesFiles = (event) => [...(event.dataTransfer?.types ?? [])].includes("Files");
   for (const type of ["dragenter", "dragover"]) {
-    zone.addEventListener(type, (event) => {
+    window.addEventListener(type, (event) => {
       event.preventDefault();
-      zone.classList.add("over");
+      if (taking() && carriesFiles(event)) zone.classList.add("over");
     });
   }
-  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
-  zone.addEventListener("drop", (event) => {
+  window.addEventListener("dragleave", (event) => {
+    if (event.relatedTarget === null) zone.classList.remove("over"); // it left the window
+  });
+  window.addEventListener("drop", (event) => {
     event.preventDefault();
     zone.classList.remove("over");
+    if (!taking()) return;
     // The entries must be taken now: the drop's data is gone once this handler returns.
     const entries = [...event.dataTransfer.items].map((item) => item.webkitGetAsEntry?.()).filter(Boolean);
     if (entries.some((entry) => entry.isDirectory)) {
@@ -101,9 +110,6 @@ export function uploadPanel({ folderId, onCreated, onFinished, onManyFinished })
       start([...event.dataTransfer.files].map((file) => ({ file, path: file.name })));
     }
   });
-  // A file dropped beside the zone must not replace the app with the file.
-  window.addEventListener("dragover", (event) => event.preventDefault());
-  window.addEventListener("drop", (event) => event.preventDefault());
   window.addEventListener("beforeunload", (event) => {
     if (active.size > 0 || queue.waiting > 0) event.preventDefault();
   });

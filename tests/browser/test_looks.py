@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from app.models import FileStatus, User
-from tests.browser.conftest import axe_violations, screenshot, sign_in
+from tests.browser.conftest import axe_violations, drop_files, screenshot, sign_in
 from tests.factories import FileFactory
 from tests.helpers import Account, runtime
 
@@ -104,3 +104,32 @@ def test_a_row_keeps_its_shape_while_its_name_is_edited(page, site, account):
     assert date_before < 30, "the date takes more than one line"
     assert date_during == date_before  # and stays on one line while the name is edited
     assert row_during <= row_before + 48  # the form's own height, not a reflowed table
+
+
+def test_files_dropped_anywhere_on_the_page_are_uploaded(page, site, account, tmp_path):
+    notes = tmp_path / "minutes.txt"
+    notes.write_text("minutes of the meeting\n" * 100)
+    other = tmp_path / "agenda.txt"
+    other.write_text("1. budget\n")
+    sign_in(page, account)
+    # On the list's heading, far from the upload zone.
+    drop_files(page, [notes, other], target="#files-count")
+    expect(page.locator("#uploads .upload")).to_have_count(2)
+    for name in ("minutes.txt", "agenda.txt"):
+        expect(
+            page.locator("#files-body tr")
+            .filter(has=page.locator(".file-name").get_by_text(name, exact=True))
+            .locator(".badge")
+        ).to_have_text("Ready", timeout=90_000)
+
+
+def test_a_drop_while_a_dialog_is_open_uploads_nothing(page, site, account, tmp_path):
+    _ready_files(site, account, ["report.pdf"])
+    stray = tmp_path / "stray.txt"
+    stray.write_text("not meant for upload\n")
+    sign_in(page, account)
+    page.get_by_role("button", name="Share report.pdf").click()
+    expect(page.get_by_role("dialog")).to_be_visible()
+    drop_files(page, [stray], target="dialog[open]")
+    page.wait_for_timeout(500)
+    expect(page.locator("#uploads .upload")).to_have_count(0)
