@@ -121,12 +121,16 @@ def refusals_counted() -> Iterator[None]:
 
 
 def grant_created(
-    request: Exchange, grant: grants.Grant, headers: Mapping[str, str] | None = None
+    request: Exchange,
+    grant: grants.Grant,
+    headers: Mapping[str, str] | None = None,
+    fields: Mapping[str, object] | None = None,
 ) -> Reply:
-    """The 201 that hands out a grant: its URL (at the links' public base) and its expiry."""
+    """The 201 that hands out a grant: its URL (at the links' public base), its expiry and
+    any other `fields`."""
     secret = request.runtime.settings.secret_key
     url = f"{public_base(request)}/api/v1/downloads/{grants.encode(secret, grant)}"
-    body = {"url": url, "expires_at": grants.expires_at(grant).isoformat()}
+    body = {"url": url, "expires_at": grants.expires_at(grant).isoformat(), **(fields or {})}
     # The URL opens the file to whoever holds it: no cache keeps it.
     return json_body(body, 201, **{**(headers or {}), "Location": url, "Cache-Control": "no-store"})
 

@@ -5,15 +5,18 @@ gigabytes must stream to disk, not through a page's memory. So the owner (with t
 token) or anyone who knows a link's password asks for a grant, and the browser follows
 `/api/v1/downloads/{grant}` like any link.
 
-A grant is compact and signed, not stored: a version byte, its kind (an owner's file or a
-share link) and format, when it stops starting downloads, the file's or link's id and, for
-a file, the owner's token generation and the id of the access token that asked for it; then
-an HMAC-SHA256 (16 bytes) of all that under a key derived from the server secret for this
-purpose alone, so no share token or JWT signature can stand in for one. Base64url.
+A grant is compact and signed, not stored: a version byte, its kind (an owner's file, an
+owner's selection of files and folders, or a share link) and format, when it stops starting
+downloads, the file's, owner's or link's id and, for the owner's kinds, the owner's token
+generation and the id of the access token that asked for it; a selection's items follow
+(a kind byte and an id each, at most MAX_ITEMS: the URL stays under the 8 KiB a request
+line may be); then an HMAC-SHA256 (16 bytes) of all that under a key derived from the
+server secret for this purpose alone, so no share token or JWT signature can stand in for
+one. Base64url.
 
-Every use checks it again: a file grant stops when its owner's session ends (logout, a
-password change: the same rules as the token) and never outlives the token that asked for
-it; a share grant is the link itself, without its password, so a revoked, expired or used
+Every use checks it again: a file (or selection) grant stops when its owner's session ends
+(logout, a password change: the same rules as the token) and never outlives the token that
+asked for it; a share grant is the link itself, without its password, so a revoked, expired or used
 up link stops its grants, and each download through one counts toward the link's limit.
 The lifetime bounds when a download may start: one under way is not cut, and a resume
 after it needs a new grant.
@@ -21,6 +24,7 @@ after it needs a new grant.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import hashlib
@@ -28,6 +32,7 @@ import hmac
 import struct
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -35,26 +40,31 @@ from sqlalchemy.orm import Session
 
 from app.errors import Gone, NotFound
 from app.models import File, RevokedToken, Share, User
-from app.services import base64url, files, shares
+from app.services import base64url, files, selections, shares
 from app.services.tokens import Claims
 
 _VERSION = 1
-_SHARE, _ORIGINAL = 0b01, 0b10
+_SHARE, _ORIGINAL, _SELECTION = 0b001, 0b010, 0b100
 _HEAD = struct.Struct(">BBQ16s")  # version, flags, expiry (unix seconds), id
 _OWNER = struct.Struct(">IB")  # token generation, length of the token id that follows
+_COUNT = struct.Struct(">H")  # a selection's number of items
+_ITEM = struct.Struct(">B16s")  # an item: 0 a file, 1 a folder; its id
 _MAC_BYTES = 16
+# A selection's grant grows 17 bytes an item: 250 make a URL of about 5,800 characters.
+MAX_ITEMS = 250
 
 
 @dataclass(frozen=True)
 class Grant:
     """What a valid grant says."""
 
-    kind: str  # "file" or "share"
-    target: uuid.UUID  # the file's id, or the share link's
+    kind: str  # "file", "selection" or "share"
+    target: uuid.UUID  # the file's id, the owner's (a selection), or the share link's
     original: bool
     expires_at: int  # unix seconds
-    generation: int = 0  # file grants: the owner's token generation
-    jti: str = ""  # file grants: the access token that asked for it
+    generation: int = 0  # file and selection grants: the owner's token generation
+    jti: str = ""  # file and selection grants: the access token that asked for it
+    items: tuple[tuple[str, uuid.UUID], ...] = ()  # a selection's ("file"/"folder", id)
 
 
 @functools.lru_cache(maxsize=8)
@@ -70,11 +80,16 @@ def _mac(secret: str, payload: bytes) -> bytes:
 
 def encode(secret: str, grant: Grant) -> str:
     """The grant as it goes in a URL."""
-    flags = (_SHARE if grant.kind == "share" else 0) | (_ORIGINAL if grant.original else 0)
+    kind = {"share": _SHARE, "selection": _SELECTION}.get(grant.kind, 0)
+    flags = kind | (_ORIGINAL if grant.original else 0)
     payload = _HEAD.pack(_VERSION, flags, grant.expires_at, grant.target.bytes)
-    if grant.kind == "file":
+    if grant.kind != "share":
         jti = grant.jti.encode()
         payload += _OWNER.pack(grant.generation, len(jti)) + jti
+    if grant.kind == "selection":
+        payload += _COUNT.pack(len(grant.items)) + b"".join(
+            _ITEM.pack(kind == "folder", item.bytes) for kind, item in grant.items
+        )
     return base64url.encode(payload + _mac(secret, payload))
 
 
@@ -93,30 +108,49 @@ def decode(secret: str, presented: str, now: float | None = None) -> Grant:
     if len(payload) < _HEAD.size or not hmac.compare_digest(mac, _mac(secret, payload)):
         raise _invalid()
     version, flags, expires_at, target = _HEAD.unpack_from(payload)
-    if version != _VERSION:
+    if version != _VERSION or (flags & _SHARE and flags & _SELECTION):
         raise _invalid()
-    grant = Grant(
-        kind="share" if flags & _SHARE else "file",
-        target=uuid.UUID(bytes=target),
-        original=bool(flags & _ORIGINAL),
-        expires_at=expires_at,
-    )
-    if grant.kind == "file":
-        rest = payload[_HEAD.size :]
-        if len(rest) < _OWNER.size:
+    kind = "share" if flags & _SHARE else "selection" if flags & _SELECTION else "file"
+    grant = Grant(kind, uuid.UUID(bytes=target), bool(flags & _ORIGINAL), expires_at)
+    if kind == "share":
+        if len(payload) != _HEAD.size:
             raise _invalid()
-        generation, length = _OWNER.unpack_from(rest)
-        jti = rest[_OWNER.size :]
-        if len(jti) != length:
-            raise _invalid()
-        grant = Grant(
-            grant.kind, grant.target, grant.original, expires_at, generation, jti.decode()
-        )
-    elif len(payload) != _HEAD.size:
-        raise _invalid()
+    else:
+        grant = _owner_part(grant, payload[_HEAD.size :])
     if expires_at <= (time.time() if now is None else now):
         raise Gone("This download link has expired; ask for a new one.", reason="expired")
     return grant
+
+
+def _owner_part(grant: Grant, rest: bytes) -> Grant:
+    """`grant` with what follows the head of an owner's grant: the token it came from and,
+    for a selection, its items (nothing more, nothing less)."""
+    if len(rest) < _OWNER.size:
+        raise _invalid()
+    generation, length = _OWNER.unpack_from(rest)
+    jti, rest = rest[_OWNER.size : _OWNER.size + length], rest[_OWNER.size + length :]
+    if len(jti) != length:
+        raise _invalid()
+    items: list[tuple[str, uuid.UUID]] = []
+    if grant.kind == "selection":
+        if len(rest) < _COUNT.size:
+            raise _invalid()
+        (count,) = _COUNT.unpack_from(rest)
+        rest = rest[_COUNT.size :]
+        if len(rest) != count * _ITEM.size:
+            raise _invalid()
+        for kind, item in _ITEM.iter_unpack(rest):
+            if kind > 1:
+                raise _invalid()
+            items.append(("folder" if kind else "file", uuid.UUID(bytes=item)))
+        rest = b""
+    if rest:
+        raise _invalid()
+    try:
+        token_id = jti.decode()
+    except UnicodeDecodeError:
+        raise _invalid() from None
+    return dataclasses.replace(grant, generation=generation, jti=token_id, items=tuple(items))
 
 
 def expires_at(grant: Grant) -> dt.datetime:
@@ -148,6 +182,28 @@ def for_file(
     return Grant("file", file_id, original, expiry, claims.generation, claims.jti)
 
 
+def for_selection(
+    session: Session,
+    claims: Claims,
+    items: Sequence[selections.Item],
+    *,
+    original: bool,
+    lifetime: int,
+    now: float | None = None,
+) -> tuple[Grant, selections.Listing]:
+    """A grant for one ZIP of some of the owner's files and folders, and what it holds now
+    (NotFound naming the first item not the owner's; NotReady while nothing in it is)."""
+    selections.check_owned(session, claims.user_id, items)
+    found = selections.owned(session, claims.user_id, items)
+    selections.ensure_some_ready(found)
+    expiry = min(_expiry(lifetime, now), int(claims.expires_at.timestamp()))
+    pairs = tuple((item.kind, item.id) for item in items)
+    grant = Grant(
+        "selection", claims.user_id, original, expiry, claims.generation, claims.jti, pairs
+    )
+    return grant, found
+
+
 def for_share(share: Share, file: File | None, *, lifetime: int, now: float | None = None) -> Grant:
     """A grant for what a link serves (a folder or selection link's: its Download all),
     once its password (if any) was given."""
@@ -176,6 +232,24 @@ def file_of(session: Session, grant: Grant) -> File:
             reason="revoked",
         )
     return file
+
+
+def owner_of(session: Session, grant: Grant) -> uuid.UUID:
+    """The owner whose selection a selection grant opens; Gone once its session ended."""
+    row = session.execute(
+        select(User.token_generation, RevokedToken.jti)
+        .outerjoin(RevokedToken, RevokedToken.jti == grant.jti)
+        .where(User.id == grant.target)
+    ).one_or_none()
+    if row is None:
+        raise NotFound("The account of this download was deleted.")
+    generation, revoked = row
+    if revoked is not None or generation != grant.generation:
+        raise Gone(
+            "The session that made this download link has ended; ask for a new one.",
+            reason="revoked",
+        )
+    return grant.target
 
 
 def share_of(session: Session, grant: Grant) -> tuple[Share, File | None]:

@@ -82,9 +82,10 @@ class FolderEntry:
 
 @dataclass(frozen=True)
 class Listing:
-    """What a multi-file link holds now: its name, its files and folders by path."""
+    """What a multi-file link (or the owner's selection) holds now: its name, its files
+    and folders by path."""
 
-    share: Share
+    share: Share | None  # None: the owner's own selection
     name: str
     entries: list[Entry]
     folders: list[FolderEntry]
@@ -97,10 +98,13 @@ class Listing:
 # --- the owner's side -----------------------------------------------------------------------
 
 
-def parse_items(raw: object) -> list[Item]:
-    """The body's `items`, checked: 1 to MAX_ITEMS of {kind, id}, none twice."""
-    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_ITEMS:
-        raise InvalidInput(f"A link shares 1 to {MAX_ITEMS} items.")
+def parse_items(raw: object, *, most: int = MAX_ITEMS, what: str = "A link") -> list[Item]:
+    """The body's `items`, checked: 1 to `most` of {kind, id}, none twice (`what` takes
+    them, in the sentence that says so)."""
+    if not isinstance(raw, list) or not raw:
+        raise InvalidInput(f"{what} needs at least one file or folder: the items are empty.")
+    if len(raw) > most:
+        raise InvalidInput(f"{what} takes at most {most:,} items; {len(raw):,} were given.")
     items: list[Item] = []
     for value in raw:
         if not isinstance(value, dict) or value.get("kind") not in ("file", "folder"):
@@ -119,7 +123,7 @@ def create(session: Session, owner_id: uuid.UUID, items: Sequence[Item], **optio
     """A new link to the owner's files and folders: one file is a file link (as
     `shares.create` makes), one folder a folder link, anything else a selection.
     NotFound names the first item that is not the owner's."""
-    _check_owned(session, owner_id, items)
+    check_owned(session, owner_id, items)
     if len(items) == 1 and items[0].kind == "file":
         return shares.create(session, owner_id, items[0].id, **options)
     kind = ShareKind.FOLDER if len(items) == 1 else ShareKind.SELECTION
@@ -139,7 +143,8 @@ def create(session: Session, owner_id: uuid.UUID, items: Sequence[Item], **optio
     return share
 
 
-def _check_owned(session: Session, owner_id: uuid.UUID, items: Sequence[Item]) -> None:
+def check_owned(session: Session, owner_id: uuid.UUID, items: Sequence[Item]) -> None:
+    """NotFound naming the first of `items` that is not the owner's."""
     for kind, model in (("file", File), ("folder", Folder)):
         wanted = [item.id for item in items if item.kind == kind]
         if not wanted:
@@ -208,34 +213,57 @@ def listing(session: Session, share: Share, *, original: bool = False) -> Listin
     ).all()
     if not items and share.kind == ShareKind.FOLDER:
         raise NotFound("There is no such link: its folder was deleted.")
+    pairs = [(row.file_id, row.folder_id) for row in items]
+    return _gathered(session, share.owner_id, pairs, original=original, share=share)
+
+
+def owned(
+    session: Session, owner_id: uuid.UUID, items: Sequence[Item], *, original: bool = False
+) -> Listing:
+    """What the owner's `items` hold now, by path, as a link to them would list it (the
+    owner's own ZIP of a selection); NotFound when none of them is left."""
+    pairs = [(i.id, None) if i.kind == "file" else (None, i.id) for i in items]
+    found = _gathered(session, owner_id, pairs, original=original, share=None)
+    if not found.entries and not found.folders:
+        raise NotFound("Nothing of this download is left: its files and folders were deleted.")
+    return found
+
+
+def _gathered(
+    session: Session,
+    owner_id: uuid.UUID,
+    items: Sequence[tuple[uuid.UUID | None, uuid.UUID | None]],
+    *,
+    original: bool,
+    share: Share | None,
+) -> Listing:
+    """What `items` ((file id, None) or (None, folder id), in order) of `owner_id` hold."""
     options = [undefer(File.seek_index)] if original else []
-    file_ids = [row.file_id for row in items if row.file_id is not None]
-    folder_ids = [row.folder_id for row in items if row.folder_id is not None]
+    file_ids = [file_id for file_id, _ in items if file_id is not None]
+    folder_ids = [folder_id for _, folder_id in items if folder_id is not None]
     top_files = {
         f.id: f
         for f in session.scalars(
-            select(File)
-            .options(*options)
-            .where(File.owner_id == share.owner_id, File.id.in_(file_ids))
+            select(File).options(*options).where(File.owner_id == owner_id, File.id.in_(file_ids))
         )
     }
     top_folders = {
         f.id: f
         for f in session.scalars(
-            select(Folder).where(Folder.owner_id == share.owner_id, Folder.id.in_(folder_ids))
+            select(Folder).where(Folder.owner_id == owner_id, Folder.id.in_(folder_ids))
         )
     }
     # Each item's name at the top, the later of two alike renamed, in the owner's order.
     top: dict[uuid.UUID, str] = {}
     taken: set[str] = set()
-    for row in items:
-        named = top_files.get(row.file_id) or top_folders.get(row.folder_id)
+    for file_id, folder_id in items:
+        named = top_files.get(file_id) or top_folders.get(folder_id)  # type: ignore[arg-type]
         if named is not None:
             top[named.id] = _unclashed(_archive_name(named.name), taken)
     found_entries = [Entry(top[f.id], f) for f in top_files.values()]
     found_folders = [FolderEntry(top[f.id], f.created_at) for f in top_folders.values()]
     if top_folders:
-        sub_folders, sub_files = _trees(session, share.owner_id, list(top_folders), options)
+        sub_folders, sub_files = _trees(session, owner_id, list(top_folders), options)
         for root, path, created in sub_folders:
             found_folders.append(FolderEntry(f"{top[root]}/{path}", created))
         for root, path, file in sub_files:
@@ -452,11 +480,32 @@ def download(
             storage, member(session, share, file_id, original=original), original=original
         )
     found = listing(session, share, original=original)
-    if found.entries and not found.ready:
-        waiting = min(found.entries, key=lambda e: e.file.status == FileStatus.FAILED)
-        files.ensure_ready(waiting.file)  # Retry-After unless every one failed
+    ensure_some_ready(found)
     locate_all(session, storage, found)
     return archive(storage, found, original=original)
+
+
+def of_owner(
+    session: Session,
+    storage: Storage,
+    owner_id: uuid.UUID,
+    items: Sequence[Item],
+    *,
+    original: bool,
+) -> files.Download:
+    """The owner's own ZIP of `items` as they are now, made as a link's Download all is
+    (the same bytes for the same members): NotReady while nothing in it is ready yet."""
+    found = owned(session, owner_id, items, original=original)
+    ensure_some_ready(found)
+    locate_all(session, storage, found)
+    return archive(storage, found, original=original)
+
+
+def ensure_some_ready(found: Listing) -> None:
+    """NotReady when files are listed and none is ready (Retry-After unless all failed)."""
+    if found.entries and not found.ready:
+        waiting = min(found.entries, key=lambda e: e.file.status == FileStatus.FAILED)
+        files.ensure_ready(waiting.file)
 
 
 def listed(session: Session, storage: Storage, share: Share) -> tuple[Listing, files.Download]:
