@@ -18,10 +18,11 @@ from sqlalchemy import (
     String,
     Text,
     Uuid,
+    exists,
     func,
     text,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship
 
 from app.db import Base, UTCDateTime, utcnow
 
@@ -162,6 +163,20 @@ class Folder(Base):
     __table_args__ = (*per_folder("folders", "parent_id", "parent"),)
 
 
+class FilePreview(Base):
+    """A file's thumbnail (app.services.previews), made by the worker with `ready`."""
+
+    __tablename__ = "file_previews"
+
+    file_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("files.id", ondelete="CASCADE"), primary_key=True
+    )
+    media_type: Mapped[str] = mapped_column(String(64))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class File(Base):
     __tablename__ = "files"
 
@@ -215,6 +230,11 @@ class File(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     # Bumped on every UPDATE; the ETag, and SQLAlchemy's optimistic lock.
     version: Mapped[int] = mapped_column(Integer, nullable=False)
+    # Whether the worker made it a thumbnail (the owner's list shows it): an index probe
+    # per row a page lists (app.services.files.LISTED), loaded only when asked for.
+    has_preview: Mapped[bool] = column_property(
+        exists().where(FilePreview.file_id == id), deferred=True
+    )
 
     owner: Mapped[User] = relationship(back_populates="files")
 
@@ -246,20 +266,6 @@ class File(Base):
     def archive_key(self) -> str:
         """Where the ZIP lives, in its owner's folder."""
         return self.archive_object or archive_key_for(self.owner_id, self.id, 1)
-
-
-class FilePreview(Base):
-    """A file's thumbnail (app.services.previews), made by the worker with `ready`."""
-
-    __tablename__ = "file_previews"
-
-    file_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("files.id", ondelete="CASCADE"), primary_key=True
-    )
-    media_type: Mapped[str] = mapped_column(String(64))
-    width: Mapped[int] = mapped_column(Integer)
-    height: Mapped[int] = mapped_column(Integer)
-    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Upload(Base):

@@ -53,6 +53,7 @@ FILE_FIELDS = {
     "created_at",
     "updated_at",
     "processed_at",
+    "has_preview",
 }
 
 

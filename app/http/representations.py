@@ -22,6 +22,7 @@ def file_json(file: files.Listed) -> dict:
         "created_at": file.created_at.isoformat(),
         "updated_at": file.updated_at.isoformat(),
         "processed_at": file.processed_at.isoformat() if file.processed_at else None,
+        "has_preview": bool(file.has_preview),
     }
 
 

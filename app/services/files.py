@@ -80,6 +80,8 @@ class Listed(Protocol):
     def updated_at(self) -> dt.datetime: ...
     @property
     def processed_at(self) -> dt.datetime | None: ...
+    @property
+    def has_preview(self) -> bool: ...
 
 
 # The columns a page lists (`Listed`), and no more: each is converted on the way out.
@@ -96,6 +98,7 @@ LISTED = (
     File.created_at,
     File.updated_at,
     File.processed_at,
+    File.has_preview.label("has_preview"),
 )
 
 
