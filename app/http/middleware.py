@@ -190,8 +190,11 @@ class PathGuard(HttpMiddleware):
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 # The web app (`/` and `/app/`): no inline script or style, no other origin: a file name
 # that smuggles markup has nothing to run, and the app cannot send its data elsewhere.
+# `blob:` images: the list's thumbnails, fetched with the token (an <img src> cannot send
+# it) and shown from memory (app/webapp/thumbnail.js); they are the server's own re-encoded
+# WebP, and a blob: URL is this origin's only.
 WEBAPP_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
 # Swagger UI's page (Connexion's template): its scripts and styles from here, plus the one

@@ -1,9 +1,10 @@
-// One row of the file list: the file's name, status, sizes and date, and its actions
+// One row of the file list: the file's thumbnail or type badge and name, status, sizes and date, and its actions
 // (download, share, rename in place, delete). The list updates it as the file changes.
 
 import { call } from "./api.js";
 import { entryRow } from "./row.js";
-import { announce, el, formatBytes, formatDate } from "./ui.js";
+import { leadingPicture } from "./thumbnail.js";
+import { announce, el, followDownload, formatBytes, formatDate } from "./ui.js";
 
 export const FINAL = new Set(["ready", "failed"]);
 export const STATUS_TEXT = { pending: "Pending", processing: "Processing", ready: "Ready", failed: "Failed" };
@@ -16,12 +17,13 @@ export function fileRow(initial, callbacks) {
     compressed: el("td", { class: "num", "data-label": "Compressed" }),
     created: el("td", { "data-label": "Created" }),
   };
+  const picture = leadingPicture();
   const row = entryRow(initial, {
     ...callbacks,
     kind: "file",
     resource: (file) => `/files/${file.id}`,
     label: (file) => file.name,
-    nameOf: (file) => el("span", { class: "file-name", text: file.name }),
+    nameOf: (file) => el("span", { class: "file-line" }, picture(file), el("span", { class: "file-name", text: file.name })),
     cells: Object.values(cells),
     fill(file) {
       cells.status.replaceChildren(el("span", { class: `badge ${file.status}`, text: STATUS_TEXT[file.status] || file.status }));
@@ -45,10 +47,7 @@ export function fileRow(initial, callbacks) {
   async function download(target, format) {
     try {
       const grant = await call("POST", `/files/${target.id}/download-grants`, { body: { format } });
-      const link = el("a", { href: grant.url, download: "", hidden: true });
-      document.body.append(link);
-      link.click();
-      link.remove();
+      followDownload(grant.url);
       announce(`Downloading ${target.name}`);
     } catch (failure) {
       callbacks.onError(`${target.name} could not be downloaded: ${failure.message}`);

@@ -1,6 +1,6 @@
 // The list of one folder: its subfolders then its files, a page at a time over the API's
 // cursor (GET /entries), sorted by the API, with the breadcrumb of where it is, a form for a
-// new folder, and a selection to share, move or delete at once. File rows update in place as
+// new folder, and a selection to download as one ZIP, share, move or delete at once. File rows update in place as
 // files move from pending to ready (or failed) by polling.
 
 import { ApiError, call } from "./api.js";
@@ -8,7 +8,7 @@ import { ROOT_NAME, breadcrumbs } from "./breadcrumbs.js";
 import { FINAL, STATUS_TEXT, fileRow } from "./file-row.js";
 import { folderHref, folderRow } from "./folder-row.js";
 import { selectionBar } from "./selection.js";
-import { announce, count, el, field, foldersAndFiles } from "./ui.js";
+import { announce, count, el, field, followDownload, foldersAndFiles } from "./ui.js";
 
 const PAGE_SIZE = 50;
 const POLL_MS = 1000;
@@ -67,6 +67,7 @@ export function fileList({ onShare, onMove, onChange, onListed, onOpened }) {
       for (const row of state.rows.values()) setSelected(row, checked);
       renderSelection();
     },
+    onZip: () => downloadZip(chosen()),
     onShare: () => onShare(chosen()),
     onMove: moveSelection,
     onDelete: () => deleteItems(chosen()),
@@ -292,7 +293,13 @@ export function fileList({ onShare, onMove, onChange, onListed, onOpened }) {
       existing.update(item);
       return;
     }
-    const callbacks = { onShare: (shown) => onShare([{ kind, ...shown }]), onDelete: (shown) => deleteItems([{ kind, ...shown }]), onError: showError, onSelect: toggled };
+    const callbacks = {
+      onShare: (shown) => onShare([{ kind, ...shown }]),
+      onDelete: (shown) => deleteItems([{ kind, ...shown }]),
+      onZip: downloadZip,
+      onError: showError,
+      onSelect: toggled,
+    };
     const row = kind === "folder" ? folderRow(item, callbacks) : fileRow(item, callbacks);
     state.rows.set(key(kind, item.id), row);
     // Folders before files, whatever the order.
@@ -335,6 +342,21 @@ export function fileList({ onShare, onMove, onChange, onListed, onOpened }) {
 
   const chosen = () => [...selected.values()].map((row) => ({ kind: row.kind, ...row.item }));
 
+  // `items` ([{kind, id, name}]) as one ZIP, through a grant the browser follows (the archive
+  // streams to disk); files not ready yet are left out, and the list says how many.
+  async function downloadZip(items) {
+    const what = items.length === 1 ? items[0].name : foldersAndFiles(items);
+    try {
+      const body = { items: items.map(({ kind, id }) => ({ kind, id })) };
+      const grant = await call("POST", "/download-grants", { body });
+      followDownload(grant.url);
+      const waiting = grant.pending_count;
+      showError(waiting ? `${count(waiting, "file")} not ready yet ${waiting === 1 ? "is" : "are"} left out of ${grant.name}.` : "");
+      announce(`Downloading ${grant.name}`);
+    } catch (failure) {
+      showError(`${what} could not be downloaded: ${failure.message}`);
+    }
+  }
 
   async function moveSelection() {
     const moved = await onMove(chosen(), state.folderId);

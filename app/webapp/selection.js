@@ -1,17 +1,18 @@
 // The bar above the list: "Select all", and once something is chosen what can be done with
-// it all at once (share as one link, move into a folder, delete).
+// it all at once (download as one ZIP, share as one link, move into a folder, delete).
 
 import { el } from "./ui.js";
 
-// `onSelectAll(checked)` follows the "Select all" box; `onShare()`, `onMove()`, `onDelete()`
-// and `onClear()` act on the list's selection.
-export function selectionBar({ onSelectAll, onShare, onMove, onDelete, onClear }) {
+// `onSelectAll(checked)` follows the "Select all" box; `onZip()`, `onShare()`, `onMove()`,
+// `onDelete()` and `onClear()` act on the list's selection.
+export function selectionBar({ onSelectAll, onZip, onShare, onMove, onDelete, onClear }) {
   const all = el("input", { id: "select-all", type: "checkbox", onchange: () => onSelectAll(all.checked) });
   const summary = el("span", { id: "selection-count", class: "selection-count" });
   const actions = el(
     "div",
     { class: "selection-actions", hidden: true },
-    el("button", { type: "button", class: "small", onclick: () => onShare() }, "Share"),
+    el("button", { type: "button", class: "small", onclick: () => onZip() }, "Download as ZIP"),
+    el("button", { type: "button", class: "small secondary", onclick: () => onShare() }, "Share"),
     el("button", { type: "button", class: "small secondary", onclick: () => onMove() }, "Move to…"),
     el("button", { type: "button", class: "small danger", onclick: () => onDelete() }, "Delete"),
     el("button", { type: "button", class: "small secondary", onclick: () => onClear() }, "Clear selection"),

@@ -17,6 +17,15 @@ export function el(tag, attributes = {}, ...children) {
   return node;
 }
 
+// Follow a download URL (a grant's): the browser streams it to disk, as for any link (its
+// Content-Disposition makes it a download); nothing of it passes through the page.
+export function followDownload(url) {
+  const link = el("a", { href: url, download: "", hidden: true });
+  document.body.append(link);
+  link.click();
+  link.remove();
+}
+
 // A form field as the app lays them out: its label (tied to the control's id), the control,
 // then anything else (a hint).
 export function field(label, control, ...more) {
