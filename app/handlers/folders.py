@@ -44,6 +44,19 @@ def _create(session: Session, request: Exchange, body: dict) -> Reply:
     return _folder_reply(folder, 201, Location=f"/api/v1/folders/{folder.id}")
 
 
+async def make_path(request: Exchange) -> None:
+    """Make the folders of a path, each one missing (as `mkdir -p` does)."""
+    body = await request.json()
+    await request.reply(await request.lookup(_make_path, request, body))
+
+
+def _make_path(session: Session, request: Exchange, body: dict) -> Reply:
+    folder, made = folders.make_path(
+        session, request.owner(), _optional_id(body.get("parent_id")), body["path"]
+    )
+    return _folder_reply(folder, 201 if made else 200, Location=f"/api/v1/folders/{folder.id}")
+
+
 async def get_folder(request: Exchange) -> None:
     """One folder, with its ancestors (the breadcrumb)."""
     await request.reply(await request.read(_get_folder, request))

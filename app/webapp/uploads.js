@@ -8,7 +8,7 @@
 // modification time, and here where it goes). The URL alone is useless without the token,
 // which is not stored there.
 
-import { UPLOADS, authHeaders } from "./api.js";
+import { UPLOADS, authHeaders, call } from "./api.js";
 import { announce, count, el, formatBytes, formatDuration, sentence } from "./ui.js";
 
 // Bytes per PATCH. Each one costs the browser a new request and a pause for the answer:
@@ -56,10 +56,12 @@ export function uploadPanel({ folderId, onCreated, onFinished, onManyFinished })
   const context = { active, queue, onCreated };
 
   // `picked`: [{file, path}] where `path` is the file's place under the folder it goes to
-  // ("photos/2024/a.jpg"; just its name for a loose file).
-  function start(picked) {
-    if (picked.length === 0) return;
+  // ("photos/2024/a.jpg"; just its name for a loose file); `empty`: the paths of the empty
+  // folders of a dropped folder ("photos/later"), which no file's path makes.
+  function start(picked, empty = []) {
+    if (picked.length === 0 && empty.length === 0) return;
     const into = folderId();
+    if (empty.length > 0) makeFolders(empty, into);
     const loose = picked.filter(({ path }) => !path.includes("/"));
     const trees = new Map(); // the top folder's name -> its files
     for (const entry of picked) {
@@ -73,6 +75,25 @@ export function uploadPanel({ folderId, onCreated, onFinished, onManyFinished })
     } else {
       for (const { file } of loose) list.prepend(uploadItem(file, into, { ...context, onFinished }));
     }
+  }
+
+  // One request a path (the API makes the folders on the way, as an upload's path does).
+  async function makeFolders(paths, into) {
+    const failed = [];
+    for (const path of paths) {
+      try {
+        await call("POST", "/folder-paths", { body: into ? { path, parent_id: into } : { path } });
+      } catch (failure) {
+        failed.push(`${path} (${failure.message})`);
+      }
+    }
+    onManyFinished();
+    if (failed.length === 0) return;
+    const text = `${failed.length === 1 ? "This empty folder" : "These empty folders"} could not be made: ${failed.join("; ")}`;
+    const dismiss = el("button", { type: "button", class: "secondary small", text: "Dismiss", onclick: () => item.remove() });
+    const item = el("li", { class: "upload failed" }, el("div", { class: "upload-top" }, el("span", { class: "upload-detail", text: sentence(text) }), dismiss));
+    list.prepend(item);
+    announce(sentence(text));
   }
 
   picker.addEventListener("change", () => {
@@ -105,7 +126,7 @@ export function uploadPanel({ folderId, onCreated, onFinished, onManyFinished })
     // The entries must be taken now: the drop's data is gone once this handler returns.
     const entries = [...event.dataTransfer.items].map((item) => item.webkitGetAsEntry?.()).filter(Boolean);
     if (entries.some((entry) => entry.isDirectory)) {
-      readEntries(entries).then(start, () => announce("The dropped folder could not be read. Choose it with “Choose a folder…” instead."));
+      readEntries(entries).then(({ files, empty }) => start(files, empty), () => announce("The dropped folder could not be read. Choose it with “Choose a folder…” instead."));
     } else {
       start([...event.dataTransfer.files].map((file) => ({ file, path: file.name })));
     }
@@ -117,25 +138,31 @@ export function uploadPanel({ folderId, onCreated, onFinished, onManyFinished })
   return { root };
 }
 
-// Every file under the dropped entries, with its path from the dropped folder down.
+// Every file under the dropped entries, with its path from the dropped folder down, and the
+// paths of the folders there that hold nothing at all (made on their own: no file names them).
 async function readEntries(entries) {
-  const found = [];
+  const files = [];
+  const empty = [];
   const visit = async (entry) => {
+    const path = entry.fullPath.replace(/^\//, "");
     if (entry.isFile) {
       const file = await new Promise((resolve, reject) => entry.file(resolve, reject));
-      found.push({ file, path: entry.fullPath.replace(/^\//, "") });
+      files.push({ file, path });
       return;
     }
     const reader = entry.createReader();
+    let held = 0;
     for (;;) {
       // A directory reader hands out its entries a batch (of 100 in Chromium) at a time.
       const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
-      if (batch.length === 0) return;
+      if (batch.length === 0) break;
+      held += batch.length;
       for (const child of batch) await visit(child);
     }
+    if (held === 0) empty.push(path);
   };
   for (const entry of entries) await visit(entry);
-  return found;
+  return { files, empty };
 }
 
 // Runs at most `limit` jobs (functions returning promises) at once, in the order given.

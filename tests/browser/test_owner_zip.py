@@ -89,3 +89,65 @@ def test_select_files_and_a_folder_download_one_zip_and_see_a_thumbnail(
         ).click()
     assert download.value.suggested_filename == "trip.zip"
     assert {n: v for n, v in zip_members(download).items() if v != b"/"} == files
+
+
+def folders_of(client, folder_id: str | None = None, prefix: str = "") -> set[str]:
+    """Every folder under a folder (the root without one), by path, from the API."""
+    found: set[str] = set()
+    params = {"limit": 100, **({"folder_id": folder_id} if folder_id else {})}
+    for entry in client.get("/entries", params=params).json()["items"]:
+        if entry["kind"] == "folder":
+            path = f"{prefix}{entry['name']}"
+            found |= {path} | folders_of(client, entry["id"], path + "/")
+    return found
+
+
+def test_a_dropped_folders_empty_subfolders_are_made_too(page, site, account, tmp_path):
+    (tmp_path / "a.txt").write_bytes(b"the one file\n")
+    sign_in(page, account)
+    page.evaluate(
+        "() => { const i = document.createElement('input'); i.type = 'file';"
+        " i.id = '__drag_source'; i.hidden = true; document.body.append(i); }"
+    )
+    page.set_input_files("#__drag_source", str(tmp_path / "a.txt"))
+    page.evaluate(
+        """() => {
+            // What Chromium hands a page for a dropped folder: FileSystemEntry objects.
+            const source = document.getElementById('__drag_source');
+            const [file] = source.files;
+            source.remove();
+            const dir = (fullPath, children) => ({
+                isFile: false, isDirectory: true, fullPath, name: fullPath.split('/').pop(),
+                createReader() {
+                    let done = false;
+                    return { readEntries(ok) {
+                        setTimeout(() => { ok(done ? [] : children); done = true; });
+                    } };
+                },
+            });
+            const leaf = {
+                isFile: true, isDirectory: false, fullPath: '/pics/a.txt', name: 'a.txt',
+                file(ok) { setTimeout(() => ok(file)); },
+            };
+            const tree = dir('/pics', [
+                leaf, dir('/pics/blank', []), dir('/pics/later', [dir('/pics/later/deeper', [])]),
+            ]);
+            const data = { items: [{ webkitGetAsEntry: () => tree }], files: [] };
+            const zone = document.getElementById('dropzone');
+            for (const type of ['dragenter', 'dragover', 'drop']) {
+                const event = new Event(type, { bubbles: true, cancelable: true });
+                Object.defineProperty(event, 'dataTransfer', { value: data });
+                zone.dispatchEvent(event);
+            }
+        }"""
+    )
+    expect(page.locator("#uploads .upload.group")).to_have_class(
+        "upload group done", timeout=60_000
+    )
+    expected = {"pics", "pics/blank", "pics/later", "pics/later/deeper"}
+    with api(site, account) as client:
+        wait_until(lambda: folders_of(client) == expected, 30, what="the empty folders")
+        assert set(tree_of(client)) == {"pics/a.txt"}
+    folder_row(page, "pics").locator(".folder-name").click()
+    expect(folder_row(page, "blank")).to_have_count(1)
+    expect(folder_row(page, "later")).to_have_count(1)
