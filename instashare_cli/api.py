@@ -282,11 +282,17 @@ class Api(_Client):
     # folders
 
     def entries(
-        self, folder_id: str | None, *, sort: str = "name", page_size: int = PAGE_SIZE
+        self,
+        folder_id: str | None,
+        *,
+        sort: str = "name",
+        page_size: int = PAGE_SIZE,
+        name: str | None = None,
     ) -> Iterator[dict]:
         """GET /entries: a folder's (None: the root's) subfolders, then its files, each with
-        its `kind`, following `next_cursor` to the last page."""
-        return self._pages("/entries", _folder_param(folder_id, limit=page_size, sort=sort))
+        its `kind`, following `next_cursor` to the last page; `name`: only the one so named."""
+        params = _folder_param(folder_id, limit=page_size, sort=sort)
+        return self._pages("/entries", {**params, "name": name} if name else params)
 
     def count_entries(self, folder_id: str | None) -> int:
         """How many folders and files a folder holds: one page's `total`."""

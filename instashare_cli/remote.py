@@ -1,7 +1,8 @@
 """Your files and folders by path: `photos/2024/a.jpg` (or an id) to what it names.
 
 The API knows folders by id only; paths are this client's. A path is walked from the root,
-one listing (GET /entries) per folder on the way; an id is looked up directly, and its
+one lookup by name (GET /entries?name=) per folder on the way, however many entries each
+holds; an id is looked up directly, and its
 path read from the folder's breadcrumb (GET /folders/{id}).
 """
 
@@ -73,8 +74,8 @@ def split(path: str) -> list[str]:
 
 
 def child(api: Api, folder: Entry, name: str) -> Entry | None:
-    """The file or folder named `name` in `folder`, if there is one."""
-    for record in api.entries(folder.folder_id):
+    """The file or folder named `name` in `folder`, if there is one (one request)."""
+    for record in api.entries(folder.folder_id, name=name, page_size=1):
         if record["name"] == name:
             return folder.child(record)
     return None

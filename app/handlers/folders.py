@@ -115,6 +115,7 @@ def _list_entries(session: Session, request: Exchange) -> bytes:
         limit=int(query.get("limit", LIST_DEFAULTS["limit"])),
         cursor=query.get("cursor"),
         sort=query.get("sort", LIST_DEFAULTS["sort"]),
+        name=query.get("name"),
     )
     items = [{"kind": "folder", **folder_json(f)} for f in page.folders]
     items += [{"kind": "file", **file_json(f)} for f in page.files]

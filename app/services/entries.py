@@ -13,6 +13,7 @@ import base64
 import binascii
 import datetime as dt
 import json
+import unicodedata
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -94,8 +95,11 @@ def list_entries(
     limit: int,
     cursor: str | None = None,
     sort: str = "name",
+    name: str | None = None,
 ) -> Entries:
-    """One page of a folder's entries (the root's for None), its breadcrumb and total."""
+    """One page of a folder's entries (the root's for None), its breadcrumb and total;
+    `name`: only the folder or file of exactly that name (in NFC, as names are kept): one
+    probe of the per-folder name index, for a client walking a path."""
     folder = folders.owned(session, owner_id, folder_id) if folder_id is not None else None
     kind, after = "folder", None
     if cursor:
@@ -103,6 +107,10 @@ def list_entries(
         after = (value, after_id)
     in_folder = [Folder.owner_id == owner_id, folders.in_folder(Folder.parent_id, folder_id)]
     in_files = [File.owner_id == owner_id, folders.in_folder(File.folder_id, folder_id)]
+    if name is not None:
+        wanted = unicodedata.normalize("NFC", name)
+        in_folder.append(Folder.name == wanted)
+        in_files.append(File.name == wanted)
     folder_rows: Sequence[Any] = []
     if kind == "folder":
         folder_rows = session.execute(

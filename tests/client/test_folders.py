@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.filesize import decimal
 
+from instashare_cli import remote
 from instashare_cli.api import Api
 from tests.client.support import Cli, one_error_line
 
@@ -218,3 +219,25 @@ def test_an_other_account_sees_none_of_it(user, cli, tmp_path):
     assert one_error_line(result) == (
         f"instashare: error: you have no file or folder with the id {folder['id']}"
     )
+
+
+def test_a_path_is_looked_up_by_name_not_by_paging_through_each_folder(user):
+    user.ok("mkdir", "big/zz last")
+    with Api(user.server, user.token()) as api:
+        big = remote.find(api, "big")
+        assert big is not None
+        for i in range(150):  # two pages' worth before "zz last", in name order
+            api.create_folder(f"f{i:03d}", big.id)
+        listings: list[dict] = []
+        send = api._send
+
+        def counted(method: str, url: str, **kwargs):
+            if url == "/entries":
+                listings.append(kwargs.get("params", {}))
+            return send(method, url, **kwargs)
+
+        api._send = counted  # type: ignore[method-assign]
+        found = remote.find(api, "big/zz last")
+    assert found is not None and found.kind == "folder" and found.path == "big/zz last"
+    assert [p.get("name") for p in listings] == ["big", "zz last"]  # one request a step
+    assert user.ok("ls", "big", "--count").stdout.strip() == "151"

@@ -45,3 +45,29 @@ def test_a_path_is_refused_in_plain_sentences(local_client, alice, bob):
     theirs = folder(local_client, bob, "theirs")
     assert_problem(_make(local_client, alice, "x", theirs), 404)
     assert _names(local_client, alice).keys() == {"notes"}
+
+
+def test_entries_by_exact_name_find_one_entry_in_one_request(local_client, alice):
+    trip = folder(local_client, alice, "trip")
+    for name in ("b", "a b", "ab", "Ab"):
+        folder(local_client, alice, name, trip)
+    cafe = put(local_client, alice, "caf\u00e9.txt", b"coffee", trip)
+
+    def named(name: str) -> dict:
+        got = local_client.get(
+            "/api/v1/entries",
+            headers=alice.headers,
+            params={"folder_id": trip, "name": name, "limit": 1},
+        )
+        assert got.status_code == 200, got.text
+        return got.json()
+
+    found = named("ab")
+    assert [(i["kind"], i["name"]) for i in found["items"]] == [("folder", "ab")]
+    assert (found["total"], found["next_cursor"]) == (1, None)
+    decomposed = named("cafe\u0301.txt")  # the other spelling of the same name
+    assert [i["id"] for i in decomposed["items"]] == [cafe]
+    assert named("AB")["items"] == [] and named("AB")["total"] == 0
+    assert assert_problem(
+        local_client.get("/api/v1/entries", headers=alice.headers, params={"name": ""}), 400
+    )["detail"].endswith(".")
