@@ -90,6 +90,22 @@ def test_select_files_and_a_folder_download_one_zip_and_see_a_thumbnail(
     assert download.value.suggested_filename == "trip.zip"
     assert {n: v for n, v in zip_members(download).items() if v != b"/"} == files
 
+    # Lazily: on a screen too short to show the list, no thumbnail is asked for until its
+    # row is scrolled to.
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if r.url.endswith("/preview") else None)
+    page.set_viewport_size({"width": 1000, "height": 150})
+    page.reload()
+    page.locator("#app-view[data-loaded]").wait_for()
+    expect(row(page, "cover.png")).to_have_count(1)
+    page.wait_for_timeout(1000)
+    assert asked == []
+    row(page, "cover.png").scroll_into_view_if_needed()
+    expect(row(page, "cover.png").locator("img.thumb")).to_have_attribute(
+        "src", re.compile("^blob:")
+    )
+    assert len(asked) == 1
+
 
 def folders_of(client, folder_id: str | None = None, prefix: str = "") -> set[str]:
     """Every folder under a folder (the root without one), by path, from the API."""
