@@ -16,8 +16,9 @@ one. Base64url.
 
 Every use checks it again: a file (or selection) grant stops when its owner's session ends
 (logout, a password change: the same rules as the token) and never outlives the token that
-asked for it; a share grant is the link itself, without its password, so a revoked, expired or used
-up link stops its grants, and each download through one counts toward the link's limit.
+asked for it; a share grant is the link itself, without its password, so a revoked, expired
+or used up link stops its grants, and each download through one counts toward the link's
+limit.
 The lifetime bounds when a download may start: one under way is not cut, and a resume
 after it needs a new grant.
 """
@@ -88,7 +89,7 @@ def encode(secret: str, grant: Grant) -> str:
         payload += _OWNER.pack(grant.generation, len(jti)) + jti
     if grant.kind == "selection":
         payload += _COUNT.pack(len(grant.items)) + b"".join(
-            _ITEM.pack(kind == "folder", item.bytes) for kind, item in grant.items
+            _ITEM.pack(item_kind == "folder", item.bytes) for item_kind, item in grant.items
         )
     return base64url.encode(payload + _mac(secret, payload))
 
