@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import false, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from app.errors import InvalidInput
@@ -108,9 +108,10 @@ def list_entries(
     in_folder = [Folder.owner_id == owner_id, folders.in_folder(Folder.parent_id, folder_id)]
     in_files = [File.owner_id == owner_id, folders.in_folder(File.folder_id, folder_id)]
     if name is not None:
+        # No name holds NUL (and PostgreSQL takes no text that does): nothing matches.
         wanted = unicodedata.normalize("NFC", name)
-        in_folder.append(Folder.name == wanted)
-        in_files.append(File.name == wanted)
+        in_folder.append(Folder.name == wanted if "\0" not in wanted else false())
+        in_files.append(File.name == wanted if "\0" not in wanted else false())
     folder_rows: Sequence[Any] = []
     if kind == "folder":
         folder_rows = session.execute(

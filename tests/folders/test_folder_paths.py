@@ -68,6 +68,7 @@ def test_entries_by_exact_name_find_one_entry_in_one_request(local_client, alice
     decomposed = named("cafe\u0301.txt")  # the other spelling of the same name
     assert [i["id"] for i in decomposed["items"]] == [cafe]
     assert named("AB")["items"] == [] and named("AB")["total"] == 0
+    assert named("a\0b")["items"] == []  # no name holds NUL
     assert assert_problem(
         local_client.get("/api/v1/entries", headers=alice.headers, params={"name": ""}), 400
     )["detail"].endswith(".")
