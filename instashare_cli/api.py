@@ -331,6 +331,20 @@ class Api(_Client):
         with self._stream(request) as download:
             yield download
 
+    def zip_grant(self, items: list[dict[str, str]]) -> dict:
+        """POST /download-grants: a short-lived URL for one ZIP of these files and folders
+        (`url`, `name`, `pending_count`: the files not ready, left out)."""
+        return self._send("POST", "/download-grants", json={"items": items}).json()
+
+    @contextlib.contextmanager
+    def download_grant(
+        self, url: str, *, start: int = 0, if_range: str | None = None
+    ) -> Iterator[Download]:
+        """GET a grant's URL, streamed; from byte `start` if the ETag is still `if_range`."""
+        request = self._http.build_request("GET", url, headers=_from(start, if_range))
+        with self._stream(request) as download:
+            yield download
+
     # share links (the owner's side)
 
     def create_share(self, file_id: str, **options: Any) -> dict:

@@ -242,6 +242,7 @@ def upload(
 GET_EPILOG = """\b
 Examples:
   instashare get notes.txt                  # saves notes.txt.zip
+  instashare get photos/2024                # saves 2024.zip: the folder, as it is
   instashare get photos/2024/a.jpg --original -o ~/Downloads/
   instashare get https://share.example.com/s/TOKEN
   instashare get https://share.example.com/s/TOKEN --extract holiday/   # a folder's link
@@ -249,7 +250,7 @@ Examples:
 
 
 @click.command(epilog=GET_EPILOG)
-@click.argument("file", metavar="FILE|URL")
+@click.argument("file", metavar="FILE|FOLDER|URL")
 @click.option(
     "-o",
     "--output",
@@ -273,10 +274,11 @@ def get(
     extract: Path | None,
     force: bool,
 ) -> None:
-    """Download a file: its ZIP, or with --original the original bytes; or what a share link
-    shares, without an account.
+    """Download a file: its ZIP, or with --original the original bytes; a folder of yours as
+    one ZIP; or what a share link shares, without an account.
 
-    FILE is the file's path or its id; URL a share link (https://…/s/…), which asks for the
+    FILE or FOLDER is its path or its id (a folder's ZIP holds its ready files under their
+    folders, its empty folders too); URL a share link (https://…/s/…), which asks for the
     link's password when it has one [env INSTASHARE_SHARE_PASSWORD]. A link to a folder or
     to several files gives one ZIP of all its ready files (NAME.zip), which --extract
     unpacks into DIR, where no entry can land outside it. The bytes go to OUTPUT.part
@@ -292,7 +294,11 @@ def get(
     if extract is not None:
         raise click.UsageError("--extract is for a share link to a folder or to several files")
     with session.api() as api:
-        found = remote.locate(api, file, want="file").record
+        entry = remote.locate(api, file)
+        if entry.is_folder:
+            _get_folder(api, entry, output, original, force)
+            return
+        found = entry.record
         filename = found["name"] if original else f"{found['name']}.zip"
         target = destination(output, filename, force)
         with Bars() as bars, resumable("download"):
@@ -304,4 +310,33 @@ def get(
                 started=started,
                 progress=advanced,
             )
+    stdout.print(f"saved {target} ({decimal(target.stat().st_size)})")
+
+
+def _get_folder(api: Api, folder: Entry, output: Path | None, original: bool, force: bool) -> None:
+    """`get FOLDER`: the folder as one ZIP, through a grant (POST /download-grants), the
+    same archive a link to it serves; resumable as a file's download (its ETag is the
+    archive's, whichever grant asked)."""
+    if original:
+        raise click.UsageError("--original is for a file: a folder comes as one ZIP")
+    if folder.kind == "root":
+        raise click.UsageError("give a folder's path: the top level is not one folder")
+    grant = api.zip_grant([{"kind": "folder", "id": folder.id}])
+    left_out = grant["pending_count"]
+    if left_out:
+        stderr.print(
+            f"{count(left_out, 'file')} of {folder.shown} {'is' if left_out == 1 else 'are'} "
+            "not ready yet and not in the ZIP; get it again later for "
+            f"{'it' if left_out == 1 else 'them'}"
+        )
+    target = destination(output, grant["name"], force)
+    with Bars() as bars, resumable("download"):
+        started, advanced = bars.callbacks(target.name)
+        transfer.download(
+            functools.partial(api.download_grant, grant["url"]),
+            target,
+            sha256=None,
+            started=started,
+            progress=advanced,
+        )
     stdout.print(f"saved {target} ({decimal(target.stat().st_size)})")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from pathlib import Path
 
 from rich.filesize import decimal
@@ -241,3 +242,33 @@ def test_a_path_is_looked_up_by_name_not_by_paging_through_each_folder(user):
     assert found is not None and found.kind == "folder" and found.path == "big/zz last"
     assert [p.get("name") for p in listings] == ["big", "zz last"]  # one request a step
     assert user.ok("ls", "big", "--count").stdout.strip() == "151"
+
+
+def test_get_a_folder_saves_it_as_one_zip_with_its_structure(user):
+    write_tree(user.cwd)
+    user.ok("upload", "-r", "holiday", "--wait")
+    (user.cwd / "out").mkdir()
+    saved = user.ok("get", "holiday", "-o", "out/")
+    assert saved.stdout.strip().startswith(f"saved {Path('out') / 'holiday.zip'} (")
+    with zipfile.ZipFile(user.cwd / "out" / "holiday.zip") as archive:
+        assert archive.testzip() is None
+        got = {i.filename: b"/" if i.is_dir() else archive.read(i) for i in archive.infolist()}
+    expected = {
+        "holiday/": b"/",
+        "holiday/2024/": b"/",
+        "holiday/2024/deep/": b"/",
+        "holiday/x/": b"/",
+        "holiday/x/y/": b"/",
+        "holiday/nothing/": b"/",  # an empty folder is in it too
+        **{path: data for path, data in TREE.items() if data is not None},
+    }
+    assert got == expected
+    assert not list((user.cwd / "out").glob("*.part"))
+    # The same again (into the same place): refused without --force, then the same bytes.
+    refused = user.run("get", "holiday", "-o", "out/")
+    assert refused.returncode != 0
+    user.ok("get", "holiday", "-o", "out/again.zip")
+    assert (user.cwd / "out" / "again.zip").read_bytes() == (
+        user.cwd / "out" / "holiday.zip"
+    ).read_bytes()
+    assert "--original is for a file" in user.run("get", "holiday", "--original").stderr
