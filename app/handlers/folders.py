@@ -13,7 +13,7 @@ from app.http.representations import file_json, folder_json
 from app.http.responses import JSON, NO_CONTENT, json_body
 from app.http.streaming import Exchange, Reply
 from app.models import Folder
-from app.services import entries, folders
+from app.services import entries, folder_paths, folders
 
 # The spec's defaults for GET /entries.
 LIST_DEFAULTS = {"limit": "20", "sort": "name"}
@@ -51,7 +51,7 @@ async def make_path(request: Exchange) -> None:
 
 
 def _make_path(session: Session, request: Exchange, body: dict) -> Reply:
-    folder, made = folders.make_path(
+    folder, made = folder_paths.make_path(
         session, request.owner(), _optional_id(body.get("parent_id")), body["path"]
     )
     return _folder_reply(folder, 201 if made else 200, Location=f"/api/v1/folders/{folder.id}")

@@ -274,18 +274,16 @@ class Target:
 
 
 def split_relative_path(path: str) -> tuple[tuple[str, ...], str]:
-    """("photos", "2024"), "a.jpg" from "photos/2024/a.jpg": each part under the name rules.
-
-    Backslashes count as separators (a Windows client's); empty parts and "." are skipped;
-    ".." is refused, as is a part the name rules refuse.
-    """
-    parts = _path_parts(path, "The relative path names no file.")
+    """("photos", "2024"), "a.jpg" from "photos/2024/a.jpg": each folder under the name
+    rules; backslashes separate too (a Windows client's), "" and "." are skipped, ".." refused."""
+    parts = path_parts(path, "The relative path names no file.")
     if len(parts) - 1 > MAX_PATH_DEPTH:
         raise InvalidInput(f"A relative path may name at most {MAX_PATH_DEPTH} folders.")
-    return _folder_names(parts[:-1]), parts[-1]
+    return folder_names(parts[:-1]), parts[-1]
 
 
-def _path_parts(path: str, empty: str) -> list[str]:
+def path_parts(path: str, empty: str) -> list[str]:
+    """A path's names as written (`empty`: the sentence when there is none)."""
     parts = [p for p in path.replace("\\", "/").split("/") if p not in {"", "."}]
     if not parts:
         raise InvalidInput(empty)
@@ -294,7 +292,8 @@ def _path_parts(path: str, empty: str) -> list[str]:
     return parts
 
 
-def _folder_names(parts: list[str]) -> tuple[str, ...]:
+def folder_names(parts: list[str]) -> tuple[str, ...]:
+    """The names of a path's folders, each under the name rules (in NFC)."""
     dirs = []
     for part in parts:
         try:
@@ -302,26 +301,6 @@ def _folder_names(parts: list[str]) -> tuple[str, ...]:
         except InvalidInput as exc:
             raise InvalidInput(f"The folder {part!r} in the relative path: {exc.detail}") from None
     return tuple(dirs)
-
-
-def make_path(
-    session: Session, owner_id: uuid.UUID, parent_id: uuid.UUID | None, path: str
-) -> tuple[Folder, bool]:
-    """The folder at `path` ("trip/day 3/empty") under `parent_id` (the root for None),
-    making each one missing as an upload's relative path does (race-free with uploads into
-    the same folders: under the owner's lock); whether the last one was made now."""
-    parts = _path_parts(path, "The path names no folder.")
-    if len(parts) > MAX_PATH_DEPTH:
-        raise InvalidInput(f"A path may name at most {MAX_PATH_DEPTH} folders.")
-    target = Target(parent_id, _folder_names(parts))
-    session.rollback()  # end any read: the lock starts the transaction
-    lock_owner(session, owner_id)
-    check_owned(session, owner_id, parent_id)
-    made = _walk(session, owner_id, target, make=False) is False
-    found = ensure(session, owner_id, target)
-    session.commit()
-    assert found is not None
-    return owned(session, owner_id, found), made
 
 
 def target_of(base_id: uuid.UUID | None, relative_dir: str | None) -> Target:
