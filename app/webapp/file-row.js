@@ -1,5 +1,6 @@
-// One row of the file list: the file's thumbnail or type badge and name, status, sizes and date, and its actions
-// (download, share, rename in place, delete). The list updates it as the file changes.
+// One row of the file list: the file's thumbnail (or type badge) and name, status, sizes and
+// date, and its actions (download, share, rename in place, delete). The list updates it as
+// the file changes.
 
 import { call } from "./api.js";
 import { entryRow } from "./row.js";

@@ -1,7 +1,7 @@
 // The list of one folder: its subfolders then its files, a page at a time over the API's
 // cursor (GET /entries), sorted by the API, with the breadcrumb of where it is, a form for a
-// new folder, and a selection to download as one ZIP, share, move or delete at once. File rows update in place as
-// files move from pending to ready (or failed) by polling.
+// new folder, and a selection to download as one ZIP, share, move or delete at once. File
+// rows update in place as files move from pending to ready (or failed) by polling.
 
 import { ApiError, call } from "./api.js";
 import { ROOT_NAME, breadcrumbs } from "./breadcrumbs.js";

@@ -1,5 +1,6 @@
 // One folder in the list: its name (a link that opens it) and date, and its actions (download
-// as one ZIP, share, rename in place, delete with everything in it). Moving is the selection's (selection.js).
+// as one ZIP, share, rename in place, delete with everything in it). Moving is the
+// selection's (selection.js).
 
 import { entryRow } from "./row.js";
 import { el, formatDate } from "./ui.js";
