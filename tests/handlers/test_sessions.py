@@ -188,6 +188,7 @@ REQUESTS = {
     "app.handlers.files.download_head": ("HEAD", f"/api/v1/files/{FILE_ID}/content", {}),
     "app.handlers.files.download": ("GET", f"/api/v1/files/{FILE_ID}/content", {}),
     "app.handlers.folders.create": ("POST", "/api/v1/folders", {"json": {"name": "f"}}),
+    "app.handlers.folders.make_path": ("POST", "/api/v1/folder-paths", {"json": {"path": "a/b"}}),
     "app.handlers.folders.get_folder": ("GET", f"/api/v1/folders/{FILE_ID}", {}),
     "app.handlers.folders.update": (
         "PATCH",
@@ -209,6 +210,11 @@ REQUESTS = {
         "POST",
         f"/api/v1/files/{FILE_ID}/download-grants",
         {"json": {}},
+    ),
+    "app.handlers.downloads.create_for_selection": (
+        "POST",
+        "/api/v1/download-grants",
+        {"json": {"items": [{"kind": "folder", "id": FILE_ID}]}},
     ),
     "app.handlers.resumable_uploads.create": (
         "POST",
