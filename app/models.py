@@ -9,6 +9,7 @@ import uuid
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Enum,
     ForeignKey,
@@ -294,6 +295,9 @@ class Upload(Base):
     # the file with the same id; the row now goes in that transaction. Expiry removes such
     # rows (without touching their files).
     completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # tus `onConflict: replace`: the file holding the name where this upload lands is
+    # deleted in the transaction that makes the new one (app.services.files.displace).
+    replaces: Mapped[bool | None] = mapped_column(Boolean)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

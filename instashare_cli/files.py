@@ -73,9 +73,15 @@ def _stop_waiting():
 
 
 def _upload_files(
-    api: Api, paths: tuple[Path, ...], base: Entry, name: str | None, chunk_size: int
+    api: Api,
+    paths: tuple[Path, ...],
+    base: Entry,
+    name: str | None,
+    chunk_size: int,
+    on_conflict: str | None = None,
 ) -> tuple[list[str], int]:
-    """Each of `paths` into `base`, one after another: the file ids, and the exit status."""
+    """Each of `paths` into `base`, one after another: the file ids, and the exit status.
+    `on_conflict` (rename, replace) is what the server does when a name is taken."""
     state = UploadState()
     uploaded: list[str] = []
     exit_code = 0
@@ -93,7 +99,10 @@ def _upload_files(
                     slot=state.slot(api.server, path, label, folder_id),
                     started=started,
                     progress=advanced,
-                    metadata={"folderId": folder_id} if folder_id else None,
+                    metadata={
+                        **({"folderId": folder_id} if folder_id else {}),
+                        **({"onConflict": on_conflict} if on_conflict else {}),
+                    },
                     chunk_size=chunk_size,
                 )
             except ApiError as exc:
@@ -105,6 +114,9 @@ def _upload_files(
                 continue
             uploaded.append(result.file_id)
             where = f" to {base.shown}" if base.kind != "root" else ""
+            if on_conflict == "rename":  # the server may have chosen another name
+                stored = api.file(result.file_id)[0]["name"]
+                where += f" named {stored}" if stored != label else ""
             bars.say(f"uploaded {label} ({decimal(result.size)}){where} as {result.file_id}")
     return uploaded, exit_code
 
@@ -142,6 +154,7 @@ UPLOAD_EPILOG = """\b
 Examples:
   instashare upload report.pdf photos/*.jpg
   instashare upload big.iso --name debian.iso --wait
+  instashare upload report.pdf --replace     # or --keep-both: "report (1).pdf"
   instashare upload -r holiday/ --to photos/2024 --wait
 """
 
@@ -165,6 +178,16 @@ Examples:
     help="Into this folder, made if missing [default: your root folder].",
 )
 @click.option("--name", help="Store it under this name (one file only; default: its file name).")
+@click.option(
+    "--keep-both",
+    is_flag=True,
+    help="When a name is taken, keep both: the server names the new file 'name (1).ext'.",
+)
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="When a name is taken, replace that file once the new one has arrived.",
+)
 @click.option("--wait", is_flag=True, help="Wait until each file is compressed, or has failed.")
 @click.option(
     "-j",
@@ -188,6 +211,8 @@ def upload(
     recursive: bool,
     to: str | None,
     name: str | None,
+    keep_both: bool,
+    replace: bool,
     wait: bool,
     jobs: int,
     chunk_size: int,
@@ -201,6 +226,11 @@ def upload(
     """
     if name is not None and (len(paths) > 1 or recursive):
         raise click.UsageError("--name takes one file only")
+    if keep_both and replace:
+        raise click.UsageError("--keep-both and --replace cannot go together")
+    if (keep_both or replace) and recursive:
+        raise click.UsageError("--keep-both and --replace are for files, not with -r")
+    on_conflict = "rename" if keep_both else "replace" if replace else None
     directories = [p for p in paths if p.is_dir()]
     if directories and not recursive:
         raise click.UsageError(
@@ -212,7 +242,7 @@ def upload(
         if recursive:
             uploaded, exit_code = _upload_tree(api, paths, base, jobs, chunk_size)
         else:
-            uploaded, exit_code = _upload_files(api, paths, base, name, chunk_size)
+            uploaded, exit_code = _upload_files(api, paths, base, name, chunk_size, on_conflict)
         if wait and uploaded and recursive:
             try:
                 ready, failed = _wait_for_many(api, uploaded)

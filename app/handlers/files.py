@@ -52,6 +52,7 @@ def _create(session: Session, request: Exchange, spooled, form: dict[str, str]) 
         quota_bytes=rt.settings.quota_bytes,
         folder_id=uuid.UUID(folder_id) if folder_id else None,
         relative_path=form.get("relative_path"),
+        on_conflict=form.get("on_conflict") or "refuse",
     )
     return _file_response(file, 202, Location=f"/api/v1/files/{file.id}")
 

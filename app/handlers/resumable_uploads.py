@@ -9,8 +9,9 @@ from sqlalchemy.orm import Session
 
 from app.errors import RequestTimeout
 from app.http import tus
-from app.http.responses import empty
-from app.http.streaming import Disconnected, Exchange
+from app.http.representations import upload_json
+from app.http.responses import empty, json_body
+from app.http.streaming import Disconnected, Exchange, Reply
 from app.services import part_stream, resumable_uploads
 from app.services.resumable_uploads import Chunk, Context, Limits, PartWriter, Progress
 
@@ -36,6 +37,19 @@ async def options(request: Exchange) -> None:
                 "Tus-Checksum-Algorithm": ",".join(part_stream.CHECKSUMS),
             },
         )
+    )
+
+
+async def list_uploads(request: Exchange) -> None:
+    """Your unfinished resumable uploads, newest first."""
+    await request.reply(await request.read(_unfinished, request))
+
+
+def _unfinished(session: Session, request: Exchange) -> Reply:
+    limit = int(request.query.get("limit", "100"))
+    uploads, total = resumable_uploads.unfinished(session, request.owner(), limit=limit)
+    return json_body(
+        {"items": [upload_json(upload) for upload in uploads], "total": total}, 200, **NO_STORE
     )
 
 

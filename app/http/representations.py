@@ -35,3 +35,18 @@ def folder_json(folder: Any) -> dict:
         "created_at": folder.created_at.isoformat(),
         "updated_at": folder.updated_at.isoformat(),
     }
+
+
+def upload_json(upload: Any) -> dict:
+    """The public representation of an unfinished resumable upload."""
+    return {
+        "id": str(upload.id),
+        "url": f"/api/v1/uploads/{upload.id}",
+        "name": upload.name,
+        "folder_id": str(upload.folder_id) if upload.folder_id is not None else None,
+        "relative_dir": upload.relative_dir,
+        "length": upload.length,
+        "offset": upload.offset,
+        "created_at": upload.created_at.isoformat(),
+        "expires_at": upload.expires_at.isoformat(),
+    }

@@ -152,6 +152,7 @@ def create(
     quota_bytes: int,
     folder_id: uuid.UUID | None = None,
     relative_path: str | None = None,
+    on_conflict: str = folders.REFUSE,
 ) -> File:
     """Record a spooled upload as a pending file, stage its bytes, then send the job.
 
@@ -162,6 +163,8 @@ def create(
     The bytes are staged first, so the transaction that charges the quota and adds the
     row is short: parallel uploads of one owner wait on its counters only for that long.
     Anything refused after staging takes the staged object away again.
+    A taken name is refused (409), or with `on_conflict` renamed (`a (1).txt`) or replaced
+    (the old file goes in the transaction that adds the new one), under the owner's lock.
     """
     dirs: tuple[str, ...] = ()
     client_name = upload.filename
@@ -170,7 +173,7 @@ def create(
     name = names.check_name(name) if name is not None else names.from_client_filename(client_name)
     target = folders.Target(folder_id, dirs)
     quota.check_room(session, quota_bytes, owner_id, upload.size)
-    folders.check_new_name(session, owner_id, target, name)
+    folders.check_new_name(session, owner_id, target, name, on_conflict)
     session.rollback()  # end the read: the charge below starts a transaction of its own
     file = File(
         id=uuid.uuid4(),
@@ -191,6 +194,11 @@ def create(
     try:
         folders.lock_owner(session, owner_id)
         file.folder_id = folders.ensure(session, owner_id, target)
+        replaced: list[uuid.UUID] = []
+        if on_conflict == folders.RENAME:
+            file.name = name = folders.pick_name(session, owner_id, target, name)
+        elif on_conflict == folders.REPLACE:
+            replaced = displace(session, owner_id, file.folder_id, name)
         folders.refuse_clash(session, owner_id, file.folder_id, name)
         quota.charge_file(session, quota_bytes, owner_id, file.size)
         session.add(file)
@@ -204,8 +212,45 @@ def create(
         session.rollback()
         storage.delete(file.staged_key)  # no object without its row
         raise
+    deletions.carry_out(session, storage, replaced)
     jobs.send_compression(session, file.id)
     return file
+
+
+def displace(
+    session: Session, owner_id: uuid.UUID, folder_id: uuid.UUID | None, name: str
+) -> list[uuid.UUID]:
+    """Delete the owner's file named `name` in the folder, if any, in the caller's
+    transaction (which holds `lock_owner` and adds the file replacing it): the name is
+    never free and never held twice. What to `deletions.carry_out` after the commit."""
+    file = session.scalar(
+        select(File).where(
+            File.owner_id == owner_id,
+            folders.in_folder(File.folder_id, folder_id),
+            File.name == name,
+        )
+    )
+    return [] if file is None else _drop(session, file)
+
+
+def _drop(session: Session, file: File) -> list[uuid.UUID]:
+    """Delete `file`'s row and record its objects for removal, in the caller's transaction."""
+    keys = deletions.file_keys(
+        file.owner_id, file.id, file.status, file.attempts, file.archive_object
+    )
+    # Not the ORM's delete, which checks the version it read: a worker claiming the file
+    # meanwhile (a new version) must not turn this into a 500. The row goes whatever its
+    # state, and that worker, its lease gone, removes what it wrote.
+    deleted = session.execute(
+        sql_delete(File)
+        .where(File.id == file.id, File.owner_id == file.owner_id)
+        .execution_options(synchronize_session=False)
+    )
+    if rowcount(deleted) != 1:
+        raise NotFound(f"There is no file {file.id}.")
+    quota.discharge_file(session, file.owner_id, file.size)
+    session.expunge(file)
+    return deletions.schedule(session, keys)
 
 
 def encode_cursor(sort: str, file: Listed) -> str:
@@ -403,7 +448,7 @@ def rename(
         if kind is not None:
             raise Conflict(folders.clash_message(kind, name))
         if folders.upload_named(session, owner_id, folders.Target(folder), name) is not None:
-            raise Conflict(f"You already have a file (or an upload) named {name!r}.")
+            raise Conflict(folders.upload_clash_message(name))
         file.name, file.folder_id = name, folder
         try:
             session.commit()
@@ -429,21 +474,7 @@ def delete(session: Session, storage: Storage, owner_id: uuid.UUID, file_id: uui
     after it. A delete that does not commit leaves the file as it was, archive and all;
     one that dies after its commit leaves the record, and the worker's sweep finishes it.
     """
-    file = _owned(session, owner_id, file_id)
-    keys = deletions.file_keys(owner_id, file_id, file.status, file.attempts, file.archive_object)
-    # Not the ORM's delete, which checks the version it read: a worker claiming the file
-    # meanwhile (a new version) must not turn this into a 500. The row goes whatever its
-    # state, and that worker, its lease gone, removes what it wrote.
-    deleted = session.execute(
-        sql_delete(File)
-        .where(File.id == file_id, File.owner_id == owner_id)
-        .execution_options(synchronize_session=False)
-    )
-    if rowcount(deleted) != 1:
-        raise NotFound(f"There is no file {file_id}.")
-    quota.discharge_file(session, owner_id, file.size)
-    session.expunge(file)
-    pending = deletions.schedule(session, keys)
+    pending = _drop(session, _owned(session, owner_id, file_id))
     session.commit()
     deletions.carry_out(session, storage, pending)
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from isal import isal_zlib
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -39,7 +39,7 @@ from app.errors import (
 )
 from app.models import File, FileStatus, Upload, UploadPart
 from app.queue.jobs import REQUEST_ID, JobQueue
-from app.services import deletions, folders, names, quota
+from app.services import deletions, files, folders, names, quota, sizes
 from app.services.part_stream import Chunk, NothingToKeep, PartStream
 from app.settings import Settings
 from app.storage import Busy, Storage
@@ -124,6 +124,23 @@ def get(session: Session, owner_id: uuid.UUID, upload_id: uuid.UUID) -> Progress
     return _progress(upload)
 
 
+def unfinished(session: Session, owner_id: uuid.UUID, *, limit: int) -> tuple[list[Upload], int]:
+    """The owner's unfinished uploads, newest first (at most `limit`), and how many there
+    are: what a person can still resume (by choosing the same file again) or discard."""
+    where = (
+        Upload.owner_id == owner_id,
+        Upload.completed_at.is_(None),
+        Upload.expires_at > utcnow(),
+    )
+    uploads = list(
+        session.scalars(
+            select(Upload).where(*where).order_by(Upload.created_at.desc(), Upload.id).limit(limit)
+        )
+    )
+    total = session.scalar(select(func.count()).select_from(Upload).where(*where)) or 0
+    return uploads, int(total)
+
+
 def begin_create(
     ctx: Context,
     owner_id: uuid.UUID,
@@ -161,14 +178,22 @@ def _start(
     session, limits = ctx.session, ctx.limits
     if length > limits.max_file_bytes:
         raise TooLarge(
-            f"A file may be at most {limits.max_file_bytes} bytes; this one is {length}.",
+            f"A file may be at most {sizes.iec(limits.max_file_bytes)}; this one is "
+            f"{sizes.iec(length)}.",
             limit="file",
         )
     target, filename = folders.upload_target(metadata)
     name = names.from_client_filename(filename)
+    on_conflict = folders.conflict_rule(
+        metadata.get("onConflict"), "The onConflict of Upload-Metadata"
+    )
     quota.check_room(session, limits.quota_bytes, owner_id, length)
-    folders.check_new_name(session, owner_id, target, name)
+    folders.check_new_name(session, owner_id, target, name, on_conflict)
     session.rollback()  # end the read: the reservation starts a transaction of its own
+    if on_conflict == folders.RENAME:
+        # Under the owner's lock, held until the upload's row (which holds the name) is in.
+        folders.lock_owner(session, owner_id)
+        name = folders.pick_name(session, owner_id, target, name)
     now = utcnow()
     upload = Upload(
         id=uuid.uuid4(),
@@ -183,6 +208,7 @@ def _start(
         offset=0,
         crc32=0,
         parts=0,
+        replaces=on_conflict == folders.REPLACE or None,
         expires_at=now + dt.timedelta(seconds=limits.expiry_seconds),
         created_at=now,
         updated_at=now,
@@ -435,6 +461,10 @@ def _finish(
     `folder_id` in the caller's transaction, which this commits (the caller placed it:
     `_place`); then its parts go and the job is sent."""
     session, storage = ctx.session, ctx.storage
+    # Replacing: the old file goes in this transaction, so the name is never free between.
+    replaced = (
+        files.displace(session, upload.owner_id, folder_id, upload.name) if upload.replaces else []
+    )
     file = File(
         id=upload.id,
         owner_id=upload.owner_id,
@@ -477,7 +507,8 @@ def _finish(
     except BaseException:
         storage.delete(upload.staged_key)  # no object without its row
         raise
-    deletions.carry_out(session, storage, leftovers)  # the parts: the upload is the file now
+    # The parts (the upload is the file now) and what the file replaced, if it did.
+    deletions.carry_out(session, storage, leftovers + replaced)
     ctx.jobs.send_compression(session, file.id)
     return file
 

@@ -101,9 +101,7 @@ def test_a_name_clash_is_reported_and_the_other_files_still_go_up(user):
     result = user.run("upload", "a.txt", "b.txt")
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("instashare:")]
-    assert errors == [
-        "instashare: error: a.txt: You already have a file (or an upload) named 'a.txt'."
-    ]
+    assert errors == ["instashare: error: a.txt: You already have a file named 'a.txt'."]
     assert "uploaded b.txt" in result.stdout
     assert {f["name"] for f in user.files()} == {"a.txt", "b.txt"}
 
@@ -111,6 +109,20 @@ def test_a_name_clash_is_reported_and_the_other_files_still_go_up(user):
     assert clash.returncode == 1
     assert one_error_line(clash).startswith("instashare: error: ")
     assert "a.txt" in one_error_line(clash)
+
+
+def test_a_taken_name_is_kept_both_or_replaced_on_request(user):
+    (user.cwd / "a.txt").write_bytes(b"first")
+    user.ok("upload", "a.txt")
+    (user.cwd / "a.txt").write_bytes(b"second!")
+    kept = user.ok("upload", "a.txt", "--keep-both")
+    assert "named a (1).txt" in kept.stdout
+    (user.cwd / "a.txt").write_bytes(b"third, longer")
+    user.ok("upload", "a.txt", "--replace")
+    assert sorted((f["name"], f["size"]) for f in user.files()) == [("a (1).txt", 7), ("a.txt", 13)]
+    both = user.run("upload", "a.txt", "--replace", "--keep-both")
+    assert both.returncode == 2
+    assert "--keep-both and --replace cannot go together" in both.stderr
 
 
 def test_missing_files_exit_4(user):
