@@ -16,6 +16,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import NotFound, TooLarge
+from app.services.sizes import iec
 
 FORM = "application/x-www-form-urlencoded"
 CORS_ALLOW_HEADERS = [
@@ -109,7 +110,7 @@ class JsonBodyLimit(HttpMiddleware):
         self.limit = limit
 
     def _too_large(self) -> TooLarge:
-        return TooLarge(f"A JSON or form body may be at most {self.limit} bytes.", limit="body")
+        return TooLarge(f"A JSON or form body may be at most {iec(self.limit)}.", limit="body")
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = Headers(scope=scope)

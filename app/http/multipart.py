@@ -24,6 +24,7 @@ from starlette.types import Receive, Scope
 from app.errors import InvalidInput, TooLarge
 from app.http.streaming import Idle
 from app.http.validation import describe, field_place
+from app.services.sizes import iec
 from app.services.spool import SpooledUpload
 
 if TYPE_CHECKING:  # a TypedDict the package defines for type checkers only
@@ -40,7 +41,7 @@ def _is_file_schema(schema: dict) -> bool:
 
 
 def body_too_large(limit: int) -> TooLarge:
-    return TooLarge(f"The request body is larger than the {limit} byte limit.", limit="body")
+    return TooLarge(f"An upload form may be at most {iec(limit)} in all.", limit="body")
 
 
 def misplaced_file(file_field: str, got: str) -> InvalidInput:

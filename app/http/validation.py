@@ -52,9 +52,13 @@ def is_secret(schema: Any) -> bool:
 
 
 def field_place(error: ValidationError, whole: str = "The request body") -> str:
-    """Where in a body or form `error` lies, as the subject of a sentence."""
+    """Where in a body or form `error` lies, as the subject of a sentence: the field's
+    `title` in the spec ("The number of days"), else its name ("The name")."""
     path = [str(part) for part in error.absolute_path]
-    return f"The {'.'.join(path).replace('_', ' ')}" if path else whole
+    if not path:
+        return whole
+    title = error.schema.get("title") if isinstance(error.schema, dict) else None
+    return title if isinstance(title, str) else f"The {'.'.join(path).replace('_', ' ')}"
 
 
 def _listed(values: Any) -> str:
@@ -102,7 +106,11 @@ def describe(error: ValidationError, place: str) -> str:
     if rule == "format":
         return f"{place} must be a valid {expected}."
     if rule == "pattern":
-        return f"{place} is not in the form this API expects."
+        # What the pattern refuses, in words the spec gives beside it (`x-pattern-rule`).
+        said = error.schema.get("x-pattern-rule") if isinstance(error.schema, dict) else None
+        return f"{place} {said}." if said else f"{place} is not in the form this API expects."
+    if rule == "not" and isinstance(expected, dict) and "enum" in expected:
+        return f"{place} cannot be {' or '.join(repr(value) for value in expected['enum'])}."
     return f"{place} is not valid."
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from app.db import rowcount
 from app.errors import TooLarge
 from app.models import File, FileStatus, Upload, User
+from app.services import sizes
 
 
 @dataclass(frozen=True)
@@ -57,11 +58,16 @@ def usage(session: Session, owner_id: uuid.UUID) -> Usage:
 
 def _over_quota(current: Usage, quota_bytes: int, size: int) -> TooLarge:
     used = current.bytes_stored + current.bytes_reserved
-    return TooLarge(
-        f"This upload of {size} bytes would exceed your storage quota "
-        f"({used} of {quota_bytes} bytes used or reserved).",
-        limit="quota",
-    )
+    return TooLarge(more_than_left(size, max(quota_bytes - used, 0)), limit="quota")
+
+
+def more_than_left(size: int, left: int) -> str:
+    """ "50 MiB is more than the 20 MiB you have left." (in bytes too where the units
+    would round the two sizes alike)."""
+    asked, room = sizes.iec(size), sizes.iec(left)
+    if asked == room:
+        asked, room = f"{asked} ({size:,} bytes)", f"{room} ({left:,} bytes)"
+    return f"{asked} is more than the {room} you have left."
 
 
 def check_room(session: Session, quota_bytes: int, owner_id: uuid.UUID, size: int) -> None:
