@@ -7,8 +7,10 @@ Connexion's (request validation, security) and the router's (404, 405) alike. Co
 
 from __future__ import annotations
 
+import functools
 import logging
 import traceback
+from importlib.resources import files
 
 from connexion.exceptions import ProblemException
 from connexion.http_facts import HTTP_STATUS_CODES
@@ -49,9 +51,57 @@ def connexion_problem(_request: ConnexionRequest, exc: Exception) -> ConnexionRe
     return _problem(exc.status, exc.title, exc.detail, exc.headers, exc.ext)
 
 
-def http_exception(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
-    """The router's 404 and 405 (with `Allow`), in the app's scheme."""
+def prefers_html(accept: str) -> bool:
+    """Whether an Accept header ranks a page above JSON: a browser's address bar does
+    (`text/html,…,*/*;q=0.8`); curl's `*/*` and an API client's JSON do not."""
+    html = json = 0.0
+    for item in accept.split(","):
+        kind, *params = (part.strip() for part in item.split(";"))
+        q = 1.0
+        for param in params:
+            if param.startswith("q="):
+                try:
+                    q = float(param[2:])
+                except ValueError:
+                    q = 0.0
+        if kind.lower() in {"text/html", "application/xhtml+xml"}:
+            html = max(html, q)
+        elif kind.lower() in {"application/json", "application/problem+json", "*/*"}:
+            json = max(json, q)
+    return html > json
+
+
+@functools.cache
+def _not_found_page() -> bytes:
+    return files("app").joinpath("templates/not_found.html").read_bytes()
+
+
+# The page names its stylesheet and nothing else: no script, no form, no frame.
+NOT_FOUND_CSP = (
+    "default-src 'none'; style-src 'self'; img-src data:; frame-ancestors 'none'; "
+    "base-uri 'none'; form-action 'none'"
+)
+
+
+def not_found_page() -> ConnexionResponse:
+    """The 404 a browser gets for an address nothing serves: a page with a way home."""
+    return ConnexionResponse(
+        status_code=404,
+        content_type="text/html; charset=utf-8",
+        body=_not_found_page(),
+        headers={"Content-Security-Policy": NOT_FOUND_CSP, "Cache-Control": "no-cache"},
+    )
+
+
+def http_exception(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    """The router's 404 (a page for a browser) and 405 (with `Allow`), in the app's scheme."""
     assert isinstance(exc, HTTPException)
+    if (
+        exc.status_code == 404
+        and request.scope.get("method") in {"GET", "HEAD"}
+        and prefers_html(request.headers.get("accept", ""))
+    ):
+        return not_found_page()
     detail = {404: "No resource has this path.", 405: "This path does not take that method."}
     return _problem(
         exc.status_code, None, detail.get(exc.status_code, exc.detail), dict(exc.headers or {})
