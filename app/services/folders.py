@@ -438,12 +438,10 @@ def check_new_name(
     if folder is not False:
         assert folder is None or isinstance(folder, uuid.UUID)
         kind = name_clash(session, owner_id, folder, name)
-        if kind == "folder":
-            raise Conflict(clash_message(kind, name))
-        if kind == "file" and on_conflict != REPLACE:
-            raise Conflict(clash_message(kind, name))
+        if kind == "folder" or (kind == "file" and on_conflict != REPLACE):
+            raise Conflict(clash_message(kind, name), taken_by=kind)
     if upload_named(session, owner_id, target, name) is not None:
-        raise Conflict(upload_clash_message(name))
+        raise Conflict(upload_clash_message(name), taken_by="upload")
 
 
 def pick_name(session: Session, owner_id: uuid.UUID, target: Target, name: str) -> str:

@@ -43,8 +43,9 @@ def test_a_taken_name_is_refused_in_one_plain_sentence(client, alice):
         upload(client, alice, b"new", filename="big-50MB.bin"),
         tus_create(client, alice, 3, "big-50MB.bin"),
     ):
-        detail = assert_problem(refused, 409)["detail"]
-        assert detail == "You already have a file named 'big-50MB.bin'."
+        body = assert_problem(refused, 409)
+        assert body["detail"] == "You already have a file named 'big-50MB.bin'."
+        assert body["taken_by"] == "file"
     assert names(client, alice) == ["big-50MB.bin"]
 
 
@@ -110,12 +111,13 @@ def test_replace_does_not_replace_a_folder_or_an_upload_on_its_way(client, alice
     folder = client.post("/api/v1/folders", headers=alice.headers, json={"name": "notes"})
     assert folder.status_code == 201, folder.text
     refused = upload(client, alice, b"x", filename="notes", on_conflict="replace")
-    assert "folder named 'notes'" in assert_problem(refused, 409)["detail"]
+    assert assert_problem(refused, 409)["taken_by"] == "folder"
     assert tus_create(client, alice, 3, "draft.txt").status_code == 201
     refused = upload(client, alice, b"x", filename="draft.txt", on_conflict="replace")
-    detail = assert_problem(refused, 409)["detail"]
+    body = assert_problem(refused, 409)
+    assert body["taken_by"] == "upload"
     assert (
-        detail
+        body["detail"]
         == "An upload named 'draft.txt' is already on its way there; finish or discard it first."
     )
 
