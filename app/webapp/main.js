@@ -10,6 +10,7 @@ import { fileList } from "./files.js";
 import { moveDialog } from "./move.js";
 import { shareDialog } from "./share.js";
 import { announce, announcer, el } from "./ui.js";
+import { unfinishedUploads } from "./unfinished.js";
 import { uploadPanel } from "./uploads.js";
 import { usagePanel } from "./usage.js";
 
@@ -48,8 +49,11 @@ const uploads = uploadPanel({
     files.refresh();
     refreshUsage();
   },
+  unfinishedUrl: (...about) => unfinished.urlFor(...about),
 });
-const app = el("div", { id: "app-view", hidden: true }, usage.root, uploads.root, files.root);
+// Uploads cut short (a reload, a closed tab), with Discard; asked for with the usage.
+const unfinished = unfinishedUploads({ activeIds: uploads.activeIds, onDiscarded: refreshUsage });
+const app = el("div", { id: "app-view", hidden: true }, usage.root, uploads.root, unfinished.root, files.root);
 
 const folderInHash = () => FOLDER_IN_HASH.exec(location.hash)?.[1] ?? null;
 
@@ -85,7 +89,7 @@ function refreshUsage() {
 async function usageNow() {
   usageAsked = performance.now();
   try {
-    const me = await call("GET", "/users/me");
+    const [me] = await Promise.all([call("GET", "/users/me"), unfinished.refresh()]);
     account.show(me.email);
     usage.show(me.usage);
   } catch {

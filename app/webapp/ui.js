@@ -52,18 +52,20 @@ export function foldersAndFiles(items) {
   return [folders && count(folders, "folder"), files && count(files, "file")].filter(Boolean).join(" and ");
 }
 
-const UNITS = ["B", "KB", "MB", "GB", "TB"];
+// Binary units written the IEC way, as the server and the CLI write them (quotas and limits
+// are configured in binary and read back exactly: "100 GiB"); one decimal place under 10.
+const UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
 
 export function formatBytes(bytes) {
   if (bytes === null || bytes === undefined) return "—";
   let value = bytes;
   let unit = 0;
-  while (value >= 1000 && unit < UNITS.length - 1) {
-    value /= 1000;
+  while (value >= 1024 && unit < UNITS.length - 1) {
+    value /= 1024;
     unit += 1;
   }
-  const digits = unit === 0 || value >= 100 ? 0 : 1;
-  return `${value.toFixed(digits)} ${UNITS[unit]}`;
+  if (unit === 0) return `${Math.round(value)} B`;
+  return Number(value.toFixed(1)) < 10 ? `${value.toFixed(1)} ${UNITS[unit]}` : `${Math.round(value)} ${UNITS[unit]}`;
 }
 
 export function formatDuration(seconds) {

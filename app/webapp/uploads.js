@@ -32,7 +32,9 @@ const FAILURES_SHOWN = 5;
 // way. `folderId()` is where new uploads go (null: the root); `onCreated()` once an upload
 // reserves its size, `onFinished(fileId)` once a file chosen on its own is uploaded,
 // `onManyFinished()` now and then while a folder's files arrive (and once they all have).
-export function uploadPanel({ folderId, onCreated, onFinished, onManyFinished }) {
+// `unfinishedUrl(file, path, into)`: the URL of an unfinished upload of that file there, made
+// by another tab, browser or client, to resume when this browser kept none of its own.
+export function uploadPanel({ folderId, onCreated, onFinished, onManyFinished, unfinishedUrl = () => null }) {
   const active = new Set(); // the tus uploads under way
   const queue = createQueue(PARALLEL);
   const picker = el("input", { id: "picker", type: "file", multiple: true, hidden: true });
@@ -53,7 +55,7 @@ export function uploadPanel({ folderId, onCreated, onFinished, onManyFinished })
   );
   const list = el("ul", { id: "uploads", class: "uploads", "aria-label": "Uploads" });
   const root = el("section", { class: "card", "aria-labelledby": "upload-title" }, el("h2", { id: "upload-title", text: "Upload" }), zone, list);
-  const context = { active, queue, onCreated };
+  const context = { active, queue, onCreated, unfinishedUrl };
 
   // `picked`: [{file, path}] where `path` is the file's place under the folder it goes to
   // ("photos/2024/a.jpg"; just its name for a loose file); `empty`: the paths of the empty
@@ -135,7 +137,10 @@ export function uploadPanel({ folderId, onCreated, onFinished, onManyFinished })
     if (active.size > 0 || queue.waiting > 0) event.preventDefault();
   });
 
-  return { root };
+  // The uploads this tab is sending (by id): the unfinished list leaves them to this card.
+  const activeIds = () => [...active].map((upload) => upload.url?.split("/").pop()).filter(Boolean);
+
+  return { root, activeIds };
 }
 
 // Every file under the dropped entries, with its path from the dropped folder down, and the
@@ -196,12 +201,15 @@ function createQueue(limit) {
 
 // One tus upload of `file` to `path` under the folder `into` (null: the root). `on` gets
 // `attach(stop)` (a way to cancel it), `resuming()`, `progress(sent, total)`, `success(fileId)`
-// and `error(reason, final)`: `final` when choosing the file again cannot help (the server
-// refused to make it). Resolves once it ends.
-function send(file, path, into, { active, onCreated }, on) {
+// and `error(reason, final, problem)`: `final` when choosing the file again cannot help (the
+// server refused to make it), with the server's problem+json if it sent one. `onConflict`
+// ("rename", "replace") is what the server does when the name is taken (409 without).
+// Resolves once it ends.
+function send(file, path, into, { active, onCreated, unfinishedUrl }, on, onConflict = null) {
   const metadata = { filename: file.name, filetype: file.type || "application/octet-stream" };
   if (path.includes("/")) metadata.relativePath = path;
   if (into) metadata.folderId = into;
+  if (onConflict) metadata.onConflict = onConflict;
   return new Promise((resolve) => {
     const upload = new window.tus.Upload(file, {
       endpoint: UPLOADS,
@@ -218,10 +226,12 @@ function send(file, path, into, { active, onCreated }, on) {
         for (const [name, value] of Object.entries(authHeaders())) req.setHeader(name, value);
       },
       onShouldRetry(error) {
-        // tus-js-client tries a 409 again (an offset out of step, for a PATCH); a refused
-        // creation (the name is taken, the quota is full) stays refused.
+        // A refused creation (the name is taken, the quota is full) stays refused: never
+        // sent again. A PATCH's 409 or 423 (its offset out of step, another request
+        // writing) is not sent again either: tus-js-client asks with HEAD where the upload
+        // stands and goes on from there.
         const status = error.originalResponse ? error.originalResponse.getStatus() : 0;
-        if (status === 409 || status === 423) return error.originalRequest?.getMethod() !== "POST";
+        if (status === 409 || status === 423) return error.originalRequest?.getMethod() === "PATCH";
         return !(status >= 400 && status < 500);
       },
       onUploadUrlAvailable() {
@@ -236,15 +246,17 @@ function send(file, path, into, { active, onCreated }, on) {
         finish();
         const response = error.originalResponse;
         let reason = "The connection failed.";
+        let problem = null;
         if (response) {
           try {
-            reason = sentence(JSON.parse(response.getBody()).detail) || reason;
+            problem = JSON.parse(response.getBody());
+            reason = sentence(problem.detail) || reason;
           } catch {
             reason = `The server answered ${response.getStatus()}.`;
           }
         }
         const status = response ? response.getStatus() : 0;
-        on.error(reason, status >= 400 && status < 500 && error.originalRequest?.getMethod() === "POST");
+        on.error(reason, status >= 400 && status < 500 && error.originalRequest?.getMethod() === "POST", problem);
       },
     });
     let settled = false;
@@ -261,8 +273,12 @@ function send(file, path, into, { active, onCreated }, on) {
     });
     active.add(upload);
     upload.findPreviousUploads().then((previous) => {
+      const elsewhere = previous.length === 0 && !onConflict ? unfinishedUrl(file, path, into) : null;
       if (previous.length > 0) {
         upload.resumeFromPreviousUpload(previous[0]);
+        on.resuming?.();
+      } else if (elsewhere) {
+        upload.options.uploadUrl = elsewhere; // tus-js-client asks it with HEAD, then goes on
         on.resuming?.();
       }
       upload.start();
@@ -288,11 +304,34 @@ function uploadItem(file, into, context) {
   const bar = el("progress", { max: file.size || 1, value: 0, "aria-label": `Upload of ${file.name}` });
   const detail = el("span", { class: "upload-detail", text: "Waiting…" });
   const cancel = el("button", { type: "button", class: "secondary small", text: "Cancel", "aria-label": `Cancel upload of ${file.name}` });
-  const item = el("li", { class: "upload" }, el("div", { class: "upload-top" }, el("span", { class: "upload-name", text: file.name }), cancel), bar, detail);
+  const choices = el("div", { class: "upload-choices", hidden: true });
+  const item = el("li", { class: "upload" }, el("div", { class: "upload-top" }, el("span", { class: "upload-name", text: file.name }), cancel), bar, detail, choices);
   const speedOf = rate();
   let finished = false;
   let abort = null;
   let lastAnnounced = -1;
+  let onConflict = null; // once the person chose: "rename" (keep both) or "replace"
+  const again = (rule) => {
+    onConflict = rule;
+    finished = false;
+    choices.hidden = true;
+    choices.replaceChildren();
+    item.classList.remove("failed");
+    cancel.textContent = "Cancel";
+    cancel.setAttribute("aria-label", `Cancel upload of ${file.name}`);
+    context.queue.add(job);
+    cancel.focus();
+  };
+  // The name is taken where the file goes: keep both (the server picks "name (1).ext") or,
+  // when a file holds it, replace that file once this one has arrived.
+  const offerChoices = (reason, takenBy) => {
+    detail.textContent = reason;
+    const keep = el("button", { type: "button", class: "small", text: "Keep both", "aria-label": `Keep both: upload ${file.name} under a new name`, onclick: () => again("rename") });
+    const replace = takenBy === "file" ? el("button", { type: "button", class: "secondary small", text: "Replace", "aria-label": `Replace the file named ${file.name}`, onclick: () => again("replace") }) : null;
+    choices.replaceChildren(keep, replace);
+    choices.hidden = false;
+    announce(`${reason} Keep both${replace ? " or replace it" : ""}?`);
+  };
   const job = () => {
     if (finished) return Promise.resolve();
     detail.textContent = "Starting…";
@@ -323,15 +362,21 @@ function uploadItem(file, into, context) {
         context.onFinished(fileId);
         setTimeout(() => item.remove(), 4000);
       },
-      error(reason, final) {
+      error(reason, final, problem) {
         finished = true;
-        detail.textContent = final ? `Failed: ${reason}` : `Failed: ${reason} Choose the file again to resume.`;
-        item.classList.add("failed");
         cancel.textContent = "Dismiss";
         cancel.setAttribute("aria-label", `Dismiss upload of ${file.name}`);
+        const takenBy = final && problem?.status === 409 ? problem.taken_by : null;
+        if (takenBy === "file" || takenBy === "folder" || takenBy === "upload") {
+          bar.value = 0; // nothing was kept: a question, not a failure
+          offerChoices(reason, takenBy);
+          return;
+        }
+        item.classList.add("failed");
+        detail.textContent = final ? `Failed: ${reason}` : `Failed: ${reason} Choose the file again to resume.`;
         announce(`Upload of ${file.name} failed: ${reason}`);
       },
-    });
+    }, onConflict);
   };
   cancel.addEventListener("click", () => {
     if (!finished) {
