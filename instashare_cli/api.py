@@ -374,6 +374,10 @@ class Api(_Client):
             method, url, headers={"Tus-Resumable": TUS_VERSION, **(headers or {})}, **kwargs
         )
 
+    def unfinished_uploads(self) -> list[dict]:
+        """GET /uploads: your unfinished resumable uploads, newest first (the last 1000)."""
+        return self._send("GET", "/uploads", params={"limit": 1000}).json()["items"]
+
     def upload_create(self, length: int, metadata: dict[str, str]) -> str:
         """POST /uploads: the new upload's absolute URL."""
         response = self._tus(

@@ -14,7 +14,13 @@ from instashare_cli.output import plainly, stdout, when
 from instashare_cli.remote import Entry
 from instashare_cli.session import Session, pass_session
 
-STATUS_STYLE = {"ready": "green", "failed": "red", "processing": "yellow", "pending": "cyan"}
+STATUS_STYLE = {
+    "ready": "green",
+    "failed": "red",
+    "processing": "yellow",
+    "pending": "cyan",
+    "unfinished": "magenta",
+}
 SORTS = ["created_at", "-created_at", "name", "-name"]
 STATUSES = ["pending", "processing", "ready", "failed"]
 
@@ -75,12 +81,18 @@ def list_files(
                 click.echo(api.count_entries(entry.folder_id))
             return
         items = _listing(api, entry, sort, status)
+        # Uploads into this folder that were cut short: listed too, so none is forgotten.
+        unfinished = (
+            []
+            if entry.kind == "file" or status or as_json or count
+            else [u for u in api.unfinished_uploads() if u["folder_id"] == entry.folder_id]
+        )
     if count:
         click.echo(len(items))
         return
     where = f" in {entry.shown}" if entry.kind != "root" else ""
     empty = ("no files with status " + status if status else "no files or folders") + where
-    if plainly(items, as_json, empty):
+    if not unfinished and plainly(items, as_json, empty):
         return
     table = Table(box=None, pad_edge=False)
     table.add_column("NAME", overflow="fold")
@@ -99,6 +111,15 @@ def list_files(
             decimal(item["size"]),
             "-" if compressed is None else decimal(compressed),
             when(item["created_at"]),
+        )
+    for upload in unfinished:  # "unfinished: 3.0 MB of 8.0 MB": run the upload again to resume
+        path = "/".join(filter(None, [upload["relative_dir"], upload["name"]]))
+        table.add_row(
+            path,
+            Text("unfinished", style=STATUS_STYLE["unfinished"]),
+            f"{decimal(upload['offset'])} of {decimal(upload['length'])}",
+            "-",
+            when(upload["created_at"]),
         )
     stdout.print(table)
 

@@ -8,6 +8,7 @@ import json
 import os
 import zipfile
 
+import httpx
 from rich.filesize import decimal
 
 from instashare_cli.api import Api
@@ -123,6 +124,26 @@ def test_a_taken_name_is_kept_both_or_replaced_on_request(user):
     both = user.run("upload", "a.txt", "--replace", "--keep-both")
     assert both.returncode == 2
     assert "--keep-both and --replace cannot go together" in both.stderr
+
+
+def test_ls_lists_unfinished_uploads_too(user):
+    headers = {"Authorization": f"Bearer {user.token()}", "Tus-Resumable": "1.0.0"}
+    with httpx.Client(base_url=user.server, headers=headers, timeout=30) as client:
+        made = client.post(
+            "/api/v1/uploads",
+            headers={"Upload-Length": "3000000", "Upload-Metadata": "filename Y2FtZXJhLm1vdg=="},
+        )
+        assert made.status_code == 201, made.text
+        sent = client.patch(
+            made.headers["Location"],
+            headers={"Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"},
+            content=b"x" * 1_000_000,
+        )
+        assert sent.status_code == 204, sent.text
+    listed = user.ok("ls").stdout
+    line = next(line for line in listed.splitlines() if "camera.mov" in line)
+    assert line.split()[:2] == ["camera.mov", "unfinished"]
+    assert "1.0 MB of 3.0 MB" in line
 
 
 def test_missing_files_exit_4(user):
