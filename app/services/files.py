@@ -33,7 +33,7 @@ from app.errors import (
 )
 from app.models import File, FileStatus, User
 from app.queue.jobs import REQUEST_ID, JobQueue
-from app.services import deletions, folders, names, quota, tokens, users
+from app.services import conflicts, deletions, folders, names, quota, tokens, users
 from app.services.spool import SpooledUpload
 from app.storage import Storage
 
@@ -152,7 +152,7 @@ def create(
     quota_bytes: int,
     folder_id: uuid.UUID | None = None,
     relative_path: str | None = None,
-    on_conflict: str = folders.REFUSE,
+    on_conflict: str = conflicts.REFUSE,
 ) -> File:
     """Record a spooled upload as a pending file, stage its bytes, then send the job.
 
@@ -173,7 +173,7 @@ def create(
     name = names.check_name(name) if name is not None else names.from_client_filename(client_name)
     target = folders.Target(folder_id, dirs)
     quota.check_room(session, quota_bytes, owner_id, upload.size)
-    folders.check_new_name(session, owner_id, target, name, on_conflict)
+    conflicts.check_new_name(session, owner_id, target, name, on_conflict)
     session.rollback()  # end the read: the charge below starts a transaction of its own
     file = File(
         id=uuid.uuid4(),
@@ -195,9 +195,9 @@ def create(
         folders.lock_owner(session, owner_id)
         file.folder_id = folders.ensure(session, owner_id, target)
         replaced: list[uuid.UUID] = []
-        if on_conflict == folders.RENAME:
-            file.name = name = folders.pick_name(session, owner_id, target, name)
-        elif on_conflict == folders.REPLACE:
+        if on_conflict == conflicts.RENAME:
+            file.name = name = conflicts.pick_name(session, owner_id, target, name)
+        elif on_conflict == conflicts.REPLACE:
             replaced = displace(session, owner_id, file.folder_id, name)
         folders.refuse_clash(session, owner_id, file.folder_id, name)
         quota.charge_file(session, quota_bytes, owner_id, file.size)

@@ -387,77 +387,9 @@ def upload_target(metadata: dict[str, str | None]) -> tuple[Target, str]:
     return Target(base_id, dirs), filename
 
 
-# What a new file does when its name is taken where it goes: the multipart form's
-# `on_conflict`, tus `onConflict`. Refusing (409) stays the default for existing clients.
-REFUSE, RENAME, REPLACE = "refuse", "rename", "replace"
-ON_CONFLICT = (REFUSE, RENAME, REPLACE)
-
-
-def conflict_rule(value: str | None, where: str = "The on_conflict field") -> str:
-    """The `on_conflict` a client asked for (`refuse` without one); 400 for another word."""
-    if value is None or value == "":
-        return REFUSE
-    if value not in ON_CONFLICT:
-        raise InvalidInput(f"{where} must be one of: {', '.join(ON_CONFLICT)}.")
-    return value
-
-
-def numbered(name: str, n: int) -> str:
-    """`name (n).ext`: `name` told apart by a number, within the longest name allowed."""
-    stem, dot, ext = name.rpartition(".")
-    if not dot or not stem:
-        stem, dot, ext = name, "", ""
-    suffix = f" ({n}){dot}{ext}"
-    return stem[: names.MAX_NAME - len(suffix)] + suffix
-
-
-def free_name(session: Session, owner_id: uuid.UUID, folder_id: uuid.UUID | None, name: str) -> str:
-    """`name`, or `name (1).ext`… if a file or folder of the folder took it meanwhile."""
-    candidate, n = name, 0
-    while name_clash(session, owner_id, folder_id, candidate) is not None:
-        n += 1
-        candidate = numbered(name, n)
-    return candidate
-
-
 def upload_clash_message(name: str) -> str:
     """The 409's sentence when an unfinished upload bound for the same place holds `name`."""
     return f"An upload named {name!r} is already on its way there; finish or discard it first."
-
-
-def check_new_name(
-    session: Session, owner_id: uuid.UUID, target: Target, name: str, on_conflict: str = REFUSE
-) -> None:
-    """Refuse early a new file whose name is taken where it goes (409), or whose base
-    folder is not the owner's (404). A read, so it takes no lock: `ensure` and the unique
-    indexes, under `lock_owner`, are what hold. `rename` passes (the name is chosen under
-    the lock: `pick_name`); `replace` passes a file's name, not a folder's or an upload's."""
-    folder = existing(session, owner_id, target)
-    if on_conflict == RENAME:
-        return
-    if folder is not False:
-        assert folder is None or isinstance(folder, uuid.UUID)
-        kind = name_clash(session, owner_id, folder, name)
-        if kind == "folder" or (kind == "file" and on_conflict != REPLACE):
-            raise Conflict(clash_message(kind, name), taken_by=kind)
-    if upload_named(session, owner_id, target, name) is not None:
-        raise Conflict(upload_clash_message(name), taken_by="upload")
-
-
-def pick_name(session: Session, owner_id: uuid.UUID, target: Target, name: str) -> str:
-    """`name`, or the first of `name (1).ext`, `name (2).ext`… that no file, folder or
-    unfinished upload holds where a new file goes. The caller holds `lock_owner`, so two
-    uploads of one name at once get two names."""
-    found = existing(session, owner_id, target)
-    folder = None if found is False else found
-    assert folder is None or isinstance(folder, uuid.UUID)
-    candidate, n = name, 0
-    while (
-        found is not False and name_clash(session, owner_id, folder, candidate) is not None
-    ) or upload_named(session, owner_id, target, candidate) is not None:
-        n += 1
-        candidate = numbered(name, n)
-    return candidate
 
 
 def upload_named(

@@ -39,7 +39,7 @@ from app.errors import (
 )
 from app.models import File, FileStatus, Upload, UploadPart
 from app.queue.jobs import REQUEST_ID, JobQueue
-from app.services import deletions, files, folders, names, quota, sizes
+from app.services import conflicts, deletions, files, folders, names, quota, sizes
 from app.services.part_stream import Chunk, NothingToKeep, PartStream
 from app.settings import Settings
 from app.storage import Busy, Storage
@@ -184,16 +184,16 @@ def _start(
         )
     target, filename = folders.upload_target(metadata)
     name = names.from_client_filename(filename)
-    on_conflict = folders.conflict_rule(
+    on_conflict = conflicts.conflict_rule(
         metadata.get("onConflict"), "The onConflict of Upload-Metadata"
     )
     quota.check_room(session, limits.quota_bytes, owner_id, length)
-    folders.check_new_name(session, owner_id, target, name, on_conflict)
+    conflicts.check_new_name(session, owner_id, target, name, on_conflict)
     session.rollback()  # end the read: the reservation starts a transaction of its own
-    if on_conflict == folders.RENAME:
+    if on_conflict == conflicts.RENAME:
         # Under the owner's lock, held until the upload's row (which holds the name) is in.
         folders.lock_owner(session, owner_id)
-        name = folders.pick_name(session, owner_id, target, name)
+        name = conflicts.pick_name(session, owner_id, target, name)
     now = utcnow()
     upload = Upload(
         id=uuid.uuid4(),
@@ -208,7 +208,7 @@ def _start(
         offset=0,
         crc32=0,
         parts=0,
-        replaces=on_conflict == folders.REPLACE or None,
+        replaces=on_conflict == conflicts.REPLACE or None,
         expires_at=now + dt.timedelta(seconds=limits.expiry_seconds),
         created_at=now,
         updated_at=now,
@@ -469,7 +469,7 @@ def _finish(
         id=upload.id,
         owner_id=upload.owner_id,
         folder_id=folder_id,
-        name=folders.free_name(session, upload.owner_id, folder_id, upload.name),
+        name=conflicts.free_name(session, upload.owner_id, folder_id, upload.name),
         status=FileStatus.PENDING,
         size=upload.length,
         sha256=None,  # the worker computes it while compressing

@@ -4,7 +4,7 @@ Revision ID: 0017_upload_replaces
 Revises: 0016_file_previews
 Create Date: 2026-12-07
 
-One nullable boolean on `uploads` (tus `onConflict: replace`, app.services.folders): when
+One nullable boolean on `uploads` (tus `onConflict: replace`, app.services.conflicts): when
 the last byte lands, the file of the same name in the same place is deleted in the
 transaction that makes the new one. Adding a nullable column without a default rewrites
 nothing and holds its lock for an instant.
