@@ -4,6 +4,9 @@ the old file's place in one transaction."""
 
 from __future__ import annotations
 
+import threading
+
+import httpx
 import pytest
 
 from tests.handlers.test_tus import OCTETS, TUS, metadata
@@ -128,3 +131,35 @@ def test_an_unknown_rule_is_400_in_words(client, alice, field):
     assert detail == "The on conflict must be one of: refuse, rename, replace."
     detail = assert_problem(tus_create(client, alice, 1, "a.txt", onConflict=field), 400)["detail"]
     assert detail == "The onConflict of Upload-Metadata must be one of: refuse, rename, replace."
+
+
+def test_uploads_of_one_name_at_once_each_get_a_name_of_their_own(live, carol):
+    """Eight creations of `clip.mp4` racing on separate connections (a real server, each
+    request its own transaction): the owner's lock hands out eight names, none twice."""
+    answers: list[httpx.Response] = []
+    start = threading.Barrier(8)
+
+    def create() -> None:
+        with httpx.Client(base_url=live.url, timeout=30) as http:
+            start.wait()
+            answers.append(
+                http.post(
+                    "/api/v1/uploads",
+                    headers={
+                        **carol.headers,
+                        **TUS,
+                        "Upload-Length": "5",
+                        "Upload-Metadata": metadata("clip.mp4", onConflict="rename"),
+                    },
+                )
+            )
+
+    threads = [threading.Thread(target=create) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(a.status_code for a in answers) == [201] * 8, [a.text for a in answers]
+    listed = live.http.get("/api/v1/uploads", headers=carol.headers).json()["items"]
+    expected = ["clip.mp4", *(f"clip ({n}).mp4" for n in range(1, 8))]
+    assert sorted(u["name"] for u in listed) == sorted(expected)
