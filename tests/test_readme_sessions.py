@@ -86,8 +86,8 @@ def dev(tmp_path_factory) -> Iterator[DevServer]:
 
 
 def test_the_blocks_are_marked():
-    # files, share links, resumable uploads, folders, a folder link, the end
-    assert len(session_blocks("curl")) == 6
+    # files, share links, resumable uploads, a taken name, folders, a folder link, the end
+    assert len(session_blocks("curl")) == 7
     assert len(session_blocks("cli")) == 1
 
 
@@ -111,6 +111,8 @@ def test_the_curl_session_runs_as_written(dev, tmp_path):
     # The folder link: both files listed by path; Download all cut short and resumed.
     assert '"path":"report/raw/numbers.txt"' in out and '"path":"report/data.csv"' in out
     assert "No errors detected" in out
+    # A taken name: refused, then kept both, then replaced.
+    assert '"name":"hello (1).txt"' in out and '"size":12' in out
     with zipfile.ZipFile(tmp_path / "all.zip") as archive:
         assert archive.read("report/data.csv") == (tmp_path / "data.csv").read_bytes()
         assert archive.read("report/raw/numbers.txt") == (tmp_path / "numbers.txt").read_bytes()
