@@ -4,6 +4,7 @@ the old file's place in one transaction."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import httpx
@@ -11,6 +12,8 @@ import pytest
 
 from tests.handlers.test_tus import OCTETS, TUS, metadata
 from tests.helpers import Account, assert_problem, run_jobs, upload
+
+MIB = 1024 * 1024
 
 
 def names(client, account: Account) -> list[str]:
@@ -163,3 +166,20 @@ def test_uploads_of_one_name_at_once_each_get_a_name_of_their_own(live, carol):
     listed = live.http.get("/api/v1/uploads", headers=carol.headers).json()["items"]
     expected = ["clip.mp4", *(f"clip ({n}).mp4" for n in range(1, 8))]
     assert sorted(u["name"] for u in listed) == sorted(expected)
+
+
+def test_the_quota_and_the_size_limit_are_said_in_units(make_app, settings, make_account):
+    """Not "This upload of 50000000 bytes would exceed your storage quota (0 of 20000000
+    bytes used or reserved).." (issue 23, item 3)."""
+    limited = dataclasses.replace(settings, quota_bytes=20 * MIB, max_upload_bytes=64 * MIB)
+    account = make_account()
+    with make_app(limited).test_client() as client:
+        over = assert_problem(tus_create(client, account, 50 * MIB, "big.bin"), 413)
+        assert over["detail"] == "50 MiB is more than the 20 MiB you have left."
+        assert tus_create(client, account, 15 * MIB, "part.bin").status_code == 201
+        over = assert_problem(tus_create(client, account, 5 * MIB + 1, "more.bin"), 413)
+        assert over["detail"] == (
+            "5.0 MiB (5,242,881 bytes) is more than the 5.0 MiB (5,242,880 bytes) you have left."
+        )
+        huge = assert_problem(tus_create(client, account, 65 * MIB, "huge.bin"), 413)
+        assert huge["detail"] == "A file may be at most 64 MiB; this one is 65 MiB."
