@@ -44,6 +44,7 @@ export function unfinishedUploads({ activeIds, onDiscarded }) {
         return;
       }
       item.remove();
+      known = known.filter((u) => u.id !== upload.id); // choosing the file again starts afresh
       root.hidden = list.children.length === 0;
       announce(`The unfinished upload of ${upload.name} is discarded`);
       onDiscarded();
