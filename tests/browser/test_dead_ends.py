@@ -20,6 +20,7 @@ def looked_at(page, name: str) -> None:
     """axe-core finds nothing serious in either colour scheme; screenshots of both."""
     for scheme in ("light", "dark"):
         page.emulate_media(color_scheme=scheme)
+        page.wait_for_timeout(400)  # past the app's colour transitions (0.1 s)
         assert axe_violations(page) == [], scheme
         screenshot(page, name if scheme == "light" else f"{name}-dark")
     page.emulate_media(color_scheme="light")

@@ -227,6 +227,7 @@ REQUESTS = {
             }
         },
     ),
+    "app.handlers.resumable_uploads.list_uploads": ("GET", "/api/v1/uploads", {}),
     "app.handlers.resumable_uploads.head": ("HEAD", f"/api/v1/uploads/{FILE_ID}", {"headers": TUS}),
     "app.handlers.resumable_uploads.patch": (
         "PATCH",
