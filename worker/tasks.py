@@ -228,7 +228,9 @@ def sweep_jobs(self) -> int:
     with rt.sessions() as session:
         failed = leases.fail_exhausted(session)
         due = leases.due_for_delivery(session, lease_seconds=rt.settings.job_lease_seconds)
-        sent = sum(rt.jobs.send_compression(session, d.file_id, d.request_id) for d in due)
+        sent = sum(
+            rt.jobs.send_compression(session, d.file_id, d.request_id, size=d.size) for d in due
+        )
     if due or failed:
         log.info("sweep: %d job(s) sent of %d due, %d file(s) failed", sent, len(due), failed)
     return sent

@@ -42,15 +42,22 @@ class JobQueue:
         self.queue_depth = depth
 
     def send_compression(
-        self, session: Session, file_id: uuid.UUID, request_id: str | None = None
+        self,
+        session: Session,
+        file_id: uuid.UUID,
+        request_id: str | None = None,
+        *,
+        size: int | None = None,
     ) -> bool:
         """Publish the job for a committed file; False (and a log line) if the broker is down.
 
         A file whose job was not sent keeps `enqueued_at` empty and the periodic sweep sends
         it once the broker answers again, so an upload never waits on the broker. The job
         carries `request_id` (the sweep's: the upload's), else the current request's id.
+        The file's `size` picks the lane; a caller that has it saves the query for it.
         """
-        size = session.scalar(select(File.size).where(File.id == file_id))
+        if size is None:
+            size = session.scalar(select(File.size).where(File.id == file_id))
         queue = SMALL_QUEUE if size is not None and size <= SMALL_JOB_BYTES else QUEUE
         token = REQUEST_ID.set(request_id) if request_id else None
         try:

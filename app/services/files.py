@@ -212,8 +212,10 @@ def create(
         session.rollback()
         storage.delete(file.staged_key)  # no object without its row
         raise
+    # The job first (the worker gets it sooner): carry_out's rollback expires `file`, and
+    # reading its id after that costs a SELECT.
+    jobs.send_compression(session, file.id, size=file.size)
     deletions.carry_out(session, storage, replaced)
-    jobs.send_compression(session, file.id)
     return file
 
 

@@ -273,6 +273,7 @@ class Due:
 
     file_id: uuid.UUID
     request_id: str | None
+    size: int
 
 
 def due_for_delivery(session: Session, *, lease_seconds: int, limit: int = 500) -> list[Due]:
@@ -280,7 +281,7 @@ def due_for_delivery(session: Session, *, lease_seconds: int, limit: int = 500) 
     now = utcnow()
     resend_before = now - dt.timedelta(seconds=lease_seconds)
     rows = session.execute(
-        select(File.id, File.request_id)
+        select(File.id, File.request_id, File.size)
         .where(
             or_(
                 and_(
@@ -293,7 +294,7 @@ def due_for_delivery(session: Session, *, lease_seconds: int, limit: int = 500) 
         .order_by(File.created_at)
         .limit(limit)
     )
-    return [Due(file_id, request_id) for file_id, request_id in rows]
+    return [Due(file_id, request_id, size) for file_id, request_id, size in rows]
 
 
 def fail_exhausted(session: Session) -> int:

@@ -8,8 +8,8 @@ when the backend is GCS), then moves the offset with an UPDATE that also checks 
 PATCHes racing for one upload cannot both land: the loser gets 409 and its part object is
 removed. When the last byte lands the parts are concatenated (a server-side compose on
 GCS) into the staged key of a new pending File with the same id, in the same transaction,
-which also removes the upload's row and records its parts for removal (`deletions`); the
-parts go after the commit, and the compression job is sent. A finished upload is answered
+which also removes the upload's row and records its parts for removal (`deletions`); after
+the commit the compression job is sent, then the parts go. A finished upload is answered
 from its file: HEAD reports its full length.
 """
 
@@ -459,7 +459,7 @@ def _finish(
 ) -> File:
     """The upload, its objects `keys` concatenated, becomes a pending File (same id) in
     `folder_id` in the caller's transaction, which this commits (the caller placed it:
-    `_place`); then its parts go and the job is sent."""
+    `_place`); then the job is sent and its parts go."""
     session, storage = ctx.session, ctx.storage
     # Replacing: the old file goes in this transaction, so the name is never free between.
     replaced = (
@@ -480,8 +480,8 @@ def _finish(
     )
     session.add(file)
     quota.reservation_filled(session, upload.owner_id, upload.length)
-    session.execute(delete(UploadPart).where(UploadPart.upload_id == upload.id))
-    # The row goes with the upload: the file (same id) answers for it from now on.
+    # The row goes with the upload (its parts' rows with it: ON DELETE CASCADE): the file
+    # (same id) answers for it from now on.
     session.execute(
         delete(Upload).where(Upload.id == upload.id).execution_options(synchronize_session=False)
     )
@@ -507,9 +507,11 @@ def _finish(
     except BaseException:
         storage.delete(upload.staged_key)  # no object without its row
         raise
+    # The job first (the worker gets it sooner): carry_out's rollback expires `file`, and
+    # reading its id after that costs a SELECT.
+    ctx.jobs.send_compression(session, file.id, size=file.size)
     # The parts (the upload is the file now) and what the file replaced, if it did.
     deletions.carry_out(session, storage, leftovers + replaced)
-    ctx.jobs.send_compression(session, file.id)
     return file
 
 
