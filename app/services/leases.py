@@ -21,12 +21,19 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, Row, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.archive.writer import ArchiveResult
 from app.db import rowcount, utcnow
-from app.models import File, FilePreview, FileStatus, archive_key_for
+from app.models import (
+    File,
+    FilePreview,
+    FileStatus,
+    archive_key_for,
+    legacy_staged_key,
+    staged_key,
+)
 from app.services.previews import Preview
 
 log = logging.getLogger(__name__)
@@ -133,11 +140,12 @@ def claim(
     """Take the file for processing, or None if it is done, gone or held by a live lease.
 
     A live lease is taken over when `delivery` supersedes its holder (see `Delivery`).
+    The usual claim, of a pending file, is one statement (every small file pays for each).
     """
     now = utcnow()
     token = uuid.uuid4()
-    claimable = _unclaimed(now)
-    if delivery is not None:
+    taken = _take(session, file_id, _unclaimed(now), token, lease_seconds, delivery)
+    if taken is None and delivery is not None:
         held = session.execute(
             select(File.lease_token, File.lease_holder).where(
                 File.id == file_id, File.status == FileStatus.PROCESSING
@@ -147,39 +155,65 @@ def claim(
         if held and holder and delivery.supersedes(holder):
             log.info("compress %s: taking over the lease of %s", file_id, held.lease_holder)
             # Only that very lease: if another job took it meanwhile, this claim fails.
-            claimable = or_(claimable, File.lease_token == held.lease_token)
-    taken = _update(
-        session,
-        [File.id == file_id, claimable],
-        _visible_change(
-            status=FileStatus.PROCESSING,
-            lease_token=token,
-            lease_holder=delivery.encode() if delivery else None,
-            lease_expires_at=now + dt.timedelta(seconds=lease_seconds),
-            attempts=File.attempts + 1,
-            error=None,
-        ),
-    )
-    if taken != 1:
+            claimable = or_(_unclaimed(now), File.lease_token == held.lease_token)
+            taken = _take(session, file_id, claimable, token, lease_seconds, delivery)
+        else:
+            session.rollback()  # end the read
+    if taken is None:
         return None
-    file = session.scalars(
-        select(File).where(File.id == file_id).execution_options(populate_existing=True)
-    ).one()
     return Claim(
-        file_id=file.id,
+        file_id=file_id,
         token=token,
-        owner_id=file.owner_id,
-        name=file.name,
-        size=file.size,
-        crc32=file.crc32,
-        sha256=file.sha256,
-        content_type=file.content_type,
-        created_at=file.created_at,
-        attempts=file.attempts,
-        staged_key=file.staged_key,
-        archive_key=archive_key_for(file.owner_id, file.id, file.attempts),
-        legacy_staged_key=file.legacy_staged_key,
+        owner_id=taken.owner_id,
+        name=taken.name,
+        size=taken.size,
+        crc32=taken.crc32,
+        sha256=taken.sha256,
+        content_type=taken.content_type,
+        created_at=taken.created_at,
+        attempts=taken.attempts,
+        staged_key=staged_key(taken.owner_id, file_id),
+        archive_key=archive_key_for(taken.owner_id, file_id, taken.attempts),
+        legacy_staged_key=legacy_staged_key(taken.owner_id, file_id),
     )
+
+
+def _take(
+    session: Session,
+    file_id: uuid.UUID,
+    claimable: ColumnElement[bool],
+    token: uuid.UUID,
+    lease_seconds: int,
+    delivery: Delivery | None,
+) -> Row | None:
+    """Move the file to processing under the lease `token` if `claimable`, and commit;
+    what the job needs of the row (RETURNING: no second look), or None."""
+    change = _visible_change(
+        status=FileStatus.PROCESSING,
+        lease_token=token,
+        lease_holder=delivery.encode() if delivery else None,
+        lease_expires_at=utcnow() + dt.timedelta(seconds=lease_seconds),
+        attempts=File.attempts + 1,
+        error=None,
+    )
+    taken = session.execute(
+        update(File)
+        .where(File.id == file_id, claimable)
+        .values(**change)
+        .returning(
+            File.owner_id,
+            File.name,
+            File.size,
+            File.crc32,
+            File.sha256,
+            File.content_type,
+            File.created_at,
+            File.attempts,
+        )
+        .execution_options(synchronize_session=False)
+    ).first()
+    session.commit()
+    return taken
 
 
 def _held(job: Claim):

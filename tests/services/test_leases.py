@@ -11,7 +11,7 @@ import datetime as dt
 import uuid
 
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import delete, event
 
 from app.db import utcnow
 from app.models import File, FileStatus
@@ -41,6 +41,29 @@ def test_claim_takes_a_pending_file(session, factories):
     assert row.lease_expires_at <= utcnow() + dt.timedelta(seconds=LEASE)
     assert row.version == version + 1  # visible: the ETag moves
     assert row.updated_at > updated_at
+
+
+def test_claiming_a_pending_file_is_one_statement(session, factories, engine):
+    """Every small file's job claims it: one UPDATE ... RETURNING, no look before or after."""
+    file = FileFactory()
+    sent: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:
+        if "SAVEPOINT" not in statement:
+            sent.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        job = leases.claim(session, file.id, LEASE, leases.Delivery.here("task-1", 0))
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert job is not None and (job.size, job.crc32, job.content_type) == (
+        file.size,
+        file.crc32,
+        file.content_type,
+    )
+    assert job.created_at == file.created_at and job.sha256 == file.sha256
+    assert len(sent) == 1 and sent[0].startswith("UPDATE files"), sent
 
 
 def test_second_claim_while_the_lease_is_live_gets_nothing(session, factories):
