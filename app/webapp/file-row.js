@@ -36,8 +36,9 @@ export function fileRow(initial, callbacks) {
     ownActions(file, button) {
       const ready = file.status === "ready";
       return [
-        button("Download the ZIP of", "ZIP", "", () => download(file, "zip"), !ready),
-        button("Download the original of", "Original", "secondary", () => download(file, "original"), !ready),
+        // The file as it was uploaded first (what a person wants back); its ZIP one step away.
+        button("Download the original of", "Download", "", () => download(file, "original"), !ready),
+        button("Download the ZIP of", "ZIP", "secondary", () => download(file, "zip"), !ready),
       ];
     },
   });

@@ -1,6 +1,6 @@
 // What a file's row and a folder's have in common: a box to select it, its name (a form in
 // its place while it is renamed), the cells its kind shows, and its actions, the kind's own
-// first, then Share, Rename and Delete.
+// first, then Share, Rename and Delete (on a phone: the first, and the rest behind "More").
 
 import { renameInPlace } from "./rename.js";
 import { el } from "./ui.js";
@@ -40,12 +40,33 @@ export function entryRow(initial, { kind, resource, label, nameOf, cells, fill, 
     const shown = item; // what the buttons act on, as it is now
     const button = (verb, text, className, onclick, disabled = false) =>
       el("button", { type: "button", class: `small ${className}`, disabled, "aria-label": `${verb} ${label(shown)}`, onclick }, text);
-    actions.replaceChildren(
+    const [primary, ...others] = [
       ...ownActions(shown, button),
       button("Share", "Share", "secondary", () => onShare(shown)),
       button("Rename", "Rename", "secondary", startRename),
       button("Delete", "Delete", "danger", () => onDelete(shown)),
-    );
+    ];
+    // On a phone the first action stands alone and the rest wait behind "More"; on a wider
+    // screen they all show in a row (app.css: `.more` is `display: contents` there).
+    const more = el("span", { class: "more", id: `more-${kind}-${shown.id}` }, ...others);
+    const toggle = el("button", {
+      type: "button",
+      class: "small secondary more-toggle",
+      "aria-expanded": "false",
+      "aria-controls": more.id,
+      "aria-label": `More actions for ${label(shown)}`,
+      onclick: () => {
+        const open = !actions.classList.contains("open");
+        actions.classList.toggle("open", open);
+        toggle.setAttribute("aria-expanded", String(open));
+      },
+    }, "More");
+    for (const action of others) action.addEventListener("click", () => {
+      actions.classList.remove("open");
+      toggle.setAttribute("aria-expanded", "false");
+    });
+    actions.classList.remove("open");
+    actions.replaceChildren(primary, toggle, more);
   }
 
   const row = {

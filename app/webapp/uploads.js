@@ -54,7 +54,7 @@ export function uploadPanel({ folderId, onCreated, onFinished, onManyFinished, u
     el("p", { class: "hint", text: "Big files are fine: an upload cut short resumes when you choose the same file again." }),
   );
   const list = el("ul", { id: "uploads", class: "uploads", "aria-label": "Uploads" });
-  const root = el("section", { class: "card", "aria-labelledby": "upload-title" }, el("h2", { id: "upload-title", text: "Upload" }), zone, list);
+  const root = el("section", { class: "card upload-card", "aria-labelledby": "upload-title" }, el("h2", { id: "upload-title", text: "Upload" }), zone, list);
   const context = { active, queue, onCreated, unfinishedUrl };
 
   // `picked`: [{file, path}] where `path` is the file's place under the folder it goes to

@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from app.models import FileStatus, User
-from tests.browser.conftest import axe_violations, drop_files, screenshot, sign_in
+from tests.browser.conftest import PHONE, axe_violations, drop_files, screenshot, sign_in
 from tests.factories import FileFactory
 from tests.helpers import Account, runtime
 
@@ -133,3 +133,39 @@ def test_a_drop_while_a_dialog_is_open_uploads_nothing(page, site, account, tmp_
     drop_files(page, [stray], target="dialog[open]")
     page.wait_for_timeout(500)
     expect(page.locator("#uploads .upload")).to_have_count(0)
+
+
+def test_on_a_phone_the_files_come_into_view_with_one_action_each_and_the_rest_under_more(
+    browser, site, account
+):
+    _ready_files(site, account, ["report.pdf", "holiday photo.jpg", "notes.txt"])
+    phone = browser.new_context(base_url=site.url, viewport=PHONE)
+    try:
+        page = phone.new_page()
+        sign_in(page, account)
+        first = page.locator("#files-body tr").first
+        expect(first).to_be_visible()
+        # The upload card is its two buttons: the first file starts within the first screen.
+        assert first.bounding_box()["y"] < PHONE["height"] * 0.75
+        expect(page.get_by_role("button", name="Choose files…")).to_be_in_viewport()
+
+        report = page.locator("#files-body tr").filter(has_text="report.pdf")
+        visible = report.locator(".actions button:visible")
+        expect(visible).to_have_count(2)  # Download, and More
+        expect(visible.nth(0)).to_have_accessible_name("Download the original of report.pdf")
+        more = report.get_by_role("button", name="More actions for report.pdf")
+        expect(more).to_have_attribute("aria-expanded", "false")
+        expect(report.get_by_role("button", name="Share report.pdf")).to_be_hidden()
+        assert axe_violations(page) == []
+        screenshot(page, "files-phone")
+
+        more.click()
+        expect(more).to_have_attribute("aria-expanded", "true")
+        for name in ("Download the ZIP of", "Share", "Rename", "Delete"):
+            expect(report.get_by_role("button", name=f"{name} report.pdf")).to_be_visible()
+        assert axe_violations(page) == []
+        report.get_by_role("button", name="Share report.pdf").click()
+        expect(page.get_by_role("dialog")).to_be_visible()
+        expect(more).to_have_attribute("aria-expanded", "false")  # the menu closed behind it
+    finally:
+        phone.close()
