@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import click
-from rich.filesize import decimal
 
+from app.services.sizes import iec
 from instashare_cli.api import ApiError
 from instashare_cli.config import Login
 from instashare_cli.failures import EXIT_SERVER, Failure, failure
@@ -128,11 +128,11 @@ def whoami(session: Session) -> None:
     quota = usage["quota_bytes"]
     reserved = usage.get("bytes_reserved") or 0
     share = 100 * (usage["bytes_stored"] + reserved) / quota if quota else 0.0
-    held = f", {decimal(reserved)} held by unfinished uploads" if reserved else ""
+    held = f", {iec(reserved)} held by unfinished uploads" if reserved else ""
     stdout.print(f"{me['email']} on {session.server}")
     stdout.print(
-        f"{count(usage['file_count'], 'file')}, {decimal(usage['bytes_stored'])} stored{held} "
-        f"({share:.1f}% of your {decimal(quota)} quota)"
+        f"{count(usage['file_count'], 'file')}, {iec(usage['bytes_stored'])} stored{held} "
+        f"({share:.1f}% of your {iec(quota)} quota)"
     )
     if "active_shares" in me:  # a server from before share links has no such count
         stdout.print(f"{count(me['active_shares'], 'active share link')}")

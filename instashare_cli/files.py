@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 import click
-from rich.filesize import decimal
 
+from app.services.sizes import iec
 from instashare_cli import remote, shares, transfer, tree
 from instashare_cli.api import Api, ApiError, share_link
 from instashare_cli.config import TreeJournal, UploadState
@@ -117,7 +117,7 @@ def _upload_files(
             if on_conflict == "rename":  # the server may have chosen another name
                 stored = api.file(result.file_id)[0]["name"]
                 where += f" named {stored}" if stored != label else ""
-            bars.say(f"uploaded {label} ({decimal(result.size)}){where} as {result.file_id}")
+            bars.say(f"uploaded {label} ({iec(result.size)}){where} as {result.file_id}")
     return uploaded, exit_code
 
 
@@ -141,8 +141,7 @@ def _upload_tree(
     earlier = f"; {outcome.earlier} of them in an earlier run" if outcome.earlier else ""
     size = found.size - sum(item.size for item, _ in outcome.refused)
     stdout.print(
-        f"uploaded {count(len(outcome.uploaded), 'file')} ({decimal(size)}) "
-        f"to {base.shown}{earlier}"
+        f"uploaded {count(len(outcome.uploaded), 'file')} ({iec(size)}) to {base.shown}{earlier}"
     )
     if not outcome.refused:
         return outcome.uploaded, 0
@@ -260,8 +259,8 @@ def upload(
             for file in processed:
                 if file["status"] == "ready":
                     stdout.print(
-                        f"{file['name']} is ready: {decimal(file['size'])} → "
-                        f"{decimal(file['compressed_size'] or 0)} zipped"
+                        f"{file['name']} is ready: {iec(file['size'])} → "
+                        f"{iec(file['compressed_size'] or 0)} zipped"
                     )
                 else:
                     Failure(f"{file['name']} failed: {file['error'] or 'no reason given'}").show()
@@ -340,7 +339,7 @@ def get(
                 started=started,
                 progress=advanced,
             )
-    stdout.print(f"saved {target} ({decimal(target.stat().st_size)})")
+    stdout.print(f"saved {target} ({iec(target.stat().st_size)})")
 
 
 def _get_folder(api: Api, folder: Entry, output: Path | None, original: bool, force: bool) -> None:
@@ -369,4 +368,4 @@ def _get_folder(api: Api, folder: Entry, output: Path | None, original: bool, fo
             started=started,
             progress=advanced,
         )
-    stdout.print(f"saved {target} ({decimal(target.stat().st_size)})")
+    stdout.print(f"saved {target} ({iec(target.stat().st_size)})")

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import click
-from rich.filesize import decimal
 from rich.table import Table
 from rich.text import Text
 
+from app.services.sizes import iec
 from instashare_cli import remote
 from instashare_cli.api import Api
 from instashare_cli.failures import EXIT_NOT_FOUND, EXIT_USAGE, Failure
@@ -108,8 +108,8 @@ def list_files(
         table.add_row(
             item["name"],
             Text(item["status"], style=STATUS_STYLE.get(item["status"], "")),
-            decimal(item["size"]),
-            "-" if compressed is None else decimal(compressed),
+            iec(item["size"]),
+            "-" if compressed is None else iec(compressed),
             when(item["created_at"]),
         )
     for upload in unfinished:  # "unfinished: 3.0 MB of 8.0 MB": run the upload again to resume
@@ -117,7 +117,7 @@ def list_files(
         table.add_row(
             path,
             Text("unfinished", style=STATUS_STYLE["unfinished"]),
-            f"{decimal(upload['offset'])} of {decimal(upload['length'])}",
+            f"{iec(upload['offset'])} of {iec(upload['length'])}",
             "-",
             when(upload["created_at"]),
         )
@@ -211,7 +211,7 @@ def rm(session: Session, path: str, recursive: bool, yes: bool) -> None:
         else:
             if not yes:
                 click.confirm(
-                    f"Delete {found.shown} ({decimal(found.record['size'])})?",
+                    f"Delete {found.shown} ({iec(found.record['size'])})?",
                     abort=True,
                     err=True,
                 )

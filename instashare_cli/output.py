@@ -8,17 +8,19 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.filesize import decimal
 from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeRemainingColumn,
-    TransferSpeedColumn,
 )
+from rich.text import Text
 
+from app.services.sizes import iec
 from instashare_cli import transfer
 from instashare_cli.failures import Failure
 
@@ -61,12 +63,21 @@ def destination(output: Path | None, filename: str, force: bool) -> Path:
     return target
 
 
+class _Speed(ProgressColumn):
+    """Bytes a second in the units every size here is written in (Rich's own column has
+    only decimal ones)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("?" if speed is None else f"{iec(int(speed))}/s", style="progress.data.speed")
+
+
 def _bars() -> Progress:
     return Progress(
         TextColumn("{task.description}", markup=False, style="bold"),
         BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
+        DownloadColumn(binary_units=True),
+        _Speed(),
         TimeRemainingColumn(),
         console=stderr,
     )
@@ -128,7 +139,7 @@ class Bars:
         def started(done: int, total: int) -> None:
             nonlocal task
             if done:
-                stderr.print(f"resuming {label} at {decimal(done)} of {decimal(total)}")
+                stderr.print(f"resuming {label} at {iec(done)} of {iec(total)}")
             if self.total is not None and self.overall is None:
                 self.overall = self.progress.add_task("total", total=self.total)
             task = self.progress.add_task(label, total=total, completed=done)

@@ -11,11 +11,11 @@ from typing import TypeVar
 
 import click
 from rich.console import Console
-from rich.filesize import decimal
 from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from app.services.sizes import iec
 from instashare_cli import archives, remote, transfer
 from instashare_cli.api import ApiError, ShareLink, share_link
 from instashare_cli.config import DownloadState
@@ -110,11 +110,11 @@ def download(url: str, output: Path | None, force: bool, extract: Path | None = 
     except ApiError as exc:
         raise failure(exc, logged_in=False) from None  # no session of ours is involved
     if extract is None:
-        stdout.print(f"saved {target} ({decimal(target.stat().st_size)})")
+        stdout.print(f"saved {target} ({iec(target.stat().st_size)})")
         return
     files, size = archives.extract(target, extract, force=force)
     target.unlink()
-    stdout.print(f"extracted {count(files, 'file')} ({decimal(size)}) into {extract}")
+    stdout.print(f"extracted {count(files, 'file')} ({iec(size)}) into {extract}")
 
 
 def _lifetime(_ctx: click.Context, _param: click.Parameter, value: str | None) -> dict | None:

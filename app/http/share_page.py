@@ -15,7 +15,7 @@ from app.errors import AppError, Gone, NotFound, NotReady, TooManyRequests, Unau
 from app.http.links import PUBLIC_HEADERS, downloads_left, headers_for
 from app.http.streaming import Reply
 from app.models import File, FileStatus, Share
-from app.services import previews, selections
+from app.services import previews, selections, sizes
 from app.services.files import Download
 
 # Nothing but our own stylesheet, previews and players load; the form posts only to us;
@@ -135,17 +135,8 @@ def when(value: dt.datetime | None) -> str | None:
 
 
 def size(count: int | None) -> str:
-    """A byte count for people (1000-based, as file managers show it)."""
-    if count is None:
-        return "unknown"
-    if count < 1000:
-        return f"{count} bytes" if count != 1 else "1 byte"
-    value = float(count)
-    for unit in ("kB", "MB", "GB", "TB"):
-        value /= 1000
-        if value < 1000 or unit == "TB":
-            return f"{value:.1f} {unit}"
-    raise AssertionError("unreachable")
+    """A byte count for people, in the units the whole service writes (app.services.sizes)."""
+    return "unknown" if count is None else sizes.iec(count)
 
 
 @functools.cache

@@ -46,7 +46,7 @@ def test_register_login_whoami_logout(cli):
     whoami = cli.ok("whoami")
     assert whoami.stdout.splitlines() == [
         f"{email} on {cli.server}",
-        "0 files, 0 bytes stored (0.0% of your 107.4 GB quota)",
+        "0 files, 0 B stored (0.0% of your 100 GiB quota)",
         "0 active share links",
     ]
 

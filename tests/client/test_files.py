@@ -9,8 +9,8 @@ import os
 import zipfile
 
 import httpx
-from rich.filesize import decimal
 
+from app.services.sizes import iec
 from instashare_cli.api import Api
 from tests.client.support import one_error_line
 
@@ -24,10 +24,10 @@ def test_upload_wait_list_rename_download_delete(user):
 
     uploaded = user.ok("upload", "log.txt", "noise.bin", "--wait")
     lines = uploaded.stdout.splitlines()
-    assert lines[0].startswith(f"uploaded log.txt ({decimal(len(TEXT))}) as ")
-    assert lines[1].startswith("uploaded noise.bin (300.0 kB) as ")
-    assert lines[2].startswith(f"log.txt is ready: {decimal(len(TEXT))} → ")
-    assert lines[3].startswith("noise.bin is ready: 300.0 kB → ")
+    assert lines[0].startswith(f"uploaded log.txt ({iec(len(TEXT))}) as ")
+    assert lines[1].startswith("uploaded noise.bin (293 KiB) as ")
+    assert lines[2].startswith(f"log.txt is ready: {iec(len(TEXT))} → ")
+    assert lines[3].startswith("noise.bin is ready: 293 KiB → ")
     assert "total" in uploaded.stderr  # the overall bar, beside one per file
 
     files = user.files()
@@ -42,7 +42,7 @@ def test_upload_wait_list_rename_download_delete(user):
     assert [row.split()[:2] for row in table[1:]] == [["log.txt", "ready"], ["noise.bin", "ready"]]
     compressed = by_name["log.txt"]["compressed_size"]
     assert compressed < len(TEXT)
-    assert table[1].split()[2:6] == [*decimal(len(TEXT)).split(), *decimal(compressed).split()]
+    assert table[1].split()[2:6] == [*iec(len(TEXT)).split(), *iec(compressed).split()]
     assert user.ok("ls", "--status", "failed").stdout.strip() == "no files with status failed"
 
     renamed = user.ok("mv", "log.txt", "renamed log.txt")
@@ -50,7 +50,7 @@ def test_upload_wait_list_rename_download_delete(user):
     assert {f["name"] for f in user.files()} == {"renamed log.txt", "noise.bin"}
 
     got = user.ok("get", "renamed log.txt")
-    assert got.stdout.strip() == f"saved renamed log.txt.zip ({decimal(compressed)})"
+    assert got.stdout.strip() == f"saved renamed log.txt.zip ({iec(compressed)})"
     with zipfile.ZipFile(user.cwd / "renamed log.txt.zip") as archive:
         [entry] = archive.namelist()  # named as the file was when it was compressed
         assert archive.read(entry) == TEXT
@@ -70,12 +70,12 @@ def test_upload_wait_list_rename_download_delete(user):
 
     declined = user.run("rm", "noise.bin", input="n\n")
     assert declined.returncode == 1
-    assert "Delete noise.bin (300.0 kB)?" in declined.stderr
+    assert "Delete noise.bin (293 KiB)?" in declined.stderr
     assert user.ok("rm", "noise.bin", "--yes").stdout.strip() == "deleted noise.bin"
     assert [f["name"] for f in user.files()] == ["renamed log.txt"]
 
     whoami = user.ok("whoami").stdout.splitlines()
-    assert whoami[1].startswith(f"1 file, {decimal(len(TEXT))} stored (")
+    assert whoami[1].startswith(f"1 file, {iec(len(TEXT))} stored (")
 
 
 def test_upload_names_and_empty_files(user):
@@ -143,7 +143,7 @@ def test_ls_lists_unfinished_uploads_too(user):
     listed = user.ok("ls").stdout
     line = next(line for line in listed.splitlines() if "camera.mov" in line)
     assert line.split()[:2] == ["camera.mov", "unfinished"]
-    assert "1.0 MB of 3.0 MB" in line
+    assert "977 KiB of 2.9 MiB" in line
 
 
 def test_missing_files_exit_4(user):
@@ -157,7 +157,7 @@ def test_missing_files_exit_4(user):
         assert result.returncode == 4, args
         assert one_error_line(result).startswith("instashare: error: you have no file ")
     assert one_error_line(user.run("get", "nothing.txt")) == (
-        "instashare: error: you have no file named 'nothing.txt'"
+        "instashare: error: you have no file or folder named 'nothing.txt'"
     )
 
 
@@ -168,7 +168,10 @@ def test_another_users_file_is_not_found(user, cli, tmp_path):
     other = type(user)(user.server, tmp_path / "other").login()
     result = other.run("get", file_id, "--original")
     assert result.returncode == 4
-    assert one_error_line(result) == f"instashare: error: you have no file with the id {file_id}"
+    assert (
+        one_error_line(result)
+        == f"instashare: error: you have no file or folder with the id {file_id}"
+    )
 
 
 def test_ls_json_follows_every_page(user):

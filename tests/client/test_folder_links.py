@@ -9,8 +9,8 @@ import zipfile
 
 import httpx
 import sqlalchemy as sa
-from rich.filesize import decimal
 
+from app.services.sizes import iec
 from instashare_cli.config import DownloadState
 from tests.client.support import Cli, one_error_line
 from tests.client.test_folders import BIG, TREE, write_tree
@@ -33,14 +33,14 @@ def test_a_folder_link_gives_everything_as_a_zip_or_unpacked(user, stranger, liv
 
     got = stranger.ok("get", url)
     size = (stranger.cwd / "holiday.zip").stat().st_size
-    assert got.stdout.strip() == f"saved holiday.zip ({decimal(size)})"
+    assert got.stdout.strip() == f"saved holiday.zip ({iec(size)})"
     with zipfile.ZipFile(stranger.cwd / "holiday.zip") as archive:
         assert archive.testzip() is None
         assert {n: archive.read(n) for n in archive.namelist() if not n.endswith("/")} == FILES
 
     unpacked = stranger.ok("get", url, "--extract", "copy")
     total = sum(len(d) for d in FILES.values())
-    assert unpacked.stdout.strip() == f"extracted 4 files ({decimal(total)}) into copy"
+    assert unpacked.stdout.strip() == f"extracted 4 files ({iec(total)}) into copy"
     for relative, data in FILES.items():
         assert (stranger.cwd / "copy" / relative).read_bytes() == data
     assert not [p for p in (stranger.cwd / "copy").iterdir() if p.name.startswith(".")]
@@ -90,7 +90,7 @@ def test_a_partial_download_all_resumes_with_a_range(user, stranger, live_server
     )
     before = len(live_server.access_log())
     result = stranger.ok("get", url)
-    assert f"resuming holiday.zip at {decimal(half)} of {decimal(len(whole))}" in result.stderr
+    assert f"resuming holiday.zip at {iec(half)} of {iec(len(whole))}" in result.stderr
     assert (stranger.cwd / "holiday.zip").read_bytes() == whole
     # (The whole archive's GET above may be logged after `before` was taken.)
     [ranged] = [

@@ -7,8 +7,7 @@ import os
 import zipfile
 from pathlib import Path
 
-from rich.filesize import decimal
-
+from app.services.sizes import iec
 from instashare_cli import remote
 from instashare_cli.api import Api
 from tests.client.support import Cli, one_error_line
@@ -49,7 +48,7 @@ def test_mkdir_makes_the_path_and_ls_lists_folders_first(user):
     user.ok("mkdir", "/photos/2023/")  # a leading or trailing slash changes nothing
     (user.cwd / "a.txt").write_bytes(b"x" * 2500)
     uploaded = user.ok("upload", "a.txt", "--to", "photos", "--wait")
-    assert uploaded.stdout.splitlines()[0].startswith("uploaded a.txt (2.5 kB) to photos/ as ")
+    assert uploaded.stdout.splitlines()[0].startswith("uploaded a.txt (2.4 KiB) to photos/ as ")
 
     by_name = user.ok("ls", "photos", "--sort", "name")
     assert by_name.stdout.splitlines()[0].split() == [
@@ -60,7 +59,7 @@ def test_mkdir_makes_the_path_and_ls_lists_folders_first(user):
         "CREATED",
     ]
     assert [r[0] for r in rows(by_name)] == ["2023/", "2024/", "a.txt"]
-    assert rows(by_name)[2][1:4] == ["ready", "2.5", "kB"]
+    assert rows(by_name)[2][1:4] == ["ready", "2.4", "KiB"]
     backwards = user.ok("ls", "photos", "--sort", "-name")
     assert [r[0] for r in rows(backwards)] == ["2024/", "2023/", "a.txt"]  # folders still first
     assert [r[0] for r in rows(user.ok("ls"))] == ["photos/"]
@@ -107,7 +106,7 @@ def test_upload_r_keeps_the_structure(user):
     result = user.ok("upload", "-r", "holiday", "--wait")
     size = sum(len(d) for d in TREE.values() if d is not None)
     assert result.stdout.splitlines() == [
-        f"uploaded 4 files ({decimal(size)}) to /",
+        f"uploaded 4 files ({iec(size)}) to /",
         "4 files ready",
     ]
     assert "4/4 files" in result.stderr  # the one bar, for all of them
@@ -128,7 +127,7 @@ def test_upload_r_keeps_the_structure(user):
 
     # Again, into a folder made on the way: the same tree beside nothing else.
     again = user.ok("upload", "-r", "holiday", "--to", "backup/2024")
-    assert again.stdout.strip() == f"uploaded 4 files ({decimal(size)}) to backup/2024/"
+    assert again.stdout.strip() == f"uploaded 4 files ({iec(size)}) to backup/2024/"
     assert [r[0] for r in rows(user.ok("ls", "backup/2024"))] == ["holiday/"]
     assert user.ok("ls", "backup/2024/holiday/2024/deep", "--count").stdout.strip() == "1"
 
@@ -145,7 +144,7 @@ def test_a_directory_needs_r_and_a_clash_spares_the_others(user):
     assert errors[0].startswith("instashare: error: holiday/2024/b.txt: ")
     assert errors[-1] == "instashare: error: 1 file not uploaded"
     # The size of what went up: the refused file's 3 bytes left out.
-    assert clash.stdout.strip() == f"uploaded 3 files ({decimal(2500 + len(BIG))}) to /"
+    assert clash.stdout.strip() == f"uploaded 3 files ({iec(2500 + len(BIG))}) to /"
     assert user.ok("ls", "holiday", "--count").stdout.strip() == "4"
 
 
@@ -191,7 +190,7 @@ def test_rm_of_a_folder_needs_r_and_frees_the_quota_at_once(user):
     assert "Delete the folder holiday/ and everything in it?" in declined.stderr
     assert user.ok("rm", "-r", "holiday", "--yes").stdout.strip() == "deleted holiday/"
     assert user.ok("ls").stdout.strip() == "no files or folders"
-    assert user.ok("whoami").stdout.splitlines()[1].startswith("0 files, 0 bytes stored (")
+    assert user.ok("whoami").stdout.splitlines()[1].startswith("0 files, 0 B stored (")
     root = user.run("rm", "-r", "/", "--yes")
     assert root.returncode == 2
     assert one_error_line(root) == "instashare: error: cannot delete your root folder"

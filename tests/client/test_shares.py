@@ -13,6 +13,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from app.services.sizes import iec
 from instashare_cli.config import DownloadState
 from tests.client.support import Cli, one_error_line
 
@@ -219,7 +220,7 @@ def test_a_partial_download_through_a_link_resumes_with_a_range(user, stranger, 
     (stranger.cwd / "out.bin.part.etag").write_text(_head_etag(url))
     before = len(live_server.access_log())  # the server's log is the module's
     result = stranger.ok("get", url, "-o", "out.bin")
-    assert "resuming out.bin at 250.0 kB of 700.0 kB" in result.stderr
+    assert "resuming out.bin at 244 KiB of 684 KiB" in result.stderr
     assert (stranger.cwd / "out.bin").read_bytes() == data
     # The access log keeps the link's path, not its token (a credential).
     [ranged] = [
@@ -246,7 +247,7 @@ def test_resuming_the_one_download_of_a_limited_link_does_not_count_again(user, 
     assert httpx.get(url, headers={"Accept": "application/json"}).status_code == 410
 
     result = stranger.ok("get", url)
-    assert f"resuming data.bin at {len(first) / 1000:.1f} kB" in result.stderr
+    assert f"resuming data.bin at {iec(len(first))}" in result.stderr
     assert (stranger.cwd / "data.bin").read_bytes() == data
     [link] = _links(user)
     assert (link["downloads"], link["state"]) == (1, "exhausted")

@@ -63,7 +63,7 @@ def test_a_browser_gets_the_page_and_an_api_client_json(local_client, local_app,
     link = _share(local_client, alice, _ready(local_client, local_app, alice))
     page = _page(local_client, link, 200)
     words = _text(page)
-    assert "report.txt.zip" in words and "13.0 kB" in words and "Ready to download" in words
+    assert "report.txt.zip" in words and "13 KiB" in words and "Ready to download" in words
     token = link.rsplit("/", 1)[1]
     assert f'href="{token}/content"' in page.text  # a plain link, relative to the page
     assert 'href="-/share.css"' in page.text
