@@ -268,8 +268,9 @@ function send(file, path, into, { active, onCreated, unfinishedUrl }, on, onConf
     on.attach?.(() => {
       if (settled) return; // a finished upload is the file now: never terminate it
       finish();
-      // `true`: terminate at the server too (tus DELETE), freeing the reserved quota.
-      upload.abort(true).catch(() => {});
+      // `true`: terminate at the server too (tus DELETE), freeing the reserved quota; the
+      // usage bar shows the room it gave back once the server has ended the upload.
+      upload.abort(true).then(onCreated, () => {});
     });
     active.add(upload);
     upload.findPreviousUploads().then((previous) => {

@@ -286,6 +286,8 @@ def test_cancel_an_upload_and_delete_a_file_after_confirming(page, site, account
             re.compile(r"^[0-9.]+ (KiB|MiB) of 30 MiB · [0-9.]+ (B|KiB|MiB)/s · .+ left$")
         )
         screenshot(page, "uploading")
+        # The upload holds its size while it runs: the usage bar counts it.
+        expect(page.locator("#usage-text")).to_contain_text("30 MiB of 100 GiB used")
         page.get_by_role("button", name="Cancel upload of slow.bin").click()
     finally:
         site.link.rate = 0
@@ -299,6 +301,8 @@ def test_cancel_an_upload_and_delete_a_file_after_confirming(page, site, account
             what="the reservation released",
         )
         assert [f["name"] for f in client.get("/files").json()["items"]] == ["kept.txt"]
+    # ... and gives the room back on the page too, with no reload.
+    expect(page.locator("#usage-text")).to_have_text("4 B of 100 GiB used · 1 file")
 
     asked: list[str] = []
 
