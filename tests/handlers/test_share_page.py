@@ -13,6 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
+from app.http.qr import svg as qr_svg
 from app.http.share_page import PAGE_CSP
 from app.models import Share
 from tests.helpers import assert_problem, run_jobs, runtime, upload
@@ -96,6 +97,25 @@ def test_the_stylesheet_is_served_from_the_declared_route(local_client):
     assert css.status_code == 200
     assert css.headers["Content-Type"].startswith("text/css")
     assert ".card" in css.text and "@media" in css.text
+
+
+def test_a_links_qr_code_is_an_svg_of_its_url(local_client, local_app, alice):
+    link = _share(
+        local_client, alice, _ready(local_client, local_app, alice, "secret.txt"), password="sesame"
+    )
+    qr = local_client.get(f"{link}/qr.svg")
+    assert qr.status_code == 200, qr.text
+    assert qr.headers["Content-Type"] == "image/svg+xml"
+    assert qr.headers["Content-Security-Policy"] == "default-src 'none'; sandbox"
+    assert qr.headers["Referrer-Policy"] == "no-referrer"
+    svg = qr.text
+    assert svg.startswith("<svg") and "viewBox" in svg
+    assert "<script" not in svg and "style" not in svg and "secret.txt" not in svg
+    # What it encodes is the link's own URL: drawn from that URL, it is the same picture.
+    assert svg.encode() == qr_svg(f"http://testserver{link}")
+    token = link.rsplit("/", 1)[1]
+    forged = local_client.get(f"/s/{token[:-2]}AA/qr.svg")
+    assert_problem(forged, 404)
 
 
 def test_a_password_link_shows_a_form_and_not_the_file(local_client, local_app, alice):
