@@ -13,7 +13,7 @@ from app.http.representations import file_json, folder_json
 from app.http.responses import JSON, NO_CONTENT, json_body
 from app.http.streaming import Exchange, Reply
 from app.models import Folder
-from app.services import entries, folder_paths, folders
+from app.services import entries, folder_paths, folders, shares
 
 # The spec's defaults for GET /entries.
 LIST_DEFAULTS = {"limit": "20", "sort": "name"}
@@ -117,8 +117,9 @@ def _list_entries(session: Session, request: Exchange) -> bytes:
         sort=query.get("sort", LIST_DEFAULTS["sort"]),
         name=query.get("name"),
     )
-    items = [{"kind": "folder", **folder_json(f)} for f in page.folders]
-    items += [{"kind": "file", **file_json(f)} for f in page.files]
+    shared = shares.shared_ids(session, [f.id for f in page.files], [f.id for f in page.folders])
+    items = [{"kind": "folder", **folder_json(f), "shared": f.id in shared} for f in page.folders]
+    items += [{"kind": "file", **file_json(f), "shared": f.id in shared} for f in page.files]
     body = {
         "folder": folder_json(page.folder) if page.folder is not None else None,
         "ancestors": _ancestors(page.ancestors),

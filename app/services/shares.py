@@ -31,12 +31,12 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import Integer, bindparam, delete, func, or_, select, tuple_, update
+from sqlalchemy import Integer, bindparam, delete, func, or_, select, tuple_, union, update
 from sqlalchemy.orm import Session
 
 from app.db import rowcount, utcnow
 from app.errors import Gone, InvalidInput, NotFound, Unauthorized
-from app.models import File, Share, ShareDownload, ShareKind
+from app.models import File, Share, ShareDownload, ShareItem, ShareKind
 from app.services import base64url, files
 from app.services.passwords import Passwords
 from app.services.users import MAX_PASSWORD
@@ -513,19 +513,45 @@ def forget_downloads(session: Session, window: dt.timedelta, batch: int = 10_000
             return removed
 
 
+def _working(now: dt.datetime) -> tuple:
+    """The conditions of a link that still works (`why_gone` is None), as SQL."""
+    return (
+        Share.revoked_at.is_(None),
+        or_(Share.expires_at.is_(None), Share.expires_at > now),
+        or_(Share.max_downloads.is_(None), Share.downloads < Share.max_downloads),
+    )
+
+
 def active_count(session: Session, owner_id: uuid.UUID) -> int:
     """How many of the owner's links still work."""
-    now = utcnow()
+    working = _working(utcnow())
     return int(
         session.scalar(
-            select(func.count())
-            .select_from(Share)
-            .where(
-                Share.owner_id == owner_id,
-                Share.revoked_at.is_(None),
-                or_(Share.expires_at.is_(None), Share.expires_at > now),
-                or_(Share.max_downloads.is_(None), Share.downloads < Share.max_downloads),
-            )
+            select(func.count()).select_from(Share).where(Share.owner_id == owner_id, *working)
         )
         or 0
     )
+
+
+def shared_ids(
+    session: Session, file_ids: list[uuid.UUID], folder_ids: list[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Which of these files and folders a working link shares by name (a one-file link to
+    the file, or a folder or selection link that lists it): one query, by the indexes on
+    `shares.file_id`, `share_items.file_id` and `share_items.folder_id`. A file inside a
+    shared folder is not counted: the folder shows the mark."""
+    if not file_ids and not folder_ids:
+        return set()
+    working = _working(utcnow())
+    by_file = select(Share.file_id.label("id")).where(Share.file_id.in_(file_ids), *working)
+    listed_files = (
+        select(ShareItem.file_id.label("id"))
+        .join(Share, Share.id == ShareItem.share_id)
+        .where(ShareItem.file_id.in_(file_ids), *working)
+    )
+    listed_folders = (
+        select(ShareItem.folder_id.label("id"))
+        .join(Share, Share.id == ShareItem.share_id)
+        .where(ShareItem.folder_id.in_(folder_ids), *working)
+    )
+    return set(session.scalars(union(by_file, listed_files, listed_folders)))

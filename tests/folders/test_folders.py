@@ -220,7 +220,7 @@ def test_a_folder_lists_its_folders_then_its_files_in_every_order(client, alice,
     for group, expected in ((items[:3], made), (items[3:], files)):
         want = sorted(expected, key=lambda e: (e[key], e["id"]), reverse=sort.startswith("-"))
         assert [e["id"] for e in group] == [e["id"] for e in want]
-    assert set(items[3]) == {"kind", *files[0]}
+    assert set(items[3]) == {"kind", "shared", *files[0]}  # a File, its kind, and its mark
     assert all(e["folder_id"] == box["id"] for e in items[3:])
 
     page = entries(client, alice, box["id"])

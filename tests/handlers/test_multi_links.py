@@ -514,3 +514,36 @@ def test_a_browser_unlocks_a_folder_link_and_downloads_it_all(local_client, loca
     assert got.status_code == 200 and got.headers["Content-Type"] == "application/zip"
     with zipfile.ZipFile(io.BytesIO(got.content)) as archive:
         assert archive.read("release/bin/tool") == TOOL
+
+
+def test_entries_say_which_files_and_folders_a_working_link_shares(local_client, local_app, alice):
+    def marks(folder_id=None) -> dict[str, bool]:
+        params = {"folder_id": folder_id} if folder_id else {}
+        page = local_client.get("/api/v1/entries", params=params, headers=alice.headers)
+        assert page.status_code == 200, page.text
+        return {item["name"]: item["shared"] for item in page.json()["items"]}
+
+    trip = folder(local_client, alice, "trip")
+    put(local_client, alice, "inside.txt", README, trip)
+    alone = put(local_client, alice, "alone.txt", README)
+    picked = put(local_client, alice, "picked.txt", README)
+    put(local_client, alice, "plain.txt", README)
+    assert marks() == dict.fromkeys(["trip", "alone.txt", "picked.txt", "plain.txt"], False)
+
+    one = local_client.post(f"/api/v1/files/{alone}/shares", headers=alice.headers, json={})
+    assert one.status_code == 201, one.text
+    link(local_client, alice, ("folder", trip))
+    link(local_client, alice, ("file", picked), expires_in_hours=1)
+    assert marks() == {"trip": True, "alone.txt": True, "picked.txt": True, "plain.txt": False}
+    assert marks(trip) == {"inside.txt": False}  # the folder carries the mark
+
+    # A revoked link, or one used up, marks nothing.
+    revoked = local_client.delete(f"/api/v1/shares/{one.json()['id']}", headers=alice.headers)
+    assert revoked.status_code == 204
+    assert marks()["alone.txt"] is False
+    used = link(local_client, alice, ("file", alone), max_downloads=1)
+    assert marks()["alone.txt"] is True
+    run_jobs(local_app)
+    route = "content" if used["kind"] == "file" else "archive"
+    assert local_client.get(f"{path_of(used)}/{route}").status_code == 200
+    assert marks()["alone.txt"] is False
