@@ -196,7 +196,7 @@ export function fileList({ onShare, onMove, onChange, onListed, onOpened }) {
   }
 
   // What uploads of many files (a dropped folder) added here: the first page's new entries
-  // join the list without disturbing the rows already there.
+  // join the list without disturbing the rows already there (whose Shared marks it updates).
   async function refresh() {
     const generation = state.generation;
     try {
@@ -204,7 +204,9 @@ export function fileList({ onShare, onMove, onChange, onListed, onOpened }) {
       if (generation !== state.generation) return;
       for (const entry of page.items) {
         const item = state.status ? { kind: "file", ...entry } : entry;
-        if (!state.rows.has(key(item.kind, item.id))) upsert(item, item.kind === "file" && state.sort === "-created_at");
+        const shown = state.rows.get(key(item.kind, item.id));
+        if (!shown) upsert(item, item.kind === "file" && state.sort === "-created_at");
+        else if ("shared" in item && item.shared !== shown.item.shared) shown.update({ ...shown.item, shared: item.shared });
       }
       state.total = page.total;
       renderFooter();

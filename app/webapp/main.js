@@ -1,12 +1,13 @@
 // The web app's entry: it makes each view, puts them on the page and wires them together.
 // A view is a function that makes its own markup, keeps its own state in its closure, and
 // returns its root element with the few methods others call (see the README). The address's
-// fragment says which folder is open (`#/folders/{id}`; `#/` or none: the root), so the
-// browser's back button and a reload keep the place.
+// fragment says which folder is open (`#/folders/{id}`; `#/` or none: the root), or that the
+// Links view is (`#/links`), so the browser's back button and a reload keep the place.
 
 import { call, session } from "./api.js";
 import { accountBar, authForm } from "./auth.js";
 import { fileList } from "./files.js";
+import { linksView } from "./links.js";
 import { moveDialog } from "./move.js";
 import { shareDialog } from "./share.js";
 import { announce, announcer, el } from "./ui.js";
@@ -20,7 +21,9 @@ const USAGE_EVERY_MS = 1000; // a folder of many files asks for the usage once a
 // index.html is the page's frame: its top bar and its main landmark (and a note for
 // browsers without JavaScript); the views go in there.
 const main = document.querySelector("main");
-const share = shareDialog();
+// A link made or revoked: the list's Shared marks follow.
+const share = shareDialog({ onChange: () => files.refresh() });
+const links = linksView({ onChange: () => files.refresh() });
 const move = moveDialog();
 const usage = usagePanel();
 const auth = authForm({ onSignedIn: showApp });
@@ -53,9 +56,33 @@ const uploads = uploadPanel({
 });
 // Uploads cut short (a reload, a closed tab), with Discard; asked for with the usage.
 const unfinished = unfinishedUploads({ activeIds: uploads.activeIds, onDiscarded: refreshUsage });
-const app = el("div", { id: "app-view", hidden: true }, usage.root, uploads.root, unfinished.root, files.root);
+const nav = el("nav", { class: "views", "aria-label": "Views" });
+const filesTab = el("a", { href: "#/", text: "Files" });
+const linksTab = el("a", { href: "#/links", text: "Links" });
+nav.append(filesTab, linksTab);
+// The files view: the upload box, the unfinished uploads and the list (each hides parts of
+// itself as it needs; the Links view hides them all at once).
+const filesView = el("div", { class: "files-view" }, uploads.root, unfinished.root, files.root);
+const app = el("div", { id: "app-view", hidden: true }, nav, usage.root, filesView, links.root);
 
 const folderInHash = () => FOLDER_IN_HASH.exec(location.hash)?.[1] ?? null;
+const linksInHash = () => location.hash === "#/links";
+
+// The files (with the upload box) or the Links view, as the address says.
+function showView({ focus = true } = {}) {
+  const onLinks = linksInHash();
+  filesView.hidden = onLinks;
+  for (const [tab, current] of [[filesTab, !onLinks], [linksTab, onLinks]]) {
+    if (current) tab.setAttribute("aria-current", "page");
+    else tab.removeAttribute("aria-current");
+  }
+  if (onLinks) {
+    document.title = "Instashare: your links";
+    return links.open({ focus });
+  }
+  links.close();
+  return files.open(folderInHash(), { focus });
+}
 
 function showAuth(message = "") {
   files.stop();
@@ -71,7 +98,7 @@ async function showApp() {
   account.root.hidden = false;
   document.title = "Instashare: your files";
   main.focus(); // before the list loads, so it never takes the focus from a keyboard user
-  await Promise.all([usageNow(), files.open(folderInHash(), { focus: false })]);
+  await Promise.all([usageNow(), showView({ focus: false })]);
 }
 
 // The usage bar, asked for at most once a second: the last change of a burst is always shown.
@@ -110,7 +137,7 @@ async function logout() {
 }
 
 window.addEventListener("hashchange", () => {
-  if (session.token && !app.hidden) files.open(folderInHash());
+  if (session.token && !app.hidden) showView();
 });
 document.querySelector(".topbar-inner").append(account.root);
 main.append(auth.root, app);

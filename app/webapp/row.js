@@ -32,11 +32,14 @@ export function entryRow(initial, { kind, resource, label, nameOf, cells, fill, 
   });
 
   function update(next) {
-    item = editing ? { ...next, name: item.name } : next;
+    // GET /files/{id} (a poll) has no `shared`: the mark stays as the last listing said.
+    const marked = { ...next, shared: next.shared ?? item.shared ?? false };
+    item = editing ? { ...marked, name: item.name } : marked;
     check.setAttribute("aria-label", `Select ${label(item)}`);
     fill(item);
     if (editing) return;
-    nameSlot.replaceChildren(nameOf(item));
+    // A working link shares it (GET /entries' `shared`): the Links view has the details.
+    nameSlot.replaceChildren(nameOf(item), item.shared ? el("span", { class: "badge shared", text: "Shared" }) : "");
     const shown = item; // what the buttons act on, as it is now
     const button = (verb, text, className, onclick, disabled = false) =>
       el("button", { type: "button", class: `small ${className}`, disabled, "aria-label": `${verb} ${label(shown)}`, onclick }, text);

@@ -1,25 +1,41 @@
-// The share dialog: make a link (expiry, password, download limit, ZIP or original), copy
-// it, see its links with their download counts, revoke one. It shares one file (as before:
-// POST /files/{id}/shares), or a folder or a selection of files and folders as one link
-// (POST /shares).
+// The share dialog: make a link (what it serves, when it expires, password, download limit),
+// copy it or scan its QR code, see the other links with their download counts, revoke one.
+// It shares one file (as before: POST /files/{id}/shares), or a folder or a selection of
+// files and folders as one link (POST /shares).
 
 import { call } from "./api.js";
+import { copy, linkFacts, linkItem, qrPath, resetCopy, stateBadge } from "./link-item.js";
 import { announce, count, el, field, foldersAndFiles, formatDate } from "./ui.js";
 
-export function shareDialog() {
+// When a new link expires: the presets people pick most, and Custom (a number of days).
+const EXPIRY = [
+  { value: "1h", text: "1 hour", body: { expires_in_hours: 1 } },
+  { value: "1d", text: "1 day", body: { expires_in_days: 1 } },
+  { value: "7d", text: "7 days", body: { expires_in_days: 7 }, selected: true },
+  { value: "30d", text: "30 days", body: { expires_in_days: 30 } },
+  { value: "custom", text: "Custom…" },
+];
+
+// `onChange()`: a link was made or revoked (the list's Shared marks, the Links view).
+export function shareDialog({ onChange = () => {} } = {}) {
   let current = null; // what is shared: [{kind, id, name, ...}]
   let opener = null; // what had the focus before: it gets it back on close
   let made = []; // the links made since the dialog opened, for a folder or a selection
+  let newest = null; // the link just made: shown once, above the others
 
   const close = el("button", { type: "button", class: "secondary", "aria-label": "Close", text: "Close", onclick: () => root.close() });
   const fileName = el("p", { id: "share-file", class: "share-file" });
+  // The original first: a stranger gets the file as it was sent, not "résumé.pdf.zip"
+  // around it; the ZIP is one pick away (it saves space on text, logs and the like).
   const serves = el(
     "select",
     { id: "share-serves" },
-    el("option", { value: "zip", text: "The ZIP archive" }),
-    el("option", { value: "original", text: "The original file" }),
+    el("option", { value: "original", text: "The original file", selected: true }),
+    el("option", { value: "zip", text: "A ZIP archive of it" }),
   );
+  const expiry = el("select", { id: "share-expiry", onchange: () => showCustom() }, ...EXPIRY.map(({ value, text, selected }) => el("option", { value, text, selected })));
   const days = el("input", { id: "share-days", type: "number", min: 1, value: 7, inputmode: "numeric" });
+  const daysField = field("Expires after (days)", days);
   const password = el("input", { id: "share-password", type: "password", autocomplete: "new-password", minlength: 4, maxlength: 1024 });
   const max = el("input", { id: "share-max", type: "number", min: 1, max: 1000000, inputmode: "numeric" });
   const error = el("p", { id: "share-error", class: "error", role: "alert" });
@@ -28,7 +44,8 @@ export function shareDialog() {
     "form",
     { class: "share-form", novalidate: true, onsubmit: create },
     field("Recipients get", serves),
-    field("Expires after (days)", days),
+    field("Expires", expiry),
+    daysField,
     field("Password (optional)", password),
     field("Download limit (optional)", max),
     error,
@@ -36,15 +53,19 @@ export function shareDialog() {
   );
   const url = el("input", { id: "share-url", type: "text", readonly: true });
   const copyNew = el("button", { type: "button", text: "Copy", onclick: () => copy(url.value, copyNew, url) });
+  const freshFacts = el("p", { id: "share-new-facts", class: "share-facts" });
+  const revokeNew = el("button", { type: "button", class: "small danger", text: "Revoke", "aria-label": "Revoke this link", onclick: () => revokeNewest() });
+  // The QR code's picture, made for each new link (no empty <img> waits in the dialog).
+  const qrSlot = el("div", { class: "qr-slot" });
   const fresh = el(
     "div",
     { class: "share-new", hidden: true },
-    el("label", { for: "share-url", text: "New link" }),
-    el("div", { class: "copy-row" }, url, copyNew),
+    el("div", { class: "share-new-link" }, el("label", { for: "share-url", text: "New link" }), el("div", { class: "copy-row" }, url, copyNew), freshFacts, revokeNew),
+    el("figure", { class: "qr-figure" }, qrSlot, el("figcaption", { class: "muted", text: "Scan it to open the link on a phone." })),
   );
   const linksTitle = el("h3", { id: "share-links-title", text: "Links to this file" });
   const list = el("ul", { id: "share-list", class: "share-list", "aria-labelledby": "share-links-title" });
-  const none = el("p", { class: "muted", hidden: true, text: "No links yet." });
+  const none = el("p", { class: "muted", hidden: true, text: "No other links." });
   const root = el(
     "dialog",
     { class: "dialog", "aria-labelledby": "share-title" },
@@ -63,30 +84,70 @@ export function shareDialog() {
 
   const single = () => current.length === 1 && current[0].kind === "file";
 
+  function showCustom() {
+    daysField.hidden = expiry.value !== "custom";
+  }
+
   // `items`: what to share, as the list has them ([{kind, id, name, ...}]).
   function open(items) {
     current = items;
     made = [];
     opener = document.activeElement;
     fileName.textContent = describe(items);
-    linksTitle.textContent = single() ? "Links to this file" : "Links made now";
     form.reset();
-    // A folder or selection: each file, and Download all, in its ZIP form or as it was sent.
-    serves.options[0].textContent = single() ? "The ZIP archive" : "Compressed files (ZIP)";
-    serves.options[1].textContent = single() ? "The original file" : "The original files";
+    showCustom();
+    // A folder or selection: each file, and Download all, as it was sent or in its ZIP form.
+    serves.options[0].textContent = single() ? "The original file" : "The original files";
+    serves.options[1].textContent = single() ? "A ZIP archive of it" : "Compressed files (ZIP)";
     error.textContent = "";
-    fresh.hidden = true;
-    url.value = ""; // the last dialog's link is not this one's
+    forgetNewest(); // the last dialog's link is not this one's
     list.replaceChildren();
     root.showModal();
     serves.focus();
     listLinks();
   }
 
+  function forgetNewest() {
+    newest = null;
+    fresh.hidden = true;
+    url.value = "";
+    qrSlot.replaceChildren();
+    resetCopy(copyNew);
+  }
+
+  function showNewest(share) {
+    newest = share;
+    url.value = share.url;
+    freshFacts.replaceChildren(stateBadge(share), ` ${linkFacts(share).join(" · ")}`);
+    qrSlot.replaceChildren(el("img", { class: "qr", src: qrPath(share.url), alt: "QR code of the new link", width: 160, height: 160 }));
+    resetCopy(copyNew);
+    fresh.hidden = false;
+  }
+
+  async function revokeNewest() {
+    const share = newest;
+    try {
+      await call("DELETE", `/shares/${share.id}`);
+    } catch (failure) {
+      error.textContent = `The link could not be revoked: ${failure.message}`;
+      return;
+    }
+    made = made.map((link) => (link.id === share.id ? { ...link, state: "revoked" } : link));
+    forgetNewest(); // it goes to the list below, revoked
+    announce("Link revoked");
+    listLinks();
+    onChange();
+  }
+
+  function expiryBody() {
+    const preset = EXPIRY.find((option) => option.value === expiry.value);
+    if (preset?.body) return preset.body;
+    return days.value.trim() ? { expires_in_days: Number(days.value.trim()) } : {};
+  }
+
   async function create(event) {
     event.preventDefault();
-    const body = { serves: serves.value };
-    if (days.value.trim()) body.expires_in_days = Number(days.value.trim());
+    const body = { serves: serves.value, ...expiryBody() };
     if (password.value) body.password = password.value;
     if (max.value.trim()) body.max_downloads = Number(max.value.trim());
     submit.disabled = true;
@@ -100,14 +161,18 @@ export function shareDialog() {
         made.unshift(share);
       }
       error.textContent = "";
-      url.value = share.url;
-      fresh.hidden = false;
+      showNewest(share);
       password.value = "";
       copyNew.focus();
       announce("Link created");
       listLinks();
+      onChange();
     } catch (failure) {
+      // The link shown before is not the one just asked for: nothing says "Copied" now.
+      const before = newest;
+      forgetNewest();
       error.textContent = `The link could not be made: ${failure.message}`;
+      if (before) listLinks(); // the link made before goes to the list, with the others
     } finally {
       submit.disabled = false;
     }
@@ -115,72 +180,44 @@ export function shareDialog() {
 
   async function listLinks() {
     const shown = current;
+    const others = (links) => links.filter((share) => share.id !== newest?.id); // the new one is above
+    linksTitle.textContent = single() ? (newest ? "Other links to this file" : "Links to this file") : "Other links made now";
     if (!single()) {
-      // A folder's or a selection's earlier links are in the list of all links; here, those
-      // made now.
-      list.replaceChildren(...made.map(linkItem));
-      none.hidden = made.length > 0;
+      // A folder's or a selection's earlier links are in the Links view; here, those made now.
+      const rest = others(made);
+      list.replaceChildren(...rest.map(item));
+      none.hidden = rest.length > 0 || !newest;
+      linksTitle.hidden = !newest && made.length === 0;
       return;
     }
+    linksTitle.hidden = false;
     try {
       const page = await call("GET", `/files/${shown[0].id}/shares?limit=100`);
       if (shown !== current) return;
-      list.replaceChildren(...page.items.map(linkItem));
-      none.hidden = page.items.length > 0;
+      const rest = others(page.items);
+      list.replaceChildren(...rest.map(item));
+      none.hidden = rest.length > 0;
+      none.textContent = newest ? "No other links." : "No links yet.";
     } catch (failure) {
       list.replaceChildren(el("li", { class: "error", text: `The links could not be listed: ${failure.message}` }));
     }
   }
 
-  function linkItem(share) {
-    const plural = (n) => (n === 1 ? "download" : "downloads");
-    const downloads =
-      share.max_downloads === null
-        ? `${share.downloads} ${plural(share.downloads)}`
-        : `${share.downloads} of ${share.max_downloads} ${plural(share.max_downloads)}`;
-    const facts = [
-      share.serves === "zip" ? "ZIP" : "Original",
-      ...(share.kind && share.kind !== "file" ? [share.kind === "folder" ? "folder" : foldersAndFiles(share.items || [])] : []),
-      share.has_password ? "password" : "no password",
-      downloads,
-      share.expires_at ? `expires ${formatDate(share.expires_at)}` : "never expires",
-    ];
-    const link = el("input", { type: "text", readonly: true, value: share.url, "aria-label": `Link created ${formatDate(share.created_at)}` });
-    const copyButton = el("button", { type: "button", class: "small secondary", text: "Copy", onclick: () => copy(share.url, copyButton, link) });
-    const revoke = async () => {
-      try {
-        await call("DELETE", `/shares/${share.id}`);
-        made = made.map((link) => (link.id === share.id ? { ...link, state: "revoked" } : link));
-        announce("Link revoked");
+  function item(share) {
+    return linkItem(share, {
+      label: `Link created ${formatDate(share.created_at)}`,
+      onError: (text) => {
+        error.textContent = text;
+      },
+      onRevoked: (revoked) => {
+        made = made.map((link) => (link.id === revoked.id ? revoked : link));
         listLinks();
-      } catch (failure) {
-        error.textContent = `The link could not be revoked: ${failure.message}`;
-      }
-    };
-    return el(
-      "li",
-      { class: `share ${share.state}` },
-      el("div", { class: "copy-row" }, link, copyButton),
-      el("p", { class: "share-facts" }, el("span", { class: `badge ${share.state}`, text: share.state }), ` ${facts.join(" · ")}`),
-      share.state === "active" && el("button", { type: "button", class: "small danger", text: "Revoke", onclick: revoke }),
-    );
+        onChange();
+      },
+    });
   }
 
   return { root, open };
-}
-
-async function copy(text, button, input) {
-  try {
-    await navigator.clipboard.writeText(text);
-    button.textContent = "Copied";
-    announce("Link copied");
-  } catch {
-    input.select(); // no clipboard permission: Ctrl+C does the rest
-    announce("Select the link and copy it");
-  }
-  setTimeout(() => {
-    button.textContent = "Copy";
-  }, 2000);
 }
 
 // What the dialog shares, in words: the file's or folder's name, or what the selection holds.
