@@ -6,7 +6,9 @@ Fixtures live in conftest.py and build on these; factories.py makes rows.
 from __future__ import annotations
 
 import contextlib
+import html
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -522,3 +524,17 @@ def stored_keys(app, user_id: str) -> list[str]:
     """Every storage key of the user: in its folder, and under the temporary prefix."""
     storage = runtime(app).storage
     return sorted([*storage.list(f"{user_id}/"), *storage.list(f"tmp/{user_id}/")])
+
+
+def started_download(response) -> str:
+    """The download a share page's form post started: the page (200, "Download started")
+    refreshes to the grant, relative to /s/{token}/grants."""
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert response.headers["Cache-Control"] == "private, no-store"
+    assert "Download started." in response.text
+    found = re.search(r'<meta http-equiv="refresh" content="0; url=([^"]+)">', response.text)
+    assert found is not None, "the page starts no download"
+    url = html.unescape(found[1])
+    assert url.startswith("../../api/v1/downloads/")
+    return url

@@ -20,7 +20,7 @@ from app.http.links import (
     unlock,
 )
 from app.http.middleware import FORM
-from app.http.responses import NO_CONTENT, empty, json_body
+from app.http.responses import NO_CONTENT, json_body
 from app.http.streaming import Exchange, Reply
 from app.models import File, Share
 from app.services import files, grants, passwords, previews, selections, shares
@@ -380,6 +380,7 @@ def _grant(session: Session, request: Exchange, form: bool, password: str | None
         unlock(rt, share, password, request.address)
         with refusals_counted():
             made = grants.for_share(share, file, lifetime=rt.settings.download_grant_seconds)
+            listed = selections.listed(session, rt.storage, share) if form and not file else None
     except AppError as exc:
         if not form:
             raise
@@ -388,5 +389,13 @@ def _grant(session: Session, request: Exchange, form: bool, password: str | None
         # Relative to /s/{token}/grants, as the page's own links are: the browser goes on at
         # the host it came to, not at one the request's Host header named.
         url = f"../../api/v1/downloads/{grants.encode(rt.settings.secret_key, made)}"
-        return empty(303, {**headers_for(share), "Location": url})
+        # The page, now that the password was right: what the link holds, and "Download
+        # started" while its refresh starts the download (the page has no script).
+        if file is not None:
+            return share_page.started_page(
+                share, download_url=url, file=share_page.shared_file(share, file)
+            )
+        assert listed is not None
+        shown = share_page.shared_set(share, *listed, with_preview=set())
+        return share_page.started_page(share, download_url=url, shared=shown)
     return grant_created(request, made, headers_for(share))

@@ -3,6 +3,7 @@ at all; every value is escaped by the template engine."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import uuid
@@ -46,7 +47,7 @@ _STATUS_TEXT = {
 class SharedFile:
     """What the page shows of a shared file."""
 
-    name: str
+    name: str  # what the download is saved as (`report.pdf`, or `report.pdf.zip`)
     size: int
     download_size: int | None
     serves: str
@@ -55,10 +56,21 @@ class SharedFile:
     downloads_left: int | None
     preview: bool = False
     player: str = ""  # `audio` or `video` when the page plays it in place
+    file_name: str = ""  # the file's own name, which the page shows
 
     @property
     def status_text(self) -> str:
         return _STATUS_TEXT.get(self.status, self.status)
+
+
+@dataclass(frozen=True)
+class LinkFacts:
+    """What a password link's page says before the password: the link's own facts (when it
+    ends), never what it holds."""
+
+    kind: str
+    expires_at: str | None
+    downloads_left: int | None
 
 
 _FAMILIES = {"image", "audio", "video", "text"}
@@ -166,8 +178,11 @@ def render(
     headers: Mapping[str, str] | None = None,
     shared: SharedSet | None = None,
     share_kind: str = "",
+    link: LinkFacts | None = None,
+    refresh: str = "",
 ) -> Reply:
-    """The page for one state of a link: `ready`, `locked`, `not_ready` or `gone`.
+    """The page for one state of a link: `ready`, `locked`, `not_ready`, `started` (a
+    download begun after the password: `refresh` is its URL) or `gone`.
 
     `root` is the way from the page's URL to `/s/` (`""` at `/s/{token}`, `"../"` at
     `/s/{token}/grants`): relative, so the page works behind a proxy that adds a prefix.
@@ -186,6 +201,8 @@ def render(
             password_form=password_form,
             shared=shared,
             share_kind=share_kind,
+            link=link,
+            refresh=refresh,
         )
     )
     body = html.encode()
@@ -215,6 +232,7 @@ def shared_file(share: Share, file: File, *, preview: bool = False) -> SharedFil
     plays = previews.plays_inline(share, file.content_type) and file.status == FileStatus.READY
     return SharedFile(
         name=file.name if share.serves == "original" else f"{file.name}.zip",
+        file_name=file.name,
         size=file.size,
         download_size=file.compressed_size,
         serves=share.serves,
@@ -223,6 +241,43 @@ def shared_file(share: Share, file: File, *, preview: bool = False) -> SharedFil
         downloads_left=downloads_left(share),
         preview=preview,
         player=file.content_type.split("/")[0] if plays else "",
+    )
+
+
+def link_facts(share: Share) -> LinkFacts:
+    return LinkFacts(share.kind, when(share.expires_at), downloads_left(share))
+
+
+def started_page(
+    share: Share,
+    *,
+    download_url: str,
+    file: SharedFile | None = None,
+    shared: SharedSet | None = None,
+) -> Reply:
+    """The page after the right password: what the link holds (its card) and "Download
+    started", the download itself begun by the page's refresh to `download_url` (a grant:
+    a page without script starts it so, and offers it as a link too)."""
+    left = downloads_left(share)
+    if left is not None:  # the card says what is left once this download is counted
+        left = max(0, left - 1)
+        if file is not None:
+            file = dataclasses.replace(file, downloads_left=left)
+        if shared is not None:
+            shared = dataclasses.replace(shared, downloads_left=left)
+    title = file.file_name if file is not None else shared.name if shared is not None else ""
+    return render(
+        200,
+        state="started",
+        title=title,
+        root="../",
+        file=file,
+        shared=shared,
+        message="Download started.",
+        tone="ok",
+        # The page names the grant: no cache may keep it.
+        headers={**headers_for(share), "Cache-Control": "private, no-store"},
+        refresh=download_url,
     )
 
 
@@ -315,6 +370,7 @@ def page_for_error(
             password_form=True,
             headers={**headers, **FORM_CHALLENGE},
             share_kind=share.kind if share is not None else "",
+            link=link_facts(share) if share is not None else None,
         )
     if isinstance(exc, TooManyRequests):
         retry = exc.headers.get("Retry-After", "60")
@@ -332,6 +388,7 @@ def page_for_error(
             password_form=True,
             headers=headers,
             share_kind=share.kind if share is not None else "",
+            link=link_facts(share) if share is not None else None,
         )
     if isinstance(exc, NotReady) and share is not None and file is not None:
         if "Retry-After" in exc.headers:

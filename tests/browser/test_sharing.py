@@ -197,3 +197,54 @@ def test_the_links_view_lists_every_link_with_its_state_and_rows_carry_a_shared_
     expect(page.locator("#links-view")).to_be_hidden()
     expect(row(page, "kept.txt").locator(".badge.shared")).to_have_count(0)
     expect(row(page, "trip").locator(".badge.shared")).to_have_count(1)
+
+
+def test_a_password_page_says_only_what_is_safe_then_shows_the_card_and_download_started(
+    page, browser, site, account, tmp_path
+):
+    path = tmp_path / "layoffs 2027.txt"
+    path.write_text("the list\n" * 200)
+    sign_in(page, account)
+    upload_ready(page, path)
+    with api(site, account) as client:
+        [file] = client.get("/files").json()["items"]
+        made = client.post(
+            f"/files/{file['id']}/shares",
+            json={"password": "open sesame", "max_downloads": 2, "serves": "original"},
+        )
+        assert made.status_code == 201, made.text
+        url = made.json()["url"]
+
+    stranger = browser.new_context(viewport={"width": 390, "height": 844}, accept_downloads=True)
+    try:
+        visitor = stranger.new_page()
+        visitor.goto(url)
+        heading = visitor.get_by_role("heading", level=1)
+        expect(heading).to_have_text("A file shared with a password")
+        card = visitor.locator("main")
+        expect(card).to_contain_text("Downloads left")
+        expect(card).to_contain_text("Link expires")
+        # Nothing of what it holds before the password: no name, no size.
+        assert "layoffs" not in visitor.content()
+        expect(card.get_by_text("Size")).to_have_count(0)
+        screenshot(visitor, "share-page-password")
+        both_schemes_clean(visitor)
+
+        visitor.get_by_label("Password", exact=True).fill("open sesame")
+        with visitor.expect_download() as download:
+            visitor.get_by_role("button", name="Download").click()
+        assert Path(download.value.path()).read_bytes() == path.read_bytes()
+        assert download.value.suggested_filename == "layoffs 2027.txt"
+        # After the right password: the file's card, and the download said to have started.
+        expect(visitor.get_by_role("status")).to_have_text("Download started.")
+        expect(heading).to_have_text("layoffs 2027.txt")
+        facts = visitor.locator(".facts")
+        expect(facts).to_contain_text("Size")
+        expect(facts).to_contain_text("Link expires")
+        expect(facts.locator("div").filter(has_text="Downloads left")).to_contain_text("1")
+        screenshot(visitor, "share-page-password-started")
+        both_schemes_clean(visitor)
+    finally:
+        stranger.close()
+    with api(site, account) as client:
+        assert client.get("/shares").json()["items"][0]["downloads"] == 1

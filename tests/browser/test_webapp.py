@@ -402,7 +402,7 @@ def test_share_with_a_password_open_it_as_a_stranger_then_revoke(
         visitor.goto(url)
         screenshot(visitor, "share-page-locked")
         assert axe_violations(visitor) == []
-        visitor.get_by_label("Password").fill("open sesame")
+        visitor.get_by_label("Password", exact=True).fill("open sesame")
         with visitor.expect_download() as download:
             visitor.get_by_role("button", name="Download").click()
         assert Path(download.value.path()).read_bytes() == path.read_bytes()

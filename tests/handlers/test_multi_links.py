@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import select, update
 
 from app.models import File
-from tests.helpers import assert_problem, run_jobs, runtime, upload
+from tests.helpers import assert_problem, run_jobs, runtime, started_download, upload
 
 BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
 NOTES = b"".join(b"%06d GET /files/%d 200\n" % (i, i % 97) for i in range(20_000))
@@ -503,13 +503,16 @@ def test_a_browser_unlocks_a_folder_link_and_downloads_it_all(local_client, loca
     path = path_of(link(local_client, alice, ("folder", ids["release"]), password="open sesame"))
     locked = local_client.get(path, headers=BROWSER)
     assert locked.status_code == 401
-    assert "Files were shared with you" in locked.text and "all as one ZIP" in locked.text
+    assert "A folder shared with a password" in locked.text and "all as one ZIP" in locked.text
+    assert "release" not in locked.text  # nothing of what it holds before the password
     posted = local_client.post(
         path + "/grants", data={"password": "open sesame"}, headers=BROWSER,
         follow_redirects=False,
     )  # fmt: skip
-    assert posted.status_code == 303
-    grant = posted.headers["Location"].removeprefix("../..")
+    grant = started_download(posted).removeprefix("../..")
+    # The card of what it holds, now that the password was right.
+    assert '<h1 id="heading" class="name">release</h1>' in posted.text
+    assert "3 files" in posted.text
     got = local_client.get(grant)
     assert got.status_code == 200 and got.headers["Content-Type"] == "application/zip"
     with zipfile.ZipFile(io.BytesIO(got.content)) as archive:

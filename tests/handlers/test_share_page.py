@@ -16,7 +16,7 @@ from sqlalchemy import update
 from app.http.qr import svg as qr_svg
 from app.http.share_page import PAGE_CSP
 from app.models import Share
-from tests.helpers import assert_problem, run_jobs, runtime, upload
+from tests.helpers import assert_problem, run_jobs, runtime, started_download, upload
 
 BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
 CONTENT = b"shared bytes " * 1000
@@ -120,9 +120,16 @@ def test_a_links_qr_code_is_an_svg_of_its_url(local_client, local_app, alice):
 
 def test_a_password_link_shows_a_form_and_not_the_file(local_client, local_app, alice):
     link = _share(
-        local_client, alice, _ready(local_client, local_app, alice, "secret.txt"), password="sesame"
-    )
+        local_client, alice, _ready(local_client, local_app, alice, "secret.txt"),
+        password="sesame", max_downloads=3,
+    )  # fmt: skip
     page = _page(local_client, link, 401)
+    # Before the password: what kind of thing, and the link's own facts; nothing it holds.
+    words = _text(page)
+    assert "A file shared with a password" in words
+    assert re.search(r"Link expires \d+ \w+ \d{4}, \d\d:\d\d UTC", words)
+    assert "Downloads left 3" in words
+    assert "Size" not in words and "kB" not in words
     token = link.rsplit("/", 1)[1]
     assert f'<form method="post" action="{token}/grants"' in page.text
     assert '<label for="password">' in page.text and 'id="password"' in page.text
@@ -142,10 +149,13 @@ def test_a_password_link_shows_a_form_and_not_the_file(local_client, local_app, 
 def test_the_form_posts_to_a_download_and_refusals_are_pages(local_client, local_app, alice):
     link = _share(local_client, alice, _ready(local_client, local_app, alice), password="sesame")
     sent = local_client.post(f"{link}/grants", data={"password": "sesame"}, follow_redirects=False)
-    assert sent.status_code == 303
     # Relative: the browser stays at the host it came to, whatever Host the request named.
-    assert sent.headers["Location"].startswith("../../api/v1/downloads/")
-    got = local_client.get(urljoin(f"http://testserver{link}/grants", sent.headers["Location"]))
+    # After the right password: the file's card, and the download under way.
+    words = _text(sent)
+    assert "report.txt" in words and "Size" in words
+    assert "Link expires" in words and "Download started." in words
+    assert 'href="../-/share.css"' in sent.text
+    got = local_client.get(urljoin(f"http://testserver{link}/grants", started_download(sent)))
     assert got.status_code == 200 and got.headers["Content-Type"] == "application/zip"
     # The page at /s/{token}/grants reaches its stylesheet and form one level up.
     wrong = local_client.post(f"{link}/grants", data={"password": "nope"})
@@ -162,12 +172,12 @@ def test_a_form_password_is_read_as_a_browser_sends_it(local_client, local_app, 
         f"{link}/grants", content=b"password=p%C3%A4ssw%C3%B6rd", headers=form,
         follow_redirects=False,
     )  # fmt: skip
-    assert escaped.status_code == 303
+    started_download(escaped)
     raw = local_client.post(
         f"{link}/grants", content="password=pässwörd".encode(), headers=form,
         follow_redirects=False,
     )  # fmt: skip
-    assert raw.status_code == 303  # unescaped UTF-8 bytes, as some clients send them
+    started_download(raw)  # unescaped UTF-8 bytes, as some clients send them
     latin = local_client.post(f"{link}/grants", content=b"password=p\xe4ss", headers=form)
     assert latin.status_code == 401 and "password" in latin.text  # not UTF-8: no password
 
