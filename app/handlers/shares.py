@@ -288,7 +288,7 @@ def _page_html(session: Session, request: Exchange) -> Reply:
     return share_page.render(
         200,
         state="ready",
-        title=shown.name,
+        title=shown.file_name,
         root="",
         token=page_token(request, share),
         file=shown,

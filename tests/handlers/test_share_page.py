@@ -64,7 +64,12 @@ def test_a_browser_gets_the_page_and_an_api_client_json(local_client, local_app,
     link = _share(local_client, alice, _ready(local_client, local_app, alice))
     page = _page(local_client, link, 200)
     words = _text(page)
-    assert "report.txt.zip" in words and "13 KiB" in words and "Ready to download" in words
+    assert "13 KiB" in words and "Ready to download" in words
+    # The file by its own name, and what the button gives: a stranger knows what they get.
+    assert '<h1 id="heading" class="name">report.txt</h1>' in page.text
+    assert "<title>report.txt · Instashare</title>" in page.text
+    assert "report.txt.zip" not in words and "as a ZIP" in words
+    assert re.search(r'class="button" href="[^"]+" download>Download ZIP</a>', page.text)
     token = link.rsplit("/", 1)[1]
     assert f'href="{token}/content"' in page.text  # a plain link, relative to the page
     assert 'href="-/share.css"' in page.text
@@ -79,7 +84,9 @@ def test_a_browser_gets_the_page_and_an_api_client_json(local_client, local_app,
 
 def test_the_download_button_downloads(local_client, local_app, alice):
     link = _share(local_client, alice, _ready(local_client, local_app, alice), serves="original")
-    href = re.search(r'class="button" href="([^"]+)"', _page(local_client, link, 200).text)[1]
+    page = _page(local_client, link, 200)
+    assert re.search(r'class="button" href="[^"]+" download>Download</a>', page.text)
+    href = re.search(r'class="button" href="([^"]+)"', page.text)[1]
     got = local_client.get(f"/s/{href}", headers=BROWSER)
     assert got.status_code == 200 and got.content == CONTENT
 
@@ -88,8 +95,8 @@ def test_a_file_name_is_text_never_markup(local_client, local_app, alice):
     link = _share(local_client, alice, _ready(local_client, local_app, alice, XSS))
     page = _page(local_client, link, 200)
     assert "<img" not in page.text
-    assert html.escape(XSS + ".zip", quote=True) in page.text
-    assert XSS + ".zip" in _text(page)
+    assert html.escape(XSS, quote=True) in page.text
+    assert XSS in _text(page)
 
 
 def test_the_stylesheet_is_served_from_the_declared_route(local_client):
