@@ -37,10 +37,11 @@ def upload_ready(page, path: Path) -> None:
     )
 
 
-def both_schemes_clean(page) -> None:
-    """axe-core finds nothing serious in light and in dark."""
+def both_schemes_clean(page, name: str) -> None:
+    """axe-core finds nothing serious in light and in dark; screenshots of both."""
     for scheme in ("light", "dark"):
         page.emulate_media(color_scheme=scheme)
+        screenshot(page, name if scheme == "light" else f"{name}-dark")
         assert axe_violations(page) == [], scheme
     page.emulate_media(color_scheme="light")
 
@@ -86,8 +87,7 @@ def test_the_dialog_gives_the_original_with_expiry_presets_the_link_once_and_its
     wait_until(lambda: qr.evaluate("img => img.complete && img.naturalWidth > 0"), 10, what="QR")
     token = url.rsplit("/", 1)[1]
     assert qr.get_attribute("src") == f"/s/{token}/qr.svg"
-    screenshot(page, "share-dialog-new-link")
-    both_schemes_clean(page)
+    both_schemes_clean(page, "share-dialog-new-link")
 
     page.context.grant_permissions(["clipboard-read", "clipboard-write"])
     dialog.get_by_role("button", name="Copy", exact=True).click()
@@ -163,10 +163,6 @@ def test_the_links_view_lists_every_link_with_its_state_and_rows_carry_a_shared_
     expect(view.locator("#links-count")).to_have_text(
         "5 links: 2 active, 1 expired, 1 used up, 1 revoked"
     )
-    states = {
-        link["id"]: items.locator(f'[data-share-id="{link["id"]}"]') for link in (kept, folder)
-    }
-    del states
 
     def item(link: dict):
         return view.locator(f'li[data-share-id="{link["id"]}"]')
@@ -180,8 +176,7 @@ def test_the_links_view_lists_every_link_with_its_state_and_rows_carry_a_shared_
     expect(item(old).locator(".badge")).to_have_text("Expired")
     expect(item(folder)).to_contain_text("the folder trip")
     expect(item(spent).get_by_role("button", name=re.compile("^Revoke"))).to_have_count(0)
-    screenshot(page, "links")
-    both_schemes_clean(page)
+    both_schemes_clean(page, "links")
 
     page.context.grant_permissions(["clipboard-read", "clipboard-write"])
     item(folder).get_by_role("button", name="Copy").click()
@@ -227,8 +222,7 @@ def test_a_password_page_says_only_what_is_safe_then_shows_the_card_and_download
         # Nothing of what it holds before the password: no name, no size.
         assert "layoffs" not in visitor.content()
         expect(card.get_by_text("Size")).to_have_count(0)
-        screenshot(visitor, "share-page-password")
-        both_schemes_clean(visitor)
+        both_schemes_clean(visitor, "share-page-password")
 
         visitor.get_by_label("Password", exact=True).fill("open sesame")
         with visitor.expect_download() as download:
@@ -242,8 +236,7 @@ def test_a_password_page_says_only_what_is_safe_then_shows_the_card_and_download
         expect(facts).to_contain_text("Size")
         expect(facts).to_contain_text("Link expires")
         expect(facts.locator("div").filter(has_text="Downloads left")).to_contain_text("1")
-        screenshot(visitor, "share-page-password-started")
-        both_schemes_clean(visitor)
+        both_schemes_clean(visitor, "share-page-password-started")
     finally:
         stranger.close()
     with api(site, account) as client:
