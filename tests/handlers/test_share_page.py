@@ -136,7 +136,7 @@ def test_a_password_link_shows_a_form_and_not_the_file(local_client, local_app, 
     assert "A file shared with a password" in words
     assert re.search(r"Link expires \d+ \w+ \d{4}, \d\d:\d\d UTC", words)
     assert "Downloads left 3" in words
-    assert "Size" not in words and "kB" not in words
+    assert "Size" not in words and "KiB" not in words
     token = link.rsplit("/", 1)[1]
     assert f'<form method="post" action="{token}/grants"' in page.text
     assert '<label for="password">' in page.text and 'id="password"' in page.text
