@@ -104,5 +104,7 @@ def _me(session: Session, request: Exchange) -> Reply:
                 "bytes_reserved": caller.bytes_reserved,
                 "quota_bytes": request.runtime.settings.quota_bytes,
             },
+            # What a form needs to stop a bad value before it is sent.
+            "limits": {"share_max_days": request.runtime.settings.share_max_days},
         }
     )

@@ -119,6 +119,7 @@ async function usageNow() {
     const [me] = await Promise.all([call("GET", "/users/me"), unfinished.refresh()]);
     account.show(me.email);
     usage.show(me.usage);
+    share.limit(me.limits);
   } catch {
     // the bar keeps its last value; the list shows the error, if any
   }

@@ -145,8 +145,34 @@ export function shareDialog({ onChange = () => {} } = {}) {
     return days.value.trim() ? { expires_in_days: Number(days.value.trim()) } : {};
   }
 
+  // A value the server would refuse is refused here, before anything is sent.
+  let maxDays = 90; // the server's, once the profile says (`limit`)
+  function refusal() {
+    const whole = (input) => /^[0-9]+$/.test(input.value.trim());
+    if (expiry.value === "custom" && !(whole(days) && Number(days.value) >= 1 && Number(days.value) <= maxDays)) {
+      return [days, `A link can last from 1 to ${maxDays} days.`];
+    }
+    if (password.value && password.value.length < 4) return [password, "A link's password needs at least 4 characters."];
+    if (max.value.trim() && !(whole(max) && Number(max.value) >= 1 && Number(max.value) <= 1000000)) {
+      return [max, "The download limit is a whole number from 1 to 1,000,000."];
+    }
+    return null;
+  }
+
   async function create(event) {
     event.preventDefault();
+    const refused = refusal();
+    if (refused) {
+      const [input, message] = refused;
+      const before = newest;
+      forgetNewest(); // nothing says "Copied" of a link this did not make
+      if (before) listLinks();
+      error.textContent = message;
+      input.setAttribute("aria-invalid", "true");
+      input.focus();
+      return;
+    }
+    for (const input of [days, password, max]) input.removeAttribute("aria-invalid");
     const body = { serves: serves.value, ...expiryBody() };
     if (password.value) body.password = password.value;
     if (max.value.trim()) body.max_downloads = Number(max.value.trim());
@@ -217,7 +243,14 @@ export function shareDialog({ onChange = () => {} } = {}) {
     });
   }
 
-  return { root, open };
+  // `limits` from GET /users/me: the longest a link may last on this server.
+  function limit(limits) {
+    if (!limits?.share_max_days) return;
+    maxDays = limits.share_max_days;
+    days.max = String(maxDays);
+  }
+
+  return { root, open, limit };
 }
 
 // What the dialog shares, in words: the file's or folder's name, or what the selection holds.

@@ -4,6 +4,7 @@ their shape while a name is edited."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 
 import pytest
@@ -169,3 +170,43 @@ def test_on_a_phone_the_files_come_into_view_with_one_action_each_and_the_rest_u
         expect(more).to_have_attribute("aria-expanded", "false")  # the menu closed behind it
     finally:
         phone.close()
+
+
+def test_the_share_form_refuses_a_bad_value_before_sending_it(page, site, account):
+    _ready_files(site, account, ["report.pdf"])
+    sent: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            sent.append(request.url)
+            if request.method == "POST" and request.url.endswith("/shares")
+            else None
+        ),
+    )
+    sign_in(page, account)
+    page.get_by_role("button", name="Share report.pdf").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Expires", exact=True).select_option("custom")
+    days = dialog.get_by_label("Expires after (days)")
+    for bad in ("0", str(site.settings.share_max_days + 1), "2.5"):
+        days.fill(bad)
+        dialog.get_by_role("button", name="Create link").click()
+        expect(dialog.locator(".error")).to_have_text(
+            f"A link can last from 1 to {site.settings.share_max_days} days."
+        )
+        expect(days).to_be_focused()
+        expect(days).to_have_attribute("aria-invalid", "true")
+    dialog.get_by_label("Download limit (optional)").fill("-3")
+    days.fill("30")
+    dialog.get_by_role("button", name="Create link").click()
+    expect(dialog.locator(".error")).to_have_text(
+        "The download limit is a whole number from 1 to 1,000,000."
+    )
+    assert sent == []  # nothing reached the server
+    assert axe_violations(page) == []
+
+    dialog.get_by_label("Download limit (optional)").fill("3")
+    dialog.get_by_role("button", name="Create link").click()
+    expect(dialog.get_by_label("New link")).to_have_value(re.compile("/s/"))
+    expect(dialog.locator(".error")).to_have_text("")
+    assert len(sent) == 1

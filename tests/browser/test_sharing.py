@@ -94,11 +94,12 @@ def test_the_dialog_gives_the_original_with_expiry_presets_the_link_once_and_its
     expect(dialog.get_by_role("button", name="Copied")).to_be_visible()
     assert page.evaluate("navigator.clipboard.readText()") == url
 
-    # A create that fails leaves no "Copied" and no earlier link that looks like its result.
+    # A create that fails (here refused before it is sent) leaves no "Copied" and no earlier
+    # link that looks like its result.
     expiry.select_option(label="Custom…")
     dialog.get_by_label("Expires after (days)").fill("100000")
     dialog.get_by_role("button", name="Create link").click()
-    expect(dialog.locator("#share-error")).to_contain_text("The link could not be made")
+    expect(dialog.locator("#share-error")).to_have_text("A link can last from 1 to 90 days.")
     expect(dialog.get_by_role("button", name="Copied")).to_have_count(0)
     expect(new_link).to_be_hidden()
     # The link made before is in the list now, once.

@@ -265,6 +265,8 @@ def test_login_gives_a_bearer_token_that_works(local_client, local_settings, mak
     me = local_client.get(ME, headers={"Authorization": f"Bearer {body['access_token']}"})
     assert me.status_code == 200
     assert me.json()["email"] == email
+    # The server's limits, for a form to refuse a bad value before sending it.
+    assert me.json()["limits"] == {"share_max_days": local_settings.share_max_days}
 
 
 def test_wrong_password_and_unknown_email_get_the_same_401(local_client, make_account):
