@@ -210,3 +210,19 @@ def test_the_share_form_refuses_a_bad_value_before_sending_it(page, site, accoun
     expect(dialog.get_by_label("New link")).to_have_value(re.compile("/s/"))
     expect(dialog.locator(".error")).to_have_text("")
     assert len(sent) == 1
+
+
+def test_a_refused_name_reads_as_a_sentence_not_a_pattern(page, site, account):
+    _ready_files(site, account, ["report.pdf"])
+    sign_in(page, account)
+    row = page.locator("#files-body tr").first
+    row.get_by_role("button", name="Rename report.pdf").click()
+    field = page.get_by_label("New name for report.pdf")
+    field.fill("drafts/report.pdf")
+    field.press("Enter")
+    error = row.locator(".error")
+    expect(error).to_contain_text("can't contain /")
+    said = error.inner_text()
+    # No regular expression, no schema words, no doubled full stop reaches the person.
+    assert not re.search(r"\^|\$'|\\\\|does not match|- 'name'|\.\.$", said), said
+    assert said.endswith(".") and said[0].isupper(), said
