@@ -131,7 +131,10 @@ def test_replace_does_not_replace_a_folder_or_an_upload_on_its_way(client, alice
 @pytest.mark.parametrize("field", ["sideways", "RENAME"])
 def test_an_unknown_rule_is_400_in_words(client, alice, field):
     detail = assert_problem(upload(client, alice, b"x", on_conflict=field), 400)["detail"]
-    assert detail == "The on conflict must be one of: refuse, rename, replace."
+    assert (
+        detail
+        == "What to do with a taken name (on_conflict) must be one of: refuse, rename, replace."
+    )
     detail = assert_problem(tus_create(client, alice, 1, "a.txt", onConflict=field), 400)["detail"]
     assert detail == "The onConflict of Upload-Metadata must be one of: refuse, rename, replace."
 
