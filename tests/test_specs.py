@@ -27,11 +27,14 @@ def _resolved(spec: dict, node: object) -> object:
     return node
 
 
-def password_like(spec: dict) -> Iterator[tuple[str, str, dict]]:
-    """(where, name, schema) of every property and non-body parameter named like a secret
-    that holds text."""
+def named_schemas(spec: dict) -> Iterator[tuple[str, str, dict, dict | None]]:
+    """(where, name, schema, parameter or None) of every parameter that is not a body
+    (`parameter`: it, its schema resolved) and every property, their schemas resolved.
 
-    def walk(node: object, where: str) -> Iterator[tuple[str, str, dict]]:
+    The walk follows the document as written: what a `$ref` names is met where it is
+    defined (under `components`), so every schema is seen."""
+
+    def walk(node: object, where: str) -> Iterator[tuple[str, str, dict, dict | None]]:
         if isinstance(node, list):
             for index, item in enumerate(node):
                 yield from walk(item, f"{where}/{index}")
@@ -40,21 +43,28 @@ def password_like(spec: dict) -> Iterator[tuple[str, str, dict]]:
             return
         if node.get("in") in {"header", "query", "path", "cookie"} and "name" in node:
             schema = _resolved(spec, node.get("schema", {}))
-            if PASSWORD_LIKE.search(node["name"]) and isinstance(schema, dict):
-                yield where, node["name"], schema
+            if isinstance(schema, dict):
+                yield where, node["name"], schema, {**node, "schema": schema}
         properties = node.get("properties")
         if isinstance(properties, dict):
             for name, prop in properties.items():
                 schema = _resolved(spec, prop)
-                # Text only: `has_password` is a boolean, no secret.
-                is_text = isinstance(schema, dict) and schema.get("type", "string") == "string"
-                if PASSWORD_LIKE.search(name) and is_text:
-                    assert isinstance(schema, dict)
-                    yield f"{where}/properties/{name}", name, schema
+                if isinstance(schema, dict):
+                    yield f"{where}/properties/{name}", name, schema, None
         for key, value in node.items():
             yield from walk(value, f"{where}/{key}")
 
     yield from walk(spec, "#")
+
+
+def password_like(spec: dict) -> Iterator[tuple[str, str, dict]]:
+    """(where, name, schema) of every property and non-body parameter named like a secret
+    that holds text."""
+    for where, name, schema, parameter in named_schemas(spec):
+        # Text only: `has_password` is a boolean, no secret.
+        is_text = parameter is not None or schema.get("type", "string") == "string"
+        if PASSWORD_LIKE.search(name) and is_text:
+            yield where, name, schema
 
 
 def test_the_walk_sees_every_spec_and_the_known_passwords():

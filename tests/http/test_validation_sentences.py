@@ -14,7 +14,7 @@ from jsonschema import Draft4Validator
 from app.http.parameters import check_parameter
 from app.http.validation import describe, field_place
 from tests.helpers import assert_problem
-from tests.test_specs import SPECS, _resolved
+from tests.test_specs import SPECS, named_schemas
 
 RAW = re.compile(
     r"\^\[|\]\+\$|\\x[0-9a-f]{2}|' - '|does not match|less than the minimum|greater than the"
@@ -50,32 +50,11 @@ def bad_values(schema: dict) -> Iterator[object]:
 
 
 def constrained(spec: dict) -> Iterator[tuple[str, str, dict, dict | None]]:
-    """(where, name, schema, parameter or None) of every property and parameter."""
-
-    def walk(node: object, where: str) -> Iterator[tuple[str, str, dict, dict | None]]:
-        if isinstance(node, list):
-            for index, item in enumerate(node):
-                yield from walk(item, f"{where}/{index}")
-            return
-        if not isinstance(node, dict):
-            return
-        node = _resolved(spec, node)
-        assert isinstance(node, dict)
-        if node.get("in") in {"header", "query", "path"} and "name" in node:
-            schema = _resolved(spec, node.get("schema", {}))
-            if isinstance(schema, dict):
-                yield where, node["name"], schema, {**node, "schema": schema}
-        properties = node.get("properties")
-        if isinstance(properties, dict):
-            for name, prop in properties.items():
-                schema = _resolved(spec, prop)
-                if isinstance(schema, dict):
-                    yield f"{where}/properties/{name}", name, schema, None
-        for key, value in node.items():
-            if key != "$ref":
-                yield from walk(value, f"{where}/{key}")
-
-    yield from walk(spec, "#")
+    """(where, name, schema, parameter or None) of every property and parameter the API
+    checks (a cookie is no parameter of ours)."""
+    for where, name, schema, parameter in named_schemas(spec):
+        if parameter is None or parameter["in"] != "cookie":
+            yield where, name, schema, parameter
 
 
 def sentences(spec: dict) -> Iterator[tuple[str, object, str]]:
