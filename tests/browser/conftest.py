@@ -210,6 +210,19 @@ def drop_files(page, paths: list[Path], target: str = "#dropzone") -> None:
     )
 
 
+def requests_to(page, ending: str, method: str | None = None) -> list[str]:
+    """The URLs of the requests the page makes from now on whose URL ends with `ending`
+    (and whose method is `method`, when given), as they are made."""
+    made: list[str] = []
+
+    def seen(request) -> None:
+        if request.url.endswith(ending) and method in (None, request.method):
+            made.append(request.url)
+
+    page.on("request", seen)
+    return made
+
+
 @contextlib.contextmanager
 def no_dialogs(page) -> Iterator[list[str]]:
     """Collect any alert/confirm the page opens (an injected script would show here)."""

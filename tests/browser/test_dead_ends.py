@@ -9,7 +9,7 @@ import base64
 import httpx
 from playwright.sync_api import expect
 
-from tests.browser.conftest import axe_violations, screenshot, sign_in, write_file
+from tests.browser.conftest import axe_violations, requests_to, screenshot, sign_in, write_file
 from tests.browser.test_webapp import api, expect_ready, row
 
 MIB = 1024 * 1024
@@ -36,15 +36,7 @@ def test_a_taken_name_offers_keep_both_and_replace_and_is_never_retried(
     page.set_input_files("#picker", str(first))
     expect_ready(page, "report.txt")
 
-    creations: list[str] = []
-    page.on(
-        "request",
-        lambda r: (
-            creations.append(r.url)
-            if r.method == "POST" and r.url.endswith("/api/v1/uploads")
-            else None
-        ),
-    )
+    creations = requests_to(page, "/api/v1/uploads", "POST")
     second = tmp_path / "two" / "report.txt"
     second.parent.mkdir()
     second.write_text("the second report, longer\n")

@@ -11,7 +11,14 @@ import pytest
 from playwright.sync_api import expect
 
 from app.models import FileStatus, User
-from tests.browser.conftest import PHONE, axe_violations, drop_files, screenshot, sign_in
+from tests.browser.conftest import (
+    PHONE,
+    axe_violations,
+    drop_files,
+    requests_to,
+    screenshot,
+    sign_in,
+)
 from tests.factories import FileFactory
 from tests.helpers import Account, runtime
 
@@ -174,15 +181,7 @@ def test_on_a_phone_the_files_come_into_view_with_one_action_each_and_the_rest_u
 
 def test_the_share_form_refuses_a_bad_value_before_sending_it(page, site, account):
     _ready_files(site, account, ["report.pdf"])
-    sent: list[str] = []
-    page.on(
-        "request",
-        lambda request: (
-            sent.append(request.url)
-            if request.method == "POST" and request.url.endswith("/shares")
-            else None
-        ),
-    )
+    sent = requests_to(page, "/shares", "POST")
     sign_in(page, account)
     page.get_by_role("button", name="Share report.pdf").click()
     dialog = page.get_by_role("dialog")

@@ -11,7 +11,7 @@ import zipfile
 from PIL import Image
 from playwright.sync_api import expect
 
-from tests.browser.conftest import axe_violations, screenshot, sign_in
+from tests.browser.conftest import axe_violations, requests_to, screenshot, sign_in
 from tests.browser.test_folders import folder_row, make_tree, tree_of
 from tests.browser.test_webapp import api, expect_ready, row
 from tests.helpers import wait_until
@@ -92,8 +92,7 @@ def test_select_files_and_a_folder_download_one_zip_and_see_a_thumbnail(
 
     # Lazily: on a screen too short to show the list, no thumbnail is asked for until its
     # row is scrolled to.
-    asked: list[str] = []
-    page.on("request", lambda r: asked.append(r.url) if r.url.endswith("/preview") else None)
+    asked = requests_to(page, "/preview")
     page.set_viewport_size({"width": 1000, "height": 150})
     page.reload()
     page.locator("#app-view[data-loaded]").wait_for()
