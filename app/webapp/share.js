@@ -34,7 +34,7 @@ export function shareDialog({ onChange = () => {} } = {}) {
     el("option", { value: "zip", text: "A ZIP archive of it" }),
   );
   const expiry = el("select", { id: "share-expiry", onchange: () => showCustom() }, ...EXPIRY.map(({ value, text, selected }) => el("option", { value, text, selected })));
-  const days = el("input", { id: "share-days", type: "number", min: 1, value: 7, inputmode: "numeric" });
+  const days = el("input", { id: "share-days", type: "number", min: 1, max: 90, value: 7, inputmode: "numeric" }); // `max`: the server's, once the profile says (`limit`)
   const daysField = field("Expires after (days)", days);
   const password = el("input", { id: "share-password", type: "password", autocomplete: "new-password", minlength: 4, maxlength: 1024 });
   const max = el("input", { id: "share-max", type: "number", min: 1, max: 1000000, inputmode: "numeric" });
@@ -146,16 +146,16 @@ export function shareDialog({ onChange = () => {} } = {}) {
   }
 
   // A value the server would refuse is refused here, before anything is sent.
-  let maxDays = 90; // the server's, once the profile says (`limit`)
+  // The bounds are the fields' own (`min`, `max`, `minlength`): one place says them.
   function refusal() {
-    const whole = (input) => /^[0-9]+$/.test(input.value.trim());
-    if (expiry.value === "custom" && !(whole(days) && Number(days.value) >= 1 && Number(days.value) <= maxDays)) {
-      return [days, `A link can last from 1 to ${maxDays} days.`];
+    const within = (input) =>
+      /^[0-9]+$/.test(input.value.trim()) && Number(input.value) >= Number(input.min) && Number(input.value) <= Number(input.max);
+    const number = (value) => Number(value).toLocaleString("en");
+    if (expiry.value === "custom" && !within(days)) return [days, `A link can last from ${days.min} to ${number(days.max)} days.`];
+    if (password.value && password.value.length < password.minLength) {
+      return [password, `A link's password needs at least ${password.minLength} characters.`];
     }
-    if (password.value && password.value.length < 4) return [password, "A link's password needs at least 4 characters."];
-    if (max.value.trim() && !(whole(max) && Number(max.value) >= 1 && Number(max.value) <= 1000000)) {
-      return [max, "The download limit is a whole number from 1 to 1,000,000."];
-    }
+    if (max.value.trim() && !within(max)) return [max, `The download limit is a whole number from ${max.min} to ${number(max.max)}.`];
     return null;
   }
 
@@ -246,8 +246,7 @@ export function shareDialog({ onChange = () => {} } = {}) {
   // `limits` from GET /users/me: the longest a link may last on this server.
   function limit(limits) {
     if (!limits?.share_max_days) return;
-    maxDays = limits.share_max_days;
-    days.max = String(maxDays);
+    days.max = String(limits.share_max_days);
   }
 
   return { root, open, limit };
