@@ -8,6 +8,7 @@ import enum
 import uuid
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     CheckConstraint,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship
 
 from app.db import Base, UTCDateTime, utcnow
@@ -69,14 +71,81 @@ class User(Base):
     # Every access token carries the generation it was issued in; changing the password
     # moves it on, and the tokens of earlier generations stop working (app.http.security).
     token_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Administration (migration 0018, app.services.admin): `admin` reaches /api/v1/admin.
+    role: Mapped[str] = mapped_column(String(16), default="user", server_default="user")
+    # Set while the account is disabled: its login is refused, its links answer as revoked.
+    disabled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The account's own quota; None: the server's `quota_bytes` (app.services.quota).
+    quota_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    # Moved at login, and by requests at most once a minute per process (app.http.streaming).
+    last_seen_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     files: Mapped[list[File]] = relationship(back_populates="owner", passive_deletes=True)
 
     __table_args__ = (
-        # One account per address, whatever its case.
+        # One account per address, whatever its case; also the `email` order of the
+        # administrators' listing (app.services.admin).
         Index("uq_users_email_lower", func.lower(email), unique=True),
+        # The other keyset orders of that listing (migration 0018).
+        Index("ix_users_created_at_id", "created_at", "id"),
+        Index("ix_users_bytes_stored_id", "bytes_stored", "id"),
+    )
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+class Invitation(Base):
+    """A one-use invitation to register while sign-up is by invitation (app.services.invitations).
+
+    Only the token's SHA-256 is kept: it is shown once, to the administrator who made it.
+    """
+
+    __tablename__ = "invitations"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # Only this address may use it (any case); None: whoever has the link.
+    email: Mapped[str | None] = mapped_column(String(254))
+    created_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    used_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_invitations_created_at_id", "created_at", "id"),)
+
+
+class AuditEvent(Base):
+    """One administrative action (app.services.audit), written in its transaction.
+
+    The actor's address is copied: the record outlives the account. No secret goes in.
+    """
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    actor_email: Mapped[str | None] = mapped_column(String(254))
+    action: Mapped[str] = mapped_column(String(64))
+    target_kind: Mapped[str | None] = mapped_column(String(32))
+    target_id: Mapped[str | None] = mapped_column(String(64))
+    target_label: Mapped[str | None] = mapped_column(String(254))
+    address: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[dict] = mapped_column(JSON().with_variant(JSONB(), "postgresql"), default=dict)
+
+    __table_args__ = (
+        Index("ix_audit_events_action_id", "action", "id"),
+        Index("ix_audit_events_actor_id_id", "actor_id", "id"),
     )
 
 

@@ -190,7 +190,8 @@ def dev(host: str, port: int | None, data_dir: Path | None, verbose: bool) -> No
     """
     # The worker is a separate process: it must find the same data dir, wherever it starts.
     data_dir = (data_dir or load_settings().data_dir).expanduser().absolute()
-    settings = load_settings(data_dir=data_dir)
+    signup = {} if os.environ.get("INSTASHARE_SIGNUP") else {"signup": "open"}  # anyone: dev
+    settings = load_settings(data_dir=data_dir, **signup)
     port = port or settings.port
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -277,6 +278,8 @@ def serve(host: str, port: int | None, workers: int) -> None:
     """
     settings = load_settings()  # fail here, with one line, rather than in every worker
     port = port or settings.port
+    if settings.admin_email:  # a container's first administrator (idempotent)
+        click.echo(make_admin(settings, settings.admin_email, settings.admin_password, exit=2))
     use_metrics_dir(settings, "api")
     args = [
         sys.executable, "-m", "gunicorn",
@@ -288,6 +291,46 @@ def serve(host: str, port: int | None, workers: int) -> None:
         "app.asgi:app",
     ]  # fmt: skip
     os.execv(sys.executable, args)  # noqa: S606 - become gunicorn, so signals reach it
+
+
+def make_admin(settings: Settings, email: str, password: str | None, exit: int = 0) -> str | None:
+    """Make `email` an administrator (app.services.admin.ensure_admin): what was done. With
+    no account and no `password` to make one: None, or with `exit`, a line and that status."""
+    from app.db import make_engine, make_session_factory
+    from app.errors import AppError
+    from app.services import admin
+
+    with (
+        database_errors(settings),
+        make_session_factory(make_engine(settings.database_url))() as session,
+    ):
+        try:
+            user, outcome = admin.ensure_admin(session, settings, email, password)
+        except AppError as exc:
+            if isinstance(exc, admin.NoPassword) and not exit:
+                return None
+            click.echo(f"instashare-server: {exc.detail}", err=True)
+            sys.exit(exit or 1)
+    said = {"created": "made an administrator", "promoted": "is an administrator now"}
+    return f"{user.email} {said.get(outcome, 'was an administrator already')}"
+
+
+@main.command("create-admin")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, help="read the password from standard input")
+def create_admin(email: str, password_stdin: bool) -> None:
+    """Make EMAIL an administrator: an existing account promoted, or a new one whose
+    password is asked twice (or read from stdin). Example: instashare-server create-admin
+    ada@example.com"""
+    settings = load_settings()
+    done = make_admin(settings, email, None)
+    if done is None:
+        if password_stdin:
+            password = sys.stdin.readline().rstrip("\r\n")
+        else:
+            password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        done = make_admin(settings, email, password)
+    click.echo(done)
 
 
 def _celery():

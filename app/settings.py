@@ -182,6 +182,26 @@ class Settings:
     quota_bytes: int = _setting(
         "INSTASHARE_QUOTA_BYTES", 100 * GIB, _int(0), "stored bytes allowed per user"
     )
+    signup: str = _setting(
+        "INSTASHARE_SIGNUP",
+        "invite",
+        _choice("open", "invite", "closed"),
+        "who may register: `open` (anyone), `invite` (with an administrator's invitation) "
+        "or `closed` (no one); `dev` defaults to `open`",
+    )
+    admin_email: str = _setting(
+        "INSTASHARE_ADMIN_EMAIL",
+        "",
+        str,
+        "at start-up of `serve`, make this account an administrator (created with "
+        "`INSTASHARE_ADMIN_PASSWORD` if it does not exist; an existing one keeps its password)",
+    )
+    admin_password: str = _setting(
+        "INSTASHARE_ADMIN_PASSWORD",
+        "",
+        str,
+        "the password of the account `INSTASHARE_ADMIN_EMAIL` creates (10+ characters)",
+    )
     upload_expiry_seconds: int = _setting(
         "INSTASHARE_UPLOAD_EXPIRY_SECONDS",
         24 * 3600,
@@ -402,7 +422,7 @@ class Settings:
         shown: dict[str, str] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name == "secret_key":
+            if f.name in ("secret_key", "admin_password"):
                 value = "****" if value else ""
             elif isinstance(value, str) and "@" in value and "://" in value:
                 scheme, rest = value.split("://", 1)

@@ -114,6 +114,16 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         validator_map=validators,
         swagger_ui_options=_DOCS,
     )
+    # Added after the API's: mounted before it, so that its base path, under the API's,
+    # is reached (see above).
+    app.add_api(
+        "admin.yaml",
+        name="admin",
+        strict_validation=True,
+        validate_responses=settings.validate_responses,
+        validator_map=validators,
+        swagger_ui_options=_NO_UI,
+    )
     problems.register(app)
     # The app's state, where everything that serves it finds it (scope["app"] is this
     # middleware): no module global outlives the app, or is another app's.

@@ -179,6 +179,7 @@ def make_settings(tmp: Path, database_url: str, backend: str = "local", **overri
         login_max_failures=5,
         login_max_failures_per_ip=1000,
         worker_metrics_port=0,  # several test workers run at once; a fixed port would clash
+        signup="open",  # as `dev`; tests/handlers/test_admin.py tries the other modes
         **TEST_PASSWORD_COST,
     )
     values.update(overrides)

@@ -13,19 +13,36 @@ from app.settings import Settings
 
 
 def _user_json(user: User) -> dict:
-    return {"id": str(user.id), "email": user.email, "created_at": user.created_at.isoformat()}
+    return {
+        "id": str(user.id),
+        "email": user.email,
+        "created_at": user.created_at.isoformat(),
+        "role": user.role or "user",
+    }
 
 
 async def register(request: Exchange) -> None:
-    """Create an account."""
+    """Create an account (as the sign-up mode allows)."""
     body = await request.json()
     settings = request.runtime.settings
-    await request.reply(await request.lookup(_register, settings, body["email"], body["password"]))
+    await request.reply(await request.lookup(_register, settings, body, request.address))
 
 
-def _register(session: Session, settings: Settings, email: str, password: str) -> Reply:
-    user = users.register(session, settings, email, password)
+def _register(session: Session, settings: Settings, body: dict, address: str) -> Reply:
+    user = users.register(
+        session,
+        settings,
+        body["email"],
+        body["password"],
+        invitation=body.get("invitation"),
+        address=address,
+    )
     return json_body(_user_json(user), 201, Location="/api/v1/users/me")
+
+
+async def signup(request: Exchange) -> None:
+    """Who may register on this server."""
+    await request.reply(json_body({"mode": request.runtime.settings.signup}))
 
 
 async def login(request: Exchange) -> None:
@@ -102,7 +119,9 @@ def _me(session: Session, request: Exchange) -> Reply:
                 "file_count": caller.file_count,
                 "bytes_stored": caller.bytes_stored,
                 "bytes_reserved": caller.bytes_reserved,
-                "quota_bytes": request.runtime.settings.quota_bytes,
+                "quota_bytes": caller.quota_bytes
+                if caller.quota_bytes is not None
+                else request.runtime.settings.quota_bytes,
             },
             # What a form needs to stop a bad value before it is sent.
             "limits": {"share_max_days": request.runtime.settings.share_max_days},

@@ -20,6 +20,7 @@ import inspect
 import json
 import logging
 import pkgutil
+import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
 from typing import Any, TypeVar
@@ -41,6 +42,7 @@ from app.http import security
 from app.http.middleware import HttpMiddleware
 from app.models import User
 from app.runtime import Runtime
+from app.services import users
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,7 @@ class Exchange:
         self._owner: uuid.UUID | None = None
         self._account: User | None = None
         self.started = False
+        self.status: int | None = None
 
     # -- the blocking steps, on a worker thread ----------------------------------------
 
@@ -280,6 +283,7 @@ class Exchange:
             raw.append((b"content-length", str(len(body)).encode()))
         await self._send({"type": "http.response.start", "status": status, "headers": raw})
         self.started = True
+        self.status = status
         if not more:
             await self._send({"type": "http.response.body", "body": body})
 
@@ -433,12 +437,36 @@ def _resolve(operation_id: str) -> Handler | None:
     return fn if inspect.iscoroutinefunction(fn) else None
 
 
+class Seen:
+    """When this process last moved each account's `last_seen_at`: an account's requests
+    write it at most once a minute per process (and the UPDATE's own condition keeps it to
+    once a minute across them), so a request costs a dictionary lookup, not a write."""
+
+    EVERY_SECONDS = users.SEEN_EVERY.total_seconds()
+    MAX_ENTRIES = 50_000
+
+    def __init__(self) -> None:
+        self._at: dict[str, float] = {}
+
+    def due(self, user: str) -> bool:
+        """Whether `user`'s last_seen_at is due a write (and, if so, take the turn)."""
+        now = time.monotonic()
+        last = self._at.get(user)
+        if last is not None and now - last < self.EVERY_SECONDS:
+            return False
+        if len(self._at) >= self.MAX_ENTRIES:  # bounded: forget the turns that are over
+            self._at = {u: t for u, t in self._at.items() if now - t < self.EVERY_SECONDS}
+        self._at[user] = now
+        return True
+
+
 class StreamingOperations(HttpMiddleware):
     """ASGI middleware after validation: runs streaming operations (see the module doc)."""
 
     def __init__(self, app: ASGIApp, runtime: Runtime):
         super().__init__(app)
         self.runtime = runtime
+        self.seen = Seen()
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         routing = scope.get("extensions", {}).get("connexion_routing", {})
@@ -449,5 +477,15 @@ class StreamingOperations(HttpMiddleware):
         exchange = Exchange(scope, receive, send, self.runtime)
         try:
             await handler(exchange)
+            # After the answer: an authenticated request that succeeded (its token held).
+            if exchange.user and (exchange.status or 500) < 400 and self.seen.due(exchange.user):
+                await self._touch(exchange)
         finally:
             await exchange.aclose()
+
+    async def _touch(self, exchange: Exchange) -> None:
+        try:
+            await exchange.run(users.touch_seen, exchange.session, uuid.UUID(exchange.user))
+        except Exception as exc:  # only bookkeeping: never the request's failure
+            log.warning("last_seen_at not recorded: %s", exc)
+            await exchange.run(exchange.session.rollback)

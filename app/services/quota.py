@@ -7,6 +7,10 @@ upload. A new file or upload is charged with one conditional UPDATE (`... WHERE 
 reserved + size <= quota`): concurrent uploads of one owner queue on that row, and each
 sees the bytes of those before it, so usage never passes the quota, on PostgreSQL and on
 SQLite alike. Reading usage costs one row, however many files there are.
+
+The quota is the account's own (`users.quota_bytes`, set by an administrator) or, where it
+has none, the server's: every function here takes the server's as `quota_bytes` and the
+SQL reads the account's effective one (`effective`), in the same statement.
 """
 
 from __future__ import annotations
@@ -48,6 +52,11 @@ class Drift:
 STATUS_COUNTERS = (User.files_pending, User.files_processing, User.files_ready, User.files_failed)
 
 
+def effective(default_bytes: int):
+    """The owner's quota as SQL: its own, else the server's `default_bytes`."""
+    return func.coalesce(User.quota_bytes, default_bytes)
+
+
 def usage(session: Session, owner_id: uuid.UUID) -> Usage:
     """The owner's files, the bytes they take (originals) and the bytes reserved."""
     row = session.execute(
@@ -75,9 +84,19 @@ def check_room(session: Session, quota_bytes: int, owner_id: uuid.UUID, size: in
 
     A read, so it takes no lock: the charge (`charge_file`, `reserve`) is what holds.
     """
-    current = usage(session, owner_id)
-    if current.bytes_stored + current.bytes_reserved + size > quota_bytes:
-        raise _over_quota(current, quota_bytes, size)
+    stored, reserved, quota = session.execute(
+        select(User.bytes_stored, User.bytes_reserved, effective(quota_bytes)).where(
+            User.id == owner_id
+        )
+    ).one()
+    current = Usage(0, int(stored), int(reserved))
+    if current.bytes_stored + current.bytes_reserved + size > quota:
+        raise _over_quota(current, int(quota), size)
+
+
+def _refusal(session: Session, quota_bytes: int, owner_id: uuid.UUID, size: int) -> TooLarge:
+    quota = session.scalar(select(effective(quota_bytes)).where(User.id == owner_id))
+    return _over_quota(usage(session, owner_id), int(quota or 0), size)
 
 
 def _change(
@@ -92,7 +111,7 @@ def _change(
     where = [User.id == owner_id]
     if within is not None:
         size, quota_bytes = within
-        where.append(User.bytes_stored + User.bytes_reserved + size <= quota_bytes)
+        where.append(User.bytes_stored + User.bytes_reserved + size <= effective(quota_bytes))
     values = {name: getattr(User, name) + delta for name, delta in deltas.items()}
     changed = session.execute(
         update(User)
@@ -108,13 +127,13 @@ def charge_file(session: Session, quota_bytes: int, owner_id: uuid.UUID, size: i
     """Count a new file of `size` bytes, in the caller's transaction; 413 if it does not fit."""
     deltas = {"file_count": 1, "bytes_stored": size}
     if not _change(session, owner_id, deltas, within=(size, quota_bytes)):
-        raise _over_quota(usage(session, owner_id), quota_bytes, size)
+        raise _refusal(session, quota_bytes, owner_id, size)
 
 
 def reserve(session: Session, quota_bytes: int, owner_id: uuid.UUID, length: int) -> None:
     """Hold `length` bytes for an unfinished upload, in the caller's transaction; 413 if not."""
     if not _change(session, owner_id, {"bytes_reserved": length}, within=(length, quota_bytes)):
-        raise _over_quota(usage(session, owner_id), quota_bytes, length)
+        raise _refusal(session, quota_bytes, owner_id, length)
 
 
 def reservation_filled(session: Session, owner_id: uuid.UUID, length: int) -> None:

@@ -30,13 +30,14 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Integer, bindparam, delete, func, or_, select, tuple_, union, update
 from sqlalchemy.orm import Session
 
 from app.db import rowcount, utcnow
 from app.errors import Gone, InvalidInput, NotFound, Unauthorized
-from app.models import File, Share, ShareDownload, ShareItem, ShareKind
+from app.models import File, Share, ShareDownload, ShareItem, ShareKind, User
 from app.services import base64url, files
 from app.services.passwords import Passwords
 from app.services.users import MAX_PASSWORD
@@ -417,12 +418,19 @@ def resolve_id(
     session: Session, share_id: uuid.UUID, *, exhausted_ok: bool = False
 ) -> tuple[Share, File | None]:
     """`resolve` for a link known by its id (a download grant's)."""
+    # The owner's row comes with it (a primary-key join): a disabled owner's links answer
+    # as revoked links do, until the account is enabled again.
     row = session.execute(
-        select(Share, File).outerjoin(File, File.id == Share.file_id).where(Share.id == share_id)
+        select(Share, File, User.disabled_at)
+        .join(User, User.id == Share.owner_id)
+        .outerjoin(File, File.id == Share.file_id)
+        .where(Share.id == share_id)
     ).one_or_none()
     if row is None or (row[0].kind == ShareKind.FILE and row[1] is None):
         raise NotFound("There is no such link.")
-    share, file = row
+    share, file, disabled = row
+    if disabled is not None:
+        raise gone("revoked")
     reason = why_gone(share)
     if reason is not None and not (exhausted_ok and reason == "exhausted"):
         raise gone(reason)
@@ -463,6 +471,9 @@ def count_download(
         .where(
             Share.id == share_id,
             Share.revoked_at.is_(None),
+            ~select(User.id)
+            .where(User.id == Share.owner_id, User.disabled_at.is_not(None))
+            .exists(),
             or_(Share.expires_at.is_(None), Share.expires_at > now),
             or_(Share.max_downloads.is_(None), Share.downloads < Share.max_downloads),
         )
@@ -513,7 +524,13 @@ def forget_downloads(session: Session, window: dt.timedelta, batch: int = 10_000
             return removed
 
 
-def _working(now: dt.datetime) -> tuple:
+def working(now: Any = None) -> tuple:
+    """The conditions of a link that still works (`why_gone` is None), as SQL (`now`: a
+    time or a bound parameter; default: now)."""
+    return _working(utcnow() if now is None else now)
+
+
+def _working(now: Any) -> tuple:
     """The conditions of a link that still works (`why_gone` is None), as SQL."""
     return (
         Share.revoked_at.is_(None),

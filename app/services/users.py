@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import uuid
 
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 from app.db import utcnow
 from app.errors import Conflict, Forbidden, InvalidInput, Unauthorized
 from app.models import RevokedToken, User
-from app.services import passwords, tokens
+from app.services import invitations, passwords, tokens
 from app.services.throttle import Attempt, LoginThrottle, Subject
 from app.settings import Settings
 
@@ -43,15 +44,43 @@ def _check_new_password(password: str) -> None:
         raise InvalidInput(f"The password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters.")
 
 
-def register(session: Session, settings: Settings, email: str, password: str) -> User:
-    """Create an account; Conflict when the address (in any case) already has one."""
+SIGNUP_CLOSED = "Sign-up is closed on this server; ask an administrator for an account."
+SIGNUP_INVITE = "Sign-up on this server is by invitation; ask an administrator for an invitation."
+DISABLED = "This account is disabled; ask an administrator."
+
+
+def register(
+    session: Session,
+    settings: Settings,
+    email: str,
+    password: str,
+    *,
+    invitation: str | None = None,
+    address: str | None = None,
+) -> User:
+    """Create an account, as the sign-up mode allows (`settings.signup`): `open` to anyone,
+    `invite` with an invitation's token, `closed` to no one (Forbidden, saying so).
+
+    An invitation given is used up in the same transaction, whatever the mode. Conflict
+    when the address (in any case) already has an account.
+    """
+    if settings.signup == "closed":
+        raise Forbidden(SIGNUP_CLOSED)
+    if settings.signup == "invite" and not invitation:
+        raise Forbidden(SIGNUP_INVITE)
     email = normalize_email(email)
     _check_new_password(password)
     if find_by_email(session, email) is not None:
         raise Conflict("An account with this e-mail address already exists.")
-    user = User(email=email, password_hash=passwords.for_settings(settings).hash(password))
+    invited = invitations.claim(session, invitation, email) if invitation else None
+    user = User(
+        id=uuid.uuid4(), email=email, password_hash=passwords.for_settings(settings).hash(password)
+    )
     session.add(user)
     try:
+        session.flush()
+        if invited is not None:
+            invitations.used_by(session, invited, user, address=address)
         session.commit()
     except IntegrityError:  # a concurrent registration won the race
         session.rollback()
@@ -98,9 +127,12 @@ def login(
         raise Unauthorized("The e-mail address or the password is wrong.")
     assert user is not None
     attempt.succeeded()
+    if user.disabled_at is not None:  # told only to whoever knows the password
+        raise Forbidden(DISABLED)
     if hashes.needs_rehash(user.password_hash):
         user.password_hash = hashes.hash(password)
-        session.commit()
+    user.last_seen_at = utcnow()
+    session.commit()
     return tokens.issue(settings, user.id, user.token_generation)
 
 
@@ -113,7 +145,7 @@ _SESSION_ACCOUNT = (
 # The same check for a request that needs no more of the account than its id (most of
 # them): two columns read as a Core row, without building a User in the identity map.
 _SESSION_STATE = (
-    select(User.token_generation, RevokedToken.jti)
+    select(User.token_generation, RevokedToken.jti, User.disabled_at)
     .select_from(User)
     .outerjoin(RevokedToken, RevokedToken.jti == bindparam("jti"))
     .where(User.id == bindparam("user_id"))
@@ -141,10 +173,17 @@ def session_holds_params(claims: tokens.Claims) -> dict[str, object]:
     }
 
 
-def _check_session(claims: tokens.Claims, generation: int | None, revoked: str | None) -> None:
+def _check_session(
+    claims: tokens.Claims,
+    generation: int | None,
+    revoked: str | None,
+    disabled: dt.datetime | None = None,
+) -> None:
     """Unauthorized unless the account exists (`generation` is not None) and the session holds."""
     if generation is None:
         raise Unauthorized("The account for this token no longer exists.")
+    if disabled is not None:  # disabling moved the generation on as well
+        raise Unauthorized(DISABLED)
     if revoked is not None:
         raise Unauthorized("This session has ended (logged out); log in again.")
     if generation != claims.generation:
@@ -161,7 +200,9 @@ def session_account(session: Session, claims: tokens.Claims) -> User:
         _SESSION_ACCOUNT, {"user_id": claims.user_id, "jti": claims.jti}
     ).one_or_none()
     user, revoked = row if row is not None else (None, None)
-    _check_session(claims, user.token_generation if user else None, revoked)
+    _check_session(
+        claims, user.token_generation if user else None, revoked, user.disabled_at if user else None
+    )
     assert user is not None
     return user
 
@@ -177,9 +218,29 @@ def session_owner(session: Session, claims: tokens.Claims) -> uuid.UUID:
         .execute(_SESSION_STATE, {"user_id": claims.user_id, "jti": claims.jti})
         .one_or_none()
     )
-    generation, revoked = row if row is not None else (None, None)
-    _check_session(claims, generation, revoked)
+    generation, revoked, disabled = row if row is not None else (None, None, None)
+    _check_session(claims, generation, revoked, disabled)
     return claims.user_id
+
+
+# A request moves `last_seen_at` only when it is this old (app.http.streaming.Seen).
+SEEN_EVERY = dt.timedelta(minutes=1)
+
+
+def touch_seen(session: Session, user_id: uuid.UUID) -> None:
+    """Record that the account made a request now, unless one did within SEEN_EVERY: the
+    condition keeps every process's touches of one account to one write a minute."""
+    now = utcnow()
+    session.execute(
+        update(User)
+        .where(
+            User.id == user_id,
+            (User.last_seen_at.is_(None)) | (User.last_seen_at < now - SEEN_EVERY),
+        )
+        .values(last_seen_at=now, updated_at=User.updated_at)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
 
 
 def logout(session: Session, claims: tokens.Claims) -> None:

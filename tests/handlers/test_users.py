@@ -38,7 +38,7 @@ def test_register_answers_201_with_the_user_and_its_location(local_client):
     assert response.status_code == 201, response.text
     assert response.headers["Location"] == "/api/v1/users/me"
     body = response.json()
-    assert set(body) == {"id", "email", "created_at"}
+    assert set(body) == {"id", "email", "created_at", "role"}
     assert body["email"] == email
     uuid.UUID(body["id"])
     created = dt.datetime.fromisoformat(body["created_at"])
