@@ -105,7 +105,8 @@ def list_users(
     case) if given, and how many match in all."""
     params: dict[str, object] = {"limit": limit + 1, "now": utcnow()}
     if search:
-        params["search"] = search.lower()
+        escaped = search.lower().replace("/", "//").replace("%", "/%").replace("_", "/_")
+        params["search"] = f"%{escaped}%"
     if cursor:
         params["after"], params["after_id"] = _decode_cursor(sort, cursor)
     page, counter = _statements(sort, bool(search), bool(cursor), default_quota)
@@ -123,7 +124,7 @@ def _statements(sort: str, searched: bool, after: bool, default_quota: int):
     column, descending = SORTS[sort]
     where = []
     if searched:
-        where.append(func.lower(User.email).contains(bindparam("search"), autoescape=True))
+        where.append(func.lower(User.email).like(bindparam("search"), escape="/"))
     matching = list(where)
     if after:
         bound = tuple_(bindparam("after"), bindparam("after_id", type_=User.id.type))
