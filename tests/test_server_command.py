@@ -371,3 +371,57 @@ def test_the_dev_banner_names_a_database_and_storage_set_outside_the_data_dir(tm
         f"  logs      {tmp_path}/dev.log",
         "Press Ctrl-C to stop.",
     ]
+
+
+def test_create_admin_makes_promotes_and_is_safe_to_repeat(tmp_path):
+    url = f"sqlite:///{tmp_path}/admin.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INSTASHARE_")}
+    env.update(INSTASHARE_DATABASE_URL=url, INSTASHARE_DATA_DIR=str(tmp_path))
+    assert run_cli("migrate", env=env).returncode == 0
+
+    def cli(*args, stdin=""):
+        return subprocess.run(
+            [sys.executable, "-m", "app.server", *args],
+            env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, input=stdin,
+        )  # fmt: skip
+
+    made = cli(
+        "create-admin", "Root@Example.com", "--password-stdin", stdin="correct horse battery\n"
+    )
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.strip() == "Root@Example.com made an administrator"
+    short = cli("create-admin", "other@example.com", "--password-stdin", stdin="short\n")
+    assert short.returncode == 1
+    assert short.stderr.strip() == (
+        "instashare-server: The password must be 10 to 1024 characters."
+    )
+    again = cli("create-admin", "root@example.com")  # no prompt: it exists
+    assert again.stdout.strip() == "Root@Example.com was an administrator already"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO users (id, email, password_hash, created_at, updated_at) "
+                "VALUES ('00000000000000000000000000000002', 'ada@example.com', '-', "
+                "'2026-12-01 00:00:00+00:00', '2026-12-01 00:00:00+00:00')"
+            )
+        )
+    promoted = cli("create-admin", "ada@example.com")
+    assert promoted.stdout.strip() == "ada@example.com is an administrator now"
+    with engine.connect() as conn:
+        roles = dict(conn.execute(sa.text("SELECT email, role FROM users")).all())
+        actions = conn.execute(sa.text("SELECT action FROM audit_events")).scalars().all()
+    engine.dispose()
+    assert roles == {"Root@Example.com": "admin", "ada@example.com": "admin"}
+    assert actions == ["admin.create", "admin.create"]
+
+
+def test_serve_makes_the_administrator_of_its_settings(tmp_path):
+    url = f"sqlite:///{tmp_path}/serve.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INSTASHARE_")}
+    env.update(INSTASHARE_DATABASE_URL=url, INSTASHARE_DATA_DIR=str(tmp_path))
+    assert run_cli("migrate", env=env).returncode == 0
+    env.update(INSTASHARE_ADMIN_EMAIL="ops@example.com")
+    refused = run_cli("serve", env=env)  # no password for an account that does not exist
+    assert refused.returncode == 2
+    assert "a password is needed" in refused.stderr

@@ -315,7 +315,6 @@ def ensure_admin(
     user = users.find_by_email(session, email)
     if user is not None:
         if user.is_admin:
-            session.rollback()
             return user, "unchanged"
         session.execute(update(User).where(User.id == user.id).values(role="admin"))
         outcome = "promoted"

@@ -28,6 +28,7 @@ from tests.helpers import (
 )
 
 A = "/api/v1/admin"
+pytestmark = pytest.mark.slow  # a live server of its own (serve_live)
 
 
 @pytest.fixture(scope="module")
