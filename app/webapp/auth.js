@@ -5,6 +5,8 @@ import { el, field } from "./ui.js";
 
 export function authForm({ onSignedIn }) {
   let mode = "login";
+  let signupMode = "open"; // who may register here (GET /signup): open, invite or closed
+  let invitation = null; // the token of the invitation link this page was opened with
 
   const title = el("h1", { id: "auth-title" });
   const email = el("input", { id: "email", name: "email", type: "email", autocomplete: "username", required: true, maxlength: 320 });
@@ -14,13 +16,16 @@ export function authForm({ onSignedIn }) {
   const submit = el("button", { type: "submit" });
   const switchText = el("span");
   const switchButton = el("button", { type: "button", class: "link", onclick: () => setMode(mode === "login" ? "signup" : "login") });
+  const switchLine = el("p", { class: "switch" }, switchText, " ", switchButton);
+  const invited = el("p", { id: "auth-invited", class: "notice", hidden: true, text: "You have been invited: choose your password to create your account." });
   const root = el(
     "section",
     { class: "card auth", "aria-labelledby": "auth-title", hidden: true },
     title,
     el("p", { class: "muted", text: "Upload files of any size, get them back as ZIP archives, share them with a link." }),
+    invited,
     el("form", { novalidate: true, onsubmit: submitForm }, field("E-mail", email), field("Password", password, hint), error, submit),
-    el("p", { class: "switch" }, switchText, " ", switchButton),
+    switchLine,
   );
 
   function setMode(next) {
@@ -32,7 +37,14 @@ export function authForm({ onSignedIn }) {
     switchButton.textContent = signup ? "Log in" : "Sign up";
     password.autocomplete = signup ? "new-password" : "current-password";
     hint.hidden = !signup;
+    invited.hidden = !(signup && invitation);
+    // "Sign up" only where one may: not when sign-up is closed, nor by invitation without one.
+    switchLine.hidden = !signup && !mayRegister();
     error.textContent = "";
+  }
+
+  function mayRegister() {
+    return signupMode === "open" || (signupMode === "invite" && invitation !== null);
   }
 
   async function submitForm(event) {
@@ -50,8 +62,12 @@ export function authForm({ onSignedIn }) {
     const body = { email: address, password: password.value };
     submit.disabled = true;
     try {
-      if (mode === "signup") await call("POST", "/users/register", { body });
+      if (mode === "signup") await call("POST", "/users/register", { body: invitation ? { ...body, invitation } : body });
       const token = await call("POST", "/users/login", { body });
+      if (invitation) {
+        invitation = null;
+        history.replaceState(null, "", location.pathname);
+      }
       session.token = token.access_token;
       password.value = "";
       await onSignedIn();
@@ -69,10 +85,29 @@ export function authForm({ onSignedIn }) {
     setMode("login");
     error.textContent = message;
     root.hidden = false;
+    askSignup();
+  }
+
+  // Shown in sign-up mode for the invitation of `token` (the page's `#/invite/<token>`).
+  function invite(token) {
+    invitation = token;
+    setMode("signup");
+    root.hidden = false;
+    email.focus();
+    askSignup();
+  }
+
+  async function askSignup() {
+    try {
+      signupMode = (await call("GET", "/signup")).mode;
+    } catch {
+      return; // the switch stays as it is; registering says why if it is refused
+    }
+    if (mode === "login") switchLine.hidden = !mayRegister();
   }
 
   setMode("login");
-  return { root, show };
+  return { root, show, invite };
 }
 
 export function accountBar({ onLogout }) {

@@ -4,6 +4,7 @@
 // fragment says which folder is open (`#/folders/{id}`; `#/` or none: the root), or that the
 // Links view is (`#/links`), so the browser's back button and a reload keep the place.
 
+import { adminView } from "./admin.js";
 import { call, session } from "./api.js";
 import { accountBar, authForm } from "./auth.js";
 import { fileList } from "./files.js";
@@ -16,6 +17,7 @@ import { uploadPanel } from "./uploads.js";
 import { usagePanel } from "./usage.js";
 
 const FOLDER_IN_HASH = /^#\/folders\/([0-9a-fA-F-]{36})$/;
+const INVITE_IN_HASH = /^#\/invite\/([A-Za-z0-9_-]{1,256})$/;
 const USAGE_EVERY_MS = 1000; // a folder of many files asks for the usage once a second at most
 
 // index.html is the page's frame: its top bar and its main landmark (and a note for
@@ -59,23 +61,34 @@ const unfinished = unfinishedUploads({ activeIds: uploads.activeIds, onDiscarded
 const nav = el("nav", { class: "views", "aria-label": "Views" });
 const filesTab = el("a", { href: "#/", text: "Files" });
 const linksTab = el("a", { href: "#/links", text: "Links" });
-nav.append(filesTab, linksTab);
+// Administrators only (GET /users/me says `role`); the API checks it anyway.
+const adminTab = el("a", { href: "#/admin", text: "Admin", hidden: true });
+const adminPanel = adminView();
+nav.append(filesTab, linksTab, adminTab);
 // The files view: the upload box, the unfinished uploads and the list (each hides parts of
 // itself as it needs; the Links view hides them all at once).
 const filesView = el("div", { class: "files-view" }, uploads.root, unfinished.root, files.root);
-const app = el("div", { id: "app-view", hidden: true }, nav, usage.root, filesView, links.root);
+const app = el("div", { id: "app-view", hidden: true }, nav, usage.root, filesView, links.root, adminPanel.root);
 
 const folderInHash = () => FOLDER_IN_HASH.exec(location.hash)?.[1] ?? null;
 const linksInHash = () => location.hash === "#/links";
 
-// The files (with the upload box) or the Links view, as the address says.
+// The files (with the upload box), the Links or the Admin view, as the address says.
 function showView({ focus = true } = {}) {
   const onLinks = linksInHash();
-  filesView.hidden = onLinks;
-  for (const [tab, current] of [[filesTab, !onLinks], [linksTab, onLinks]]) {
+  const onAdmin = location.hash === "#/admin";
+  filesView.hidden = onLinks || onAdmin;
+  usage.root.hidden = onAdmin;
+  for (const [tab, current] of [[filesTab, !onLinks && !onAdmin], [linksTab, onLinks], [adminTab, onAdmin]]) {
     if (current) tab.setAttribute("aria-current", "page");
     else tab.removeAttribute("aria-current");
   }
+  if (onAdmin) {
+    links.close();
+    document.title = "Instashare: administration";
+    return adminPanel.open({ focus });
+  }
+  adminPanel.close();
   if (onLinks) {
     document.title = "Instashare: your links";
     return links.open({ focus });
@@ -118,6 +131,7 @@ async function usageNow() {
   try {
     const [me] = await Promise.all([call("GET", "/users/me"), unfinished.refresh()]);
     account.show(me.email);
+    adminTab.hidden = me.role !== "admin";
     usage.show(me.usage);
     share.limit(me.limits);
   } catch {
@@ -139,10 +153,14 @@ async function logout() {
 
 window.addEventListener("hashchange", () => {
   if (session.token && !app.hidden) showView();
+  else if (INVITE_IN_HASH.test(location.hash)) auth.invite(INVITE_IN_HASH.exec(location.hash)[1]);
 });
 document.querySelector(".topbar-inner").append(account.root);
 main.append(auth.root, app);
 document.body.append(share.root, move.root, announcer);
 session.onExpired = () => showAuth("Your session has ended. Log in again.");
 if (session.token) showApp();
-else showAuth();
+else if (INVITE_IN_HASH.test(location.hash)) {
+  showAuth();
+  auth.invite(INVITE_IN_HASH.exec(location.hash)[1]);
+} else showAuth();
