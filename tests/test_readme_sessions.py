@@ -202,3 +202,24 @@ def test_the_cli_session_runs_as_written(dev, tmp_path):
         assert match, (command, shown, pattern.pattern)
         known.update({readme_value: match[name] for name, readme_value in new.items()})
     assert (tmp_path / "numbers.txt.zip").exists()  # what the link gave
+
+
+def test_the_admin_session_runs_as_written(dev, tmp_path):
+    (block,) = session_blocks("admin")
+    script = block.replace(README_HOST, dev.host)
+    # `create-admin` on the same machine as `dev`, with its data dir (the README's default).
+    env = clean_env(INSTASHARE_DATA_DIR=str(dev.log.parent))
+    result = subprocess.run(
+        ["bash", "-c", f"set -euo pipefail\n{script}"],
+        cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, capture_output=True,
+        text=True, timeout=60,
+    )  # fmt: skip
+    out = result.stdout
+    assert result.returncode == 0, (result.stdout, result.stderr, dev.log_tail())
+    assert "root@example.com made an administrator" in out
+    assert '"email":"katherine@example.com"' in out and '"state":"active"' in out
+    assert '"state":"disabled"' in out and '"effective_quota_bytes":1073741824' in out
+    assert re.search(r"^403$", out, re.MULTILINE)
+    assert '"link":"http://' in out and "/#/invite/" in out
+    assert '"admins":1' in out and '"disabled":1' in out
+    assert '"action":"invitation.create"' in out and '"action":"user.disable"' in out
