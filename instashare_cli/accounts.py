@@ -33,15 +33,23 @@ def _secret_option(name: str, env: str, *, prompt: str | bool = True, confirm=Fa
 @click.command(epilog="Example: instashare register --email ada@example.com")
 @_email_option
 @_secret_option("--password", "INSTASHARE_PASSWORD", confirm=True, help="10 characters or more")
+@click.option(
+    "--invite",
+    "invitation",
+    metavar="TOKEN",
+    help="an invitation's token (the end of its link, after /#/invite/), or the whole link",
+)
 @pass_session
-def register(session: Session, email: str, password: str) -> None:
-    """Create an account.
+def register(session: Session, email: str, password: str, invitation: str | None) -> None:
+    """Create an account (on a server that takes sign-ups by invitation: with --invite).
 
     Asks for the e-mail address and (twice, hidden) the password when they are not given.
     The server becomes the default, so that `instashare login` goes to the same one.
     """
+    if invitation is not None:
+        invitation = invitation.rsplit("/#/invite/", 1)[-1]
     with session.api(authenticated=False) as api:
-        user = api.register(email, password)
+        user = api.register(email, password, invitation)
     session.config.remember_server(session.server)
     stdout.print(f"registered {user['email']} on {session.server}; now run: instashare login")
 

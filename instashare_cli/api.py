@@ -215,11 +215,12 @@ class Api(_Client):
 
     # users
 
-    def register(self, email: str, password: str) -> dict:
-        """POST /users/register: the new account."""
-        return self._send(
-            "POST", "/users/register", json={"email": email, "password": password}
-        ).json()
+    def register(self, email: str, password: str, invitation: str | None = None) -> dict:
+        """POST /users/register (with an invitation's token, if given): the new account."""
+        body = {"email": email, "password": password}
+        if invitation:
+            body["invitation"] = invitation
+        return self._send("POST", "/users/register", json=body).json()
 
     def login(self, email: str, password: str) -> dict:
         """POST /users/login: `access_token`, `expires_in`."""

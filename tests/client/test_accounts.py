@@ -207,3 +207,34 @@ def test_usage_errors_exit_2(offline_cli, args):
     result = offline_cli.run(*args)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
+
+
+def test_register_with_an_invitation_link_uses_it_once(cli, stranger, live_server):
+    import sqlalchemy as sa
+
+    admin_email = new_email()
+    with httpx.Client(base_url=f"{cli.server}/api/v1", timeout=30) as http:
+        body = {"email": admin_email, "password": PASSWORD}
+        assert http.post("/users/register", json=body).status_code == 201
+        engine = sa.create_engine(live_server.database_url)
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text("UPDATE users SET role = 'admin' WHERE email = :e"), {"e": admin_email}
+            )
+        engine.dispose()
+        token = http.post("/users/login", json=body).json()["access_token"]
+        made = http.post(
+            "/admin/invitations", headers={"Authorization": f"Bearer {token}"}, json={}
+        ).json()
+    email = new_email()
+    registered = cli.ok(
+        "register", "--invite", made["link"], input=f"{email}\n{PASSWORD}\n{PASSWORD}\n"
+    )
+    assert f"registered {email}" in registered.stdout
+    again = stranger.run(
+        "register", "--invite", made["token"], input=f"{new_email()}\n{PASSWORD}\n{PASSWORD}\n"
+    )
+    assert again.returncode != 0
+    assert error_line(again.stderr) == (
+        "instashare: error: This invitation has been used already; ask for a new one."
+    )
