@@ -21,6 +21,7 @@ from sqlalchemy import Integer, bindparam, func, select, tuple_, update
 from sqlalchemy import delete as sql_delete
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from app.db import utcnow
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -122,7 +123,7 @@ def _statements(sort: str, searched: bool, after: bool, default_quota: int):
     is a row-value bound the planner walks the order's index from; the search, a LIKE on
     lower(email), is what the trigram index of migration 0018 answers on PostgreSQL."""
     column, descending = SORTS[sort]
-    where = []
+    where: list[ColumnElement[bool]] = []
     if searched:
         where.append(func.lower(User.email).like(bindparam("search"), escape="/"))
     matching = list(where)
