@@ -141,3 +141,31 @@ web_schema = schemathesis.openapi.from_path(ROOT / "swagger" / "web.yaml", confi
 def test_the_web_app_conforms_to_its_spec(case, local_app):
     case.operation.app = case.operation.schema.app = local_app
     case.call_and_validate(excluded_checks=EXCLUDED_CHECKS)
+
+
+# The administrators' document (/api/v1/admin), called as an administrator.
+admin_schema = schemathesis.openapi.from_path(ROOT / "swagger" / "admin.yaml", config=CONFIG)
+
+
+@pytest.fixture
+def admin_headers(make_account, session) -> dict[str, str]:
+    from sqlalchemy import update
+
+    from app.models import User
+
+    account = make_account()
+    session.execute(update(User).where(User.email == account.email).values(role="admin"))
+    session.commit()
+    return account.headers
+
+
+@admin_schema.parametrize()
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+def test_the_admin_api_conforms_to_its_spec(case, local_app, admin_headers):
+    case.operation.app = case.operation.schema.app = local_app
+    headers = {} if _drops_the_token(case) else dict(admin_headers)
+    case.call_and_validate(headers=headers, excluded_checks=EXCLUDED_CHECKS)
