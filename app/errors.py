@@ -75,6 +75,12 @@ class TooManyRequests(AppError):
     status, title = 429, "Too Many Requests"
 
 
+class BadGateway(AppError):
+    """A server this one relies on for the request (an OpenID provider) failed."""
+
+    status, title = 502, "Bad Gateway"
+
+
 # The end of every StorageUnavailable sentence (what failed is said before it).
 STORAGE_DOWN = "the storage failed or did not answer; retry in a moment."
 

@@ -149,6 +149,23 @@ class AuditEvent(Base):
     )
 
 
+class UserIdentity(Base):
+    """An account's identity at an OpenID provider: the provider's subject, which stays the
+    same when the person's address there changes (app.services.sso)."""
+
+    __tablename__ = "user_identities"
+
+    issuer: Mapped[str] = mapped_column(String(255), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(255), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    # The address the provider gave at the last sign-in (the account's own may differ).
+    email: Mapped[str] = mapped_column(String(254))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class RevokedToken(Base):
     """A token ended by logout, remembered until it would have expired anyway."""
 

@@ -10,6 +10,7 @@ from sqlalchemy.orm import sessionmaker
 from app.db import make_engine, make_session_factory
 from app.queue.celery import make_celery
 from app.queue.jobs import JobQueue, celery_sender, redis_queue_depth
+from app.services.once import MemoryOneTime, OneTimeValues, RedisOneTime
 from app.services.throttle import (
     CounterStore,
     LoginThrottle,
@@ -23,13 +24,15 @@ from app.storage import Storage, make_storage
 
 @dataclass
 class Runtime:
-    """The process's connections: database sessions, storage, the job queue, login counters."""
+    """The process's connections: database sessions, storage, the job queue, login counters,
+    and the values a request leaves for one later request (single sign-on's)."""
 
     settings: Settings
     sessions: sessionmaker
     storage: Storage
     jobs: JobQueue
     throttle: LoginThrottle
+    once: OneTimeValues
 
 
 def _throttle(settings: Settings) -> LoginThrottle:
@@ -50,6 +53,16 @@ def _throttle(settings: Settings) -> LoginThrottle:
         per_account=settings.login_max_failures_per_account,
         window=settings.login_window_seconds,
         interval=settings.login_campaign_interval_seconds,
+    )
+
+
+def _one_time_values(settings: Settings) -> OneTimeValues:
+    if not settings.redis_url:
+        return MemoryOneTime()
+    import redis
+
+    return RedisOneTime(
+        redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
     )
 
 
@@ -75,4 +88,5 @@ def build_runtime(
         storage=make_storage(settings),
         jobs=jobs,
         throttle=_throttle(settings),
+        once=_one_time_values(settings),
     )

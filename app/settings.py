@@ -70,6 +70,11 @@ def _networks(raw: str) -> tuple[str, ...]:
     return networks
 
 
+def _domains(raw: str) -> tuple[str, ...]:
+    """E-mail domains or addresses: compared whatever their case."""
+    return tuple(value.lower() for value in _origins(raw))
+
+
 def default_data_dir(environ: Mapping[str, str]) -> Path:
     """`$XDG_DATA_HOME/instashare`, else `~/.local/share/instashare` (a relative one is ignored)."""
     base = environ.get("XDG_DATA_HOME", "")
@@ -121,8 +126,9 @@ class Settings:
         "INSTASHARE_REDIS_URL",
         "",
         str,
-        "Redis for login throttling; empty means in-process (development only); while it "
-        "cannot be reached each process counts on its own",
+        "Redis for login throttling and single sign-on's one-time values; empty means "
+        "in-process (development only); while it cannot be reached each process counts on "
+        "its own",
     )
     # Never None once constructed: __post_init__ puts the per-user default in its place.
     data_dir: Path = _setting(
@@ -326,6 +332,56 @@ class Settings:
         _int(0),
         "port of the worker's Prometheus endpoint (0: none)",
     )
+    oidc_issuer: str = _setting(
+        "INSTASHARE_OIDC_ISSUER",
+        "",
+        str,
+        "OpenID Connect provider for single sign-on (its issuer URL, such as "
+        "`https://accounts.google.com`; its `/.well-known/openid-configuration` says the rest); "
+        "empty: no single sign-on",
+    )
+    oidc_client_id: str = _setting(
+        "INSTASHARE_OIDC_CLIENT_ID", "", str, "this server's client id at the provider"
+    )
+    oidc_client_secret: str = _setting(
+        "INSTASHARE_OIDC_CLIENT_SECRET", "", str, "this server's client secret at the provider"
+    )
+    oidc_scopes: str = _setting(
+        "INSTASHARE_OIDC_SCOPES",
+        "openid email profile",
+        str,
+        "scopes asked of the provider (space-separated; `openid` and `email` are needed)",
+    )
+    oidc_allowed_domains: tuple[str, ...] = _setting(
+        "INSTASHARE_OIDC_ALLOWED_DOMAINS",
+        (),
+        _domains,
+        "comma-separated e-mail domains whose people may sign in with SSO; empty: any",
+    )
+    oidc_admin_emails: tuple[str, ...] = _setting(
+        "INSTASHARE_OIDC_ADMIN_EMAILS",
+        (),
+        _domains,
+        "comma-separated addresses made administrators when they sign in with SSO",
+    )
+    oidc_admin_claim: str = _setting(
+        "INSTASHARE_OIDC_ADMIN_CLAIM",
+        "",
+        str,
+        "ID token claim (such as `groups` or `roles`) naming administrators, with `…_ADMIN_VALUES`",
+    )
+    oidc_admin_values: tuple[str, ...] = _setting(
+        "INSTASHARE_OIDC_ADMIN_VALUES",
+        (),
+        _origins,
+        "comma-separated values of `…_ADMIN_CLAIM` (one of them in it) that make an administrator",
+    )
+    oidc_label: str = _setting(
+        "INSTASHARE_OIDC_LABEL",
+        "single sign-on",
+        str,
+        "the provider's name on the log-in page's button (`Sign in with <label>`)",
+    )
     log_level: str = _setting(
         "INSTASHARE_LOG_LEVEL", "INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "log level"
     )
@@ -367,6 +423,11 @@ class Settings:
         return self.env == "production"
 
     @property
+    def sso_enabled(self) -> bool:
+        """Whether people may sign in through the OpenID provider (app.services.sso)."""
+        return bool(self.oidc_issuer)
+
+    @property
     def storage_root(self) -> Path:
         return self.storage_dir or self.data_dir / "storage"
 
@@ -381,6 +442,7 @@ class Settings:
         self._check_database_url()
         if self.public_url and not self.public_url.startswith(("http://", "https://")):
             raise SettingsError("INSTASHARE_PUBLIC_URL must start with http:// or https://")
+        self._check_oidc()
         if not self.production:
             return
         if (
@@ -404,6 +466,25 @@ class Settings:
         if self.broker_url.startswith("filesystem"):
             raise SettingsError("INSTASHARE_BROKER_URL must name Redis in production")
 
+    def _check_oidc(self) -> None:
+        if not self.oidc_issuer:
+            return
+        if not self.oidc_issuer.startswith(("https://", "http://")):
+            raise SettingsError("INSTASHARE_OIDC_ISSUER must start with https://")
+        if self.production and not self.oidc_issuer.startswith("https://"):
+            raise SettingsError("INSTASHARE_OIDC_ISSUER must start with https:// in production")
+        if not (self.oidc_client_id and self.oidc_client_secret):
+            raise SettingsError(
+                "INSTASHARE_OIDC_CLIENT_ID and INSTASHARE_OIDC_CLIENT_SECRET are required with "
+                "INSTASHARE_OIDC_ISSUER"
+            )
+        if not {"openid", "email"} <= set(self.oidc_scopes.split()):
+            raise SettingsError("INSTASHARE_OIDC_SCOPES must include openid and email")
+        if bool(self.oidc_admin_claim) != bool(self.oidc_admin_values):
+            raise SettingsError(
+                "INSTASHARE_OIDC_ADMIN_CLAIM and INSTASHARE_OIDC_ADMIN_VALUES go together"
+            )
+
     def _check_database_url(self) -> None:
         from sqlalchemy.engine import make_url
         from sqlalchemy.exc import ArgumentError, NoSuchModuleError
@@ -422,7 +503,7 @@ class Settings:
         shown: dict[str, str] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name in ("secret_key", "admin_password"):
+            if f.name in ("secret_key", "admin_password", "oidc_client_secret"):
                 value = "****" if value else ""
             elif isinstance(value, str) and "@" in value and "://" in value:
                 scheme, rest = value.split("://", 1)

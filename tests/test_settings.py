@@ -156,3 +156,45 @@ def test_the_suite_keeps_its_data_out_of_the_home_directory(data_home):
     assert data_dir == data_home / "instashare"
     for home in {Path.home(), Path(pwd.getpwuid(os.getuid()).pw_dir)}:
         assert not data_dir.is_relative_to(home / ".local" / "share")
+
+
+GOOD_SSO = {
+    "INSTASHARE_OIDC_ISSUER": "https://accounts.google.com",
+    "INSTASHARE_OIDC_CLIENT_ID": "123.apps.googleusercontent.com",
+    "INSTASHARE_OIDC_CLIENT_SECRET": "GOCSPX-secret",
+}
+
+
+def test_single_sign_on_is_off_unless_an_issuer_is_set():
+    assert not Settings.from_env({}).sso_enabled
+    settings = Settings.from_env(
+        {
+            **GOOD_SSO,
+            "INSTASHARE_OIDC_ALLOWED_DOMAINS": "Example.org, example.com",
+            "INSTASHARE_OIDC_ADMIN_EMAILS": "Boss@Example.org",
+        }
+    )
+    assert settings.sso_enabled
+    assert settings.oidc_allowed_domains == ("example.org", "example.com")
+    assert settings.oidc_admin_emails == ("boss@example.org",)
+    assert settings.masked()["INSTASHARE_OIDC_CLIENT_SECRET"] == "****"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"INSTASHARE_OIDC_CLIENT_SECRET": ""}, "INSTASHARE_OIDC_CLIENT_SECRET are required"),
+        ({"INSTASHARE_OIDC_ISSUER": "accounts.google.com"}, "must start with https://"),
+        ({"INSTASHARE_OIDC_SCOPES": "openid profile"}, "must include openid and email"),
+        ({"INSTASHARE_OIDC_ADMIN_CLAIM": "groups"}, "go together"),
+    ],
+)
+def test_single_sign_on_settings_are_checked_at_start(changes, message):
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env({**GOOD_SSO, **changes})
+
+
+def test_production_wants_the_provider_over_https():
+    issuer = {"INSTASHARE_OIDC_ISSUER": "http://login.example.org"}
+    with pytest.raises(SettingsError, match="INSTASHARE_OIDC_ISSUER must start with https://"):
+        Settings.from_env({**GOOD_PRODUCTION, **GOOD_SSO, **issuer})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from app.http import attempts
-from app.http.responses import NO_CONTENT, json_body
+from app.http.responses import NO_CONTENT, json_body, token_body
 from app.http.streaming import Exchange, Reply
 from app.models import User
 from app.services import shares, users
@@ -58,15 +58,7 @@ async def login(request: Exchange) -> None:
         address=request.address,
         attempt=attempts.current(),  # counted, and its turn waited for, before this thread
     )
-    await request.reply(_token_response(token, expires_in))
-
-
-def _token_response(token: str, expires_in: int) -> Reply:
-    return json_body(
-        {"access_token": token, "token_type": "Bearer", "expires_in": expires_in},
-        200,
-        **{"Cache-Control": "no-store"},  # a credential: no cache keeps it
-    )
+    await request.reply(token_body(token, expires_in))
 
 
 async def logout(request: Exchange) -> None:
@@ -86,7 +78,7 @@ async def change_password(request: Exchange) -> None:
     token, expires_in = await request.lookup(
         _change_password, request, body["current_password"], body["new_password"]
     )
-    await request.reply(_token_response(token, expires_in))
+    await request.reply(token_body(token, expires_in))
 
 
 def _change_password(

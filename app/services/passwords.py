@@ -19,6 +19,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from app.settings import Settings
 
 LANES = 4
+# The password hash of an account made by single sign-on (app.services.sso): no password
+# matches it, and checking one takes as long as for an account that has none.
+NO_PASSWORD = "!"  # noqa: S105 - not a password: the mark of having none
 
 
 @dataclass(frozen=True)
@@ -32,12 +35,14 @@ class Passwords:
         return self.hasher.hash(password)
 
     def matches(self, password_hash: str | None, password: str) -> bool:
-        """Whether `password` is the one hashed; as slow for no hash (None) as for one."""
+        """Whether `password` is the one hashed; as slow for no hash (None, or NO_PASSWORD)
+        as for one."""
+        hashed = None if password_hash == NO_PASSWORD else password_hash
         try:
-            self.hasher.verify(password_hash or self.dummy_hash, password)
+            self.hasher.verify(hashed or self.dummy_hash, password)
         except (VerificationError, InvalidHashError):
             return False
-        return password_hash is not None
+        return hashed is not None
 
     def needs_rehash(self, password_hash: str) -> bool:
         return self.hasher.check_needs_rehash(password_hash)
