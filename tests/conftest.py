@@ -68,6 +68,9 @@ PROCESS_FIXTURES = frozenset(
         "site",  # tests/browser: the app on a port, with a worker
         "browser",  # tests/browser: Chromium
         "wheel",  # tests/deploy/test_wheel: pip builds the wheel
+        "openid_provider",  # tests/handlers/test_sso, tests/browser/test_sso: a provider server
+        "sso_site",  # tests/browser/test_sso: the app with single sign-on, on a port
+        "sso_browser",  # tests/browser/test_sso: Chromium
     }
 )
 
@@ -259,6 +262,15 @@ def fault_proxy(_fault_proxy) -> Iterator[FaultProxy]:
 def proxied_storage(fault_proxy) -> GCSStorage:
     """A GCS backend on the test bucket whose every request passes through `fault_proxy`."""
     return proxied_gcs(fault_proxy)
+
+
+@pytest.fixture(scope="session")
+def openid_provider() -> Iterator:
+    """A real OpenID provider on a loopback port, for single sign-on (tests/oidc_provider.py)."""
+    from tests import oidc_provider  # its Flask app, only for the runs that ask for it
+
+    with oidc_provider.running() as provider:
+        yield provider
 
 
 # --- settings and the app ------------------------------------------------------------------

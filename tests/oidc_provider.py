@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Iterator
 from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
-import oidc_provider_mock
 
 CLIENT_ID = "instashare-tests"
 CLIENT_SECRET = "not-a-secret-only-for-tests"
@@ -53,6 +53,10 @@ def running() -> Iterator[Provider]:
     # Its authorization server (authlib's) refuses plain HTTP unless told: loopback only.
     saved = os.environ.get("AUTHLIB_INSECURE_TRANSPORT")
     os.environ["AUTHLIB_INSECURE_TRANSPORT"] = "1"
+    with warnings.catch_warnings():
+        # It imports authlib.jose, which authlib now warns of (with a filter of its own).
+        warnings.simplefilter("ignore")
+        import oidc_provider_mock
     try:
         with oidc_provider_mock.run_server_in_thread() as server:
             yield Provider(f"http://localhost:{server.server_port}")

@@ -18,6 +18,7 @@ from tests.helpers import ROOT
 SLOW = [
     "tests/browser/test_webapp.py",
     "tests/browser/test_big_download.py",
+    "tests/browser/test_sso.py",
     "tests/client/test_accounts.py",
     "tests/client/test_files.py",
     "tests/client/test_resume.py",

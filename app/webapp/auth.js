@@ -3,7 +3,8 @@
 import { ApiError, call, session } from "./api.js";
 import { el, field } from "./ui.js";
 
-export function authForm({ onSignedIn }) {
+// `more` (optional) goes under the form: the single sign-on button (sso.js).
+export function authForm({ onSignedIn, more = null }) {
   let mode = "login";
   let signupMode = "open"; // who may register here (GET /signup): open, invite or closed
   let invitation = null; // the token of the invitation link this page was opened with
@@ -25,6 +26,7 @@ export function authForm({ onSignedIn }) {
     el("p", { class: "muted", text: "Upload files of any size, get them back as ZIP archives, share them with a link." }),
     invited,
     el("form", { novalidate: true, onsubmit: submitForm }, field("E-mail", email), field("Password", password, hint), error, submit),
+    more,
     switchLine,
   );
 

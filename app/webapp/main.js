@@ -11,13 +11,16 @@ import { fileList } from "./files.js";
 import { linksView } from "./links.js";
 import { moveDialog } from "./move.js";
 import { shareDialog } from "./share.js";
-import { announce, announcer, el } from "./ui.js";
+import { finishSignIn, ssoButton } from "./sso.js";
+import { announce, announcer, el, sentence } from "./ui.js";
 import { unfinishedUploads } from "./unfinished.js";
 import { uploadPanel } from "./uploads.js";
 import { usagePanel } from "./usage.js";
 
 const FOLDER_IN_HASH = /^#\/folders\/([0-9a-fA-F-]{36})$/;
 const INVITE_IN_HASH = /^#\/invite\/([A-Za-z0-9_-]{1,256})$/;
+// Back from single sign-on: the one-time code the server sent the browser here with.
+const SSO_CODE_IN_HASH = /^#\/sso\/([A-Za-z0-9_-]{20,100})$/;
 const USAGE_EVERY_MS = 1000; // a folder of many files asks for the usage once a second at most
 
 // index.html is the page's frame: its top bar and its main landmark (and a note for
@@ -28,7 +31,8 @@ const share = shareDialog({ onChange: () => files.refresh() });
 const links = linksView({ onChange: () => files.refresh() });
 const move = moveDialog();
 const usage = usagePanel();
-const auth = authForm({ onSignedIn: showApp });
+const sso = ssoButton();
+const auth = authForm({ onSignedIn: showApp, more: sso.root });
 const account = accountBar({ onLogout: logout });
 const files = fileList({
   onShare: share.open,
@@ -159,8 +163,22 @@ document.querySelector(".topbar-inner").append(account.root);
 main.append(auth.root, app);
 document.body.append(share.root, move.root, announcer);
 session.onExpired = () => showAuth("Your session has ended. Log in again.");
-if (session.token) showApp();
+sso.load();
+const ssoCode = SSO_CODE_IN_HASH.exec(location.hash)?.[1];
+if (ssoCode) finishSso(ssoCode);
+else if (session.token) showApp();
 else if (INVITE_IN_HASH.test(location.hash)) {
   showAuth();
   auth.invite(INVITE_IN_HASH.exec(location.hash)[1]);
 } else showAuth();
+
+// Back from the single sign-on provider: signed in, or the log-in page saying why not.
+async function finishSso(code) {
+  try {
+    await finishSignIn(code);
+  } catch (failure) {
+    showAuth(sentence(failure.message));
+    return;
+  }
+  showApp();
+}

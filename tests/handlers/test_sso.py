@@ -5,7 +5,6 @@ web app's one-time code and the token it trades it for."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select
@@ -20,18 +19,12 @@ EXCHANGE = "/api/v1/users/sso/exchange"
 WEBAPP_CODE = "http://testserver/#/sso/"
 
 
-@pytest.fixture(scope="module")
-def provider() -> Iterator[oidc_provider.Provider]:
-    with oidc_provider.running() as running:
-        yield running
-
-
-def _sso_settings(tmp_path_factory, database_url, provider, **overrides):
+def _sso_settings(tmp_path_factory, database_url, openid_provider, **overrides):
     return make_settings(
         tmp_path_factory.mktemp("sso"),
         database_url,
         "local",
-        oidc_issuer=provider.url,
+        oidc_issuer=openid_provider.url,
         oidc_client_id=oidc_provider.CLIENT_ID,
         oidc_client_secret=oidc_provider.CLIENT_SECRET,
         **{"oidc_label": "Mock ID", **overrides},
@@ -39,8 +32,8 @@ def _sso_settings(tmp_path_factory, database_url, provider, **overrides):
 
 
 @pytest.fixture(scope="module")
-def sso_settings(tmp_path_factory, database_url, redis_url, provider):
-    return _sso_settings(tmp_path_factory, database_url, provider)
+def sso_settings(tmp_path_factory, database_url, redis_url, openid_provider):
+    return _sso_settings(tmp_path_factory, database_url, openid_provider)
 
 
 @pytest.fixture
@@ -49,11 +42,11 @@ def sso_client(make_app, sso_settings):
         yield client
 
 
-def person(provider, email: str | None = None, *, verified: bool = True, **claims) -> str:
+def person(openid_provider, email: str | None = None, *, verified: bool = True, **claims) -> str:
     """A person at the provider (a new subject); their subject."""
     sub = f"sub-{uuid.uuid4().hex[:12]}"
     email = email or new_email()
-    provider.person(sub, email=email, email_verified=verified, name="Ada", **claims)
+    openid_provider.person(sub, email=email, email_verified=verified, name="Ada", **claims)
     return sub
 
 
@@ -80,9 +73,9 @@ def exchange(client, code: str):
     return client.post(EXCHANGE, json={"code": code})
 
 
-def sign_in(client, provider, sub: str):
+def sign_in(client, openid_provider, sub: str):
     """The whole flow as `sub`; the exchange's answer."""
-    return exchange(client, come_back(client, provider.authorize(begin(client), sub)))
+    return exchange(client, come_back(client, openid_provider.authorize(begin(client), sub)))
 
 
 def profile(client, token: str) -> dict:
@@ -98,7 +91,7 @@ def test_the_provider_says_whether_sso_is_on_and_its_name(local_client, sso_clie
     assert "Single sign-on is not set up" in assert_problem(local_client.get(START), 404)["detail"]
 
 
-def test_the_redirect_asks_for_a_code_with_pkce_state_and_nonce(sso_client, provider):
+def test_the_redirect_asks_for_a_code_with_pkce_state_and_nonce(sso_client, openid_provider):
     query = oidc_provider.query_of(begin(sso_client))
     assert query["response_type"] == "code"
     assert query["client_id"] == oidc_provider.CLIENT_ID
@@ -109,17 +102,17 @@ def test_the_redirect_asks_for_a_code_with_pkce_state_and_nonce(sso_client, prov
     assert query["state"] and query["nonce"] and query["state"] != query["nonce"]
 
 
-def test_a_new_person_gets_an_account_and_a_session(sso_client, provider, session):
+def test_a_new_person_gets_an_account_and_a_session(sso_client, openid_provider, session):
     email = new_email()
-    sub = person(provider, email)
-    response = sign_in(sso_client, provider, sub)
+    sub = person(openid_provider, email)
+    response = sign_in(sso_client, openid_provider, sub)
     assert response.status_code == 200, response.text
     assert response.headers["cache-control"] == "no-store"
     body = response.json()
     assert body["token_type"] == "Bearer" and body["expires_in"] > 0
     me = profile(sso_client, body["access_token"])
     assert me["email"] == email
-    identity = session.get(UserIdentity, (provider.url, sub))
+    identity = session.get(UserIdentity, (openid_provider.url, sub))
     assert identity is not None and str(identity.user_id) == me["id"]
     # No password signs in to it.
     login = sso_client.post("/api/v1/users/login", json={"email": email, "password": "!"})
@@ -127,13 +120,13 @@ def test_a_new_person_gets_an_account_and_a_session(sso_client, provider, sessio
 
 
 def test_an_existing_account_is_matched_by_its_verified_address(
-    sso_client, provider, make_account, session
+    sso_client, openid_provider, make_account, session
 ):
     account = make_account()
-    sub = person(provider, account.email.upper())  # the provider's spelling may differ
-    me = profile(sso_client, sign_in(sso_client, provider, sub).json()["access_token"])
+    sub = person(openid_provider, account.email.upper())  # the provider's spelling may differ
+    me = profile(sso_client, sign_in(sso_client, openid_provider, sub).json()["access_token"])
     assert me["id"] == account.id
-    assert session.get(UserIdentity, (provider.url, sub)).user_id == uuid.UUID(account.id)
+    assert session.get(UserIdentity, (openid_provider.url, sub)).user_id == uuid.UUID(account.id)
     # Its password still works.
     login = sso_client.post(
         "/api/v1/users/login", json={"email": account.email, "password": PASSWORD}
@@ -142,61 +135,66 @@ def test_an_existing_account_is_matched_by_its_verified_address(
 
 
 def test_a_returning_person_is_matched_by_subject_when_their_address_changed(
-    sso_client, provider, session
+    sso_client, openid_provider, session
 ):
-    sub = person(provider, "first-" + new_email())
-    first = profile(sso_client, sign_in(sso_client, provider, sub).json()["access_token"])
-    provider.person(sub, email="renamed-" + new_email(), email_verified=True)
-    again = profile(sso_client, sign_in(sso_client, provider, sub).json()["access_token"])
+    sub = person(openid_provider, "first-" + new_email())
+    first = profile(sso_client, sign_in(sso_client, openid_provider, sub).json()["access_token"])
+    openid_provider.person(sub, email="renamed-" + new_email(), email_verified=True)
+    again = profile(sso_client, sign_in(sso_client, openid_provider, sub).json()["access_token"])
     assert again["id"] == first["id"]
     assert again["email"] == first["email"]  # the account keeps its own address
     assert session.scalar(select(User).where(User.id == uuid.UUID(first["id"]))) is not None
 
 
-def test_an_unverified_address_is_refused(sso_client, provider, session):
+def test_an_unverified_address_is_refused(sso_client, openid_provider, session):
     email = new_email()
-    unverified = person(provider, email, verified=False)
-    body = assert_problem(sign_in(sso_client, provider, unverified), 403)
+    unverified = person(openid_provider, email, verified=False)
+    body = assert_problem(sign_in(sso_client, openid_provider, unverified), 403)
     assert body["detail"] == (
         "Your e-mail address at Mock ID is not verified, so it cannot sign you in here."
     )
     assert session.scalar(select(User).where(User.email == email)) is None
 
 
-def test_only_the_allowed_domains_sign_in(make_app, tmp_path_factory, database_url, provider):
+def test_only_the_allowed_domains_sign_in(
+    make_app, tmp_path_factory, database_url, openid_provider
+):
     settings = _sso_settings(
-        tmp_path_factory, database_url, provider, oidc_allowed_domains="Example.ORG"
+        tmp_path_factory, database_url, openid_provider, oidc_allowed_domains="Example.ORG"
     )
     with make_app(settings).test_client() as client:
-        other = person(provider, new_email())  # @example.com
-        body = assert_problem(sign_in(client, provider, other), 403)
+        other = person(openid_provider, new_email())  # @example.com
+        body = assert_problem(sign_in(client, openid_provider, other), 403)
         assert body["detail"] == "Addresses at example.com cannot sign in to this server."
-        allowed = person(provider, f"ada-{uuid.uuid4().hex[:8]}@example.org")
-        assert sign_in(client, provider, allowed).status_code == 200
+        allowed = person(openid_provider, f"ada-{uuid.uuid4().hex[:8]}@example.org")
+        assert sign_in(client, openid_provider, allowed).status_code == 200
 
 
 def test_signing_in_by_invitation_only_lets_in_existing_accounts(
-    sso_client, provider, make_account, monkeypatch
+    sso_client, openid_provider, make_account, monkeypatch
 ):
     # The sign-up mode is the accounts-admin branch's setting: its seam stands in for it.
     monkeypatch.setattr(sso, "signup_allows_sso", lambda settings: False)
     email = new_email()
-    body = assert_problem(sign_in(sso_client, provider, person(provider, email)), 403)
+    body = assert_problem(sign_in(sso_client, openid_provider, person(openid_provider, email)), 403)
     assert body["detail"] == (
         f"There is no account for {email} here, and this server takes new people by "
         "invitation only: ask an administrator for one."
     )
     account = make_account()
-    assert sign_in(sso_client, provider, person(provider, account.email)).status_code == 200
+    assert (
+        sign_in(sso_client, openid_provider, person(openid_provider, account.email)).status_code
+        == 200
+    )
 
 
 def test_administrators_are_named_by_a_claim_or_an_address(
-    tmp_path_factory, database_url, provider
+    tmp_path_factory, database_url, openid_provider
 ):
     settings = _sso_settings(
         tmp_path_factory,
         database_url,
-        provider,
+        openid_provider,
         oidc_admin_claim="groups",
         oidc_admin_values="instashare-admins,ops",
         oidc_admin_emails="Boss@Example.com",
@@ -208,55 +206,59 @@ def test_administrators_are_named_by_a_claim_or_an_address(
     assert not sso.names_admin(settings, {"email": "a@b.co"})
 
 
-def test_an_administrator_by_claim_signs_in(make_app, tmp_path_factory, database_url, provider):
+def test_an_administrator_by_claim_signs_in(
+    make_app, tmp_path_factory, database_url, openid_provider
+):
     settings = _sso_settings(
         tmp_path_factory,
         database_url,
-        provider,
+        openid_provider,
         oidc_admin_claim="groups",
         oidc_admin_values="instashare-admins",
     )
     with make_app(settings).test_client() as client:
-        sub = person(provider, groups=["instashare-admins"])
+        sub = person(openid_provider, groups=["instashare-admins"])
         # Seam: with the accounts-admin branch's `users.role`, this account is an admin.
-        assert sign_in(client, provider, sub).status_code == 200
+        assert sign_in(client, openid_provider, sub).status_code == 200
 
 
-def test_a_refusal_at_the_provider_ends_in_a_sentence(sso_client, provider):
-    code = come_back(sso_client, provider.deny(begin(sso_client)))
+def test_a_refusal_at_the_provider_ends_in_a_sentence(sso_client, openid_provider):
+    code = come_back(sso_client, openid_provider.deny(begin(sso_client)))
     body = assert_problem(exchange(sso_client, code), 401)
     assert body["detail"] == "You did not let Mock ID sign you in here."
 
 
-def test_a_callback_replayed_is_refused(sso_client, provider):
-    back = provider.authorize(begin(sso_client), person(provider))
+def test_a_callback_replayed_is_refused(sso_client, openid_provider):
+    back = openid_provider.authorize(begin(sso_client), person(openid_provider))
     assert exchange(sso_client, come_back(sso_client, back)).status_code == 200
     again = come_back(sso_client, back)
     body = assert_problem(exchange(sso_client, again), 400)
     assert body["detail"].startswith("This sign-in has expired, was used already")
 
 
-def test_a_one_time_code_is_good_once(sso_client, provider):
-    code = come_back(sso_client, provider.authorize(begin(sso_client), person(provider)))
+def test_a_one_time_code_is_good_once(sso_client, openid_provider):
+    code = come_back(
+        sso_client, openid_provider.authorize(begin(sso_client), person(openid_provider))
+    )
     assert exchange(sso_client, code).status_code == 200
     body = assert_problem(exchange(sso_client, code), 400)
     assert body["detail"] == "This sign-in has expired or was used already; sign in again."
 
 
-def test_a_callback_in_another_browser_is_refused(make_app, sso_settings, provider):
+def test_a_callback_in_another_browser_is_refused(make_app, sso_settings, openid_provider):
     # Someone's callback URL (their code, their state) opened in another browser: the
     # state is not its cookie's, so nobody is signed in to the first person's account.
     app = make_app(sso_settings)
     with app.test_client() as theirs, app.test_client() as victims:
-        back = provider.authorize(begin(theirs), person(provider))
+        back = openid_provider.authorize(begin(theirs), person(openid_provider))
         body = assert_problem(exchange(victims, come_back(victims, back)), 400)
         assert "begun in another browser" in body["detail"]
 
 
-def test_a_code_from_another_sign_in_fails_its_nonce(sso_client, provider):
-    sub = person(provider)
-    first = provider.authorize(begin(sso_client), sub)
-    second = oidc_provider.query_of(provider.authorize(begin(sso_client), sub))
+def test_a_code_from_another_sign_in_fails_its_nonce(sso_client, openid_provider):
+    sub = person(openid_provider)
+    first = openid_provider.authorize(begin(sso_client), sub)
+    second = oidc_provider.query_of(openid_provider.authorize(begin(sso_client), sub))
     # The first sign-in's code with the second's state: the ID token the provider gives
     # for it carries the first sign-in's nonce.
     code = oidc_provider.query_of(first)["code"]
@@ -265,9 +267,9 @@ def test_a_code_from_another_sign_in_fails_its_nonce(sso_client, provider):
     assert body["detail"] == "The sign-in at Mock ID could not be verified; sign in again."
 
 
-def test_a_provider_code_used_twice_is_refused(sso_client, provider):
-    sub = person(provider)
-    first = provider.authorize(begin(sso_client), sub)
+def test_a_provider_code_used_twice_is_refused(sso_client, openid_provider):
+    sub = person(openid_provider)
+    first = openid_provider.authorize(begin(sso_client), sub)
     assert exchange(sso_client, come_back(sso_client, first)).status_code == 200
     state = oidc_provider.query_of(begin(sso_client))["state"]
     code = oidc_provider.query_of(first)["code"]
