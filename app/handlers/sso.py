@@ -95,4 +95,6 @@ async def exchange(request: Exchange) -> None:
     body = await request.json()
     rt = request.runtime
     token, expires_in = await request.lookup(sso.collect, rt.settings, rt.once, body["code"])
+    # Seam (accounts-sessions): "keep me signed in" sets its refresh cookie here too, as the
+    # log-in does (its `start_session(...)`), so that a sign-in by SSO lasts as long.
     await request.reply(token_body(token, expires_in))
