@@ -72,6 +72,7 @@ async def callback(request: Exchange) -> None:
             browser_state=cookies.get(STATE_COOKIE, ""),
             code=request.query.get("code", ""),
             error=request.query.get("error", ""),
+            iss=request.query.get("iss", ""),
         )
         outcome = await request.lookup(sso.sign_in, rt.settings, claims)
     except AppError as exc:

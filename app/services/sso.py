@@ -81,6 +81,7 @@ def verify_return(
     browser_state: str,
     code: str,
     error: str,
+    iss: str = "",
 ) -> dict[str, Any]:
     """The verified claims of the sign-in the provider sent the browser back from.
 
@@ -103,6 +104,11 @@ def verify_return(
         )
     if not code:
         raise Unauthorized(f"The sign-in at {label} did not complete; sign in again.")
+    # RFC 9207: a provider that names itself in the callback must be ours (a code another
+    # provider issued is never sent to this one's token endpoint).
+    if iss and iss.rstrip("/") != settings.oidc_issuer.rstrip("/"):
+        log.warning("a callback named another issuer: %r", iss[:200])
+        raise Unauthorized(f"The sign-in at {label} could not be verified; sign in again.")
     kept = json.loads(raw)
     claims = oidc.verified_claims(
         settings,

@@ -289,3 +289,10 @@ def test_a_provider_that_does_not_answer_is_said_plainly(make_app, tmp_path_fact
         code = response.headers["location"].removeprefix(WEBAPP_CODE)
         body = assert_problem(exchange(client, code), 502)
         assert body["detail"] == "Nobody did not answer as expected; try again in a moment."
+
+
+def test_a_callback_naming_another_issuer_is_refused(sso_client, openid_provider):
+    back = openid_provider.authorize(begin(sso_client), person(openid_provider))
+    mixed_up = f"{back}&iss=https://attacker.example"
+    body = assert_problem(exchange(sso_client, come_back(sso_client, mixed_up)), 401)
+    assert body["detail"] == "The sign-in at Mock ID could not be verified; sign in again."
