@@ -126,6 +126,7 @@ def _check_claims(settings: Settings, claims: dict[str, Any]) -> None:
     email = claims.get("email")
     if not isinstance(email, str) or "@" not in email:
         raise Forbidden(f"{label} did not say your e-mail address, which signing in here needs.")
+    claims["email"] = email = _address(email)  # as an account's: trimmed, checked
     if claims.get("email_verified") not in (True, "true"):
         raise Forbidden(
             f"Your e-mail address at {label} is not verified, so it cannot sign you in here."
@@ -149,7 +150,7 @@ def sign_in(session: Session, settings: Settings, claims: dict[str, Any]) -> uui
                     f"There is no account for {email} here, and this server takes new people "
                     "by invitation only: ask an administrator for one."
                 )
-            user = User(email=_address(email), password_hash=NO_PASSWORD)
+            user = User(email=email, password_hash=NO_PASSWORD)
             session.add(user)
             session.flush()
         identity = UserIdentity(issuer=issuer, subject=subject, user_id=user.id, email=email)

@@ -296,3 +296,10 @@ def test_a_callback_naming_another_issuer_is_refused(sso_client, openid_provider
     mixed_up = f"{back}&iss=https://attacker.example"
     body = assert_problem(exchange(sso_client, come_back(sso_client, mixed_up)), 401)
     assert body["detail"] == "The sign-in at Mock ID could not be verified; sign in again."
+
+
+def test_an_address_no_account_could_have_is_refused(sso_client, openid_provider, session):
+    odd = f"two words-{uuid.uuid4().hex[:6]}@example.com"
+    body = assert_problem(sign_in(sso_client, openid_provider, person(openid_provider, odd)), 403)
+    assert body["detail"] == f"{odd!r} cannot be the address of an account here."
+    assert session.scalar(select(User).where(User.email == odd)) is None
