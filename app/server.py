@@ -590,6 +590,8 @@ def check() -> None:
     results = health.check(
         settings, make_session_factory(make_engine(settings.database_url)), make_storage(settings)
     )
+    if settings.sso_enabled:  # here, not in /ready: a provider's outage must not stop the API
+        results["openid provider"] = health.openid_provider(settings)
     for name, error in results.items():
         click.echo(f"{name}: {'ok' if error is None else 'FAILED ' + error}")
     sys.exit(0 if all(e is None for e in results.values()) else 1)

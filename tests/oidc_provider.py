@@ -53,8 +53,10 @@ def running() -> Iterator[Provider]:
     # Its authorization server (authlib's) refuses plain HTTP unless told: loopback only.
     saved = os.environ.get("AUTHLIB_INSECURE_TRANSPORT")
     os.environ["AUTHLIB_INSECURE_TRANSPORT"] = "1"
+    import authlib.deprecate  # noqa: F401 - adds authlib's own "always" filter first
+
     with warnings.catch_warnings():
-        # It imports authlib.jose, which authlib now warns of (with a filter of its own).
+        # The mock imports authlib.jose, which authlib now warns of.
         warnings.simplefilter("ignore")
         import oidc_provider_mock
     try:

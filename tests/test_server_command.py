@@ -87,6 +87,25 @@ def test_check_names_the_dependency_that_fails(local_settings):
     assert "database: ok" in result.stdout.splitlines()
 
 
+def test_check_reads_the_single_sign_on_providers_discovery(local_settings, openid_provider):
+    from tests.helpers import free_port
+
+    env = settings_env(local_settings)
+    env.update(
+        INSTASHARE_OIDC_ISSUER=openid_provider.url,
+        INSTASHARE_OIDC_CLIENT_ID="instashare",
+        INSTASHARE_OIDC_CLIENT_SECRET="not-a-secret",
+    )
+    result = run_cli("check", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "openid provider: ok" in result.stdout.splitlines()
+    assert "INSTASHARE_OIDC_CLIENT_SECRET=****" in result.stdout.splitlines()
+    env["INSTASHARE_OIDC_ISSUER"] = f"http://127.0.0.1:{free_port()}"
+    result = run_cli("check", env=env)
+    assert result.returncode == 1
+    assert any(line.startswith("openid provider: FAILED") for line in result.stdout.splitlines())
+
+
 def test_migrate_is_safe_to_repeat(local_settings):
     env = settings_env(local_settings)
     for _ in range(2):

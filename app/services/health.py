@@ -50,6 +50,17 @@ def check(settings: Settings, sessions: sessionmaker, storage: Storage) -> dict[
     return results
 
 
+def openid_provider(settings: Settings) -> str | None:
+    """None when the single sign-on provider's discovery document reads as it should, or why not."""
+    from app.services import oidc
+
+    try:
+        oidc.discover(settings)
+    except Exception as exc:
+        return reason(exc)
+    return None
+
+
 def reason(exc: BaseException) -> str:
     """Why a dependency failed, on one line: the driver's own message, not SQLAlchemy's wrap."""
     cause = getattr(exc, "orig", None) or exc  # SQLAlchemy keeps the driver's error there

@@ -81,6 +81,14 @@ def _for(settings: Settings) -> _Provider:
     return provider
 
 
+def discover(settings: Settings) -> None:
+    """Read the provider's discovery document (`instashare-server check`); raises BadGateway."""
+    try:
+        _for(settings)
+    except (requests.RequestException, ValueError, KeyError, RuntimeError) as exc:
+        raise _unreachable(settings, exc) from None
+
+
 def _unreachable(settings: Settings, exc: Exception) -> BadGateway:
     log.warning("the OpenID provider failed: %s", exc)
     return BadGateway(f"{settings.oidc_label} did not answer as expected; try again in a moment.")
