@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from app.db import utcnow
 from app.errors import AppError, BadGateway, Forbidden, InvalidInput, Unauthorized
 from app.models import User, UserIdentity
-from app.services import oidc, tokens, users
+from app.services import audit, oidc, tokens, users
 from app.services.once import OneTimeValues
 from app.services.passwords import NO_PASSWORD
 from app.settings import Settings
@@ -44,13 +44,11 @@ _ERRORS: dict[str, type[AppError]] = {
 
 
 def signup_allows_sso(settings: Settings) -> bool:
-    """Whether a person with no account may get one by signing in with SSO.
-
-    Seam: the sign-up mode (`open`, `invite`, `closed`) is the accounts-admin branch's
-    setting; until it is merged every server is `open`. With `invite` or `closed`, only
+    """Whether a person with no account may get one by signing in with SSO: only where
+    the sign-up mode (`INSTASHARE_SIGNUP`) is `open`. With `invite` or `closed`, only
     people who already have an account (made by an administrator or an invitation) get in.
     """
-    return getattr(settings, "signup", "open") == "open"
+    return settings.signup == "open"
 
 
 def names_admin(settings: Settings, claims: dict[str, Any]) -> bool:
@@ -157,11 +155,21 @@ def sign_in(session: Session, settings: Settings, claims: dict[str, Any]) -> uui
         session.add(identity)
     else:
         user = session.get_one(User, identity.user_id)
-    # Seam: the accounts-admin branch adds `disabled_at`; a disabled account stays out.
-    if getattr(user, "disabled_at", None) is not None:
-        raise Forbidden("This account is disabled; ask an administrator.")
-    if names_admin(settings, claims):
-        _make_admin(user)
+    if user.disabled_at is not None:  # an administrator's refusal holds for SSO too
+        raise Forbidden(users.DISABLED)
+    if names_admin(settings, claims) and user.role != "admin":
+        # The settings name them: an administrator from this sign-in on (one who leaves the
+        # group keeps the role until an administrator takes it away), written to the log.
+        user.role = "admin"
+        session.flush()
+        audit.record(
+            session,
+            None,
+            "user.role",
+            audit.Target("user", str(user.id), user.email),
+            address=None,
+            details={"role": "admin", "by": "single sign-on"},
+        )
     identity.email = email
     identity.last_login_at = utcnow()
     try:
@@ -184,15 +192,6 @@ def _address(email: str) -> str:
         return users.normalize_email(email)
     except InvalidInput:
         raise Forbidden(f"{email!r} cannot be the address of an account here.") from None
-
-
-def _make_admin(user: User) -> None:
-    # Seam: the accounts-admin branch adds `users.role` ('user' | 'admin'). Until then
-    # there is no role to give; once it is merged, the administrators the settings name
-    # get it at every sign-in (and keep it when they leave the group: an administrator
-    # takes it away here).
-    if hasattr(User, "role") and getattr(user, "role", None) != "admin":
-        setattr(user, "role", "admin")  # noqa: B010 - a column not in this tree yet
 
 
 def hand_over(once: OneTimeValues, outcome: uuid.UUID | AppError) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 
 from app.models import User, UserIdentity
 from app.services import sso
@@ -170,22 +170,33 @@ def test_only_the_allowed_domains_sign_in(
         assert sign_in(client, openid_provider, allowed).status_code == 200
 
 
+@pytest.mark.parametrize("mode", ["invite", "closed"])
 def test_signing_in_by_invitation_only_lets_in_existing_accounts(
-    sso_client, openid_provider, make_account, monkeypatch
+    make_app, tmp_path_factory, database_url, openid_provider, make_account, mode
 ):
-    # The sign-up mode is the accounts-admin branch's setting: its seam stands in for it.
-    monkeypatch.setattr(sso, "signup_allows_sso", lambda settings: False)
-    email = new_email()
-    body = assert_problem(sign_in(sso_client, openid_provider, person(openid_provider, email)), 403)
-    assert body["detail"] == (
-        f"There is no account for {email} here, and this server takes new people by "
-        "invitation only: ask an administrator for one."
-    )
+    settings = _sso_settings(tmp_path_factory, database_url, openid_provider, signup=mode)
+    with make_app(settings).test_client() as client:
+        email = new_email()
+        body = assert_problem(sign_in(client, openid_provider, person(openid_provider, email)), 403)
+        assert body["detail"] == (
+            f"There is no account for {email} here, and this server takes new people by "
+            "invitation only: ask an administrator for one."
+        )
+        account = make_account()
+        existing = person(openid_provider, account.email)
+        assert sign_in(client, openid_provider, existing).status_code == 200
+
+
+def test_a_disabled_account_cannot_sign_in_with_sso(
+    sso_client, openid_provider, make_account, session
+):
     account = make_account()
-    assert (
-        sign_in(sso_client, openid_provider, person(openid_provider, account.email)).status_code
-        == 200
+    session.execute(update(User).where(User.id == account.id).values(disabled_at=func.now()))
+    session.commit()
+    body = assert_problem(
+        sign_in(sso_client, openid_provider, person(openid_provider, account.email)), 403
     )
+    assert body["detail"] == "This account is disabled; ask an administrator."
 
 
 def test_administrators_are_named_by_a_claim_or_an_address(
@@ -218,8 +229,11 @@ def test_an_administrator_by_claim_signs_in(
     )
     with make_app(settings).test_client() as client:
         sub = person(openid_provider, groups=["instashare-admins"])
-        # Seam: with the accounts-admin branch's `users.role`, this account is an admin.
-        assert sign_in(client, openid_provider, sub).status_code == 200
+        answer = sign_in(client, openid_provider, sub)
+        assert answer.status_code == 200
+        assert profile(client, answer.json()["access_token"])["role"] == "admin"
+        plain = sign_in(client, openid_provider, person(openid_provider, groups=["staff"]))
+        assert profile(client, plain.json()["access_token"])["role"] == "user"
 
 
 def test_a_refusal_at_the_provider_ends_in_a_sentence(sso_client, openid_provider):

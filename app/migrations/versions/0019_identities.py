@@ -1,6 +1,6 @@
 """user identities: the accounts people sign in to through an OpenID provider
 
-Revision ID: 0021_identities
+Revision ID: 0019_identities
 Revises: 0017_upload_replaces
 Create Date: 2026-12-08
 
@@ -14,8 +14,8 @@ rebuild it). Nothing else is locked.
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0021_identities"
-down_revision = "0017_upload_replaces"
+revision = "0019_identities"
+down_revision = "0018_administration"
 branch_labels = None
 depends_on = None
 
