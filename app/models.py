@@ -175,6 +175,36 @@ class RevokedToken(Base):
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
 
 
+class ApiToken(Base):
+    """A personal access token for scripts and CI (app.services.api_tokens).
+
+    Only the SHA-256 of its secret is kept: the secret is shown once, when it is made.
+    It belongs to the account's token generation it was made in: a password change ends it
+    as it ends every session.
+    """
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    secret_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    # The scopes it holds, space-separated in a fixed order (`read upload`): one column
+    # both PostgreSQL and SQLite hold alike.
+    scopes: Mapped[str] = mapped_column(String(64))
+    generation: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Written at most once a minute per token (app.services.api_tokens.LAST_USED_STEP).
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        # One token of a name per account, whatever its case; its listing by creation.
+        Index("uq_api_tokens_user_id_name", "user_id", func.lower(name), unique=True),
+        Index("ix_api_tokens_user_id_created_at", "user_id", "created_at", "id"),
+    )
+
+
 class SchedulerLock(Base):
     """Who sends the periodic sweeps: one scheduler holds the row, renewing it as it ticks."""
 

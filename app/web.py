@@ -125,6 +125,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         swagger_ui_options=_NO_UI,
     )
     problems.register(app)
+    security.operation_scopes()  # read now: a scope the specs misspell stops the start
     # The app's state, where everything that serves it finds it (scope["app"] is this
     # middleware): no module global outlives the app, or is another app's.
     setattr(app.middleware, security.RUNTIME, rt)

@@ -30,6 +30,10 @@ class Claims:
     jti: str
     generation: int
     expires_at: dt.datetime
+    # An API token's (app.services.api_tokens): its id and the scopes it holds. None for a
+    # session's token, whose reach is the account's.
+    api_token_id: uuid.UUID | None = None
+    scopes: frozenset[str] | None = None
 
 
 def issue(settings: Settings, user_id: uuid.UUID, generation: int = 0) -> tuple[str, int]:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.db import utcnow
 from app.errors import Conflict, Forbidden, InvalidInput, Unauthorized
-from app.models import RevokedToken, User
+from app.models import ApiToken, RevokedToken, User
 from app.services import invitations, passwords, tokens
 from app.services.throttle import Attempt, LoginThrottle, Subject
 from app.settings import Settings
@@ -247,9 +247,12 @@ def logout(session: Session, claims: tokens.Claims) -> None:
     """End the session of one token: it is refused from now until it would have expired.
 
     Tokens whose expiry has passed need no row (they are refused anyway): their rows are
-    removed here, so the table holds at most one token lifetime's logouts.
+    removed here, so the table holds at most one token lifetime's logouts. An API token's
+    log-out revokes it for good.
     """
     session.execute(delete(RevokedToken).where(RevokedToken.expires_at <= utcnow()))
+    if claims.api_token_id is not None:
+        session.execute(delete(ApiToken).where(ApiToken.id == claims.api_token_id))
     session.add(RevokedToken(jti=claims.jti, expires_at=claims.expires_at))
     try:
         session.commit()
