@@ -7,7 +7,7 @@ import click
 from app.services.sizes import iec
 from instashare_cli.api import ApiError
 from instashare_cli.config import Login
-from instashare_cli.failures import EXIT_SERVER, Failure, failure
+from instashare_cli.failures import EXIT_SERVER, EXIT_USAGE, Failure, failure
 from instashare_cli.output import count, stdout
 from instashare_cli.session import Session, pass_session
 
@@ -79,6 +79,12 @@ def logout(session: Session) -> None:
     When the server cannot be reached the token is kept, so that running the command
     again can still end the session.
     """
+    if session.from_env:
+        raise Failure(
+            "the token in INSTASHARE_TOKEN is no login to end: unset the variable, or revoke "
+            "the token (instashare tokens revoke ID)",
+            EXIT_USAGE,
+        )
     if session.login is None:
         stdout.print(f"not logged in to {session.server}")
         return

@@ -244,6 +244,25 @@ class Api(_Client):
             json={"current_password": current, "new_password": new},
         ).json()
 
+    # API tokens
+
+    def create_token(
+        self, name: str, scopes: list[str], expires_in_days: int | None = None
+    ) -> dict:
+        """POST /users/me/tokens: the new token, its secret `token` shown this once."""
+        body: dict[str, Any] = {"name": name, "scopes": scopes}
+        if expires_in_days is not None:
+            body["expires_in_days"] = expires_in_days
+        return self._send("POST", "/users/me/tokens", json=body).json()
+
+    def tokens(self) -> list[dict]:
+        """GET /users/me/tokens: your API tokens, newest first (no secret in them)."""
+        return self._send("GET", "/users/me/tokens").json()["items"]
+
+    def revoke_token(self, token_id: str) -> None:
+        """DELETE /users/me/tokens/{id}: the token stops working at once."""
+        self._send("DELETE", f"/users/me/tokens/{quote(token_id, safe='')}")
+
     # files
 
     def files(

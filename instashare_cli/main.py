@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import click
 
-from instashare_cli import accounts, files, folders, shares, transfer
+from instashare_cli import accounts, files, folders, shares, tokens, transfer
 from instashare_cli.api import ApiError
 from instashare_cli.config import ConfigError
-from instashare_cli.failures import EXIT_USAGE, Failure, failure
-from instashare_cli.session import Session
+from instashare_cli.failures import EXIT_AUTH, EXIT_USAGE, Failure, failure
+from instashare_cli.session import TOKEN_ENV, Session
 
 
 class Group(click.Group):
@@ -19,6 +19,8 @@ class Group(click.Group):
         try:
             return super().invoke(ctx)
         except ApiError as exc:
+            if exc.status == 401 and getattr(ctx.obj, "from_env", False):
+                raise Failure(f"{exc.detail} (the token in {TOKEN_ENV})", EXIT_AUTH) from None
             logged_in = ctx.invoked_subcommand not in ("register", "login")
             raise failure(exc, logged_in=logged_in) from None
         except (ConfigError, transfer.TransferError) as exc:
@@ -65,7 +67,8 @@ def cli(ctx: click.Context, server: str | None) -> None:
     delete, share.
 
     Your session is kept in $XDG_CONFIG_HOME/instashare (~/.config/instashare), readable
-    by you only.
+    by you only. In a script or CI, put an API token in INSTASHARE_TOKEN instead (see:
+    instashare tokens create): every command then uses it, with no login.
     """
     try:
         ctx.obj = Session(server)
@@ -88,5 +91,6 @@ for command in (
     shares.share,
     shares.shares,
     shares.unshare,
+    tokens.tokens,
 ):
     cli.add_command(command)

@@ -47,6 +47,7 @@ _presented: ContextVar[tokens.Claims | None] = ContextVar("presented_token", def
 SCOPE_EXTENSION = "x-token-scope"
 # libyaml's safe loader when PyYAML has it: the documents are read in a tenth of the time.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+FULL = frozenset({"full"})
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 
@@ -73,7 +74,7 @@ def bearer_info(
 async def _api_token_info(rt: Runtime, digest: bytes, operation_id: str | None) -> dict[str, str]:
     claims = await anyio.to_thread.run_sync(_resolve, rt, digest)
     assert claims.scopes is not None
-    api_tokens.check_reach(claims.scopes, operation_scopes().get(operation_id or "", "full"))
+    api_tokens.check_reach(claims.scopes, operation_scopes().get(operation_id or "", FULL))
     _presented.set(claims)
     return {"sub": str(claims.user_id)}
 
@@ -103,22 +104,29 @@ def bearer_operations(document: dict) -> Iterator[tuple[str, str, dict]]:
                 yield path, method, operation
 
 
-@functools.cache
-def operation_scopes() -> dict[str, str]:
-    """The scope an API token needs for each bearer operation of every spec, by operationId.
+def declared_scopes(operation: dict) -> frozenset[str]:
+    """The scopes an operation names (`x-token-scope`: one, or a list of which any one
+    will do); `full` when it names none. ValueError for a scope that is none."""
+    declared = operation.get(SCOPE_EXTENSION, "full")
+    scopes = frozenset([declared] if isinstance(declared, str) else declared)
+    unknown = scopes - set(api_tokens.SCOPES)
+    if unknown or not scopes:
+        raise ValueError(f"{operation.get('operationId')}: no scope {sorted(unknown)}")
+    return scopes
 
-    Read once per process from the documents the app serves (the package `app.spec`); an
-    operation that declares none needs `full`. ValueError for a scope that is none."""
-    found: dict[str, str] = {}
+
+@functools.cache
+def operation_scopes() -> dict[str, frozenset[str]]:
+    """The scopes that let an API token call each bearer operation of every spec, by
+    operationId (`declared_scopes`). Read once per process from the documents the app
+    serves (the package `app.spec`)."""
+    found: dict[str, frozenset[str]] = {}
     for entry in sorted(files("app.spec").iterdir(), key=lambda e: e.name):
         if not entry.name.endswith(".yaml"):
             continue
         document = yaml.load(entry.read_text(), Loader=_LOADER)  # noqa: S506 - a safe loader
-        for path, method, operation in bearer_operations(document):
-            scope = operation.get(SCOPE_EXTENSION, "full")
-            if scope not in api_tokens.SCOPES:
-                raise ValueError(f"{entry.name}: {method.upper()} {path}: no scope {scope!r}")
-            found[operation["operationId"]] = scope
+        for _path, _method, operation in bearer_operations(document):
+            found[operation["operationId"]] = declared_scopes(operation)
     return found
 
 

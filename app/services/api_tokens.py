@@ -258,13 +258,15 @@ def resolve(session: Session, digest: bytes) -> Claims:
     )
 
 
-def reaches(held: frozenset[str], needed: str) -> bool:
-    """Whether a token holding the scopes `held` may call an operation needing `needed`."""
-    return any(needed in REACH.get(scope, ()) for scope in held)
+def reaches(held: frozenset[str], needed: frozenset[str]) -> bool:
+    """Whether a token holding the scopes `held` may call an operation that any one of the
+    scopes `needed` reaches."""
+    return any(needed & REACH.get(scope, frozenset()) for scope in held)
 
 
-def check_reach(held: frozenset[str], needed: str) -> None:
+def check_reach(held: frozenset[str], needed: frozenset[str]) -> None:
     """Forbidden, naming the missing scope, unless `held` reaches `needed`."""
     if not reaches(held, needed):
         able = " and ".join(ABLE[s] for s in SCOPES if s in held)
-        raise Forbidden(f"This token may only {able}; this needs the {needed} scope.")
+        named = " or ".join(s for s in SCOPES if s in needed)
+        raise Forbidden(f"This token may only {able}; this needs the {named} scope.")
