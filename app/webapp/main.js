@@ -2,7 +2,8 @@
 // A view is a function that makes its own markup, keeps its own state in its closure, and
 // returns its root element with the few methods others call (see the README). The address's
 // fragment says which folder is open (`#/folders/{id}`; `#/` or none: the root), or that the
-// Links view is (`#/links`), so the browser's back button and a reload keep the place.
+// Links view is (`#/links`) or the API tokens view (`#/tokens`), so the browser's back
+// button and a reload keep the place.
 
 import { adminView } from "./admin.js";
 import { call, session } from "./api.js";
@@ -12,6 +13,7 @@ import { linksView } from "./links.js";
 import { moveDialog } from "./move.js";
 import { shareDialog } from "./share.js";
 import { finishSignIn, ssoButton } from "./sso.js";
+import { tokensView } from "./tokens.js";
 import { announce, announcer, el, sentence } from "./ui.js";
 import { unfinishedUploads } from "./unfinished.js";
 import { uploadPanel } from "./uploads.js";
@@ -29,6 +31,7 @@ const main = document.querySelector("main");
 // A link made or revoked: the list's Shared marks follow.
 const share = shareDialog({ onChange: () => files.refresh() });
 const links = linksView({ onChange: () => files.refresh() });
+const tokens = tokensView();
 const move = moveDialog();
 const usage = usagePanel();
 const sso = ssoButton();
@@ -68,27 +71,32 @@ const linksTab = el("a", { href: "#/links", text: "Links" });
 // Administrators only (GET /users/me says `role`); the API checks it anyway.
 const adminTab = el("a", { href: "#/admin", text: "Admin", hidden: true });
 const adminPanel = adminView();
-nav.append(filesTab, linksTab, adminTab);
+const tokensTab = el("a", { href: "#/tokens", text: "API tokens" });
+nav.append(filesTab, linksTab, tokensTab, adminTab);
 // The files view: the upload box, the unfinished uploads and the list (each hides parts of
 // itself as it needs; the Links view hides them all at once).
 const filesView = el("div", { class: "files-view" }, uploads.root, unfinished.root, files.root);
-const app = el("div", { id: "app-view", hidden: true }, nav, usage.root, filesView, links.root, adminPanel.root);
+const app = el("div", { id: "app-view", hidden: true }, nav, usage.root, filesView, links.root, tokens.root, adminPanel.root);
 
 const folderInHash = () => FOLDER_IN_HASH.exec(location.hash)?.[1] ?? null;
 const linksInHash = () => location.hash === "#/links";
+const tokensInHash = () => location.hash === "#/tokens";
 
-// The files (with the upload box), the Links or the Admin view, as the address says.
+// The files (with the upload box), the Links, the API tokens or the Admin view, as the
+// address says.
 function showView({ focus = true } = {}) {
   const onLinks = linksInHash();
+  const onTokens = tokensInHash();
   const onAdmin = location.hash === "#/admin";
-  filesView.hidden = onLinks || onAdmin;
+  filesView.hidden = onLinks || onTokens || onAdmin;
   usage.root.hidden = onAdmin;
-  for (const [tab, current] of [[filesTab, !onLinks && !onAdmin], [linksTab, onLinks], [adminTab, onAdmin]]) {
+  for (const [tab, current] of [[filesTab, !onLinks && !onTokens && !onAdmin], [linksTab, onLinks], [tokensTab, onTokens], [adminTab, onAdmin]]) {
     if (current) tab.setAttribute("aria-current", "page");
     else tab.removeAttribute("aria-current");
   }
+  if (!onLinks) links.close();
+  if (!onTokens) tokens.close();
   if (onAdmin) {
-    links.close();
     document.title = "Instashare: administration";
     return adminPanel.open({ focus });
   }
@@ -97,7 +105,10 @@ function showView({ focus = true } = {}) {
     document.title = "Instashare: your links";
     return links.open({ focus });
   }
-  links.close();
+  if (onTokens) {
+    document.title = "Instashare: API tokens";
+    return tokens.open({ focus });
+  }
   return files.open(folderInHash(), { focus });
 }
 
