@@ -86,8 +86,9 @@ def dev(tmp_path_factory) -> Iterator[DevServer]:
 
 
 def test_the_blocks_are_marked():
-    # files, share links, resumable uploads, a taken name, folders, a folder link, the end
-    assert len(session_blocks("curl")) == 7
+    # files, share links, resumable uploads, a taken name, folders, a folder link, API
+    # tokens, the end
+    assert len(session_blocks("curl")) == 8
     assert len(session_blocks("cli")) == 1
 
 
@@ -125,6 +126,9 @@ def test_the_curl_session_runs_as_written(dev, tmp_path):
     assert re.search(r'"ancestors":\[\{"id":"[0-9a-f-]+","name":"docs"\}\]', out)
     assert '"kind":"file","id"' in out and '"name":"2024"' in out
     assert re.search(r'"items":\[\{"kind":"folder"[^]]*"name":"2024"', out)
+    # An upload token: its upload went in; refused the listing, naming the scope it lacks.
+    assert '"detail": "This token may only upload files; this needs the read scope."' in out
+    assert '"name":"nightly upload","scopes":["upload"]' in out
     # Each `-w '%{http_code}\n'` prints the status its comment says. (JSON answers end with
     # no newline, so a status may end the line of the answer before it.)
     said = re.findall(r"%\{http_code\}.*# (\d{3})", "\n".join(session_blocks("curl")))
