@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 
 from app.models import ApiToken, User
 from app.services import api_tokens, base64url
-from tests.helpers import PASSWORD, Account, assert_problem, upload
+from tests.helpers import PASSWORD, Account, assert_problem, upload, upload_ready
 
 TOKENS = "/api/v1/users/me/tokens"
 ME = "/api/v1/users/me"
@@ -283,3 +283,17 @@ def test_a_deleted_account_takes_its_tokens(local_client, alice, session):
     session.commit()
     assert session.get(ApiToken, uuid.UUID(body["id"])) is None
     assert_problem(local_client.get(ME, headers=bearer(body["token"])), 401)
+
+
+def test_revoking_a_token_ends_the_download_grants_it_made(local_client, local_app, alice):
+    file_id = upload_ready(local_client, local_app, alice, b"granted bytes", "g.txt")
+    body = make_token(local_client, alice, scopes=["read"])
+    made = local_client.post(
+        f"{FILES}/{file_id}/download-grants", headers=bearer(body["token"]), json={}
+    )
+    assert made.status_code == 201, made.text
+    grant = made.json()["url"].split("/api/v1", 1)[1]
+    assert local_client.get(f"/api/v1{grant}").status_code == 200
+    local_client.delete(f"{TOKENS}/{body['id']}", headers=alice.headers)
+    gone = assert_problem(local_client.get(f"/api/v1{grant}"), 410)
+    assert gone["reason"] == "revoked"

@@ -180,6 +180,13 @@ REQUESTS = {
         "/api/v1/upload_files",
         {"files": {"file": ("a.txt", b"abc", "text/plain")}},
     ),
+    "app.handlers.api_tokens.list_tokens": ("GET", "/api/v1/users/me/tokens", {}),
+    "app.handlers.api_tokens.create": (
+        "POST",
+        "/api/v1/users/me/tokens",
+        {"json": {"name": "t", "scopes": ["read"]}},
+    ),
+    "app.handlers.api_tokens.revoke": ("DELETE", f"/api/v1/users/me/tokens/{FILE_ID}", {}),
     "app.handlers.files.list_files": ("GET", "/api/v1/files", {}),
     "app.handlers.files.get_file": ("GET", f"/api/v1/files/{FILE_ID}", {}),
     "app.handlers.inline.preview": ("GET", f"/api/v1/files/{FILE_ID}/preview", {}),
