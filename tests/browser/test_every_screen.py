@@ -96,6 +96,10 @@ def test_every_screen_reads_well_in_both_schemes(browser, site, account, scheme)
         expect(page.get_by_role("textbox", name="Link to the folder Holiday 2026")).to_be_visible()
         _clean(page, "links", scheme)
 
+        page.goto("/#/tokens")
+        expect(page.get_by_role("heading", name="API tokens")).to_be_visible()
+        _clean(page, "tokens", scheme)
+
         for name in ("file", "locked", "folder", "gone"):
             page.goto(links[name])
             page.locator("main").wait_for()
