@@ -20,6 +20,12 @@ const EXPIRY = [
   { value: "never", text: "Never" },
 ];
 
+// "expires 8 Mar 2027", "expired 1 Dec 2026" (refused since; still listed until revoked).
+function expiryText(iso) {
+  if (!iso) return "never expires";
+  return `${new Date(iso) <= new Date() ? "expired" : "expires"} ${formatDate(iso)}`;
+}
+
 export function tokensView() {
   let generation = 0;
 
@@ -145,7 +151,7 @@ export function tokensView() {
   function item(token) {
     const facts = [
       `made ${formatDate(token.created_at)}`,
-      token.expires_at ? `expires ${formatDate(token.expires_at)}` : "never expires",
+      expiryText(token.expires_at),
       token.last_used_at ? `last used ${formatDate(token.last_used_at)}` : "never used",
     ];
     const revoke = async () => {

@@ -3,12 +3,17 @@ secret shown once with Copy, listed without it, used by a script, then revoked."
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+import uuid
 
 import httpx
 from playwright.sync_api import expect
+from sqlalchemy import update
 
+from app.models import ApiToken
 from tests.browser.conftest import axe_violations, screenshot, sign_in
+from tests.helpers import runtime
 
 TOKEN = re.compile(r"^isk_[A-Za-z0-9_-]{43}$")
 
@@ -65,3 +70,14 @@ def test_a_token_is_made_shown_once_listed_used_and_revoked(page, site, account)
         item.get_by_role("button", name="Revoke the token backup script").click()
         expect(page.locator("#tokens-empty")).to_be_visible()
         assert script.get("/users/me").status_code == 401
+
+    # A token past its expiry says so (refused since, listed until revoked).
+    with httpx.Client(base_url=f"{site.url}/api/v1", headers=account.headers) as owner:
+        made = owner.post("/users/me/tokens", json={"name": "old", "scopes": ["read"]}).json()
+    with runtime(site.app).sessions() as session:
+        past = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+        where = ApiToken.id == uuid.UUID(made["id"])
+        session.execute(update(ApiToken).where(where).values(expires_at=past))
+        session.commit()
+    page.reload()
+    expect(item.locator(".share-facts")).to_contain_text("expired")
