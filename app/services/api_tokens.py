@@ -14,8 +14,9 @@ Session tokens (password log-in) are not these: their reach is the account's.
 
 A token belongs to the account's token generation it was made in: a password change
 ends it, as it ends every session (a stolen password may have made tokens; GitHub keeps
-them, we do not). Revoking one ends it at once on every process: each request asks the
-database (`resolve`).
+them, we do not), and so does disabling the account (which moves the generation on too);
+a disabled account's tokens are refused with the sentence its sessions get. Revoking one
+ends it at once on every process: each request asks the database (`resolve`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from sqlalchemy.orm import Session
 from app.db import rowcount, utcnow
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from app.models import ApiToken, RevokedToken, User
-from app.services import base64url
+from app.services import base64url, users
 from app.services.tokens import Claims
 
 PREFIX = "isk_"
@@ -64,6 +65,10 @@ LAST_USED_STEP = dt.timedelta(minutes=1)
 # revoked token's id is remembered (revoked_tokens) this long, so nothing it made lives on.
 CLAIMS_HORIZON = dt.timedelta(days=1)
 NOT_VALID = "The access token is not valid."
+ENDED = (
+    "This API token ended when the password was changed or the account was disabled; "
+    "make a new one."
+)
 
 
 def check_name(raw: str) -> str:
@@ -216,11 +221,10 @@ _RESOLVE = (
         ApiToken.expires_at,
         ApiToken.last_used_at,
         User.token_generation,
+        User.disabled_at,
     )
     .join(User, User.id == ApiToken.user_id)
     .where(ApiToken.secret_hash == bindparam("digest"))
-    # SEAM (accounts-admin): a disabled account's tokens stop here; when users.disabled_at
-    # exists, add `.where(User.disabled_at.is_(None))` (the token then reads as not valid).
 )
 
 
@@ -230,9 +234,11 @@ def resolve(session: Session, digest: bytes) -> Claims:
     row = session.execute(_RESOLVE, {"digest": digest}).one_or_none()
     if row is None:
         raise Unauthorized(NOT_VALID)
-    token_id, user_id, scopes, generation, expires_at, last_used, current = row
-    if generation != current:
-        raise Unauthorized("This API token ended when the password was changed; make a new one.")
+    token_id, user_id, scopes, generation, expires_at, last_used, current, disabled = row
+    if disabled is not None:  # a disabled account's tokens stop at once, as its sessions
+        raise Unauthorized(users.DISABLED)
+    if generation != current:  # a password change (or a disabling) moved it on
+        raise Unauthorized(ENDED)
     now = utcnow()
     if expires_at is not None and expires_at <= now:
         raise Unauthorized("This API token has expired; make a new one.")

@@ -224,7 +224,10 @@ def test_a_password_change_ends_every_token(local_client, alice):
     )
     assert changed.status_code == 200, changed.text
     refused = assert_problem(local_client.get(ME, headers=bearer(body["token"])), 401)
-    ended = "This API token ended when the password was changed; make a new one."
+    ended = (
+        "This API token ended when the password was changed or the account was disabled; "
+        "make a new one."
+    )
     assert refused["detail"] == ended
     fresh = {"Authorization": f"Bearer {changed.json()['access_token']}"}
     assert local_client.get(TOKENS, headers=fresh).json()["items"] == []
@@ -297,3 +300,15 @@ def test_revoking_a_token_ends_the_download_grants_it_made(local_client, local_a
     local_client.delete(f"{TOKENS}/{body['id']}", headers=alice.headers)
     gone = assert_problem(local_client.get(f"/api/v1{grant}"), 410)
     assert gone["reason"] == "revoked"
+
+
+def test_a_disabled_accounts_tokens_stop_at_once(local_client, alice, session):
+    body = make_token(local_client, alice, scopes=["read"])
+    session.execute(
+        update(User)
+        .where(User.id == uuid.UUID(alice.id))
+        .values(disabled_at=dt.datetime.now(dt.UTC))
+    )
+    session.commit()
+    refused = assert_problem(local_client.get(ME, headers=bearer(body["token"])), 401)
+    assert refused["detail"] == "This account is disabled; ask an administrator."

@@ -171,7 +171,9 @@ def test_a_moved_token_generation_ends_the_accounts_tokens(owner):
             .values(token_generation=User.token_generation + 1)
         )
         session.commit()
-    with pytest.raises(Unauthorized, match="ended when the password was changed"):
+    with pytest.raises(
+        Unauthorized, match="ended when the password was changed or the account was disabled"
+    ):
         _resolve(owner, text)
     with owner.sessions() as session:
         assert api_tokens.list_tokens(session, owner.id) == []

@@ -1,7 +1,7 @@
 """api tokens: personal access tokens with scopes, stored as the SHA-256 of their secret
 
 Revision ID: 0019_api_tokens
-Revises: 0017_upload_replaces
+Revises: 0018_administration
 Create Date: 2026-12-08
 
 A new table only: nothing existing is rewritten or locked.
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0019_api_tokens"
-down_revision = "0017_upload_replaces"
+down_revision = "0018_administration"
 branch_labels = None
 depends_on = None
 
