@@ -1,6 +1,6 @@
 """api tokens: personal access tokens with scopes, stored as the SHA-256 of their secret
 
-Revision ID: 0019_api_tokens
+Revision ID: 0020_api_tokens
 Revises: 0018_administration
 Create Date: 2026-12-08
 
@@ -10,8 +10,8 @@ A new table only: nothing existing is rewritten or locked.
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0019_api_tokens"
-down_revision = "0018_administration"
+revision = "0020_api_tokens"
+down_revision = "0019_identities"
 branch_labels = None
 depends_on = None
 
