@@ -13,8 +13,11 @@ text into `--folders` subdirectories of one directory, then times, from one cloc
 - until the account's last file is `ready` (GET /files?status=ready&limit=1, its `total`,
   polled every 200 ms), which gives the figure: files per second to ready (target >= 50);
 
-and the CPU milliseconds per file of the CLI, the API (every gunicorn process) and the
-worker (every process of it), which say where the time goes on a busy machine.
+and the CPU milliseconds per file of the CLI, the API (every gunicorn process), the
+worker (every process of it), PostgreSQL (the backends serving the scratch database) and
+the private Redis, which say where the time goes on a busy machine. With `--statements`
+it also counts the SQL statements per file, by their first word, from PostgreSQL's log
+(`log_statement = all` set on the scratch database alone; the logging costs some PG CPU).
 
 It checks that the folders and files arrived as on disk (the count per folder through
 GET /entries), and prints the load average: figures taken on a busy machine do not
@@ -34,9 +37,18 @@ from pathlib import Path
 
 import httpx
 from support.client import API, register
-from support.processes import ROOT, Processes, group_cpu_seconds
+from support.processes import ROOT, Processes, cpu_of, cpu_seconds, cpu_since, group_cpu_seconds
 from support.report import machine, word
-from support.stack import arguments, clean_env, scratch_main, start_service
+from support.stack import (
+    LOG_FILE,
+    arguments,
+    backend_pids,
+    clean_env,
+    log_statements,
+    scratch_main,
+    start_service,
+    statements_logged,
+)
 
 TARGET_FILES_PER_S = 50.0
 WORDS = [
@@ -107,6 +119,8 @@ def check_tree(http: httpx.Client, top: str, per_folder: dict[str, int]) -> list
 
 
 def run(args, work: Path, procs: Processes, database_url: str) -> bool:
+    if args.statements:
+        log_statements(database_url)
     service = start_service(
         procs, work, database_url, worker=("--concurrency", "2", "--beat"), dbs=(9, 10)
     )
@@ -122,6 +136,10 @@ def run(args, work: Path, procs: Processes, database_url: str) -> bool:
 
     groups = {"API (gunicorn)": service.server.pid, "worker": service.worker.pid}  # type: ignore[union-attr]
     cpu_before = {name: group_cpu_seconds(pid) for name, pid in groups.items()}
+    redis_pid = service.redis.proc.pid  # type: ignore[union-attr]
+    redis_before = cpu_seconds(redis_pid)
+    backends_before = cpu_of(backend_pids(database_url))
+    log_offset = LOG_FILE.stat().st_size if args.statements else 0
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as http:
         started = time.monotonic()
@@ -145,6 +163,9 @@ def run(args, work: Path, procs: Processes, database_url: str) -> bool:
             out, _ = upload.communicate()
         cpu = {name: group_cpu_seconds(pid) - cpu_before[name] for name, pid in groups.items()}
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu["PostgreSQL"] = cpu_since(backends_before, backend_pids(database_url))
+        cpu["Redis"] = cpu_seconds(redis_pid) - redis_before
+        statements = statements_logged(database_url, log_offset) if args.statements else None
         cpu["the CLI"] = (children.ru_utime + children.ru_stime) - (
             children_before.ru_utime + children_before.ru_stime
         )
@@ -161,6 +182,11 @@ def run(args, work: Path, procs: Processes, database_url: str) -> bool:
         "  CPU ms per file: "
         + ", ".join(f"{k} {v * 1000 / args.files:.1f}" for k, v in cpu.items())
     )
+    if statements is not None:
+        total = sum(statements.values())
+        print(f"  SQL statements per file: {total / args.files:.1f} ("
+              + ", ".join(f"{k} {v / args.files:.1f}" for k, v in statements.most_common())
+              + ")")  # fmt: skip
     for problem in problems:
         print(f"  WRONG: {problem}")
     ok = rate >= TARGET_FILES_PER_S and not problems
@@ -176,6 +202,9 @@ def main() -> int:
     parser.add_argument("--size-kib", type=int, default=4, help="largest file, in KiB")
     parser.add_argument("--jobs", type=int, default=4, help="the CLI's --jobs")
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument(
+        "--statements", action="store_true", help="count SQL statements (PostgreSQL's log)"
+    )
     return scratch_main("folder_upload", parser, run)
 
 

@@ -4,6 +4,7 @@ environment of production or dev mode, `instashare-server serve` and its worker.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import os
 import secrets
@@ -83,6 +84,32 @@ def database_connections(database_url: str) -> str:
         ).all()
     engine.dispose()
     return ", ".join(f"{n} {state}" for state, n in rows) or "none"
+
+
+# The server's log (Debian's postgresql-common): `%m [%p] %q%u@%d ` before each line.
+LOG_FILE = Path(
+    os.environ.get("INSTASHARE_BENCH_PG_LOG", "/var/log/postgresql/postgresql-15-main.log")
+)
+
+
+def log_statements(database_url: str) -> None:
+    """Have PostgreSQL log every statement run in this database (its sessions from now on)."""
+    _admin(f"ALTER DATABASE \"{make_url(database_url).database}\" SET log_statement = 'all'")
+
+
+def statements_logged(database_url: str, offset: int) -> collections.Counter[str]:
+    """The statements logged for this database after `offset` of the log, by first word
+    (`SELECT`, `COMMIT`, ...; see `log_statements`)."""
+    marker = f"@{make_url(database_url).database} LOG:  statement: "
+    counted: collections.Counter[str] = collections.Counter()
+    with LOG_FILE.open("rb") as log:
+        log.seek(offset)
+        for line in log:
+            text = line.decode("utf-8", "replace")
+            if marker in text:
+                words = text.split(marker, 1)[1].split(None, 1)
+                counted[words[0].upper() if words else "?"] += 1
+    return counted
 
 
 def backend_pids(database_url: str) -> list[int]:
