@@ -65,7 +65,7 @@ async def create(request: Exchange) -> None:
     length = int(headers["Upload-Length"])
     metadata = tus.parse_metadata(headers.get("Upload-Metadata"))
     first = tus.parse_chunk(headers, 0, request.content_length)
-    progress, part = await request.run(
+    progress, part = await request.run_checks_alone(
         _begin_create, request, length=length, metadata=metadata, first=first if with_body else None
     )
     if part is not None:
@@ -121,7 +121,7 @@ async def patch(request: Exchange) -> None:
     """Append bytes at `Upload-Offset` (tus core); the body streams on the event loop."""
     headers = request.headers
     tus.check_content_type(headers.get("Content-Type"))
-    part = await request.run(
+    part = await request.run_checks_alone(
         _begin_append,
         request,
         uuid.UUID(request.path_params["upload_id"]),

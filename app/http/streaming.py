@@ -92,6 +92,18 @@ class Exchange:
         """`fn(*args, **kwargs)` on a worker thread (database, storage: never the network)."""
         return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
 
+    async def run_checks_alone(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """`run` for a step that checks (the caller, then what it asks) before it writes,
+        and ends its checks (a commit or rollback) before the first write: each statement
+        of the checks stands alone, as in `read`, saving the BEGIN and COMMIT round trips
+        (a tus request's); the writes after them get a transaction of their own."""
+
+        def checked() -> T:
+            without_transaction(self.session)
+            return fn(*args, **kwargs)
+
+        return await anyio.to_thread.run_sync(checked)
+
     async def lookup(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """`fn(session, *args, **kwargs)` on a worker thread, in this request's session,
         whose connection goes back to the pool before this returns: nothing holds one while

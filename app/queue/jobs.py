@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextvars
+import datetime as dt
 import logging
 import uuid
 from collections.abc import Callable
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
@@ -48,6 +50,7 @@ class JobQueue:
         request_id: str | None = None,
         *,
         size: int | None = None,
+        recorded: bool = False,
     ) -> bool:
         """Publish the job for a committed file; False (and a log line) if the broker is down.
 
@@ -55,6 +58,8 @@ class JobQueue:
         it once the broker answers again, so an upload never waits on the broker. The job
         carries `request_id` (the sweep's: the upload's), else the current request's id.
         The file's `size` picks the lane; a caller that has it saves the query for it.
+        `recorded`: the file's own transaction set `enqueued_at` already (an upload that
+        just finished), so a sent job costs no transaction; an unsent one clears it.
         """
         if size is None:
             size = session.scalar(select(File.size).where(File.id == file_id))
@@ -64,19 +69,30 @@ class JobQueue:
             self._send(COMPRESS_UPLOAD, [str(file_id)], queue)
         except Exception as exc:  # any broker failure: the sweep will deliver it later
             log.warning("could not enqueue compression of %s: %s", file_id, exc)
+            if recorded:
+                try:
+                    self._record_sent(session, file_id, None)
+                except SQLAlchemyError as db_exc:  # then the sweep sends it a lease later
+                    session.rollback()
+                    log.warning("could not mark %s unsent: %s", file_id, db_exc)
             return False
         finally:
             if token is not None:
                 REQUEST_ID.reset(token)
+        if not recorded:
+            self._record_sent(session, file_id, utcnow())
+        return True
+
+    @staticmethod
+    def _record_sent(session: Session, file_id: uuid.UUID, when: dt.datetime | None) -> None:
         # Bookkeeping only: a Core UPDATE, so the file's version (its ETag) does not move,
         # and `updated_at` is kept as it is (its column default would bump it).
         session.execute(
             update(File)
             .where(File.id == file_id)
-            .values(enqueued_at=utcnow(), updated_at=File.updated_at)
+            .values(enqueued_at=when, updated_at=File.updated_at)
         )
         session.commit()
-        return True
 
     def send_indexing(self, file_id: uuid.UUID) -> None:
         """Publish the job that makes an old archive's seek index (app.services.archive_index).

@@ -11,12 +11,13 @@ import uuid
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, InvalidInput
-from app.services import names
+from app.services import names, quota
 from app.services.folders import (
     Target,
     clash_message,
     existing,
     name_clash,
+    survey,
     upload_clash_message,
     upload_named,
 )
@@ -53,22 +54,29 @@ def free_name(session: Session, owner_id: uuid.UUID, folder_id: uuid.UUID | None
     return candidate
 
 
-def check_new_name(
-    session: Session, owner_id: uuid.UUID, target: Target, name: str, on_conflict: str = REFUSE
+def check_new_file(
+    session: Session,
+    owner_id: uuid.UUID,
+    target: Target,
+    name: str,
+    on_conflict: str = REFUSE,
+    *,
+    size: int,
+    quota_bytes: int,
 ) -> None:
-    """Refuse early a new file whose name is taken where it goes (409), or whose base
-    folder is not the owner's (404). A read, so it takes no lock: `ensure` and the unique
-    indexes, under `lock_owner`, are what hold. `rename` passes (the name is chosen under
-    the lock: `pick_name`); `replace` passes a file's name, not a folder's or an upload's."""
-    folder = existing(session, owner_id, target)
+    """Refuse early a new file of `size` bytes that would break the quota (413), whose
+    base folder is not the owner's (404), or whose name is taken where it goes (409): one
+    look (`survey`). A read, so it takes no lock: the charge, `ensure` and the unique
+    indexes, under `lock_owner`, are what hold. `rename` passes the name (it is chosen
+    under the lock: `pick_name`); `replace` passes a file's name, not a folder's or an
+    upload's."""
+    look = survey(session, owner_id, target, name)
+    quota.check_room(quota_bytes if look.quota is None else look.quota, look.used, size)
     if on_conflict == RENAME:
         return
-    if folder is not False:
-        assert folder is None or isinstance(folder, uuid.UUID)
-        kind = name_clash(session, owner_id, folder, name)
-        if kind == "folder" or (kind == "file" and on_conflict != REPLACE):
-            raise Conflict(clash_message(kind, name), taken_by=kind)
-    if upload_named(session, owner_id, target, name) is not None:
+    if look.clash == "folder" or (look.clash == "file" and on_conflict != REPLACE):
+        raise Conflict(clash_message(look.clash, name), taken_by=look.clash)
+    if look.upload is not None:
         raise Conflict(upload_clash_message(name), taken_by="upload")
 
 

@@ -14,11 +14,12 @@ import datetime as dt
 import logging
 import uuid
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
-from app.db import utcnow
+from app.db import utcnow, without_transaction
 from app.models import FileStatus, PendingDeletion, archive_key_for, legacy_staged_key, staged_key
 from app.storage import Storage
 
@@ -29,13 +30,20 @@ log = logging.getLogger(__name__)
 SWEEP_AFTER_SECONDS = 60
 
 
-def schedule(session: Session, keys: Iterable[str]) -> list[uuid.UUID]:
+class Pending(NamedTuple):
+    """A deletion record: its id and the key (or prefix) it records."""
+
+    id: uuid.UUID
+    key: str
+
+
+def schedule(session: Session, keys: Iterable[str]) -> list[Pending]:
     """Record `keys` (a key ending in `/` is a prefix) for removal, in the caller's
-    transaction; the ids to hand to `carry_out` once it has committed."""
+    transaction; the records to hand to `carry_out` once it has committed."""
     now = utcnow()
     rows = [PendingDeletion(id=uuid.uuid4(), key=key, created_at=now) for key in keys]
     session.add_all(rows)
-    return [row.id for row in rows]
+    return [Pending(row.id, row.key) for row in rows]
 
 
 def record(session: Session, keys: list[str]) -> None:
@@ -75,32 +83,31 @@ def _remove(storage: Storage, key: str) -> None:
         storage.discard_partial(key)
 
 
-def carry_out(session: Session, storage: Storage, ids: list[uuid.UUID]) -> int:
-    """After the commit: remove the objects recorded under `ids`, then the records.
+def carry_out(session: Session, storage: Storage, pending: list[Pending]) -> int:
+    """After the commit: remove the objects `pending` records, then the records.
 
     Never raises, for a storage or a database error alike (the caller's change is
     committed by now): what is not finished now is the sweep's. How many records were
-    carried out.
+    carried out. The records are not read again: the caller wrote them (or the sweep
+    read them), and removing an object twice is harmless. Their removal is one statement
+    standing alone (no BEGIN, no COMMIT round trip).
     """
-    if not ids:
+    if not pending:
         return 0
     done: list[uuid.UUID] = []
     try:
         # In key order: a file's archive (`<owner>/…`) before anything under `tmp/`; the
         # first failure leaves the rest to the sweep (storage is failing: no use trying on).
-        rows = session.scalars(
-            select(PendingDeletion).where(PendingDeletion.id.in_(ids)).order_by(PendingDeletion.key)
-        )
-        for row in rows:
+        for row in sorted(pending, key=lambda row: row.key):
             _remove(storage, row.key)
             done.append(row.id)
     except Exception as exc:
         log.warning("objects left for the deletion sweep: %s", exc)
-    finally:
-        session.rollback()  # end the read before the write below
     if not done:
         return 0
     try:
+        session.rollback()  # nothing should be open; if something is, it ends here
+        without_transaction(session)
         session.execute(delete(PendingDeletion).where(PendingDeletion.id.in_(done)))
         session.commit()
     except Exception as exc:
@@ -124,18 +131,19 @@ def sweep(
     Takes the oldest records (older than `after_seconds`) first; how many it finished.
     """
     before = utcnow() - dt.timedelta(seconds=after_seconds)
-    ids = list(
-        session.scalars(
-            select(PendingDeletion.id)
+    rows = [
+        Pending(*row)
+        for row in session.execute(
+            select(PendingDeletion.id, PendingDeletion.key)
             .where(PendingDeletion.created_at <= before)
             .order_by(PendingDeletion.created_at)
             .limit(limit)
         )
-    )
+    ]
     session.rollback()
     finished = 0
-    for start in range(0, len(ids), 50):
-        batch = ids[start : start + 50]
+    for start in range(0, len(rows), 50):
+        batch = rows[start : start + 50]
         done = carry_out(session, storage, batch)
         finished += done
         if done < len(batch):

@@ -172,8 +172,9 @@ def create(
         dirs, client_name = folders.split_relative_path(relative_path)
     name = names.check_name(name) if name is not None else names.from_client_filename(client_name)
     target = folders.Target(folder_id, dirs)
-    quota.check_room(session, quota_bytes, owner_id, upload.size)
-    conflicts.check_new_name(session, owner_id, target, name, on_conflict)
+    conflicts.check_new_file(
+        session, owner_id, target, name, on_conflict, size=upload.size, quota_bytes=quota_bytes
+    )
     session.rollback()  # end the read: the charge below starts a transaction of its own
     file = File(
         id=uuid.uuid4(),
@@ -194,7 +195,7 @@ def create(
     try:
         folders.lock_owner(session, owner_id)
         file.folder_id = folders.ensure(session, owner_id, target)
-        replaced: list[uuid.UUID] = []
+        replaced: list[deletions.Pending] = []
         if on_conflict == conflicts.RENAME:
             file.name = name = conflicts.pick_name(session, owner_id, target, name)
         elif on_conflict == conflicts.REPLACE:
@@ -221,7 +222,7 @@ def create(
 
 def displace(
     session: Session, owner_id: uuid.UUID, folder_id: uuid.UUID | None, name: str
-) -> list[uuid.UUID]:
+) -> list[deletions.Pending]:
     """Delete the owner's file named `name` in the folder, if any, in the caller's
     transaction (which holds `lock_owner` and adds the file replacing it): the name is
     never free and never held twice. What to `deletions.carry_out` after the commit."""
@@ -235,7 +236,7 @@ def displace(
     return [] if file is None else _drop(session, file)
 
 
-def _drop(session: Session, file: File) -> list[uuid.UUID]:
+def _drop(session: Session, file: File) -> list[deletions.Pending]:
     """Delete `file`'s row and record its objects for removal, in the caller's transaction."""
     keys = deletions.file_keys(
         file.owner_id, file.id, file.status, file.attempts, file.archive_object

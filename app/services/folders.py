@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
+from sqlalchemy import and_, exists, func, literal, select, text
 from sqlalchemy import delete as sql_delete
-from sqlalchemy import func, literal, select, text
 from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -105,20 +106,26 @@ def name_clash(
     but_file: uuid.UUID | None = None,
     but_folder: uuid.UUID | None = None,
 ) -> str | None:
-    """What in the folder already has `name` ("file" or "folder"), else None."""
-    folder = select(Folder.id).where(
-        Folder.owner_id == owner_id, in_folder(Folder.parent_id, folder_id), Folder.name == name
-    )
-    if but_folder is not None:
-        folder = folder.where(Folder.id != but_folder)
-    if session.scalar(folder) is not None:
-        return "folder"
-    file = select(File.id).where(
-        File.owner_id == owner_id, in_folder(File.folder_id, folder_id), File.name == name
-    )
-    if but_file is not None:
-        file = file.where(File.id != but_file)
-    return "file" if session.scalar(file) is not None else None
+    """What in the folder already has `name` ("file" or "folder"), else None (one look)."""
+    folder, file = session.execute(
+        select(
+            _named(Folder, owner_id, folder_id, name, but_folder),
+            _named(File, owner_id, folder_id, name, but_file),
+        )
+    ).one()
+    return "folder" if folder else "file" if file else None
+
+
+def _named(model, owner_id: uuid.UUID, parent, name: str, but: uuid.UUID | None = None):
+    """Whether one of the owner's folders (`model` Folder) or files (File) in `parent` (an
+    id, None for the root, or a column: the folder a join found) has `name`."""
+    column = model.parent_id if model is Folder else model.folder_id
+    where = [model.owner_id == owner_id, model.name == name]
+    where.append(in_folder(column, parent) if parent is None or isinstance(parent, uuid.UUID)
+                 else column == parent)  # fmt: skip
+    if but is not None:
+        where.append(model.id != but)
+    return exists().where(*where)
 
 
 def clash_message(kind: str, name: str) -> str:
@@ -308,22 +315,66 @@ def target_of(base_id: uuid.UUID | None, relative_dir: str | None) -> Target:
     return Target(base_id, tuple(relative_dir.split("/")) if relative_dir else ())
 
 
-def _walk(
-    session: Session, owner_id: uuid.UUID, target: Target, *, make: bool
-) -> uuid.UUID | bool | None:
-    """Down the target's folders from its base: the last one's id; what is missing made
-    (`make`), or False. Conflict when a file holds the name one of them needs."""
-    current = target.base_id
-    for name in target.dirs:
-        found = session.scalar(
-            select(Folder.id).where(
-                Folder.owner_id == owner_id,
-                in_folder(Folder.parent_id, current),
-                Folder.name == name,
-            )
+@dataclass(frozen=True)
+class Survey:
+    """What one look finds where a new file named `name` goes (`survey`)."""
+
+    folder: uuid.UUID | bool | None  # as `existing` says: None the root, False not made yet
+    clash: str | None  # what holds the name in that folder ("file", "folder"), if it exists
+    upload: uuid.UUID | None  # an unfinished upload bound there under the name
+    used: int  # the owner's bytes stored and reserved (app.services.quota)
+    quota: int | None  # the account's own quota (None: the server's)
+
+
+def _levels(owner_id: uuid.UUID, target: Target, columns):
+    """One statement down the target's folders, from the owner's row: each of them joined
+    to the one before (an outer join, so a missing one is NULL, and so is all below it),
+    with, for each, whether a file holds its name where it would go; then `columns(last)`
+    (`last`: the deepest folder's id column, or the base's id)."""
+    joined = User.__table__
+    level_ids, blocked = [], []
+    parent: Any = target.base_id  # then the column of the folder joined last
+    for i, name in enumerate(target.dirs):
+        level = Folder.__table__.alias(f"level_{i}")
+        blocked.append(_named(File, owner_id, parent, name).label(f"blocked_{i}"))
+        joined = joined.outerjoin(
+            level,
+            and_(
+                level.c.owner_id == owner_id,
+                level.c.name == name,
+                in_folder(level.c.parent_id, parent)
+                if parent is None or isinstance(parent, uuid.UUID)
+                else level.c.parent_id == parent,
+            ),
         )
+        level_ids.append(level.c.id.label(f"level_{i}"))
+        parent = level.c.id
+    base_owned = (
+        exists().where(Folder.id == target.base_id, Folder.owner_id == owner_id)
+        if target.base_id is not None
+        else literal(True)
+    )
+    return (
+        select(base_owned.label("base_owned"), *level_ids, *blocked, *columns(parent))
+        .select_from(joined)
+        .where(User.id == owner_id)
+    )
+
+
+def _follow(
+    session: Session, owner_id: uuid.UUID, target: Target, row, *, make: bool
+) -> uuid.UUID | bool | None:
+    """The target's folder from a `_levels` row: what is missing made (`make`), or False.
+    NotFound for a base that is not the owner's; Conflict when a file holds the name one
+    of its folders needs."""
+    if not row.base_owned:
+        raise NotFound(f"There is no folder {target.base_id}.")
+    current = target.base_id
+    for i, name in enumerate(target.dirs):
+        found = row._mapping[f"level_{i}"]
         if found is None:
-            if name_clash(session, owner_id, current, name) == "file":
+            # (Below a missing folder the join is NULL: nothing is found blocked there.)
+            if row._mapping[f"blocked_{i}"]:
                 raise Conflict(
                     f"A file named {name!r} is where the upload's folder {name!r} would go."
                 )
@@ -334,13 +385,58 @@ def _walk(
     return current
 
 
+def _walk(
+    session: Session, owner_id: uuid.UUID, target: Target, *, make: bool
+) -> uuid.UUID | bool | None:
+    """Down the target's folders from its base (one statement): the last one's id; what
+    is missing made (`make`), or False. NotFound for a base that is not the owner's;
+    Conflict when a file holds the name one of them needs."""
+    if not target.dirs and target.base_id is None:
+        return None
+    row = session.execute(_levels(owner_id, target, lambda _last: ())).one()
+    return _follow(session, owner_id, target, row, make=make)
+
+
+def survey(session: Session, owner_id: uuid.UUID, target: Target, name: str) -> Survey:
+    """Where a new file named `name` would go, what holds that name there, and the owner's
+    usage, in one statement: an upload's early checks (app.services.conflicts). A read,
+    so it takes no lock. NotFound and Conflict as `existing`."""
+
+    def named_there(last):
+        holder = Upload.relative_dir
+        return (
+            _named(Folder, owner_id, last, name).label("folder_clash"),
+            _named(File, owner_id, last, name).label("file_clash"),
+            select(Upload.id)
+            .where(
+                Upload.owner_id == owner_id,
+                Upload.completed_at.is_(None),
+                Upload.expires_at > utcnow(),
+                in_folder(Upload.folder_id, target.base_id),
+                Upload.name == name,
+                holder.is_(None) if target.relative_dir is None else holder == target.relative_dir,
+            )
+            .limit(1)
+            .scalar_subquery()
+            .label("upload"),
+            (User.bytes_stored + User.bytes_reserved).label("used"),
+            User.quota_bytes.label("quota"),
+        )
+
+    row = session.execute(_levels(owner_id, target, named_there)).one()
+    folder = _follow(session, owner_id, target, row, make=False)
+    clash = None
+    if folder is not False:
+        clash = "folder" if row.folder_clash else "file" if row.file_clash else None
+    return Survey(folder, clash, row.upload, int(row.used), row.quota)
+
+
 def existing(session: Session, owner_id: uuid.UUID, target: Target) -> uuid.UUID | bool | None:
     """The folder a target names, if it exists; False when some of it is still to be made.
 
     A read, for the early checks of an upload: NotFound for a base that is not the owner's,
     Conflict when a file holds the name one of its folders needs.
     """
-    check_owned(session, owner_id, target.base_id)
     return _walk(session, owner_id, target, make=False)
 
 
@@ -351,10 +447,9 @@ def ensure(session: Session, owner_id: uuid.UUID, target: Target) -> uuid.UUID |
     base must exist: NotFound when it was deleted meanwhile.
     """
     try:
-        check_owned(session, owner_id, target.base_id)
+        found = _walk(session, owner_id, target, make=True)
     except NotFound:
         raise NotFound("The folder this upload was going to was deleted.") from None
-    found = _walk(session, owner_id, target, make=True)
     assert found is not False
     return found  # type: ignore[return-value]
 
@@ -455,7 +550,7 @@ class Removed:
     files: int
     uploads: int
     objects: int  # objects recorded for removal
-    pending: list[uuid.UUID]  # the records this request carries out itself (a small delete)
+    pending: list[deletions.Pending]  # the records this request carries out itself (a small delete)
 
 
 def _subtree(folder_id: uuid.UUID):
@@ -466,13 +561,13 @@ def _subtree(folder_id: uuid.UUID):
 
 def _record_objects(
     session: Session, folder_id: uuid.UUID, in_tree, files: int
-) -> tuple[int, list[uuid.UUID]]:
+) -> tuple[int, list[deletions.Pending]]:
     """Record the objects of the subtree's files: (how many, the ids to carry out now)."""
     if files > INLINE_FILES and session.get_bind().dialect.name == "postgresql":
         done = session.execute(text(_RECORD_KEYS), {"folder_id": folder_id, "now": utcnow()})
         return rowcount(done), []
     inline = files <= INLINE_FILES
-    recorded, ids = 0, []
+    recorded, ids = 0, list[deletions.Pending]()
     batch: list[str] = []
 
     def flush() -> None:

@@ -79,19 +79,13 @@ def more_than_left(size: int, left: int) -> str:
     return f"{asked} is more than the {room} you have left."
 
 
-def check_room(session: Session, quota_bytes: int, owner_id: uuid.UUID, size: int) -> None:
-    """Refuse early a file whose size would break the quota (its name: app.services.folders).
-
-    A read, so it takes no lock: the charge (`charge_file`, `reserve`) is what holds.
-    """
-    stored, reserved, quota = session.execute(
-        select(User.bytes_stored, User.bytes_reserved, effective(quota_bytes)).where(
-            User.id == owner_id
-        )
-    ).one()
-    current = Usage(0, int(stored), int(reserved))
-    if current.bytes_stored + current.bytes_reserved + size > quota:
-        raise _over_quota(current, int(quota), size)
+def check_room(quota_bytes: int, used: int, size: int) -> None:
+    """Refuse early a file whose size would break the owner's quota (`quota_bytes`, the
+    effective one), given the bytes they have `used` (stored and reserved), as an upload's
+    first look read them (app.services.folders.survey). That look takes no lock: the
+    charge (`charge_file`, `reserve`) is what holds."""
+    if used + size > quota_bytes:
+        raise TooLarge(more_than_left(size, max(quota_bytes - used, 0)), limit="quota")
 
 
 def _refusal(session: Session, quota_bytes: int, owner_id: uuid.UUID, size: int) -> TooLarge:

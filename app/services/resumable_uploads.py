@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from app.db import rowcount, utcnow
+from app.db import rowcount, utcnow, without_transaction
 from app.errors import (
     STORAGE_DOWN,
     AppError,
@@ -187,8 +187,9 @@ def _start(
     on_conflict = conflicts.conflict_rule(
         metadata.get("onConflict"), "The onConflict of Upload-Metadata"
     )
-    quota.check_room(session, limits.quota_bytes, owner_id, length)
-    conflicts.check_new_name(session, owner_id, target, name, on_conflict)
+    conflicts.check_new_file(
+        session, owner_id, target, name, on_conflict, size=length, quota_bytes=limits.quota_bytes
+    )
     session.rollback()  # end the read: the reservation starts a transaction of its own
     if on_conflict == conflicts.RENAME:
         # Under the owner's lock, held until the upload's row (which holds the name) is in.
@@ -287,6 +288,7 @@ class PartWriter:
             _reraise(exc)
 
     def _confirm(self) -> None:
+        without_transaction(self.session)  # one read: no BEGIN, no COMMIT
         current = self.session.get(Upload, self.upload.id, populate_existing=True)
         gone = (
             _gone(self.session, self.upload.owner_id, self.upload.id) if current is None else None
@@ -366,6 +368,8 @@ class PartWriter:
         now = utcnow()
         new_offset = upload.offset + part.size
         crc = isal_zlib.crc32_combine(upload.crc32, part.crc32, part.size) & 0xFFFFFFFF
+        if new_offset == upload.length:
+            return self._last(now, crc)
         values = {
             "offset": new_offset,
             "crc32": crc,
@@ -373,25 +377,16 @@ class PartWriter:
             "updated_at": now,
             "expires_at": now + dt.timedelta(seconds=self.ctx.limits.expiry_seconds),
         }
-        # The last bytes: the owner's lock and the file's folder first (a folder delete
-        # takes them in that order too).
-        folder_id = _place(self.ctx, upload) if new_offset == upload.length else None
         # The WHERE on the offset is the lock: a concurrent PATCH that landed first moved it
         # (and on PostgreSQL this UPDATE waits for that PATCH's transaction to end).
         moved = session.execute(
             update(Upload)
-            .where(
-                Upload.id == upload.id,
-                Upload.offset == upload.offset,
-                Upload.completed_at.is_(None),
-            )
+            .where(*_still_at(upload))
             .values(**values)
             .execution_options(synchronize_session=False)
         )
         if rowcount(moved) != 1:
-            raise Conflict(
-                "Another request wrote to this upload meanwhile; ask with HEAD and resume."
-            )
+            raise _raced()
         if sink.is_part:
             session.add(
                 UploadPart(upload_id=upload.id, offset=upload.offset, size=part.size, key=sink.key)
@@ -399,20 +394,36 @@ class PartWriter:
             session.flush()
         for name, value in values.items():
             set_committed_value(upload, name, value)  # what the UPDATE wrote, without a SELECT
-        if new_offset < upload.length:
-            session.commit()
-            return _progress(upload)
+        session.commit()
+        return _progress(upload)
+
+    def _last(self, now: dt.datetime, crc: int) -> Progress:
+        """The last bytes landed: the upload becomes its file. No UPDATE of the row first:
+        `_finish` deletes it under the same guard on the offset."""
+        session, upload, sink = self.session, self.upload, self._sink
+        # The owner's lock and the file's folder first (a folder delete takes them in that
+        # order too).
+        folder_id = _place(self.ctx, upload)
         keys = [sink.key]  # in place: the one object every chunk went to
-        if sink.is_part:
-            keys = list(
-                session.scalars(
-                    select(UploadPart.key)
-                    .where(UploadPart.upload_id == upload.id)
-                    .order_by(UploadPart.offset)
-                )
-            )
-        file = _finish(self.ctx, upload, keys, now, folder_id)
+        if sink.is_part:  # the parts before this one, then this one (never recorded)
+            earlier = select(UploadPart.key).where(UploadPart.upload_id == upload.id)
+            keys = [*session.scalars(earlier.order_by(UploadPart.offset)), sink.key]
+        set_committed_value(upload, "crc32", crc)
+        file = _finish(self.ctx, upload, keys, now, folder_id, guarded=True)
         return _progress(upload, file)
+
+
+def _still_at(upload: Upload) -> tuple:
+    """Where the row is as `upload` saw it: unfinished, at its offset."""
+    return (
+        Upload.id == upload.id,
+        Upload.offset == upload.offset,
+        Upload.completed_at.is_(None),
+    )
+
+
+def _raced() -> Conflict:
+    return Conflict("Another request wrote to this upload meanwhile; ask with HEAD and resume.")
 
 
 class _Abandoned(Exception):
@@ -455,16 +466,32 @@ def _place(ctx: Context, upload: Upload) -> uuid.UUID | None:
 
 
 def _finish(
-    ctx: Context, upload: Upload, keys: list[str], now: dt.datetime, folder_id: uuid.UUID | None
+    ctx: Context,
+    upload: Upload,
+    keys: list[str],
+    now: dt.datetime,
+    folder_id: uuid.UUID | None,
+    *,
+    guarded: bool = False,
 ) -> File:
     """The upload, its objects `keys` concatenated, becomes a pending File (same id) in
     `folder_id` in the caller's transaction, which this commits (the caller placed it:
-    `_place`); then the job is sent and its parts go."""
+    `_place`); then the job is sent and its parts go. `guarded`: the row goes only if it
+    is still where `upload` saw it (409 otherwise: a concurrent PATCH landed first)."""
     session, storage = ctx.session, ctx.storage
     # Replacing: the old file goes in this transaction, so the name is never free between.
     replaced = (
         files.displace(session, upload.owner_id, folder_id, upload.name) if upload.replaces else []
     )
+    # The row goes with the upload (its parts' rows with it: ON DELETE CASCADE): the file
+    # (same id) answers for it from now on. Under the guard this is the PATCH's lock too
+    # (on PostgreSQL the DELETE waits for a concurrent PATCH's transaction to end).
+    where = _still_at(upload) if guarded else (Upload.id == upload.id,)
+    gone = session.execute(
+        delete(Upload).where(*where).execution_options(synchronize_session=False)
+    )
+    if rowcount(gone) != 1:
+        raise _raced()
     file = File(
         id=upload.id,
         owner_id=upload.owner_id,
@@ -477,14 +504,13 @@ def _finish(
         content_type=upload.content_type,
         attempts=0,
         request_id=REQUEST_ID.get(),  # a job the sweep sends again carries it too
+        # Sent just after the commit (`send_compression(recorded=True)` clears it again
+        # if the broker is down): saves a transaction per file. Should this process die
+        # in between, the sweep sends the job once a lease's length has passed.
+        enqueued_at=now,
     )
     session.add(file)
     quota.reservation_filled(session, upload.owner_id, upload.length)
-    # The row goes with the upload (its parts' rows with it: ON DELETE CASCADE): the file
-    # (same id) answers for it from now on.
-    session.execute(
-        delete(Upload).where(Upload.id == upload.id).execution_options(synchronize_session=False)
-    )
     session.expunge(upload)
     set_committed_value(upload, "offset", upload.length)
     set_committed_value(upload, "completed_at", now)
@@ -509,7 +535,7 @@ def _finish(
         raise
     # The job first (the worker gets it sooner): carry_out's rollback expires `file`, and
     # reading its id after that costs a SELECT.
-    ctx.jobs.send_compression(session, file.id, size=file.size)
+    ctx.jobs.send_compression(session, file.id, size=file.size, recorded=True)
     # The parts (the upload is the file now) and what the file replaced, if it did.
     deletions.carry_out(session, storage, leftovers + replaced)
     return file
