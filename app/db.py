@@ -81,18 +81,25 @@ PING_AFTER_IDLE_SECONDS = 10.0
 RECYCLE_SECONDS = 3600
 
 
+# psycopg2's TRANSACTION_STATUS_IDLE: connected, and no transaction begun.
+_IDLE = 0
+
+
 def without_transaction(session: Session) -> None:
-    """Let a session that only reads run each statement on its own (PostgreSQL).
+    """Let a session run each statement on its own (PostgreSQL): reads, or one write.
 
     psycopg2's autocommit: no BEGIN before the first statement, no ROLLBACK at the end,
     and nothing sent to switch it on or off (SQLAlchemy's AUTOCOMMIT isolation level
     would send a SET to undo it at every return to the pool). The connection is back in
     transactions when it returns to the pool (`_transactions_again`). A session on
     anything but an Engine (the tests' savepoints) is left as it is.
+    A session already in a transaction stays in it (its statements join it).
     """
     bind = session.get_bind()
     if isinstance(bind, Engine) and bind.dialect.name == "postgresql":
-        session.connection().connection.dbapi_connection.autocommit = True  # type: ignore[union-attr]
+        dbapi = session.connection().connection.dbapi_connection
+        if dbapi.info.transaction_status == _IDLE:  # type: ignore[union-attr]
+            dbapi.autocommit = True  # type: ignore[union-attr]
 
 
 def ping_after_idle(engine: Engine, seconds: float) -> None:

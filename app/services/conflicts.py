@@ -25,6 +25,7 @@ from app.services.folders import (
 # Refusing (409) stays the default for existing clients.
 REFUSE, RENAME, REPLACE = "refuse", "rename", "replace"
 ON_CONFLICT = (REFUSE, RENAME, REPLACE)
+ASK = "ask"  # `free_name`: what holds the name is not known yet
 
 
 def conflict_rule(value: str | None, where: str = "The on_conflict field") -> str:
@@ -45,12 +46,24 @@ def numbered(name: str, n: int) -> str:
     return stem[: names.MAX_NAME - len(suffix)] + suffix
 
 
-def free_name(session: Session, owner_id: uuid.UUID, folder_id: uuid.UUID | None, name: str) -> str:
-    """`name`, or `name (1).ext`… if a file or folder of the folder took it meanwhile."""
+def free_name(
+    session: Session,
+    owner_id: uuid.UUID,
+    folder_id: uuid.UUID | None,
+    name: str,
+    *,
+    holder: str | None = ASK,
+) -> str:
+    """`name`, or `name (1).ext`… if a file or folder of the folder took it meanwhile.
+    `holder`: what holds `name` there ("file", "folder" or None), when the caller has just
+    looked (`folders.place`)."""
+    if holder == ASK:
+        holder = name_clash(session, owner_id, folder_id, name)
     candidate, n = name, 0
-    while name_clash(session, owner_id, folder_id, candidate) is not None:
+    while holder is not None:
         n += 1
         candidate = numbered(name, n)
+        holder = name_clash(session, owner_id, folder_id, candidate)
     return candidate
 
 

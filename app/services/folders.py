@@ -455,11 +455,29 @@ def ensure(session: Session, owner_id: uuid.UUID, target: Target) -> uuid.UUID |
 
 
 def place(
-    session: Session, owner_id: uuid.UUID, base_id: uuid.UUID | None, relative_dir: str | None
-) -> uuid.UUID | None:
-    """Lock the owner, then the folder an upload's file goes to, made as needed."""
-    lock_owner(session, owner_id)
-    return ensure(session, owner_id, target_of(base_id, relative_dir))
+    session: Session, owner_id: uuid.UUID, target: Target, name: str
+) -> tuple[uuid.UUID | None, str | None]:
+    """The folder a finished upload's file goes to, made as needed (`ensure`: the caller
+    holds `lock_owner`), and what holds `name` there ("file", "folder"), if anything: in
+    one statement when its folders are all there already."""
+    row = session.execute(
+        _levels(
+            owner_id,
+            target,
+            lambda last: (
+                _named(Folder, owner_id, last, name).label("folder_clash"),
+                _named(File, owner_id, last, name).label("file_clash"),
+            ),
+        )
+    ).one()
+    try:
+        found = _follow(session, owner_id, target, row, make=True)
+    except NotFound:
+        raise NotFound("The folder this upload was going to was deleted.") from None
+    assert found is None or isinstance(found, uuid.UUID)
+    if any(row._mapping[f"level_{i}"] is None for i in range(len(target.dirs))):
+        return found, None  # made just now: nothing in it yet
+    return found, "folder" if row.folder_clash else "file" if row.file_clash else None
 
 
 def upload_target(metadata: dict[str, str | None]) -> tuple[Target, str]:

@@ -25,7 +25,7 @@ from sqlalchemy import ColumnElement, Row, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.archive.writer import ArchiveResult
-from app.db import rowcount, utcnow
+from app.db import rowcount, utcnow, without_transaction
 from app.models import (
     File,
     FilePreview,
@@ -144,6 +144,7 @@ def claim(
     """
     now = utcnow()
     token = uuid.uuid4()
+    without_transaction(session)  # the UPDATE alone is atomic: no BEGIN, no COMMIT
     taken = _take(session, file_id, _unclaimed(now), token, lease_seconds, delivery)
     if taken is None and delivery is not None:
         held = session.execute(
@@ -260,6 +261,8 @@ def complete(
         lease_expires_at=None,
         error=None,
     )
+    if preview is None:
+        without_transaction(session)  # one UPDATE, atomic alone: no BEGIN, no COMMIT
     changed = session.execute(
         update(File).where(_held(job)).values(**ready).execution_options(synchronize_session=False)
     )

@@ -403,13 +403,13 @@ class PartWriter:
         session, upload, sink = self.session, self.upload, self._sink
         # The owner's lock and the file's folder first (a folder delete takes them in that
         # order too).
-        folder_id = _place(self.ctx, upload)
+        placed = _place(self.ctx, upload)
         keys = [sink.key]  # in place: the one object every chunk went to
         if sink.is_part:  # the parts before this one, then this one (never recorded)
             earlier = select(UploadPart.key).where(UploadPart.upload_id == upload.id)
             keys = [*session.scalars(earlier.order_by(UploadPart.offset)), sink.key]
         set_committed_value(upload, "crc32", crc)
-        file = _finish(self.ctx, upload, keys, now, folder_id, guarded=True)
+        file = _finish(self.ctx, upload, keys, now, placed, guarded=True)
         return _progress(upload, file)
 
 
@@ -451,14 +451,20 @@ def _check_offset(upload: Upload, offset: int) -> None:
         )
 
 
-def _place(ctx: Context, upload: Upload) -> uuid.UUID | None:
-    """Lock the owner and find (or make) the folder the finished upload's file goes to.
+def _place(ctx: Context, upload: Upload) -> tuple[uuid.UUID | None, str | None]:
+    """Take the owner's row, then find (or make) the folder the finished upload's file goes
+    to: its id, and what holds the file's name there (`folders.place`).
 
-    An upload that can no longer land there (its folder was deleted meanwhile, or a file
-    took the name a folder of its path needs) is removed, its reservation freed: 409.
+    The upload's bytes move from reserved to stored first: that UPDATE holds the owner's
+    row, which is the lock every write of a name takes (`folders.lock_owner`), at no
+    statement of its own. An upload that can no longer land there (its folder was deleted
+    meanwhile, or a file took the name a folder of its path needs) is removed, its
+    reservation freed: 409.
     """
+    target = folders.target_of(upload.folder_id, upload.relative_dir)
     try:
-        return folders.place(ctx.session, upload.owner_id, upload.folder_id, upload.relative_dir)
+        quota.reservation_filled(ctx.session, upload.owner_id, upload.length)
+        return folders.place(ctx.session, upload.owner_id, target, upload.name)
     except (NotFound, Conflict) as exc:
         ctx.session.rollback()
         _remove(ctx.session, ctx.storage, upload.id, upload.temporary_keys)
@@ -470,19 +476,22 @@ def _finish(
     upload: Upload,
     keys: list[str],
     now: dt.datetime,
-    folder_id: uuid.UUID | None,
+    placed: tuple[uuid.UUID | None, str | None],
     *,
     guarded: bool = False,
 ) -> File:
-    """The upload, its objects `keys` concatenated, becomes a pending File (same id) in
-    `folder_id` in the caller's transaction, which this commits (the caller placed it:
-    `_place`); then the job is sent and its parts go. `guarded`: the row goes only if it
-    is still where `upload` saw it (409 otherwise: a concurrent PATCH landed first)."""
+    """The upload, its objects `keys` concatenated, becomes a pending File (same id) in the
+    caller's transaction, which this commits (the caller `_place`d it: the folder, and what
+    holds the name there); then the job is sent and its parts go. `guarded`: the row goes
+    only if it is still where `upload` saw it (409 otherwise: a concurrent PATCH landed
+    first)."""
+    folder_id, holder = placed
     session, storage = ctx.session, ctx.storage
     # Replacing: the old file goes in this transaction, so the name is never free between.
-    replaced = (
-        files.displace(session, upload.owner_id, folder_id, upload.name) if upload.replaces else []
-    )
+    replaced = []
+    if upload.replaces and holder == "file":
+        replaced = files.displace(session, upload.owner_id, folder_id, upload.name)
+        holder = None
     # The row goes with the upload (its parts' rows with it: ON DELETE CASCADE): the file
     # (same id) answers for it from now on. Under the guard this is the PATCH's lock too
     # (on PostgreSQL the DELETE waits for a concurrent PATCH's transaction to end).
@@ -496,7 +505,7 @@ def _finish(
         id=upload.id,
         owner_id=upload.owner_id,
         folder_id=folder_id,
-        name=conflicts.free_name(session, upload.owner_id, folder_id, upload.name),
+        name=conflicts.free_name(session, upload.owner_id, folder_id, upload.name, holder=holder),
         status=FileStatus.PENDING,
         size=upload.length,
         sha256=None,  # the worker computes it while compressing
@@ -510,7 +519,6 @@ def _finish(
         enqueued_at=now,
     )
     session.add(file)
-    quota.reservation_filled(session, upload.owner_id, upload.length)
     session.expunge(upload)
     set_committed_value(upload, "offset", upload.length)
     set_committed_value(upload, "completed_at", now)
