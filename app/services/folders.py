@@ -18,11 +18,12 @@ the database's write lock at the start of the transaction instead.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, exists, func, literal, select, text
+from sqlalchemy import Select, and_, bindparam, exists, func, literal, select, text
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -75,7 +76,8 @@ def lock_owner(session: Session, owner_id: uuid.UUID) -> None:
         )
 
 
-def in_folder(column, folder_id: uuid.UUID | None):
+def in_folder(column, folder_id: Any):
+    """`column` names the folder `folder_id` (None: the root; or an expression)."""
     return column.is_(None) if folder_id is None else column == folder_id
 
 
@@ -116,13 +118,12 @@ def name_clash(
     return "folder" if folder else "file" if file else None
 
 
-def _named(model, owner_id: uuid.UUID, parent, name: str, but: uuid.UUID | None = None):
+def _named(model, owner_id, parent, name, but: uuid.UUID | None = None):
     """Whether one of the owner's folders (`model` Folder) or files (File) in `parent` (an
-    id, None for the root, or a column: the folder a join found) has `name`."""
+    id, None for the root, or an expression: a parameter, the folder a join found) has
+    `name`."""
     column = model.parent_id if model is Folder else model.folder_id
-    where = [model.owner_id == owner_id, model.name == name]
-    where.append(in_folder(column, parent) if parent is None or isinstance(parent, uuid.UUID)
-                 else column == parent)  # fmt: skip
+    where = [model.owner_id == owner_id, model.name == name, in_folder(column, parent)]
     if but is not None:
         where.append(model.id != but)
     return exists().where(*where)
@@ -326,39 +327,87 @@ class Survey:
     quota: int | None  # the account's own quota (None: the server's)
 
 
-def _levels(owner_id: uuid.UUID, target: Target, columns):
-    """One statement down the target's folders, from the owner's row: each of them joined
-    to the one before (an outer join, so a missing one is NULL, and so is all below it),
-    with, for each, whether a file holds its name where it would go; then `columns(last)`
-    (`last`: the deepest folder's id column, or the base's id)."""
+# The shapes of `_levels` statements, built once each: building one (joins, aliases,
+# EXISTS) cost more CPU than the database spent running it.
+_OWNER = bindparam("owner_id", type_=User.id.type)
+_BASE = bindparam("base_id", type_=Folder.id.type)
+_NAME = bindparam("name", type_=File.name.type)
+
+
+@functools.lru_cache(maxsize=64)
+def _levels(depth: int, has_base: bool, then: str) -> Select:
+    """One statement down `depth` folders from a base (the root unless `has_base`), from
+    the owner's row: each folder joined to the one before (an outer join, so a missing one
+    is NULL, and so is all below it), with, for each, whether a file holds its name where
+    it would go; then, as `then` says, what holds `name` in the last one ("place"), and
+    also an unfinished upload so named and bound there, the owner's usage and own quota
+    ("survey").
+    Its parameters: owner_id, base_id, dir_0…, name, relative_dir, now (`_parameters`)."""
     joined = User.__table__
     level_ids, blocked = [], []
-    parent: Any = target.base_id  # then the column of the folder joined last
-    for i, name in enumerate(target.dirs):
+    parent: Any = _BASE if has_base else None  # then the column of the folder joined last
+    for i in range(depth):
         level = Folder.__table__.alias(f"level_{i}")
-        blocked.append(_named(File, owner_id, parent, name).label(f"blocked_{i}"))
+        name = bindparam(f"dir_{i}", type_=Folder.name.type)
+        blocked.append(_named(File, _OWNER, parent, name).label(f"blocked_{i}"))
         joined = joined.outerjoin(
             level,
             and_(
-                level.c.owner_id == owner_id,
+                level.c.owner_id == _OWNER,
                 level.c.name == name,
-                in_folder(level.c.parent_id, parent)
-                if parent is None or isinstance(parent, uuid.UUID)
-                else level.c.parent_id == parent,
+                in_folder(level.c.parent_id, parent),
             ),
         )
         level_ids.append(level.c.id.label(f"level_{i}"))
         parent = level.c.id
     base_owned = (
-        exists().where(Folder.id == target.base_id, Folder.owner_id == owner_id)
-        if target.base_id is not None
-        else literal(True)
+        exists().where(Folder.id == _BASE, Folder.owner_id == _OWNER) if has_base else literal(True)
     )
+    columns = []
+    if then in ("place", "survey"):
+        columns += [
+            _named(Folder, _OWNER, parent, _NAME).label("folder_clash"),
+            _named(File, _OWNER, parent, _NAME).label("file_clash"),
+        ]
+    if then == "survey":
+        bound_for = Upload.relative_dir
+        columns += [
+            select(Upload.id)
+            .where(
+                Upload.owner_id == _OWNER,
+                Upload.completed_at.is_(None),
+                Upload.expires_at > bindparam("now", type_=Upload.expires_at.type),
+                in_folder(Upload.folder_id, _BASE if has_base else None),
+                Upload.name == _NAME,
+                bound_for.is_(None)
+                if depth == 0
+                else bound_for == bindparam("relative_dir", type_=Upload.relative_dir.type),
+            )
+            .limit(1)
+            .scalar_subquery()
+            .label("upload"),
+            (User.bytes_stored + User.bytes_reserved).label("used"),
+            User.quota_bytes.label("quota"),
+        ]
     return (
-        select(base_owned.label("base_owned"), *level_ids, *blocked, *columns(parent))
+        select(base_owned.label("base_owned"), *level_ids, *blocked, *columns)
         .select_from(joined)
-        .where(User.id == owner_id)
+        .where(User.id == _OWNER)
     )
+
+
+def _look(session: Session, owner_id: uuid.UUID, target: Target, then: str, name: str = ""):
+    """The row of the `_levels` statement for `target` (and `name`)."""
+    parameters = {
+        "owner_id": owner_id,
+        "base_id": target.base_id,
+        "name": name,
+        "relative_dir": target.relative_dir,
+        "now": utcnow(),
+        **{f"dir_{i}": part for i, part in enumerate(target.dirs)},
+    }
+    statement = _levels(len(target.dirs), target.base_id is not None, then)
+    return session.execute(statement, parameters).one()
 
 
 def _follow(
@@ -393,7 +442,7 @@ def _walk(
     Conflict when a file holds the name one of them needs."""
     if not target.dirs and target.base_id is None:
         return None
-    row = session.execute(_levels(owner_id, target, lambda _last: ())).one()
+    row = _look(session, owner_id, target, "walk")
     return _follow(session, owner_id, target, row, make=make)
 
 
@@ -401,29 +450,7 @@ def survey(session: Session, owner_id: uuid.UUID, target: Target, name: str) -> 
     """Where a new file named `name` would go, what holds that name there, and the owner's
     usage, in one statement: an upload's early checks (app.services.conflicts). A read,
     so it takes no lock. NotFound and Conflict as `existing`."""
-
-    def named_there(last):
-        holder = Upload.relative_dir
-        return (
-            _named(Folder, owner_id, last, name).label("folder_clash"),
-            _named(File, owner_id, last, name).label("file_clash"),
-            select(Upload.id)
-            .where(
-                Upload.owner_id == owner_id,
-                Upload.completed_at.is_(None),
-                Upload.expires_at > utcnow(),
-                in_folder(Upload.folder_id, target.base_id),
-                Upload.name == name,
-                holder.is_(None) if target.relative_dir is None else holder == target.relative_dir,
-            )
-            .limit(1)
-            .scalar_subquery()
-            .label("upload"),
-            (User.bytes_stored + User.bytes_reserved).label("used"),
-            User.quota_bytes.label("quota"),
-        )
-
-    row = session.execute(_levels(owner_id, target, named_there)).one()
+    row = _look(session, owner_id, target, "survey", name)
     folder = _follow(session, owner_id, target, row, make=False)
     clash = None
     if folder is not False:
@@ -460,16 +487,7 @@ def place(
     """The folder a finished upload's file goes to, made as needed (`ensure`: the caller
     holds `lock_owner`), and what holds `name` there ("file", "folder"), if anything: in
     one statement when its folders are all there already."""
-    row = session.execute(
-        _levels(
-            owner_id,
-            target,
-            lambda last: (
-                _named(Folder, owner_id, last, name).label("folder_clash"),
-                _named(File, owner_id, last, name).label("file_clash"),
-            ),
-        )
-    ).one()
+    row = _look(session, owner_id, target, "place", name)
     try:
         found = _follow(session, owner_id, target, row, make=True)
     except NotFound:
