@@ -20,6 +20,7 @@ import zipfile
 import zlib
 
 import pytest
+import sqlalchemy as sa
 from tusclient.client import TusClient
 
 from app.errors import AppError, Conflict
@@ -283,6 +284,40 @@ def test_last_patch_makes_a_pending_file(client, alice, storage):
     assert body["size"] == 6
     assert parts_in_storage(storage, alice, url) == []
     assert storage.exists(f"tmp/{alice.id}/uploads/{file_id}") or body["status"] != "pending"
+
+
+def test_a_small_file_in_a_folder_path_costs_a_few_statements(client, alice, engine, storage):
+    """Every file of a folder upload pays for these: the creation's checks are one look
+    (the caller, then the quota, the path's folders and the name together), the last PATCH
+    a handful. A check done one query at a time again (per folder, per table) fails this.
+    """
+    path = {"relativePath": "trip/day 1/a.txt"}
+    first = create(client, alice, 3, "a.txt", **{"Upload-Metadata": metadata("a.txt", **path)})
+    assert patch(client, alice, first.headers["Location"], 0, b"abc").status_code == 204
+    sent: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:
+        if not statement.startswith(("SAVEPOINT", "RELEASE", "ROLLBACK TO")):
+            sent.append(statement.split(None, 1)[0] + " " + statement.split("FROM", 1)[-1][:40])
+
+    path = {"relativePath": "trip/day 1/b.txt"}
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        second = create(client, alice, 3, "b.txt", **{"Upload-Metadata": metadata("b.txt", **path)})
+        assert second.status_code == 201, second.text
+        created_with = len(sent)
+        assert patch(client, alice, second.headers["Location"], 0, b"def").status_code == 204
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    # The caller; the look; the reservation; the row.
+    assert created_with == 4, sent
+    # The caller; the row (and once more under the body's lock, in place); the owner's
+    # counters (the lock); the folder and the name; the row goes, the file comes, the
+    # parts are recorded for removal (the earlier parts read back, in a part store); the
+    # record goes once they are removed.
+    assert len(sent) - created_with == 9, sent[created_with:]
+    listed = client.get("/api/v1/entries", headers=alice.headers, params={"limit": 10}).json()
+    assert [e["name"] for e in listed["items"]] == ["trip"]  # the one folder, made once
 
 
 def test_a_finished_upload_leaves_no_parts_folder_and_no_upload_row(client, alice, app, storage):
