@@ -15,10 +15,12 @@ SQL reads the account's effective one (`effective`), in the same statement.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import BigInteger, Table, Update, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from app.db import rowcount
@@ -101,20 +103,32 @@ def _change(
     within: tuple[int, int] | None = None,
 ) -> bool:
     """Add `deltas` to the owner's counters; with `within=(size, quota)`, only if `size`
-    more bytes fit the quota. False when they do not."""
-    where = [User.id == owner_id]
+    more bytes fit the quota (the account's own, else `quota`). False when they do not."""
+    parameters: dict[str, object] = {"owner_id": owner_id}
+    parameters.update({f"add_{name}": delta for name, delta in deltas.items()})
     if within is not None:
-        size, quota_bytes = within
-        where.append(User.bytes_stored + User.bytes_reserved + size <= effective(quota_bytes))
-    values = {name: getattr(User, name) + delta for name, delta in deltas.items()}
-    changed = session.execute(
-        update(User)
-        .where(*where)
-        # Bookkeeping: keep `updated_at` (its column default would bump it) unchanged.
-        .values(**values, updated_at=User.updated_at)
-        .execution_options(synchronize_session=False)
-    )
+        parameters["size"], parameters["quota"] = within
+    changed = session.execute(_changing(tuple(sorted(deltas)), within is not None), parameters)
     return rowcount(changed) == 1
+
+
+_USERS_TABLE = cast(Table, User.__table__)  # Core: not the ORM's bulk UPDATE
+_USERS = _USERS_TABLE.c
+
+
+@functools.lru_cache(maxsize=16)
+def _changing(names: tuple[str, ...], within: bool) -> Update:
+    """The UPDATE of `_change` for these counters, built once (every upload runs two):
+    parameters owner_id, add_<counter>…, and with `within`, size and quota (the server's;
+    `effective`: the account's own first)."""
+    where = [_USERS.id == bindparam("owner_id", type_=_USERS.id.type)]
+    if within:
+        room = _USERS.bytes_stored + _USERS.bytes_reserved + bindparam("size", type_=BigInteger)
+        quota = func.coalesce(_USERS.quota_bytes, bindparam("quota", type_=BigInteger))
+        where.append(room <= quota)
+    values = {name: _USERS[name] + bindparam(f"add_{name}", type_=BigInteger) for name in names}
+    # Bookkeeping: keep `updated_at` (its column default would bump it) unchanged.
+    return update(_USERS_TABLE).where(*where).values(**values, updated_at=_USERS.updated_at)
 
 
 def charge_file(session: Session, quota_bytes: int, owner_id: uuid.UUID, size: int) -> None:
