@@ -12,11 +12,10 @@ from sqlalchemy.orm import Session
 
 from app.errors import Conflict, InvalidInput
 from app.services import names, quota
-from app.services.folders import (
+from app.services.folders import clash_message, name_clash
+from app.services.placement import (
     Target,
-    clash_message,
     existing,
-    name_clash,
     survey,
     upload_clash_message,
     upload_named,

@@ -33,7 +33,7 @@ from app.errors import (
 )
 from app.models import File, FileStatus, User
 from app.queue.jobs import REQUEST_ID, JobQueue
-from app.services import conflicts, deletions, folders, names, quota, tokens, users
+from app.services import conflicts, deletions, folders, names, placement, quota, tokens, users
 from app.services.spool import SpooledUpload
 from app.storage import Storage
 
@@ -169,9 +169,9 @@ def create(
     dirs: tuple[str, ...] = ()
     client_name = upload.filename
     if relative_path is not None:
-        dirs, client_name = folders.split_relative_path(relative_path)
+        dirs, client_name = placement.split_relative_path(relative_path)
     name = names.check_name(name) if name is not None else names.from_client_filename(client_name)
-    target = folders.Target(folder_id, dirs)
+    target = placement.Target(folder_id, dirs)
     conflicts.check_new_file(
         session, owner_id, target, name, on_conflict, size=upload.size, quota_bytes=quota_bytes
     )
@@ -194,7 +194,7 @@ def create(
         raise StorageUnavailable(f"The upload could not be stored: {STORAGE_DOWN}") from exc
     try:
         folders.lock_owner(session, owner_id)
-        file.folder_id = folders.ensure(session, owner_id, target)
+        file.folder_id = placement.ensure(session, owner_id, target)
         replaced: list[deletions.Pending] = []
         if on_conflict == conflicts.RENAME:
             file.name = name = conflicts.pick_name(session, owner_id, target, name)
@@ -450,8 +450,8 @@ def rename(
         kind = folders.name_clash(session, owner_id, folder, name, but_file=file.id)
         if kind is not None:
             raise Conflict(folders.clash_message(kind, name))
-        if folders.upload_named(session, owner_id, folders.Target(folder), name) is not None:
-            raise Conflict(folders.upload_clash_message(name))
+        if placement.upload_named(session, owner_id, placement.Target(folder), name) is not None:
+            raise Conflict(placement.upload_clash_message(name))
         file.name, file.folder_id = name, folder
         try:
             session.commit()

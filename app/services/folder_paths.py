@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import InvalidInput
 from app.models import Folder
-from app.services import folders
+from app.services import folders, placement
 
 
 def make_path(
@@ -18,14 +18,14 @@ def make_path(
     """The folder at `path` ("trip/day 3/empty") under `parent_id` (the root for None),
     making each one missing as an upload's relative path does (race-free with uploads into
     the same folders: under the owner's lock); whether the last one was made now."""
-    parts = folders.path_parts(path, "The path names no folder.")
+    parts = placement.path_parts(path, "The path names no folder.")
     if len(parts) > folders.MAX_PATH_DEPTH:
         raise InvalidInput(f"A path may name at most {folders.MAX_PATH_DEPTH} folders.")
-    target = folders.Target(parent_id, folders.folder_names(parts))
+    target = placement.Target(parent_id, placement.folder_names(parts))
     session.rollback()  # end any read: the lock starts the transaction
     folders.lock_owner(session, owner_id)
-    made = folders.existing(session, owner_id, target) is False
-    found = folders.ensure(session, owner_id, target)
+    made = placement.existing(session, owner_id, target) is False
+    found = placement.ensure(session, owner_id, target)
     session.commit()
     assert found is not None
     return folders.owned(session, owner_id, found), made

@@ -84,7 +84,7 @@ def more_than_left(size: int, left: int) -> str:
 def check_room(quota_bytes: int, used: int, size: int) -> None:
     """Refuse early a file whose size would break the owner's quota (`quota_bytes`, the
     effective one), given the bytes they have `used` (stored and reserved), as an upload's
-    first look read them (app.services.folders.survey). That look takes no lock: the
+    first look read them (app.services.placement.survey). That look takes no lock: the
     charge (`charge_file`, `reserve`) is what holds."""
     if used + size > quota_bytes:
         raise TooLarge(more_than_left(size, max(quota_bytes - used, 0)), limit="quota")

@@ -39,11 +39,13 @@ from app.errors import (
 )
 from app.models import File, FileStatus, Upload, UploadPart
 from app.queue.jobs import REQUEST_ID, JobQueue
-from app.services import conflicts, deletions, files, folders, names, quota, sizes
+from app.services import conflicts, deletions, files, folders, names, placement, quota, sizes
 from app.services.part_stream import Chunk, NothingToKeep, PartStream
 from app.settings import Settings
 from app.storage import Busy, Storage
 from app.storage.base import UploadChunk
+
+RACED = "Another request wrote to this upload meanwhile; ask with HEAD and resume."
 
 
 @dataclass(frozen=True)
@@ -182,7 +184,7 @@ def _start(
             f"{sizes.iec(length)}.",
             limit="file",
         )
-    target, filename = folders.upload_target(metadata)
+    target, filename = placement.upload_target(metadata)
     name = names.from_client_filename(filename)
     on_conflict = conflicts.conflict_rule(
         metadata.get("onConflict"), "The onConflict of Upload-Metadata"
@@ -386,7 +388,7 @@ class PartWriter:
             .execution_options(synchronize_session=False)
         )
         if rowcount(moved) != 1:
-            raise _raced()
+            raise Conflict(RACED)
         if sink.is_part:
             session.add(
                 UploadPart(upload_id=upload.id, offset=upload.offset, size=part.size, key=sink.key)
@@ -401,29 +403,19 @@ class PartWriter:
         """The last bytes landed: the upload becomes its file. No UPDATE of the row first:
         `_finish` deletes it under the same guard on the offset."""
         session, upload, sink = self.session, self.upload, self._sink
-        # The owner's lock and the file's folder first (a folder delete takes them in that
-        # order too).
-        placed = _place(self.ctx, upload)
+        placed = _place(self.ctx, upload)  # the owner, then the folder: a folder delete's order
         keys = [sink.key]  # in place: the one object every chunk went to
         if sink.is_part:  # the parts before this one, then this one (never recorded)
             earlier = select(UploadPart.key).where(UploadPart.upload_id == upload.id)
             keys = [*session.scalars(earlier.order_by(UploadPart.offset)), sink.key]
         set_committed_value(upload, "crc32", crc)
-        file = _finish(self.ctx, upload, keys, now, placed, guarded=True)
+        file = _finish(self.ctx, upload, keys, now, placed)
         return _progress(upload, file)
 
 
 def _still_at(upload: Upload) -> tuple:
     """Where the row is as `upload` saw it: unfinished, at its offset."""
-    return (
-        Upload.id == upload.id,
-        Upload.offset == upload.offset,
-        Upload.completed_at.is_(None),
-    )
-
-
-def _raced() -> Conflict:
-    return Conflict("Another request wrote to this upload meanwhile; ask with HEAD and resume.")
+    return (Upload.id == upload.id, Upload.offset == upload.offset, Upload.completed_at.is_(None))
 
 
 class _Abandoned(Exception):
@@ -453,7 +445,7 @@ def _check_offset(upload: Upload, offset: int) -> None:
 
 def _place(ctx: Context, upload: Upload) -> tuple[uuid.UUID | None, str | None]:
     """Take the owner's row, then find (or make) the folder the finished upload's file goes
-    to: its id, and what holds the file's name there (`folders.place`).
+    to: its id, and what holds the file's name there (`placement.place`).
 
     The upload's bytes move from reserved to stored first: that UPDATE holds the owner's
     row, which is the lock every write of a name takes (`folders.lock_owner`), at no
@@ -461,10 +453,10 @@ def _place(ctx: Context, upload: Upload) -> tuple[uuid.UUID | None, str | None]:
     meanwhile, or a file took the name a folder of its path needs) is removed, its
     reservation freed: 409.
     """
-    target = folders.target_of(upload.folder_id, upload.relative_dir)
+    target = placement.target_of(upload.folder_id, upload.relative_dir)
     try:
         quota.reservation_filled(ctx.session, upload.owner_id, upload.length)
-        return folders.place(ctx.session, upload.owner_id, target, upload.name)
+        return placement.place(ctx.session, upload.owner_id, target, upload.name)
     except (NotFound, Conflict) as exc:
         ctx.session.rollback()
         _remove(ctx.session, ctx.storage, upload.id, upload.temporary_keys)
@@ -477,14 +469,11 @@ def _finish(
     keys: list[str],
     now: dt.datetime,
     placed: tuple[uuid.UUID | None, str | None],
-    *,
-    guarded: bool = False,
 ) -> File:
     """The upload, its objects `keys` concatenated, becomes a pending File (same id) in the
     caller's transaction, which this commits (the caller `_place`d it: the folder, and what
-    holds the name there); then the job is sent and its parts go. `guarded`: the row goes
-    only if it is still where `upload` saw it (409 otherwise: a concurrent PATCH landed
-    first)."""
+    holds the name there); then the job is sent and its parts go. The row goes only if it
+    is still where `upload` saw it (409 otherwise: a concurrent PATCH landed first)."""
     folder_id, holder = placed
     session, storage = ctx.session, ctx.storage
     # Replacing: the old file goes in this transaction, so the name is never free between.
@@ -495,12 +484,11 @@ def _finish(
     # The row goes with the upload (its parts' rows with it: ON DELETE CASCADE): the file
     # (same id) answers for it from now on. Under the guard this is the PATCH's lock too
     # (on PostgreSQL the DELETE waits for a concurrent PATCH's transaction to end).
-    where = _still_at(upload) if guarded else (Upload.id == upload.id,)
     gone = session.execute(
-        delete(Upload).where(*where).execution_options(synchronize_session=False)
+        delete(Upload).where(*_still_at(upload)).execution_options(synchronize_session=False)
     )
     if rowcount(gone) != 1:
-        raise _raced()
+        raise Conflict(RACED)
     file = File(
         id=upload.id,
         owner_id=upload.owner_id,
@@ -513,9 +501,8 @@ def _finish(
         content_type=upload.content_type,
         attempts=0,
         request_id=REQUEST_ID.get(),  # a job the sweep sends again carries it too
-        # Sent just after the commit (`send_compression(recorded=True)` clears it again
-        # if the broker is down): saves a transaction per file. Should this process die
-        # in between, the sweep sends the job once a lease's length has passed.
+        # Sent just after the commit (unless the broker is down: `recorded` clears it); dying
+        # in between, the sweep sends it a lease later. Saves a transaction per file.
         enqueued_at=now,
     )
     session.add(file)
