@@ -230,6 +230,7 @@ def production_env(
         "INSTASHARE_STORAGE_BACKEND": "local",
         "INSTASHARE_LOG_LEVEL": "WARNING",
         "INSTASHARE_WORKER_METRICS_PORT": "0",
+        "INSTASHARE_SIGNUP": "open",  # the benches register their own accounts
     }
     return clean_env(**{**production, **settings})
 
