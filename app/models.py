@@ -1,4 +1,4 @@
-"""The tables: accounts (and their ended sessions), the files they own, their resumable
+"""The tables: accounts (their sessions, and ended tokens), the files they own, their resumable
 uploads in progress, and the share links to their files."""
 
 from __future__ import annotations
@@ -202,6 +202,45 @@ class ApiToken(Base):
         # One token of a name per account, whatever its case; its listing by creation.
         Index("uq_api_tokens_user_id_name", "user_id", func.lower(name), unique=True),
         Index("ix_api_tokens_user_id_created_at", "user_id", "created_at", "id"),
+    )
+
+
+class SessionKind(enum.StrEnum):
+    """How a session was started: which kind of client holds it, and whether it is kept."""
+
+    KEPT = "kept"  # a browser's "Keep me signed in": refreshed through its cookie
+    PLAIN = "plain"  # one access token, over when it expires
+    CLI = "cli"  # the command-line client's log-in (one access token, as plain)
+
+
+class SignedInSession(Base):
+    """One signed-in device: what every access token it was given names as its `sid`.
+
+    Ended (`ended_at`) by logout or from "Your sessions": its access tokens are refused
+    from the next request on. A kept session's refresh token is the `refresh_counter`-th
+    of its family (app.services.sessions); `token_generation` is the account's when it
+    was last refreshed, so a password change or a disabled account refuses the refresh.
+    """
+
+    __tablename__ = "sessions"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(8))
+    device: Mapped[str] = mapped_column(String(80))
+    address: Mapped[str] = mapped_column(String(64))
+    token_generation: Mapped[int] = mapped_column(Integer)
+    refresh_counter: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    refreshed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When it ends by itself: a plain one with its access token, a kept one unless refreshed.
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    __table_args__ = (
+        # "Your sessions", newest first, a keyset page at a time.
+        Index("ix_sessions_user_id_created_at", "user_id", "created_at", "id"),
     )
 
 

@@ -109,6 +109,13 @@ class Settings:
     token_ttl_seconds: int = _setting(
         "INSTASHARE_TOKEN_TTL_SECONDS", 3600, _int(60), "lifetime of an access token"
     )
+    session_days: int = _setting(
+        "INSTASHARE_SESSION_DAYS",
+        30,
+        _int(1),
+        'how long "Keep me signed in" keeps a browser signed in without being used (each '
+        "refresh of its access token starts the days again)",
+    )
     database_url: str = _setting(
         "INSTASHARE_DATABASE_URL",
         "",

@@ -83,7 +83,7 @@ async def list_files(request: Exchange) -> None:
 def _page_body(session: Session, request: Exchange, listing: Callable[..., files.Page]) -> bytes:
     token = request.token()
     # The page's statement checks the token's session too (no trip of its own for it).
-    page = listing(session, token.user_id, token=token)
+    page = listing(session, token.user_id, token=token, used=request.used)
     items = [file_json(f) for f in page.items]
     body = {"items": items, "next_cursor": page.next_cursor, "total": page.total}
     return json.dumps(body, separators=(",", ":")).encode()

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from app.http import attempts
-from app.http.responses import NO_CONTENT, json_body, token_body
+from app.http import attempts, session_cookie
+from app.http.responses import json_body
 from app.http.streaming import Exchange, Reply
 from app.models import User
-from app.services import shares, users
+from app.services import sessions, shares, users
+from app.services.throttle import Attempt
 from app.settings import Settings
 
 
@@ -46,25 +47,45 @@ async def signup(request: Exchange) -> None:
 
 
 async def login(request: Exchange) -> None:
-    """Exchange an e-mail and password for an access token."""
+    """Exchange an e-mail and password for an access token (and with `remember`, a
+    refresh cookie that keeps the browser signed in)."""
     body = await request.json()
+    started = await request.lookup(
+        _login,
+        request,
+        body,
+        attempt=attempts.current(),  # counted, and its turn waited for, before this thread
+    )
+    await request.reply(session_cookie.token_reply(started))
+
+
+def _login(
+    session: Session, request: Exchange, body: dict, attempt: Attempt | None
+) -> sessions.Started:
     rt = request.runtime
-    token, expires_in = await request.lookup(
-        users.login,
+    user = users.authenticate(
+        session,
         rt.settings,
         rt.throttle,
         email=body["email"],
         password=body["password"],
         address=request.address,
-        attempt=attempts.current(),  # counted, and its turn waited for, before this thread
+        attempt=attempt,
     )
-    await request.reply(token_body(token, expires_in))
+    return sessions.start_session(
+        session,
+        rt.settings,
+        user,
+        user_agent=request.headers.get("user-agent", ""),
+        address=request.address,
+        remember=bool(body.get("remember", False)),
+    )
 
 
 async def logout(request: Exchange) -> None:
-    """End the session of the token this request presents."""
+    """End the session of the token this request presents (and forget its refresh cookie)."""
     await request.lookup(_logout, request)
-    await request.reply(NO_CONTENT)
+    await request.reply((None, 204, {"Set-Cookie": session_cookie.cleared()}))
 
 
 def _logout(session: Session, request: Exchange) -> None:
@@ -78,7 +99,7 @@ async def change_password(request: Exchange) -> None:
     token, expires_in = await request.lookup(
         _change_password, request, body["current_password"], body["new_password"]
     )
-    await request.reply(token_body(token, expires_in))
+    await request.reply(session_cookie.token_reply(sessions.Started(token, expires_in, None, 0)))
 
 
 def _change_password(
@@ -93,6 +114,7 @@ def _change_password(
         current=current,
         new=new,
         address=request.address,
+        token=request.token(),
     )
 
 

@@ -4,7 +4,8 @@ Connexion runs `bearer_info` on the event loop, outside any handler: it only che
 token's signature and expiry (CPU only), by the rules of the app serving the request
 (`runtime_of`). The account it names is looked up once per request, on first use, by
 `Exchange.owner` (or `Exchange.account`), and the same query tells whether the token's
-session has ended (logout, password change): `users.session_account`, or for the many
+session has ended (logout, a session ended elsewhere, password change):
+`users.session_account`, or for the many
 requests that need only the account's id, the lighter `users.session_owner`. The files
 page, the most frequent request, asks it inside its own statement instead
 (`files.list_files` with the presented token).
@@ -138,11 +139,11 @@ def presented_token(user: str) -> tokens.Claims:
     return claims
 
 
-def account_in(session: Session, user: str) -> User:
+def account_in(session: Session, user: str, used: users.Used | None = None) -> User:
     """The caller's account, in `session`; 401 when its token's session ended."""
-    return users.session_account(session, presented_token(user))
+    return users.session_account(session, presented_token(user), used)
 
 
-def owner_in(session: Session, user: str) -> uuid.UUID:
+def owner_in(session: Session, user: str, used: users.Used | None = None) -> uuid.UUID:
     """The id of the caller's account, in `session`; 401 when the token outlived it."""
-    return users.session_owner(session, presented_token(user))
+    return users.session_owner(session, presented_token(user), used)

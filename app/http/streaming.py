@@ -29,6 +29,7 @@ from urllib.parse import parse_qsl
 import anyio.to_thread
 import werkzeug.urls  # noqa: F401 - registers the "werkzeug.url_quote" error handler
 from connexion.jsonifier import Jsonifier
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from starlette.datastructures import Headers, QueryParams
 from starlette.requests import ClientDisconnect
@@ -42,7 +43,7 @@ from app.http import security
 from app.http.middleware import HttpMiddleware
 from app.models import User
 from app.runtime import Runtime
-from app.services import users
+from app.services import sessions, users
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ class Exchange:
         self._session: Session | None = None
         self._owner: uuid.UUID | None = None
         self._account: User | None = None
+        self._used: uuid.UUID | None = None  # a session whose last use is due to be written
         self.started = False
         self.status: int | None = None
 
@@ -140,9 +142,19 @@ class Exchange:
             self._session.close()
 
     async def aclose(self) -> None:
+        if self._used is not None:  # after the answer: no request waits for this write
+            await self.run(self._write_used, self._used)
         if self._session is not None:
             await self.run(self._session.close)
             self._session = None
+
+    def _write_used(self, session_id: uuid.UUID) -> None:
+        try:
+            sessions.mark_used(self.session, session_id)
+        except SQLAlchemyError:  # a last-used time is not worth a failed request's log
+            log.warning("could not write when session %s was last used", session_id)
+        finally:
+            self.release()
 
     # -- the caller --------------------------------------------------------------------
 
@@ -153,14 +165,19 @@ class Exchange:
             if self._account is not None:
                 self._owner = self._account.id
             else:
-                self._owner = security.owner_in(self.session, self.user)
+                self._owner = security.owner_in(self.session, self.user, self.used)
         return self._owner
 
     def account(self) -> User:
         """The caller's account; 401 when its token's session ended (blocking, as `owner`)."""
         if self._account is None:
-            self._account = security.account_in(self.session, self.user)
+            self._account = security.account_in(self.session, self.user, self.used)
         return self._account
+
+    def used(self, session_id: uuid.UUID) -> None:
+        """Note that the caller's session was used and the time is due to be written (once
+        a minute at most): it is, after the response (`aclose`)."""
+        self._used = session_id
 
     def token(self) -> Any:
         """The claims of the token this request presented (app.services.tokens.Claims)."""

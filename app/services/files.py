@@ -296,6 +296,7 @@ def list_files(
     sort: str = "-created_at",
     token: tokens.Claims | None = None,
     folder: str | None = None,
+    used: users.Used | None = None,
 ) -> Page:
     """One page of the owner's files, in a stable keyset order, and how many match in all.
 
@@ -304,7 +305,8 @@ def list_files(
 
     Given the request's `token` (the owner's), the same statement also tells whether its
     session still holds (`users.SESSION_HOLDS`), so the check costs the request no trip of
-    its own: Unauthorized, as `users.session_owner` says, when it ended.
+    its own: Unauthorized, as `users.session_owner` says, when it ended; `used` hears
+    of a session whose last use is due to be written, as there.
     """
     params: dict[str, object] = {"owner_id": owner_id, "limit": limit + 1}
     if token is not None:
@@ -312,7 +314,7 @@ def list_files(
     scope = None if folder is None else "root" if folder == "root" else "folder"
     if scope is not None:
         if token is not None:
-            users.session_owner(session, token)  # an ended session is told so first
+            users.session_owner(session, token, used)  # an ended session is told so first
         if scope == "folder":
             params["folder_id"] = uuid.UUID(str(folder))
             folders.check_owned(session, owner_id, params["folder_id"])  # type: ignore[arg-type]
@@ -323,8 +325,9 @@ def list_files(
             if token is not None:  # an ended session is told so first, as everywhere
                 users.session_owner(session, token)
             raise
+    checked = None if token is None else "session" if token.session_id else "token"
     page, counter = _page_statements(
-        sort, FileStatus(status) if status else None, bool(cursor), token is not None, scope
+        sort, FileStatus(status) if status else None, bool(cursor), checked, scope
     )
     # Rows of the table, not ORM objects: a page is only read, and SQLAlchemy Core reads it
     # at half the cost.
@@ -333,6 +336,11 @@ def list_files(
     # An empty page has no row to carry the total: ask the counter itself (no row: no owner).
     found = rows[0] if rows else connection.execute(counter, params).one_or_none()
     total, holds = (found.total, found.holds) if found is not None else (0, False)
+    if token is not None and token.session_id is not None:
+        last_used = found.last_used if found is not None else None
+        holds = holds and last_used is not None
+        if holds:
+            users.note_use(token, last_used, used)
     if token is not None and not holds:
         users.session_owner(session, token)  # raises, saying why
         raise Unauthorized("This session has ended; log in again.")
@@ -342,7 +350,11 @@ def list_files(
 
 @functools.cache
 def _page_statements(
-    sort: str, status: FileStatus | None, after: bool, checked: bool, scope: str | None = None
+    sort: str,
+    status: FileStatus | None,
+    after: bool,
+    checked: str | None,
+    scope: str | None = None,
 ):
     """(a page, the total) as statements, built once per shape of listing.
 
@@ -351,7 +363,8 @@ def _page_statements(
     takes as an index bound (an `a < v OR (a = v AND id < x)` is a filter applied to every
     row the walk passes). Names repeat across folders, so the id breaks their ties too.
     The total is the owner's counter, read in the same statement, not a count; so is
-    whether the token's session holds when `checked` (else a constant true).
+    whether the token holds when `checked` (else a constant true), and with "session"
+    (a token with a session), when its session was last used (NULL: it ended).
     Building (and hashing, for SQLAlchemy's cache) a statement costs more than running it:
     the parameters (`owner_id`, `after`, `after_id`, `limit`) are bound at execution.
     Within one folder (`scope` "root", or "folder" with `folder_id` bound) the total is a
@@ -377,9 +390,12 @@ def _page_statements(
     if scope is not None:
         total = select(func.count()).select_from(File).where(*scoped).scalar_subquery()
     holds = (users.SESSION_HOLDS if checked else true()).label("holds")
-    counter = select(total.label("total"), holds).where(owner)
+    checks: list[Any] = [holds]
+    if checked == "session":
+        checks.append(users.SESSION_LAST_USED.label("last_used"))
+    counter = select(total.label("total"), *checks).where(owner)
     page = (
-        select(*LISTED, select(total).where(owner).scalar_subquery().label("total"), holds)
+        select(*LISTED, select(total).where(owner).scalar_subquery().label("total"), *checks)
         .where(*where)
         .order_by(*(key.desc() if descending else key.asc() for key in keys))
         .limit(bindparam("limit", type_=Integer))

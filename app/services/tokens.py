@@ -1,8 +1,10 @@
 """Signed, expiring access tokens (JWT, HS256).
 
-Besides its subject and lifetime a token carries its own id (`jti`, what logout revokes)
-and the account's token generation when it was issued (`gen`, what a password change
-moves on). Whether either still holds is the database's to say: `app.http.security`.
+Besides its subject and lifetime a token carries its own id (`jti`, what logout revokes),
+the account's token generation when it was issued (`gen`, what a password change
+moves on) and the session it belongs to (`sid`, a row of `sessions` that logout or "Your
+sessions" ends). Whether each still holds is the database's to say: `app.http.security`.
+A token without `sid` (issued before sessions were kept) is checked without one.
 """
 
 from __future__ import annotations
@@ -34,18 +36,27 @@ class Claims:
     # session's token, whose reach is the account's.
     api_token_id: uuid.UUID | None = None
     scopes: frozenset[str] | None = None
+    session_id: uuid.UUID | None = None
 
 
-def issue(settings: Settings, user_id: uuid.UUID, generation: int = 0) -> tuple[str, int]:
-    """A token for `user_id` in its account's token `generation`, and its lifetime in seconds."""
+def issue(
+    settings: Settings,
+    user_id: uuid.UUID,
+    generation: int = 0,
+    session_id: uuid.UUID | None = None,
+) -> tuple[str, int]:
+    """A token for `user_id` in its account's token `generation` (and session), and its
+    lifetime in seconds."""
     now = int(time.time())
-    claims = {
+    claims: dict[str, object] = {
         "sub": str(user_id),
         "iat": now,
         "exp": now + settings.token_ttl_seconds,
         "jti": uuid.uuid4().hex,
         "gen": generation,
     }
+    if session_id is not None:
+        claims["sid"] = session_id.hex
     return jwt.encode(claims, settings.secret_key, algorithm=ALGORITHM), settings.token_ttl_seconds
 
 
@@ -80,11 +91,15 @@ def _verified(secret_key: str, token: str) -> Claims:
             raise ValueError("no token id")
         if type(generation) is not int or generation < 0:
             raise ValueError("no generation")
+        sid = claims.get("sid")
+        if sid is not None and (not isinstance(sid, str) or len(sid) != 32):
+            raise ValueError("no session")
         return Claims(
             user_id=uuid.UUID(claims["sub"]),
             jti=jti,
             generation=generation,
             expires_at=dt.datetime.fromtimestamp(claims["exp"], dt.UTC),
+            session_id=uuid.UUID(hex=sid) if sid is not None else None,
         )
     except jwt.ExpiredSignatureError:
         raise Unauthorized("The access token has expired; log in again.") from None

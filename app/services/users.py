@@ -5,14 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
+from collections.abc import Callable
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
 from app.errors import Conflict, Forbidden, InvalidInput, Unauthorized
-from app.models import ApiToken, RevokedToken, User
+from app.models import ApiToken, RevokedToken, SessionKind, SignedInSession, User
 from app.services import invitations, passwords, tokens
 from app.services.throttle import Attempt, LoginThrottle, Subject
 from app.settings import Settings
@@ -93,7 +94,7 @@ def throttle_key(email: str) -> str:
     return email.strip().lower()
 
 
-def login(
+def authenticate(
     session: Session,
     settings: Settings,
     throttle: LoginThrottle,
@@ -102,8 +103,10 @@ def login(
     password: str,
     address: str,
     attempt: Attempt | None = None,
-) -> tuple[str, int]:
-    """A fresh access token; one Unauthorized for an unknown address or a wrong password.
+) -> User:
+    """The account these are the e-mail and password of (a log-in: its session is started
+    by `app.services.sessions.start_session`); one Unauthorized for an unknown address or a
+    wrong password.
 
     The attempt is counted before the password is verified (`attempt`, begun by the HTTP
     edge, which waited for its turn; or begun here, refused rather than kept waiting).
@@ -133,21 +136,31 @@ def login(
         user.password_hash = hashes.hash(password)
     user.last_seen_at = utcnow()
     session.commit()
-    return tokens.issue(settings, user.id, user.token_generation)
+    return user
 
 
-# Built once: a request only binds its token's values.
+# Built once: a request only binds its token's values. The token's session (`sid`) is
+# joined by its primary key (and its account's): a token without one finds no row.
+_SESSION_OF_TOKEN = and_(
+    SignedInSession.id == bindparam("sid", type_=SignedInSession.id.type),
+    SignedInSession.user_id == User.id,
+)
+_SESSION_COLUMNS = (RevokedToken.jti, SignedInSession.id, SignedInSession.ended_at,
+                    SignedInSession.last_used_at)  # fmt: skip
 _SESSION_ACCOUNT = (
-    select(User, RevokedToken.jti)
+    select(User, *_SESSION_COLUMNS)
+    .select_from(User)
     .outerjoin(RevokedToken, RevokedToken.jti == bindparam("jti"))
+    .outerjoin(SignedInSession, _SESSION_OF_TOKEN)
     .where(User.id == bindparam("user_id"))
 )
 # The same check for a request that needs no more of the account than its id (most of
-# them): two columns read as a Core row, without building a User in the identity map.
+# them): a few columns read as a Core row, without building a User in the identity map.
 _SESSION_STATE = (
-    select(User.token_generation, RevokedToken.jti, User.disabled_at)
+    select(User.token_generation, User.disabled_at, *_SESSION_COLUMNS)
     .select_from(User)
     .outerjoin(RevokedToken, RevokedToken.jti == bindparam("jti"))
+    .outerjoin(SignedInSession, _SESSION_OF_TOKEN)
     .where(User.id == bindparam("user_id"))
 )
 
@@ -162,22 +175,41 @@ SESSION_HOLDS = (
     .correlate(None)  # its own row of `users`, even inside a statement that reads that table
     .exists()
 ) & ~select(RevokedToken.jti).where(RevokedToken.jti == bindparam("session_jti")).exists()
+# And for a token with a session: when that session was last used, NULL when it has ended
+# (or is not the account's). A primary-key probe beside the page's other columns.
+SESSION_LAST_USED = (
+    select(SignedInSession.last_used_at)
+    .where(
+        SignedInSession.id == bindparam("session_id", type_=SignedInSession.id.type),
+        SignedInSession.user_id == bindparam("session_user_id"),
+        SignedInSession.ended_at.is_(None),
+    )
+    .correlate(None)
+    .scalar_subquery()
+)
+# How often a session's last use is written: at most once a minute, whatever the traffic.
+USED_EVERY = dt.timedelta(minutes=1)
+# What the HTTP edge is told when a session's last use is due to be written (its id).
+Used = Callable[[uuid.UUID], None]
 
 
 def session_holds_params(claims: tokens.Claims) -> dict[str, object]:
-    """The parameters SESSION_HOLDS binds, for the session of `claims`."""
+    """The parameters SESSION_HOLDS (and SESSION_LAST_USED) bind, for the session of `claims`."""
     return {
         "session_user_id": claims.user_id,
         "session_generation": claims.generation,
         "session_jti": claims.jti,
+        "session_id": claims.session_id,
     }
 
 
 def _check_session(
     claims: tokens.Claims,
     generation: int | None,
+    disabled: dt.datetime | None,
     revoked: str | None,
-    disabled: dt.datetime | None = None,
+    found: uuid.UUID | None,
+    ended_at: dt.datetime | None,
 ) -> None:
     """Unauthorized unless the account exists (`generation` is not None) and the session holds."""
     if generation is None:
@@ -188,38 +220,62 @@ def _check_session(
         raise Unauthorized("This session has ended (logged out); log in again.")
     if generation != claims.generation:
         raise Unauthorized("This session ended when the password was changed; log in again.")
+    if claims.session_id is not None and (found is None or ended_at is not None):
+        raise Unauthorized("This session has ended (signed out); log in again.")
 
 
-def session_account(session: Session, claims: tokens.Claims) -> User:
+def note_use(claims: tokens.Claims, last_used: dt.datetime | None, used: Used | None) -> None:
+    """Tell `used` the token's session, when its last use is older than USED_EVERY."""
+    due = last_used is not None and last_used <= utcnow() - USED_EVERY
+    if used is not None and claims.session_id is not None and due:
+        used(claims.session_id)
+
+
+def session_account(session: Session, claims: tokens.Claims, used: Used | None = None) -> User:
     """The account of a request's token, in one query; Unauthorized if its session ended.
 
-    The token's revocation (logout) and the account's token generation (password change)
-    are read by the same query that loads the account: a primary-key join, no extra trip.
+    The token's revocation (logout), its session's end and the account's token generation
+    (password change) are read by the same query that loads the account: primary-key
+    joins, no extra trip. `used` hears of a session whose last use is due to be written.
     """
     row = session.execute(
-        _SESSION_ACCOUNT, {"user_id": claims.user_id, "jti": claims.jti}
+        _SESSION_ACCOUNT,
+        {"user_id": claims.user_id, "jti": claims.jti, "sid": claims.session_id},
     ).one_or_none()
-    user, revoked = row if row is not None else (None, None)
+    user, revoked, found, ended_at, last_used = row if row is not None else (None,) * 5
     _check_session(
-        claims, user.token_generation if user else None, revoked, user.disabled_at if user else None
+        claims,
+        user.token_generation if user else None,
+        user.disabled_at if user else None,
+        revoked,
+        found,
+        ended_at,
     )
     assert user is not None
+    note_use(claims, last_used, used)
     return user
 
 
-def session_owner(session: Session, claims: tokens.Claims) -> uuid.UUID:
+def session_owner(session: Session, claims: tokens.Claims, used: Used | None = None) -> uuid.UUID:
     """The account id of a request's token, once its session is known to hold (as above).
 
-    Asked of the database at every request, never remembered: a logout or a password
-    change on any process refuses the token from the next request on.
+    Asked of the database at every request, never remembered: a logout, a session ended
+    from another device or a password change on any process refuses the token from the
+    next request on.
     """
     row = (
         session.connection()
-        .execute(_SESSION_STATE, {"user_id": claims.user_id, "jti": claims.jti})
+        .execute(
+            _SESSION_STATE,
+            {"user_id": claims.user_id, "jti": claims.jti, "sid": claims.session_id},
+        )
         .one_or_none()
     )
-    generation, revoked, disabled = row if row is not None else (None, None, None)
-    _check_session(claims, generation, revoked, disabled)
+    generation, disabled, revoked, found, ended_at, last_used = (
+        row if row is not None else (None,) * 6
+    )
+    _check_session(claims, generation, disabled, revoked, found, ended_at)
+    note_use(claims, last_used, used)
     return claims.user_id
 
 
@@ -244,7 +300,8 @@ def touch_seen(session: Session, user_id: uuid.UUID) -> None:
 
 
 def logout(session: Session, claims: tokens.Claims) -> None:
-    """End the session of one token: it is refused from now until it would have expired.
+    """End the session of one token: the token (and the download grants it made) is refused
+    from now until it would have expired, and so is every other of its session's.
 
     Tokens whose expiry has passed need no row (they are refused anyway): their rows are
     removed here, so the table holds at most one token lifetime's logouts. An API token's
@@ -254,6 +311,12 @@ def logout(session: Session, claims: tokens.Claims) -> None:
     if claims.api_token_id is not None:
         session.execute(delete(ApiToken).where(ApiToken.id == claims.api_token_id))
     session.add(RevokedToken(jti=claims.jti, expires_at=claims.expires_at))
+    if claims.session_id is not None:
+        session.execute(
+            update(SignedInSession)
+            .where(SignedInSession.id == claims.session_id, SignedInSession.ended_at.is_(None))
+            .values(ended_at=utcnow())
+        )
     try:
         session.commit()
     except IntegrityError:  # a second logout with the same token, at the same moment
@@ -269,8 +332,10 @@ def change_password(
     current: str,
     new: str,
     address: str,
+    token: tokens.Claims | None = None,
 ) -> tuple[str, int]:
-    """Set a new password and end every session of the account; a token for a new one.
+    """Set a new password and end every session of the account but the one of `token`,
+    which goes on in the new generation (a kept one's refresh too); a token for it.
 
     The current password is checked (and throttled) like a login's: a stolen token alone
     cannot take the account over. Forbidden when it is wrong.
@@ -292,5 +357,20 @@ def change_password(
         .values(password_hash=hashes.hash(new), token_generation=User.token_generation + 1)
         .returning(User.token_generation)
     ).scalar_one()
+    sid = token.session_id if token is not None else None
+    if sid is not None:
+        session.execute(
+            update(SignedInSession)
+            .where(SignedInSession.id == sid, SignedInSession.user_id == user.id)
+            .values(
+                token_generation=generation,
+                last_used_at=utcnow(),
+                # A session without a refresh lasts as long as its newest access token.
+                expires_at=case(
+                    (SignedInSession.kind == SessionKind.KEPT, SignedInSession.expires_at),
+                    else_=utcnow() + dt.timedelta(seconds=settings.token_ttl_seconds),
+                ),
+            )
+        )
     session.commit()
-    return tokens.issue(settings, user.id, generation)
+    return tokens.issue(settings, user.id, generation, sid)

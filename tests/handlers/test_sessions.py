@@ -175,6 +175,9 @@ REQUESTS = {
         PASSWORD,
         {"json": {"current_password": "whatever it is", "new_password": NEW_PASSWORD}},
     ),
+    "app.handlers.sessions.list_sessions": ("GET", f"{ME}/sessions", {}),
+    "app.handlers.sessions.end_others": ("DELETE", f"{ME}/sessions", {}),
+    "app.handlers.sessions.end": ("DELETE", f"{ME}/sessions/{FILE_ID}", {}),
     "app.handlers.files.upload_multipart": (
         "POST",
         "/api/v1/upload_files",
