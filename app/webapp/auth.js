@@ -13,6 +13,16 @@ export function authForm({ onSignedIn, more = null }) {
   const email = el("input", { id: "email", name: "email", type: "email", autocomplete: "username", required: true, maxlength: 320 });
   const password = el("input", { id: "password", name: "password", type: "password", required: true, maxlength: 1024, "aria-describedby": "password-hint" });
   const hint = el("p", { id: "password-hint", class: "hint", text: "At least 10 characters." });
+  // Not ticked by default: on a shared computer the next person would be signed in.
+  const remember = el("input", { id: "remember", name: "remember", type: "checkbox" });
+  const rememberField = el(
+    "div",
+    { class: "field check" },
+    remember,
+    el("label", { for: "remember", text: "Keep me signed in" }),
+    el("p", { id: "remember-hint", class: "hint", text: "On this browser, across tabs, until you log out. Not on a shared computer." }),
+  );
+  remember.setAttribute("aria-describedby", "remember-hint");
   const error = el("p", { id: "auth-error", class: "error", role: "alert" });
   const submit = el("button", { type: "submit" });
   const switchText = el("span");
@@ -25,7 +35,7 @@ export function authForm({ onSignedIn, more = null }) {
     title,
     el("p", { class: "muted", text: "Upload files of any size, get them back as ZIP archives, share them with a link." }),
     invited,
-    el("form", { novalidate: true, onsubmit: submitForm }, field("E-mail", email), field("Password", password, hint), error, submit),
+    el("form", { novalidate: true, onsubmit: submitForm }, field("E-mail", email), field("Password", password, hint), rememberField, error, submit),
     more,
     switchLine,
   );
@@ -62,15 +72,16 @@ export function authForm({ onSignedIn, more = null }) {
       return;
     }
     const body = { email: address, password: password.value };
+    const kept = remember.checked;
     submit.disabled = true;
     try {
       if (mode === "signup") await call("POST", "/users/register", { body: invitation ? { ...body, invitation } : body });
-      const token = await call("POST", "/users/login", { body });
+      const token = await call("POST", "/users/login", { body: { ...body, remember: kept } });
       if (invitation) {
         invitation = null;
         history.replaceState(null, "", location.pathname);
       }
-      session.token = token.access_token;
+      session.signedIn(token, kept);
       password.value = "";
       await onSignedIn();
     } catch (failure) {

@@ -2,7 +2,7 @@
 // A view is a function that makes its own markup, keeps its own state in its closure, and
 // returns its root element with the few methods others call (see the README). The address's
 // fragment says which folder is open (`#/folders/{id}`; `#/` or none: the root), or that the
-// Links view is (`#/links`) or the API tokens view (`#/tokens`), so the browser's back
+// Links view is (`#/links`), the API tokens (`#/tokens`) or the Sessions view (`#/sessions`), so the browser's back
 // button and a reload keep the place.
 
 import { adminView } from "./admin.js";
@@ -11,6 +11,7 @@ import { accountBar, authForm } from "./auth.js";
 import { fileList } from "./files.js";
 import { linksView } from "./links.js";
 import { moveDialog } from "./move.js";
+import { sessionsView } from "./sessions.js";
 import { shareDialog } from "./share.js";
 import { finishSignIn, ssoButton } from "./sso.js";
 import { tokensView } from "./tokens.js";
@@ -33,6 +34,7 @@ const share = shareDialog({ onChange: () => files.refresh() });
 const links = linksView({ onChange: () => files.refresh() });
 const tokens = tokensView();
 const move = moveDialog();
+const sessions = sessionsView({ onEndedHere: () => signedOut("You signed out of this browser.") });
 const usage = usagePanel();
 const sso = ssoButton();
 const auth = authForm({ onSignedIn: showApp, more: sso.root });
@@ -71,43 +73,46 @@ const linksTab = el("a", { href: "#/links", text: "Links" });
 // Administrators only (GET /users/me says `role`); the API checks it anyway.
 const adminTab = el("a", { href: "#/admin", text: "Admin", hidden: true });
 const adminPanel = adminView();
+const sessionsTab = el("a", { href: "#/sessions", text: "Sessions" });
 const tokensTab = el("a", { href: "#/tokens", text: "API tokens" });
-nav.append(filesTab, linksTab, tokensTab, adminTab);
+nav.append(filesTab, linksTab, tokensTab, sessionsTab, adminTab);
 // The files view: the upload box, the unfinished uploads and the list (each hides parts of
 // itself as it needs; the Links view hides them all at once).
 const filesView = el("div", { class: "files-view" }, uploads.root, unfinished.root, files.root);
-const app = el("div", { id: "app-view", hidden: true }, nav, usage.root, filesView, links.root, tokens.root, adminPanel.root);
+const app = el("div", { id: "app-view", hidden: true }, nav, usage.root, filesView, links.root, tokens.root, sessions.root, adminPanel.root);
 
 const folderInHash = () => FOLDER_IN_HASH.exec(location.hash)?.[1] ?? null;
-const linksInHash = () => location.hash === "#/links";
-const tokensInHash = () => location.hash === "#/tokens";
+const VIEWS = { "#/links": "links", "#/tokens": "tokens", "#/sessions": "sessions", "#/admin": "admin" };
 
-// The files (with the upload box), the Links, the API tokens or the Admin view, as the
+// The files (with the upload box), the Links, the API tokens, the Sessions or the Admin view, as the
 // address says.
 function showView({ focus = true } = {}) {
-  const onLinks = linksInHash();
-  const onTokens = tokensInHash();
-  const onAdmin = location.hash === "#/admin";
-  filesView.hidden = onLinks || onTokens || onAdmin;
-  usage.root.hidden = onAdmin;
-  for (const [tab, current] of [[filesTab, !onLinks && !onTokens && !onAdmin], [linksTab, onLinks], [tokensTab, onTokens], [adminTab, onAdmin]]) {
-    if (current) tab.setAttribute("aria-current", "page");
+  const view = VIEWS[location.hash] ?? "files";
+  filesView.hidden = view !== "files";
+  usage.root.hidden = view === "admin";
+  for (const [tab, name] of [[filesTab, "files"], [linksTab, "links"], [tokensTab, "tokens"], [sessionsTab, "sessions"], [adminTab, "admin"]]) {
+    if (view === name) tab.setAttribute("aria-current", "page");
     else tab.removeAttribute("aria-current");
   }
-  if (!onLinks) links.close();
-  if (!onTokens) tokens.close();
-  if (onAdmin) {
+  if (view !== "links") links.close();
+  if (view !== "tokens") tokens.close();
+  if (view !== "sessions") sessions.close();
+  if (view !== "admin") adminPanel.close();
+  if (view === "admin") {
     document.title = "Instashare: administration";
     return adminPanel.open({ focus });
   }
-  adminPanel.close();
-  if (onLinks) {
+  if (view === "links") {
     document.title = "Instashare: your links";
     return links.open({ focus });
   }
-  if (onTokens) {
+  if (view === "tokens") {
     document.title = "Instashare: API tokens";
     return tokens.open({ focus });
+  }
+  if (view === "sessions") {
+    document.title = "Instashare: your sessions";
+    return sessions.open({ focus });
   }
   return files.open(folderInHash(), { focus });
 }
@@ -156,14 +161,18 @@ async function usageNow() {
 
 async function logout() {
   try {
-    await call("POST", "/users/logout");
+    await call("POST", "/users/logout"); // ends the session, and clears a kept one's cookie
   } catch {
     // the token is forgotten here either way
   }
-  session.token = null;
-  history.replaceState(null, "", location.pathname);
-  showAuth("");
+  signedOut("");
   announce("Logged out");
+}
+
+function signedOut(message) {
+  session.forget();
+  history.replaceState(null, "", location.pathname);
+  showAuth(message);
 }
 
 window.addEventListener("hashchange", () => {
@@ -177,11 +186,16 @@ session.onExpired = () => showAuth("Your session has ended. Log in again.");
 sso.load();
 const ssoCode = SSO_CODE_IN_HASH.exec(location.hash)?.[1];
 if (ssoCode) finishSso(ssoCode);
-else if (session.token) showApp();
-else if (INVITE_IN_HASH.test(location.hash)) {
-  showAuth();
-  auth.invite(INVITE_IN_HASH.exec(location.hash)[1]);
-} else showAuth();
+else {
+  // A kept session (a new tab, a reload) trades its cookie for a token first, silently.
+  session.resume().then((held) => {
+    if (held) showApp();
+    else if (INVITE_IN_HASH.test(location.hash)) {
+      showAuth();
+      auth.invite(INVITE_IN_HASH.exec(location.hash)[1]);
+    } else showAuth();
+  });
+}
 
 // Back from the single sign-on provider: signed in, or the log-in page saying why not.
 async function finishSso(code) {
