@@ -87,8 +87,8 @@ def dev(tmp_path_factory) -> Iterator[DevServer]:
 
 def test_the_blocks_are_marked():
     # files, share links, resumable uploads, a taken name, folders, a folder link, API
-    # tokens, the end
-    assert len(session_blocks("curl")) == 8
+    # tokens, the end, a kept session
+    assert len(session_blocks("curl")) == 9
     assert len(session_blocks("cli")) == 1
 
 
@@ -129,6 +129,8 @@ def test_the_curl_session_runs_as_written(dev, tmp_path):
     # An upload token: its upload went in; refused the listing, naming the scope it lacks.
     assert '"detail": "This token may only upload files; this needs the read scope."' in out
     assert '"name":"nightly upload","scopes":["upload"]' in out
+    # A kept session: listed as this one, and its spent refresh token ended it (the 401s).
+    assert re.search(r'"device":"curl","kind":"kept".*"current":true', out)
     # Each `-w '%{http_code}\n'` prints the status its comment says. (JSON answers end with
     # no newline, so a status may end the line of the answer before it.)
     said = re.findall(r"%\{http_code\}.*# (\d{3})", "\n".join(session_blocks("curl")))
