@@ -241,6 +241,8 @@ class SignedInSession(Base):
     __table_args__ = (
         # "Your sessions", newest first, a keyset page at a time.
         Index("ix_sessions_user_id_created_at", "user_id", "created_at", "id"),
+        # The worker's sweep of sessions that are over (ended ones expire as they end).
+        Index("ix_sessions_expires_at", "expires_at"),
     )
 
 

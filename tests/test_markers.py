@@ -53,6 +53,10 @@ MIXED = {
         {"test_ready_names_redis_when_it_is_stopped", "test_request_id_reaches_the_worker_log"},
         {"test_health_touches_nothing", "test_request_id_is_echoed_or_generated"},
     ),
+    "tests/handlers/test_kept_sessions.py": (
+        {"test_an_ended_session_is_refused_by_every_process_of_a_live_server"},
+        set(),
+    ),
     "tests/handlers/test_shares.py": (
         {"test_the_limit_is_exact_under_concurrency",
          "test_the_embedded_default_keeps_the_rule_too",

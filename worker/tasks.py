@@ -24,6 +24,7 @@ from app.queue import (
     COMPRESS_UPLOAD,
     EXPIRE_UPLOADS,
     FINISH_DELETIONS,
+    FORGET_SESSIONS,
     FORGET_SHARE_DOWNLOADS,
     INDEX_ARCHIVE,
     SWEEP_JOBS,
@@ -36,6 +37,7 @@ from app.services import (
     deletions,
     leases,
     resumable_uploads,
+    sessions,
     shares,
 )
 from app.storage import BackendUnavailable, ObjectMissing
@@ -255,6 +257,16 @@ def forget_share_downloads(self) -> int:
             session, dt.timedelta(hours=rt.settings.share_resume_hours)
         ),
         "forgot %d link download(s) past their resume hours",
+    )
+
+
+@shared_task(bind=True, name=FORGET_SESSIONS, ignore_result=True)
+def forget_sessions(self) -> int:
+    """Delete the rows of sessions that are over (ended, or expired unused)."""
+    return _sweep(
+        self.app,
+        lambda rt, session: sessions.forget_over(session),
+        "forgot %d session(s) that are over",
     )
 
 

@@ -5,12 +5,20 @@ from __future__ import annotations
 from celery import Celery
 
 from app.overrides import check_versions
-from app.queue import EXPIRE_UPLOADS, FINISH_DELETIONS, FORGET_SHARE_DOWNLOADS, QUEUE, SWEEP_JOBS
+from app.queue import (
+    EXPIRE_UPLOADS,
+    FINISH_DELETIONS,
+    FORGET_SESSIONS,
+    FORGET_SHARE_DOWNLOADS,
+    QUEUE,
+    SWEEP_JOBS,
+)
 from app.settings import Settings
 
 # Abandoned resumable uploads are removed this often (they expire after hours, not seconds).
 EXPIRE_UPLOADS_EVERY_SECONDS = 600.0
 FORGET_SHARE_DOWNLOADS_EVERY_SECONDS = 3600.0
+FORGET_SESSIONS_EVERY_SECONDS = 3600.0
 # Deletions a crash or a storage error left half-done are finished this often.
 FINISH_DELETIONS_EVERY_SECONDS = 60.0
 
@@ -81,6 +89,11 @@ def make_celery(settings: Settings) -> Celery:
                 "task": FORGET_SHARE_DOWNLOADS,
                 "schedule": FORGET_SHARE_DOWNLOADS_EVERY_SECONDS,
                 "options": {"expires": FORGET_SHARE_DOWNLOADS_EVERY_SECONDS},
+            },
+            "forget-sessions": {
+                "task": FORGET_SESSIONS,
+                "schedule": FORGET_SESSIONS_EVERY_SECONDS,
+                "options": {"expires": FORGET_SESSIONS_EVERY_SECONDS},
             },
             "finish-deletions": {
                 "task": FINISH_DELETIONS,

@@ -48,6 +48,12 @@ REFRESH_BYTES = 16 + _COUNTER.size + _MAC_BYTES
 ENDED = "You have been signed out; log in again."
 
 
+def ended_now() -> dict[str, dt.datetime]:
+    """What ending a session writes: when, and that it is over (the sweep's one condition)."""
+    now = utcnow()
+    return {"ended_at": now, "expires_at": now}
+
+
 @dataclass(frozen=True)
 class Started:
     """What a log-in or a refresh hands out: an access token, its lifetime in seconds, and
@@ -205,7 +211,7 @@ def refresh(
     if row.kind != SessionKind.KEPT or row.ended_at is not None or row.expires_at <= now:
         raise Unauthorized(ENDED)
     if generation != row.token_generation:
-        row.ended_at = now
+        row.ended_at = row.expires_at = now
         session.commit()
         raise Unauthorized("You were signed out when the password was changed; log in again.")
     if counter == row.refresh_counter:
@@ -217,7 +223,7 @@ def refresh(
         and row.refreshed_at is not None
         and now - row.refreshed_at <= REUSE_GRACE
     ):
-        row.ended_at = now
+        row.ended_at = row.expires_at = now
         session.commit()
         raise Unauthorized(
             "This sign-in was used from somewhere else, so it has ended to keep your account "
@@ -240,9 +246,29 @@ def end_by_refresh(session: Session, settings: Settings, token: str) -> None:
     session.execute(
         update(SignedInSession)
         .where(SignedInSession.id == session_id, SignedInSession.ended_at.is_(None))
-        .values(ended_at=utcnow())
+        .values(**ended_now())
     )
     session.commit()
+
+
+def forget_over(session: Session, batch: int = 10_000) -> int:
+    """Delete the rows of sessions that are over (ended, or expired unused), `batch` at a
+    time, each batch committed; how many went. Their tokens stay refused: a token whose
+    session has no row is."""
+    over = select(SignedInSession.id).where(SignedInSession.expires_at <= utcnow()).limit(batch)
+    removed = 0
+    while True:
+        ids = list(session.scalars(over))
+        if ids:
+            session.execute(
+                delete(SignedInSession)
+                .where(SignedInSession.id.in_(ids))
+                .execution_options(synchronize_session=False)
+            )
+        session.commit()
+        removed += len(ids)
+        if len(ids) < batch:
+            return removed
 
 
 def mark_used(session: Session, session_id: uuid.UUID) -> None:
@@ -322,7 +348,7 @@ def end_session(session: Session, user: User, session_id: uuid.UUID) -> None:
     ended = session.execute(
         update(SignedInSession)
         .where(SignedInSession.id == session_id, *_live(user, utcnow()))
-        .values(ended_at=utcnow())
+        .values(**ended_now())
     )
     if rowcount(ended) != 1:
         session.rollback()
@@ -335,6 +361,6 @@ def end_other_sessions(session: Session, user: User, keep: uuid.UUID | None) -> 
     where = list(_live(user, utcnow()))
     if keep is not None:
         where.append(SignedInSession.id != keep)
-    ended = session.execute(update(SignedInSession).where(*where).values(ended_at=utcnow()))
+    ended = session.execute(update(SignedInSession).where(*where).values(**ended_now()))
     session.commit()
     return rowcount(ended)

@@ -315,7 +315,7 @@ def logout(session: Session, claims: tokens.Claims) -> None:
         session.execute(
             update(SignedInSession)
             .where(SignedInSession.id == claims.session_id, SignedInSession.ended_at.is_(None))
-            .values(ended_at=utcnow())
+            .values(ended_at=utcnow(), expires_at=utcnow())
         )
     try:
         session.commit()

@@ -322,6 +322,7 @@ def test_the_files_page_still_checks_the_session_in_its_one_statement(
 # --- on a live server -------------------------------------------------------------------
 
 
+@pytest.mark.slow  # `instashare-server serve --workers 2`
 def test_an_ended_session_is_refused_by_every_process_of_a_live_server(
     local_settings, engine, tmp_path
 ):

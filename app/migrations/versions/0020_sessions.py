@@ -51,6 +51,7 @@ def upgrade() -> None:
             ["user_id", "created_at", "id"],
             if_not_exists=True,
         )
+        op.create_index("ix_sessions_expires_at", "sessions", ["expires_at"], if_not_exists=True)
         if postgresql:
             found = op.get_bind().execute(
                 sa.text("SELECT 1 FROM pg_constraint WHERE conname = :name"),
@@ -64,5 +65,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_sessions_expires_at", table_name="sessions")
     op.drop_index("ix_sessions_user_id_created_at", table_name="sessions")
     op.drop_table("sessions")
