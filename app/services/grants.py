@@ -8,14 +8,16 @@ token) or anyone who knows a link's password asks for a grant, and the browser f
 A grant is compact and signed, not stored: a version byte, its kind (an owner's file, an
 owner's selection of files and folders, or a share link) and format, when it stops starting
 downloads, the file's, owner's or link's id and, for the owner's kinds, the owner's token
-generation and the id of the access token that asked for it; a selection's items follow
+generation and the id of the access token that asked for it (with its session's, when it
+has one: `jti~sid`); a selection's items follow
 (a kind byte and an id each, at most MAX_ITEMS: the URL stays under the 8 KiB a request
 line may be); then an HMAC-SHA256 (16 bytes) of all that under a key derived from the
 server secret for this purpose alone, so no share token or JWT signature can stand in for
 one. Base64url.
 
 Every use checks it again: a file (or selection) grant stops when its owner's session ends
-(logout, a password change: the same rules as the token) and never outlives the token that
+(logout, a session ended from another device, a password change: the same rules as the
+token) and never outlives the token that
 asked for it; a share grant is the link itself, without its password, so a revoked, expired
 or used up link stops its grants, and each download through one counts toward the link's
 limit.
@@ -40,7 +42,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import Gone, NotFound
-from app.models import File, RevokedToken, Share, User
+from app.models import File, RevokedToken, Share, SignedInSession, User
 from app.services import base64url, files, selections, shares
 from app.services.tokens import Claims
 
@@ -51,6 +53,8 @@ _OWNER = struct.Struct(">IB")  # token generation, length of the token id that f
 _COUNT = struct.Struct(">H")  # a selection's number of items
 _ITEM = struct.Struct(">B16s")  # an item: 0 a file, 1 a folder; its id
 _MAC_BYTES = 16
+# Whether the session that made a grant still holds (its row, and when it ended).
+_SESSION_STATE = (SignedInSession.id, SignedInSession.ended_at)
 # A selection's grant grows 17 bytes an item: 250 make a URL of about 5,800 characters.
 MAX_ITEMS = 250
 
@@ -66,6 +70,7 @@ class Grant:
     generation: int = 0  # file and selection grants: the owner's token generation
     jti: str = ""  # file and selection grants: the access token that asked for it
     items: tuple[tuple[str, uuid.UUID], ...] = ()  # a selection's ("file"/"folder", id)
+    session_id: uuid.UUID | None = None  # file and selection grants: the token's session
 
 
 @functools.lru_cache(maxsize=8)
@@ -85,7 +90,9 @@ def encode(secret: str, grant: Grant) -> str:
     flags = kind | (_ORIGINAL if grant.original else 0)
     payload = _HEAD.pack(_VERSION, flags, grant.expires_at, grant.target.bytes)
     if grant.kind != "share":
-        jti = grant.jti.encode()
+        jti = (
+            grant.jti if grant.session_id is None else f"{grant.jti}~{grant.session_id.hex}"
+        ).encode()
         payload += _OWNER.pack(grant.generation, len(jti)) + jti
     if grant.kind == "selection":
         payload += _COUNT.pack(len(grant.items)) + b"".join(
@@ -148,10 +155,13 @@ def _owner_part(grant: Grant, rest: bytes) -> Grant:
     if rest:
         raise _invalid()
     try:
-        token_id = jti.decode()
-    except UnicodeDecodeError:
+        token_id, _, sid = jti.decode().partition("~")
+        session_id = uuid.UUID(hex=sid) if sid else None
+    except (UnicodeDecodeError, ValueError):
         raise _invalid() from None
-    return dataclasses.replace(grant, generation=generation, jti=token_id, items=tuple(items))
+    return dataclasses.replace(
+        grant, generation=generation, jti=token_id, items=tuple(items), session_id=session_id
+    )
 
 
 def expires_at(grant: Grant) -> dt.datetime:
@@ -180,7 +190,10 @@ def for_file(
     # Never longer than the token that asks for it: what a token could not do once it has
     # expired, a grant it made cannot do either.
     expiry = min(_expiry(lifetime, now), int(claims.expires_at.timestamp()))
-    return Grant("file", file_id, original, expiry, claims.generation, claims.jti)
+    return Grant(
+        "file", file_id, original, expiry, claims.generation, claims.jti,
+        session_id=claims.session_id,
+    )  # fmt: skip
 
 
 def for_selection(
@@ -200,8 +213,9 @@ def for_selection(
     expiry = min(_expiry(lifetime, now), int(claims.expires_at.timestamp()))
     pairs = tuple((item.kind, item.id) for item in items)
     grant = Grant(
-        "selection", claims.user_id, original, expiry, claims.generation, claims.jti, pairs
-    )
+        "selection", claims.user_id, original, expiry, claims.generation, claims.jti, pairs,
+        claims.session_id,
+    )  # fmt: skip
     return grant, found
 
 
@@ -219,38 +233,53 @@ def for_share(share: Share, file: File | None, *, lifetime: int, now: float | No
 def file_of(session: Session, grant: Grant) -> File:
     """The file a file grant opens; NotFound once deleted, Gone once its session ended."""
     row = session.execute(
-        select(File, User.token_generation, RevokedToken.jti)
+        select(File, User.token_generation, RevokedToken.jti, *_SESSION_STATE)
         .join(User, User.id == File.owner_id)
         .outerjoin(RevokedToken, RevokedToken.jti == grant.jti)
+        .outerjoin(SignedInSession, _session_join(grant))
         .where(File.id == grant.target)
     ).one_or_none()
     if row is None:
         raise NotFound("The file of this download was deleted.")
-    file, generation, revoked = row
-    if revoked is not None or generation != grant.generation:
-        raise Gone(
-            "The session that made this download link has ended; ask for a new one.",
-            reason="revoked",
-        )
+    file, generation, revoked, found, ended_at = row
+    _check_session(grant, generation, revoked, found, ended_at)
     return file
 
 
 def owner_of(session: Session, grant: Grant) -> uuid.UUID:
     """The owner whose selection a selection grant opens; Gone once its session ended."""
     row = session.execute(
-        select(User.token_generation, RevokedToken.jti)
+        select(User.token_generation, RevokedToken.jti, *_SESSION_STATE)
+        .select_from(User)
         .outerjoin(RevokedToken, RevokedToken.jti == grant.jti)
+        .outerjoin(SignedInSession, _session_join(grant))
         .where(User.id == grant.target)
     ).one_or_none()
     if row is None:
         raise NotFound("The account of this download was deleted.")
-    generation, revoked = row
-    if revoked is not None or generation != grant.generation:
+    _check_session(grant, *row)
+    return grant.target
+
+
+def _session_join(grant: Grant):
+    # By primary key (and the account's); a grant from a token without a session finds none.
+    return (SignedInSession.id == grant.session_id) & (SignedInSession.user_id == User.id)
+
+
+def _check_session(
+    grant: Grant,
+    generation: int,
+    revoked: str | None,
+    found: uuid.UUID | None,
+    ended_at: dt.datetime | None,
+) -> None:
+    """Gone when the session that made the grant has ended (as its token would be refused)."""
+    session_over = grant.session_id is not None and (found is None or ended_at is not None)
+    if revoked is not None or generation != grant.generation or session_over:
         raise Gone(
             "The session that made this download link has ended; ask for a new one.",
             reason="revoked",
         )
-    return grant.target
 
 
 def share_of(session: Session, grant: Grant) -> tuple[Share, File | None]:

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from app.db import utcnow
 from app.models import SignedInSession, User
 from app.services import sessions, tokens
-from tests.helpers import Account, assert_problem, new_email, start_server
+from tests.helpers import Account, assert_problem, new_email, start_server, upload_ready
 
 LOGIN = "/api/v1/users/login"
 LOGOUT = "/api/v1/users/logout"
@@ -245,6 +245,32 @@ def test_ending_the_kept_session_from_elsewhere_refuses_its_refresh(local_client
     laptop_id = next(i["id"] for i in mine if not i["current"])
     assert local_client.delete(f"{SESSIONS}/{laptop_id}", headers=_bearer(phone)).status_code == 204
     assert_problem(_refresh(local_client, _cookie(laptop)), 401)
+
+
+def test_ending_a_session_ends_the_download_grants_its_tokens_made(local_client, local_app, person):
+    laptop = _login(local_client, person, remember=True)
+    phone = _login(local_client, person, agent=FIREFOX)
+    owner = Account(person.id, person.email, laptop.json()["access_token"], person.password)
+    file_id = upload_ready(local_client, local_app, owner, b"some bytes", "a.txt")
+    grants = {
+        made: local_client.post(
+            path, headers=_bearer(made_by), json=body
+        ).json()["url"].split("testserver", 1)[1]
+        for made, made_by, path, body in (
+            ("file", laptop, f"/api/v1/files/{file_id}/download-grants", {}),
+            ("selection", laptop, "/api/v1/download-grants",
+             {"items": [{"kind": "file", "id": file_id}]}),
+            ("phone's", phone, f"/api/v1/files/{file_id}/download-grants", {}),
+        )
+    }  # fmt: skip
+    assert all(local_client.get(path).status_code == 200 for path in grants.values())
+    # The laptop's session ends from the phone's "Your sessions": the grants it made go too.
+    listed = local_client.get(SESSIONS, headers=_bearer(phone)).json()["items"]
+    laptop_id = next(i["id"] for i in listed if not i["current"])
+    assert local_client.delete(f"{SESSIONS}/{laptop_id}", headers=_bearer(phone)).status_code == 204
+    for made in ("file", "selection"):
+        assert assert_problem(local_client.get(grants[made]), 410)["reason"] == "revoked"
+    assert local_client.get(grants["phone's"]).status_code == 200
 
 
 def test_nobody_ends_or_sees_anothers_sessions(local_client, person, make_account):
