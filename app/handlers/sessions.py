@@ -25,7 +25,7 @@ async def refresh(request: Exchange) -> None:
         user_agent=request.headers.get("user-agent", ""),
         address=request.address,
     )
-    await request.reply(session_cookie.token_reply(started))
+    await request.reply(session_cookie.token_reply(started, request.runtime.settings))
 
 
 async def list_sessions(request: Exchange) -> None:

@@ -56,7 +56,7 @@ async def login(request: Exchange) -> None:
         body,
         attempt=attempts.current(),  # counted, and its turn waited for, before this thread
     )
-    await request.reply(session_cookie.token_reply(started))
+    await request.reply(session_cookie.token_reply(started, request.runtime.settings))
 
 
 def _login(
@@ -99,7 +99,8 @@ async def change_password(request: Exchange) -> None:
     token, expires_in = await request.lookup(
         _change_password, request, body["current_password"], body["new_password"]
     )
-    await request.reply(session_cookie.token_reply(sessions.Started(token, expires_in, None, 0)))
+    started = sessions.Started(token, expires_in, None)
+    await request.reply(session_cookie.token_reply(started, request.runtime.settings))
 
 
 def _change_password(

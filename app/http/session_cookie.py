@@ -16,6 +16,7 @@ from starlette.requests import cookie_parser
 from app.http.responses import json_body
 from app.http.streaming import Exchange, Reply
 from app.services.sessions import Started
+from app.settings import Settings
 
 NAME = "instashare_refresh"
 PATH = "/api/v1/users/session"
@@ -37,11 +38,11 @@ def cleared() -> str:
     return f"{NAME}=; Max-Age=0; {_ATTRIBUTES}"
 
 
-def token_reply(started: Started) -> Reply:
+def token_reply(started: Started, settings: Settings) -> Reply:
     """The access token as JSON, and for a kept session the refresh token in its cookie."""
     headers = {"Cache-Control": "no-store"}  # a credential: no cache keeps it
     if started.refresh_token is not None:
-        headers["Set-Cookie"] = set_cookie(started.refresh_token, started.refresh_max_age)
+        headers["Set-Cookie"] = set_cookie(started.refresh_token, settings.session_days * 86400)
     body = {"access_token": started.access_token, "token_type": "Bearer",
             "expires_in": started.expires_in}  # fmt: skip
     return json_body(body, 200, **headers)

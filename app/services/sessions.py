@@ -28,6 +28,7 @@ import re
 import struct
 import uuid
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from sqlalchemy import delete, or_, select, tuple_, update
 from sqlalchemy.orm import Session
@@ -54,15 +55,14 @@ def ended_now() -> dict[str, dt.datetime]:
     return {"ended_at": now, "expires_at": now}
 
 
-@dataclass(frozen=True)
-class Started:
+class Started(NamedTuple):
     """What a log-in or a refresh hands out: an access token, its lifetime in seconds, and
-    for a kept session the refresh token to set in the cookie (None otherwise)."""
+    for a kept session the refresh token to set in the cookie (None otherwise), which
+    lasts `Settings.session_days`."""
 
     access_token: str
     expires_in: int
     refresh_token: str | None
-    refresh_max_age: int
 
 
 def kind_for(user_agent: str, remember: bool) -> SessionKind:
@@ -182,9 +182,9 @@ def start_session(
 def _started(settings: Settings, row: SignedInSession, generation: int) -> Started:
     access, expires_in = tokens.issue(settings, row.user_id, generation, row.id)
     if row.kind != SessionKind.KEPT:
-        return Started(access, expires_in, None, 0)
+        return Started(access, expires_in, None)
     refresh = _refresh_token(settings, row.id, row.refresh_counter)
-    return Started(access, expires_in, refresh, settings.session_days * 86400)
+    return Started(access, expires_in, refresh)
 
 
 def refresh(

@@ -93,3 +93,24 @@ def test_without_keep_me_signed_in_a_new_tab_asks_to_log_in(context, account):
     other.goto("/")
     expect(other.get_by_role("heading", name="Log in")).to_be_visible()
     assert refreshes == []  # nothing asked of the server for a browser that keeps nothing
+
+
+def test_a_kept_session_refreshes_its_token_a_minute_before_it_expires(context, site, account):
+    page = context.new_page()
+    page.clock.install()  # the page's timers on a clock the test moves
+    page.goto("/")
+    page.get_by_label("E-mail", exact=True).fill(account.email)
+    page.get_by_label("Password", exact=True).fill(account.password)
+    page.get_by_label("Keep me signed in").check()
+    page.get_by_role("button", name="Log in", exact=True).click()
+    _loaded(page, account.email)
+    refreshes = requests_to(page, "/users/session/refresh", "POST")
+    page.clock.fast_forward(site.settings.token_ttl_seconds * 1000 - 120_000)
+    page.wait_for_timeout(300)
+    assert refreshes == []  # not yet
+    with page.expect_response(lambda r: r.url.endswith("/users/session/refresh")) as answer:
+        page.clock.fast_forward(90_000)  # 30 s before it expires
+    assert answer.value.status == 200
+    page.get_by_role("link", name="Links").click()  # the new token works
+    expect(page.get_by_role("heading", name="Your links")).to_be_visible()
+    expect(page.get_by_role("heading", name="Log in")).to_be_hidden()
