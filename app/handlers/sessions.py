@@ -60,11 +60,13 @@ def _session_json(row: SignedInSession, current: bool) -> dict:
 
 
 async def end(request: Exchange) -> None:
-    """End one of your sessions at once (this one too, if you name it)."""
-    await request.lookup(
-        lambda session: sessions.end_session(session, request.account(), request.uuid("session_id"))
-    )
-    await request.reply(NO_CONTENT)
+    """End one of your sessions at once (this one too, if you name it: a log-out)."""
+    ending = request.uuid("session_id")
+    await request.lookup(lambda session: sessions.end_session(session, request.account(), ending))
+    if ending == request.token().session_id:  # this browser's: its cookie goes too
+        await request.reply((None, 204, {"Set-Cookie": session_cookie.cleared()}))
+    else:
+        await request.reply(NO_CONTENT)
 
 
 async def end_others(request: Exchange) -> None:

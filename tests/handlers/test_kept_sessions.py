@@ -238,6 +238,17 @@ def test_your_sessions_lists_each_device_and_ends_one_at_once(local_client, sess
     assert "may have ended" in assert_problem(again, 404)["detail"]
 
 
+def test_ending_this_sessions_own_row_signs_it_out_and_clears_its_cookie(local_client, person):
+    login = _login(local_client, person, remember=True)
+    mine = local_client.get(SESSIONS, headers=_bearer(login)).json()["items"][0]
+    assert mine["current"]
+    ended = local_client.delete(f"{SESSIONS}/{mine['id']}", headers=_bearer(login))
+    assert ended.status_code == 204
+    assert ended.headers["set-cookie"].startswith("instashare_refresh=; Max-Age=0; ")
+    assert_problem(local_client.get(ME, headers=_bearer(login)), 401)
+    assert_problem(_refresh(local_client, _cookie(login)), 401)
+
+
 def test_ending_the_kept_session_from_elsewhere_refuses_its_refresh(local_client, person):
     laptop = _login(local_client, person, remember=True)
     phone = _login(local_client, person, agent=FIREFOX)
