@@ -213,7 +213,10 @@ def refresh(
     if generation != row.token_generation:
         row.ended_at = row.expires_at = now
         session.commit()
-        raise Unauthorized("You were signed out when the password was changed; log in again.")
+        raise Unauthorized(
+            "You were signed out when the password was changed or the account was disabled; "
+            "log in again."
+        )
     if counter == row.refresh_counter:
         row.refresh_counter += 1
         row.refreshed_at = now
@@ -234,21 +237,6 @@ def refresh(
     row.device = device_label(user_agent)[:80]
     session.commit()
     return _started(settings, row, generation)
-
-
-def end_by_refresh(session: Session, settings: Settings, token: str) -> None:
-    """End the session a refresh token belongs to (a log-out with only its cookie); a token
-    that is not one of ours ends nothing."""
-    try:
-        session_id, _ = _parse_refresh(settings, token)
-    except Unauthorized:
-        return
-    session.execute(
-        update(SignedInSession)
-        .where(SignedInSession.id == session_id, SignedInSession.ended_at.is_(None))
-        .values(**ended_now())
-    )
-    session.commit()
 
 
 def forget_over(session: Session, batch: int = 10_000) -> int:
