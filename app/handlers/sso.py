@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from sqlalchemy.orm import Session
 from werkzeug.http import dump_cookie, parse_cookie
 
 from app.errors import AppError, NotFound
+from app.http import session_cookie
 from app.http.links import public_base
-from app.http.responses import json_body, token_body
+from app.http.responses import json_body
 from app.http.streaming import Exchange
-from app.services import sso
+from app.services import sessions, sso
 
 CALLBACK = "/api/v1/users/sso/callback"
 # The sign-in's state rides in this cookie too: only the browser that began a sign-in can
@@ -94,8 +96,19 @@ async def _to_webapp(request: Exchange, outcome: object) -> None:
 async def exchange(request: Exchange) -> None:
     """Trade a sign-in's one-time code for an access token (the same answer as a log-in)."""
     body = await request.json()
+    started = await request.lookup(_exchange, request, body)
+    # "Keep me signed in" (`remember`) sets its refresh cookie as a log-in's does.
+    await request.reply(session_cookie.token_reply(started, request.runtime.settings))
+
+
+def _exchange(session: Session, request: Exchange, body: dict) -> sessions.Started:
     rt = request.runtime
-    token, expires_in = await request.lookup(sso.collect, rt.settings, rt.once, body["code"])
-    # Seam (accounts-sessions): "keep me signed in" sets its refresh cookie here too, as the
-    # log-in does (its `start_session(...)`), so that a sign-in by SSO lasts as long.
-    await request.reply(token_body(token, expires_in))
+    user = sso.collect(session, rt.once, body["code"])
+    return sessions.start_session(
+        session,
+        rt.settings,
+        user,
+        user_agent=request.headers.get("user-agent", ""),
+        address=request.address,
+        remember=bool(body.get("remember", False)),
+    )

@@ -18,15 +18,6 @@ def empty(status: int, headers: Mapping[str, str]) -> tuple[None, int, Mapping[s
     return None, status, headers
 
 
-def token_body(token: str, expires_in: int) -> tuple[dict, int, dict[str, str]]:
-    """The answer that hands a client an access token (a log-in's, a single sign-on's)."""
-    return json_body(
-        {"access_token": token, "token_type": "Bearer", "expires_in": expires_in},
-        200,
-        **{"Cache-Control": "no-store"},  # a credential: no cache keeps it
-    )
-
-
 # A 204 has no body, so it names no media type (it used to carry the problem type Connexion
 # gave operations whose only declared body is an error's).
 NO_CONTENT: tuple[None, int, dict[str, str]] = (None, 204, {})

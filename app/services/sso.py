@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from app.db import utcnow
 from app.errors import AppError, BadGateway, Forbidden, InvalidInput, Unauthorized
 from app.models import User, UserIdentity
-from app.services import audit, oidc, tokens, users
+from app.services import audit, oidc, users
 from app.services.once import OneTimeValues
 from app.services.passwords import NO_PASSWORD
 from app.settings import Settings
@@ -206,10 +206,8 @@ def hand_over(once: OneTimeValues, outcome: uuid.UUID | AppError) -> str:
     return code
 
 
-def collect(
-    session: Session, settings: Settings, once: OneTimeValues, code: str
-) -> tuple[str, int]:
-    """A token for the account a sign-in found, for its one-time code; raises its error."""
+def collect(session: Session, once: OneTimeValues, code: str) -> User:
+    """The account a sign-in found, for its one-time code; raises the sign-in's error."""
     raw = once.take(_CODE + code)
     if raw is None:
         raise InvalidInput("This sign-in has expired or was used already; sign in again.")
@@ -219,4 +217,6 @@ def collect(
     user = session.get(User, uuid.UUID(kept["user_id"]))
     if user is None:
         raise Unauthorized("The account for this sign-in no longer exists.")
-    return tokens.issue(settings, user.id, user.token_generation)
+    if user.disabled_at is not None:  # disabled within the minute the code was good for
+        raise Forbidden(users.DISABLED)
+    return user

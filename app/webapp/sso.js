@@ -6,10 +6,17 @@
 import { call, session } from "./api.js";
 import { el } from "./ui.js";
 
+const REMEMBER_KEY = "instashare.sso-remember";
+
 // The button, shown once the server says single sign-on is on (hidden until then, and if
 // the question fails: the password form works without it).
 export function ssoButton() {
-  const link = el("a", { class: "button sso-button", href: "/api/v1/users/sso" });
+  // The log-in form's "Keep me signed in", as it was when the person left for the provider.
+  const link = el("a", {
+    class: "button sso-button",
+    href: "/api/v1/users/sso",
+    onclick: () => sessionStorage.setItem(REMEMBER_KEY, document.getElementById("remember")?.checked ? "1" : ""),
+  });
   const root = el("div", { class: "sso", hidden: true }, el("p", { class: "or muted", text: "or" }), link);
   return {
     root,
@@ -31,6 +38,8 @@ export function ssoButton() {
 export async function finishSignIn(code) {
   history.replaceState(null, "", location.pathname);
   session.token = null;
-  const token = await call("POST", "/users/sso/exchange", { body: { code } });
-  session.token = token.access_token;
+  const remember = sessionStorage.getItem(REMEMBER_KEY) === "1";
+  sessionStorage.removeItem(REMEMBER_KEY);
+  const answer = await call("POST", "/users/sso/exchange", { body: { code, remember } });
+  session.signedIn(answer, remember);
 }

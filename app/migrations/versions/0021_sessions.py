@@ -1,6 +1,6 @@
 """sessions: one row per signed-in device, named by every access token it was given
 
-Revision ID: 0020_sessions
+Revision ID: 0021_sessions
 Revises: 0018_administration
 Create Date: 2026-12-08
 
@@ -15,8 +15,8 @@ from alembic import op
 
 from app.migrations.locking import patiently
 
-revision = "0020_sessions"
-down_revision = "0018_administration"
+revision = "0021_sessions"
+down_revision = "0020_api_tokens"
 branch_labels = None
 depends_on = None
 
