@@ -104,6 +104,7 @@ async def exchange(request: Exchange) -> None:
 def _exchange(session: Session, request: Exchange, body: dict) -> sessions.Started:
     rt = request.runtime
     user = sso.collect(session, rt.once, body["code"])
+    request.seen = str(user.id)  # its `last_seen_at`, moved after the answer as a log-in's
     return sessions.start_session(
         session,
         rt.settings,

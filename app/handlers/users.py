@@ -72,6 +72,9 @@ def _login(
         address=request.address,
         attempt=attempt,
     )
+    # Its `last_seen_at` is moved after the answer (app.http.streaming.Seen): on SQLite a
+    # write of the account's row before it waited behind the worker's, and the login with it.
+    request.seen = str(user.id)
     return sessions.start_session(
         session,
         rt.settings,

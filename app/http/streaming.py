@@ -87,6 +87,8 @@ class Exchange:
         self._used: uuid.UUID | None = None  # a session whose last use is due to be written
         self.started = False
         self.status: int | None = None
+        # The account this request showed active, when it has no token yet (a login).
+        self.seen: str | None = None
 
     # -- the blocking steps, on a worker thread ----------------------------------------
 
@@ -506,15 +508,19 @@ class StreamingOperations(HttpMiddleware):
         exchange = Exchange(scope, receive, send, self.runtime)
         try:
             await handler(exchange)
-            # After the answer: an authenticated request that succeeded (its token held).
-            if exchange.user and (exchange.status or 500) < 400 and self.seen.due(exchange.user):
-                await self._touch(exchange)
+            # After the answer: a login (rare, throttled: always), or a request that
+            # succeeded with a token (so it held), once a minute per account.
+            if (exchange.status or 500) < 400:
+                if exchange.seen:
+                    await self._touch(exchange, exchange.seen)
+                elif exchange.user and self.seen.due(exchange.user):
+                    await self._touch(exchange, exchange.user)
         finally:
             await exchange.aclose()
 
-    async def _touch(self, exchange: Exchange) -> None:
+    async def _touch(self, exchange: Exchange, who: str) -> None:
         try:
-            await exchange.run(users.touch_seen, exchange.session, uuid.UUID(exchange.user))
+            await exchange.run(users.touch_seen, exchange.session, uuid.UUID(who))
         except Exception as exc:  # only bookkeeping: never the request's failure
             log.warning("last_seen_at not recorded: %s", exc)
             await exchange.run(exchange.session.rollback)

@@ -134,8 +134,8 @@ def authenticate(
         raise Forbidden(DISABLED)
     if hashes.needs_rehash(user.password_hash):
         user.password_hash = hashes.hash(password)
-    user.last_seen_at = utcnow()
-    session.commit()
+        session.commit()
+    # `last_seen_at` is moved after the answer (app.handlers.users.login).
     return user
 
 

@@ -119,11 +119,12 @@ function usersSection(error) {
     },
   };
 
-  async function change(user, patch, tr) {
+  async function change(user, patch) {
     error.textContent = "";
     try {
       const updated = await admin(`/users/${user.id}`, { method: "PATCH", body: patch });
-      tr.replaceWith(row(updated));
+      asked += 1; // a listing asked before this change would show it undone: dropped
+      body.querySelector(`tr[data-user-id="${user.id}"]`)?.replaceWith(row(updated));
       section.onChange();
     } catch (failure) {
       error.textContent = `${user.email}: ${failure.message}`;
@@ -138,11 +139,11 @@ function usersSection(error) {
       class: `small ${disabled ? "secondary" : "danger"}`,
       text: disabled ? "Enable" : "Disable",
       "aria-label": `${disabled ? "Enable" : "Disable"} ${user.email}`,
-      onclick: () => change(user, { disabled: !disabled }, tr),
+      onclick: () => change(user, { disabled: !disabled }),
     });
     const promote = user.role === "admin" ? null : el("button", {
       type: "button", class: "small secondary", text: "Make admin", "aria-label": `Make admin: ${user.email}`,
-      onclick: () => change(user, { role: "admin" }, tr),
+      onclick: () => change(user, { role: "admin" }),
     });
     tr.append(
       el("td", { class: "name", "data-label": "Account", text: user.email }),
@@ -150,7 +151,7 @@ function usersSection(error) {
       el("td", { "data-label": "State" }, el("span", { class: `badge ${disabled ? "revoked" : "active"}`, text: user.state })),
       el("td", { class: "num", "data-label": "Files", text: String(user.file_count) }),
       el("td", { class: "num", "data-label": "Stored", text: formatBytes(user.bytes_stored) }),
-      el("td", { "data-label": "Quota" }, quotaForm(user, tr)),
+      el("td", { "data-label": "Quota" }, quotaForm(user)),
       el("td", { "data-label": "Last seen", text: formatDate(user.last_seen_at) }),
       el("td", { class: "actions", "data-label": "Actions" }, toggle, promote),
     );
@@ -158,7 +159,7 @@ function usersSection(error) {
   }
 
   // The quota in MB or GB (binary, as the server counts), or empty for the server's.
-  function quotaForm(user, tr) {
+  function quotaForm(user) {
     const id = `quota-${user.id}`;
     const gb = user.effective_quota_bytes % UNIT_BYTES.GB === 0;
     const unitOf = gb ? "GB" : "MB";
@@ -180,7 +181,7 @@ function usersSection(error) {
             error.textContent = `${user.email}: give the quota as a number of ${unit.value}, or leave it empty for the server's.`;
             return;
           }
-          change(user, { quota_bytes: value }, tr);
+          change(user, { quota_bytes: value });
         },
       },
       el("label", { for: id, class: "visually-hidden", text: `Quota of ${user.email} (empty: the server's)` }),

@@ -33,6 +33,7 @@ def test_an_admin_disables_a_user_and_invites_someone_who_signs_up(page, browser
 
     page.get_by_label("Search accounts").fill(person.email)
     page.get_by_role("button", name="Search", exact=True).click()
+    expect(page.locator("#admin-users-count")).to_have_text("1 account matches")
     row = page.locator(f'#admin-users tr[data-user-id="{person.id}"]')
     expect(row).to_have_count(1)
     page.get_by_label(f"Quota of {person.email} (empty: the server's)").fill("2")

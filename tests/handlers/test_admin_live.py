@@ -133,3 +133,10 @@ def test_last_seen_moves_with_requests_at_most_once_a_minute(site, engine, local
     assert http.get("/api/v1/files", headers=person.headers).status_code == 200
     time.sleep(0.3)
     assert seen() == first  # within the minute: no second write
+    # A login moves it too (after its answer), whatever this process remembers.
+    with make_session_factory(engine)() as session:
+        session.execute(update(User).where(User.email == person.email).values(last_seen_at=None))
+        session.commit()
+    login = {"email": person.email, "password": PASSWORD}
+    assert http.post("/api/v1/users/login", json=login).status_code == 200
+    wait_until(lambda: seen() is not None, 10, what="last_seen_at written after the login")
