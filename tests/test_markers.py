@@ -23,6 +23,7 @@ SLOW = [
     "tests/client/test_files.py",
     "tests/client/test_resume.py",
     "tests/client/test_shares.py",
+    "tests/client/test_tokens.py",
     "tests/deploy/test_wheel.py",
     "tests/handlers/test_admin_live.py",
     "tests/handlers/test_password_attempts.py",

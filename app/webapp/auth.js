@@ -120,7 +120,15 @@ export function authForm({ onSignedIn, more = null }) {
   }
 
   setMode("login");
-  return { root, show, invite };
+  return {
+    root,
+    show,
+    invite,
+    // Whether "Keep me signed in" is ticked (single sign-on carries it through the provider).
+    get remember() {
+      return remember.checked;
+    },
+  };
 }
 
 export function accountBar({ onLogout }) {

@@ -36,7 +36,7 @@ const tokens = tokensView();
 const move = moveDialog();
 const sessions = sessionsView({ onEndedHere: () => signedOut("You signed out of this browser.") });
 const usage = usagePanel();
-const sso = ssoButton();
+const sso = ssoButton({ remember: () => auth.remember });
 const auth = authForm({ onSignedIn: showApp, more: sso.root });
 const account = accountBar({ onLogout: logout });
 const files = fileList({

@@ -10,12 +10,12 @@ const REMEMBER_KEY = "instashare.sso-remember";
 
 // The button, shown once the server says single sign-on is on (hidden until then, and if
 // the question fails: the password form works without it).
-export function ssoButton() {
+export function ssoButton({ remember = () => false } = {}) {
   // The log-in form's "Keep me signed in", as it was when the person left for the provider.
   const link = el("a", {
     class: "button sso-button",
     href: "/api/v1/users/sso",
-    onclick: () => sessionStorage.setItem(REMEMBER_KEY, document.getElementById("remember")?.checked ? "1" : ""),
+    onclick: () => sessionStorage.setItem(REMEMBER_KEY, remember() ? "1" : ""),
   });
   const root = el("div", { class: "sso", hidden: true }, el("p", { class: "or muted", text: "or" }), link);
   return {

@@ -157,7 +157,7 @@ def test_an_unverified_address_is_refused(sso_client, openid_provider, session):
 
 
 def test_only_the_allowed_domains_sign_in(
-    make_app, tmp_path_factory, database_url, openid_provider
+    make_app, tmp_path_factory, database_url, redis_url, openid_provider
 ):
     settings = _sso_settings(
         tmp_path_factory, database_url, openid_provider, oidc_allowed_domains="Example.ORG"
@@ -172,7 +172,7 @@ def test_only_the_allowed_domains_sign_in(
 
 @pytest.mark.parametrize("mode", ["invite", "closed"])
 def test_signing_in_by_invitation_only_lets_in_existing_accounts(
-    make_app, tmp_path_factory, database_url, openid_provider, make_account, mode
+    make_app, tmp_path_factory, database_url, redis_url, openid_provider, make_account, mode
 ):
     settings = _sso_settings(tmp_path_factory, database_url, openid_provider, signup=mode)
     with make_app(settings).test_client() as client:
@@ -200,7 +200,7 @@ def test_a_disabled_account_cannot_sign_in_with_sso(
 
 
 def test_administrators_are_named_by_a_claim_or_an_address(
-    tmp_path_factory, database_url, openid_provider
+    tmp_path_factory, database_url, redis_url, openid_provider
 ):
     settings = _sso_settings(
         tmp_path_factory,
@@ -218,7 +218,7 @@ def test_administrators_are_named_by_a_claim_or_an_address(
 
 
 def test_an_administrator_by_claim_signs_in(
-    make_app, tmp_path_factory, database_url, openid_provider
+    make_app, tmp_path_factory, database_url, redis_url, openid_provider
 ):
     settings = _sso_settings(
         tmp_path_factory,
@@ -234,6 +234,28 @@ def test_an_administrator_by_claim_signs_in(
         assert profile(client, answer.json()["access_token"])["role"] == "admin"
         plain = sign_in(client, openid_provider, person(openid_provider, groups=["staff"]))
         assert profile(client, plain.json()["access_token"])["role"] == "user"
+
+
+def test_a_sign_in_is_a_session_and_keep_me_signed_in_holds_through_the_provider(
+    sso_client, openid_provider
+):
+    sub = person(openid_provider)
+    plain = sign_in(sso_client, openid_provider, sub)
+    assert "set-cookie" not in plain.headers  # not kept: no refresh cookie
+    code = come_back(sso_client, openid_provider.authorize(begin(sso_client), sub))
+    kept = sso_client.post(EXCHANGE, json={"code": code, "remember": True})
+    assert kept.status_code == 200, kept.text
+    cookie = kept.headers["set-cookie"]
+    assert cookie.startswith("instashare_refresh=") and "HttpOnly" in cookie
+    token = kept.json()["access_token"]
+    listed = sso_client.get(
+        "/api/v1/users/me/sessions", headers={"Authorization": f"Bearer {token}"}
+    ).json()["items"]
+    assert {item["kind"] for item in listed} == {"plain", "kept"}
+    # Logging out ends the SSO session like any other: its token is refused from then on.
+    headers = {"Authorization": f"Bearer {token}"}
+    assert sso_client.post("/api/v1/users/logout", headers=headers).status_code == 204
+    assert_problem(sso_client.get("/api/v1/users/me", headers=headers), 401)
 
 
 def test_a_refusal_at_the_provider_ends_in_a_sentence(sso_client, openid_provider):
@@ -292,7 +314,9 @@ def test_a_provider_code_used_twice_is_refused(sso_client, openid_provider):
     assert body["detail"] == "The sign-in at Mock ID could not be verified; sign in again."
 
 
-def test_a_provider_that_does_not_answer_is_said_plainly(make_app, tmp_path_factory, database_url):
+def test_a_provider_that_does_not_answer_is_said_plainly(
+    make_app, tmp_path_factory, database_url, redis_url
+):
     from tests.helpers import free_port
 
     down = oidc_provider.Provider(f"http://127.0.0.1:{free_port()}")
