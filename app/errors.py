@@ -71,6 +71,13 @@ class UnsupportedMediaType(AppError):
     status, title = 415, "Unsupported Media Type"
 
 
+class Unprocessable(AppError):
+    """Well-formed, but what it asks cannot be done (a direct upload's bytes are not the
+    ones it declared)."""
+
+    status, title = 422, "Unprocessable Content"
+
+
 class TooManyRequests(AppError):
     status, title = 429, "Too Many Requests"
 

@@ -455,6 +455,13 @@ class Upload(Base):
     # tus `onConflict: replace`: the file holding the name where this upload lands is
     # deleted in the transaction that makes the new one (app.services.files.displace).
     replaces: Mapped[bool | None] = mapped_column(Boolean)
+    # A direct upload (app.services.direct_uploads): the client sends the bytes straight to
+    # a GCS resumable session for `direct_key`. Only the session URL's SHA-256 is kept (the
+    # URL is the client's capability), and the checksums the client declared, if any.
+    direct: Mapped[bool | None] = mapped_column(Boolean)
+    session_sha256: Mapped[str | None] = mapped_column(String(64))
+    declared_crc32c: Mapped[str | None] = mapped_column(String(8))
+    declared_md5: Mapped[str | None] = mapped_column(String(24))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -482,6 +489,12 @@ class Upload(Base):
     @property
     def legacy_data_key(self) -> str:
         return f"{self.legacy_parts_prefix}data"
+
+    @property
+    def direct_key(self) -> str:
+        """Where a direct upload's session writes: its quarantine, under the parts prefix
+        (so expiry and cancelling remove it as they remove parts) until it is checked."""
+        return f"{self.parts_prefix}direct"
 
     @property
     def staged_key(self) -> str:

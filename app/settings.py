@@ -221,6 +221,13 @@ class Settings:
         _int(60),
         "a resumable upload not written to for this long expires and its parts are removed",
     )
+    direct_uploads: bool = _setting(
+        "INSTASHARE_DIRECT_UPLOADS",
+        True,
+        _bool,
+        "with the `gcs` backend, clients send an upload's bytes straight to the bucket "
+        "(a GCS resumable session per upload); the `local` backend ignores it",
+    )
     password_hash_memory_kib: int = _setting(
         "INSTASHARE_PASSWORD_HASH_MEMORY_KIB",
         64 * 1024,

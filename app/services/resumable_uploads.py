@@ -175,8 +175,14 @@ def begin_create(
 
 
 def _start(
-    ctx: Context, owner_id: uuid.UUID, length: int, metadata: dict[str, str | None]
+    ctx: Context,
+    owner_id: uuid.UUID,
+    length: int,
+    metadata: dict[str, str | None],
+    **columns: object,
 ) -> Upload:
+    """The checks and the reservation of a new upload, and its row (with `columns`: a
+    direct upload's, app.services.direct_uploads), committed."""
     session, limits = ctx.session, ctx.limits
     if length > limits.max_file_bytes:
         raise TooLarge(
@@ -215,6 +221,7 @@ def _start(
         expires_at=now + dt.timedelta(seconds=limits.expiry_seconds),
         created_at=now,
         updated_at=now,
+        **columns,
     )
     # The whole length is held until the upload finishes or goes: parallel uploads cannot
     # overrun the quota between them.
@@ -242,6 +249,11 @@ def begin_append(
     """
     upload = _owned(ctx.session, owner_id, upload_id)
     ctx.session.commit()  # no transaction stays open while the body streams in
+    if upload.direct:
+        raise Conflict(
+            f"The upload {upload_id} sends its bytes straight to storage, through its "
+            "session URL, not with PATCH."
+        )
     _check_offset(upload, chunk.offset)
     remaining = upload.length - chunk.offset
     if chunk.content_length is not None and chunk.content_length > remaining:

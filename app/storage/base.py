@@ -13,6 +13,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Protocol
 
+from app.storage.direct import DirectSessions
+
 CHUNK_SIZE = 1024 * 1024
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
 
@@ -207,6 +209,11 @@ class Storage(abc.ABC):
         when the block exits, unless discarded.
         """
         return _Part(self, f"{folder}{offset:015d}-{uuid.uuid4().hex[:12]}")
+
+    def direct_sessions(self) -> DirectSessions | None:
+        """Sessions clients write to directly (app.storage.direct), where the backend has
+        them; None here: every byte comes through the service."""
+        return None
 
     def discard_partial(self, key: str) -> None:
         """Remove what a killed writer of `key` left behind; only when no writer can be alive.
