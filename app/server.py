@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import gc
+import json
 import logging
 import os
 import shutil
@@ -594,7 +595,22 @@ def check() -> None:
         results["openid provider"] = health.openid_provider(settings)
     for name, error in results.items():
         click.echo(f"{name}: {'ok' if error is None else 'FAILED ' + error}")
+    if settings.storage_backend == "gcs":
+        from app.storage import bucket_rules
+
+        for kind, rules in bucket_rules.RULES.items():
+            click.echo(f"bucket {kind} (instashare-server bucket-rules {kind}): ", nl=False)
+            click.echo(json.dumps(rules(settings)))
     sys.exit(0 if all(e is None for e in results.values()) else 1)
+
+
+@main.command("bucket-rules")
+@click.argument("kind", type=click.Choice(["cors", "lifecycle"]))
+def bucket_rules_command(kind: str) -> None:
+    """Print the bucket's CORS or lifecycle rules as JSON, for `gcloud storage buckets update`."""
+    from app.storage import bucket_rules
+
+    click.echo(json.dumps(bucket_rules.RULES[kind](load_settings()), indent=2))
 
 
 if __name__ == "__main__":

@@ -228,6 +228,27 @@ class Settings:
         "with the `gcs` backend, clients send an upload's bytes straight to the bucket "
         "(a GCS resumable session per upload); the `local` backend ignores it",
     )
+    gcs_signing_key: str = _setting(
+        "INSTASHARE_GCS_SIGNING_KEY",
+        "",
+        str,
+        "path to a service account's JSON key that signs download URLs (V4) for the `gcs` "
+        "backend; empty: downloads stream through the API",
+    )
+    signed_downloads: bool = _setting(
+        "INSTASHARE_SIGNED_DOWNLOADS",
+        True,
+        _bool,
+        "with a signing key, a download of a file's ZIP answers 302 to a signed URL after the "
+        "API has decided it (counted, limited); off: every download streams",
+    )
+    signed_url_seconds: int = _setting(
+        "INSTASHARE_SIGNED_URL_SECONDS",
+        60,
+        _int(1),
+        "how long a signed download URL may start a download (its holder may start more "
+        "than one in that time)",
+    )
     password_hash_memory_kib: int = _setting(
         "INSTASHARE_PASSWORD_HASH_MEMORY_KIB",
         64 * 1024,
@@ -453,6 +474,10 @@ class Settings:
         """Raise SettingsError naming the first setting the service cannot run with."""
         if self.storage_backend == "gcs" and not self.gcs_bucket:
             raise SettingsError("INSTASHARE_GCS_BUCKET is required when the storage is gcs")
+        if self.gcs_signing_key and not Path(self.gcs_signing_key).is_file():
+            raise SettingsError(
+                f"INSTASHARE_GCS_SIGNING_KEY names {self.gcs_signing_key!r}, which is not a file"
+            )
         self._check_database_url()
         if self.public_url and not self.public_url.startswith(("http://", "https://")):
             raise SettingsError("INSTASHARE_PUBLIC_URL must start with http:// or https://")

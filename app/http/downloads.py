@@ -34,9 +34,21 @@ async def send_download(
 ) -> int:
     """Answer with `result`'s bytes: ranges, conditional requests, HEAD; how many bytes of
     the body were sent (fewer than asked when the client went away, or `allowance` refused
-    to let more go: see `Exchange.send_chunks`). `plan` is `answer`'s, if made already."""
+    to let more go: see `Exchange.send_chunks`). `plan` is `answer`'s, if made already.
+
+    Bytes that are one stored object, where the storage signs URLs, are not sent: a 302
+    sends the client to a signed URL for them (the download decided and counted already;
+    without `allowance`, which needs the bytes to pass here)."""
     if plan is None:
         plan = answer(request, result.size, result.etag)
+    if with_body and allowance is None and plan.status != 304 and result.stored is not None:
+        signed = await _signed(request, result)
+        if signed is not None:
+            await request.respond(
+                302,
+                {**(extra_headers or {}), "Location": signed, "Cache-Control": "private, no-store"},
+            )
+            return 0
     response_headers = {
         **plan.headers,
         "Content-Disposition": content_disposition(result.filename),
@@ -55,6 +67,21 @@ async def send_download(
     first = await request.run(next, chunks, b"")
     await request.respond(plan.status, response_headers, more=True)
     return await request.send_chunks(_beginning_with(first, chunks), allowance)
+
+
+async def _signed(request: Exchange, result: files.Download) -> str | None:
+    """A signed URL for `result`'s stored object, if the storage signs them."""
+    assert result.stored is not None
+    key, generation = result.stored
+    rt = request.runtime
+    return await request.run(
+        rt.storage.signed_url,
+        key,
+        generation=generation,
+        disposition=content_disposition(result.filename),
+        content_type=result.content_type,
+        seconds=rt.settings.signed_url_seconds,
+    )
 
 
 def _beginning_with(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:

@@ -118,6 +118,10 @@ class Download:
     content_type: str
     filename: str
     etag: str
+    # The bytes are exactly one stored object, (key, generation): a signed URL may serve
+    # them. None where they are made on the way out (an original cut out of its ZIP, a
+    # renamed file's rewritten headers, a multi-file ZIP).
+    stored: tuple[str, int | None] | None = None
 
     @property
     def chunks(self) -> Iterator[bytes]:
@@ -572,4 +576,5 @@ def download_of(storage: Storage, file: File, *, original: bool = False) -> Down
         content_type="application/zip",
         filename=f"{name}.zip",
         etag=f'"{file.sha256}.zip.{name_tag}"' if name_tag else f'"{file.sha256}.zip"',
+        stored=None if renamed else (file.archive_key, file.archive_generation),
     )

@@ -16,6 +16,7 @@ def make_storage(settings: Settings) -> Storage:
             project=settings.gcs_project or None,
             deadline=settings.gcs_deadline_seconds,
             timeout=settings.gcs_timeout_seconds,
+            signing_key=settings.gcs_signing_key if settings.signed_downloads else None,
         )
     from app.storage.local import LocalStorage
 

@@ -210,6 +210,20 @@ class Storage(abc.ABC):
         """
         return _Part(self, f"{folder}{offset:015d}-{uuid.uuid4().hex[:12]}")
 
+    def signed_url(
+        self,
+        key: str,
+        *,
+        generation: int | None,
+        disposition: str,
+        content_type: str,
+        seconds: int,
+    ) -> str | None:
+        """A URL that lets anyone download the object at `key` (that `generation` of it)
+        for `seconds`, answered with these `Content-Disposition` and `Content-Type`; None
+        where the backend cannot sign (the local disk, or GCS without a signing key)."""
+        return None
+
     def direct_sessions(self) -> DirectSessions | None:
         """Sessions clients write to directly (app.storage.direct), where the backend has
         them; None here: every byte comes through the service."""
