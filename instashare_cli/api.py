@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import re
 from collections.abc import Iterable, Iterator
 from importlib import metadata
@@ -146,8 +147,15 @@ class _Client:
         headers = {"User-Agent": f"instashare-cli/{_version()}", **(headers or {})}
         self._http = httpx.Client(base_url=base_url, headers=headers, timeout=TIMEOUT)
 
+    @functools.cached_property
+    def _outside(self) -> httpx.Client:
+        """For URLs the server sends us to (signed downloads): no header of ours."""
+        return httpx.Client(timeout=TIMEOUT)
+
     def close(self) -> None:
         self._http.close()
+        if "_outside" in self.__dict__:
+            self._outside.close()
 
     def __enter__(self) -> Self:
         return self
@@ -190,8 +198,20 @@ class _Client:
 
     @contextlib.contextmanager
     def _stream(self, request: httpx.Request) -> Iterator[Download]:
-        """Send `request` and stream its answer's body; ApiError for an error answer."""
+        """Send `request` and stream its answer's body; ApiError for an error answer.
+
+        A download the server answers at a signed URL (302, 303 to its storage) is fetched
+        there, with the request's Range only: none of our credentials leave for it."""
         response = self._transmit(request, stream=True)
+        if response.status_code in (302, 303) and "location" in response.headers:
+            target = response.url.join(response.headers["location"])
+            response.close()
+            ranged = {k: v for k, v in request.headers.items() if k.lower() == "range"}
+            outside = self._outside.build_request("GET", target, headers=ranged)
+            try:
+                response = self._outside.send(outside, stream=True)
+            except httpx.TransportError as exc:
+                raise _network_error(str(target.copy_with(query=None)), exc) from None
         try:
             if response.status_code >= 400:
                 try:
@@ -386,6 +406,31 @@ class Api(_Client):
     def revoke_share(self, share_id: str) -> None:
         """DELETE /shares/{id}."""
         self._send("DELETE", f"/shares/{quote(share_id, safe='')}")
+
+    # direct uploads (bytes straight to the server's bucket; instashare_cli.direct)
+
+    def direct_offer(self) -> dict | None:
+        """GET /direct-uploads, asked once: the offer (`chunk_bytes`) when the server takes
+        direct uploads, None when it does not (or predates them)."""
+        if not hasattr(self, "_direct_offer"):
+            try:
+                offer = self._send("GET", "/direct-uploads").json()
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+                offer = {}
+            self._direct_offer = offer if offer.get("enabled") else None
+        return self._direct_offer
+
+    def direct_start(self, body: dict[str, Any]) -> dict:
+        """POST /direct-uploads: the upload (`url`, `session_url`, `chunk_bytes`)."""
+        return self._send("POST", "/direct-uploads", json=body).json()
+
+    def direct_complete(self, url: str, crc32: int) -> dict:
+        """POST <upload>/complete: the file it became."""
+        return self._send(
+            "POST", f"{self.server}{url}/complete", json={"crc32": f"{crc32:08x}"}
+        ).json()
 
     # resumable uploads (tus 1.0)
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from instashare_cli import direct
 from instashare_cli.api import Api, ApiError, Download
 
 CHUNK_SIZE = 8 * 1024 * 1024  # bytes per PATCH
@@ -99,15 +100,29 @@ def upload(
     chunk_size: int = CHUNK_SIZE,
 ) -> Uploaded:
     """Upload `path` as `name` (with more tus `metadata`), resuming the upload that an
-    earlier run left unfinished.
+    earlier run left unfinished: straight to storage when the server offers it
+    (instashare_cli.direct), else over tus.
 
     The upload URL is saved before the first byte goes out and dropped once the last one
     lands, so a run that dies anywhere in between is picked up by the next one. (Even a
     small file is not sent in its creation request: a run cut off there would leave an
     upload whose URL it never learnt, holding the file's name until it expires.)
     """
-    size = path.stat().st_size
     url = slot.get()
+    offer = api.direct_offer() if url is None or url.startswith(direct.SAVED) else None
+    if offer is not None:
+        return direct.upload(
+            api,
+            path,
+            name=name,
+            slot=slot,
+            started=started,
+            progress=progress,
+            metadata=metadata,
+            # A chunk size given (a multiple of 256 KiB, as GCS takes them) wins.
+            chunk_bytes=chunk_size if chunk_size % (256 * 1024) == 0 else offer["chunk_bytes"],
+        )
+    size = path.stat().st_size
     offset = 0
     resumed_at = None
     if url is not None:

@@ -7,49 +7,22 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
-import json
 import urllib.parse
 import zipfile
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from google.auth import crypt
 
 from tests.helpers import assert_problem, make_settings, upload_ready
+from tests.signing import SIGNER, service_account_key
 
 CONTENT = b"signed bytes, " * 5000
-SIGNER = "signer@instashare-test.iam.gserviceaccount.com"
 
 
 @pytest.fixture(scope="module")
 def key_pair(tmp_path_factory):
-    """An RSA key made here, in a service account key file as Google hands them out."""
-    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = private.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    path = tmp_path_factory.mktemp("signing") / "service-account.json"
-    path.write_text(
-        json.dumps(
-            {
-                "type": "service_account",
-                "project_id": "instashare-test",
-                "private_key_id": "test-key",
-                "private_key": pem,
-                "client_email": SIGNER,
-                "client_id": "1",
-                "token_uri": "http://127.0.0.1:9/token",  # never asked: signing is local
-            }
-        )
-    )
-    public = private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return path, public
+    return service_account_key(tmp_path_factory.mktemp("signing"))
 
 
 @pytest.fixture
