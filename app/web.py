@@ -44,6 +44,12 @@ _DOCS = SwaggerUIOptions(
 )
 
 
+def direct_uploads_origin(rt: Runtime) -> str:
+    """The origin browsers send direct uploads to, when the server offers them ("": none)."""
+    sessions = rt.storage.direct_sessions() if rt.settings.direct_uploads else None
+    return sessions.origin if sessions is not None else ""
+
+
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> AsyncApp:
     """The Connexion app for `settings` (default: from the environment).
 
@@ -77,7 +83,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         TusProtocol, position=MiddlewarePosition.BEFORE_EXCEPTION, prefix="/api/v1/uploads"
     )
     app.add_middleware(RequestObserver, position=MiddlewarePosition.BEFORE_EXCEPTION)
-    app.add_middleware(ResponseHeaders, position=MiddlewarePosition.BEFORE_EXCEPTION)
+    app.add_middleware(
+        ResponseHeaders,
+        position=MiddlewarePosition.BEFORE_EXCEPTION,
+        uploads_to=lambda: direct_uploads_origin(rt),
+    )
     app.add_middleware(PathGuard, position=MiddlewarePosition.BEFORE_ROUTING)
     app.add_middleware(
         JsonBodyLimit, position=MiddlewarePosition.BEFORE_VALIDATION, limit=settings.max_json_bytes

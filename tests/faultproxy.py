@@ -101,6 +101,9 @@ class FaultProxy:
         self._rules: list[Rule] = []
         self._recorded: list[Recorded] = []
         self._released = threading.Event()
+        # An origin whose pages may call through the proxy (CORS), as GCS allows the origin
+        # a resumable session was opened with to write to it: preflights answered here.
+        self.cors: str | None = None
         proxy = self
 
         class Handler(_Handler):
@@ -280,6 +283,22 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _any
 
+    def do_OPTIONS(self) -> None:
+        if self.owner.cors is None:
+            self._any()
+            return
+        self.send_response_only(204)
+        self._cors_headers()
+        self.send_header("Access-Control-Allow-Methods", "PUT, GET, HEAD")
+        self.send_header("Access-Control-Allow-Headers", "Content-Range, Content-Type")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _cors_headers(self) -> None:
+        if self.owner.cors is not None:
+            self.send_header("Access-Control-Allow-Origin", self.owner.cors)
+            self.send_header("Access-Control-Expose-Headers", "Range, Content-Range")
+
     def _request_body(self) -> Iterator[bytes]:
         """The request's body in pieces, as it arrives (Content-Length or chunked)."""
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -351,6 +370,7 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in response.getheaders():
             if name.lower() not in _HOP_BY_HOP:
                 self.send_header(name, value)
+        self._cors_headers()
         if length is None and self.command != "HEAD" and response.status not in (204, 304):
             # Unknown length: stream until the end, then close (no re-chunking needed).
             self.send_header("Connection", "close")

@@ -238,10 +238,20 @@ class ResponseHeaders(HttpMiddleware):
     it and revalidate by ETag; a proxy or CDN must not).
     """
 
+    def __init__(self, app: ASGIApp, uploads_to: Callable[[], str] = lambda: ""):
+        super().__init__(app)
+        # The origin the web app may send upload bytes to besides this one: the storage's,
+        # when it takes direct uploads (app.storage.direct); "" when none.
+        self.uploads_to = uploads_to
+
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         credentials = any(name == b"authorization" for name, _ in scope["headers"])
         path = scope["path"]
-        csp = WEBAPP_CSP if _is_webapp(path) else API_CSP
+        csp = API_CSP
+        if _is_webapp(path):
+            elsewhere = self.uploads_to()
+            csp = WEBAPP_CSP.replace("connect-src 'self'", f"connect-src 'self' {elsewhere}")
+            csp = csp if elsewhere else WEBAPP_CSP
         held: list[Message] = []  # a Swagger UI page, until its body is whole
 
         async def send_(message: Message) -> None:

@@ -24,6 +24,10 @@ class ObjectFacts:
 class DirectSessions(Protocol):
     """Resumable sessions a client writes to without passing through this service."""
 
+    @property
+    def origin(self) -> str:
+        """Where session URLs point (`scheme://host[:port]`): what a page must reach."""
+
     def open_session(self, key: str, *, size: int, content_type: str, origin: str | None) -> str:
         """A session URL for an object at `key` of exactly `size` bytes, usable from a
         browser page at `origin` (CORS); the URL alone lets its holder write the object."""

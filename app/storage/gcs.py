@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
+from urllib.parse import urlsplit
 
 from google.api_core import exceptions as gexc
 from google.auth.exceptions import TransportError
@@ -352,6 +353,12 @@ class _Sessions:
 
     def __init__(self, storage: GCSStorage):
         self.storage = storage
+
+    @property
+    def origin(self) -> str:
+        # The API's base: googleapis.com, or the emulator's (STORAGE_EMULATOR_HOST).
+        parts = urlsplit(self.storage.client._connection.API_BASE_URL)
+        return f"{parts.scheme}://{parts.netloc}"
 
     def open_session(self, key: str, *, size: int, content_type: str, origin: str | None) -> str:
         # X-Upload-Content-Length binds the session to `size` on GCS; `if_generation_match=0`

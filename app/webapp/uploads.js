@@ -9,6 +9,7 @@
 // which is not stored there.
 
 import { UPLOADS, authHeaders, call } from "./api.js";
+import { directOffer, sendDirect } from "./direct.js";
 import { announce, count, el, formatBytes, formatDuration, sentence } from "./ui.js";
 
 // Bytes per PATCH. Each one costs the browser a new request and a pause for the answer:
@@ -205,7 +206,12 @@ function createQueue(limit) {
 // server refused to make it), with the server's problem+json if it sent one. `onConflict`
 // ("rename", "replace") is what the server does when the name is taken (409 without).
 // Resolves once it ends.
-function send(file, path, into, { active, onCreated, unfinishedUrl }, on, onConflict = null) {
+// Straight to storage when the server offers it (./direct.js), else over tus.
+function send(file, path, into, context, on, onConflict = null) {
+  return directOffer().then((offer) => (offer && file.size > 0 ? sendDirect(file, path, into, context, on, onConflict, offer) : sendTus(file, path, into, context, on, onConflict)));
+}
+
+function sendTus(file, path, into, { active, onCreated, unfinishedUrl }, on, onConflict = null) {
   const metadata = { filename: file.name, filetype: file.type || "application/octet-stream" };
   if (path.includes("/")) metadata.relativePath = path;
   if (into) metadata.folderId = into;
