@@ -137,6 +137,16 @@ def test_turned_off_by_the_setting(make_app, tmp_path, database_url, gcs_emulato
         assert start(client, alice, 10).status_code == 404
 
 
+def test_the_web_app_may_connect_to_the_storage_only_when_offered(
+    gcs_client, make_app, tmp_path, database_url, gcs_emulator
+):
+    policy = gcs_client.get("/").headers["content-security-policy"]
+    assert f"connect-src 'self' {gcs_emulator};" in policy
+    app = make_app(make_settings(tmp_path, database_url, "gcs", direct_uploads=False))
+    with app.test_client() as client:
+        assert "connect-src 'self';" in client.get("/").headers["content-security-policy"]
+
+
 # --- the whole way, through the worker --------------------------------------------------------
 
 
