@@ -311,9 +311,8 @@ class GCSStorage(Storage):
     ) -> str | None:
         if self.signer is None:
             return None
-        # V4, signed here with the key (no request to Google). Against the emulator the URL
-        # names it, so that tests can follow it.
-        endpoint = os.environ.get("STORAGE_EMULATOR_HOST") or "https://storage.googleapis.com"
+        # V4, signed here with the key (no request to Google), for the endpoint the client
+        # talks to: storage.googleapis.com, or the emulator (whose URL tests can follow).
         url: str = self._blob(key).generate_signed_url(
             version="v4",
             expiration=dt.timedelta(seconds=seconds),
@@ -322,9 +321,16 @@ class GCSStorage(Storage):
             response_disposition=disposition,
             response_type=content_type,
             credentials=self.signer,
-            api_access_endpoint=endpoint,
+            api_access_endpoint=self.api_origin,
         )
         return url
+
+    @property
+    def api_origin(self) -> str:
+        """`scheme://host[:port]` of the JSON API the client calls (the emulator's, with
+        STORAGE_EMULATOR_HOST): where session and signed URLs point."""
+        parts = urlsplit(self.client._connection.API_BASE_URL)
+        return f"{parts.scheme}://{parts.netloc}"
 
     def direct_sessions(self) -> DirectSessions:
         return _Sessions(self)
@@ -356,9 +362,7 @@ class _Sessions:
 
     @property
     def origin(self) -> str:
-        # The API's base: googleapis.com, or the emulator's (STORAGE_EMULATOR_HOST).
-        parts = urlsplit(self.storage.client._connection.API_BASE_URL)
-        return f"{parts.scheme}://{parts.netloc}"
+        return self.storage.api_origin
 
     def open_session(self, key: str, *, size: int, content_type: str, origin: str | None) -> str:
         # X-Upload-Content-Length binds the session to `size` on GCS; `if_generation_match=0`
