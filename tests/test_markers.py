@@ -19,6 +19,8 @@ SLOW = [
     "tests/browser/test_webapp.py",
     "tests/browser/test_big_download.py",
     "tests/browser/test_sso.py",
+    "tests/browser/test_direct.py",
+    "tests/client/test_direct.py",
     "tests/client/test_accounts.py",
     "tests/client/test_files.py",
     "tests/client/test_resume.py",
@@ -49,6 +51,10 @@ MIXED = {
         {"test_compose_file_matches_the_compose_spec", "test_zizmor_finds_nothing_of_high_severity",
          "test_the_api_healthcheck_follows_the_port_serve_listens_on"},
         {"test_the_api_healthcheck_compiles_and_its_url_is_served"},
+    ),
+    "tests/handlers/test_direct_uploads.py": (
+        {"test_twenty_starts_race_for_the_quota"},
+        {"test_direct_upload_becomes_a_ready_file", "test_a_wrong_crc32c_removes_the_upload"},
     ),
     "tests/handlers/test_ops.py": (
         {"test_ready_names_redis_when_it_is_stopped", "test_request_id_reaches_the_worker_log"},

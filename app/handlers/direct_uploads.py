@@ -28,6 +28,7 @@ def _offered(request: Exchange) -> bool:
 
 async def offer(request: Exchange) -> None:
     """Whether direct uploads are offered, and how to send one."""
+    await request.read(_caller, request)  # 401 once the token's session has ended
     await request.reply(
         json_body(
             {
@@ -39,6 +40,10 @@ async def offer(request: Exchange) -> None:
     )
 
 
+def _caller(session: Session, request: Exchange) -> uuid.UUID:
+    return request.owner()
+
+
 async def start(request: Exchange) -> None:
     """Start a direct upload."""
     body = await request.json()
@@ -46,6 +51,7 @@ async def start(request: Exchange) -> None:
 
 
 def _start(session: Session, request: Exchange, body: dict) -> Reply:
+    owner = request.owner()  # first: 401 once the token's session has ended
     ctx = _context(request)
     sessions = direct_uploads.sessions_of(ctx, _offered(request))
     declared = Declaration(
@@ -59,7 +65,7 @@ def _start(session: Session, request: Exchange, body: dict) -> Reply:
         md5=body.get("md5"),
     )
     started = direct_uploads.start(
-        ctx, sessions, request.owner(), declared, origin=request.headers.get("origin")
+        ctx, sessions, owner, declared, origin=request.headers.get("origin")
     )
     upload = started.upload
     url = f"/api/v1/direct-uploads/{upload.id}"
@@ -86,9 +92,9 @@ async def complete(request: Exchange) -> None:
 
 
 def _complete(session: Session, request: Exchange, crc32: int) -> Reply:
+    owner = request.owner()  # first: 401 once the token's session has ended
     ctx = _context(request)
     sessions = direct_uploads.sessions_of(ctx, _offered(request))
-    owner = request.owner()
     made, now = direct_uploads.complete(ctx, sessions, owner, request.uuid("upload_id"), crc32)
     file = files.get(session, owner, made.id)
     headers = {"ETag": files.etag(file)}
@@ -105,6 +111,7 @@ async def cancel(request: Exchange) -> None:
 
 
 def _cancel(session: Session, request: Exchange, upload_id: uuid.UUID, url: str | None) -> None:
+    owner = request.owner()  # first: 401 once the token's session has ended
     ctx = _context(request)
     sessions = direct_uploads.sessions_of(ctx, _offered(request))
-    direct_uploads.cancel(ctx, sessions, request.owner(), upload_id, url)
+    direct_uploads.cancel(ctx, sessions, owner, upload_id, url)

@@ -256,6 +256,22 @@ REQUESTS = {
         f"/api/v1/uploads/{FILE_ID}",
         {"headers": TUS},
     ),
+    "app.handlers.direct_uploads.offer": ("GET", "/api/v1/direct-uploads", {}),
+    "app.handlers.direct_uploads.start": (
+        "POST",
+        "/api/v1/direct-uploads",
+        {"json": {"name": "c.txt", "size": 3}},
+    ),
+    "app.handlers.direct_uploads.complete": (
+        "POST",
+        f"/api/v1/direct-uploads/{FILE_ID}/complete",
+        {"json": {"crc32": "00000000"}},
+    ),
+    "app.handlers.direct_uploads.cancel": (
+        "POST",
+        f"/api/v1/direct-uploads/{FILE_ID}/cancel",
+        {"json": {}},
+    ),
 }
 
 
