@@ -1,7 +1,7 @@
 """direct uploads: an upload whose bytes go straight to the bucket through a GCS session
 
 Revision ID: 0023_direct_uploads
-Revises: 0017_upload_replaces
+Revises: 0020_api_tokens
 Create Date: 2026-12-08
 
 Four nullable columns on `uploads` (app.services.direct_uploads): whether the upload is
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0023_direct_uploads"
-down_revision = "0017_upload_replaces"
+down_revision = "0020_api_tokens"
 branch_labels = None
 depends_on = None
 
