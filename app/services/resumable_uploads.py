@@ -29,14 +29,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.db import rowcount, utcnow, without_transaction
-from app.errors import (
-    STORAGE_DOWN,
-    AppError,
-    Conflict,
-    NotFound,
-    StorageUnavailable,
-    TooLarge,
-)
+from app.errors import STORAGE_DOWN, AppError, Conflict, NotFound, StorageUnavailable, TooLarge
 from app.models import File, FileStatus, Upload, UploadPart
 from app.queue.jobs import REQUEST_ID, JobQueue
 from app.services import conflicts, deletions, files, folders, names, placement, quota, sizes
@@ -175,14 +168,9 @@ def begin_create(
 
 
 def _start(
-    ctx: Context,
-    owner_id: uuid.UUID,
-    length: int,
-    metadata: dict[str, str | None],
-    **columns: object,
+    ctx: Context, owner_id: uuid.UUID, length: int, metadata: dict[str, str | None], **columns
 ) -> Upload:
-    """The checks and the reservation of a new upload, and its row (with `columns`: a
-    direct upload's, app.services.direct_uploads), committed."""
+    """A new upload's checks, reservation and row (`columns`: a direct upload's), committed."""
     session, limits = ctx.session, ctx.limits
     if length > limits.max_file_bytes:
         raise TooLarge(

@@ -1,6 +1,6 @@
 """direct uploads: an upload whose bytes go straight to the bucket through a GCS session
 
-Revision ID: 0023_direct_uploads
+Revision ID: 0022_direct_uploads
 Revises: 0020_api_tokens
 Create Date: 2026-12-08
 
@@ -13,8 +13,8 @@ declared, if it did. Nullable without defaults: nothing is rewritten, the lock i
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0023_direct_uploads"
-down_revision = "0020_api_tokens"
+revision = "0022_direct_uploads"
+down_revision = "0021_sessions"
 branch_labels = None
 depends_on = None
 
