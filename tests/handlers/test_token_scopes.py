@@ -70,6 +70,11 @@ def test_an_upload_token_reaches_uploads_and_nothing_else():
         ("head", "/api/v1/uploads/{id}"),
         ("patch", "/api/v1/uploads/{id}"),
         ("delete", "/api/v1/uploads/{id}"),
+        # The same upload, its bytes sent straight to storage (where the server offers it).
+        ("get", "/api/v1/direct-uploads"),
+        ("post", "/api/v1/direct-uploads"),
+        ("post", "/api/v1/direct-uploads/{id}/complete"),
+        ("post", "/api/v1/direct-uploads/{id}/cancel"),
     }
 
 
