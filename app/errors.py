@@ -102,6 +102,12 @@ class StorageUnavailable(AppError):
         super().__init__(detail, headers={"Retry-After": str(self.RETRY_AFTER_SECONDS)}, **extra)
 
 
+class MailUnavailable(AppError):
+    """This server sends no mail (no SMTP server is set), so nothing that needs one works."""
+
+    status, title = 503, "Mail Unavailable"
+
+
 class RangeNotSatisfiable(AppError):
     status, title = 416, "Range Not Satisfiable"
 

@@ -343,6 +343,64 @@ class Settings:
         "how long a download grant (`/api/v1/downloads/…`) may start a download; a download "
         "under way is not cut, a resume after it needs a new grant",
     )
+    smtp_host: str = _setting(
+        "INSTASHARE_SMTP_HOST",
+        "",
+        str,
+        "SMTP server the worker sends mail through (password recovery, invitations); empty: "
+        "`dev` writes mails to `<data dir>/mail`, `serve` sends none and password recovery "
+        "answers 503",
+    )
+    smtp_port: int = _setting(
+        "INSTASHARE_SMTP_PORT",
+        0,
+        _int(0),
+        "its port; 0 means the usual one for the security (587 starttls, 465 tls, 25 none)",
+    )
+    smtp_security: str = _setting(
+        "INSTASHARE_SMTP_SECURITY",
+        "starttls",
+        _choice("starttls", "tls", "none"),
+        "`starttls` (plain connection upgraded, required), `tls` (TLS from the first byte) "
+        "or `none` (a relay on a trusted network only)",
+    )
+    smtp_user: str = _setting(
+        "INSTASHARE_SMTP_USER", "", str, "user to log in to the SMTP server as; empty: no login"
+    )
+    smtp_password: str = _setting("INSTASHARE_SMTP_PASSWORD", "", str, "its password")
+    mail_from: str = _setting(
+        "INSTASHARE_MAIL_FROM",
+        "",
+        str,
+        "sender of the mails (`Instashare <noreply@example.com>`); required with an SMTP host",
+    )
+    mail_outbox: Path | None = _setting(
+        "INSTASHARE_MAIL_OUTBOX",
+        None,
+        Path,
+        "a directory the worker writes mails to (one `.eml` file each) instead of sending "
+        "them; `dev` uses `<data dir>/mail` when no SMTP host is set",
+    )
+    password_reset_minutes: int = _setting(
+        "INSTASHARE_PASSWORD_RESET_MINUTES",
+        30,
+        _int(1),
+        "how long a password reset link works (it works once, and any password change "
+        "ends every link sent before it)",
+    )
+    password_reset_max_mails: int = _setting(
+        "INSTASHARE_PASSWORD_RESET_MAX_MAILS",
+        3,
+        _int(1),
+        "password reset mails sent to one address (and one account) per hour; further "
+        "requests get the same answer and send nothing",
+    )
+    password_reset_max_per_ip: int = _setting(
+        "INSTASHARE_PASSWORD_RESET_MAX_PER_IP",
+        20,
+        _int(1),
+        "password reset requests per client address per hour (429 beyond)",
+    )
     validate_responses: bool = _setting(
         "INSTASHARE_VALIDATE_RESPONSES", False, _bool, "check every response against the spec"
     )
@@ -482,6 +540,7 @@ class Settings:
         if self.public_url and not self.public_url.startswith(("http://", "https://")):
             raise SettingsError("INSTASHARE_PUBLIC_URL must start with http:// or https://")
         self._check_oidc()
+        self._check_mail()
         if not self.production:
             return
         if (
@@ -524,6 +583,33 @@ class Settings:
                 "INSTASHARE_OIDC_ADMIN_CLAIM and INSTASHARE_OIDC_ADMIN_VALUES go together"
             )
 
+    @property
+    def smtp_port_or_default(self) -> int:
+        """The SMTP port: the one set, else the usual one for the security."""
+        return self.smtp_port or {"starttls": 587, "tls": 465, "none": 25}[self.smtp_security]
+
+    def _check_mail(self) -> None:
+        from email.errors import HeaderParseError
+        from email.headerregistry import Address
+        from email.policy import SMTP
+
+        if not self.smtp_host:
+            return
+        if not self.mail_from:
+            raise SettingsError("INSTASHARE_MAIL_FROM is required when INSTASHARE_SMTP_HOST is set")
+        try:
+            parsed = SMTP.header_factory("From", self.mail_from)
+            addresses: tuple[Address, ...] = parsed.addresses  # type: ignore[attr-defined]
+        except (HeaderParseError, IndexError, ValueError):
+            addresses = ()
+        if len(addresses) != 1 or not addresses[0].domain or parsed.defects:
+            raise SettingsError(
+                f"INSTASHARE_MAIL_FROM={self.mail_from!r} is not one sender address (give "
+                "one like noreply@example.com or Instashare <noreply@example.com>)"
+            )
+        if self.smtp_password and not self.smtp_user:
+            raise SettingsError("INSTASHARE_SMTP_PASSWORD is set but INSTASHARE_SMTP_USER is not")
+
     def _check_database_url(self) -> None:
         from sqlalchemy.engine import make_url
         from sqlalchemy.exc import ArgumentError, NoSuchModuleError
@@ -542,7 +628,7 @@ class Settings:
         shown: dict[str, str] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name in ("secret_key", "admin_password", "oidc_client_secret"):
+            if f.name in ("secret_key", "admin_password", "oidc_client_secret", "smtp_password"):
                 value = "****" if value else ""
             elif isinstance(value, str) and "@" in value and "://" in value:
                 scheme, rest = value.split("://", 1)

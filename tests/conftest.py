@@ -317,6 +317,7 @@ def make_app(_apps, sessions):
         rt = runtime(app)
         rt.sessions = sessions
         rt.jobs.waiting.clear()
+        rt.jobs.mails.clear()
         return app
 
     return make

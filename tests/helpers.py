@@ -26,7 +26,7 @@ from sqlalchemy.orm import sessionmaker
 from app.db import make_engine
 from app.migrate import upgrade
 from app.models import User
-from app.queue import FINISH_DELETIONS
+from app.queue import FINISH_DELETIONS, SEND_MAIL
 from app.queue.jobs import JobQueue
 from app.runtime import Runtime
 from app.services import deletions, tokens
@@ -357,11 +357,14 @@ class InlineJobs(JobQueue):
     def __init__(self) -> None:
         self.waiting: list[str] = []
         self.drains = 0  # deletion jobs sent (a large folder delete's): `run` carries them out
+        self.mails: list[list[str]] = []  # mail jobs' fields (app.services.mail.Mail), kept
         super().__init__(self._take, lambda: len(self.waiting))
 
     def _take(self, task: str, args: list[str], _queue: str) -> None:
         if task == FINISH_DELETIONS:
             self.drains += 1
+        elif task == SEND_MAIL:
+            self.mails.append(args)
         else:
             self.waiting.append(args[0])
 

@@ -19,6 +19,7 @@ from requests import exceptions as rexc
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from app import mail as transports
 from app.archive import ArchiveMismatch
 from app.queue import (
     COMPRESS_UPLOAD,
@@ -27,6 +28,7 @@ from app.queue import (
     FORGET_SESSIONS,
     FORGET_SHARE_DOWNLOADS,
     INDEX_ARCHIVE,
+    SEND_MAIL,
     SWEEP_JOBS,
 )
 from app.queue.jobs import DRAIN
@@ -36,6 +38,7 @@ from app.services import (
     compress_job,
     deletions,
     leases,
+    mail,
     resumable_uploads,
     sessions,
     shares,
@@ -285,3 +288,47 @@ def finish_deletions(self, mode: str | None = None) -> int:
         lambda rt, session: deletions.sweep(session, rt.storage),
         "finished %d deletion(s) left half-done",
     )
+
+
+# A mail is tried this often after its first attempt, 2 s after it and twice as long after
+# each (about 8.5 minutes in all): an SMTP server's restart is waited out, not its outage.
+MAIL_RETRIES = 8
+
+
+def _mail_backoff(retries: int) -> int:
+    return min(2 ** (retries + 1), 300)
+
+
+@shared_task(
+    bind=True,
+    name=SEND_MAIL,
+    ignore_result=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=MAIL_RETRIES,
+)
+def send_mail(self, *fields: str) -> str:
+    """Send one mail (app.services.mail.Mail's fields) through the configured transport."""
+    message = mail.Mail.from_args(list(fields))
+    settings = self.app.conf.instashare_settings
+    where = f"mail {message.message_id} ({message.subject!r})"
+    if message.expired():
+        log.warning("%s: not sent, its link expired before the server took it", where)
+        return "expired"
+    transport = transports.make_transport(settings)
+    if transport is None:
+        log.error("%s: not sent, no mail is configured (INSTASHARE_SMTP_HOST)", where)
+        return "unconfigured"
+    try:
+        transport.send(message.as_email(transports.sender(settings)))
+    except transports.MailRefused as exc:
+        log.error("%s: refused for good: %s", where, exc)
+        return "refused"
+    except transports.MailDeferred as exc:
+        if self.request.retries >= MAIL_RETRIES:
+            log.error("%s: given up after %d attempts: %s", where, MAIL_RETRIES + 1, exc)
+            return "given-up"
+        log.warning("%s: not sent (%s), will retry", where, exc)
+        raise self.retry(exc=exc, countdown=_mail_backoff(self.request.retries)) from exc
+    log.info("%s: sent via %s", where, transport.describe())
+    return "sent"

@@ -5,10 +5,11 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from app.http import attempts, session_cookie
+from app.http.links import public_base
 from app.http.responses import json_body
 from app.http.streaming import Exchange, Reply
 from app.models import User
-from app.services import sessions, shares, users
+from app.services import mail, password_resets, sessions, shares, users
 from app.services.throttle import Attempt
 from app.settings import Settings
 
@@ -119,6 +120,48 @@ def _change_password(
         new=new,
         address=request.address,
         token=request.token(),
+    )
+
+
+async def request_password_reset(request: Exchange) -> None:
+    """Ask for a link by e-mail to set a new password; the same answer for any address."""
+    body = await request.json()
+    rt = request.runtime
+    message = await request.lookup(
+        password_resets.request,
+        rt.settings,
+        rt.throttle.store,
+        email=body["email"],
+        address=request.address,
+        base_url=public_base(request),
+    )
+    await request.reply(
+        json_body({"detail": password_resets.answer(body["email"], rt.settings)}, 202)
+    )
+    # Queued once the answer has gone: its time says nothing of whether there was a mail.
+    if message is not None:
+        await request.run(mail.send, rt.jobs, message)
+
+
+async def reset_password(request: Exchange) -> None:
+    """Set a new password with a reset link's token; every session ends, a new one begins."""
+    body = await request.json()
+    started = await request.lookup(_reset_password, request, body)
+    await request.reply(session_cookie.token_reply(started, request.runtime.settings))
+
+
+def _reset_password(session: Session, request: Exchange, body: dict) -> sessions.Started:
+    settings = request.runtime.settings
+    user = password_resets.confirm(
+        session, settings, token=body["token"], new_password=body["new_password"]
+    )
+    return sessions.start_session(
+        session,
+        settings,
+        user,
+        user_agent=request.headers.get("user-agent", ""),
+        address=request.address,
+        remember=False,
     )
 
 

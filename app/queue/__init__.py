@@ -11,6 +11,7 @@ INDEX_ARCHIVE = "worker.tasks.index_archive"
 FORGET_SHARE_DOWNLOADS = "worker.tasks.forget_share_downloads"
 FINISH_DELETIONS = "worker.tasks.finish_deletions"
 FORGET_SESSIONS = "worker.tasks.forget_sessions"
+SEND_MAIL = "worker.tasks.send_mail"
 QUEUE = "instashare"
 # Files up to this size are compressed from a lane of their own, which a slot of every
 # worker keeps free for them: behind another account's backlog of large files, a small

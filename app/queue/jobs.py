@@ -19,6 +19,7 @@ from app.queue import (
     FINISH_DELETIONS,
     INDEX_ARCHIVE,
     QUEUE,
+    SEND_MAIL,
     SMALL_JOB_BYTES,
     SMALL_QUEUE,
 )
@@ -113,6 +114,13 @@ class JobQueue:
             return False
         return True
 
+    def send_mail(self, fields: list[str]) -> None:
+        """Publish one mail (app.services.mail.Mail's fields); raises when the broker is down.
+
+        On the small lane: a mail is a moment's work and must not wait behind large files.
+        """
+        self._send(SEND_MAIL, fields, SMALL_QUEUE)
+
 
 # `finish_deletions`' argument to remove every record now, young ones too, to the last.
 DRAIN = "drain"
@@ -127,7 +135,14 @@ def celery_sender(celery_app) -> Callable[[str, list[str], str], object]:
 
     def send(task: str, args: list[str], queue: str) -> object:
         headers = {"x_request_id": request_id} if (request_id := REQUEST_ID.get()) else {}
-        return celery_app.send_task(task, args=args, queue=queue, retry=False, headers=headers)
+        options = {}
+        if task == SEND_MAIL:
+            # Task events (Flower) and log lines show the recipient and subject, never the
+            # text: it holds a password reset or invitation link.
+            options["argsrepr"] = repr([*args[:2], "…"])
+        return celery_app.send_task(
+            task, args=args, queue=queue, retry=False, headers=headers, **options
+        )
 
     return send
 

@@ -40,7 +40,8 @@ def find_by_email(session: Session, email: str) -> User | None:
     return session.scalar(select(User).where(func.lower(User.email) == email.lower()))
 
 
-def _check_new_password(password: str) -> None:
+def check_new_password(password: str) -> None:
+    """InvalidInput unless `password` is one an account may have (its length)."""
     if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
         raise InvalidInput(f"The password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters.")
 
@@ -70,7 +71,7 @@ def register(
     if settings.signup == "invite" and not invitation:
         raise Forbidden(SIGNUP_INVITE)
     email = normalize_email(email)
-    _check_new_password(password)
+    check_new_password(password)
     if find_by_email(session, email) is not None:
         raise Conflict("An account with this e-mail address already exists.")
     invited = invitations.claim(session, invitation, email) if invitation else None
@@ -349,7 +350,7 @@ def change_password(
         attempt.failed()
         raise Forbidden("The current password is wrong.")
     attempt.succeeded()
-    _check_new_password(new)
+    check_new_password(new)
     # One statement moves the generation on, so two changes at once end in two generations.
     generation = session.execute(
         update(User)

@@ -4,7 +4,7 @@ import { ApiError, call, session } from "./api.js";
 import { el, field } from "./ui.js";
 
 // `more` (optional) goes under the form: the single sign-on button (sso.js).
-export function authForm({ onSignedIn, more = null }) {
+export function authForm({ onSignedIn, onForgot, more = null }) {
   let mode = "login";
   let signupMode = "open"; // who may register here (GET /signup): open, invite or closed
   let invitation = null; // the token of the invitation link this page was opened with
@@ -29,6 +29,8 @@ export function authForm({ onSignedIn, more = null }) {
   const switchButton = el("button", { type: "button", class: "link", onclick: () => setMode(mode === "login" ? "signup" : "login") });
   const switchLine = el("p", { class: "switch" }, switchText, " ", switchButton);
   const invited = el("p", { id: "auth-invited", class: "notice", hidden: true, text: "You have been invited: choose your password to create your account." });
+  const forgot = el("button", { type: "button", class: "link", text: "Forgot password?", onclick: () => onForgot(email.value.trim()) });
+  const forgotLine = el("p", { class: "forgot" }, forgot);
   const root = el(
     "section",
     { class: "card auth", "aria-labelledby": "auth-title", hidden: true },
@@ -36,6 +38,7 @@ export function authForm({ onSignedIn, more = null }) {
     el("p", { class: "muted", text: "Upload files of any size, get them back as ZIP archives, share them with a link." }),
     invited,
     el("form", { novalidate: true, onsubmit: submitForm }, field("E-mail", email), field("Password", password, hint), rememberField, error, submit),
+    forgotLine,
     more,
     switchLine,
   );
@@ -52,6 +55,7 @@ export function authForm({ onSignedIn, more = null }) {
     invited.hidden = !(signup && invitation);
     // "Sign up" only where one may: not when sign-up is closed, nor by invitation without one.
     switchLine.hidden = !signup && !mayRegister();
+    forgotLine.hidden = signup;
     error.textContent = "";
   }
 

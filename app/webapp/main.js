@@ -2,8 +2,9 @@
 // A view is a function that makes its own markup, keeps its own state in its closure, and
 // returns its root element with the few methods others call (see the README). The address's
 // fragment says which folder is open (`#/folders/{id}`; `#/` or none: the root), or that the
-// Links view is (`#/links`), the API tokens (`#/tokens`) or the Sessions view (`#/sessions`), so the browser's back
-// button and a reload keep the place.
+// Links view is (`#/links`), the API tokens (`#/tokens`) or the Sessions view (`#/sessions`), so
+// the browser's back button and a reload keep the place. A password reset link opens the reset
+// screen (`#/reset/{token}`).
 
 import { adminView } from "./admin.js";
 import { call, session } from "./api.js";
@@ -11,6 +12,7 @@ import { accountBar, authForm } from "./auth.js";
 import { fileList } from "./files.js";
 import { linksView } from "./links.js";
 import { moveDialog } from "./move.js";
+import { forgotForm, resetForm } from "./reset.js";
 import { sessionsView } from "./sessions.js";
 import { shareDialog } from "./share.js";
 import { finishSignIn, ssoButton } from "./sso.js";
@@ -24,6 +26,7 @@ const FOLDER_IN_HASH = /^#\/folders\/([0-9a-fA-F-]{36})$/;
 const INVITE_IN_HASH = /^#\/invite\/([A-Za-z0-9_-]{1,256})$/;
 // Back from single sign-on: the one-time code the server sent the browser here with.
 const SSO_CODE_IN_HASH = /^#\/sso\/([A-Za-z0-9_-]{20,100})$/;
+const RESET_IN_HASH = /^#\/reset\/([A-Za-z0-9_-]+)$/;
 const USAGE_EVERY_MS = 1000; // a folder of many files asks for the usage once a second at most
 
 // index.html is the page's frame: its top bar and its main landmark (and a note for
@@ -37,7 +40,9 @@ const move = moveDialog();
 const sessions = sessionsView({ onEndedHere: () => signedOut("You signed out of this browser.") });
 const usage = usagePanel();
 const sso = ssoButton({ remember: () => auth.remember });
-const auth = authForm({ onSignedIn: showApp, more: sso.root });
+const auth = authForm({ onSignedIn: showApp, onForgot: showForgot, more: sso.root });
+const forgot = forgotForm({ onBack: () => showAuth() });
+const reset = resetForm({ onSignedIn: afterReset, onForgot: () => showForgot() });
 const account = accountBar({ onLogout: logout });
 const files = fileList({
   onShare: share.open,
@@ -83,6 +88,7 @@ const app = el("div", { id: "app-view", hidden: true }, nav, usage.root, filesVi
 
 const folderInHash = () => FOLDER_IN_HASH.exec(location.hash)?.[1] ?? null;
 const VIEWS = { "#/links": "links", "#/tokens": "tokens", "#/sessions": "sessions", "#/admin": "admin" };
+const resetInHash = () => RESET_IN_HASH.exec(location.hash)?.[1] ?? null;
 
 // The files (with the upload box), the Links, the API tokens, the Sessions or the Admin view, as the
 // address says.
@@ -117,16 +123,42 @@ function showView({ focus = true } = {}) {
   return files.open(folderInHash(), { focus });
 }
 
-function showAuth(message = "") {
+// Only one of the forms that stand in for the app (log in, forgot, reset) at a time.
+function hideApp() {
   files.stop();
   app.hidden = true;
   account.root.hidden = true;
+  for (const form of [auth, forgot, reset]) form.root.hidden = true;
+}
+
+function showAuth(message = "") {
+  hideApp();
+  if (resetInHash()) history.replaceState(null, "", location.pathname);
   auth.show(message);
   document.title = "Instashare: log in";
 }
 
+function showForgot(address = "") {
+  hideApp();
+  if (resetInHash()) history.replaceState(null, "", location.pathname);
+  forgot.show(address);
+  document.title = "Instashare: forgot password";
+}
+
+function showReset(token) {
+  hideApp();
+  reset.show(token);
+  document.title = "Instashare: new password";
+}
+
+// Signed in with the new password: the spent link leaves the address bar and the history.
+async function afterReset() {
+  history.replaceState(null, "", location.pathname);
+  await showApp();
+}
+
 async function showApp() {
-  auth.root.hidden = true;
+  for (const form of [auth, forgot, reset]) form.root.hidden = true;
   app.hidden = false;
   account.root.hidden = false;
   document.title = "Instashare: your files";
@@ -176,16 +208,18 @@ function signedOut(message) {
 }
 
 window.addEventListener("hashchange", () => {
-  if (session.token && !app.hidden) showView();
+  if (resetInHash()) showReset(resetInHash());
+  else if (session.token && !app.hidden) showView();
   else if (INVITE_IN_HASH.test(location.hash)) auth.invite(INVITE_IN_HASH.exec(location.hash)[1]);
 });
 document.querySelector(".topbar-inner").append(account.root);
-main.append(auth.root, app);
+main.append(auth.root, forgot.root, reset.root, app);
 document.body.append(share.root, move.root, announcer);
 session.onExpired = () => showAuth("Your session has ended. Log in again.");
 sso.load();
 const ssoCode = SSO_CODE_IN_HASH.exec(location.hash)?.[1];
 if (ssoCode) finishSso(ssoCode);
+else if (resetInHash()) showReset(resetInHash());
 else {
   // A kept session (a new tab, a reload) trades its cookie for a token first, silently.
   session.resume().then((held) => {
