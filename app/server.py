@@ -131,8 +131,20 @@ def dev_banner(settings: Settings, host: str, port: int, log_path: Path | None) 
     elif settings.storage_dir is not None:
         lines.append(f"  files     {settings.storage_dir}")
     lines.append(f"  logs      {log_path if log_path else 'on this terminal (--verbose)'}")
+    lines.append(f"  mail      {mail_destination(settings)}")
     lines.append("Press Ctrl-C to stop.")
     return "\n".join(lines)
+
+
+def mail_destination(settings: Settings) -> str:
+    """Where the worker's mails go, in words (the banner's and `check`'s)."""
+    if settings.smtp_host:
+        from app.mail.smtp import SMTPTransport
+
+        return SMTPTransport.from_settings(settings).describe()
+    if settings.mail_outbox is not None:
+        return f"{settings.mail_outbox} (no SMTP server is set: each mail is a file there)"
+    return "not configured (set INSTASHARE_SMTP_HOST; until then password recovery answers 503)"
 
 
 class WorkerStop:
@@ -193,6 +205,9 @@ def dev(host: str, port: int | None, data_dir: Path | None, verbose: bool) -> No
     data_dir = (data_dir or load_settings().data_dir).expanduser().absolute()
     signup = {} if os.environ.get("INSTASHARE_SIGNUP") else {"signup": "open"}  # anyone: dev
     settings = load_settings(data_dir=data_dir, **signup)
+    if not settings.smtp_host and settings.mail_outbox is None:
+        # No mail server: mails are files a newcomer can open (and click the link in).
+        settings = load_settings(data_dir=data_dir, mail_outbox=data_dir / "mail", **signup)
     port = port or settings.port
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -220,6 +235,8 @@ def dev(host: str, port: int | None, data_dir: Path | None, verbose: bool) -> No
         upgrade(settings.database_url)
     worker_env = {"INSTASHARE_WORKER_METRICS_PORT": "0", **os.environ}
     worker_env["INSTASHARE_DATA_DIR"] = str(data_dir)
+    if settings.mail_outbox is not None:
+        worker_env["INSTASHARE_MAIL_OUTBOX"] = str(settings.mail_outbox)
     # A process group of its own (its pool and beat processes with it), so that it can be
     # ended whole; `dev` passes its signals on.
     worker = subprocess.Popen(
@@ -595,6 +612,19 @@ def check() -> None:
         results["openid provider"] = health.openid_provider(settings)
     for name, error in results.items():
         click.echo(f"{name}: {'ok' if error is None else 'FAILED ' + error}")
+    # Mail is not needed to serve files: none configured is said, not failed.
+    mail = mail_destination(settings)
+    if settings.smtp_host:
+        from app.mail.smtp import SMTPTransport
+        from app.services.health import reason
+
+        try:
+            SMTPTransport.from_settings(settings).ping()
+            mail = f"ok ({mail})"
+        except Exception as exc:
+            results["mail"] = reason(exc)
+            mail = f"FAILED {mail}: {results['mail']}"
+    click.echo(f"mail: {mail}")
     if settings.storage_backend == "gcs":
         from app.storage import bucket_rules
 

@@ -41,6 +41,7 @@ class Mailbox:
         self.certificate = certificate
         self.implicit_tls = implicit_tls
         self.login = login
+        self.refused: set[str] = set()  # recipients it answers 550 for
         self.received: list[EmailMessage] = []
         self.envelopes: list[tuple[str, list[str]]] = []
         self._lock = threading.Lock()
@@ -59,6 +60,12 @@ class Mailbox:
             data.password.decode(),
         )
         return AuthResult(success=ok, handled=False)
+
+    async def handle_RCPT(self, _server, _session, envelope, address, _options) -> str:
+        if address in self.refused:
+            return "550 5.1.1 No such mailbox here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, _server, _session, envelope) -> str:
         message = email.message_from_bytes(envelope.original_content, policy=default)

@@ -42,6 +42,7 @@ SLOW = [
     "tests/worker/test_folder_objects.py",
     "tests/worker/test_forget_share_downloads.py",
     "tests/worker/test_index_archives.py",
+    "tests/worker/test_mail.py",
     "tests/worker/test_signals.py",
     "tests/worker/test_storage_faults.py",
 ]

@@ -1,12 +1,14 @@
 """The operator command, run as a real process."""
 
 import contextlib
+import email
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from email.policy import default
 from pathlib import Path
 
 import httpx
@@ -25,6 +27,7 @@ from tests.helpers import (
     start_server,
     wait_until,
 )
+from tests.mailbox import Mailbox, reset_link, self_signed
 
 pytestmark = pytest.mark.slow  # every test here starts `instashare-server`
 
@@ -75,7 +78,40 @@ def test_check_prints_masked_settings_and_passes(local_settings):
     lines = result.stdout.splitlines()
     assert "INSTASHARE_SECRET_KEY=****" in lines
     assert {"database: ok", "broker: ok", "storage: ok", "redis: ok"} <= set(lines)
+    # No mail is not a failure (files are served without it); it is said.
+    assert lines[-1] == (
+        "mail: not configured (set INSTASHARE_SMTP_HOST; until then password recovery answers 503)"
+    )
     assert local_settings.secret_key not in result.stdout
+
+
+def test_check_logs_in_to_the_smtp_server_as_the_worker_will(local_settings, tmp_path):
+    certificate = self_signed(tmp_path)
+    box = Mailbox(certificate=certificate, login=("mailer", "s3cret")).start()
+    env = settings_env(local_settings) | {
+        "INSTASHARE_SMTP_HOST": "127.0.0.1",
+        "INSTASHARE_SMTP_PORT": str(box.port),
+        "INSTASHARE_SMTP_USER": "mailer",
+        "INSTASHARE_SMTP_PASSWORD": "s3cret",
+        "INSTASHARE_MAIL_FROM": "noreply@example.com",
+        "SSL_CERT_FILE": str(certificate[0]),  # the test server's certificate is trusted
+    }
+    try:
+        passed = run_cli("check", env=env)
+        failed = run_cli("check", env=env | {"INSTASHARE_SMTP_PASSWORD": "wrong"})
+    finally:
+        box.stop()
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert passed.stdout.splitlines()[-1] == (
+        f"mail: ok (SMTP 127.0.0.1:{box.port} (starttls, as mailer))"
+    )
+    assert "INSTASHARE_SMTP_PASSWORD=****" in passed.stdout.splitlines()
+    assert "s3cret" not in passed.stdout
+    assert failed.returncode == 1
+    assert failed.stdout.splitlines()[-1].startswith(
+        f"mail: FAILED SMTP 127.0.0.1:{box.port} (starttls, as mailer): "
+        "SMTPAuthenticationError: (535"
+    )
 
 
 def test_check_names_the_dependency_that_fails(local_settings):
@@ -236,6 +272,17 @@ def test_dev_prints_one_short_block_and_keeps_its_data_per_user(tmp_path):
     dev = Dev(env=env, cwd=tmp_path / "one")
     assert httpx.post(f"{dev.base}/api/v1/users/register", json=account).status_code == 201
     wait_until(lambda: " ready." in (data / "dev.log").read_text(), 60, what="the worker up")
+    # With no SMTP server, a mail is a file in the data dir, its link one that works.
+    asked = httpx.post(f"{dev.base}/api/v1/users/password-reset", json={"email": account["email"]})
+    assert asked.status_code == 202, asked.text
+    mail = wait_until(lambda: list((data / "mail").glob("*.eml")), 60, what="the mail file")[0]
+    link, token = reset_link(email.message_from_bytes(mail.read_bytes(), policy=default))
+    assert link.startswith(f"{dev.base}/#/reset/")
+    new = {"token": token, "new_password": "a brand new passphrase"}
+    assert (
+        httpx.post(f"{dev.base}/api/v1/users/password-reset/confirm", json=new).status_code == 200
+    )
+    account["password"] = new["new_password"]
     status, out, err = dev.stop()
 
     assert status == 0
@@ -244,6 +291,7 @@ def test_dev_prints_one_short_block_and_keeps_its_data_per_user(tmp_path):
         f"  API docs  {dev.base}/api/v1/ui",
         f"  data      {data}",
         f"  logs      {data}/dev.log",
+        f"  mail      {data}/mail (no SMTP server is set: each mail is a file there)",
         "Press Ctrl-C to stop.",
         "Stopping...",
         "Stopped.",
@@ -388,6 +436,8 @@ def test_the_dev_banner_names_a_database_and_storage_set_outside_the_data_dir(tm
         "  database  postgresql+psycopg2://****@db/app",
         "  files     /mnt/shared",
         f"  logs      {tmp_path}/dev.log",
+        "  mail      not configured (set INSTASHARE_SMTP_HOST; until then password recovery "
+        "answers 503)",
         "Press Ctrl-C to stop.",
     ]
 

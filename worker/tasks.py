@@ -31,7 +31,7 @@ from app.queue import (
     SEND_MAIL,
     SWEEP_JOBS,
 )
-from app.queue.jobs import DRAIN
+from app.queue.jobs import DRAIN, mail_argsrepr
 from app.runtime import Runtime, build_runtime
 from app.services import (
     archive_index,
@@ -329,6 +329,10 @@ def send_mail(self, *fields: str) -> str:
             log.error("%s: given up after %d attempts: %s", where, MAIL_RETRIES + 1, exc)
             return "given-up"
         log.warning("%s: not sent (%s), will retry", where, exc)
-        raise self.retry(exc=exc, countdown=_mail_backoff(self.request.retries)) from exc
+        raise self.retry(
+            exc=exc,
+            countdown=_mail_backoff(self.request.retries),
+            argsrepr=mail_argsrepr(list(fields)),
+        ) from exc
     log.info("%s: sent via %s", where, transport.describe())
     return "sent"

@@ -126,6 +126,14 @@ class JobQueue:
 DRAIN = "drain"
 
 
+def mail_argsrepr(fields: list[str]) -> str:
+    """How a mail job's arguments show in task events (Flower) and the worker's log lines:
+    the recipient and subject, never the text, which holds a reset or invitation link.
+    Given with the job when it is sent, and again with each retry (Celery does not carry
+    it over)."""
+    return repr([*fields[:2], "…"])
+
+
 def celery_sender(celery_app) -> Callable[[str, list[str], str], object]:
     """Publish through a Celery app without retrying: a dead broker must not stall a request.
 
@@ -135,11 +143,7 @@ def celery_sender(celery_app) -> Callable[[str, list[str], str], object]:
 
     def send(task: str, args: list[str], queue: str) -> object:
         headers = {"x_request_id": request_id} if (request_id := REQUEST_ID.get()) else {}
-        options = {}
-        if task == SEND_MAIL:
-            # Task events (Flower) and log lines show the recipient and subject, never the
-            # text: it holds a password reset or invitation link.
-            options["argsrepr"] = repr([*args[:2], "…"])
+        options = {"argsrepr": mail_argsrepr(args)} if task == SEND_MAIL else {}
         return celery_app.send_task(
             task, args=args, queue=queue, retry=False, headers=headers, **options
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import textwrap
 import time
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -56,8 +57,24 @@ class Mail:
         message["Date"] = format_datetime(dt.datetime.now(dt.UTC))
         message["Message-ID"] = self.message_id
         message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to it
-        message.set_content(self.text)
+        # Plain text a person (or `dev`'s newcomer, opening the file) reads as it is: no
+        # quoted-printable breaking the link across lines. The text is ASCII (the addresses
+        # are, app.services.users.EMAIL) and its lines are short but for the link's.
+        message.set_content(self.text, charset="us-ascii", cte="7bit")
         return message
+
+
+def _paragraphs(*paragraphs: str) -> str:
+    """The paragraphs wrapped at 72 characters, a blank line between (a link is one line)."""
+    return (
+        "\n\n".join(
+            p
+            if p.startswith(("http://", "https://"))
+            else textwrap.fill(p, 72, break_long_words=False, break_on_hyphens=False)
+            for p in paragraphs
+        )
+        + "\n"
+    )
 
 
 def _when(at: dt.datetime) -> str:
@@ -67,13 +84,13 @@ def _when(at: dt.datetime) -> str:
 def password_reset(to: str, link: str, expires_at: dt.datetime) -> Mail:
     """The mail with a password reset link for the account of `to`."""
     minutes = max(round((expires_at - dt.datetime.now(dt.UTC)).total_seconds() / 60), 1)
-    text = (
-        f"Someone, we hope you, asked to set a new password for the Instashare account of "
-        f"{to}.\n\n"
-        f"Open this link to choose a new password:\n\n{link}\n\n"
+    text = _paragraphs(
+        f"Someone, we hope you, asked to set a new password for the Instashare account of {to}.",
+        "Open this link to choose a new password:",
+        link,
         f"The link works once, for {minutes} minutes (until {_when(expires_at)}). Setting the "
-        f"new password signs you out on every device.\n\n"
-        f"If you did not ask for this, ignore this mail: your password stays as it is.\n"
+        "new password signs you out on every device.",
+        "If you did not ask for this, ignore this mail: your password stays as it is.",
     )
     return Mail(
         to,
@@ -86,12 +103,13 @@ def password_reset(to: str, link: str, expires_at: dt.datetime) -> Mail:
 def invitation(to: str, link: str, inviter: str, expires_at: dt.datetime | None) -> Mail:
     """The mail that invites `to` to make an account, from the administrator `inviter`."""
     lasting = f"until {_when(expires_at)}" if expires_at else "until it is used"
-    text = (
+    text = _paragraphs(
         f"{inviter} invited you to make an account on Instashare, where you can upload "
-        f"files of any size and share them with a link.\n\n"
-        f"Open this link to choose your password:\n\n{link}\n\n"
-        f"The invitation works once, {lasting}.\n\n"
-        f"If you do not know {inviter}, ignore this mail.\n"
+        "files of any size and share them with a link.",
+        "Open this link to choose your password:",
+        link,
+        f"The invitation works once, {lasting}.",
+        f"If you do not know {inviter}, ignore this mail.",
     )
     return Mail(
         to,
