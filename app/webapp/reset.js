@@ -9,7 +9,7 @@ export function forgotForm({ onBack }) {
   const email = el("input", { id: "forgot-email", name: "email", type: "email", autocomplete: "username", required: true, maxlength: 320 });
   const error = el("p", { id: "forgot-error", class: "error", role: "alert" });
   const submit = el("button", { type: "submit", text: "Send the link" });
-  const form = el("form", { novalidate: true, onsubmit: send }, field("E-mail", email), error, submit);
+  const form = el("form", { novalidate: true, onsubmit: send }, field("E-mail address", email), error, submit);
   const done = el("p", { id: "forgot-done", class: "notice", role: "status", hidden: true });
   const root = el(
     "section",

@@ -39,6 +39,7 @@ from tests.helpers import (
     redis_db,
     wait_until,
 )
+from tests.mailbox import Mailbox
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOTS = ROOT / ".artifacts" / "screenshots"
@@ -80,14 +81,26 @@ class Site:
     link: SlowLink
     settings: Settings
     worker: WorkerProcess
+    mailbox: Mailbox  # the SMTP server the worker sends the site's mail to
 
 
 @pytest.fixture(scope="session")
 def site(redis_url, tmp_path_factory) -> Iterator[Site]:
-    """The app on a loopback port, its own database and broker, and a worker beside it."""
+    """The app on a loopback port, its own database and broker, a worker beside it, and
+    an SMTP server (aiosmtpd, in this process) that the worker's mails go to."""
     tmp = tmp_path_factory.mktemp("browser")
+    mailbox = Mailbox().start()
     with fresh_database("instashare_browser") as url:
-        settings = make_settings(tmp, url, "local", broker_url=redis_db(BROKER_DB))
+        settings = make_settings(
+            tmp,
+            url,
+            "local",
+            broker_url=redis_db(BROKER_DB),
+            smtp_host="127.0.0.1",
+            smtp_port=mailbox.port,
+            smtp_security="none",
+            mail_from="Instashare <noreply@example.com>",
+        )
         worker = WorkerProcess(settings, tmp / "worker.log").start()
         counter = BodyCounter(create_app(settings, runtime=build_runtime(settings)))
         link = SlowLink(counter)
@@ -100,11 +113,14 @@ def site(redis_url, tmp_path_factory) -> Iterator[Site]:
         try:
             wait_until(lambda: server.started or not thread.is_alive(), 30, what="uvicorn")
             assert server.started, "the server did not start"
-            yield Site(f"http://127.0.0.1:{port}", counter.app, counter, link, settings, worker)
+            yield Site(
+                f"http://127.0.0.1:{port}", counter.app, counter, link, settings, worker, mailbox
+            )
         finally:
             server.should_exit = True
             thread.join(timeout=30)
             worker.stop(signal.SIGKILL)
+            mailbox.stop()
 
 
 # Per module, not per run: while Playwright's sync API is open it keeps an event loop

@@ -72,6 +72,13 @@ def test_every_screen_reads_well_in_both_schemes(browser, site, account, scheme)
         page.get_by_label("E-mail", exact=True).wait_for()
         _clean(page, "sign-in", scheme)
 
+        page.get_by_role("button", name="Forgot password?").click()
+        page.get_by_label("E-mail address", exact=True).wait_for()
+        _clean(page, "forgot-password", scheme)
+        page.goto("/#/reset/a-link-from-a-mail")
+        expect(page.get_by_role("heading", name="Choose a new password")).to_be_visible()
+        _clean(page, "reset-password", scheme)
+
         sign_in(page, account)
         expect(page.locator("#files-body tr")).to_have_count(3)  # the folder and two files
         _clean(page, "files", scheme)
