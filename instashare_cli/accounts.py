@@ -1,4 +1,4 @@
-"""Commands for the account: register, login, logout, password, whoami."""
+"""Commands for the account: register, login, logout, password, reset-password, whoami."""
 
 from __future__ import annotations
 
@@ -130,6 +130,21 @@ def password(session: Session, current_password: str, new_password: str) -> None
     stdout.print(
         f"changed the password of {email} on {session.server}; every other session has ended"
     )
+
+
+@click.command("reset-password", epilog="Example: instashare reset-password ada@example.com")
+@click.argument("email")
+@pass_session
+def reset_password(session: Session, email: str) -> None:
+    """Forgot your password? Ask for a link by e-mail to set a new one.
+
+    The server answers the same whether or not EMAIL has an account. Open the link in the
+    mail in a browser: it sets the new password and signs you in there; then run
+    instashare login here.
+    """
+    with session.api(authenticated=False) as api:
+        answer = api.request_password_reset(email)
+    stdout.print(answer["detail"])
 
 
 @click.command(epilog="Example: instashare whoami")

@@ -264,6 +264,10 @@ class Api(_Client):
             json={"current_password": current, "new_password": new},
         ).json()
 
+    def request_password_reset(self, email: str) -> dict:
+        """POST /users/password-reset: the same `detail` whether or not there is an account."""
+        return self._send("POST", "/users/password-reset", json={"email": email}).json()
+
     # API tokens
 
     def create_token(

@@ -21,7 +21,7 @@ class Group(click.Group):
         except ApiError as exc:
             if exc.status == 401 and getattr(ctx.obj, "from_env", False):
                 raise Failure(f"{exc.detail} (the token in {TOKEN_ENV})", EXIT_AUTH) from None
-            logged_in = ctx.invoked_subcommand not in ("register", "login")
+            logged_in = ctx.invoked_subcommand not in ("register", "login", "reset-password")
             raise failure(exc, logged_in=logged_in) from None
         except (ConfigError, transfer.TransferError) as exc:
             raise Failure(str(exc)) from None
@@ -81,6 +81,7 @@ for command in (
     accounts.login,
     accounts.logout,
     accounts.password,
+    accounts.reset_password,
     accounts.whoami,
     files.upload,
     folders.mkdir,

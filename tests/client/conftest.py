@@ -31,14 +31,17 @@ def live_server(tmp_path_factory, redis_url) -> Iterator[LiveServer]:
     """`instashare-server serve` on a free loopback port, with a worker for its jobs."""
     tmp = tmp_path_factory.mktemp("cli-server")
     with fresh_database("instashare_client") as database_url:
-        settings = make_settings(tmp, database_url, broker_url="filesystem://")
+        # Its worker writes mails to files (`mail_files`): the CLI's password reset sends one.
+        settings = make_settings(
+            tmp, database_url, broker_url="filesystem://", mail_outbox=tmp / "mail"
+        )
         log_path = tmp / "server.log"
         worker = WorkerProcess(settings, tmp / "worker.log", concurrency=1).start()
         try:
             with open(log_path, "ab") as log:
                 server, url = start_server(settings, log=log)
             try:
-                yield LiveServer(url, log_path, database_url)
+                yield LiveServer(url, log_path, database_url, tmp / "mail")
             finally:
                 # The session is over: no graceful shutdown to wait for (tests/test_shutdown.py
                 # is about that), and the database goes next.

@@ -20,6 +20,7 @@ class LiveServer:
     url: str
     log_path: Path
     database_url: str  # its own database: a test may set a row as time or the worker would
+    mail_dir: Path  # where its worker writes the mails it sends (one .eml file each)
 
     def access_log(self) -> list[dict]:
         """The server's JSON access lines so far."""

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import email as email_parser
 import json
 import stat
 import subprocess
 import sys
+from email.policy import default
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.client.support import Cli, error_line, one_error_line
-from tests.helpers import PASSWORD, free_port, new_email
+from tests.helpers import PASSWORD, free_port, new_email, wait_until
+from tests.mailbox import reset_link
 
-COMMANDS = ["register", "login", "logout", "password", "whoami", "upload", "ls", "mv", "rm", "get"]
+COMMANDS = ["register", "login", "logout", "password", "reset-password", "whoami", "upload", "ls",
+            "mv", "rm", "get"]  # fmt: skip
 
 
 def test_login_after_register_goes_to_the_server_registered_on(cli):
@@ -238,3 +242,33 @@ def test_register_with_an_invitation_link_uses_it_once(cli, stranger, live_serve
     assert error_line(again.stderr) == (
         "instashare: error: This invitation has been used already; ask for a new one."
     )
+
+
+def test_reset_password_asks_for_a_link_that_arrives_by_mail(cli, live_server):
+    email = new_email()
+    cli.ok("register", input=f"{email}\n{PASSWORD}\n{PASSWORD}\n")
+    said = cli.ok("reset-password", email)
+    assert said.stdout.strip() == (
+        f"If an account exists for {email}, we have sent a link to it to set a new password. "
+        "The link works for 30 minutes."
+    )
+    unknown = new_email()
+    assert unknown in cli.ok("reset-password", unknown).stdout  # the same answer
+
+    def arrived():
+        for path in live_server.mail_dir.glob("*.eml"):
+            message = email_parser.message_from_bytes(path.read_bytes(), policy=default)
+            if message["To"] == email:
+                return message
+        return None
+
+    message = wait_until(arrived, 60, what="the mail")
+    link, token = reset_link(message)
+    assert link == f"{cli.server}/#/reset/{token}"
+    new = {"token": token, "new_password": "a brand new passphrase"}
+    done = httpx.post(f"{cli.server}/api/v1/users/password-reset/confirm", json=new, timeout=30)
+    assert done.status_code == 200, done.text
+    assert f"as {email}" in cli.ok("login", input=f"{email}\na brand new passphrase\n").stdout
+    assert not [
+        p for p in live_server.mail_dir.glob("*.eml") if unknown in p.read_text(errors="replace")
+    ]
