@@ -45,6 +45,12 @@ JOB_DURATION = Histogram(
 )
 JOB_FAILURES = Counter("instashare_job_failures_total", "Compression jobs that ended failed")
 JOB_RETRIES = Counter("instashare_job_retries_total", "Compression jobs retried after an error")
+MAILS = Counter(
+    "instashare_mails_total",
+    "Mail jobs the worker ran, by outcome: sent, retry (the server was down or said later), "
+    "given-up, refused, expired (its link ran out first), unconfigured",
+    ["outcome"],
+)
 SHARE_DOWNLOADS = Counter(
     "instashare_share_downloads_total",
     "Downloads through share links (as a link's limit counts them: resumes, HEAD and 304 not)",

@@ -45,8 +45,9 @@ def _job_finished(task=None, retval=None, state=None, **_kwargs) -> None:
 
 
 @signals.task_retry.connect
-def _job_retried(**_kwargs) -> None:
-    JOB_RETRIES.inc()
+def _job_retried(sender=None, **_kwargs) -> None:
+    if getattr(sender, "name", None) == COMPRESS_UPLOAD:  # a mail's retries are MAILS'
+        JOB_RETRIES.inc()
 
 
 @signals.worker_process_shutdown.connect

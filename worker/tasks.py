@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from app import mail as transports
 from app.archive import ArchiveMismatch
+from app.observability import MAILS
 from app.queue import (
     COMPRESS_UPLOAD,
     EXPIRE_UPLOADS,
@@ -309,8 +310,15 @@ def _mail_backoff(retries: int) -> int:
 )
 def send_mail(self, *fields: str) -> str:
     """Send one mail (app.services.mail.Mail's fields) through the configured transport."""
+    outcome = _send_mail(self, fields)
+    MAILS.labels(outcome).inc()
+    return outcome
+
+
+def _send_mail(task, fields: tuple[str, ...]) -> str:
+    """The outcome of one attempt; raises Celery's Retry while a retry is left."""
     message = mail.Mail.from_args(list(fields))
-    settings = self.app.conf.instashare_settings
+    settings = task.app.conf.instashare_settings
     where = f"mail {message.message_id} ({message.subject!r})"
     if message.expired():
         log.warning("%s: not sent, its link expired before the server took it", where)
@@ -325,13 +333,14 @@ def send_mail(self, *fields: str) -> str:
         log.error("%s: refused for good: %s", where, exc)
         return "refused"
     except transports.MailDeferred as exc:
-        if self.request.retries >= MAIL_RETRIES:
+        if task.request.retries >= MAIL_RETRIES:
             log.error("%s: given up after %d attempts: %s", where, MAIL_RETRIES + 1, exc)
             return "given-up"
         log.warning("%s: not sent (%s), will retry", where, exc)
-        raise self.retry(
+        MAILS.labels("retry").inc()
+        raise task.retry(
             exc=exc,
-            countdown=_mail_backoff(self.request.retries),
+            countdown=_mail_backoff(task.request.retries),
             argsrepr=mail_argsrepr(list(fields)),
         ) from exc
     log.info("%s: sent via %s", where, transport.describe())

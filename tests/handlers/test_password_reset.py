@@ -281,3 +281,42 @@ def test_production_without_a_public_url_sends_no_link(session, mail_settings, a
             base_url="http://evil.example",
         )
     assert "INSTASHARE_PUBLIC_URL" in refused.value.detail
+
+
+class CountingStore(MemoryCounters):
+    """Counters that note each step asked of them (as Redis would be asked)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.steps: list[str] = []
+
+    def take(self, key: str, limit: int, window: int) -> int:
+        self.steps.append(f"take {key.split(':')[1]}")
+        return super().take(key, limit, window)
+
+
+def test_an_unknown_address_costs_the_same_work_as_a_known_one(session, mail_settings, alice):
+    """What the answer waits for: the same statements and counter steps either way (the
+    mail is queued after the answer has gone, app.handlers.users)."""
+    from sqlalchemy import event
+
+    def work(email: str) -> tuple[list[str], list[str]]:
+        store, statements = CountingStore(), []
+
+        def seen(_conn, _cursor, statement, *_args) -> None:
+            statements.append(statement)
+
+        connection = session.connection()
+        event.listen(connection, "before_cursor_execute", seen)
+        try:
+            password_resets.request(
+                session, mail_settings, store, email=email, address="a", base_url="http://x"
+            )
+        finally:
+            event.remove(connection, "before_cursor_execute", seen)
+        return store.steps, statements
+
+    known, unknown = work(alice.email), work(new_email())
+    assert known == unknown
+    assert known[0] == ["take ip", "take to", "take acct"]
+    assert len(known[1]) == 1  # the account looked up, by its address
