@@ -128,3 +128,11 @@ def send(jobs: JobQueue, mail: Mail) -> bool:
         log.warning("could not queue the mail %r to %s: %s", mail.subject, mail.to, exc)
         return False
     return True
+
+
+def send_invitation(
+    jobs: JobQueue, to: str, link: str, inviter: str, expires_at: dt.datetime | None
+) -> bool:
+    """Queue the invitation mail (call it once the invitation is committed): `to` is the
+    invited address, `link` the invitation's, `inviter` the administrator's address."""
+    return send(jobs, invitation(to, link, inviter, expires_at))

@@ -133,7 +133,7 @@ def test_an_invitation_is_sent_the_same_way(site):
     to = new_email()
     expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=7)
     link = "http://testserver/#/invite/an-invitation-token"
-    assert mail.send(site.rt.jobs, mail.invitation(to, link, "admin@example.com", expires))
+    assert mail.send_invitation(site.rt.jobs, to, link, "admin@example.com", expires)
     got = site.box.wait_for(to, 60)
     assert got["Subject"] == "admin@example.com invited you to Instashare"
     text = got.get_body(("plain",)).get_content()
