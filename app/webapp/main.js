@@ -208,9 +208,18 @@ function signedOut(message) {
 }
 
 window.addEventListener("hashchange", () => {
-  if (resetInHash()) showReset(resetInHash());
-  else if (session.token && !app.hidden) showView();
-  else if (INVITE_IN_HASH.test(location.hash)) auth.invite(INVITE_IN_HASH.exec(location.hash)[1]);
+  const token = resetInHash();
+  const invite = INVITE_IN_HASH.exec(location.hash)?.[1];
+  if (token) showReset(token);
+  else if (!reset.root.hidden) {
+    // Away from the reset screen (the back button): where the session and the address say.
+    if (session.token) showApp();
+    else {
+      showAuth();
+      if (invite) auth.invite(invite);
+    }
+  } else if (session.token && !app.hidden) showView();
+  else if (invite) auth.invite(invite);
 });
 document.querySelector(".topbar-inner").append(account.root);
 main.append(auth.root, forgot.root, reset.root, app);

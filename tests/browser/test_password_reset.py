@@ -83,3 +83,11 @@ def test_an_unknown_address_is_told_the_same_and_gets_no_mail(page, site, accoun
     _ask_for_a_link(page, account.email)  # its mail is sent after the unknown one's would be
     site.mailbox.wait_for(account.email, 60)
     assert site.mailbox.to(unknown) == []
+
+
+def test_leaving_the_reset_screen_by_the_address_shows_the_log_in_form(page):
+    page.goto("/#/reset/a-link-from-a-mail")
+    expect(page.get_by_role("heading", name="Choose a new password")).to_be_visible()
+    page.evaluate("location.hash = '#/'")  # as the back button to the app's own address
+    expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+    expect(page.get_by_role("heading", name="Choose a new password")).to_be_hidden()
