@@ -153,7 +153,12 @@ async def reset_password(request: Exchange) -> None:
 def _reset_password(session: Session, request: Exchange, body: dict) -> sessions.Started:
     settings = request.runtime.settings
     user = password_resets.confirm(
-        session, settings, token=body["token"], new_password=body["new_password"]
+        session,
+        settings,
+        request.runtime.throttle,
+        token=body["token"],
+        new_password=body["new_password"],
+        address=request.address,
     )
     return sessions.start_session(
         session,

@@ -34,10 +34,10 @@ from sqlalchemy.orm.attributes import set_committed_value
 from app import mail as transports
 from app.errors import Forbidden, Gone, InvalidInput, MailUnavailable, TooManyRequests
 from app.models import User
-from app.services import passwords, tokens, users
+from app.services import passwords, users
 from app.services.base64url import decode, encode
 from app.services.mail import Mail, password_reset
-from app.services.throttle import CounterStore, client_network
+from app.services.throttle import CounterStore, LoginThrottle, client_network
 from app.settings import Settings
 
 WINDOW_SECONDS = 3600
@@ -150,10 +150,22 @@ def request(
     )
 
 
-def confirm(session: Session, settings: Settings, *, token: str, new_password: str) -> User:
+def confirm(
+    session: Session,
+    settings: Settings,
+    throttle: LoginThrottle,
+    *,
+    token: str,
+    new_password: str,
+    address: str,
+) -> User:
     """Set the password of the link's account, ending its sessions (and every link); the
-    account, for the new session the caller starts. InvalidInput for a token that is not a link's or is
-    spent, or a password no account may have; Gone for an expired link."""
+    account, for the new session the caller starts. InvalidInput for a token that is not a
+    link's or is spent, or a password no account may have; Gone for an expired link.
+
+    The client `address` that used the link is let in by the login throttle from now on:
+    failed logins that made it wait are forgotten.
+    """
     try:
         raw = decode(token, size=TOKEN_BYTES)
     except ValueError:
@@ -187,5 +199,6 @@ def confirm(session: Session, settings: Settings, *, token: str, new_password: s
         session.rollback()
         raise InvalidInput(SPENT)
     session.commit()
+    throttle.forgive(users.throttle_key(user.email), address)
     set_committed_value(user, "token_generation", generation)
     return user

@@ -502,6 +502,13 @@ class LoginThrottle:
             known=f"login-ok:{_digest(key, network)}",
         )
 
+    def forgive(self, key: str, address: str) -> None:
+        """`address` proved another way that it holds `key` (a password reset link): its
+        failed attempts at the key are forgotten, and it is known to the key from now."""
+        keys = self._keys(key, address)
+        self.store.clear(keys.pair)
+        self.store.mark(keys.known, KNOWN_ADDRESS_SECONDS)
+
     def delay(self, attempts: int) -> int:
         """How long an address waits after its `attempts`-th attempt at one key."""
         if attempts < self.per_account_address:

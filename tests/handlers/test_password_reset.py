@@ -320,3 +320,14 @@ def test_an_unknown_address_costs_the_same_work_as_a_known_one(session, mail_set
     assert known == unknown
     assert known[0] == ["take ip", "take to", "take acct"]
     assert len(known[1]) == 1  # the account looked up, by its address
+
+
+def test_using_a_link_lets_its_address_log_in_after_failed_logins(client, mail_app, alice):
+    wrong = {"email": alice.email, "password": "not the password at all"}
+    statuses = [client.post(LOGIN, json=wrong).status_code for _ in range(6)]
+    assert statuses[-1] == 429  # this address now waits before its next try at the account
+    ask(client, alice.email)
+    token = token_in(mails(mail_app)[0])
+    assert client.post(CONFIRM, json={"token": token, "new_password": NEW}).status_code == 200
+    logged_in = client.post(LOGIN, json={"email": alice.email, "password": NEW})
+    assert logged_in.status_code == 200, logged_in.text
