@@ -270,18 +270,21 @@ def test_dev_prints_one_short_block_and_keeps_its_data_per_user(tmp_path):
     account = {"email": "ada@example.com", "password": "correct horse battery"}
     (tmp_path / "one").mkdir()
     dev = Dev(env=env, cwd=tmp_path / "one")
-    assert httpx.post(f"{dev.base}/api/v1/users/register", json=account).status_code == 201
+    # Timeouts for a busy machine: a password hash at the default cost takes its time.
+    registered = httpx.post(f"{dev.base}/api/v1/users/register", json=account, timeout=60)
+    assert registered.status_code == 201
     wait_until(lambda: " ready." in (data / "dev.log").read_text(), 60, what="the worker up")
     # With no SMTP server, a mail is a file in the data dir, its link one that works.
-    asked = httpx.post(f"{dev.base}/api/v1/users/password-reset", json={"email": account["email"]})
+    asked = httpx.post(
+        f"{dev.base}/api/v1/users/password-reset", json={"email": account["email"]}, timeout=60
+    )
     assert asked.status_code == 202, asked.text
     mail = wait_until(lambda: list((data / "mail").glob("*.eml")), 60, what="the mail file")[0]
     link, token = reset_link(email.message_from_bytes(mail.read_bytes(), policy=default))
     assert link.startswith(f"{dev.base}/#/reset/")
     new = {"token": token, "new_password": "a brand new passphrase"}
-    assert (
-        httpx.post(f"{dev.base}/api/v1/users/password-reset/confirm", json=new).status_code == 200
-    )
+    confirmed = httpx.post(f"{dev.base}/api/v1/users/password-reset/confirm", json=new, timeout=60)
+    assert confirmed.status_code == 200, confirmed.text
     account["password"] = new["new_password"]
     status, out, err = dev.stop()
 
@@ -306,7 +309,8 @@ def test_dev_prints_one_short_block_and_keeps_its_data_per_user(tmp_path):
     (tmp_path / "two").mkdir()
     dev = Dev(env=env, cwd=tmp_path / "two")
     try:
-        assert httpx.post(f"{dev.base}/api/v1/users/login", json=account).status_code == 200
+        login = httpx.post(f"{dev.base}/api/v1/users/login", json=account, timeout=60)
+        assert login.status_code == 200
     finally:
         assert dev.stop()[0] == 0
 
