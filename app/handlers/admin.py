@@ -12,11 +12,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app import mail as mail_transports
 from app.http.links import public_base
 from app.http.responses import NO_CONTENT, json_body
 from app.http.streaming import Exchange, Reply
 from app.models import AuditEvent, Invitation, User
-from app.services import admin, audit, invitations
+from app.services import admin, audit, invitations, mail
 
 # The spec's defaults (admin.yaml).
 LIMIT, SORT = 20, "-created_at"
@@ -167,28 +168,35 @@ def _list_invitations(session: Session, request: Exchange) -> Reply:
 
 
 async def create_invitation(request: Exchange) -> None:
-    """Make an invitation link (shown once)."""
+    """Make an invitation link (shown once); one for an address is mailed to it as well."""
     body = await request.json() or {}
-    await request.reply(await request.lookup(_create_invitation, request, body))
+    reply, invitation = await request.lookup(_create_invitation, request, body)
+    await request.reply(reply)
+    if invitation is not None:  # queued after the commit, and after the answer
+        await request.run(mail.send_invitation, request.runtime.jobs, *invitation)
 
 
-def _create_invitation(session: Session, request: Exchange, body: dict) -> Reply:
+def _create_invitation(
+    session: Session, request: Exchange, body: dict
+) -> tuple[Reply, tuple[str, str, str, dt.datetime] | None]:
+    inviter = _admin(request)
     made = invitations.create(
         session,
-        _admin(request),
+        inviter,
         email=body.get("email"),
         days=body.get("expires_in_days", invitations.DEFAULT_DAYS),
         address=request.address,
     )
-    return json_body(
-        {
-            **_invitation_json(made.invitation),
-            "token": made.token,
-            "link": made.link(public_base(request)),
-        },
+    link = made.link(public_base(request))
+    reply: Reply = json_body(
+        {**_invitation_json(made.invitation), "token": made.token, "link": link},
         201,
         **{"Cache-Control": "no-store"},  # the token is shown this once
     )
+    to = made.invitation.email
+    if not (to and mail_transports.configured(request.runtime.settings)):
+        return reply, None
+    return reply, (to, link, inviter.email, made.invitation.expires_at)
 
 
 async def revoke_invitation(request: Exchange) -> None:

@@ -76,7 +76,8 @@ def create(
         details={"days": days, "email": email},
     )
     session.commit()
-    # mail: sent by accounts-mail (with `Made.link`, after this commit, when `email` is set)
+    # One for an address is mailed to it by the handler, once this is committed
+    # (app.services.mail.send_invitation).
     return Made(invitation, token)
 
 

@@ -331,3 +331,24 @@ def test_using_a_link_lets_its_address_log_in_after_failed_logins(client, mail_a
     assert client.post(CONFIRM, json={"token": token, "new_password": NEW}).status_code == 200
     logged_in = client.post(LOGIN, json={"email": alice.email, "password": NEW})
     assert logged_in.status_code == 200, logged_in.text
+
+
+def test_an_invitation_for_an_address_is_mailed_to_it(client, mail_app, mail_settings, factories):
+    from app.services import tokens
+    from tests.factories import UserFactory
+
+    admin = UserFactory(email=new_email(), role="admin")
+    headers = {"Authorization": f"Bearer {tokens.issue(mail_settings, admin.id)[0]}"}
+    to = new_email()
+    made = client.post(
+        "/api/v1/admin/invitations", headers=headers, json={"email": to, "expires_in_days": 2}
+    )
+    assert made.status_code == 201, made.text
+    [mail] = mails(mail_app)
+    assert mail.to == to
+    assert mail.subject == f"{admin.email} invited you to Instashare"
+    assert made.json()["link"] in mail.text
+    assert mail.not_after == int(dt.datetime.fromisoformat(made.json()["expires_at"]).timestamp())
+    # One for anybody (no address) has nobody to go to.
+    anyone = client.post("/api/v1/admin/invitations", headers=headers, json={})
+    assert anyone.status_code == 201 and len(mails(mail_app)) == 1
