@@ -104,12 +104,4 @@ async def exchange(request: Exchange) -> None:
 def _exchange(session: Session, request: Exchange, body: dict) -> sessions.Started:
     rt = request.runtime
     user = sso.collect(session, rt.once, body["code"])
-    request.seen = str(user.id)  # its `last_seen_at`, moved after the answer as a log-in's
-    return sessions.start_session(
-        session,
-        rt.settings,
-        user,
-        user_agent=request.headers.get("user-agent", ""),
-        address=request.address,
-        remember=bool(body.get("remember", False)),
-    )
+    return session_cookie.start(session, request, user, remember=bool(body.get("remember")))

@@ -73,17 +73,9 @@ def _login(
         address=request.address,
         attempt=attempt,
     )
-    # Its `last_seen_at` is moved after the answer (app.http.streaming.Seen): on SQLite a
-    # write of the account's row before it waited behind the worker's, and the login with it.
-    request.seen = str(user.id)
-    return sessions.start_session(
-        session,
-        rt.settings,
-        user,
-        user_agent=request.headers.get("user-agent", ""),
-        address=request.address,
-        remember=bool(body.get("remember", False)),
-    )
+    # Its `last_seen_at` is moved after the answer: on SQLite a write of the account's row
+    # before it waited behind the worker's, and the login with it.
+    return session_cookie.start(session, request, user, remember=bool(body.get("remember")))
 
 
 async def logout(request: Exchange) -> None:
@@ -160,14 +152,7 @@ def _reset_password(session: Session, request: Exchange, body: dict) -> sessions
         new_password=body["new_password"],
         address=request.address,
     )
-    return sessions.start_session(
-        session,
-        settings,
-        user,
-        user_agent=request.headers.get("user-agent", ""),
-        address=request.address,
-        remember=False,
-    )
+    return session_cookie.start(session, request, user, remember=False)
 
 
 async def me(request: Exchange) -> None:

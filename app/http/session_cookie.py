@@ -11,16 +11,33 @@ lasts one access token), as it should.
 
 from __future__ import annotations
 
+from sqlalchemy.orm import Session
 from starlette.requests import cookie_parser
 
 from app.http.responses import json_body
 from app.http.streaming import Exchange, Reply
-from app.services.sessions import Started
+from app.models import User
+from app.services.sessions import Started, start_session
 from app.settings import Settings
 
 NAME = "instashare_refresh"
 PATH = "/api/v1/users/session"
 _ATTRIBUTES = f"Path={PATH}; HttpOnly; Secure; SameSite=Strict"
+
+
+def start(session: Session, request: Exchange, user: User, *, remember: bool) -> Started:
+    """A new session for `user`, who just proved who they are through `request` (a log-in,
+    a single sign-on, a password reset link): its device and address come from the request,
+    and its `last_seen_at` is moved after the answer (app.http.streaming.Seen)."""
+    request.seen = str(user.id)
+    return start_session(
+        session,
+        request.runtime.settings,
+        user,
+        user_agent=request.headers.get("user-agent", ""),
+        address=request.address,
+        remember=remember,
+    )
 
 
 def refresh_token(request: Exchange) -> str | None:
