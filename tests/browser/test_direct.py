@@ -32,6 +32,7 @@ from tests.helpers import (
     redis_db,
     wait_until,
 )
+from tests.mailbox import Mailbox
 from tests.signing import service_account_key
 
 MIB = 1024 * 1024
@@ -47,6 +48,7 @@ def site(redis_url, tmp_path_factory, _fault_proxy) -> Iterator[Site]:
     key, _ = service_account_key(tmp)
     port = free_port()
     _fault_proxy.cors = f"http://127.0.0.1:{port}"
+    mailbox = Mailbox().start()  # a Site has one; this test sends no mail
     with fresh_database("instashare_browser_gcs") as url:
         settings = make_settings(
             tmp, url, "gcs", broker_url=redis_db(BROKER_DB), gcs_signing_key=str(key)
@@ -63,11 +65,14 @@ def site(redis_url, tmp_path_factory, _fault_proxy) -> Iterator[Site]:
         thread.start()
         try:
             wait_until(lambda: server.started or not thread.is_alive(), 30, what="uvicorn")
-            yield Site(f"http://127.0.0.1:{port}", counter.app, counter, link, settings, worker)
+            yield Site(
+                f"http://127.0.0.1:{port}", counter.app, counter, link, settings, worker, mailbox
+            )
         finally:
             server.should_exit = True
             thread.join(timeout=30)
             worker.stop(signal.SIGKILL)
+            mailbox.stop()
             _fault_proxy.cors = None
 
 

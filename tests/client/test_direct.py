@@ -45,7 +45,7 @@ def live_server(tmp_path_factory, redis_url, _fault_proxy) -> Iterator[LiveServe
             with open(log_path, "ab") as log:
                 server, url = start_server(settings, log=log, extra_env=proxied_env(_fault_proxy))
             try:
-                yield LiveServer(url, log_path, database_url)
+                yield LiveServer(url, log_path, database_url, tmp / "mail")
             finally:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(server.pid, signal.SIGKILL)
