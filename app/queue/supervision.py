@@ -42,6 +42,10 @@ def run_celery(celery, argv: list[str]) -> None:
         sys.exit(max(statuses))
 
 
+# How long a lane stopped by SIGTERM or SIGINT waits for the worker's own stop to be seen.
+LANE_STOP_GRACE_SECONDS = 5.0
+
+
 class LaneWatch:
     """The small-file lane, watched: should it exit on its own, the whole worker stops
     (a warm shutdown, then status 1) so that its supervisor starts both again."""
@@ -61,6 +65,10 @@ class LaneWatch:
 
     def _watch(self) -> None:
         status = self.lane.wait()
+        if status in (-signal.SIGTERM, -signal.SIGINT):
+            # A stop sent to the whole process group can end the lane before this process's
+            # own handler has run (a busy machine): a few seconds for it to say so.
+            self.stopping.wait(LANE_STOP_GRACE_SECONDS)
         if self.stopping.is_set():
             return
         self.failed = True
