@@ -600,7 +600,7 @@ def check() -> None:
     """Print the effective settings (secrets masked) and test each dependency."""
     from app.db import make_engine, make_session_factory
     from app.services import health
-    from app.storage import make_storage
+    from app.storage import download_signer, make_storage
 
     settings = load_settings()
     for name, value in settings.masked().items():
@@ -612,6 +612,7 @@ def check() -> None:
         results["openid provider"] = health.openid_provider(settings)
     for name, error in results.items():
         click.echo(f"{name}: {'ok' if error is None else 'FAILED ' + error}")
+    click.echo(f"download signer: {download_signer(settings)}")
     # Mail is not needed to serve files: none configured is said, not failed.
     mail = mail_destination(settings)
     if settings.smtp_host:

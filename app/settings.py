@@ -235,6 +235,14 @@ class Settings:
         "path to a service account's JSON key that signs download URLs (V4) for the `gcs` "
         "backend; empty: downloads stream through the API",
     )
+    gcs_signing_account: str = _setting(
+        "INSTASHARE_GCS_SIGNING_ACCOUNT",
+        "",
+        str,
+        "a service account's e-mail that signs download URLs (V4) through the IAM Credentials "
+        "API (signBlob) with the runtime's own credentials (Cloud Run: no key file); needs "
+        "roles/iam.serviceAccountTokenCreator on that account; not with a signing key",
+    )
     signed_downloads: bool = _setting(
         "INSTASHARE_SIGNED_DOWNLOADS",
         True,
@@ -535,6 +543,11 @@ class Settings:
         if self.gcs_signing_key and not Path(self.gcs_signing_key).is_file():
             raise SettingsError(
                 f"INSTASHARE_GCS_SIGNING_KEY names {self.gcs_signing_key!r}, which is not a file"
+            )
+        if self.gcs_signing_key and self.gcs_signing_account:
+            raise SettingsError(
+                "INSTASHARE_GCS_SIGNING_KEY and INSTASHARE_GCS_SIGNING_ACCOUNT are both set; "
+                "set one: a key file signs here, an account signs through IAM"
             )
         self._check_database_url()
         if self.public_url and not self.public_url.startswith(("http://", "https://")):

@@ -78,6 +78,7 @@ def test_check_prints_masked_settings_and_passes(local_settings):
     lines = result.stdout.splitlines()
     assert "INSTASHARE_SECRET_KEY=****" in lines
     assert {"database: ok", "broker: ok", "storage: ok", "redis: ok"} <= set(lines)
+    assert "download signer: none (downloads stream through the API)" in lines
     # No mail is not a failure (files are served without it); it is said.
     assert lines[-1] == (
         "mail: not configured (set INSTASHARE_SMTP_HOST; until then password recovery answers 503)"

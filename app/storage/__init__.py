@@ -17,10 +17,22 @@ def make_storage(settings: Settings) -> Storage:
             deadline=settings.gcs_deadline_seconds,
             timeout=settings.gcs_timeout_seconds,
             signing_key=settings.gcs_signing_key if settings.signed_downloads else None,
+            signing_account=settings.gcs_signing_account if settings.signed_downloads else None,
         )
     from app.storage.local import LocalStorage
 
     return LocalStorage(settings.storage_root)
+
+
+def download_signer(settings: Settings) -> str:
+    """Which signer signs download URLs, in words for `instashare-server check`."""
+    if settings.storage_backend != "gcs" or not settings.signed_downloads:
+        return "none (downloads stream through the API)"
+    if settings.gcs_signing_key:
+        return f"key file {settings.gcs_signing_key}"
+    if settings.gcs_signing_account:
+        return f"IAM signBlob as {settings.gcs_signing_account} (runtime credentials)"
+    return "none (downloads stream through the API)"
 
 
 __all__ = [
@@ -29,5 +41,6 @@ __all__ = [
     "ObjectExists",
     "ObjectMissing",
     "Storage",
+    "download_signer",
     "make_storage",
 ]

@@ -14,6 +14,10 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlsplit
 
+import google.auth
+import google.auth.credentials
+import google.auth.iam
+import google.auth.transport.requests
 from google.api_core import exceptions as gexc
 from google.auth.exceptions import TransportError
 from google.cloud import storage as gcs
@@ -122,6 +126,37 @@ class _Reader(BlobReader):
             return super().seek(pos, whence)
 
 
+class IAMSigner(google.auth.credentials.Signing):
+    """Signs as `account` through the IAM Credentials API's signBlob, authorised by the
+    runtime's own default credentials (Cloud Run's identity: no key file). One request to
+    IAM per signed URL; the access token is refreshed by google-auth when it expires."""
+
+    def __init__(self, account: str):
+        self.account = account
+        self._iam: google.auth.iam.Signer | None = None
+
+    def _signer(self) -> google.auth.iam.Signer:
+        if self._iam is None:  # at first use: the service starts without asking Google
+            credentials, _ = google.auth.default(
+                scopes=["https://www.googleapis.com/auth/cloud-platform"]
+            )
+            self._iam = google.auth.iam.Signer(
+                google.auth.transport.requests.Request(), credentials, self.account
+            )
+        return self._iam
+
+    def sign_bytes(self, message: bytes) -> bytes:
+        return self._signer().sign(message)
+
+    @property
+    def signer_email(self) -> str:
+        return self.account
+
+    @property
+    def signer(self) -> google.auth.iam.Signer:
+        return self._signer()
+
+
 class GCSStorage(Storage):
     """`deadline`: how long one call keeps retrying (503, 429, timeouts) before it raises
     BackendUnavailable; `timeout`: how long one HTTP request may wait for a connection or
@@ -135,14 +170,15 @@ class GCSStorage(Storage):
         deadline: float = 20.0,
         timeout: float = 10.0,
         signing_key: str | None = None,
+        signing_account: str | None = None,
     ):
         os.environ.setdefault(BUCKET_METADATA_SWITCH, "true")
         # Read once, at start: a key that does not load stops the service there.
-        self.signer = (
-            service_account.Credentials.from_service_account_file(signing_key)
-            if signing_key
-            else None
-        )
+        self.signer: google.auth.credentials.Signing | None = None
+        if signing_key:
+            self.signer = service_account.Credentials.from_service_account_file(signing_key)
+        elif signing_account:
+            self.signer = IAMSigner(signing_account)
         # With STORAGE_EMULATOR_HOST set the client talks to the emulator, anonymously.
         self.client = gcs.Client(project=project)
         self.bucket = self.client.bucket(bucket)
@@ -311,7 +347,8 @@ class GCSStorage(Storage):
     ) -> str | None:
         if self.signer is None:
             return None
-        # V4, signed here with the key (no request to Google), for the endpoint the client
+        # V4, signed here with the key (no request to Google) or by IAM signBlob as the
+        # signing account, for the endpoint the client
         # talks to: storage.googleapis.com, or the emulator (whose URL tests can follow).
         url: str = self._blob(key).generate_signed_url(
             version="v4",
