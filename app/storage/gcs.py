@@ -19,7 +19,7 @@ import google.auth.credentials
 import google.auth.iam
 import google.auth.transport.requests
 from google.api_core import exceptions as gexc
-from google.auth.exceptions import TransportError
+from google.auth.exceptions import GoogleAuthError, TransportError
 from google.cloud import storage as gcs
 from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 from google.cloud.storage.fileio import BlobReader
@@ -146,7 +146,10 @@ class IAMSigner(google.auth.credentials.Signing):
         return self._iam
 
     def sign_bytes(self, message: bytes) -> bytes:
-        return self._signer().sign(message)
+        try:
+            return self._signer().sign(message)
+        except GoogleAuthError as exc:  # IAM (or the metadata server) down or refusing
+            raise BackendUnavailable(f"signBlob as {self.account}: {exc}") from exc
 
     @property
     def signer_email(self) -> str:

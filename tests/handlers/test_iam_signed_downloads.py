@@ -17,7 +17,7 @@ from google.auth import crypt
 from app.settings import SettingsError
 from app.storage import download_signer
 from tests.handlers.test_signed_downloads import CONTENT, followed
-from tests.helpers import make_settings, upload_ready
+from tests.helpers import free_port, make_settings, upload_ready
 from tests.signing import SIGNER, service_account_key
 
 TOKEN = "test-access-token"
@@ -96,6 +96,20 @@ def test_owner_download_redirects_to_a_url_signed_by_iam(iam_client, fake_iam, a
             seen
             == [(f"/v1/projects/-/serviceAccounts/{SIGNER}:signBlob", f"Bearer {TOKEN}")] * round
         )
+
+
+def test_iam_out_of_reach_is_a_503_sentence_not_a_crash(iam_client, fake_iam, alice, monkeypatch):
+    app, client = iam_client
+    ready = upload_ready(client, app, alice, CONTENT, "report.txt")
+    monkeypatch.setattr(  # nothing listens there
+        google.auth.iam,
+        "_IAM_SIGN_ENDPOINT",
+        f"http://127.0.0.1:{free_port()}/v1/projects/-/serviceAccounts/{{}}:signBlob",
+    )
+    answer = client.get(f"/api/v1/files/{ready}/content", headers=alice.headers)
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert "storage" in answer.json()["detail"].lower()
 
 
 def test_check_names_the_iam_signer_and_a_key_with_an_account_is_refused(
